@@ -1,0 +1,273 @@
+"""CIFAR-10 from wherever the user has it, decoded once into uint8 tensors and cached.
+
+Two layouts are recognised under the data folder:
+  * image folders `train/<class>/*.png|jpg` and `test/<class>/*` (e.g. ../shared/cifar10);
+  * the original python batches `cifar-10-batches-py/`, read by torchvision, which also
+    downloads them into an empty (or absent default) folder, as the tutorial does.
+Images are kept as uint8 (N, 3, 32, 32) and normalised per mini-batch, which is far cheaper
+than the tutorial's per-image PIL -> ToTensor -> Normalize at batch size 4.
+"""
+import hashlib
+import os
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from common import UsageError
+
+CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+           "dog", "frog", "horse", "ship", "truck")  # folder names; torchvision's index order
+DISPLAY_NAMES = ("plane", "car", "bird", "cat", "deer",
+                 "dog", "frog", "horse", "ship", "truck")  # as the tutorial prints them
+IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg"}
+CACHE_VERSION = 1
+DEFAULT_DATA_DIR = Path("data")
+
+
+@dataclass(frozen=True)
+class CIFAR10:
+    train_images: torch.Tensor  # uint8 (N, 3, 32, 32)
+    train_labels: torch.Tensor  # int64 (N,)
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    source: str  # where the images came from
+    content_hash: str  # sha256 of the decoded tensors, to tell data sets apart in metrics
+
+    def describe(self) -> dict:
+        return {"source": self.source, "content_sha256": self.content_hash,
+                "train_images": len(self.train_labels), "test_images": len(self.test_labels)}
+
+
+def normalize(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images -> float in [-1, 1]: the tutorial's ToTensor then Normalize((0.5,)*3, (0.5,)*3)."""
+    return images.float().div_(255).sub_(0.5).div_(0.5)
+
+
+def denormalize(x: torch.Tensor) -> torch.Tensor:
+    """Normalised images -> [0, 1] for display (clipped, since reconstructions may overshoot)."""
+    return (x * 0.5 + 0.5).clamp(0, 1)
+
+
+def batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+            generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield normalised mini-batches; in a fresh random order when a generator is given."""
+    n = len(labels)
+    order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    for start in range(0, n, batch_size):
+        index = order[start:start + batch_size].to(labels.device)
+        yield normalize(images[index]), labels[index]
+
+
+def stratified_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
+    """Indices of a seeded random `fraction` of every class (at least one image per class)."""
+    generator = torch.Generator().manual_seed(seed)
+    chosen = []
+    for label in labels.unique(sorted=True):
+        members = (labels == label).nonzero().flatten()
+        keep = max(1, round(len(members) * fraction))
+        chosen.append(members[torch.randperm(len(members), generator=generator)[:keep]])
+    return torch.cat(chosen).sort().values
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get("CIFAR10_DIR", DEFAULT_DATA_DIR))
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("CIFAR10_CACHE", DEFAULT_DATA_DIR / "cache"))
+
+
+def load_cifar10(data_dir: str | Path | None = None, subset: float = 1.0, seed: int = 0,
+                 cache_dir: str | Path | None = None, quiet: bool = False) -> CIFAR10:
+    """Find CIFAR-10 under `data_dir`, decode it (or load the cache), optionally subsample."""
+    explicit = data_dir is not None or "CIFAR10_DIR" in os.environ
+    data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    log = (lambda *_: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
+
+    layout = _detect_layout(data_dir, explicit)
+    if layout == "download":
+        _download(data_dir)
+        layout = "batches"
+    if layout == "folders":
+        train_files, skipped = _list_image_folder(data_dir / "train")
+        test_files, skipped_test = _list_image_folder(data_dir / "test")
+        skipped += skipped_test
+        if skipped:
+            log(f"warning: skipped {len(skipped)} non-image file(s) in {data_dir}, "
+                f"e.g. {skipped[0]}")
+        fingerprint = [(str(p.relative_to(data_dir)), *_stat(p)) for p, _ in train_files + test_files]
+    else:
+        batch_dir = data_dir / "cifar-10-batches-py"
+        fingerprint = [(p.name, *_stat(p)) for p in sorted(batch_dir.iterdir())]
+
+    key = hashlib.sha256(repr((CACHE_VERSION, layout, fingerprint)).encode()).hexdigest()
+    source_tag = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]
+    cache_file = cache_dir / f"cifar10-{source_tag}-{key[:16]}.pt"
+    dataset = _read_cache(cache_file)
+    if dataset is None:
+        if layout == "folders":
+            arrays = (*_decode(train_files, "train", quiet), *_decode(test_files, "test", quiet))
+        else:
+            arrays = _read_batches(data_dir)
+        dataset = _from_arrays(*arrays, source=str(data_dir))
+        _write_cache(dataset, cache_file, log)
+    dataset = replace(dataset, source=f"{data_dir} ({layout})")
+
+    if subset < 1.0:
+        train = stratified_subset(dataset.train_labels, subset, seed)
+        test = stratified_subset(dataset.test_labels, subset, seed + 1)
+        dataset = replace(dataset,
+                          train_images=dataset.train_images[train],
+                          train_labels=dataset.train_labels[train],
+                          test_images=dataset.test_images[test],
+                          test_labels=dataset.test_labels[test])
+    return dataset
+
+
+# --- finding the data ---
+
+def _detect_layout(data_dir: Path, explicit: bool) -> str:
+    if (data_dir / "train").is_dir() or (data_dir / "test").is_dir():
+        for split in ("train", "test"):
+            if not (data_dir / split).is_dir():
+                raise UsageError(f"{data_dir} has no {split}/ folder; an image-folder copy of "
+                                 "CIFAR-10 needs both train/<class>/ and test/<class>/")
+        return "folders"
+    if (data_dir / "cifar-10-batches-py").is_dir():
+        return "batches"
+    if not data_dir.exists():
+        if explicit:
+            raise UsageError(f"data folder {data_dir} does not exist; point --data-dir (or "
+                             "CIFAR10_DIR) at a CIFAR-10 copy such as ../shared/cifar10, or at an "
+                             "empty folder to download into")
+        return "download"
+    if not data_dir.is_dir():
+        raise UsageError(f"data folder {data_dir} is a file, not a folder; pass the folder "
+                         "holding train/ and test/ or cifar-10-batches-py/")
+    if not any(p for p in data_dir.iterdir() if p.name != "cache"):
+        return "download"
+    raise UsageError(f"{data_dir} holds no CIFAR-10: expected train/<class>/ and test/<class>/ "
+                     "image folders or cifar-10-batches-py/; fix --data-dir or empty the folder "
+                     "to download")
+
+
+def _list_image_folder(split_dir: Path) -> tuple[list[tuple[Path, int]], list[Path]]:
+    """(image path, class index) pairs in class then file-name order, and skipped files."""
+    found = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+    missing = sorted(set(CLASSES) - set(found))
+    extra = sorted(set(found) - set(CLASSES))
+    if missing or extra:
+        problem = (f"lacks class folder(s) {', '.join(missing)}" if missing
+                   else f"has unexpected folder(s) {', '.join(extra)}")
+        raise UsageError(f"{split_dir} {problem}; CIFAR-10 needs exactly the folders "
+                         f"{', '.join(CLASSES)}")
+    files, skipped = [], []
+    for index, name in enumerate(CLASSES):
+        for path in sorted((split_dir / name).iterdir()):
+            if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
+                files.append((path, index))
+            else:
+                skipped.append(path)
+        if not any(label == index for _, label in files[-1:]):
+            raise UsageError(f"{split_dir / name} holds no images (.png/.jpg)")
+    return files, skipped
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    info = path.stat()
+    return info.st_size, info.st_mtime_ns
+
+
+def _decode(files: list[tuple[Path, int]], split: str, quiet: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Decode image files into (N, 32, 32, 3) uint8; refuse anything that is not 32x32."""
+    from PIL import Image, UnidentifiedImageError
+    from tqdm import tqdm
+
+    images = np.empty((len(files), 32, 32, 3), dtype=np.uint8)
+    labels = np.array([label for _, label in files], dtype=np.int64)
+    progress = tqdm(files, desc=f"decoding {split}", unit="img", leave=False,
+                    disable=quiet or None, file=sys.stderr)
+    for i, (path, _) in enumerate(progress):
+        try:
+            with Image.open(path) as image:
+                image.load()
+                if image.size != (32, 32):
+                    raise UsageError(f"{path} is {image.size[0]}x{image.size[1]}, not 32x32; "
+                                     "CIFAR-10 images are refused at other sizes, resize or "
+                                     "remove it")
+                # Grey, palette or RGBA files are converted to RGB, which loses nothing CIFAR needs.
+                images[i] = np.asarray(image.convert("RGB"))
+        except (UnidentifiedImageError, OSError, SyntaxError) as error:
+            raise UsageError(f"{path} is not a readable image ({error.__class__.__name__}); "
+                             "replace or delete it") from None
+    return images, labels
+
+
+def _download(data_dir: Path) -> None:
+    import torchvision
+
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        for train in (True, False):
+            torchvision.datasets.CIFAR10(root=str(data_dir), train=train, download=True)
+    except Exception as error:  # network errors come in many types
+        raise UsageError(f"could not download CIFAR-10 into {data_dir} ({type(error).__name__}); "
+                         "without internet, point --data-dir or CIFAR10_DIR at a local copy "
+                         "such as ../shared/cifar10") from None
+
+
+def _read_batches(data_dir: Path) -> tuple[np.ndarray, ...]:
+    import torchvision
+
+    arrays = []
+    for train in (True, False):
+        try:
+            split = torchvision.datasets.CIFAR10(root=str(data_dir), train=train, download=False)
+        except RuntimeError as error:
+            raise UsageError(f"{data_dir / 'cifar-10-batches-py'} is incomplete or corrupt "
+                             f"({error}); delete it to download again") from None
+        arrays += [np.asarray(split.data, dtype=np.uint8), np.asarray(split.targets, dtype=np.int64)]
+    return tuple(arrays)
+
+
+def _from_arrays(train_images: np.ndarray, train_labels: np.ndarray, test_images: np.ndarray,
+                 test_labels: np.ndarray, source: str) -> CIFAR10:
+    """(N, 32, 32, 3) uint8 arrays -> CIFAR10 with (N, 3, 32, 32) tensors and a content hash."""
+    tensors = [torch.from_numpy(np.ascontiguousarray(train_images.transpose(0, 3, 1, 2))),
+               torch.from_numpy(train_labels),
+               torch.from_numpy(np.ascontiguousarray(test_images.transpose(0, 3, 1, 2))),
+               torch.from_numpy(test_labels)]
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.numpy().tobytes())
+    return CIFAR10(*tensors, source=source, content_hash=digest.hexdigest())
+
+
+# --- the cache: a changed source changes the key, so a stale cache is never served ---
+
+def _read_cache(cache_file: Path) -> CIFAR10 | None:
+    if not cache_file.is_file():
+        return None
+    try:
+        return CIFAR10(**torch.load(cache_file, weights_only=True))
+    except Exception:  # a damaged cache is rebuilt, never trusted
+        return None
+
+
+def _write_cache(dataset: CIFAR10, cache_file: Path, log) -> None:
+    from common import atomic_path
+
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        for old in cache_file.parent.glob(cache_file.name.rsplit("-", 1)[0] + "-*.pt"):
+            old.unlink()  # caches of an earlier version of the same source
+        with atomic_path(cache_file) as tmp:
+            torch.save(dataset.__dict__, tmp)
+    except OSError as error:
+        log(f"warning: could not cache decoded CIFAR-10 in {cache_file.parent} ({error.strerror}); "
+            "it will be decoded again next time")
