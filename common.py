@@ -169,8 +169,8 @@ def save_torch(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def load_checkpoint(path: Path, model_name: str, what: str) -> dict:
-    """Load a checkpoint written by this repo and check it holds a `model_name`."""
+def load_checkpoint(path: Path, model_name: str | tuple[str, ...], what: str) -> dict:
+    """Load a checkpoint written by this repo and check it holds a `model_name` (or one of them)."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{what} {path} does not exist")
@@ -182,8 +182,9 @@ def load_checkpoint(path: Path, model_name: str, what: str) -> dict:
     if not isinstance(checkpoint, dict) or "model_state" not in checkpoint:
         raise UsageError(f"{what} {path} was not written by this repo (no 'model_state')")
     found = checkpoint.get("model")
-    if found != model_name:
-        raise UsageError(f"{what} {path} holds a {found}, not a {model_name}")
+    accepted = (model_name,) if isinstance(model_name, str) else model_name
+    if found not in accepted:
+        raise UsageError(f"{what} {path} holds a {found}, not a {' or '.join(accepted)}")
     return checkpoint
 
 

@@ -1,0 +1,312 @@
+"""Task 2: the tutorial classifier plus a deconvolutional mirror, trained with eq. (1).
+
+The model returns class scores and a 3x32x32 reconstruction; the loss is
+    L = CE(y_hat, y) + lambda * L_rec,   L_rec = (1/3) * sum_{c in R,G,B} ||x_hat_c - x_c||_F^2
+per image, averaged over the batch. The encoder and head are trained with the tutorial's SGD;
+the decoder, whose parameters only L_rec reaches, has its own optimiser (Adam by default).
+
+    python train_deconv.py --data-dir ../shared/cifar10
+"""
+import json
+import math
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+import plots
+from common import (ArgumentParser, UsageError, accuracy_summary, add_common_arguments,
+                    environment_info, fraction, load_checkpoint, load_state, non_negative_float,
+                    non_negative_int, positive_float, positive_int, prepare_output_dir,
+                    resume_training_state, run_cli, save_json, save_torch, save_training_state,
+                    select_device)
+from data import DISPLAY_NAMES, batches, denormalize, load_cifar10, normalize
+from models import DeconvNet, reconstruction_loss
+
+MODEL_NAME = "DeconvNet"
+
+
+def lambda_list(text: str) -> list[float]:
+    return [non_negative_float(value) for value in text.split(",") if value.strip()]
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--epochs", type=positive_int, default=2)
+    parser.add_argument("--batch-size", type=positive_int, default=4)
+    parser.add_argument("--lr", type=positive_float, default=0.001,
+                        help="SGD learning rate of the encoder and classifier head")
+    parser.add_argument("--momentum", type=non_negative_float, default=0.9)
+    parser.add_argument("--lambda", dest="lam", type=non_negative_float, default=3e-3,
+                        help="weight of L_rec in eq. (1); equals 1024x the weight of a "
+                             "mean-squared-error loss (see README)")
+    parser.add_argument("--decoder-optimizer", choices=("adam", "sgd"), default="adam",
+                        help="sgd: one joint SGD for all parameters (plain eq. (1) training)")
+    parser.add_argument("--decoder-lr", type=positive_float, default=1e-3,
+                        help="decoder learning rate (with adam; sgd uses --lr)")
+    parser.add_argument("--seed", type=non_negative_int, default=0)
+    parser.add_argument("--subset", type=fraction, default=1.0,
+                        help="train and test on this stratified fraction of CIFAR-10")
+    parser.add_argument("--init-from", type=Path, default=None,
+                        help="initialise encoder and head from a Task 1 cifar_net.pth")
+    parser.add_argument("--lambda-sweep", type=lambda_list, default=None, metavar="L1,L2,...",
+                        help="also train one model per lambda and plot accuracy against PSNR")
+    parser.add_argument("--task1-metrics", type=Path, default=Path("outputs/task1/metrics.json"),
+                        help="Task 1 results to compare with, when the file exists")
+    parser.add_argument("--log-every", type=positive_int, default=2000,
+                        help="print the running losses every N mini-batches")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a stopped run from OUT/training_state.pth")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_common_arguments(parser, out="outputs/task2")
+    return parser.parse_args(argv)
+
+
+def build_model(args, lam: float, device: torch.device) -> tuple[DeconvNet, list[torch.optim.Optimizer]]:
+    torch.manual_seed(args.seed)
+    net = DeconvNet()
+    if args.init_from is not None:
+        checkpoint = load_checkpoint(args.init_from, ("TutorialNet", "DeconvNet"), "--init-from")
+        state = {k: v for k, v in checkpoint["model_state"].items()
+                 if not k.startswith(("deconv1.", "deconv2."))}
+        missing, unexpected = net.load_state_dict(state, strict=False), None
+        missing, unexpected = missing.missing_keys, missing.unexpected_keys
+        if unexpected or any(not k.startswith(("deconv1.", "deconv2.")) for k in missing):
+            raise UsageError(f"--init-from {args.init_from} does not fit the tutorial encoder "
+                             f"(missing {missing[:2]}, unexpected {unexpected[:2]})")
+    net.to(device)
+    if args.decoder_optimizer == "sgd":
+        return net, [torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum,
+                                     foreach=True)]
+    return net, [torch.optim.SGD(net.encoder_and_head_parameters(), lr=args.lr,
+                                 momentum=args.momentum, foreach=True),
+                 torch.optim.Adam(net.decoder_parameters(), lr=args.decoder_lr, foreach=True)]
+
+
+def train_one_epoch(net: DeconvNet, data, args, lam: float, epoch: int,
+                    optimizers: list[torch.optim.Optimizer], generator: torch.Generator,
+                    history: dict, label: str) -> None:
+    """One pass over the shuffled training set with eq. (1); logs CE and L_rec separately."""
+    net.train()
+    criterion = nn.CrossEntropyLoss()
+    steps = math.ceil(len(data.train_labels) / args.batch_size)
+    progress = tqdm(batches(data.train_images, data.train_labels, args.batch_size, generator),
+                    total=steps, desc=f"{label}epoch {epoch + 1}/{args.epochs}", unit="batch",
+                    leave=False, disable=args.quiet or None, file=sys.stderr)
+    running = torch.zeros(2)
+    epoch_sum = torch.zeros(2)
+    for i, (inputs, labels) in enumerate(progress):
+        logits, reconstruction = net(inputs)
+        ce = criterion(logits, labels)
+        rec = reconstruction_loss(reconstruction, inputs)
+        loss = ce + lam * rec
+        for optimizer in optimizers:
+            optimizer.zero_grad()
+        loss.backward()
+        for optimizer in optimizers:
+            optimizer.step()
+
+        values = torch.stack([ce.detach(), rec.detach()]).cpu()
+        if not torch.isfinite(values).all():
+            raise UsageError(f"the loss became non-finite at epoch {epoch + 1}, mini-batch {i + 1}"
+                             "; lower --lr or --lambda (the last epoch's training state is kept)")
+        running += values
+        epoch_sum += values
+        if i % args.log_every == args.log_every - 1:
+            ce_mean, rec_mean = (running / args.log_every).tolist()
+            tqdm.write(f"{label}[{epoch + 1}, {i + 1:5d}] CE: {ce_mean:.3f}  L_rec: {rec_mean:.1f}"
+                       f"  lambda*L_rec: {lam * rec_mean:.3f}")
+            history["loss_log"].append({"epoch": epoch + 1, "step": i + 1, "ce": round(ce_mean, 4),
+                                        "rec": round(rec_mean, 3)})
+            running.zero_()
+    ce_mean, rec_mean = (epoch_sum / steps).tolist()
+    history["epoch_loss"].append({"epoch": epoch + 1, "ce": round(ce_mean, 4),
+                                  "rec": round(rec_mean, 3)})
+
+
+def train_model(args, lam: float, data, device: torch.device, state_path: Path | None,
+                label: str = "") -> tuple[DeconvNet, dict]:
+    """Train one DeconvNet; with a state_path, save a resumable state after every epoch."""
+    net, optimizers = build_model(args, lam, device)
+    generator = torch.Generator().manual_seed(args.seed)
+    config = {**training_config(args), "lambda": lam}
+    first_epoch, history = 0, {"loss_log": [], "epoch_loss": [], "train_seconds": 0.0}
+    if args.resume and state_path is not None:
+        first_epoch, history = resume_training_state(state_path, MODEL_NAME, config, net,
+                                                     optimizers, generator)
+        print(f"resumed after epoch {first_epoch} from {state_path}")
+    for epoch in range(first_epoch, args.epochs):
+        epoch_start = time.perf_counter()
+        train_one_epoch(net, data, args, lam, epoch, optimizers, generator, history, label)
+        history["train_seconds"] += time.perf_counter() - epoch_start
+        if state_path is not None:
+            save_training_state(state_path, MODEL_NAME, config, epoch + 1, net, optimizers,
+                                generator, history)
+    return net, history
+
+
+@torch.no_grad()
+def evaluate(net: DeconvNet, images: torch.Tensor, labels: torch.Tensor,
+             batch_size: int = 500) -> dict:
+    """Predictions, mean L_rec, and MSE/PSNR of the [0,1]-clipped reconstruction."""
+    net.eval()
+    predictions, rec_sum, squared_error = [], 0.0, 0.0
+    for x, _ in batches(images, labels, batch_size):
+        logits, x_hat = net(x)
+        predictions.append(logits.argmax(1))
+        rec_sum += reconstruction_loss(x_hat, x).item() * len(x)
+        squared_error += (denormalize(x_hat) - denormalize(x)).pow(2).sum().item()
+    mse = squared_error / images.numel()
+    return {"predictions": torch.cat(predictions), "rec_loss": rec_sum / len(labels),
+            "mse": mse, "psnr_db": 10 * math.log10(1 / mse)}
+
+
+def training_config(args) -> dict:
+    skip = ("quiet", "resume", "out", "lambda_sweep", "lam", "task1_metrics", "log_every")
+    config = {k: v for k, v in vars(args).items() if k not in skip}
+    config["init_from"] = str(args.init_from) if args.init_from else None
+    return config
+
+
+def reconstruction_figure(net: DeconvNet, data, seed: int, path: Path, lam: float) -> None:
+    """Three train and three test images (originals above reconstructions)."""
+    chooser = torch.Generator().manual_seed(seed)
+    train = torch.randperm(len(data.train_labels), generator=chooser)[:3].to(data.train_labels.device)
+    test = torch.randperm(len(data.test_labels), generator=chooser)[:3].to(data.test_labels.device)
+    images = torch.cat([data.train_images[train], data.test_images[test]])
+    labels = torch.cat([data.train_labels[train], data.test_labels[test]]).tolist()
+    net.eval()
+    with torch.no_grad():
+        x = normalize(images)
+        _, x_hat = net(x)
+    titles = [f"{'train' if i < 3 else 'test'}: {DISPLAY_NAMES[c]}" for i, c in enumerate(labels)]
+    psnr = [10 * math.log10(1 / (denormalize(a) - denormalize(b)).pow(2).mean().item())
+            for a, b in zip(x_hat, x)]
+    plots.image_rows([list(denormalize(x).cpu()), list(denormalize(x_hat).cpu())],
+                     [titles, [f"{p:.1f} dB" for p in psnr]], ["original", "reconstruction"],
+                     path, suptitle=f"Reconstructions (lambda = {lam:g}), de-normalised, "
+                                    "clipped to [0, 1]")
+
+
+def results(net: DeconvNet, data, history: dict, lam: float) -> dict:
+    evaluation = evaluate(net, data.test_images, data.test_labels)
+    summary = accuracy_summary(evaluation["predictions"], data.test_labels, DISPLAY_NAMES)
+    return {"lambda": lam, **summary,
+            "test_rec_loss": round(evaluation["rec_loss"], 3),
+            "test_mse": round(evaluation["mse"], 6),
+            "test_psnr_db": round(evaluation["psnr_db"], 2),
+            "train_seconds": round(history["train_seconds"], 2)}
+
+
+def main() -> None:
+    args = parse_args()
+    started = time.perf_counter()
+    device = select_device(args.device)
+    if args.init_from is not None:
+        load_checkpoint(args.init_from, ("TutorialNet", "DeconvNet"), "--init-from")  # fail early
+    data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=args.quiet)
+    out = prepare_output_dir(Path(args.out))
+    data = replace(data, train_images=data.train_images.to(device),
+                   train_labels=data.train_labels.to(device),
+                   test_images=data.test_images.to(device), test_labels=data.test_labels.to(device))
+
+    # Train the classifier with its mirror decoder on eq. (1).
+    net, history = train_model(args, args.lam, data, device, out / "training_state.pth")
+    print("Finished Training")
+    model_path = out / "deconv_net.pth"
+    save_torch({"model": MODEL_NAME, "model_state": net.state_dict(),
+                "config": {**training_config(args), "lambda": args.lam}}, model_path)
+
+    # Test: accuracy as in Task 1, and how well the image comes back.
+    metrics = results(net, data, history, args.lam)
+    print(f"Accuracy of the network on the {metrics['test_images']} test images: "
+          f"{metrics['test_accuracy']:.2f} %")
+    for name, accuracy in metrics["per_class_accuracy"].items():
+        print(f"Accuracy for class: {name:5s} is {accuracy:.1f} %")
+    print(f"Reconstruction on the test set: L_rec {metrics['test_rec_loss']:.2f}, "
+          f"MSE {metrics['test_mse']:.5f}, PSNR {metrics['test_psnr_db']:.2f} dB")
+    task1 = read_task1_accuracy(args.task1_metrics)
+    if task1 is not None:
+        metrics["task1_test_accuracy"] = task1
+        metrics["accuracy_change_vs_task1"] = round(metrics["test_accuracy"] - task1, 2)
+        print(f"Task 1 reached {task1:.2f} %: change {metrics['accuracy_change_vs_task1']:+.2f} points")
+
+    reconstruction_figure(net, data, args.seed, out / "reconstructions.png", args.lam)
+    plots.per_class_accuracy(metrics["per_class_accuracy"], out / "per_class_accuracy.png",
+                             f"Task 2: accuracy per class (overall {metrics['test_accuracy']:.2f} %)")
+    loss_curves_figure(history, args, len(data.train_labels), out / "loss_curves.png")
+
+    if args.lambda_sweep:
+        metrics["lambda_sweep"] = lambda_sweep(args, data, device, metrics, out)
+
+    save_json({
+        "task": "task2", "model": MODEL_NAME,
+        "config": {**training_config(args), "lambda": args.lam},
+        **metrics,
+        "loss_log": history["loss_log"], "epoch_loss": history["epoch_loss"],
+        "wall_seconds": round(time.perf_counter() - started, 2),
+        "data": data.describe(),
+        "environment": environment_info(device),
+    }, out / "metrics.json")
+    print(f"wrote {out}/: metrics.json, deconv_net.pth and figures")
+
+
+def read_task1_accuracy(path: Path) -> float | None:
+    try:
+        return float(json.loads(path.read_text())["test_accuracy"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def loss_curves_figure(history: dict, args, n_train: int, path: Path) -> None:
+    steps_per_epoch = math.ceil(n_train / args.batch_size)
+    log = history["loss_log"] or history["epoch_loss"]
+    x = [(r["epoch"] - 1) + r.get("step", steps_per_epoch) / steps_per_epoch for r in log]
+    plots.curves({"cross-entropy": (x, [r["ce"] for r in log]),
+                  f"lambda * L_rec (lambda = {args.lam:g})": (x, [args.lam * r["rec"] for r in log]),
+                  "L_rec / 1000": (x, [r["rec"] / 1000 for r in log])},
+                 path, "epoch", "loss", "Task 2: training losses (running means)")
+
+
+def lambda_sweep(args, data, device: torch.device, main_result: dict, out: Path) -> list[dict]:
+    """One model per lambda, same seed and protocol; the default lambda's run is reused."""
+    rows = []
+    for lam in args.lambda_sweep:
+        if lam == args.lam:
+            result = main_result
+        else:
+            net, history = train_model(args, lam, data, device, None, label=f"lambda={lam:g} ")
+            result = results(net, data, history, lam)
+        row = {k: result[k] for k in ("lambda", "test_accuracy", "test_psnr_db", "test_rec_loss",
+                                      "train_seconds")}
+        print(f"lambda {lam:g}: accuracy {row['test_accuracy']:.2f} %, "
+              f"PSNR {row['test_psnr_db']:.2f} dB")
+        rows.append(row)
+    sweep_figure(rows, args, out / "lambda_sweep.png")
+    return rows
+
+
+def sweep_figure(rows: list[dict], args, path: Path) -> None:
+    import matplotlib.pyplot as plt
+    from common import save_figure
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot([r["test_psnr_db"] for r in rows], [r["test_accuracy"] for r in rows], "o-")
+    for r in rows:
+        ax.annotate(f"λ={r['lambda']:g}", (r["test_psnr_db"], r["test_accuracy"]),
+                    textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xlabel("test reconstruction PSNR (dB)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"Accuracy vs reconstruction over lambda ({args.epochs} epochs, "
+                 f"decoder {args.decoder_optimizer})", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    save_figure(fig, path, dpi=120)
+
+
+if __name__ == "__main__":
+    run_cli(main)
