@@ -90,6 +90,20 @@ class DeconvNet(TutorialNet):
         x_hat = self.decode_layer2(latents.z2, latents.indices2, latents.indices1)
         return logits, x_hat
 
+    def tied_decode_layer1(self, z1: torch.Tensor, indices1: torch.Tensor) -> torch.Tensor:
+        """Zeiler & Fergus's original deconvnet: the encoder's own conv1 filters, transposed.
+
+        Same switches and rectification as the learned decoder, no bias, nothing trained.
+        """
+        h = F.relu(self.unpool(z1, indices1, output_size=(28, 28)))
+        return F.conv_transpose2d(h, self.conv1.weight)
+
+    def tied_decode_layer2(
+        self, z2: torch.Tensor, indices2: torch.Tensor, indices1: torch.Tensor
+    ) -> torch.Tensor:
+        h = F.relu(self.unpool(z2, indices2, output_size=(10, 10)))
+        return self.tied_decode_layer1(F.conv_transpose2d(h, self.conv2.weight), indices1)
+
     def decoder_parameters(self) -> list[nn.Parameter]:
         """Parameters that only the reconstruction loss reaches."""
         return [*self.deconv2.parameters(), *self.deconv1.parameters()]
