@@ -1,0 +1,69 @@
+"""Shared fixtures: tiny synthetic CIFAR-10 copies and helpers to run the scripts."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from data import CLASSES  # noqa: E402
+
+SHARED_CIFAR10 = REPO.parent / "shared" / "cifar10"
+
+
+def write_image_folders(root: Path, train_per_class: int, test_per_class: int,
+                        seed: int = 0, fmt: str = "png") -> Path:
+    """A CIFAR-10-shaped image-folder dataset whose classes differ in colour and stripes."""
+    rng = np.random.default_rng(seed)
+    for split, count in (("train", train_per_class), ("test", test_per_class)):
+        for label, name in enumerate(CLASSES):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            base = np.array([(label * 25) % 256, (label * 70) % 256, 255 - label * 20])
+            for i in range(count):
+                image = rng.normal(base, 40, size=(32, 32, 3))
+                image[:, :: (label % 4) + 2] += 60  # class-dependent stripes
+                pixels = np.clip(image, 0, 255).astype(np.uint8)
+                Image.fromarray(pixels).save(folder / f"{i:04d}.{fmt}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_cifar(tmp_path_factory) -> Path:
+    """10 classes x (12 train, 4 test) PNG images."""
+    return write_image_folders(tmp_path_factory.mktemp("tiny_cifar"), 12, 4)
+
+
+@pytest.fixture
+def script_env(tmp_path) -> dict:
+    env = dict(os.environ)
+    env["CIFAR10_CACHE"] = str(tmp_path / "cache")
+    env.pop("CIFAR10_DIR", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def run_script(script: str, *args: str, env: dict | None = None, cwd: Path | None = None,
+               timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPO / script), *map(str, args)],
+                          capture_output=True, text=True, env=env, cwd=cwd, timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def trained_outputs(tmp_path_factory, tiny_cifar) -> Path:
+    """Task 1 and Task 2 run once on the tiny data; outputs under <root>/task1, <root>/task2."""
+    root = tmp_path_factory.mktemp("outputs")
+    env = dict(os.environ, CIFAR10_CACHE=str(root / "cache"))
+    common = ["--data-dir", tiny_cifar, "--epochs", "2", "--log-every", "10", "--quiet"]
+    task1 = run_script("train_classifier.py", *common, "--out", root / "task1", env=env)
+    assert task1.returncode == 0, task1.stderr
+    task2 = run_script("train_deconv.py", *common, "--out", root / "task2",
+                       "--task1-metrics", root / "task1" / "metrics.json",
+                       "--lambda-sweep", "0,3e-3", env=env)
+    assert task2.returncode == 0, task2.stderr
+    return root
