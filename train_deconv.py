@@ -41,7 +41,7 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--lr", type=positive_float, default=0.001,
                         help="SGD learning rate of the encoder and classifier head")
     parser.add_argument("--momentum", type=non_negative_float, default=0.9)
-    parser.add_argument("--lambda", dest="lam", type=non_negative_float, default=3e-3,
+    parser.add_argument("--lambda", dest="lam", type=non_negative_float, default=1e-2,
                         help="weight of L_rec in eq. (1); equals 1024x the weight of a "
                              "mean-squared-error loss (see README)")
     parser.add_argument("--decoder-optimizer", choices=("adam", "sgd"), default="adam",
@@ -66,18 +66,28 @@ def parse_args(argv: list[str] | None = None):
     return parser.parse_args(argv)
 
 
-def build_model(args, lam: float, device: torch.device) -> tuple[DeconvNet, list[torch.optim.Optimizer]]:
+def load_encoder_weights(net: DeconvNet, path: Path) -> None:
+    """Copy encoder and head weights from a Task 1 (or Task 2) checkpoint; the decoder keeps its init."""
+    checkpoint = load_checkpoint(path, ("TutorialNet", "DeconvNet"), "--init-from")
+    state = {k: v for k, v in checkpoint["model_state"].items()
+             if not k.startswith(("deconv1.", "deconv2."))}
+    try:
+        result = net.load_state_dict(state, strict=False)
+    except RuntimeError as error:
+        detail = str(error).strip().splitlines()[-1].strip()
+        raise UsageError(f"--init-from {path} does not fit the tutorial encoder: {detail}") from None
+    wrong = result.unexpected_keys + [k for k in result.missing_keys
+                                      if not k.startswith(("deconv1.", "deconv2."))]
+    if wrong:
+        raise UsageError(f"--init-from {path} does not fit the tutorial encoder "
+                         f"(mismatched keys: {', '.join(wrong[:3])})")
+
+
+def build_model(args, device: torch.device) -> tuple[DeconvNet, list[torch.optim.Optimizer]]:
     torch.manual_seed(args.seed)
     net = DeconvNet()
     if args.init_from is not None:
-        checkpoint = load_checkpoint(args.init_from, ("TutorialNet", "DeconvNet"), "--init-from")
-        state = {k: v for k, v in checkpoint["model_state"].items()
-                 if not k.startswith(("deconv1.", "deconv2."))}
-        missing, unexpected = net.load_state_dict(state, strict=False), None
-        missing, unexpected = missing.missing_keys, missing.unexpected_keys
-        if unexpected or any(not k.startswith(("deconv1.", "deconv2.")) for k in missing):
-            raise UsageError(f"--init-from {args.init_from} does not fit the tutorial encoder "
-                             f"(missing {missing[:2]}, unexpected {unexpected[:2]})")
+        load_encoder_weights(net, args.init_from)
     net.to(device)
     if args.decoder_optimizer == "sgd":
         return net, [torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum,
@@ -131,7 +141,7 @@ def train_one_epoch(net: DeconvNet, data, args, lam: float, epoch: int,
 def train_model(args, lam: float, data, device: torch.device, state_path: Path | None,
                 label: str = "") -> tuple[DeconvNet, dict]:
     """Train one DeconvNet; with a state_path, save a resumable state after every epoch."""
-    net, optimizers = build_model(args, lam, device)
+    net, optimizers = build_model(args, device)
     generator = torch.Generator().manual_seed(args.seed)
     config = {**training_config(args), "lambda": lam}
     first_epoch, history = 0, {"loss_log": [], "epoch_loss": [], "train_seconds": 0.0}
@@ -207,7 +217,7 @@ def main() -> None:
     started = time.perf_counter()
     device = select_device(args.device)
     if args.init_from is not None:
-        load_checkpoint(args.init_from, ("TutorialNet", "DeconvNet"), "--init-from")  # fail early
+        load_encoder_weights(DeconvNet(), args.init_from)  # fail before the data is loaded
     data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=args.quiet)
     out = prepare_output_dir(Path(args.out))
     data = replace(data, train_images=data.train_images.to(device),

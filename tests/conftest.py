@@ -64,6 +64,6 @@ def trained_outputs(tmp_path_factory, tiny_cifar) -> Path:
     assert task1.returncode == 0, task1.stderr
     task2 = run_script("train_deconv.py", *common, "--out", root / "task2",
                        "--task1-metrics", root / "task1" / "metrics.json",
-                       "--lambda-sweep", "0,3e-3", env=env)
+                       "--lambda-sweep", "0,1e-2", env=env)
     assert task2.returncode == 0, task2.stderr
     return root

@@ -54,10 +54,10 @@ def test_task2_writes_every_output(trained_outputs):
     task1 = json.loads((trained_outputs / "task1" / "metrics.json").read_text())
     assert metrics["task1_test_accuracy"] == task1["test_accuracy"]
     assert metrics["test_psnr_db"] == pytest.approx(10 * __import__("math").log10(1 / metrics["test_mse"]), abs=0.01)
-    assert [row["lambda"] for row in metrics["lambda_sweep"]] == [0.0, 0.003]
+    assert [row["lambda"] for row in metrics["lambda_sweep"]] == [0.0, 0.01]
     assert {"ce", "rec"} <= set(metrics["loss_log"][0])
     checkpoint = torch.load(out / "deconv_net.pth", weights_only=True)
-    assert checkpoint["model"] == "DeconvNet" and checkpoint["config"]["lambda"] == 0.003
+    assert checkpoint["model"] == "DeconvNet" and checkpoint["config"]["lambda"] == 0.01
 
 
 def test_task2_init_from_task1_checkpoint(trained_outputs, tiny_cifar, tmp_path, script_env):

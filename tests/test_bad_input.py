@@ -1,0 +1,337 @@
+"""Bad input, for every script it applies to: one line on stderr, exit code 2, nothing written.
+
+The scripts run in-process here (as `python script.py` would run them, through run_cli) so the
+whole matrix stays fast; test_pipeline.py runs them as real subprocesses.
+"""
+import json
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import make_report
+import train_classifier
+import train_deconv
+import visualize_latents
+from common import atomic_path, run_cli, save_torch
+from conftest import run_script, write_image_folders
+from models import DeconvNet, TutorialNet
+
+TRAINING_SCRIPTS = {"train_classifier": train_classifier, "train_deconv": train_deconv}
+DATA_SCRIPTS = {**TRAINING_SCRIPTS, "visualize_latents": visualize_latents}
+
+
+@pytest.fixture(scope="module")
+def good_data(tmp_path_factory):
+    return write_image_folders(tmp_path_factory.mktemp("good"), 1, 1)
+
+
+@pytest.fixture(scope="module")
+def deconv_checkpoint(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ckpt") / "deconv_net.pth"
+    save_torch({"model": "DeconvNet", "model_state": DeconvNet().state_dict(), "config": {}}, path)
+    return path
+
+
+def run_in_process(module, args, monkeypatch, capsys, tmp_path):
+    """Run module.main() through run_cli with argv; return (exit code, stderr lines)."""
+    monkeypatch.setenv("CIFAR10_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("CIFAR10_DIR", raising=False)
+    monkeypatch.setattr(sys, "argv", [module.__name__ + ".py", *map(str, args)])
+    with pytest.raises(SystemExit) as exit_info:
+        run_cli(module.main)
+    err = capsys.readouterr().err
+    return exit_info.value.code, [line for line in err.splitlines() if line.strip()]
+
+
+def assert_one_line_error(code, lines, *fragments):
+    assert code == 2
+    errors = [line for line in lines if not line.startswith("warning:")]
+    assert len(errors) == 1, lines
+    assert errors[0].startswith("error: ")
+    assert "Traceback" not in errors[0]
+    for fragment in fragments:
+        assert fragment in errors[0], errors[0]
+
+
+def script_args(name, data_dir, out, checkpoint):
+    args = ["--data-dir", data_dir, "--out", out, "--quiet"]
+    if name == "visualize_latents":
+        args += ["--checkpoint", checkpoint]
+    else:
+        args += ["--epochs", "1"]
+    return args
+
+
+# --- broken data ---
+
+def _missing_dir(root):
+    return root / "does-not-exist"
+
+
+def _no_layout(root):
+    (root / "elsewhere").mkdir()
+    (root / "elsewhere" / "notes.txt").write_text("no images here")
+    return root / "elsewhere"
+
+
+def _missing_class(root):
+    shutil.rmtree(root / "train" / "cat")
+    return root
+
+
+def _extra_class(root):
+    shutil.copytree(root / "train" / "dog", root / "train" / "unicorn")
+    return root
+
+
+def _corrupt_image(root):
+    path = root / "test" / "bird" / "0000.png"
+    path.write_bytes(path.read_bytes()[:40])
+    return root
+
+
+def _wrong_size(root):
+    Image.fromarray(np.zeros((64, 48, 3), np.uint8)).save(root / "train" / "ship" / "0000.png")
+    return root
+
+
+def _data_is_a_file(root):
+    (root / "file").write_text("x")
+    return root / "file"
+
+
+BROKEN_DATA = {
+    "missing dir": (_missing_dir, "does not exist"),
+    "no layout": (_no_layout, "holds no CIFAR-10"),
+    "missing class": (_missing_class, "lacks class folder(s) cat"),
+    "extra class": (_extra_class, "unexpected folder(s) unicorn"),
+    "corrupt image": (_corrupt_image, "0000.png is not a readable image"),
+    "not 32x32": (_wrong_size, "is 48x64, not 32x32"),
+    "data is a file": (_data_is_a_file, "is a file, not a folder"),
+}
+
+
+@pytest.mark.parametrize("script", DATA_SCRIPTS)
+@pytest.mark.parametrize("case", BROKEN_DATA)
+def test_broken_data(script, case, tmp_path, monkeypatch, capsys, deconv_checkpoint):
+    make, fragment = BROKEN_DATA[case]
+    root = write_image_folders(tmp_path / "data", 1, 1)
+    data_dir = make(root)
+    out = tmp_path / "out"
+    code, lines = run_in_process(DATA_SCRIPTS[script],
+                                 script_args(script, data_dir, out, deconv_checkpoint),
+                                 monkeypatch, capsys, tmp_path)
+    assert_one_line_error(code, lines, fragment)
+    assert not out.exists()
+
+
+# --- bad numbers ---
+
+BAD_FLAGS = [
+    ("--subset", "0"), ("--subset", "1.5"), ("--subset", "nan"),
+    ("--lr", "-0.1"), ("--lr", "inf"), ("--lr", "abc"),
+    ("--epochs", "0"), ("--epochs", "-1"), ("--epochs", "1.5"),
+    ("--batch-size", "0"), ("--batch-size", "-4"),
+]
+
+
+@pytest.mark.parametrize("script", TRAINING_SCRIPTS)
+@pytest.mark.parametrize("flag,value", BAD_FLAGS)
+def test_bad_training_flags(script, flag, value, good_data, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    code, lines = run_in_process(TRAINING_SCRIPTS[script],
+                                 ["--data-dir", good_data, "--out", out, flag, value],
+                                 monkeypatch, capsys, tmp_path)
+    assert_one_line_error(code, lines, flag)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "ten"])
+def test_bad_lambda(value, good_data, tmp_path, monkeypatch, capsys):
+    for flag in ("--lambda", "--lambda-sweep"):
+        code, lines = run_in_process(train_deconv, ["--data-dir", good_data, "--out",
+                                                    tmp_path / "out", flag, f"0,{value}"
+                                                    if flag == "--lambda-sweep" else value],
+                                     monkeypatch, capsys, tmp_path)
+        assert_one_line_error(code, lines, flag)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("script", DATA_SCRIPTS)
+def test_subset_on_every_script(script, good_data, tmp_path, monkeypatch, capsys, deconv_checkpoint):
+    args = script_args(script, good_data, tmp_path / "out", deconv_checkpoint) + ["--subset", "0"]
+    code, lines = run_in_process(DATA_SCRIPTS[script], args, monkeypatch, capsys, tmp_path)
+    assert_one_line_error(code, lines, "--subset", "(0, 1]")
+
+
+# --- channels and indices (Task 3) ---
+
+@pytest.mark.parametrize("flag,value,fragment", [
+    ("--z2-channels", "16", "channel 16 does not exist; z2 has channels 0..15"),
+    ("--z2-channels", "-1", "channel -1 does not exist"),
+    ("--z2-channels", "a,b", "give 'all', 'top3' or channel numbers"),
+    ("--z1-channels", "6", "z1 has channels 0..5"),
+    ("--train-index", "10", "past the end of the train set (10 images)"),
+    ("--test-index", "99", "past the end of the test set"),
+    ("--test-index", "-3", "--test-index"),
+])
+def test_bad_channels_and_indices(flag, value, fragment, good_data, tmp_path, monkeypatch,
+                                  capsys, deconv_checkpoint):
+    args = script_args("visualize_latents", good_data, tmp_path / "out", deconv_checkpoint)
+    code, lines = run_in_process(visualize_latents, args + [flag, value], monkeypatch, capsys,
+                                 tmp_path)
+    assert_one_line_error(code, lines, fragment)
+    assert not (tmp_path / "out").exists()
+
+
+# --- checkpoints ---
+
+def _other_model(path):
+    save_torch({"model": "TutorialNet", "model_state": TutorialNet().state_dict()}, path)
+
+
+def _other_architecture(path):
+    state = DeconvNet().state_dict()
+    state["conv1.weight"] = torch.zeros(8, 3, 5, 5)
+    save_torch({"model": "DeconvNet", "model_state": state}, path)
+
+
+def _truncated(path):
+    save_torch({"model": "DeconvNet", "model_state": DeconvNet().state_dict()}, path)
+    path.write_bytes(path.read_bytes()[:300])
+
+
+def _foreign(path):
+    torch.save(DeconvNet().state_dict(), path)  # a bare state dict, not this repo's format
+
+
+BAD_CHECKPOINTS = {"other model": (_other_model, "holds a TutorialNet, not a DeconvNet"),
+                   "other architecture": (_other_architecture, "does not fit"),
+                   "truncated": (_truncated, "not a readable PyTorch checkpoint"),
+                   "foreign": (_foreign, "not written by this repo")}
+
+
+@pytest.mark.parametrize("case", BAD_CHECKPOINTS)
+def test_bad_task3_checkpoint(case, good_data, tmp_path, monkeypatch, capsys):
+    make, fragment = BAD_CHECKPOINTS[case]
+    checkpoint = tmp_path / "ckpt.pth"
+    make(checkpoint)
+    args = script_args("visualize_latents", good_data, tmp_path / "out", checkpoint)
+    code, lines = run_in_process(visualize_latents, args, monkeypatch, capsys, tmp_path)
+    assert_one_line_error(code, lines, fragment)
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_task3_checkpoint_says_run_task2_first(good_data, tmp_path, monkeypatch, capsys):
+    args = script_args("visualize_latents", good_data, tmp_path / "out", tmp_path / "none.pth")
+    code, lines = run_in_process(visualize_latents, args, monkeypatch, capsys, tmp_path)
+    assert_one_line_error(code, lines, "run train_deconv.py first")
+
+
+@pytest.mark.parametrize("case", ["truncated", "foreign", "other architecture"])
+def test_bad_init_from(case, good_data, tmp_path, monkeypatch, capsys):
+    make, _ = BAD_CHECKPOINTS[case]
+    checkpoint = tmp_path / "ckpt.pth"
+    make(checkpoint)
+    if case == "other architecture":  # a classifier whose conv1 has 8 filters
+        state = TutorialNet().state_dict()
+        state["conv1.weight"] = torch.zeros(8, 3, 5, 5)
+        save_torch({"model": "TutorialNet", "model_state": state}, checkpoint)
+    args = script_args("train_deconv", good_data, tmp_path / "out", None)
+    code, lines = run_in_process(train_deconv, args + ["--init-from", checkpoint], monkeypatch,
+                                 capsys, tmp_path)
+    assert_one_line_error(code, lines, "--init-from")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("script", TRAINING_SCRIPTS)
+def test_resume_without_state(script, good_data, tmp_path, monkeypatch, capsys):
+    args = script_args(script, good_data, tmp_path / "out", None) + ["--resume"]
+    code, lines = run_in_process(TRAINING_SCRIPTS[script], args, monkeypatch, capsys, tmp_path)
+    assert_one_line_error(code, lines, "--resume", "run once without --resume")
+
+
+# --- output folder and device ---
+
+@pytest.mark.parametrize("script", [*DATA_SCRIPTS, "make_report"])
+def test_unwritable_output_folder(script, good_data, tmp_path, monkeypatch, capsys,
+                                  deconv_checkpoint):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    out = blocker / "out"  # cannot be created, even by root
+    if script == "make_report":
+        module, args = make_report, ["--outputs", tmp_path / "nothing", "--out", out]
+    else:
+        module, args = DATA_SCRIPTS[script], script_args(script, good_data, out, deconv_checkpoint)
+    code, lines = run_in_process(module, args, monkeypatch, capsys, tmp_path)
+    assert_one_line_error(code, lines, "cannot write to output folder", "--out")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")
+@pytest.mark.parametrize("script", DATA_SCRIPTS)
+def test_cuda_without_gpu(script, good_data, tmp_path, monkeypatch, capsys, deconv_checkpoint):
+    args = script_args(script, good_data, tmp_path / "out", deconv_checkpoint)
+    code, lines = run_in_process(DATA_SCRIPTS[script], args + ["--device", "cuda"], monkeypatch,
+                                 capsys, tmp_path)
+    assert_one_line_error(code, lines, "no CUDA GPU is available", "--device cpu")
+
+
+# --- make_report's own inputs ---
+
+def test_report_rejects_invalid_json(tmp_path, monkeypatch, capsys):
+    (tmp_path / "task1").mkdir()
+    (tmp_path / "task1" / "metrics.json").write_text("{not json")
+    code, lines = run_in_process(make_report, ["--outputs", tmp_path], monkeypatch, capsys, tmp_path)
+    assert_one_line_error(code, lines, "task1/metrics.json is not valid JSON")
+    assert not (tmp_path / "report.md").exists()
+
+
+def test_report_names_a_missing_key(tmp_path, monkeypatch, capsys):
+    (tmp_path / "task2").mkdir()
+    (tmp_path / "task2" / "metrics.json").write_text(json.dumps({"test_accuracy": 50}))
+    code, lines = run_in_process(make_report, ["--outputs", tmp_path], monkeypatch, capsys, tmp_path)
+    assert_one_line_error(code, lines, "task2/metrics.json lacks the key 'test_psnr_db'")
+
+
+# --- bad flags through a real process: exit code, one line, no traceback ---
+
+def test_real_process_gets_one_line_and_exit_2(tmp_path):
+    result = run_script("train_classifier.py", "--data-dir", tmp_path / "nope", "--out",
+                        tmp_path / "out")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    result = run_script("train_deconv.py", "--lambda", "-1")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("script", ["train_classifier.py", "train_deconv.py",
+                                    "visualize_latents.py", "make_report.py"])
+def test_help(script):
+    result = run_script(script, "--help")
+    assert result.returncode == 0 and "--out" in result.stdout and "default" in result.stdout
+
+
+# --- atomic writes ---
+
+def test_a_failed_save_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatch):
+    path = tmp_path / "model.pth"
+    save_torch({"version": 1}, path)
+
+    def dies_half_way(obj, file):
+        open(file, "wb").write(b"half")
+        raise OSError("disk full")
+    monkeypatch.setattr(torch, "save", dies_half_way)
+    with pytest.raises(OSError):
+        save_torch({"version": 2}, path)
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"version": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["model.pth"]
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "new.json") as tmp:
+            tmp.write_text("partial")
+            raise RuntimeError("killed")
+    assert not (tmp_path / "new.json").exists()
