@@ -105,6 +105,24 @@ def add_common_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
 
 
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The tutorial's training protocol, shared by Tasks 1 and 2 so their defaults stay equal."""
+    parser.add_argument("--epochs", type=positive_int, default=2, help="passes over the training set")
+    parser.add_argument("--batch-size", type=positive_int, default=4, help="mini-batch size")
+    parser.add_argument("--lr", type=positive_float, default=0.001,
+                        help="SGD learning rate (of the encoder and classifier head)")
+    parser.add_argument("--momentum", type=non_negative_float, default=0.9, help="SGD momentum")
+    parser.add_argument("--seed", type=non_negative_int, default=0,
+                        help="seed of initialisation, shuffling and --subset")
+    parser.add_argument("--subset", type=fraction, default=1.0,
+                        help="train and test on this stratified fraction of CIFAR-10")
+    parser.add_argument("--log-every", type=positive_int, default=2000,
+                        help="print the running loss every N mini-batches")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a stopped run from OUT/training_state.pth")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 # --- device and threads ---
 
 def select_device(name: str) -> torch.device:

@@ -22,10 +22,9 @@ from tqdm import tqdm
 
 import plots
 from common import (ArgumentParser, UsageError, accuracy_summary, add_common_arguments,
-                    environment_info, fraction, load_checkpoint, load_state, non_negative_int,
-                    non_negative_float, positive_float, positive_int, prepare_output_dir,
-                    resume_training_state, run_cli, save_figure, save_json, save_torch,
-                    save_training_state, select_device)
+                    add_training_arguments, environment_info, load_checkpoint, load_state,
+                    prepare_output_dir, resume_training_state, run_cli, save_figure, save_json,
+                    save_torch, save_training_state, select_device)
 from data import DISPLAY_NAMES, batches, denormalize, load_cifar10, normalize
 from models import TutorialNet
 
@@ -34,18 +33,7 @@ MODEL_NAME = "TutorialNet"
 
 def parse_args(argv: list[str] | None = None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=positive_int, default=2)
-    parser.add_argument("--batch-size", type=positive_int, default=4)
-    parser.add_argument("--lr", type=positive_float, default=0.001, help="SGD learning rate")
-    parser.add_argument("--momentum", type=non_negative_float, default=0.9)
-    parser.add_argument("--seed", type=non_negative_int, default=0)
-    parser.add_argument("--subset", type=fraction, default=1.0,
-                        help="train and test on this stratified fraction of CIFAR-10")
-    parser.add_argument("--log-every", type=positive_int, default=2000,
-                        help="print the running loss every N mini-batches")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue a stopped run from OUT/training_state.pth")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_training_arguments(parser)
     add_common_arguments(parser, out="outputs/task1")
     return parser.parse_args(argv)
 

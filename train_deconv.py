@@ -20,8 +20,8 @@ from tqdm import tqdm
 
 import plots
 from common import (ArgumentParser, UsageError, accuracy_summary, add_common_arguments,
-                    environment_info, fraction, load_checkpoint, load_state, non_negative_float,
-                    non_negative_int, positive_float, positive_int, prepare_output_dir,
+                    add_training_arguments, environment_info, load_checkpoint,
+                    non_negative_float, positive_float, prepare_output_dir,
                     resume_training_state, run_cli, save_json, save_torch, save_training_state,
                     select_device)
 from data import DISPLAY_NAMES, batches, denormalize, load_cifar10, normalize
@@ -36,32 +36,21 @@ def lambda_list(text: str) -> list[float]:
 
 def parse_args(argv: list[str] | None = None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=positive_int, default=2)
-    parser.add_argument("--batch-size", type=positive_int, default=4)
-    parser.add_argument("--lr", type=positive_float, default=0.001,
-                        help="SGD learning rate of the encoder and classifier head")
-    parser.add_argument("--momentum", type=non_negative_float, default=0.9)
-    parser.add_argument("--lambda", dest="lam", type=non_negative_float, default=1e-2,
+    add_training_arguments(parser)
+    parser.add_argument("--lambda", dest="lam", metavar="LAMBDA", type=non_negative_float,
+                        default=1e-2,
                         help="weight of L_rec in eq. (1); equals 1024x the weight of a "
                              "mean-squared-error loss (see README)")
     parser.add_argument("--decoder-optimizer", choices=("adam", "sgd"), default="adam",
                         help="sgd: one joint SGD for all parameters (plain eq. (1) training)")
     parser.add_argument("--decoder-lr", type=positive_float, default=1e-3,
                         help="decoder learning rate (with adam; sgd uses --lr)")
-    parser.add_argument("--seed", type=non_negative_int, default=0)
-    parser.add_argument("--subset", type=fraction, default=1.0,
-                        help="train and test on this stratified fraction of CIFAR-10")
     parser.add_argument("--init-from", type=Path, default=None,
                         help="initialise encoder and head from a Task 1 cifar_net.pth")
     parser.add_argument("--lambda-sweep", type=lambda_list, default=None, metavar="L1,L2,...",
                         help="also train one model per lambda and plot accuracy against PSNR")
     parser.add_argument("--task1-metrics", type=Path, default=Path("outputs/task1/metrics.json"),
                         help="Task 1 results to compare with, when the file exists")
-    parser.add_argument("--log-every", type=positive_int, default=2000,
-                        help="print the running losses every N mini-batches")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue a stopped run from OUT/training_state.pth")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     add_common_arguments(parser, out="outputs/task2")
     return parser.parse_args(argv)
 
