@@ -335,3 +335,12 @@ def test_a_failed_save_leaves_no_file_and_keeps_the_old_one(tmp_path, monkeypatc
             tmp.write_text("partial")
             raise RuntimeError("killed")
     assert not (tmp_path / "new.json").exists()
+
+
+def test_atomic_files_get_ordinary_permissions(tmp_path):
+    import os
+    with atomic_path(tmp_path / "f.json") as tmp:
+        tmp.write_text("{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "f.json").stat().st_mode & 0o777 == 0o666 & ~umask
