@@ -344,3 +344,14 @@ def test_atomic_files_get_ordinary_permissions(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "f.json").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+@pytest.mark.parametrize("script", TRAINING_SCRIPTS)
+def test_diverging_loss_stops_with_the_step_and_writes_no_results(script, good_data, tmp_path,
+                                                                  monkeypatch, capsys):
+    out = tmp_path / "out"
+    args = script_args(script, good_data, out, None) + ["--lr", "1e30", "--log-every", "1"]
+    code, lines = run_in_process(TRAINING_SCRIPTS[script], args, monkeypatch, capsys, tmp_path)
+    assert_one_line_error(code, lines, "at epoch 1, mini-batch", "lower --lr")
+    for name in ("metrics.json", "cifar_net.pth", "deconv_net.pth", "training_state.pth"):
+        assert not (out / name).exists()
