@@ -37,6 +37,13 @@ class CIFAR10:
     source: str  # where the images came from
     content_hash: str  # sha256 of the decoded tensors, to tell data sets apart in metrics
 
+    def to(self, device: torch.device) -> "CIFAR10":
+        """The same data set with its tensors on `device` (all of CIFAR-10 is ~180 MB as uint8)."""
+        return replace(self, train_images=self.train_images.to(device),
+                       train_labels=self.train_labels.to(device),
+                       test_images=self.test_images.to(device),
+                       test_labels=self.test_labels.to(device))
+
     def describe(self) -> dict:
         return {"source": self.source, "content_sha256": self.content_hash,
                 "train_images": len(self.train_labels), "test_images": len(self.test_labels)}

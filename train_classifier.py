@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-from dataclasses import replace
-
 import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
@@ -95,12 +93,9 @@ def main() -> None:
     device = select_device(args.device)
     torch.manual_seed(args.seed)
     data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=args.quiet)
+    data = data.to(device)
     out = prepare_output_dir(Path(args.out))
     config = {k: v for k, v in vars(args).items() if k not in ("quiet", "resume", "out")}
-    data_on_device = {
-        "train_images": data.train_images.to(device), "train_labels": data.train_labels.to(device),
-        "test_images": data.test_images.to(device), "test_labels": data.test_labels.to(device)}
-    data = replace(data, **data_on_device)
 
     # 1. Load and normalise CIFAR-10; show some training images.
     sample = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(args.seed))[:8]

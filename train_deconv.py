@@ -11,7 +11,6 @@ import json
 import math
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -208,10 +207,8 @@ def main() -> None:
     if args.init_from is not None:
         load_encoder_weights(DeconvNet(), args.init_from)  # fail before the data is loaded
     data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=args.quiet)
+    data = data.to(device)
     out = prepare_output_dir(Path(args.out))
-    data = replace(data, train_images=data.train_images.to(device),
-                   train_labels=data.train_labels.to(device),
-                   test_images=data.test_images.to(device), test_labels=data.test_labels.to(device))
 
     # Train the classifier with its mirror decoder on eq. (1).
     net, history = train_model(args, args.lam, data, device, out / "training_state.pth")
