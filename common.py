@@ -217,10 +217,11 @@ def load_state(model: torch.nn.Module, state: dict, path: Path, what: str) -> No
         raise UsageError(f"{what} {path} does not fit this architecture: {first}") from None
 
 
-def check_finite(loss: torch.Tensor, epoch: int, step: int) -> None:
-    if not torch.isfinite(loss):
-        raise UsageError(f"the loss became {loss.item()} at epoch {epoch}, step {step}; "
-                         "lower --lr (the last good epoch checkpoint is kept)")
+def check_finite(loss: float, epoch: int, step: int, fix: str = "lower --lr") -> None:
+    """Stop a diverging run, naming where; the training state of the last epoch stays on disk."""
+    if not math.isfinite(loss):
+        raise UsageError(f"the loss became {loss} at epoch {epoch}, mini-batch {step}; {fix} "
+                         "(the last epoch's training state is kept)")
 
 
 def environment_info(device: torch.device) -> dict:

@@ -19,8 +19,8 @@ import torchvision
 from tqdm import tqdm
 
 import plots
-from common import (ArgumentParser, UsageError, accuracy_summary, add_common_arguments,
-                    add_training_arguments, environment_info, load_checkpoint, load_state,
+from common import (ArgumentParser, accuracy_summary, add_common_arguments,
+                    add_training_arguments, check_finite, environment_info, load_checkpoint, load_state,
                     prepare_output_dir, resume_training_state, run_cli, save_figure, save_json,
                     save_torch, save_training_state, select_device)
 from data import DISPLAY_NAMES, batches, denormalize, load_cifar10, normalize
@@ -66,9 +66,7 @@ def train_one_epoch(net: nn.Module, data, args, epoch: int, optimizer: torch.opt
         optimizer.step()
 
         loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            raise UsageError(f"the loss became {loss_value} at epoch {epoch + 1}, mini-batch "
-                             f"{i + 1}; lower --lr (the last epoch's training state is kept)")
+        check_finite(loss_value, epoch + 1, i + 1)
         running_loss += loss_value
         epoch_loss += loss_value
         if i % args.log_every == args.log_every - 1:

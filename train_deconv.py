@@ -13,16 +13,17 @@ import sys
 import time
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import torch
 import torch.nn as nn
 from tqdm import tqdm
 
 import plots
 from common import (ArgumentParser, UsageError, accuracy_summary, add_common_arguments,
-                    add_training_arguments, environment_info, load_checkpoint,
+                    add_training_arguments, check_finite, environment_info, load_checkpoint,
                     non_negative_float, positive_float, prepare_output_dir,
-                    resume_training_state, run_cli, save_json, save_torch, save_training_state,
-                    select_device)
+                    resume_training_state, run_cli, save_figure, save_json, save_torch,
+                    save_training_state, select_device)
 from data import DISPLAY_NAMES, batches, denormalize, load_cifar10, normalize
 from models import DeconvNet, reconstruction_loss
 
@@ -95,8 +96,7 @@ def train_one_epoch(net: DeconvNet, data, args, lam: float, epoch: int,
     progress = tqdm(batches(data.train_images, data.train_labels, args.batch_size, generator),
                     total=steps, desc=f"{label}epoch {epoch + 1}/{args.epochs}", unit="batch",
                     leave=False, disable=args.quiet or None, file=sys.stderr)
-    running = torch.zeros(2)
-    epoch_sum = torch.zeros(2)
+    running_ce, running_rec, epoch_ce, epoch_rec = 0.0, 0.0, 0.0, 0.0
     for i, (inputs, labels) in enumerate(progress):
         logits, reconstruction = net(inputs)
         ce = criterion(logits, labels)
@@ -108,20 +108,20 @@ def train_one_epoch(net: DeconvNet, data, args, lam: float, epoch: int,
         for optimizer in optimizers:
             optimizer.step()
 
-        values = torch.stack([ce.detach(), rec.detach()]).cpu()
-        if not torch.isfinite(values).all():
-            raise UsageError(f"the loss became non-finite at epoch {epoch + 1}, mini-batch {i + 1}"
-                             "; lower --lr or --lambda (the last epoch's training state is kept)")
-        running += values
-        epoch_sum += values
+        ce_value, rec_value = ce.item(), rec.item()
+        check_finite(ce_value + lam * rec_value, epoch + 1, i + 1, "lower --lr or --lambda")
+        running_ce += ce_value
+        running_rec += rec_value
+        epoch_ce += ce_value
+        epoch_rec += rec_value
         if i % args.log_every == args.log_every - 1:
-            ce_mean, rec_mean = (running / args.log_every).tolist()
+            ce_mean, rec_mean = running_ce / args.log_every, running_rec / args.log_every
             tqdm.write(f"{label}[{epoch + 1}, {i + 1:5d}] CE: {ce_mean:.3f}  L_rec: {rec_mean:.1f}"
                        f"  lambda*L_rec: {lam * rec_mean:.3f}")
             history["loss_log"].append({"epoch": epoch + 1, "step": i + 1, "ce": round(ce_mean, 4),
                                         "rec": round(rec_mean, 3)})
-            running.zero_()
-    ce_mean, rec_mean = (epoch_sum / steps).tolist()
+            running_ce, running_rec = 0.0, 0.0
+    ce_mean, rec_mean = epoch_ce / steps, epoch_rec / steps
     history["epoch_loss"].append({"epoch": epoch + 1, "ce": round(ce_mean, 4),
                                   "rec": round(rec_mean, 3)})
 
@@ -287,9 +287,6 @@ def lambda_sweep(args, data, device: torch.device, main_result: dict, out: Path)
 
 
 def sweep_figure(rows: list[dict], args, path: Path) -> None:
-    import matplotlib.pyplot as plt
-    from common import save_figure
-
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot([r["test_psnr_db"] for r in rows], [r["test_accuracy"] for r in rows], "o-")
     for r in rows:
