@@ -21,7 +21,7 @@ from common import (ArgumentParser, UsageError, add_common_arguments, environmen
                     fraction, load_checkpoint, load_state, non_negative_int, prepare_output_dir,
                     run_cli, save_figure, save_json, select_device)
 from data import DISPLAY_NAMES, batches, denormalize, load_cifar10, normalize
-from models import Z1_SHAPE, Z2_SHAPE, DeconvNet
+from models import Z1_SHAPE, Z2_SHAPE, DeconvNet, Latents
 
 LAYERS = {"z1": Z1_SHAPE[0], "z2": Z2_SHAPE[0]}
 
@@ -79,36 +79,43 @@ def isolate_channels(z: torch.Tensor, channels: list[int]) -> torch.Tensor:
     return isolated
 
 
-@torch.no_grad()
-def single_channel_reconstructions(net: DeconvNet, x: torch.Tensor, layer: str,
-                                   channels: list[int], tied: bool = False) -> torch.Tensor:
-    """Reconstructions (len(channels), 3, 32, 32) of one normalised image from single channels."""
-    latents = net.encode(x.unsqueeze(0))
-    z = latents.z1[0] if layer == "z1" else latents.z2[0]
-    isolated = isolate_channels(z, channels)
-    n = len(channels)
+def layer_map(latents: Latents, layer: str) -> torch.Tensor:
+    """The pooled map of `layer` ("z1" or "z2") among the encoder's outputs."""
+    return latents.z1 if layer == "z1" else latents.z2
+
+
+def decode(net: DeconvNet, z: torch.Tensor, latents: Latents, layer: str,
+           tied: bool = False) -> torch.Tensor:
+    """Decode maps z (N, C, H, W) of `layer` to images with the switches in `latents`.
+
+    `latents` holds one image (its switches serve all N maps) or N images. `tied` projects
+    through the encoder's own filters instead of the learned decoder.
+    """
+    n = len(z)
     indices1 = latents.indices1.expand(n, -1, -1, -1)
     if layer == "z1":
-        decode = net.tied_decode_layer1 if tied else net.decode_layer1
-        return decode(isolated, indices1)
-    decode = net.tied_decode_layer2 if tied else net.decode_layer2
-    return decode(isolated, latents.indices2.expand(n, -1, -1, -1), indices1)
+        return (net.tied_decode_layer1 if tied else net.decode_layer1)(z, indices1)
+    indices2 = latents.indices2.expand(n, -1, -1, -1)
+    return (net.tied_decode_layer2 if tied else net.decode_layer2)(z, indices2, indices1)
 
 
 @torch.no_grad()
-def decode_full(net: DeconvNet, x: torch.Tensor, layer: str, scale: float = 1.0,
+def single_channel_reconstructions(net: DeconvNet, latents: Latents, layer: str,
+                                   channels: list[int], tied: bool = False) -> torch.Tensor:
+    """Reconstructions (len(channels), 3, 32, 32) of one encoded image from single channels."""
+    isolated = isolate_channels(layer_map(latents, layer)[0], channels)
+    return decode(net, isolated, latents, layer, tied)
+
+
+@torch.no_grad()
+def decode_full(net: DeconvNet, latents: Latents, layer: str, scale: float = 1.0,
                 tied: bool = False) -> torch.Tensor:
-    """Decode the whole latent (scale 1) or nothing at all (scale 0) of one image."""
-    latents = net.encode(x.unsqueeze(0))
-    if layer == "z1":
-        decode = net.tied_decode_layer1 if tied else net.decode_layer1
-        return decode(latents.z1 * scale, latents.indices1)[0]
-    decode = net.tied_decode_layer2 if tied else net.decode_layer2
-    return decode(latents.z2 * scale, latents.indices2, latents.indices1)[0]
+    """Decode the whole latent (scale 1) or nothing at all (scale 0) of one encoded image."""
+    return decode(net, layer_map(latents, layer) * scale, latents, layer, tied)[0]
 
 
 @torch.no_grad()
-def linearity_gap(net: DeconvNet, x: torch.Tensor, layer: str) -> dict:
+def linearity_gap(net: DeconvNet, latents: Latents, layer: str) -> dict:
     """How far the sum of all single-channel reconstructions is from the full one.
 
     Layer 1 is affine in z1 (z1 >= 0, so the ReLU after unpooling is the identity):
@@ -116,8 +123,8 @@ def linearity_gap(net: DeconvNet, x: torch.Tensor, layer: str) -> dict:
     the second unpooling), and the gap measures by how much.
     """
     count = LAYERS[layer]
-    singles = single_channel_reconstructions(net, x, layer, list(range(count)))
-    full, empty = decode_full(net, x, layer), decode_full(net, x, layer, scale=0.0)
+    singles = single_channel_reconstructions(net, latents, layer, list(range(count)))
+    full, empty = decode_full(net, latents, layer), decode_full(net, latents, layer, scale=0.0)
     gap = singles.sum(0) - (count - 1) * empty - full
     return {"max_abs_gap": gap.abs().max().item(),
             "relative_gap": (gap.norm() / (full - empty).norm().clamp_min(1e-12)).item()}
@@ -176,7 +183,7 @@ def explain_image(net: DeconvNet, image: torch.Tensor, label: int, split: str, i
     """One figure and the measures for one image and one layer."""
     x = normalize(image.unsqueeze(0))[0]
     latents = net.encode(x.unsqueeze(0))
-    z = (latents.z1 if layer == "z1" else latents.z2)[0]
+    z = layer_map(latents, layer)[0]
     energy = z.pow(2).sum(dim=(1, 2))
     if choice == "all":
         channels, how = list(range(LAYERS[layer])), "all channels"
@@ -186,10 +193,10 @@ def explain_image(net: DeconvNet, image: torch.Tensor, label: int, split: str, i
     else:
         channels, how = choice, "channels chosen on the command line"
 
-    learned = single_channel_reconstructions(net, x, layer, channels)
-    tied = single_channel_reconstructions(net, x, layer, channels, tied=True)
-    full = decode_full(net, x, layer)
-    empty = decode_full(net, x, layer, scale=0.0)
+    learned = single_channel_reconstructions(net, latents, layer, channels)
+    tied = single_channel_reconstructions(net, latents, layer, channels, tied=True)
+    full = decode_full(net, latents, layer)
+    empty = decode_full(net, latents, layer, scale=0.0)
     measures = channel_measures(z, learned - empty, learned, channels)
 
     n = len(channels) + 1
@@ -197,7 +204,7 @@ def explain_image(net: DeconvNet, image: torch.Tensor, label: int, split: str, i
     row_names = ["feature map", "learned decoder\n(each panel min-max)",
                  "learned decoder\n(common scale)", "tied-weight deconvnet\n(each panel min-max)"]
     whole = [denormalize(x), stretch(full[None])[0], denormalize(full),
-             stretch(decode_full(net, x, layer, tied=True)[None])[0]]
+             stretch(decode_full(net, latents, layer, tied=True)[None])[0]]
     for r in range(4):
         ax = axes[r][0]
         ax.imshow(plots.to_hwc(whole[r]), interpolation="nearest")
@@ -220,7 +227,8 @@ def explain_image(net: DeconvNet, image: torch.Tensor, label: int, split: str, i
                  f"({how}); others zeroed", fontsize=9)
     fig.tight_layout()
     save_figure(fig, out / f"{split}_{layer}.png", dpi=110)
-    return {"channels": measures, "how_chosen": how, "linearity": linearity_gap(net, x, layer)}
+    return {"channels": measures, "how_chosen": how,
+            "linearity": linearity_gap(net, latents, layer)}
 
 
 def conv1_filters_figure(net: DeconvNet, path: Path) -> list[dict]:
@@ -254,27 +262,22 @@ def top9(net: DeconvNet, images: torch.Tensor, labels: torch.Tensor, layer: str,
     net.eval()
     peaks = []
     for x, _ in batches(images, labels, 1000):
-        latents = net.encode(x)
-        z = latents.z1 if layer == "z1" else latents.z2
-        peaks.append(z.flatten(2).amax(2))
+        peaks.append(layer_map(net.encode(x), layer).flatten(2).amax(2))
     peaks = torch.cat(peaks)  # (N, C)
     count = peaks.shape[1]
     winners = peaks.topk(k, dim=0).indices.T  # (C, k)
 
     x = normalize(images[winners.flatten()])
     latents = net.encode(x)
-    z = (latents.z1 if layer == "z1" else latents.z2).clone()
+    z = layer_map(latents, layer)
     channel = torch.arange(count, device=z.device).repeat_interleave(k)
     keep = torch.zeros_like(z)
     rows = torch.arange(len(z), device=z.device)
     flat = z[rows, channel].flatten(1)
     strongest = flat.argmax(1)
     keep.view(len(z), z.shape[1], -1)[rows, channel, strongest] = flat[rows, strongest]
-    if layer == "z1":
-        decode = lambda z: net.decode_layer1(z, latents.indices1)  # noqa: E731
-    else:
-        decode = lambda z: net.decode_layer2(z, latents.indices2, latents.indices1)  # noqa: E731
-    projections = stretch(decode(keep) - decode(torch.zeros_like(keep)))  # minus the bias image
+    projections = stretch(decode(net, keep, latents, layer)  # minus the empty-latent image:
+                          - decode(net, torch.zeros_like(keep), latents, layer))
 
     pairs = torch.stack([denormalize(x), projections], 1).flatten(0, 1)  # image, projection, ...
     grid = torchvision.utils.make_grid(pairs.cpu(), nrow=2 * k, padding=1, pad_value=1.0)

@@ -8,12 +8,13 @@ from visualize_latents import (channel_measures, decode_full, isolate_channels, 
 
 
 @pytest.fixture
-def net_and_image():
+def net_and_latents():
     torch.manual_seed(0)
     net = DeconvNet().eval()
     for parameter in net.parameters():  # stronger weights than the default init: visible effects
         parameter.data.mul_(3)
-    return net, torch.randn(3, 32, 32)
+    with torch.no_grad():
+        return net, net.encode(torch.randn(1, 3, 32, 32))
 
 
 @pytest.mark.parametrize("shape", [(6, 14, 14), (16, 5, 5)])
@@ -30,26 +31,26 @@ def test_isolating_a_channel_keeps_it_and_zeros_the_rest(shape):
 
 
 @pytest.mark.parametrize("layer,count", [("z1", 6), ("z2", 16)])
-def test_single_channel_reconstructions_are_images_that_differ(net_and_image, layer, count):
-    net, x = net_and_image
-    reconstructions = single_channel_reconstructions(net, x, layer, list(range(count)))
+def test_single_channel_reconstructions_are_images_that_differ(net_and_latents, layer, count):
+    net, latents = net_and_latents
+    reconstructions = single_channel_reconstructions(net, latents, layer, list(range(count)))
     assert reconstructions.shape == (count, 3, 32, 32)
     distinct = {tuple(r.flatten()[:200].tolist()) for r in reconstructions}
     assert len(distinct) > count // 2  # dead channels may coincide, live ones differ
 
 
-def test_layer1_decoder_is_affine_in_z1(net_and_image):
-    net, x = net_and_image
+def test_layer1_decoder_is_affine_in_z1(net_and_latents):
+    net, latents = net_and_latents
     channels = list(range(6))
-    singles = single_channel_reconstructions(net, x, "z1", channels)
-    full, empty = decode_full(net, x, "z1"), decode_full(net, x, "z1", scale=0.0)
+    singles = single_channel_reconstructions(net, latents, "z1", channels)
+    full, empty = decode_full(net, latents, "z1"), decode_full(net, latents, "z1", scale=0.0)
     assert torch.allclose(singles.sum(0) - 5 * empty, full, atol=1e-5)
-    assert linearity_gap(net, x, "z1")["max_abs_gap"] < 1e-5
+    assert linearity_gap(net, latents, "z1")["max_abs_gap"] < 1e-5
 
 
-def test_layer2_is_not_affine_and_the_gap_is_measured(net_and_image):
-    net, x = net_and_image
-    assert linearity_gap(net, x, "z2")["relative_gap"] > 1e-3
+def test_layer2_is_not_affine_and_the_gap_is_measured(net_and_latents):
+    net, latents = net_and_latents
+    assert linearity_gap(net, latents, "z2")["relative_gap"] > 1e-3
 
 
 def test_measures_see_colour_and_orientation():
