@@ -131,7 +131,7 @@ def train_model(args, lam: float, data, device: torch.device, state_path: Path |
     """Train one DeconvNet; with a state_path, save a resumable state after every epoch."""
     net, optimizers = build_model(args, device)
     generator = torch.Generator().manual_seed(args.seed)
-    config = {**training_config(args), "lambda": lam}
+    config = training_config(args, lam)
     first_epoch, history = 0, {"loss_log": [], "epoch_loss": [], "train_seconds": 0.0}
     if args.resume and state_path is not None:
         first_epoch, history = resume_training_state(state_path, MODEL_NAME, config, net,
@@ -160,14 +160,21 @@ def evaluate(net: DeconvNet, images: torch.Tensor, labels: torch.Tensor,
         squared_error += (denormalize(x_hat) - denormalize(x)).pow(2).sum().item()
     mse = squared_error / images.numel()
     return {"predictions": torch.cat(predictions), "rec_loss": rec_sum / len(labels),
-            "mse": mse, "psnr_db": 10 * math.log10(1 / mse)}
+            "mse": mse, "psnr_db": psnr_db(mse)}
 
 
-def training_config(args) -> dict:
+def training_config(args, lam: float) -> dict:
+    """What determines the trained model: saved with it and checked on --resume."""
     skip = ("quiet", "resume", "out", "lambda_sweep", "lam", "task1_metrics", "log_every")
     config = {k: v for k, v in vars(args).items() if k not in skip}
     config["init_from"] = str(args.init_from) if args.init_from else None
+    config["lambda"] = lam
     return config
+
+
+def psnr_db(mse: float) -> float:
+    """Peak signal-to-noise ratio of images in [0, 1]: 10 log10(1 / MSE)."""
+    return 10 * math.log10(1 / mse)
 
 
 def reconstruction_figure(net: DeconvNet, data, seed: int, path: Path, lam: float) -> None:
@@ -182,7 +189,7 @@ def reconstruction_figure(net: DeconvNet, data, seed: int, path: Path, lam: floa
         x = normalize(images)
         _, x_hat = net(x)
     titles = [f"{'train' if i < 3 else 'test'}: {DISPLAY_NAMES[c]}" for i, c in enumerate(labels)]
-    psnr = [10 * math.log10(1 / (denormalize(a) - denormalize(b)).pow(2).mean().item())
+    psnr = [psnr_db((denormalize(a) - denormalize(b)).pow(2).mean().item())
             for a, b in zip(x_hat, x)]
     plots.image_rows([list(denormalize(x).cpu()), list(denormalize(x_hat).cpu())],
                      [titles, [f"{p:.1f} dB" for p in psnr]], ["original", "reconstruction"],
@@ -215,7 +222,7 @@ def main() -> None:
     print("Finished Training")
     model_path = out / "deconv_net.pth"
     save_torch({"model": MODEL_NAME, "model_state": net.state_dict(),
-                "config": {**training_config(args), "lambda": args.lam}}, model_path)
+                "config": training_config(args, args.lam)}, model_path)
 
     # Test: accuracy as in Task 1, and how well the image comes back.
     metrics = results(net, data, history, args.lam)
@@ -241,7 +248,7 @@ def main() -> None:
 
     save_json({
         "task": "task2", "model": MODEL_NAME,
-        "config": {**training_config(args), "lambda": args.lam},
+        "config": training_config(args, args.lam),
         **metrics,
         "loss_log": history["loss_log"], "epoch_loss": history["epoch_loss"],
         "wall_seconds": round(time.perf_counter() - started, 2),
