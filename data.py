@@ -17,7 +17,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from common import UsageError
+from common import UsageError, atomic_path
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck")  # folder names; torchvision's index order
@@ -267,8 +267,6 @@ def _read_cache(cache_file: Path) -> CIFAR10 | None:
 
 
 def _write_cache(dataset: CIFAR10, cache_file: Path, log) -> None:
-    from common import atomic_path
-
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         for old in cache_file.parent.glob(cache_file.name.rsplit("-", 1)[0] + "-*.pt"):

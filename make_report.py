@@ -325,8 +325,7 @@ def main() -> None:
     subtitle = (f"Report built {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from the metrics "
                 f"and figures in {args.outputs}/; Zeiler & Fergus (2014), PyTorch CIFAR-10 tutorial.")
     write_markdown(blocks, title, out / "report.md")
-    relative_root = args.outputs.resolve()
-    pages = write_pdf(blocks, title, subtitle, relative_root, out / "report.pdf")
+    pages = write_pdf(blocks, title, subtitle, args.outputs.resolve(), out / "report.pdf")
     print(f"wrote {out / 'report.md'} and {out / 'report.pdf'} ({pages} pages)")
 
 
