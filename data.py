@@ -175,12 +175,13 @@ def _list_image_folder(split_dir: Path) -> tuple[list[tuple[Path, int]], list[Pa
                          f"{', '.join(CLASSES)}")
     files, skipped = [], []
     for index, name in enumerate(CLASSES):
+        found_before = len(files)
         for path in sorted((split_dir / name).iterdir()):
             if path.is_file() and path.suffix.lower() in IMAGE_EXTENSIONS:
                 files.append((path, index))
             else:
                 skipped.append(path)
-        if not any(label == index for _, label in files[-1:]):
+        if len(files) == found_before:
             raise UsageError(f"{split_dir / name} holds no images (.png/.jpg)")
     return files, skipped
 
