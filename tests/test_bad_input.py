@@ -99,6 +99,12 @@ def _wrong_size(root):
     return root
 
 
+def _empty_class(root):
+    for image in (root / "test" / "frog").iterdir():
+        image.unlink()
+    return root
+
+
 def _data_is_a_file(root):
     (root / "file").write_text("x")
     return root / "file"
@@ -112,6 +118,7 @@ BROKEN_DATA = {
     "corrupt image": (_corrupt_image, "0000.png is not a readable image"),
     "not 32x32": (_wrong_size, "is 48x64, not 32x32"),
     "data is a file": (_data_is_a_file, "is a file, not a folder"),
+    "empty class": (_empty_class, "test/frog holds no images"),
 }
 
 
