@@ -1,13 +1,16 @@
-"""Plumbing the four scripts share: one-line errors, devices, atomic writes, checkpoints.
+"""Command line and files, shared by every script: one-line errors, flags, devices, safe writes.
 
-Nothing here knows about the experiment itself; it keeps each script's `main()` about the task.
+Nothing here knows about the experiment; it keeps each script's `main()` about the task.
 """
 import argparse
 import contextlib
+import errno
 import json
 import math
 import os
 import platform
+import re
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -17,21 +20,36 @@ import torch
 
 
 class UsageError(Exception):
-    """A problem the user can fix (bad flag, missing data, wrong checkpoint).
+    """A problem the user can fix (bad flag, missing data, wrong checkpoint, full disk).
 
     Scripts print its message as one line and exit with status 2, without a traceback.
     """
 
 
+class Interrupted(Exception):
+    """Ctrl-C or SIGTERM, with what the user can do next (e.g. rerun with --resume)."""
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def run_cli(main: Callable[[], None]) -> None:
-    """Run a script's main(); turn UsageError into `error: ...` on stderr and exit code 2."""
+    """Run a script's main(); turn UsageError into `error: ...` on stderr and exit code 2.
+
+    SIGTERM is handled like Ctrl-C, so `kill` and a closed terminal leave the same clean state.
+    """
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         main()
     except UsageError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)
+    except Interrupted as stop:
+        print(f"interrupted: {stop}", file=sys.stderr)
+        sys.exit(130)
     except KeyboardInterrupt:
-        print("interrupted: finished files are complete; rerun with --resume to continue training",
+        print("interrupted: files already written are complete; nothing half-written was left",
               file=sys.stderr)
         sys.exit(130)
 
@@ -48,82 +66,64 @@ class ArgumentParser(argparse.ArgumentParser):
         sys.exit(2)
 
 
-# --- argparse value types: each rejects what the experiment cannot use, with the reason ---
+def number(kind: type = float, low: float | None = None, high: float | None = None,
+           low_open: bool = False) -> Callable[[str], Any]:
+    """argparse type: a finite int or float in [low, high] ((low, high] with low_open).
 
-def _number(text: str, kind: Callable[[str], Any]) -> Any:
-    try:
-        value = kind(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
-    return value
+    Each bound may be None. The error says the allowed range, e.g. "must be in (0, 1]".
+    """
+    left = "(" if low_open else "["
+    allowed = (f"in {left}{low:g}, {high:g}]" if low is not None and high is not None
+               else f"> {low:g}" if low_open else f">= {low:g}" if low is not None
+               else f"<= {high:g}" if high is not None else "a number")
+    noun = "a whole number" if kind is int else "a number"
 
-
-def positive_int(text: str) -> int:
-    value = _number(text, int)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be a positive integer")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    value = _number(text, int)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = _number(text, float)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} must be a positive number")
-    return value
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if ((low is not None and (value < low or (low_open and value == low)))
+                or (high is not None and value > high)):
+            raise argparse.ArgumentTypeError(f"{text} must be {allowed}")
+        return value
+    parse.__name__ = noun  # argparse names the type in its messages
+    return parse
 
 
-def non_negative_float(text: str) -> float:
-    value = _number(text, float)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} must be 0 or more")
-    return value
+def output_folder(text: str) -> Path:
+    """argparse type for --out: a non-empty path (an empty one would silently mean '.')."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("is empty; give a folder such as outputs/task1")
+    return Path(text)
 
 
-def fraction(text: str) -> float:
-    value = _number(text, float)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} must be in (0, 1], e.g. 0.1 for a tenth")
-    return value
-
-
-def add_common_arguments(parser: argparse.ArgumentParser, out: str) -> None:
-    """Flags every script has: where the data is, where results go, which device."""
+def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+    """Where CIFAR-10 is, which part of it, the seed and how chatty: the same in every script."""
     parser.add_argument("--data-dir", default=None,
                         help="CIFAR-10 location: image folders (train/<class>/*, test/<class>/*) "
-                             "or cifar-10-batches-py; default $CIFAR10_DIR, else ./data "
-                             "(downloaded there when empty)")
-    parser.add_argument("--out", default=out, help="output folder")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-
-
-def add_training_arguments(parser: argparse.ArgumentParser) -> None:
-    """The tutorial's training protocol, shared by Tasks 1 and 2 so their defaults stay equal."""
-    parser.add_argument("--epochs", type=positive_int, default=2, help="passes over the training set")
-    parser.add_argument("--batch-size", type=positive_int, default=4, help="mini-batch size")
-    parser.add_argument("--lr", type=positive_float, default=0.001,
-                        help="SGD learning rate (of the encoder and classifier head)")
-    parser.add_argument("--momentum", type=non_negative_float, default=0.9, help="SGD momentum")
-    parser.add_argument("--seed", type=non_negative_int, default=0,
+                             "or cifar-10-batches-py; default $CIFAR10_DIR, else ./data in the "
+                             "current folder (downloaded there when empty)")
+    parser.add_argument("--subset", type=number(float, 0, 1, low_open=True), default=1.0,
+                        help="use this stratified fraction of CIFAR-10's train and test sets, "
+                             "in (0, 1]")
+    parser.add_argument("--seed", type=number(int, 0), default=0,
                         help="seed of initialisation, shuffling and --subset")
-    parser.add_argument("--subset", type=fraction, default=1.0,
-                        help="train and test on this stratified fraction of CIFAR-10")
-    parser.add_argument("--log-every", type=positive_int, default=2000,
-                        help="print the running loss every N mini-batches")
-    parser.add_argument("--resume", action="store_true",
-                        help="continue a stopped run from OUT/training_state.pth")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--quiet", action="store_true",
+                        help="no progress bars (warnings and results are still printed)")
 
 
-# --- device and threads ---
+def add_output_arguments(parser: argparse.ArgumentParser, out: str) -> None:
+    """Where results go and which device computes them."""
+    parser.add_argument("--out", type=output_folder, default=Path(out),
+                        help="output folder, relative to the current folder")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="auto: CUDA when a GPU is present, else CPU")
+
+
+# --- device ---
 
 def select_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
@@ -140,7 +140,39 @@ def select_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def environment_info(device: torch.device) -> dict:
+    import numpy
+    import torchvision
+
+    info = {
+        "device": str(device),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+        "platform": platform.platform(),
+        "cpu_threads": torch.get_num_threads(),
+    }
+    if device.type == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(device)
+    return info
+
+
 # --- files: written to a temporary name and renamed, so no file is ever half-written ---
+
+TEMP_PATTERN = re.compile(r"^\..+\.pid(\d+)-[^.]+\.tmp$")
+
+
+def check_output_dir(path: Path) -> None:
+    """Fail before any work if `path` cannot be created as a folder; creates nothing."""
+    existing = Path(path)
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        reason = "is a file" if existing.exists() and not existing.is_dir() else "is not writable"
+        raise UsageError(f"cannot write to output folder {path} ({existing} {reason}); "
+                         "pass a writable --out")
+
 
 def prepare_output_dir(path: Path) -> Path:
     """Create the output folder, or say clearly why it cannot be written."""
@@ -151,14 +183,59 @@ def prepare_output_dir(path: Path) -> Path:
     except OSError as error:
         raise UsageError(f"cannot write to output folder {path} ({error.strerror or error}); "
                          "pass a writable --out") from None
+    remove_stale_temporaries(path)
     return path
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: Path) -> list[Path]:
+    """Delete this repo's temporary files left by killed processes (never a live writer's)."""
+    removed = []
+    try:
+        entries = list(Path(folder).iterdir())
+    except OSError:
+        return removed
+    for path in entries:
+        match = TEMP_PATTERN.match(path.name)
+        if match and int(match.group(1)) != os.getpid() and not _process_alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _write_failure(error: BaseException) -> str | None:
+    """The reason a write failed, when it is the disk's fault (full, quota, size limit, I/O)."""
+    if isinstance(error, OSError):
+        return error.strerror or str(error)
+    # torch.save reports a failed write as RuntimeError('[enforce fail at inline_container...]')
+    if isinstance(error, RuntimeError) and ("PytorchStreamWriter" in str(error)
+                                            or "file write failed" in str(error)):
+        return "the file could not be written"
+    return None
 
 
 @contextlib.contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path next to `path`; rename it to `path` only if the block succeeds."""
+    """Yield a temporary path next to `path`; rename it to `path` only if the block succeeds.
+
+    A full or failing disk becomes one UsageError naming the file; the temporary is removed.
+    """
     path = Path(path)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.pid{os.getpid()}-",
+                                        suffix=".tmp")
+    except OSError as error:
+        raise UsageError(f"cannot write {path} ({error.strerror or error}); "
+                         "check the folder or pass another --out") from None
     os.close(fd)
     tmp = Path(tmp_name)
     umask = os.umask(0)
@@ -167,22 +244,32 @@ def atomic_path(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as error:
+        reason = _write_failure(error)
+        if reason is None:
+            raise
+        hint = ("free some disk space" if getattr(error, "errno", None) in
+                (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, None) else "check the disk")
+        raise UsageError(f"could not write {path} ({reason}); {hint} or pass another --out, "
+                         "then run again") from None
     finally:
         tmp.unlink(missing_ok=True)
 
 
 def save_json(data: dict, path: Path) -> None:
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+        tmp.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def save_figure(figure: Any, path: Path, **kwargs: Any) -> None:
-    """Save a matplotlib figure atomically and close it."""
+    """Save a matplotlib figure atomically (format from the suffix) and close it."""
     import matplotlib.pyplot as plt
 
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, format=path.suffix.lstrip("."), bbox_inches="tight", **kwargs)
-    plt.close(figure)
+    try:
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, format=path.suffix.lstrip("."), **kwargs)
+    finally:
+        plt.close(figure)
 
 
 def save_torch(obj: Any, path: Path) -> None:
@@ -190,101 +277,27 @@ def save_torch(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def load_checkpoint(path: Path, model_name: str | tuple[str, ...], what: str) -> dict:
-    """Load a checkpoint written by this repo and check it holds a `model_name` (or one of them)."""
+def read_json(path: Path, what: str, fix: str) -> dict:
+    """A JSON object from `path`, or one UsageError naming the file, the problem and `fix`."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{what} {path} does not exist; {fix}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "not valid JSON"
+        raise UsageError(f"{what} {path} is unreadable ({reason}); {fix}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{what} {path} does not hold a JSON object; {fix}")
+    return data
+
+
+def load_torch_file(path: Path, what: str) -> Any:
+    """torch.load with weights_only=True, or one UsageError for a missing or damaged file."""
     path = Path(path)
     if not path.is_file():
         raise UsageError(f"{what} {path} does not exist")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for truncated or foreign files
         raise UsageError(f"{what} {path} is not a readable PyTorch checkpoint "
                          f"({type(error).__name__}); it may be truncated, write it again") from None
-    if not isinstance(checkpoint, dict) or "model_state" not in checkpoint:
-        raise UsageError(f"{what} {path} was not written by this repo (no 'model_state')")
-    found = checkpoint.get("model")
-    accepted = (model_name,) if isinstance(model_name, str) else model_name
-    if found not in accepted:
-        raise UsageError(f"{what} {path} holds a {found}, not a {' or '.join(accepted)}")
-    return checkpoint
-
-
-def load_state(model: torch.nn.Module, state: dict, path: Path, what: str) -> None:
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as error:
-        first = str(error).strip().splitlines()[0]
-        raise UsageError(f"{what} {path} does not fit this architecture: {first}") from None
-
-
-def check_finite(loss: float, epoch: int, step: int, fix: str = "lower --lr") -> None:
-    """Stop a diverging run, naming where; the training state of the last epoch stays on disk."""
-    if not math.isfinite(loss):
-        raise UsageError(f"the loss became {loss} at epoch {epoch}, mini-batch {step}; {fix} "
-                         "(the last epoch's training state is kept)")
-
-
-def environment_info(device: torch.device) -> dict:
-    import numpy
-    import torchvision
-
-    return {
-        "device": str(device),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "numpy": numpy.__version__,
-        "platform": platform.platform(),
-        "cpu_threads": torch.get_num_threads(),
-    }
-
-
-# --- evaluation and resumable training state, shared by both training scripts ---
-
-def accuracy_summary(predictions: torch.Tensor, labels: torch.Tensor,
-                     class_names: tuple[str, ...]) -> dict:
-    """Overall and per-class accuracy in percent, and the confusion matrix (rows: truth)."""
-    predictions, labels = predictions.cpu(), labels.cpu()
-    n = len(class_names)
-    confusion = torch.bincount(labels * n + predictions, minlength=n * n).reshape(n, n)
-    per_class = {name: round(100.0 * confusion[i, i].item() / max(confusion[i].sum().item(), 1), 2)
-                 for i, name in enumerate(class_names)}
-    return {
-        "test_accuracy": round(100.0 * (predictions == labels).float().mean().item(), 2),
-        "test_images": len(labels),
-        "per_class_accuracy": per_class,
-        "confusion_matrix": confusion.tolist(),
-    }
-
-
-def save_training_state(path: Path, model_name: str, config: dict, epoch: int,
-                        model: torch.nn.Module, optimizers: list[torch.optim.Optimizer],
-                        shuffle_generator: torch.Generator, history: dict) -> None:
-    """Everything needed to continue after `epoch` as if the run had never stopped."""
-    save_torch({
-        "model": model_name, "config": config, "epoch": epoch,
-        "model_state": model.state_dict(),
-        "optimizer_states": [opt.state_dict() for opt in optimizers],
-        "shuffle_rng": shuffle_generator.get_state(), "torch_rng": torch.get_rng_state(),
-        "history": history,
-    }, path)
-
-
-def resume_training_state(path: Path, model_name: str, config: dict, model: torch.nn.Module,
-                          optimizers: list[torch.optim.Optimizer],
-                          shuffle_generator: torch.Generator) -> tuple[int, dict]:
-    """Restore a state saved by save_training_state; return (epochs done, history)."""
-    if not Path(path).is_file():
-        raise UsageError(f"--resume: {path} does not exist; run once without --resume "
-                         "(it is written after every epoch)")
-    state = load_checkpoint(path, model_name, "--resume state")
-    differing = sorted(k for k in config if k != "epochs" and state["config"].get(k) != config[k])
-    if differing:
-        raise UsageError(f"--resume: {path} was trained with other settings "
-                         f"({', '.join(differing)}); use the same flags or a new --out")
-    load_state(model, state["model_state"], path, "--resume state")
-    for optimizer, saved in zip(optimizers, state["optimizer_states"]):
-        optimizer.load_state_dict(saved)
-    shuffle_generator.set_state(state["shuffle_rng"])
-    torch.set_rng_state(state["torch_rng"])
-    return state["epoch"], state["history"]

@@ -7,9 +7,13 @@ Two layouts are recognised under the data folder:
 Images are kept as uint8 (N, 3, 32, 32) and normalised per mini-batch, which is far cheaper
 than the tutorial's per-image PIL -> ToTensor -> Normalize at batch size 4.
 """
+import contextlib
 import hashlib
 import os
+import shutil
+import socket
 import sys
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
@@ -17,7 +21,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from common import UsageError, atomic_path
+from common import UsageError, atomic_path, remove_stale_temporaries
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck")  # folder names; torchvision's index order
@@ -26,6 +30,9 @@ DISPLAY_NAMES = ("plane", "car", "bird", "cat", "deer",
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg"}
 CACHE_VERSION = 1
 DEFAULT_DATA_DIR = Path("data")
+ARCHIVE = "cifar-10-python.tar.gz"  # what torchvision downloads, and extracts into BATCH_FOLDER
+BATCH_FOLDER = "cifar-10-batches-py"
+DOWNLOAD_TIMEOUT_S = 60.0  # per network read; $CIFAR10_DOWNLOAD_TIMEOUT overrides it
 
 
 @dataclass(frozen=True)
@@ -61,12 +68,17 @@ def denormalize(x: torch.Tensor) -> torch.Tensor:
 
 def batches(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
             generator: torch.Generator | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield normalised mini-batches; in a fresh random order when a generator is given."""
+    """Yield uint8 mini-batches (images, labels), in a fresh random order when a generator is given.
+
+    The order is drawn on the CPU generator (the same order on every device) and moved to the
+    data's device once per epoch. Every image is used; the last batch may be smaller.
+    """
     n = len(labels)
     order = torch.randperm(n, generator=generator) if generator is not None else torch.arange(n)
+    order = order.to(labels.device)
     for start in range(0, n, batch_size):
-        index = order[start:start + batch_size].to(labels.device)
-        yield normalize(images[index]), labels[index]
+        index = order[start:start + batch_size]
+        yield images[index], labels[index]
 
 
 def stratified_subset(labels: torch.Tensor, fraction: float, seed: int) -> torch.Tensor:
@@ -94,22 +106,22 @@ def load_cifar10(data_dir: str | Path | None = None, subset: float = 1.0, seed: 
     explicit = data_dir is not None or "CIFAR10_DIR" in os.environ
     data_dir = Path(data_dir) if data_dir is not None else default_data_dir()
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    log = (lambda *_: None) if quiet else (lambda msg: print(msg, file=sys.stderr))
+    remove_stale_temporaries(cache_dir)  # left by a run killed while writing the cache
 
     layout = _detect_layout(data_dir, explicit)
     if layout == "download":
-        _download(data_dir)
+        _download(data_dir, quiet)
         layout = "batches"
     if layout == "folders":
         train_files, skipped = _list_image_folder(data_dir / "train")
         test_files, skipped_test = _list_image_folder(data_dir / "test")
         skipped += skipped_test
-        if skipped:
-            log(f"warning: skipped {len(skipped)} non-image file(s) in {data_dir}, "
+        if skipped:  # warnings are printed even with --quiet, which only hides progress bars
+            warn(f"skipped {len(skipped)} non-image file(s) in {data_dir}, "
                 f"e.g. {skipped[0]}")
         fingerprint = [(str(p.relative_to(data_dir)), *_stat(p)) for p, _ in train_files + test_files]
     else:
-        batch_dir = data_dir / "cifar-10-batches-py"
+        batch_dir = data_dir / BATCH_FOLDER
         fingerprint = [(p.name, *_stat(p)) for p in sorted(batch_dir.iterdir())]
 
     key = hashlib.sha256(repr((CACHE_VERSION, layout, fingerprint)).encode()).hexdigest()
@@ -122,7 +134,7 @@ def load_cifar10(data_dir: str | Path | None = None, subset: float = 1.0, seed: 
         else:
             arrays = _read_batches(data_dir)
         dataset = _from_arrays(*arrays, source=str(data_dir))
-        _write_cache(dataset, cache_file, log)
+        _write_cache(dataset, cache_file)
     dataset = replace(dataset, source=f"{data_dir} ({layout})")
 
     if subset < 1.0:
@@ -136,6 +148,10 @@ def load_cifar10(data_dir: str | Path | None = None, subset: float = 1.0, seed: 
     return dataset
 
 
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
 # --- finding the data ---
 
 def _detect_layout(data_dir: Path, explicit: bool) -> str:
@@ -145,7 +161,7 @@ def _detect_layout(data_dir: Path, explicit: bool) -> str:
                 raise UsageError(f"{data_dir} has no {split}/ folder; an image-folder copy of "
                                  "CIFAR-10 needs both train/<class>/ and test/<class>/")
         return "folders"
-    if (data_dir / "cifar-10-batches-py").is_dir():
+    if (data_dir / BATCH_FOLDER).is_dir():
         return "batches"
     if not data_dir.exists():
         if explicit:
@@ -193,7 +209,6 @@ def _stat(path: Path) -> tuple[int, int]:
 
 def _decode(files: list[tuple[Path, int]], split: str, quiet: bool) -> tuple[np.ndarray, np.ndarray]:
     """Decode image files into (N, 32, 32, 3) uint8; refuse anything that is not 32x32."""
-    from PIL import Image, UnidentifiedImageError
     from tqdm import tqdm
 
     images = np.empty((len(files), 32, 32, 3), dtype=np.uint8)
@@ -202,31 +217,72 @@ def _decode(files: list[tuple[Path, int]], split: str, quiet: bool) -> tuple[np.
                     disable=quiet or None, file=sys.stderr)
     for i, (path, _) in enumerate(progress):
         try:
-            with Image.open(path) as image:
-                image.load()
-                if image.size != (32, 32):
-                    raise UsageError(f"{path} is {image.size[0]}x{image.size[1]}, not 32x32; "
-                                     "CIFAR-10 images are refused at other sizes, resize or "
-                                     "remove it")
-                # Grey, palette or RGBA files are converted to RGB, which loses nothing CIFAR needs.
-                images[i] = np.asarray(image.convert("RGB"))
-        except (UnidentifiedImageError, OSError, SyntaxError) as error:
+            image = _read_rgb(path)
+        except (RuntimeError, OSError, ValueError, SyntaxError) as error:
             raise UsageError(f"{path} is not a readable image ({error.__class__.__name__}); "
                              "replace or delete it") from None
+        if image.shape[:2] != (32, 32):
+            raise UsageError(f"{path} is {image.shape[1]}x{image.shape[0]}, not 32x32; "
+                             "CIFAR-10 images are refused at other sizes, resize or remove it")
+        images[i] = image
     return images, labels
 
 
-def _download(data_dir: Path) -> None:
+def _read_rgb(path: Path) -> np.ndarray:
+    """One image file as (H, W, 3) uint8; grey, palette or RGBA files become RGB.
+
+    torchvision.io.decode_image gives the same pixels as PIL for these JPEGs and PNGs and was
+    measured 4.8x faster (0.24 s vs 1.15 s per 3,000 files, 2-core CPU). torchvision 0.29
+    deprecates it in favour of TorchCodec, so PIL takes over where it is gone.
+    """
+    try:
+        from torchvision.io import ImageReadMode, decode_image, read_file
+    except ImportError:
+        from PIL import Image
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return decode_image(read_file(str(path)), mode=ImageReadMode.RGB).permute(1, 2, 0).numpy()
+
+
+@contextlib.contextmanager
+def _socket_timeout(seconds: float) -> Iterator[None]:
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(seconds)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
+
+
+def _download(data_dir: Path, quiet: bool) -> None:
+    """Download with torchvision, as the tutorial does; never hang silently, never leave half."""
     import torchvision
 
+    timeout = float(os.environ.get("CIFAR10_DOWNLOAD_TIMEOUT", DOWNLOAD_TIMEOUT_S))
+    print(f"downloading CIFAR-10 (163 MB) to {data_dir.resolve()} with torchvision; "
+          f"set --data-dir or CIFAR10_DIR to use a local copy instead", file=sys.stderr)
+    created = not data_dir.exists()
+    archive = data_dir / ARCHIVE
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-        for train in (True, False):
-            torchvision.datasets.CIFAR10(root=str(data_dir), train=train, download=True)
-    except Exception as error:  # network errors come in many types
-        raise UsageError(f"could not download CIFAR-10 into {data_dir} ({type(error).__name__}); "
+        with _socket_timeout(timeout), contextlib.redirect_stdout(
+                open(os.devnull, "w") if quiet else sys.stderr):
+            torchvision.datasets.CIFAR10(root=str(data_dir), train=True, download=True)
+    except (Exception, KeyboardInterrupt) as error:  # network errors come in many types
+        archive.unlink(missing_ok=True)
+        shutil.rmtree(data_dir / BATCH_FOLDER, ignore_errors=True)
+        if created:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        reason = ("no answer for {:g} s".format(timeout) if isinstance(error, TimeoutError)
+                  or "timed out" in str(error) else type(error).__name__)
+        raise UsageError(f"could not download CIFAR-10 into {data_dir} ({reason}); "
                          "without internet, point --data-dir or CIFAR10_DIR at a local copy "
                          "such as ../shared/cifar10") from None
+    archive.unlink(missing_ok=True)  # extracted; the 163 MB archive is not needed again
 
 
 def _read_batches(data_dir: Path) -> tuple[np.ndarray, ...]:
@@ -267,13 +323,19 @@ def _read_cache(cache_file: Path) -> CIFAR10 | None:
         return None
 
 
-def _write_cache(dataset: CIFAR10, cache_file: Path, log) -> None:
+def _write_cache(dataset: CIFAR10, cache_file: Path) -> None:
+    """Keep the decoded data for next time; a cache that cannot be written only costs a warning."""
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         for old in cache_file.parent.glob(cache_file.name.rsplit("-", 1)[0] + "-*.pt"):
             old.unlink()  # caches of an earlier version of the same source
         with atomic_path(cache_file) as tmp:
             torch.save(dataset.__dict__, tmp)
-    except OSError as error:
-        log(f"warning: could not cache decoded CIFAR-10 in {cache_file.parent} ({error.strerror}); "
-            "it will be decoded again next time")
+    except (OSError, UsageError) as error:
+        reason = error.strerror if isinstance(error, OSError) else "the disk refused the write"
+        warn(f"could not cache decoded CIFAR-10 in {cache_file.parent} ({reason}); "
+             "it will be decoded again next time (set CIFAR10_CACHE to another folder)")
+        return
+    size_mb = cache_file.stat().st_size / 2 ** 20
+    print(f"note: cached the decoded images in {cache_file} ({size_mb:.0f} MB, all of CIFAR-10 "
+          "whatever --subset is); set CIFAR10_CACHE to keep it elsewhere", file=sys.stderr)

@@ -1,17 +1,20 @@
-"""The two networks of the study.
+"""The two networks of the study, and loading their checkpoints.
 
 `TutorialNet` is the classifier of the PyTorch tutorial "Training a Classifier", layer for layer.
 `DeconvNet` keeps that encoder and head under the same parameter names (so a Task 1 checkpoint
 loads into it) and adds a decoder that mirrors the two convolutional layers the way Zeiler &
 Fergus's deconvnet does: unpool with the max-pool switches, rectify, transposed convolution.
+Checkpoints are plain state dicts, exactly what the tutorial saves and reloads.
 """
-from typing import NamedTuple
+from pathlib import Path
+from typing import NamedTuple, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-IMAGE_SHAPE = (3, 32, 32)
+from common import UsageError, load_torch_file
+
 Z1_SHAPE = (6, 14, 14)  # after conv1 (5x5) -> ReLU -> 2x2 max-pool
 Z2_SHAPE = (16, 5, 5)  # after conv2 (5x5) -> ReLU -> 2x2 max-pool
 
@@ -71,38 +74,34 @@ class DeconvNet(TutorialNet):
         z2, indices2 = self.pool(F.relu(self.conv2(z1)))
         return Latents(z1, indices1, z2, indices2)
 
-    def decode_layer1(self, z1: torch.Tensor, indices1: torch.Tensor) -> torch.Tensor:
-        """6x14x14 map -> 3x32x32 image (unpool to 28x28, ReLU, transposed conv1)."""
-        h = self.unpool(z1, indices1, output_size=(28, 28))
-        return self.deconv1(F.relu(h))
-
-    def decode_layer2(
-        self, z2: torch.Tensor, indices2: torch.Tensor, indices1: torch.Tensor
-    ) -> torch.Tensor:
-        """16x5x5 map -> 3x32x32 image, through both decoder layers."""
-        h = self.unpool(z2, indices2, output_size=(10, 10))
-        z1_hat = self.deconv2(F.relu(h))
-        return self.decode_layer1(z1_hat, indices1)
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         latents = self.encode(x)
-        logits = self.head(latents.z2)
-        x_hat = self.decode_layer2(latents.z2, latents.indices2, latents.indices1)
-        return logits, x_hat
+        return self.head(latents.z2), self.decode(latents, layer=2)
 
-    def tied_decode_layer1(self, z1: torch.Tensor, indices1: torch.Tensor) -> torch.Tensor:
-        """Zeiler & Fergus's original deconvnet: the encoder's own conv1 filters, transposed.
+    def decode(self, latents: Latents, layer: int, keep: Sequence[Sequence[int]] | None = None,
+               tied: bool = False) -> torch.Tensor:
+        """Images (N, 3, 32, 32) from the layer-`layer` latent (1: z1, 2: z2) of `latents`.
 
-        Same switches and rectification as the learned decoder, no bias, nothing trained.
+        keep=None decodes every channel. Otherwise `latents` holds one image and output k keeps
+        only the channels in keep[k], all others zeroed: [[c] for c in range(6)] gives the six
+        single-channel images of z1, and [[]] decodes the empty latent (biases and switches alone).
+        Switches always come from `latents`. `tied` decodes with the encoder's own filters,
+        transposed and without bias (Zeiler & Fergus's deconvnet) instead of the learned ones.
         """
-        h = F.relu(self.unpool(z1, indices1, output_size=(28, 28)))
-        return F.conv_transpose2d(h, self.conv1.weight)
-
-    def tied_decode_layer2(
-        self, z2: torch.Tensor, indices2: torch.Tensor, indices1: torch.Tensor
-    ) -> torch.Tensor:
-        h = F.relu(self.unpool(z2, indices2, output_size=(10, 10)))
-        return self.tied_decode_layer1(F.conv_transpose2d(h, self.conv2.weight), indices1)
+        z = latents.z1 if layer == 1 else latents.z2
+        if keep is not None:
+            mask = torch.zeros(len(keep), z.shape[1], 1, 1, dtype=z.dtype, device=z.device)
+            for k, channels in enumerate(keep):
+                mask[k, list(channels)] = 1
+            z = z * mask  # one image broadcast to len(keep) copies
+        n = len(z)
+        indices1 = latents.indices1.expand(n, -1, -1, -1)
+        if layer == 2:
+            indices2 = latents.indices2.expand(n, -1, -1, -1)
+            h = F.relu(self.unpool(z, indices2, output_size=(10, 10)))
+            z = (F.conv_transpose2d(h, self.conv2.weight) if tied else self.deconv2(h))
+        h = F.relu(self.unpool(z, indices1, output_size=(28, 28)))
+        return F.conv_transpose2d(h, self.conv1.weight) if tied else self.deconv1(h)
 
     def decoder_parameters(self) -> list[nn.Parameter]:
         """Parameters that only the reconstruction loss reaches."""
@@ -124,4 +123,47 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return per_image.mean()
 
 
-MODELS = {"TutorialNet": TutorialNet, "DeconvNet": DeconvNet}
+# --- checkpoints: plain state dicts, told apart by their keys ---
+
+def architecture_of(state: dict) -> str | None:
+    """'DeconvNet' or 'TutorialNet' by the keys of a state dict; None for anything else."""
+    keys = set(state)
+    classifier = set(TutorialNet().state_dict())
+    if classifier <= keys and any(k.startswith("deconv") for k in keys):
+        return "DeconvNet"
+    if classifier <= keys:
+        return "TutorialNet"
+    return None
+
+
+def read_state_dict(path: Path, what: str) -> tuple[str, dict]:
+    """(architecture, state dict) of a checkpoint file, or one UsageError saying what is wrong."""
+    state = load_torch_file(path, what)
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UsageError(f"{what} {path} is not a model state dict (as saved by "
+                         "torch.save(net.state_dict(), PATH)); pass cifar_net.pth or deconv_net.pth")
+    architecture = architecture_of(state)
+    if architecture is None:
+        raise UsageError(f"{what} {path} holds neither the tutorial net nor the DeconvNet "
+                         f"(keys {', '.join(list(state)[:3])}, ...)")
+    return architecture, state
+
+
+def load_weights(model: nn.Module, state: dict, path: Path, what: str, strict: bool = True) -> None:
+    """load_state_dict with one line for a checkpoint of another shape."""
+    try:
+        model.load_state_dict(state, strict=strict)
+    except RuntimeError as error:
+        detail = next((line.strip() for line in str(error).splitlines()[1:] if line.strip()),
+                      str(error).strip())
+        raise UsageError(f"{what} {path} does not fit this architecture: {detail}") from None
+
+
+def load_model(path: Path, architecture: str, what: str) -> nn.Module:
+    """A model of `architecture` with the weights of `path` (a state dict of that architecture)."""
+    found, state = read_state_dict(path, what)
+    if found != architecture:
+        raise UsageError(f"{what} {path} holds a {found}, not a {architecture}")
+    model = DeconvNet() if architecture == "DeconvNet" else TutorialNet()
+    load_weights(model, state, path, what)
+    return model

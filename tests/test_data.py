@@ -1,4 +1,6 @@
 """data.py: layouts, cache, subsets, normalisation."""
+import shutil
+
 import numpy as np
 import pytest
 import torch
@@ -95,7 +97,7 @@ def test_batches_cover_everything_once_and_shuffle_with_a_generator():
     shuffled = torch.cat([y for _, y in data.batches(images, labels, 4, torch.Generator().manual_seed(0))])
     assert sorted(shuffled.tolist()) == list(range(10)) and shuffled.tolist() != list(range(10))
     x, y = next(data.batches(images, labels, 4))
-    assert torch.allclose(x, data.normalize(images[y]))
+    assert x.dtype == torch.uint8 and torch.equal(x, images[y])  # normalised inside the step
 
 
 class FakeCIFAR10:
@@ -166,3 +168,75 @@ def test_grey_images_are_converted_to_rgb(tmp_path):
     Image.fromarray(np.full((32, 32), 77, np.uint8), mode="L").save(root / "train" / "cat" / "0000.png")
     dataset = data.load_cifar10(root, cache_dir=tmp_path / "cache", quiet=True)
     assert dataset.train_images[3].unique().tolist() == [77]
+
+
+# --- every broken copy of the data: one UsageError naming the problem (scripts turn it into
+# one line and exit 2; test_bad_input.py checks that once per script) ---
+
+def _missing_dir(root):
+    return root / "does-not-exist"
+
+
+def _no_layout(root):
+    (root / "elsewhere").mkdir()
+    (root / "elsewhere" / "notes.txt").write_text("no images here")
+    return root / "elsewhere"
+
+
+def _missing_class(root):
+    shutil.rmtree(root / "train" / "cat")
+    return root
+
+
+def _extra_class(root):
+    shutil.copytree(root / "train" / "dog", root / "train" / "unicorn")
+    return root
+
+
+def _corrupt_image(root):
+    path = root / "test" / "bird" / "0000.png"
+    path.write_bytes(path.read_bytes()[:40])
+    return root
+
+
+def _wrong_size(root):
+    Image.fromarray(np.zeros((64, 48, 3), np.uint8)).save(root / "train" / "ship" / "0000.png")
+    return root
+
+
+def _empty_class(root):
+    for image in (root / "test" / "frog").iterdir():
+        image.unlink()
+    return root
+
+
+def _data_is_a_file(root):
+    (root / "file").write_text("x")
+    return root / "file"
+
+
+def _missing_test_split(root):
+    shutil.rmtree(root / "test")
+    return root
+
+
+BROKEN_DATA = {
+    "missing dir": (_missing_dir, "does not exist"),
+    "no layout": (_no_layout, "holds no CIFAR-10"),
+    "missing class": (_missing_class, "lacks class folder(s) cat"),
+    "extra class": (_extra_class, "unexpected folder(s) unicorn"),
+    "corrupt image": (_corrupt_image, "0000.png is not a readable image"),
+    "not 32x32": (_wrong_size, "is 48x64, not 32x32"),
+    "data is a file": (_data_is_a_file, "is a file, not a folder"),
+    "empty class": (_empty_class, "test/frog holds no images"),
+    "missing test split": (_missing_test_split, "has no test/ folder"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN_DATA)
+def test_broken_data_is_one_usage_error(case, tmp_path):
+    make, fragment = BROKEN_DATA[case]
+    data_dir = make(write_image_folders(tmp_path / "data", 1, 1))
+    with pytest.raises(UsageError) as error:
+        data.load_cifar10(data_dir, cache_dir=tmp_path / "cache", quiet=True)
+    assert fragment in str(error.value) and "\n" not in str(error.value)

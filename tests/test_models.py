@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models import DeconvNet, TutorialNet, reconstruction_loss
+from models import DeconvNet, TutorialNet, architecture_of, load_model, reconstruction_loss
 
 
 def test_tutorial_net_outputs_ten_scores():
@@ -18,8 +18,9 @@ def test_deconv_net_shapes():
     assert latents.z2.shape == (4, 16, 5, 5)
     logits, x_hat = net(x)
     assert logits.shape == (4, 10) and x_hat.shape == (4, 3, 32, 32)
-    assert net.decode_layer1(latents.z1, latents.indices1).shape == (4, 3, 32, 32)
-    assert net.tied_decode_layer2(latents.z2, latents.indices2, latents.indices1).shape == (4, 3, 32, 32)
+    assert net.decode(latents, 1).shape == (4, 3, 32, 32)
+    assert net.decode(latents, 2, tied=True).shape == (4, 3, 32, 32)
+    assert torch.equal(net.decode(latents, 2), x_hat)
 
 
 def test_unpooling_puts_each_maximum_back_at_its_argmax():
@@ -87,3 +88,18 @@ def test_task1_weights_give_identical_logits():
     assert all(k.startswith(("deconv1.", "deconv2.")) for k in result.missing_keys)
     x = torch.randn(3, 3, 32, 32)
     assert torch.equal(classifier(x), deconv(x)[0])
+
+
+def test_checkpoints_are_told_apart_by_their_keys():
+    assert architecture_of(TutorialNet().state_dict()) == "TutorialNet"
+    assert architecture_of(DeconvNet().state_dict()) == "DeconvNet"
+    assert architecture_of(nn.Linear(2, 2).state_dict()) is None
+
+
+def test_load_model_reads_a_plain_state_dict(tmp_path):
+    torch.manual_seed(0)
+    net = DeconvNet()
+    torch.save(net.state_dict(), tmp_path / "deconv_net.pth")
+    loaded = load_model(tmp_path / "deconv_net.pth", "DeconvNet", "checkpoint")
+    x = torch.randn(2, 3, 32, 32)
+    assert all(torch.equal(a, b) for a, b in zip(net(x), loaded(x)))

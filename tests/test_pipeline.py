@@ -1,5 +1,6 @@
-"""End-to-end runs of the four scripts on tiny synthetic data, as subprocesses."""
+"""End-to-end runs of the scripts on tiny synthetic data, as subprocesses."""
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -7,16 +8,19 @@ import time
 
 import pytest
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 from conftest import REPO, run_script, write_image_folders
+from models import DeconvNet
 
-TASK1_FILES = ["train_samples.png", "loss_curve.png", "cifar_net.pth", "test_predictions.png",
-               "per_class_accuracy.png", "confusion_matrix.png", "metrics.json",
+TASK1_FILES = ["train_samples.png", "loss_curve.svg", "cifar_net.pth", "test_predictions.png",
+               "per_class_accuracy.svg", "confusion_matrix.svg", "metrics.json",
                "training_state.pth"]
-TASK2_FILES = ["deconv_net.pth", "reconstructions.png", "loss_curves.png", "lambda_sweep.png",
-               "per_class_accuracy.png", "metrics.json"]
+TASK2_FILES = ["deconv_net.pth", "reconstructions.png", "loss_curves.svg",
+               "per_class_accuracy.svg", "metrics.json"]
 TASK3_FILES = ["train_z1.png", "train_z2.png", "test_z1.png", "test_z2.png", "conv1_filters.png",
-               "top9_z1.png", "top9_z2.png", "metrics.json"]
+               "top9_z1.png", "top9_z2.png", "class_selectivity.svg", "metrics.json"]
 
 
 def test_task1_writes_every_output(trained_outputs):
@@ -29,7 +33,9 @@ def test_task1_writes_every_output(trained_outputs):
                                                   "frog", "horse", "ship", "truck"}
     assert sum(map(sum, metrics["confusion_matrix"])) == 40
     assert [r["step"] for r in metrics["loss_log"]] == [10, 20, 30] * 2
+    assert [r["epoch"] for r in metrics["epoch_loss"]] == [1, 2]
     assert metrics["config"]["batch_size"] == 4 and metrics["config"]["lr"] == 0.001
+    assert len(metrics["test_predictions"]) == 40
     assert metrics["environment"]["torch"] == torch.__version__
     assert len(metrics["data"]["content_sha256"]) == 64
     assert not list(out.glob("*.tmp"))
@@ -46,18 +52,62 @@ def test_task1_prints_the_tutorial_lines(tiny_cifar, tmp_path, script_env):
     assert result.stdout.count("Accuracy for class:") == 10
 
 
+class Net(nn.Module):
+    """The tutorial's own class, as the tutorial writes it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)
+
+
+def test_the_tutorial_reloads_cifar_net_pth_with_its_own_two_lines(trained_outputs):
+    PATH = trained_outputs / "task1" / "cifar_net.pth"
+    net = Net()
+    net.load_state_dict(torch.load(PATH, weights_only=True))
+    assert net(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
+
+
 def test_task2_writes_every_output(trained_outputs):
     out = trained_outputs / "task2"
     for name in TASK2_FILES:
         assert (out / name).stat().st_size > 0, name
     metrics = json.loads((out / "metrics.json").read_text())
     task1 = json.loads((trained_outputs / "task1" / "metrics.json").read_text())
-    assert metrics["task1_test_accuracy"] == task1["test_accuracy"]
-    assert metrics["test_psnr_db"] == pytest.approx(10 * __import__("math").log10(1 / metrics["test_mse"]), abs=0.01)
-    assert [row["lambda"] for row in metrics["lambda_sweep"]] == [0.0, 0.01]
+    comparison = metrics["task1_comparison"]
+    assert comparison["task1_test_accuracy"] == task1["test_accuracy"]
+    assert comparison["accuracy_change"] == round(metrics["test_accuracy"] - task1["test_accuracy"], 2)
+    assert 0 <= comparison["mcnemar"]["p_value"] <= 1
+    assert metrics["test_psnr_db"] == pytest.approx(10 * math.log10(1 / metrics["test_mse"]), abs=0.01)
+    assert set(metrics["psnr_baselines_db"]) == {"global mean colour", "image mean colour",
+                                                 "4x4 thumbnail", "8x8 thumbnail"}
     assert {"ce", "rec"} <= set(metrics["loss_log"][0])
-    checkpoint = torch.load(out / "deconv_net.pth", weights_only=True)
-    assert checkpoint["model"] == "DeconvNet" and checkpoint["config"]["lambda"] == 0.01
+    state = torch.load(out / "deconv_net.pth", weights_only=True)  # a plain state dict
+    assert set(DeconvNet().state_dict()) == set(state)
+    assert metrics["config"]["lambda"] == 0.01
+
+
+def test_task2_compares_only_with_a_task1_run_of_the_same_protocol(trained_outputs, tiny_cifar,
+                                                                  tmp_path, script_env):
+    result = run_script("train_deconv.py", "--data-dir", tiny_cifar, "--epochs", "1", "--quiet",
+                        "--task1-metrics", trained_outputs / "task1" / "metrics.json",
+                        "--out", tmp_path / "o", env=script_env)
+    assert result.returncode == 0, result.stderr
+    assert "no comparison with Task 1" in result.stdout and "epochs" in result.stdout
+    comparison = json.loads((tmp_path / "o" / "metrics.json").read_text())["task1_comparison"]
+    assert set(comparison) == {"message"}
 
 
 def test_task2_init_from_task1_checkpoint(trained_outputs, tiny_cifar, tmp_path, script_env):
@@ -67,28 +117,42 @@ def test_task2_init_from_task1_checkpoint(trained_outputs, tiny_cifar, tmp_path,
     assert result.returncode == 0, result.stderr
     config = json.loads((tmp_path / "o" / "metrics.json").read_text())["config"]
     assert config["init_from"].endswith("cifar_net.pth")
+    with torch.no_grad():  # the encoder started from Task 1's weights: it moved away from them
+        task1 = torch.load(trained_outputs / "task1" / "cifar_net.pth", weights_only=True)
+        task2 = torch.load(tmp_path / "o" / "deconv_net.pth", weights_only=True)
+        assert (task2["conv1.weight"] - task1["conv1.weight"]).abs().max() < 0.5
 
 
 def test_task3_writes_every_figure_and_metrics(trained_outputs, tiny_cifar, tmp_path, script_env):
     out = tmp_path / "task3"
     result = run_script("visualize_latents.py", "--data-dir", tiny_cifar, "--quiet",
                         "--checkpoint", trained_outputs / "task2" / "deconv_net.pth",
-                        "--train-index", "5", "--test-index", "7", "--out", out, env=script_env)
+                        "--train-index", "5", "--out", out, env=script_env)
     assert result.returncode == 0, result.stderr
     for name in TASK3_FILES:
         assert (out / name).stat().st_size > 0, name
     metrics = json.loads((out / "metrics.json").read_text())
-    train = metrics["images"]["train"]
-    assert train["index"] == 5
+    train, test = metrics["images"]["train"], metrics["images"]["test"]
+    assert train["index"] == 5 and train["chosen_as"] == "--train-index 5"
+    assert test["class"] == "cat" and "first test image of class cat" in test["chosen_as"]
     assert [r["channel"] for r in train["z1"]["channels"]] == list(range(6))
-    assert len(train["z2"]["channels"]) == 3
-    shares = [r["energy_share"] for r in train["z2"]["channels"]]
-    assert shares == sorted(shares, reverse=True)  # the top-3 by activation energy
-    assert train["z1"]["linearity"]["max_abs_gap"] < 1e-4
+    assert len(train["z2"]["channels"]) == 6  # top6 by default
+    assert train["z1"]["sum_of_contributions_minus_full_max_abs"] < 1e-4
+    assert len(metrics["channels"]["z1"]) == 6 and len(metrics["channels"]["z2"]) == 16
+    assert all(row["finding"].startswith(f"z2 channel {row['channel']} is ")
+               for row in metrics["channels"]["z2"])
+    assert set(metrics["decoders"]) == {"z1, Task 2 deconv1 (literal)",
+                                        "z1, deconv1 refit on real z1", "z1, tied (conv1 transposed)",
+                                        "z2, Task 2 decoder", "z2, tied (conv2, conv1 transposed)"}
+    assert metrics["decoders"]["z2, Task 2 decoder"]["psnr_db"] == pytest.approx(
+        json.loads((trained_outputs / "task2" / "metrics.json").read_text())["test_psnr_db"], abs=0.02)
     assert len(metrics["top9"]["z2"]) == 16 and len(metrics["top9"]["z1"][0]["test_indices"]) == 9
-    for key in ("activation_energy", "reconstruction_energy", "mean_rgb", "colour_share",
-                "edge_orientation_deg", "orientation_coherence"):
-        assert key in train["z1"]["channels"][0]
+    assert metrics["layer1_refit"]["fitted_now"] is True
+    again = run_script("visualize_latents.py", "--data-dir", tiny_cifar, "--quiet",
+                       "--checkpoint", trained_outputs / "task2" / "deconv_net.pth",
+                       "--out", tmp_path / "again", env=script_env)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((tmp_path / "again" / "metrics.json").read_text())["layer1_refit"]["fitted_now"] is False
 
 
 def test_task3_chosen_and_all_channels(trained_outputs, tiny_cifar, tmp_path, script_env):

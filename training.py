@@ -1,0 +1,341 @@
+"""The one training loop of Tasks 1 and 2: mini-batch step, epochs, resumable state, evaluation.
+
+A script supplies only what differs: its model, its loss and its optimisers. The loss is a
+function `loss_fn(model, x, y) -> (loss, parts)`: the tensor to minimise and a 1-D tensor of the
+parts to log (Task 1: the cross-entropy; Task 2: CE and L_rec of eq. (1)).
+
+On CUDA, one training step (normalise, forward, loss, backward, optimiser steps) is captured
+once in a CUDA graph and replayed for every mini-batch: at batch 4 an eager step is ~40 tiny
+kernel launches plus Python, which leaves the GPU idle most of the time.
+"""
+import argparse
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+from tqdm import tqdm
+
+from common import Interrupted, UsageError, load_torch_file, number, save_torch
+from data import batches, denormalize, normalize
+from models import load_weights, reconstruction_loss
+
+LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
+    """The tutorial's training protocol, shared by Tasks 1 and 2 so their defaults stay equal."""
+    parser.add_argument("--epochs", type=number(int, 1), default=2, help="passes over the training set")
+    parser.add_argument("--batch-size", type=number(int, 1), default=4, help="mini-batch size")
+    parser.add_argument("--lr", type=number(float, 0, low_open=True), default=0.001,
+                        help="SGD learning rate (of the encoder and classifier head)")
+    parser.add_argument("--momentum", type=number(float, 0), default=0.9, help="SGD momentum")
+    parser.add_argument("--log-every", type=number(int, 1), default=2000,
+                        help="print the running loss every N mini-batches")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a stopped run from OUT/training_state.pth")
+    parser.add_argument("--no-cuda-graph", action="store_true",
+                        help="on CUDA, run every step eagerly instead of replaying a CUDA graph")
+
+
+# --- one mini-batch ---
+
+def training_step(model: nn.Module, loss_fn: LossFn, optimizers: list[torch.optim.Optimizer],
+                  images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Normalise uint8 images, compute the loss, backpropagate, step every optimiser.
+
+    Returns the loss parts, detached and still on the device: reading them (.item()) would wait
+    for the GPU at every step.
+    """
+    for optimizer in optimizers:
+        optimizer.zero_grad()
+    loss, parts = loss_fn(model, normalize(images), labels)
+    loss.backward()
+    for optimizer in optimizers:
+        optimizer.step()
+    return parts.detach()
+
+
+class StepRunner:
+    """Runs `training_step` for each mini-batch, in one of three ways.
+
+    eager:  call it directly (CPU, and CUDA with --no-cuda-graph).
+    static: copy each full batch into fixed input buffers first, then call it (what the graph
+            replays; on the CPU this is the eager computation, which the tests check).
+    graph:  CUDA only; capture one step over the static buffers in a CUDA graph, replay it.
+    A batch of another size (the last one of an epoch) always runs eagerly; none is dropped.
+    """
+
+    def __init__(self, model: nn.Module, loss_fn: LossFn, optimizers: list[torch.optim.Optimizer],
+                 batch_size: int, device: torch.device, mode: str = "eager") -> None:
+        if mode == "graph" and device.type != "cuda":
+            raise ValueError("CUDA graphs need a CUDA device")
+        self.model, self.loss_fn, self.optimizers = model, loss_fn, optimizers
+        self.mode, self.batch_size = mode, batch_size
+        self.images = torch.zeros(batch_size, 3, 32, 32, dtype=torch.uint8, device=device)
+        self.labels = torch.zeros(batch_size, dtype=torch.long, device=device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.parts: torch.Tensor | None = None
+
+    def __call__(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.mode == "eager" or len(labels) != self.batch_size:
+            return training_step(self.model, self.loss_fn, self.optimizers, images, labels)
+        self.images.copy_(images)
+        self.labels.copy_(labels)
+        if self.mode == "static":
+            return training_step(self.model, self.loss_fn, self.optimizers, self.images, self.labels)
+        if self.graph is None:
+            self._capture()
+        self.graph.replay()
+        return self.parts
+
+    def _capture(self) -> None:
+        """Warm up on a side stream, undo the warm-up, then record one step.
+
+        The warm-up steps (which create cuDNN plans and the optimisers' lazy state) change the
+        weights; they are put back exactly, and new optimiser state is zeroed, which is what a
+        first eager step starts from. So the replayed run follows the eager one step for step.
+        """
+        saved = _snapshot(self.model, self.optimizers)
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                training_step(self.model, self.loss_fn, self.optimizers, self.images, self.labels)
+        torch.cuda.current_stream().wait_stream(side)
+        _restore(self.model, self.optimizers, saved)
+        for optimizer in self.optimizers:
+            optimizer.zero_grad(set_to_none=True)  # gradients get static memory inside the graph
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.parts = training_step(self.model, self.loss_fn, self.optimizers,
+                                       self.images, self.labels)
+
+
+def _snapshot(model: nn.Module, optimizers: list[torch.optim.Optimizer]) -> tuple[list, list]:
+    params = [p.detach().clone() for p in model.parameters()]
+    states = [{id(p): {k: v.clone() if torch.is_tensor(v) else v for k, v in s.items()}
+               for p, s in opt.state.items()} for opt in optimizers]
+    return params, states
+
+
+@torch.no_grad()
+def _restore(model: nn.Module, optimizers: list[torch.optim.Optimizer], saved: tuple) -> None:
+    """Put weights and optimiser state back in place (the graph records their addresses)."""
+    params, states = saved
+    for p, value in zip(model.parameters(), params):
+        p.copy_(value)
+    for opt, before in zip(optimizers, states):
+        for p, state in opt.state.items():
+            for key, value in state.items():
+                if torch.is_tensor(value):
+                    if id(p) in before:
+                        value.copy_(before[id(p)][key])
+                    else:
+                        value.zero_()
+
+
+def step_mode(device: torch.device, cuda_graph: bool) -> str:
+    """graph on CUDA unless turned off; eager elsewhere."""
+    return "graph" if device.type == "cuda" and cuda_graph else "eager"
+
+
+# --- epochs ---
+
+def train_epoch(run_step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+                images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
+                generator: torch.Generator, log_every: int, part_names: tuple[str, ...],
+                epoch: int, epochs: int, quiet: bool = False, label: str = "",
+                divergence_hint: str = "lower --lr") -> tuple[list[dict], dict]:
+    """One pass over the shuffled training set: (running-loss log rows, epoch means).
+
+    Losses are summed on the device and read only every `log_every` mini-batches and at the
+    end, which is also where a non-finite loss stops the run.
+    """
+    steps = math.ceil(len(labels) / batch_size)
+    progress = tqdm(batches(images, labels, batch_size, generator), total=steps,
+                    desc=f"{label}epoch {epoch}/{epochs}", unit="batch", leave=False,
+                    disable=quiet or None, file=sys.stderr)
+    window = torch.zeros(len(part_names), dtype=torch.float64, device=labels.device)
+    total = torch.zeros_like(window)
+    log, window_start = [], 1
+    for i, (x, y) in enumerate(progress, start=1):
+        window += run_step(x, y)
+        if i % log_every == 0 or i == steps:
+            values = window.tolist()
+            _check_finite(values, epoch, window_start, i, divergence_hint)
+            total += window
+            if i % log_every == 0:
+                means = {name: round(v / log_every, 4) for name, v in zip(part_names, values)}
+                tqdm.write(f"{label}[{epoch}, {i:5d}] "
+                           + "  ".join(f"{name}: {v:.3f}" for name, v in means.items()))
+                log.append({"epoch": epoch, "step": i, **means})
+            window.zero_()
+            window_start = i + 1
+    means = {name: round(v / steps, 4) for name, v in zip(part_names, total.tolist())}
+    return log, {"epoch": epoch, **means}
+
+
+def _check_finite(window_sums: list[float], epoch: int, first: int, last: int, hint: str) -> None:
+    bad = next((v for v in window_sums if not math.isfinite(v)), None)
+    if bad is not None:
+        where = f"mini-batch {last}" if first == last else f"mini-batches {first}-{last}"
+        raise UsageError(f"the loss became {bad} at epoch {epoch}, {where}; {hint}")
+
+
+def fit(model: nn.Module, loss_fn: LossFn, optimizers: list[torch.optim.Optimizer],
+        images: torch.Tensor, labels: torch.Tensor, *, part_names: tuple[str, ...], epochs: int,
+        batch_size: int, seed: int, log_every: int, settings: dict, state_path: Path | None,
+        resume: bool = False, quiet: bool = False, cuda_graph: bool = True, label: str = "",
+        divergence_hint: str = "lower --lr") -> dict:
+    """Train for `epochs`; with a state_path, save a resumable state after every epoch.
+
+    `settings` are what determines the trained model (saved with the state, and compared on
+    --resume). Returns the history: loss_log, epoch_loss, train_seconds, epochs.
+    """
+    generator = torch.Generator().manual_seed(seed)  # the shuffling order, on the CPU
+    history = {"loss_log": [], "epoch_loss": [], "train_seconds": 0.0}
+    done = 0
+    if resume:
+        done, history = resume_training_state(state_path, settings, epochs, model, optimizers,
+                                              generator)
+        print(f"resumed after epoch {done} from {state_path}")
+    device = labels.device
+    run_step = StepRunner(model, loss_fn, optimizers, batch_size, device,
+                          step_mode(device, cuda_graph))
+    model.train()
+    saved_epoch = done
+    try:
+        for epoch in range(done + 1, epochs + 1):
+            started = time.perf_counter()
+            log, means = train_epoch(run_step, images, labels, batch_size=batch_size,
+                                     generator=generator, log_every=log_every,
+                                     part_names=part_names, epoch=epoch, epochs=epochs,
+                                     quiet=quiet, label=label, divergence_hint=divergence_hint)
+            history["train_seconds"] += time.perf_counter() - started
+            history["loss_log"] += log
+            history["epoch_loss"].append(means)
+            if state_path is not None:
+                save_training_state(state_path, settings, epoch, model, optimizers, generator,
+                                    history)
+                saved_epoch = epoch
+    except KeyboardInterrupt:
+        if saved_epoch:
+            raise Interrupted(f"the training state after epoch {saved_epoch} is in {state_path}; "
+                              "rerun the same command with --resume to continue") from None
+        raise Interrupted("stopped before the first epoch ended, so there is nothing to resume; "
+                          "rerun the same command to start again") from None
+    except UsageError as error:
+        kept = (f" (the state after epoch {saved_epoch} is kept in {state_path})"
+                if saved_epoch else "")
+        raise UsageError(f"{error}{kept}") from None
+    history["train_seconds"] = round(history["train_seconds"], 2)
+    return history
+
+
+def save_training_state(path: Path, settings: dict, epoch: int, model: nn.Module,
+                        optimizers: list[torch.optim.Optimizer], generator: torch.Generator,
+                        history: dict) -> None:
+    """Everything needed to continue after `epoch` as if the run had never stopped."""
+    save_torch({"settings": settings, "epoch": epoch, "model_state": model.state_dict(),
+                "optimizer_states": [opt.state_dict() for opt in optimizers],
+                "shuffle_rng": generator.get_state(), "torch_rng": torch.get_rng_state(),
+                "history": history}, path)
+
+
+def require_training_state(path: Path | None) -> None:
+    """--resume needs a saved state: say so before anything is written."""
+    if path is None or not Path(path).is_file():
+        raise UsageError(f"--resume: {path} does not exist; run once without --resume "
+                         "(the state is written after every epoch)")
+
+
+def resume_training_state(path: Path | None, settings: dict, epochs: int, model: nn.Module,
+                          optimizers: list[torch.optim.Optimizer],
+                          generator: torch.Generator) -> tuple[int, dict]:
+    """Restore a state saved by save_training_state; return (epochs done, history)."""
+    require_training_state(path)
+    state = load_torch_file(path, "--resume state")
+    if not isinstance(state, dict) or not {"settings", "epoch", "model_state"} <= set(state):
+        raise UsageError(f"--resume: {path} is not a training state of this repo; "
+                         "delete it or pass a new --out")
+    differing = sorted(k for k in set(settings) | set(state["settings"])
+                       if state["settings"].get(k) != settings.get(k))
+    if differing:
+        raise UsageError(f"--resume: {path} was trained with other settings "
+                         f"({', '.join(differing)}); use the same flags or a new --out")
+    if state["epoch"] > epochs:
+        raise UsageError(f"--resume: {path} has already trained {state['epoch']} epochs, more "
+                         f"than --epochs {epochs}; pass --epochs {state['epoch']} or more")
+    load_weights(model, state["model_state"], path, "--resume state")
+    for optimizer, saved in zip(optimizers, state["optimizer_states"]):
+        optimizer.load_state_dict(saved)
+    generator.set_state(state["shuffle_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["epoch"], state["history"]
+
+
+# --- evaluation ---
+
+@torch.no_grad()
+def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
+             batch_size: int = 500) -> dict:
+    """Test-set predictions; for a model that also reconstructs (DeconvNet), its errors too.
+
+    Reconstruction errors: mean L_rec (eq. (1), normalised space) and the MSE and PSNR of the
+    image clipped to [0, 1] against the original in [0, 1].
+    """
+    model.eval()
+    predictions, rec_sum, squared_error, reconstructs = [], 0.0, 0.0, False
+    for images_u8, _ in batches(images, labels, batch_size):
+        x = normalize(images_u8)
+        output = model(x)
+        reconstructs = isinstance(output, tuple)
+        logits = output[0] if reconstructs else output
+        predictions.append(logits.argmax(1))
+        if reconstructs:
+            rec_sum += reconstruction_loss(output[1], x).item() * len(x)
+            squared_error += (denormalize(output[1]) - images_u8 / 255).pow(2).sum().item()
+    result = {"predictions": torch.cat(predictions)}
+    if reconstructs:
+        mse = squared_error / images.numel()
+        result.update(rec_loss=rec_sum / len(labels), mse=mse, psnr_db=psnr_db(mse))
+    return result
+
+
+def psnr_db(mse: float) -> float:
+    """Peak signal-to-noise ratio of images in [0, 1]: 10 log10(1 / MSE)."""
+    return 10 * math.log10(1 / mse) if mse > 0 else float("inf")
+
+
+def accuracy_summary(predictions: torch.Tensor, labels: torch.Tensor,
+                     class_names: tuple[str, ...]) -> dict:
+    """Overall and per-class accuracy in percent, and the confusion matrix (rows: truth)."""
+    predictions, labels = predictions.cpu(), labels.cpu()
+    n = len(class_names)
+    confusion = torch.bincount(labels * n + predictions, minlength=n * n).reshape(n, n)
+    per_class = {name: round(100.0 * confusion[i, i].item() / max(confusion[i].sum().item(), 1), 2)
+                 for i, name in enumerate(class_names)}
+    return {
+        "test_accuracy": round(100.0 * (predictions == labels).float().mean().item(), 2),
+        "test_images": len(labels),
+        "per_class_accuracy": per_class,
+        "confusion_matrix": confusion.tolist(),
+    }
+
+
+def mcnemar(first_correct: list[bool], second_correct: list[bool]) -> dict:
+    """Exact McNemar test of two classifiers on the same test images (two-sided binomial).
+
+    Only the images where exactly one of them is right carry information: under the null
+    hypothesis of equal accuracy each such image is a fair coin.
+    """
+    only_first = sum(a and not b for a, b in zip(first_correct, second_correct))
+    only_second = sum(b and not a for a, b in zip(first_correct, second_correct))
+    n, k = only_first + only_second, min(only_first, only_second)
+    p = min(1.0, 2 * sum(math.comb(n, i) for i in range(k + 1)) / 2 ** n) if n else 1.0
+    return {"only_first_correct": only_first, "only_second_correct": only_second,
+            "p_value": round(p, 4)}
