@@ -1,350 +1,583 @@
-"""Task 3: what each latent channel of the Task 2 model encodes.
+"""Task 3: what each latent channel of the Task 2 model encodes, with the evidence.
 
-For one training and one test image, reconstruct the image from a single channel at a time
-(all other channels zeroed): every channel of z1 (6x14x14), decoded through the layer-1 decoder,
-and chosen channels of z2 (16x5x5), decoded through both layers. Beside the learned decoder,
-the classic Zeiler & Fergus deconvnet (the encoder's own filters, transposed) projects the same
-channels; top-9 figures show which test images drive each channel hardest.
+For one training and one test image (of different classes), the image is reconstructed from one
+latent channel at a time, all other channels zeroed: every channel of z1 (6x14x14) and chosen
+channels of z2 (16x5x5). Before any picture is read, the decoders are checked on the real,
+full latents (PSNR on the test set) and against controls (empty latent, another image's latent,
+another image's switches). Every channel is then characterised over the whole test set:
+correlation with local luminance, colour opposition and edges under its receptive field, mean
+activation per class, sparsity, and its top-9 test patches, and named by written rules.
 
     python visualize_latents.py --data-dir ../shared/cifar10
 """
+import copy
+import hashlib
 import math
+import sys
 import time
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import torch
-import torchvision
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
 
 import plots
-from common import (ArgumentParser, UsageError, add_common_arguments, environment_info,
-                    fraction, load_checkpoint, load_state, non_negative_int, prepare_output_dir,
-                    run_cli, save_figure, save_json, select_device)
-from data import DISPLAY_NAMES, batches, denormalize, load_cifar10, normalize
-from models import Z1_SHAPE, Z2_SHAPE, DeconvNet, Latents
+from common import (ArgumentParser, UsageError, add_data_arguments, add_output_arguments,
+                    check_output_dir, environment_info, load_torch_file, number,
+                    prepare_output_dir, read_json, run_cli, save_json, save_torch, select_device)
+from data import DISPLAY_NAMES, batches, denormalize, load_cifar10, normalize, warn
+from models import Z1_SHAPE, Z2_SHAPE, DeconvNet, Latents, load_model
+from training import psnr_db
 
-LAYERS = {"z1": Z1_SHAPE[0], "z2": Z2_SHAPE[0]}
-
-
-def channel_list(layer: str, default: str):
-    """argparse type for --z1-channels/--z2-channels: 'all', 'top3', or '0,5,11'."""
-    count = LAYERS[layer]
-
-    def parse(text: str) -> list[int] | str:
-        if text in ("all", "top3"):
-            return text
-        try:
-            channels = [int(part) for part in text.split(",")]
-        except ValueError:
-            raise UsageError(f"--{layer}-channels {text!r}: give 'all', 'top3' or channel "
-                             f"numbers such as 0,5,11") from None
-        bad = [c for c in channels if not 0 <= c < count]
-        if bad:
-            raise UsageError(f"--{layer}-channels: channel {bad[0]} does not exist; {layer} has "
-                             f"channels 0..{count - 1}")
-        return sorted(set(channels))
-    parse.__name__ = f"{layer} channel list (default {default})"
-    return parse
+CHANNELS = {1: Z1_SHAPE[0], 2: Z2_SHAPE[0]}
+# Receptive field of one pooled unit: (size, stride) in pixels. z1: a 5x5 filter at 2x2 pooled
+# positions covers 6x6 pixels, every 2 pixels; z2: 6x6 z1 units, i.e. 16x16 pixels, every 4.
+RECEPTIVE_FIELD = {1: (6, 2), 2: (16, 4)}
+# Rules that turn a channel's statistics into words (also printed in the report).
+RULES = {"luminance_r": 0.6, "colour_r": 0.4, "edge_r": 0.4, "orientation_spread": 0.1,
+         "class_selectivity": 0.3}
+EDGE_ANGLES = (0, 45, 90, 135)  # edge orientation, degrees counter-clockwise from horizontal
+EDGE_NAMES = {0: "horizontal", 45: "rising diagonal (/)", 90: "vertical",
+              135: "falling diagonal (\\)"}
 
 
 def parse_args(argv: list[str] | None = None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=Path("outputs/task2/deconv_net.pth"),
                         help="DeconvNet written by train_deconv.py")
-    parser.add_argument("--train-index", type=non_negative_int, default=0,
-                        help="training image to explain (index into the loaded train split; "
-                             "image folders are in class then file order)")
-    parser.add_argument("--test-index", type=non_negative_int, default=0,
-                        help="test image to explain, indexed likewise")
+    parser.add_argument("--train-class", choices=DISPLAY_NAMES, default="horse",
+                        help="explain the first training image of this class")
+    parser.add_argument("--test-class", choices=DISPLAY_NAMES, default="cat",
+                        help="explain the first test image of this class (a cat is the first "
+                             "image of the original test batch)")
+    parser.add_argument("--train-index", type=number(int, 0), default=None,
+                        help="explain this training image instead (index into the loaded train "
+                             "split, in any data layout)")
+    parser.add_argument("--test-index", type=number(int, 0), default=None,
+                        help="explain this test image instead, indexed likewise")
     parser.add_argument("--z1-channels", default="all",
                         help="z1 channels to show: 'all' (6) or e.g. 0,3")
-    parser.add_argument("--z2-channels", default="top3",
-                        help="z2 channels to show: 'top3' (largest activation energy for "
-                             "that image), 'all' (16) or e.g. 0,5,11")
-    parser.add_argument("--subset", type=fraction, default=1.0,
-                        help="use this stratified fraction of CIFAR-10 (as in Tasks 1-2)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of --subset")
-    parser.add_argument("--quiet", action="store_true", help="no progress messages")
-    add_common_arguments(parser, out="outputs/task3")
+    parser.add_argument("--z2-channels", default="top6",
+                        help="z2 channels to show: 'topK' (the K of largest activation energy "
+                             "for that image), 'all' (16) or e.g. 0,5,11")
+    parser.add_argument("--fit-epochs", type=number(int, 1), default=2,
+                        help="epochs to fit the layer-1 decoder on the real z1")
+    add_data_arguments(parser)
+    add_output_arguments(parser, out="outputs/task3")
     return parser.parse_args(argv)
 
 
-# --- the core operation: keep one channel, zero the rest, decode ---
+def channel_choice(layer: int, text: str) -> tuple[str, list[int] | int | None]:
+    """Parse --z1-channels/--z2-channels: ('all', None), ('top', K) or ('list', [...])."""
+    count, flag = CHANNELS[layer], f"--z{layer}-channels"
+    if text == "all":
+        return "all", None
+    if text.startswith("top"):
+        if layer == 1:
+            raise UsageError(f"{flag} {text!r}: z1 has only 6 channels, give 'all' or channel "
+                             "numbers such as 0,3")
+        k = text[3:]
+        if not k.isdigit() or not 1 <= int(k) <= count:
+            raise UsageError(f"{flag} {text!r}: give topK with K in 1..{count}, e.g. top6")
+        return "top", int(k)
+    try:
+        channels = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: give 'all', 'topK' or channel numbers such as "
+                         "0,5,11" if layer == 2 else
+                         f"{flag} {text!r}: give 'all' or channel numbers such as 0,3") from None
+    bad = [c for c in channels if not 0 <= c < count]
+    if bad:
+        raise UsageError(f"{flag}: channel {bad[0]} does not exist; z{layer} has channels "
+                         f"0..{count - 1}")
+    return "list", sorted(set(channels))
 
-def isolate_channels(z: torch.Tensor, channels: list[int]) -> torch.Tensor:
-    """(C, H, W) -> (len(channels), C, H, W): copy k keeps only z[channels[k]], zeros elsewhere."""
-    isolated = torch.zeros(len(channels), *z.shape, dtype=z.dtype, device=z.device)
-    for k, c in enumerate(channels):
-        isolated[k, c] = z[c]
-    return isolated
 
+# --- a layer-1 decoder that is valid on the real z1 ---
 
-def layer_map(latents: Latents, layer: str) -> torch.Tensor:
-    """The pooled map of `layer` ("z1" or "z2") among the encoder's outputs."""
-    return latents.z1 if layer == "z1" else latents.z2
+def fit_layer1_decoder(net: DeconvNet, images: torch.Tensor, epochs: int, seed: int,
+                       quiet: bool) -> tuple[nn.ConvTranspose2d, float]:
+    """Fit a fresh ConvTranspose2d(6, 3, 5) to invert the frozen encoder's real z1.
 
-
-def decode(net: DeconvNet, z: torch.Tensor, latents: Latents, layer: str,
-           tied: bool = False) -> torch.Tensor:
-    """Decode maps z (N, C, H, W) of `layer` to images with the switches in `latents`.
-
-    `latents` holds one image (its switches serve all N maps) or N images. `tied` projects
-    through the encoder's own filters instead of the learned decoder.
+    Task 2's deconv1 only ever sees deconv2's output, never the encoder's z1, so it is not a
+    decoder of z1. Same architecture (unpool with the switches, ReLU, transposed conv), Adam,
+    batch 32, the mean squared error of eq. (1)'s L_rec. Returns the decoder and seconds taken.
     """
-    n = len(z)
-    indices1 = latents.indices1.expand(n, -1, -1, -1)
-    if layer == "z1":
-        return (net.tied_decode_layer1 if tied else net.decode_layer1)(z, indices1)
-    indices2 = latents.indices2.expand(n, -1, -1, -1)
-    return (net.tied_decode_layer2 if tied else net.decode_layer2)(z, indices2, indices1)
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    decoder = nn.ConvTranspose2d(6, 3, 5).to(images.device)
+    optimizer = torch.optim.Adam(decoder.parameters(), lr=3e-3)
+    steps = epochs * math.ceil(len(images) / 32)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
+    generator = torch.Generator().manual_seed(seed)
+    net.eval()
+    progress = tqdm(total=steps, desc="fitting the z1 decoder", unit="batch", leave=False,
+                    disable=quiet or None, file=sys.stderr)
+    for _ in range(epochs):
+        for images_u8, _ in batches(images, torch.zeros(len(images), device=images.device), 32,
+                                    generator):
+            x = normalize(images_u8)
+            with torch.no_grad():
+                latents = net.encode(x)
+            h = F.relu(net.unpool(latents.z1, latents.indices1, output_size=(28, 28)))
+            loss = F.mse_loss(decoder(h), x)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            progress.update()
+    progress.close()
+    return decoder.requires_grad_(False), time.perf_counter() - started
+
+
+def layer1_refit(net: DeconvNet, checkpoint: Path, images: torch.Tensor, data_sha256: str,
+                 epochs: int, seed: int, quiet: bool) -> tuple[DeconvNet, dict]:
+    """The Task 2 model with deconv1 refitted on real z1, cached next to the checkpoint."""
+    checkpoint_sha256 = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    cache = checkpoint.with_name("layer1_decoder.pth")
+    key = {"checkpoint_sha256": checkpoint_sha256, "data_sha256": data_sha256, "epochs": epochs,
+           "seed": seed}
+    refit = copy.deepcopy(net)
+    try:
+        cached = load_torch_file(cache, "layer-1 decoder cache") if cache.is_file() else None
+    except UsageError:
+        cached = None  # damaged: fitted again
+    if isinstance(cached, dict) and cached.get("key") == key:
+        refit.deconv1.load_state_dict(cached["state"])
+        return refit, {**key, "cache": str(cache), "fitted_now": False,
+                       "fit_seconds": cached["fit_seconds"]}
+    decoder, seconds = fit_layer1_decoder(net, images, epochs, seed, quiet)
+    refit.deconv1.load_state_dict(decoder.state_dict())
+    try:
+        save_torch({"key": key, "state": decoder.state_dict(), "fit_seconds": round(seconds, 2)},
+                   cache)
+    except UsageError as error:  # a read-only checkpoint folder costs a refit next time
+        warn(f"could not cache the layer-1 decoder ({error})")
+    return refit, {**key, "cache": str(cache), "fitted_now": True, "fit_seconds": round(seconds, 2)}
+
+
+# --- decoder checks and controls over the test set ---
+
+def _agreement(x_hat: torch.Tensor, x01: torch.Tensor) -> tuple[float, float]:
+    """(squared error sum of the [0,1]-clipped image, Pearson r over all pixel values)."""
+    y = denormalize(x_hat)
+    return (y - x01).pow(2).sum().item(), torch.corrcoef(torch.stack([y.flatten(), x01.flatten()]))[0, 1].item()
 
 
 @torch.no_grad()
-def single_channel_reconstructions(net: DeconvNet, latents: Latents, layer: str,
-                                   channels: list[int], tied: bool = False) -> torch.Tensor:
-    """Reconstructions (len(channels), 3, 32, 32) of one encoded image from single channels."""
-    isolated = isolate_channels(layer_map(latents, layer)[0], channels)
-    return decode(net, isolated, latents, layer, tied)
+def decoder_checks(decoders: dict[str, tuple[DeconvNet, int, bool]], images: torch.Tensor,
+                   batch_size: int = 1000) -> dict:
+    """Full-latent reconstruction quality of each decoder on the test set: PSNR and r."""
+    results = {}
+    for name, (model, layer, tied) in decoders.items():
+        squared, correlations = 0.0, []
+        for images_u8, _ in batches(images, torch.zeros(len(images), device=images.device),
+                                    batch_size):
+            x = normalize(images_u8)
+            error, r = _agreement(model.decode(model.encode(x), layer, tied=tied), images_u8 / 255)
+            squared += error
+            correlations.append(r * len(x))
+        results[name] = {"psnr_db": round(psnr_db(squared / images.numel()), 2),
+                         "correlation": round(sum(correlations) / len(images), 3)}
+    return results
 
 
 @torch.no_grad()
-def decode_full(net: DeconvNet, latents: Latents, layer: str, scale: float = 1.0,
-                tied: bool = False) -> torch.Tensor:
-    """Decode the whole latent (scale 1) or nothing at all (scale 0) of one encoded image."""
-    return decode(net, layer_map(latents, layer) * scale, latents, layer, tied)[0]
+def controls(model: DeconvNet, layer: int, images: torch.Tensor, batch_size: int = 1000) -> dict:
+    """What the decoder makes of latents that do not belong to the image, on the test set.
+
+    own: the image's latent and switches. empty: all channels zero, own switches.
+    other latent: the next test image's latent with own switches. other switches: own latent
+    with the next image's switches. If 'empty' or 'other latent' scores near 'own', the
+    picture comes from the switches, not from the channels.
+    """
+    cases = ("own latent and switches", "empty latent, own switches",
+             "other image's latent, own switches", "own latent, other image's switches")
+    sums = {case: [0.0, 0.0] for case in cases}
+    for images_u8, _ in batches(images, torch.zeros(len(images), device=images.device), batch_size):
+        x = normalize(images_u8)
+        own = model.encode(x)
+        other = Latents(*(t.roll(1, 0) for t in own))
+        field = "z1" if layer == 1 else "z2"
+        variants = (own, own._replace(**{field: torch.zeros_like(getattr(own, field))}),
+                    own._replace(**{field: getattr(other, field)}),
+                    other._replace(**{field: getattr(own, field)}))
+        for case, latents in zip(cases, variants):
+            error, r = _agreement(model.decode(latents, layer), images_u8 / 255)
+            sums[case][0] += error
+            sums[case][1] += r * len(x)
+    return {case: {"psnr_db": round(psnr_db(error / images.numel()), 2),
+                   "correlation": round(r / len(images), 3)} for case, (error, r) in sums.items()}
+
+
+# --- every channel over the test set ---
+
+def local_signals(images_u8: torch.Tensor, layer: int) -> dict[str, torch.Tensor]:
+    """Image measures averaged under each unit's receptive field: (N, H, W) maps per name."""
+    x = images_u8.float() / 255
+    r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
+    luminance = 0.299 * r + 0.587 * g + 0.114 * b
+    gx = F.pad(luminance[..., :, 1:] - luminance[..., :, :-1], (0, 1, 0, 0))
+    gy = F.pad(luminance[..., 1:, :] - luminance[..., :-1, :], (0, 0, 0, 1))
+    maps = {"luminance": luminance, "red_green": r - g, "blue_yellow": b - (r + g) / 2,
+            "gradient_energy": gx ** 2 + gy ** 2}
+    for angle in EDGE_ANGLES:
+        # An edge at `angle` has its gradient across it: the derivative along angle + 90 degrees
+        # (image rows grow downwards, hence the minus sign on the vertical part).
+        across = math.radians(angle + 90)
+        maps[f"edge_{angle}"] = (math.cos(across) * gx - math.sin(across) * gy) ** 2
+    size, stride = RECEPTIVE_FIELD[layer]
+    return {name: F.avg_pool2d(m, size, stride)[:, 0] for name, m in maps.items()}
+
+
+def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.flatten().double(), b.flatten().double()
+    a, b = a - a.mean(), b - b.mean()
+    denominator = (a.norm() * b.norm()).item()
+    return (a @ b).item() / denominator if denominator > 0 else 0.0
 
 
 @torch.no_grad()
-def linearity_gap(net: DeconvNet, latents: Latents, layer: str) -> dict:
-    """How far the sum of all single-channel reconstructions is from the full one.
+def channel_statistics(net: DeconvNet, images: torch.Tensor, labels: torch.Tensor,
+                       layer: int) -> tuple[list[dict], torch.Tensor, torch.Tensor]:
+    """Per channel: correlations with local image measures, class means, sparsity.
 
-    Layer 1 is affine in z1 (z1 >= 0, so the ReLU after unpooling is the identity):
-    sum_c decode(z1|c) - (C-1) * decode(0) == decode(z1). Layer 2 is not (a ReLU follows
-    the second unpooling), and the gap measures by how much.
+    Returns (rows, activations (N, C, H, W), class means (C, 10)).
     """
-    count = LAYERS[layer]
-    singles = single_channel_reconstructions(net, latents, layer, list(range(count)))
-    full, empty = decode_full(net, latents, layer), decode_full(net, latents, layer, scale=0.0)
-    gap = singles.sum(0) - (count - 1) * empty - full
-    return {"max_abs_gap": gap.abs().max().item(),
-            "relative_gap": (gap.norm() / (full - empty).norm().clamp_min(1e-12)).item()}
-
-
-# --- numbers that say what a channel carries ---
-
-def channel_measures(z: torch.Tensor, contributions: torch.Tensor, reconstructions: torch.Tensor,
-                     channels: list[int]) -> list[dict]:
-    """Energy, colour and orientation of each channel's reconstruction.
-
-    `contributions` are reconstruction minus decode(0): what the channel adds to the bias image.
-    colour_share: part of the contribution's energy that is not grey (0 = luminance only).
-    orientation: from the gradient structure tensor of the contribution's grey image; the angle
-    of the dominant edges (0 = horizontal, 90 = vertical) and a coherence in [0, 1].
-    """
-    energy = z.pow(2).sum(dim=(1, 2))
-    total = energy.sum().clamp_min(1e-12)
-    contribution_energy = contributions.pow(2).sum(dim=(1, 2, 3))
+    activations = []
+    for images_u8, _ in batches(images, labels, 1000):
+        latents = net.encode(normalize(images_u8))
+        activations.append((latents.z1 if layer == 1 else latents.z2).cpu())
+    z = torch.cat(activations)
+    signals = local_signals(images.cpu(), layer)
+    labels = labels.cpu()
+    class_means = torch.stack([z[labels == k].mean(dim=(0, 2, 3)) for k in range(10)], 1)
     rows = []
-    for k, c in enumerate(channels):
-        d = contributions[k]
-        grey = d.mean(0)
-        colour_share = ((d - grey).pow(2).sum() / d.pow(2).sum().clamp_min(1e-12)).item()
-        gy, gx = torch.gradient(grey)
-        jxx, jyy, jxy = (gx * gx).sum(), (gy * gy).sum(), (gx * gy).sum()
-        coherence = (torch.sqrt((jxx - jyy) ** 2 + 4 * jxy ** 2) / (jxx + jyy).clamp_min(1e-12)).item()
-        gradient_angle = 0.5 * math.degrees(math.atan2(2 * jxy.item(), (jxx - jyy).item()))
-        edge_angle = (gradient_angle + 90) % 180  # edges run across the gradient
+    for c in range(z.shape[1]):
+        a = z[:, c]
+        r = {name: round(pearson(a, m), 3) for name, m in signals.items()}
+        edge_r = {angle: r.pop(f"edge_{angle}") for angle in EDGE_ANGLES}
+        best_angle = max(edge_r, key=edge_r.get)
+        means = class_means[c]
+        top = int(means.argmax())
+        others = torch.cat([means[:top], means[top + 1:]]).mean()
+        selectivity = ((means[top] - others) / (means[top] + others)).item() if means[top] > 0 else 0.0
         rows.append({
-            "channel": c,
-            "activation_energy": round(energy[c].item(), 4),
-            "energy_share": round((energy[c] / total).item(), 4),
-            "reconstruction_energy": round(contribution_energy[k].item(), 4),
-            "mean_rgb": [round(v, 4) for v in denormalize(reconstructions[k]).mean(dim=(1, 2)).tolist()],
-            "colour_share": round(colour_share, 4),
-            "edge_orientation_deg": round(edge_angle, 1),
-            "orientation_coherence": round(coherence, 4),
+            "channel": c, "mean_activation": round(a.mean().item(), 4),
+            "r_luminance": r["luminance"], "r_red_green": r["red_green"],
+            "r_blue_yellow": r["blue_yellow"], "r_gradient_energy": r["gradient_energy"],
+            "r_edge_by_angle": {str(k): v for k, v in edge_r.items()},
+            "preferred_edge_deg": best_angle,
+            "orientation_spread": round(max(edge_r.values()) - min(edge_r.values()), 3),
+            "top_class": DISPLAY_NAMES[top], "class_selectivity": round(selectivity, 3),
+            "zero_share": round((a == 0).float().mean().item(), 3),
+            "always_zero_positions": round((a == 0).all(0).float().mean().item(), 3),
         })
-    return rows
+    return rows, z, class_means
 
 
-def stretch(images: torch.Tensor) -> torch.Tensor:
-    """Min-max scale each image (all three channels together, so hue is kept) into [0, 1]."""
-    flat = images.flatten(1)
-    low, high = flat.min(1).values, flat.max(1).values
-    return ((images - low[:, None, None, None]) /
-            (high - low).clamp_min(1e-12)[:, None, None, None]).clamp(0, 1)
+def describe_channel(layer: int, row: dict) -> str:
+    """One sentence naming the channel's role by the RULES, quoting the numbers behind it."""
+    roles = []
+    if abs(row["r_luminance"]) >= RULES["luminance_r"]:
+        kind = "brightness" if row["r_luminance"] > 0 else "darkness"
+        roles.append(f"a {kind} detector (r = {row['r_luminance']:+.2f} with local luminance)")
+    for key, positive, negative, signal in (("r_red_green", "red", "green", "R-G"),
+                                            ("r_blue_yellow", "blue", "yellow", "B-(R+G)/2")):
+        if abs(row[key]) >= RULES["colour_r"]:
+            first, second = (positive, negative) if row[key] > 0 else (negative, positive)
+            roles.append(f"colour-opponent, {first} over {second} (r = {row[key]:+.2f} with {signal})")
+    if row["r_gradient_energy"] >= RULES["edge_r"]:
+        text = f"an edge detector (r = {row['r_gradient_energy']:+.2f} with local gradient energy"
+        if row["orientation_spread"] >= RULES["orientation_spread"]:
+            angle = row["preferred_edge_deg"]
+            text += (f"; prefers {EDGE_NAMES[angle]} edges, r = "
+                     f"{row['r_edge_by_angle'][str(angle)]:+.2f} vs a spread of "
+                     f"{row['orientation_spread']:.2f} over orientations")
+        roles.append(text + ")")
+    if row["class_selectivity"] >= RULES["class_selectivity"]:
+        roles.append(f"class-selective for {row['top_class']} (selectivity "
+                     f"{row['class_selectivity']:.2f})")
+    name = f"z{layer} channel {row['channel']}"
+    if not roles:
+        return (f"{name} is mixed: no rule fits (|r| luminance {abs(row['r_luminance']):.2f}, "
+                f"R-G {abs(row['r_red_green']):.2f}, B-Y {abs(row['r_blue_yellow']):.2f}, "
+                f"edges {row['r_gradient_energy']:+.2f}; class selectivity "
+                f"{row['class_selectivity']:.2f}; zero on {100 * row['zero_share']:.0f} % of "
+                "positions).")
+    return f"{name} is " + "; ".join(roles) + "."
 
 
 # --- figures ---
 
+def signed_rgb(d: torch.Tensor, scale: float) -> torch.Tensor:
+    """A contribution (3, H, W) as an image: grey = 0, +-scale = full intensity."""
+    return (0.5 + d / (2 * max(scale, 1e-12))).clamp(0, 1)
+
+
+def stretch(image: torch.Tensor) -> torch.Tensor:
+    """Min-max scale one image (all three channels together, so hue is kept) into [0, 1]."""
+    low, high = image.min(), image.max()
+    return ((image - low) / (high - low).clamp_min(1e-12)).clamp(0, 1)
+
+
 @torch.no_grad()
-def explain_image(net: DeconvNet, image: torch.Tensor, label: int, split: str, index: int,
-                  layer: str, choice, out: Path) -> dict:
-    """One figure and the measures for one image and one layer."""
-    x = normalize(image.unsqueeze(0))[0]
-    latents = net.encode(x.unsqueeze(0))
-    z = layer_map(latents, layer)[0]
+def explain_image(model: DeconvNet, tied_model: DeconvNet, image_u8: torch.Tensor, title: str,
+                  layer: int, channels: list[int], decoder_name: str, path: Path) -> dict:
+    """One figure: activation maps and per-channel contributions, with the controls beside.
+
+    Contribution of channel c = decode(only c) - decode(empty latent): what the channel adds
+    to what the switches and biases give on their own.
+    """
+    x = normalize(image_u8[None])
+    latents = model.encode(x)
+    z = (latents.z1 if layer == 1 else latents.z2)[0]
+    singles = model.decode(latents, layer, keep=[[c] for c in channels])
+    empty = model.decode(latents, layer, keep=[[]])[0]
+    full = model.decode(latents, layer)[0]
+    tied = tied_model.decode(latents, layer, keep=[[c] for c in channels], tied=True)
+    contributions = singles - empty
+    common = contributions.abs().max().item()
     energy = z.pow(2).sum(dim=(1, 2))
-    if choice == "all":
-        channels, how = list(range(LAYERS[layer])), "all channels"
-    elif choice == "top3":
-        channels = energy.topk(3).indices.tolist()
-        how = "the 3 channels of largest activation energy for this image"
-    else:
-        channels, how = choice, "channels chosen on the command line"
-
-    learned = single_channel_reconstructions(net, latents, layer, channels)
-    tied = single_channel_reconstructions(net, latents, layer, channels, tied=True)
-    full = decode_full(net, latents, layer)
-    empty = decode_full(net, latents, layer, scale=0.0)
-    measures = channel_measures(z, learned - empty, learned, channels)
-
-    n = len(channels) + 1
-    fig, axes = plt.subplots(4, n, figsize=(1.7 * n + 0.6, 7.4), squeeze=False)
-    row_names = ["feature map", "learned decoder\n(each panel min-max)",
-                 "learned decoder\n(common scale)", "tied-weight deconvnet\n(each panel min-max)"]
-    whole = [denormalize(x), stretch(full[None])[0], denormalize(full),
-             stretch(decode_full(net, latents, layer, tied=True)[None])[0]]
-    for r in range(4):
-        ax = axes[r][0]
-        ax.imshow(plots.to_hwc(whole[r]), interpolation="nearest")
-        ax.set_title(["original", "all channels", "all channels", "all channels"][r], fontsize=8)
-        ax.set_ylabel(row_names[r], fontsize=8)
     share = energy / energy.sum().clamp_min(1e-12)
-    for k, c in enumerate(channels):
-        ax = axes[0][k + 1]
-        heat = ax.imshow(z[c].cpu().numpy(), cmap="viridis", interpolation="nearest")
-        fig.colorbar(heat, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
-        ax.set_title(f"ch {c}: {100 * share[c]:.1f} % energy", fontsize=8)
-        for r, picture in ((1, stretch(learned[k:k + 1])[0]), (2, denormalize(learned[k])),
-                           (3, stretch(tied[k:k + 1])[0])):
-            axes[r][k + 1].imshow(plots.to_hwc(picture), interpolation="nearest")
-            axes[r][k + 1].set_title(f"ch {c}", fontsize=8)
+
+    per_row = 6
+    blocks = [channels[i:i + per_row] for i in range(0, len(channels), per_row)]
+    fig_rows = 4 * len(blocks)
+    fig, axes = plt_subplots(fig_rows, per_row + 1, plots.TEXT_WIDTH_IN, 0.98 * fig_rows + 0.35)
+    reference = [(image_u8.cpu() / 255, "original"), (denormalize(full), "full latent"),
+                 (denormalize(empty), "empty latent"),
+                 (stretch(tied_model.decode(latents, layer, tied=True)[0]), "full, tied")]
+    row_names = ["activation\n(own colour scale)", "contribution\n(common scale)",
+                 "contribution\n(own scale)", "tied deconvnet\n(own min-max)"]
+    for b, block in enumerate(blocks):
+        for r in range(4):
+            ax = axes[4 * b + r][0]
+            picture, caption = reference[r]
+            ax.imshow(plots.to_hwc(picture), interpolation="nearest")
+            ax.set_xlabel(caption, fontsize=7, labelpad=1)
+            ax.set_ylabel(row_names[r], fontsize=7)
+        for col in range(per_row):
+            for r in range(4):
+                ax = axes[4 * b + r][col + 1]
+                if col >= len(block):
+                    ax.axis("off")
+                    continue
+                k = channels.index(block[col])
+                if r == 0:
+                    ax.imshow(z[block[col]].cpu(), cmap="viridis", interpolation="nearest")
+                    ax.set_title(f"ch {block[col]}: {100 * share[block[col]]:.0f} %", fontsize=7,
+                                 pad=2)
+                else:
+                    d = contributions[k]
+                    picture = (signed_rgb(d, common) if r == 1 else
+                               signed_rgb(d, d.abs().max().item()) if r == 2 else stretch(tied[k]))
+                    ax.imshow(plots.to_hwc(picture), interpolation="nearest")
     for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(f"{split} image {index} ({DISPLAY_NAMES[label]}): single {layer} channels "
-                 f"({how}); others zeroed", fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, out / f"{split}_{layer}.png", dpi=110)
-    return {"channels": measures, "how_chosen": how,
-            "linearity": linearity_gap(net, latents, layer)}
+        plots.bare(ax)
+    fig.suptitle(f"{title}: single z{layer} channels, others zeroed ({decoder_name}); % = share "
+                 "of the activation energy; contributions: grey = 0", fontsize=7.5)
+    fig.tight_layout(pad=0.3, h_pad=0.4, w_pad=0.3, rect=(0, 0, 1, 1 - 0.22 / fig.get_figheight()))
+    plots.save(fig, path)
+    residual = (contributions.sum(0) + empty - full).abs().max().item() if layer == 1 and \
+        len(channels) == CHANNELS[1] else None
+    return {"channels": [{"channel": c, "energy_share": round(share[c].item(), 4),
+                          "contribution_rms": round(contributions[k].pow(2).mean().sqrt().item(), 4)}
+                         for k, c in enumerate(channels)],
+            "sum_of_contributions_minus_full_max_abs": residual}
+
+
+def plt_subplots(rows: int, cols: int, width: float, height: float):
+    import matplotlib.pyplot as plt
+    return plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
+
+
+@torch.no_grad()
+def top9(model: DeconvNet, z: torch.Tensor, images: torch.Tensor, labels: torch.Tensor, layer: int,
+         path: Path, k: int = 9) -> list[dict]:
+    """Per channel, the k test images with its strongest activation, as Zeiler & Fergus show them.
+
+    Left: the image patch under the receptive field of that activation, enlarged. Right: the
+    projection of that single activation (all else zeroed) minus the empty-latent image, cropped
+    to the same field, each at its own symmetric scale (grey = 0).
+    """
+    size, stride = RECEPTIVE_FIELD[layer]
+    count, height, width = z.shape[1:]
+    peaks, positions = z.flatten(2).max(2)  # (N, C)
+    winners = peaks.topk(k, dim=0).indices.T  # (C, k)
+    mosaics, rows = [], []
+    for c in range(count):
+        chosen = winners[c].to(images.device)
+        x = normalize(images[chosen])
+        latents = model.encode(x)
+        field = latents.z1 if layer == 1 else latents.z2
+        where = positions[winners[c], c].to(images.device)
+        single = torch.zeros_like(field)
+        single.view(k, count, -1)[torch.arange(k), c, where] = field.view(k, count, -1)[torch.arange(k), c, where]
+        zeroed = field * 0
+        name = "z1" if layer == 1 else "z2"
+        projection = (model.decode(latents._replace(**{name: single}), layer)
+                      - model.decode(latents._replace(**{name: zeroed}), layer))
+        patches, projections = [], []
+        for i in range(k):
+            top, left = (where[i] // width).item() * stride, (where[i] % width).item() * stride
+            patches.append(images[chosen[i], :, top:top + size, left:left + size].cpu() / 255)
+            d = projection[i, :, top:top + size, left:left + size].cpu()
+            projections.append(signed_rgb(d, d.abs().max().item()))
+        mosaics.append((_mosaic(patches), _mosaic(projections)))
+        rows.append({"channel": c, "test_indices": winners[c].tolist(),
+                     "classes": [DISPLAY_NAMES[i] for i in labels[winners[c]].tolist()],
+                     "peak_activation": round(peaks[winners[c][0], c].item(), 4)})
+    per_row = 3
+    n_rows = math.ceil(count / per_row)
+    fig, axes = plt_subplots(n_rows, 2 * per_row, plots.TEXT_WIDTH_IN, 1.12 * n_rows + 0.3)
+    for c, (patch, projection) in enumerate(mosaics):
+        ax_patch, ax_proj = axes[c // per_row][2 * (c % per_row)], axes[c // per_row][2 * (c % per_row) + 1]
+        ax_patch.imshow(plots.to_hwc(patch), interpolation="nearest")
+        ax_proj.imshow(plots.to_hwc(projection), interpolation="nearest")
+        ax_patch.set_title(f"ch {c}: patches", fontsize=7, pad=2)
+        ax_proj.set_title(f"ch {c}: projections", fontsize=7, pad=2)
+    for ax in axes.flat:
+        plots.bare(ax)
+        if not ax.images:
+            ax.axis("off")
+    fig.suptitle(f"z{layer}: top-{k} test activations per channel; {size}x{size}-pixel receptive "
+                 "fields enlarged; projections at own symmetric scale (grey = 0)", fontsize=7.5)
+    fig.tight_layout(pad=0.3, h_pad=0.5, w_pad=0.4, rect=(0, 0, 1, 1 - 0.22 / fig.get_figheight()))
+    plots.save(fig, path)
+    return rows
+
+
+def _mosaic(tiles: list[torch.Tensor], columns: int = 3) -> torch.Tensor:
+    import torchvision
+    return torchvision.utils.make_grid(torch.stack(tiles), nrow=columns, padding=1, pad_value=1.0)
+
+
+def class_heatmap(means: dict[int, torch.Tensor], path: Path) -> None:
+    """Mean activation per class, each channel's row divided by its largest class mean."""
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(plots.TEXT_WIDTH_IN, 3.0),
+                             gridspec_kw={"width_ratios": [1, 1]})
+    for ax, layer in zip(axes, (1, 2)):
+        m = means[layer]
+        relative = m / m.max(1, keepdim=True).values.clamp_min(1e-12)
+        image = ax.imshow(relative, cmap="magma", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(10), DISPLAY_NAMES, rotation=60)
+        ax.set_yticks(range(len(m)), [f"ch {c}" for c in range(len(m))], fontsize=7)
+        ax.set_title(f"z{layer}: mean activation per class\n(row / its largest class mean)")
+    fig.colorbar(image, ax=axes, fraction=0.03, label="relative mean activation")
+    plots.save(fig, path)
 
 
 def conv1_filters_figure(net: DeconvNet, path: Path) -> list[dict]:
     """The six 3x5x5 first-layer filters as RGB patches, each min-max scaled."""
+    import matplotlib.pyplot as plt
     weights = net.conv1.weight.detach().cpu()
-    patches = stretch(weights)
-    fig, axes = plt.subplots(1, len(weights), figsize=(1.3 * len(weights), 1.7))
+    fig, axes = plt.subplots(1, len(weights), figsize=(plots.TEXT_WIDTH_IN / 2, 0.8))
     stats = []
     for c, ax in enumerate(axes):
-        ax.imshow(plots.to_hwc(patches[c]), interpolation="nearest")
-        ax.set_title(f"filter {c}", fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.imshow(plots.to_hwc(stretch(weights[c])), interpolation="nearest")
+        ax.set_title(f"filter {c}", fontsize=7, pad=2)
+        plots.bare(ax)
         w = weights[c]
         stats.append({"filter": c, "colour_share": round(
-            ((w - w.mean(0)).pow(2).sum() / w.pow(2).sum()).item(), 4)})
-    fig.suptitle("conv1 filters (RGB, each min-max scaled)", fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=130)
+            ((w - w.mean(0)).pow(2).sum() / w.pow(2).sum()).item(), 3)})
+    plots.save(fig, path)
     return stats
 
 
-@torch.no_grad()
-def top9(net: DeconvNet, images: torch.Tensor, labels: torch.Tensor, layer: str,
-         path: Path, k: int = 9) -> list[dict]:
-    """Per channel, the k test images that drive it hardest, beside their projections.
+# --- the task ---
 
-    As in Zeiler & Fergus, the projection keeps only the channel's single strongest activation.
-    One batched pass scores the whole test set; only the winners are decoded.
-    """
-    net.eval()
-    peaks = []
-    for x, _ in batches(images, labels, 1000):
-        peaks.append(layer_map(net.encode(x), layer).flatten(2).amax(2))
-    peaks = torch.cat(peaks)  # (N, C)
-    count = peaks.shape[1]
-    winners = peaks.topk(k, dim=0).indices.T  # (C, k)
-
-    x = normalize(images[winners.flatten()])
-    latents = net.encode(x)
-    z = layer_map(latents, layer)
-    channel = torch.arange(count, device=z.device).repeat_interleave(k)
-    keep = torch.zeros_like(z)
-    rows = torch.arange(len(z), device=z.device)
-    flat = z[rows, channel].flatten(1)
-    strongest = flat.argmax(1)
-    keep.view(len(z), z.shape[1], -1)[rows, channel, strongest] = flat[rows, strongest]
-    projections = stretch(decode(net, keep, latents, layer)  # minus the empty-latent image:
-                          - decode(net, torch.zeros_like(keep), latents, layer))
-
-    pairs = torch.stack([denormalize(x), projections], 1).flatten(0, 1)  # image, projection, ...
-    grid = torchvision.utils.make_grid(pairs.cpu(), nrow=2 * k, padding=1, pad_value=1.0)
-    fig, ax = plt.subplots(figsize=(2 * k * 0.55, count * 0.6 + 0.6))
-    ax.imshow(plots.to_hwc(grid), interpolation="nearest")
-    ax.set_yticks([(c + 0.5) * 33 for c in range(count)], [f"ch {c}" for c in range(count)],
-                  fontsize=7)
-    ax.set_xticks([])
-    ax.set_title(f"{layer}: top-{k} test images per channel, each followed by the projection of "
-                 "its strongest activation (minus the empty-latent image, min-max)", fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path, dpi=110)
-    return [{"channel": c, "test_indices": winners[c].tolist(),
-             "classes": [DISPLAY_NAMES[i] for i in labels[winners[c]].tolist()],
-             "peak_activation": round(peaks[winners[c][0], c].item(), 4)} for c in range(count)]
+def pick_image(labels: torch.Tensor, index: int | None, class_name: str, split: str) -> tuple[int, str]:
+    """The image to explain: --{split}-index if given, else the first of --{split}-class."""
+    if index is not None:
+        if index >= len(labels):
+            raise UsageError(f"--{split}-index {index} is past the end of the {split} set "
+                             f"({len(labels)} images); pick 0..{len(labels) - 1}")
+        return index, f"--{split}-index {index}"
+    members = (labels.cpu() == DISPLAY_NAMES.index(class_name)).nonzero().flatten()
+    if not len(members):
+        raise UsageError(f"the loaded {split} set has no {class_name}; pass another "
+                         f"--{split}-class or a larger --subset")
+    return int(members[0]), f"the first {split} image of class {class_name}"
 
 
 def main() -> None:
     args = parse_args()
     started = time.perf_counter()
-    z1_choice = channel_list("z1", "all")(args.z1_channels)
-    z2_choice = channel_list("z2", "top3")(args.z2_channels)
+    choices = {1: channel_choice(1, args.z1_channels), 2: channel_choice(2, args.z2_channels)}
     device = select_device(args.device)
+    check_output_dir(args.out)
     if not args.checkpoint.is_file():
         raise UsageError(f"no Task 2 checkpoint at {args.checkpoint}; run train_deconv.py first "
                          "(or pass --checkpoint)")
-    checkpoint = load_checkpoint(args.checkpoint, "DeconvNet", "--checkpoint")
-    net = DeconvNet()
-    load_state(net, checkpoint["model_state"], args.checkpoint, "--checkpoint")
-    net.to(device).eval()
+    net = load_model(args.checkpoint, "DeconvNet", "--checkpoint").to(device).eval()
+    task2_metrics = args.checkpoint.with_name("metrics.json")
+    task2 = (read_json(task2_metrics, "Task 2 metrics", "rerun train_deconv.py")
+             if task2_metrics.is_file() else {})
     data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=args.quiet)
-    for split, index, labels in (("train", args.train_index, data.train_labels),
-                                 ("test", args.test_index, data.test_labels)):
-        if index >= len(labels):
-            raise UsageError(f"--{split}-index {index} is past the end of the {split} set "
-                             f"({len(labels)} images); pick 0..{len(labels) - 1}")
-    out = prepare_output_dir(Path(args.out))
+    picks = {"train": pick_image(data.train_labels, args.train_index, args.train_class, "train"),
+             "test": pick_image(data.test_labels, args.test_index, args.test_class, "test")}
+    out = prepare_output_dir(args.out)
+    data = data.to(device)
 
-    images = {"train": (data.train_images, data.train_labels, args.train_index),
-              "test": (data.test_images, data.test_labels, args.test_index)}
-    explained = {}
-    for split, (split_images, split_labels, index) in images.items():
-        image, label = split_images[index].to(device), int(split_labels[index])
-        explained[split] = {"index": index, "class": DISPLAY_NAMES[label]}
-        for layer, choice in (("z1", z1_choice), ("z2", z2_choice)):
-            if layer == "z1" and choice == "top3":
-                choice = "all"
-            explained[split][layer] = explain_image(net, image, label, split, index, layer,
-                                                    choice, out)
-            if not args.quiet:
-                shown = [m["channel"] for m in explained[split][layer]["channels"]]
-                print(f"{split} image {index} ({DISPLAY_NAMES[label]}), {layer}: channels {shown}")
+    # 1. Decoders worth reading: refit layer 1 on the real z1, then measure every decoder.
+    refit, refit_info = layer1_refit(net, args.checkpoint, data.train_images, data.content_hash,
+                                     args.fit_epochs, args.seed, args.quiet)
+    decoders = decoder_checks({"z1, Task 2 deconv1 (literal)": (net, 1, False),
+                               "z1, deconv1 refit on real z1": (refit, 1, False),
+                               "z1, tied (conv1 transposed)": (net, 1, True),
+                               "z2, Task 2 decoder": (net, 2, False),
+                               "z2, tied (conv2, conv1 transposed)": (net, 2, True)},
+                              data.test_images)
+    for name, result in decoders.items():
+        print(f"full-latent test PSNR, {name}: {result['psnr_db']:.2f} dB (r = {result['correlation']:.2f})")
+    layer_models = {1: (refit, "z1 decoder refit on real z1"), 2: (net, "Task 2 decoder")}
+    control_results = {f"z{layer}": controls(model, layer, data.test_images)
+                       for layer, (model, _) in layer_models.items()}
 
+    # 2. Every channel over the whole test set, named by the rules.
+    channels, activations, class_means = {}, {}, {}
+    for layer in (1, 2):
+        rows, activations[layer], class_means[layer] = channel_statistics(
+            net, data.test_images, data.test_labels, layer)
+        for row in rows:
+            row["finding"] = describe_channel(layer, row)
+            print(row["finding"])
+        channels[f"z{layer}"] = rows
+    class_heatmap(class_means, out / "class_selectivity.svg")
+    top = {f"z{layer}": top9(layer_models[layer][0], activations[layer], data.test_images,
+                             data.test_labels, layer, out / f"top9_z{layer}.png")
+           for layer in (1, 2)}
     filters = conv1_filters_figure(net, out / "conv1_filters.png")
-    test_images, test_labels = data.test_images.to(device), data.test_labels.to(device)
-    top = {layer: top9(net, test_images, test_labels, layer, out / f"top9_{layer}.png")
-           for layer in LAYERS}
-    for split in explained:
-        for layer in LAYERS:
-            gap = explained[split][layer]["linearity"]
-            print(f"{split} {layer}: sum of single-channel reconstructions vs full: "
-                  f"max |gap| {gap['max_abs_gap']:.2e}, relative {gap['relative_gap']:.3f}")
+
+    # 3. The two images, one channel at a time.
+    explained = {}
+    for split, (index, why) in picks.items():
+        images = data.train_images if split == "train" else data.test_images
+        labels = data.train_labels if split == "train" else data.test_labels
+        label = DISPLAY_NAMES[int(labels[index])]
+        explained[split] = {"index": index, "class": label, "chosen_as": why}
+        for layer, (model, decoder_name) in layer_models.items():
+            kind, value = choices[layer]
+            z = model.encode(normalize(images[index][None]))
+            energy = (z.z1 if layer == 1 else z.z2)[0].pow(2).sum(dim=(1, 2))
+            shown = (list(range(CHANNELS[layer])) if kind == "all" else
+                     sorted(energy.topk(value).indices.tolist()) if kind == "top" else value)
+            explained[split][f"z{layer}"] = explain_image(
+                model, net, images[index], f"{split} image {index} ({label})", layer, shown,
+                decoder_name, out / f"{split}_z{layer}.png")
+            print(f"{split} image {index} ({label}), z{layer}: channels {shown}")
 
     save_json({
         "task": "task3", "checkpoint": str(args.checkpoint),
-        "checkpoint_config": checkpoint.get("config"),
-        "images": explained, "conv1_filters": filters, "top9": top,
+        "task2_config": task2.get("config"),
+        "layer1_refit": refit_info, "decoders": decoders, "controls": control_results,
+        "rules": RULES, "channels": channels,
+        "class_means": {f"z{layer}": [[round(v, 4) for v in row] for row in m.tolist()]
+                        for layer, m in class_means.items()},
+        "images": explained, "top9": top, "conv1_filters": filters,
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "wall_seconds": round(time.perf_counter() - started, 2),
         "data": data.describe(), "environment": environment_info(device),
