@@ -1,0 +1,264 @@
+"""Independent training runs in parallel: the study's seeds and lambda values, then their summary.
+
+Task 1 and Task 2 are trained once per seed, and Task 2 once more per extra lambda (seed 0),
+each run its own process writing its own folder and metrics.json: seed 0 goes to
+OUTPUTS/task1 and OUTPUTS/task2 (the runs the figures come from), the others to OUTPUTS/runs/.
+As many runs go at once as there are CPU cores on the CPU (every run uses one thread), one after
+another on a GPU. A failed run is reported; the others still finish. Then OUTPUTS/runs/
+summary.json gets mean and standard deviation over seeds, a paired McNemar test per seed, and
+the lambda trade-off, drawn in OUTPUTS/runs/lambda_sweep.svg.
+
+    python sweep.py --data-dir ../shared/cifar10                 # the study's defaults
+    python sweep.py --seeds 0,1 --lambdas 0,1e-2 -- --epochs 1   # flags after -- go to every run
+"""
+import os
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import plots
+from common import (ArgumentParser, UsageError, add_data_arguments, check_output_dir, number,
+                    prepare_output_dir, read_json, run_cli, save_json)
+from data import load_cifar10
+from training import mcnemar
+
+REPO = Path(__file__).resolve().parent
+DEFAULT_LAMBDA = 1e-2  # train_deconv.py's default
+
+
+@dataclass
+class Run:
+    """One training process: a name, its command line, its output folder, runs to wait for."""
+
+    name: str
+    command: list[str]
+    out: Path
+    after: tuple[str, ...] = field(default_factory=tuple)
+
+
+def number_list(kind: type, low: float):
+    parse_one = number(kind, low)
+
+    def parse(text: str) -> list:
+        values = [parse_one(part.strip()) for part in text.split(",") if part.strip()]
+        if not values:
+            raise ValueError(f"{text!r} holds no value")
+        return sorted(set(values), key=values.index)
+    parse.__name__ = f"comma-separated {parse_one.__name__}s"
+    return parse
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=number_list(int, 0), default=[0, 1, 2],
+                        help="seeds of Task 1 and of Task 2 at the default lambda")
+    parser.add_argument("--lambdas", type=number_list(float, 0),
+                        default=[0.0, 1e-4, 1e-3, 1e-2, 1e-1],
+                        help="lambda values of Task 2 (seed 0; the default lambda with every seed)")
+    parser.add_argument("--jobs", type=number(int, 1), default=None,
+                        help="runs at once (default: CPU cores on the CPU, 1 with a GPU)")
+    parser.add_argument("--outputs", type=Path, default=Path("outputs"),
+                        help="folder for task1/, task2/ and runs/, relative to the current folder")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="passed to every run")
+    add_data_arguments(parser)
+    parser.add_argument("extra", nargs="*", metavar="-- FLAGS",
+                        help="further flags for every training run, after --")
+    return parser.parse_args(argv)
+
+
+def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str]) -> list[Run]:
+    """Task 1 per seed, Task 2 per seed at the default lambda, Task 2 per other lambda at seed 0.
+
+    A Task 2 run waits for the Task 1 run of its seed, so that it can compare itself with it.
+    """
+    def folder(task: str, seed: int, lam: float | None = None) -> Path:
+        if seed == seeds[0] and lam is None:
+            return outputs / task
+        suffix = f"_lambda{lam:g}" if lam is not None else ""
+        return outputs / "runs" / f"{task}{suffix}_seed{seed}"
+
+    runs = []
+    for seed in seeds:
+        runs.append(Run(f"task1 seed {seed}", [sys.executable, str(REPO / "train_classifier.py"),
+                        "--seed", str(seed), "--out", str(folder("task1", seed)), *shared],
+                        folder("task1", seed)))
+    for seed in seeds:
+        task1 = folder("task1", seed) / "metrics.json"
+        runs.append(Run(f"task2 seed {seed}", [sys.executable, str(REPO / "train_deconv.py"),
+                        "--seed", str(seed), "--out", str(folder("task2", seed)),
+                        "--task1-metrics", str(task1), *shared],
+                        folder("task2", seed), after=(f"task1 seed {seed}",)))
+    for lam in lambdas:
+        if lam != DEFAULT_LAMBDA:
+            seed = seeds[0]
+            runs.append(Run(f"task2 lambda {lam:g} seed {seed}",
+                            [sys.executable, str(REPO / "train_deconv.py"), "--seed", str(seed),
+                             "--lambda", str(lam), "--out", str(folder("task2", seed, lam)),
+                             "--task1-metrics", str(folder("task1", seed) / "metrics.json"),
+                             *shared], folder("task2", seed, lam), after=(f"task1 seed {seed}",)))
+    return runs
+
+
+def run_parallel(runs: list[Run], jobs: int, log_dir: Path, quiet: bool = False) -> dict[str, int]:
+    """Run every command, at most `jobs` at once, each after the runs it waits for.
+
+    Each run's output goes to log_dir/<name>.log. Returns the exit code of every run; a failed
+    run does not stop the others.
+    """
+    log_dir.mkdir(parents=True, exist_ok=True)
+    waiting, running, codes = list(runs), {}, {}
+    started_at = time.perf_counter()
+    try:
+        while waiting or running:
+            for run in [r for r in waiting if all(a in codes for a in r.after)]:
+                if len(running) >= jobs:
+                    break
+                waiting.remove(run)
+                log = open(log_dir / (run.name.replace(" ", "_") + ".log"), "w")
+                env = dict(os.environ, PYTHONUNBUFFERED="1")
+                running[run.name] = (subprocess.Popen(run.command, stdout=log,
+                                                      stderr=subprocess.STDOUT, env=env),
+                                     log, time.perf_counter())
+                if not quiet:
+                    print(f"started  {run.name}", flush=True)
+            for name, (process, log, started) in list(running.items()):
+                if process.poll() is not None:
+                    log.close()
+                    codes[name] = process.returncode
+                    del running[name]
+                    state = "ok" if process.returncode == 0 else f"FAILED (exit {process.returncode}, see {log.name})"
+                    print(f"finished {name} in {time.perf_counter() - started:.0f} s: {state}",
+                          flush=True)
+            time.sleep(0.05)
+    except KeyboardInterrupt:
+        for process, log, _ in running.values():
+            process.terminate()
+            process.wait()
+            log.close()
+        raise
+    if not quiet:
+        print(f"{len(codes)} runs in {time.perf_counter() - started_at:.0f} s with {jobs} at once")
+    return codes
+
+
+def default_jobs(device: str) -> int:
+    import torch
+    if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
+        return 1  # one GPU: runs one after another, each replaying its CUDA graph
+    return len(os.sched_getaffinity(0))
+
+
+# --- the summary ---
+
+def mean_sd(values: list[float]) -> dict:
+    return {"mean": round(statistics.mean(values), 2),
+            "sd": round(statistics.stdev(values), 2) if len(values) > 1 else None, "n": len(values)}
+
+
+def summarize(runs: list[Run], codes: dict[str, int], seeds: list[int],
+              lambdas: list[float]) -> dict:
+    """Per-seed table, mean +- sd, paired McNemar per seed, and the lambda trade-off."""
+    metrics = {}
+    for run in runs:
+        path = run.out / "metrics.json"
+        if codes.get(run.name) == 0 and path.is_file():
+            metrics[run.name] = read_json(path, "metrics", f"rerun {run.name}")
+    per_seed = []
+    for seed in seeds:
+        task1, task2 = metrics.get(f"task1 seed {seed}"), metrics.get(f"task2 seed {seed}")
+        if not (task1 and task2):
+            continue
+        test = mcnemar(_correct(task1), _correct(task2))
+        per_seed.append({"seed": seed, "task1_accuracy": task1["test_accuracy"],
+                         "task2_accuracy": task2["test_accuracy"],
+                         "difference": round(task2["test_accuracy"] - task1["test_accuracy"], 2),
+                         "task2_psnr_db": task2["test_psnr_db"],
+                         "task1_train_seconds": task1["train_seconds"],
+                         "task2_train_seconds": task2["train_seconds"], "mcnemar": test})
+    summary = {"seeds": seeds, "per_seed": per_seed, "failed_runs": sorted(n for n, c in codes.items() if c)}
+    if per_seed:
+        summary["task1_accuracy"] = mean_sd([r["task1_accuracy"] for r in per_seed])
+        summary["task2_accuracy"] = mean_sd([r["task2_accuracy"] for r in per_seed])
+        summary["difference"] = mean_sd([r["difference"] for r in per_seed])
+        summary["task2_psnr_db"] = mean_sd([r["task2_psnr_db"] for r in per_seed])
+    sweep = []
+    for lam in lambdas:
+        names = ([f"task2 seed {s}" for s in seeds] if lam == DEFAULT_LAMBDA
+                 else [f"task2 lambda {lam:g} seed {seeds[0]}"])
+        found = [metrics[n] for n in names if n in metrics]
+        if found:
+            sweep.append({"lambda": lam, "seeds": [m["config"]["seed"] for m in found],
+                          "accuracy": mean_sd([m["test_accuracy"] for m in found]),
+                          "psnr_db": mean_sd([m["test_psnr_db"] for m in found])})
+    summary["lambda_sweep"] = sweep
+    first_task2 = metrics.get(f"task2 seed {seeds[0]}")
+    if first_task2:
+        summary["psnr_baselines_db"] = first_task2["psnr_baselines_db"]
+    return summary
+
+
+def _correct(metrics: dict) -> list[bool]:
+    """Which test images a run classified correctly (one class digit per image in both strings)."""
+    return [p == t for p, t in zip(metrics["test_predictions"], metrics["test_labels"])]
+
+
+def sweep_figure(summary: dict, path: Path) -> None:
+    """Accuracy and PSNR against lambda; error bars are the sd over seeds where there are several."""
+    rows = summary["lambda_sweep"]
+    fig, (left, right) = plots.plt.subplots(1, 2, figsize=(plots.TEXT_WIDTH_IN, 2.3))
+    x = list(range(len(rows)))
+    names = [f"{r['lambda']:g}" for r in rows]
+    for ax, key, label in ((left, "accuracy", "test accuracy (%)"), (right, "psnr_db", "test PSNR (dB)")):
+        ax.errorbar(x, [r[key]["mean"] for r in rows], yerr=[r[key]["sd"] or 0 for r in rows],
+                    marker="o", capsize=3, color="tab:blue", label="Task 2 (error bar: sd over seeds)")
+        ax.set_xticks(x, names)
+        ax.set_xlabel("λ (weight of L_rec in eq. (1))")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    if "task1_accuracy" in summary:
+        t1 = summary["task1_accuracy"]
+        left.axhline(t1["mean"], color="grey", linestyle="--", label=f"Task 1, mean of {t1['n']} seeds")
+        if t1["sd"]:
+            left.axhspan(t1["mean"] - t1["sd"], t1["mean"] + t1["sd"], color="grey", alpha=0.15)
+    for (name, value), style in zip(summary.get("psnr_baselines_db", {}).items(), (":", "-.", "--", (0, (1, 3)))):
+        right.axhline(value, color="grey", linestyle=style, linewidth=1, label=name)
+    left.set_title("accuracy against λ")
+    right.set_title("reconstruction against λ")
+    left.legend(fontsize=7)
+    right.legend(fontsize=6.5, loc="lower right")
+    plots.save(fig, path)
+
+
+def main() -> None:
+    args = parse_args()
+    jobs = args.jobs or default_jobs(args.device)
+    check_output_dir(args.outputs)
+    # Decode (or check) the data once here, so that the runs share one cache and bad data
+    # stops everything with one line before any run starts.
+    load_cifar10(args.data_dir, quiet=args.quiet)
+    shared = ["--device", args.device, "--subset", str(args.subset), *args.extra]
+    if args.data_dir is not None:
+        shared += ["--data-dir", str(args.data_dir)]
+    if args.quiet:
+        shared.append("--quiet")
+    runs_dir = prepare_output_dir(args.outputs / "runs")
+    runs = plan(args.seeds, args.lambdas, args.outputs, shared)
+    print(f"{len(runs)} training runs, {jobs} at once; logs in {runs_dir / 'logs'}")
+    codes = run_parallel(runs, jobs, runs_dir / "logs")
+    summary = summarize(runs, codes, args.seeds, args.lambdas)
+    summary["jobs"] = jobs
+    if summary["lambda_sweep"]:
+        sweep_figure(summary, runs_dir / "lambda_sweep.svg")
+    save_json(summary, runs_dir / "summary.json")
+    print(f"wrote {runs_dir / 'summary.json'}")
+    if summary["failed_runs"]:
+        raise UsageError(f"{len(summary['failed_runs'])} run(s) failed: "
+                         f"{', '.join(summary['failed_runs'])}; their logs are in {runs_dir / 'logs'}")
+
+
+if __name__ == "__main__":
+    run_cli(main)
