@@ -1,332 +1,454 @@
-"""The report: every number and figure of Tasks 1-3, read from outputs/, as Markdown and PDF.
+"""The report: every number and figure of the study, read from outputs/, typeset with Typst.
 
-Numbers are never typed here: each comes from a task's metrics.json. A task whose outputs are
-missing is reported as missing (with a warning), so a partial run still gives a partial report.
+report/report.typ holds the prose and layout; this script reads the metrics files, turns them
+into `facts` (numbers rounded to what they can carry, as text) and compiles the template with
+them into report.pdf (at most 8 pages), plus a short Markdown twin, report.md. No number is
+typed here or in the template. A task whose outputs are missing is reported as missing.
 
-    python make_report.py            # after the three task scripts
+    python make_report.py            # after make all (or the task scripts)
 """
-import io
+import argparse
 import json
+import os
+import re
 import sys
-import textwrap
 from datetime import datetime, timezone
 from pathlib import Path
 
-import matplotlib
+from matplotlib.patches import FancyBboxPatch
 
-matplotlib.use("Agg")
-import matplotlib.image as mpimg  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.backends.backend_pdf import PdfPages  # noqa: E402
-
-from common import ArgumentParser, UsageError, atomic_path, prepare_output_dir, run_cli  # noqa: E402
+import plots
+from common import (ArgumentParser, UsageError, atomic_path, check_output_dir, output_folder,
+                    prepare_output_dir, read_json, run_cli)
+from models import Z1_SHAPE, Z2_SHAPE
 
 MAX_PAGES = 8
+TEMPLATE = Path(__file__).resolve().parent / "report" / "report.typ"
+SOURCES = {"task1": ("task1/metrics.json", "train_classifier.py"),
+           "task2": ("task2/metrics.json", "train_deconv.py"),
+           "task3": ("task3/metrics.json", "visualize_latents.py"),
+           "seeds": ("runs/summary.json", "sweep.py")}
 REQUIRED_KEYS = {
-    "task1": ("test_accuracy", "per_class_accuracy", "config", "train_seconds", "data"),
-    "task2": ("test_accuracy", "test_psnr_db", "test_mse", "test_rec_loss", "config",
-              "per_class_accuracy", "train_seconds"),
-    "task3": ("images", "top9", "conv1_filters"),
+    "task1": ("test_accuracy", "test_accuracy_standard_error", "per_class_accuracy",
+              "confusion_matrix", "loss_log", "config", "train_seconds", "data", "environment"),
+    "task2": ("test_accuracy", "test_accuracy_standard_error", "test_psnr_db", "test_mse",
+              "test_rec_loss", "config", "per_class_accuracy", "per_class_standard_error_max",
+              "psnr_baselines_db", "task1_comparison", "train_seconds", "lambda_as_mse_weight"),
+    "task3": ("images", "decoders", "controls", "channels", "layer1_refit", "rules"),
+    "seeds": ("per_seed", "lambda_sweep"),
 }
+FIGURES = {"t1_samples": "task1/train_samples.png", "t1_loss": "task1/loss_curve.svg",
+           "t1_predictions": "task1/test_predictions.png",
+           "t1_per_class": "task1/per_class_accuracy.svg",
+           "t1_confusion": "task1/confusion_matrix.svg",
+           "t2_reconstructions": "task2/reconstructions.png", "t2_loss": "task2/loss_curves.svg",
+           "t2_per_class": "task2/per_class_accuracy.svg", "lambda_sweep": "runs/lambda_sweep.svg",
+           "architecture": "architecture.svg",
+           "t3_train_z1": "task3/train_z1.png", "t3_train_z2": "task3/train_z2.png",
+           "t3_test_z1": "task3/test_z1.png", "t3_test_z2": "task3/test_z2.png",
+           "t3_top9_z1": "task3/top9_z1.png", "t3_top9_z2": "task3/top9_z2.png",
+           "t3_classes": "task3/class_selectivity.svg", "t3_filters": "task3/conv1_filters.png"}
 
 
 def parse_args(argv: list[str] | None = None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--outputs", type=Path, default=Path("outputs"),
-                        help="folder holding task1/, task2/, task3/")
-    parser.add_argument("--out", type=Path, default=None,
-                        help="where report.md and report.pdf go (default: --outputs)")
+                        help="folder holding task1/, task2/, task3/ and runs/, relative to the "
+                             "current folder")
+    parser.add_argument("--out", type=output_folder, default=argparse.SUPPRESS,
+                        help="where report.pdf and report.md go (default: the --outputs folder)")
     return parser.parse_args(argv)
 
 
 def read_metrics(outputs: Path) -> dict[str, dict | None]:
-    """metrics.json of each task, or None when that task has not been run."""
+    """Each source's JSON, or None when it has not been run; one-line errors for damaged files."""
     found = {}
-    for task, keys in REQUIRED_KEYS.items():
-        path = outputs / task / "metrics.json"
+    for name, (relative, script) in SOURCES.items():
+        path = outputs / relative
         if not path.is_file():
-            found[task] = None
+            found[name] = None
             continue
-        try:
-            metrics = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise UsageError(f"{path} is not valid JSON ({error}); rerun {task} "
-                             "or delete the file") from None
-        if not isinstance(metrics, dict):
-            raise UsageError(f"{path} does not hold a JSON object; rerun {task}")
-        for key in keys:
+        metrics = read_json(path, "metrics file", f"rerun {script} or delete the file")
+        for key in REQUIRED_KEYS[name]:
             if key not in metrics:
-                raise UsageError(f"{path} lacks the key '{key}'; rerun {task} with this "
+                raise UsageError(f"{path} lacks the key '{key}'; rerun {script} with this "
                                  "version of the code")
-        found[task] = metrics
+        found[name] = metrics
     return found
 
 
-# --- the document, as a list of blocks both writers understand ---
-# ("h1"|"h2"|"p"|"caption", text), ("table", header, rows), ("image", relative path, caption)
+# --- numbers as text, rounded to what they carry ---
 
-def task1_blocks(m: dict) -> list[tuple]:
+def pct(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def db(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def r2(value: float) -> str:
+    return f"{value:+.2f}"
+
+
+def spread(stat: dict) -> str:
+    return f"{stat['mean']:.2f} ± {stat['sd']:.2f}" if stat.get("sd") is not None else f"{stat['mean']:.2f}"
+
+
+def seconds(value: float) -> str:
+    return f"{value:.1f}"
+
+
+# --- facts per part ---
+
+def task1_facts(m: dict) -> dict:
     c = m["config"]
-    blocks = [("h1", "Task 1: the tutorial classifier"),
-              ("p", f"The PyTorch tutorial's network (two 5x5 convolutions with 2x2 max-pooling, "
-                    f"three fully connected layers) trained with SGD (learning rate {c['lr']}, "
-                    f"momentum {c['momentum']}) on mini-batches of {c['batch_size']} for "
-                    f"{c['epochs']} epochs, seed {c['seed']}, on {m['data']['train_images']} "
-                    f"training images; tested on {m['test_images']} test images. Training took "
-                    f"{m['train_seconds']} s on {m['environment']['device']}."),
-              ("p", f"Test accuracy: {m['test_accuracy']} %."),
-              ("table", ["class", *m["per_class_accuracy"]],
-               [["accuracy (%)", *m["per_class_accuracy"].values()]])]
-    if m.get("loss_log"):
-        first, last = m["loss_log"][0], m["loss_log"][-1]
-        blocks.append(("p", f"The running training loss fell from {first['loss']} (epoch "
-                            f"{first['epoch']}, mini-batch {first['step']}) to {last['loss']} "
-                            f"(epoch {last['epoch']}, mini-batch {last['step']})."))
-    blocks += [("image", "task1/train_samples.png", "Training images with their labels."),
-               ("image", "task1/loss_curve.png", "Training loss."),
-               ("image", "task1/test_predictions.png", "Test images: ground truth and prediction."),
-               ("image", "task1/per_class_accuracy.png", "Test accuracy per class."),
-               ("image", "task1/confusion_matrix.png", "Confusion matrix on the test set.")]
-    return blocks
+    per_class = m["per_class_accuracy"]
+    names = list(per_class)
+    confusion = m["confusion_matrix"]
+    off = sorted(((confusion[i][j], names[i], names[j]) for i in range(len(names))
+                  for j in range(len(names)) if i != j), reverse=True)[:3]
+    best, worst = max(per_class, key=per_class.get), min(per_class, key=per_class.get)
+    return {
+        "accuracy": pct(m["test_accuracy"]), "se": pct(m["test_accuracy_standard_error"]),
+        "n_test": str(m["test_images"]), "n_train": str(m["data"]["train_images"]),
+        "epochs": str(c["epochs"]), "batch": str(c["batch_size"]), "lr": f"{c['lr']:g}",
+        "momentum": f"{c['momentum']:g}", "seed": str(c["seed"]), "log_every": str(c["log_every"]),
+        "train_seconds": seconds(m["train_seconds"]), "device": m["environment"]["device"],
+        "losses": [[str(r["epoch"]), str(r["step"]), f"{r['loss']:.3f}"] for r in m["loss_log"]],
+        "per_class": [[name, f"{value:.1f}"] for name, value in per_class.items()],
+        "best": [best, f"{per_class[best]:.1f}"], "worst": [worst, f"{per_class[worst]:.1f}"],
+        "confusions": [[true, predicted, str(count)] for count, true, predicted in off],
+        "ground_truth": " ".join(m["sample_predictions"]["ground_truth"]),
+        "predicted": " ".join(m["sample_predictions"]["predicted"]),
+    }
 
 
-def task2_blocks(m: dict) -> list[tuple]:
+def task2_facts(m: dict) -> dict:
     c = m["config"]
-    decoder = (f"its own Adam optimiser (learning rate {c['decoder_lr']})"
-               if c["decoder_optimizer"] == "adam" else "the same SGD as the encoder")
-    text = (f"The Task 1 encoder and head plus a mirror decoder (max-unpooling with the pooling "
-            f"switches, ReLU, transposed convolution; twice), trained on eq. (1), "
-            f"CE + lambda * L_rec with lambda = {m['lambda']}, for {c['epochs']} epochs at "
-            f"batch size {c['batch_size']}; encoder and head with SGD (learning rate {c['lr']}, "
-            f"momentum {c['momentum']}), the decoder with {decoder}. Training took "
-            f"{m['train_seconds']} s.")
-    blocks = [("h1", "Task 2: classifier with a deconvolutional mirror"), ("p", text)]
-    result = (f"Test accuracy: {m['test_accuracy']} %")
-    if "task1_test_accuracy" in m:
-        result += (f" (Task 1: {m['task1_test_accuracy']} %, a change of "
-                   f"{m['accuracy_change_vs_task1']} points)")
-    result += (f". Reconstruction on the test set: L_rec {m['test_rec_loss']}, mean squared error "
-               f"{m['test_mse']} on [0, 1] pixels, PSNR {m['test_psnr_db']} dB.")
-    blocks.append(("p", result))
-    if m.get("lambda_sweep"):
-        blocks.append(("table", ["lambda", "accuracy (%)", "PSNR (dB)", "L_rec"],
-                       [[r["lambda"], r["test_accuracy"], r["test_psnr_db"], r["test_rec_loss"]]
-                        for r in m["lambda_sweep"]]))
-    blocks += [("image", "task2/reconstructions.png",
-                "Originals (top) and reconstructions (bottom), train and test images."),
-               ("image", "task2/loss_curves.png", "Cross-entropy and weighted L_rec in training.")]
-    if m.get("lambda_sweep"):
-        blocks.append(("image", "task2/lambda_sweep.png", "Accuracy against PSNR over lambda."))
-    return blocks
+    comparison = m["task1_comparison"]
+    facts = {
+        "accuracy": pct(m["test_accuracy"]), "se": pct(m["test_accuracy_standard_error"]),
+        "psnr": db(m["test_psnr_db"]), "mse": f"{m['test_mse']:.4f}",
+        "rec": f"{m['test_rec_loss']:.1f}", "lambda": f"{m['lambda']:g}",
+        "mse_weight": f"{m['lambda_as_mse_weight']:g}",
+        "decoder_optimizer": {"adam": "Adam", "sgd": "SGD"}[c["decoder_optimizer"]],
+        "decoder_lr": f"{c['decoder_lr']:g}", "train_seconds": seconds(m["train_seconds"]),
+        "baselines": [[name, db(value)] for name, value in m["psnr_baselines_db"].items()],
+        "per_class": [[name, f"{value:.1f}"] for name, value in m["per_class_accuracy"].items()],
+        "compared": "mcnemar" in comparison, "comparison_message": comparison["message"],
+    }
+    if facts["compared"]:
+        test = comparison["mcnemar"]
+        facts.update(task1_accuracy=pct(comparison["task1_test_accuracy"]),
+                     change=f"{comparison['accuracy_change']:+.2f}", p=f"{test['p_value']:.2f}",
+                     significant=test["p_value"] < 0.05,
+                     only_task1=str(test["only_first_correct"]),
+                     only_task2=str(test["only_second_correct"]))
+    # Where the decoder's PSNR falls among the baselines, in words the template quotes.
+    psnr, baselines = m["test_psnr_db"], m["psnr_baselines_db"]
+    closest = min(baselines, key=lambda name: abs(baselines[name] - psnr))
+    below = [name for name, value in baselines.items() if value <= psnr]
+    above = [name for name, value in baselines.items() if value > psnr]
+    facts.update(closest=[closest, db(baselines[closest])],
+                 best_below=[max(below, key=baselines.get), db(max(baselines[n] for n in below))]
+                 if below else None,
+                 worst_above=[min(above, key=baselines.get), db(min(baselines[n] for n in above))]
+                 if above else None,
+                 class_se=f"{m['per_class_standard_error_max']:.1f}")
+    return facts
 
 
-def task3_blocks(m: dict) -> list[tuple]:
-    blocks = [("h1", "Task 3: what the latent channels encode"),
-              ("p", "For one training and one test image each channel of z1 (and chosen channels "
-                    "of z2) is decoded alone, all other channels set to zero. The figures show "
-                    "each feature map, its reconstruction min-max scaled and at the common scale "
-                    "of the full reconstruction, and the projection through the encoder's own "
-                    "filters transposed (Zeiler & Fergus's deconvnet).")]
-    for split, image in m["images"].items():
-        z1 = image["z1"]["channels"]
-        strongest = max(z1, key=lambda r: r["reconstruction_energy"])
-        colourful = max(z1, key=lambda r: r["colour_share"])
-        oriented = max(z1, key=lambda r: r["orientation_coherence"])
-        blocks.append(("p", f"{split.capitalize()} image {image['index']} ({image['class']}): "
-                            f"z1 channel {strongest['channel']} adds the most reconstruction energy "
-                            f"({strongest['reconstruction_energy']}, activation-energy share "
-                            f"{strongest['energy_share']}); channel {colourful['channel']} is the "
-                            f"most colour-selective (colour share {colourful['colour_share']}, mean "
-                            f"RGB {colourful['mean_rgb']}); channel {oriented['channel']} is the "
-                            f"most oriented (coherence {oriented['orientation_coherence']}, edges at "
-                            f"{oriented['edge_orientation_deg']} degrees). Sum of single-channel "
-                            f"reconstructions minus the full one: z1 max gap "
-                            f"{image['z1']['linearity']['max_abs_gap']:.1e}, z2 relative gap "
-                            f"{image['z2']['linearity']['relative_gap']:.3f}."))
-        blocks.append(("table", ["layer", "channel", "energy share", "rec. energy",
-                                 "colour share", "edges (deg)", "coherence"],
-                       [[layer, r["channel"], r["energy_share"], r["reconstruction_energy"],
-                         r["colour_share"], r["edge_orientation_deg"], r["orientation_coherence"]]
-                        for layer in ("z1", "z2") for r in image[layer]["channels"]]))
-        for layer in ("z1", "z2"):
-            blocks.append(("image", f"task3/{split}_{layer}.png",
-                           f"{split.capitalize()} image, single {layer} channels."))
-    blocks += [("image", "task3/conv1_filters.png", "The six conv1 filters."),
-               ("image", "task3/top9_z1.png", "Top-9 test images per z1 channel."),
-               ("image", "task3/top9_z2.png", "Top-9 test images per z2 channel."),
-               ("p", "Which channel detects what is left to the reader's interpretation of these "
-                     "figures; the measures above (colour share, edge orientation and coherence "
-                     "of each channel's reconstruction) are the evidence for it.")]
-    return blocks
+def seeds_facts(s: dict) -> dict:
+    facts = {"seeds": ", ".join(map(str, s["seeds"])), "n": str(len(s["per_seed"])),
+             "rows": [[str(r["seed"]), pct(r["task1_accuracy"]), pct(r["task2_accuracy"]),
+                       f"{r['difference']:+.2f}", f"{r['mcnemar']['p_value']:.2f}",
+                       db(r["task2_psnr_db"])] for r in s["per_seed"]],
+             "lambda_rows": [[f"{r['lambda']:g}", ", ".join(map(str, r["seeds"])),
+                              spread(r["accuracy"]), spread(r["psnr_db"])]
+                             for r in s["lambda_sweep"]],
+             "failed": ", ".join(s.get("failed_runs", [])),
+             "wall_seconds": seconds(s.get("wall_seconds", 0.0)), "jobs": str(s.get("jobs", ""))}
+    for key in ("task1_accuracy", "task2_accuracy", "difference", "task2_psnr_db"):
+        if key in s:
+            facts[key] = spread(s[key])
+    if s["per_seed"]:
+        ps = [r["mcnemar"]["p_value"] for r in s["per_seed"]]
+        facts["p_range"] = f"{min(ps):.2f}" if len(ps) == 1 else f"{min(ps):.2f} to {max(ps):.2f}"
+        facts["none_significant"] = min(ps) >= 0.05
+    if s.get("paired_t_test"):
+        facts.update(t_p=f"{s['paired_t_test']['p_value']:.2f}",
+                     t_significant=s["paired_t_test"]["p_value"] < 0.05,
+                     lower=str(s["seeds_task2_lower"]),
+                     significant_seeds=str(s["seeds_mcnemar_significant"]),
+                     any_significant=s["seeds_mcnemar_significant"] > 0)
+    ends = [s["lambda_sweep"][0], s["lambda_sweep"][-1]] if len(s["lambda_sweep"]) > 1 else []
+    facts["lambda_ends"] = [[f"{r['lambda']:g}", f"{r['accuracy']['mean']:.2f}",
+                             f"{r['psnr_db']['mean']:.2f}"] for r in ends]
+    return facts
 
 
-def build_blocks(metrics: dict[str, dict | None]) -> tuple[list[tuple], list[str]]:
-    blocks: list[tuple] = []
-    missing = []
-    for task, make in (("task1", task1_blocks), ("task2", task2_blocks), ("task3", task3_blocks)):
-        if metrics[task] is None:
-            missing.append(task)
-            script = {"task1": "train_classifier.py", "task2": "train_deconv.py",
-                      "task3": "visualize_latents.py"}[task]
-            blocks += [("h1", f"{task}: not run"),
-                       ("p", f"No outputs/{task}/metrics.json was found; run {script} to fill "
-                             "this section.")]
-        else:
-            blocks += make(metrics[task])
-    return blocks, missing
+def task3_facts(m: dict) -> dict:
+    decoders = m["decoders"]
+    literal = decoders["z1, Task 2 deconv1 (literal)"]
+    refit = decoders["z1, deconv1 refit on real z1"]
+    channel_rows, findings = [], []
+    for layer in ("z1", "z2"):
+        for row in m["channels"][layer]:
+            channel_rows.append([f"{layer}:{row['channel']}", r2(row["r_luminance"]),
+                                 r2(row["r_red_green"]), r2(row["r_blue_yellow"]),
+                                 r2(row["r_gradient_energy"]), row["top_class"],
+                                 f"{row['class_selectivity']:.2f}",
+                                 f"{100 * row['zero_share']:.0f}"])
+            findings.append(row["finding"])
+    named = sum(not f.split(" is ", 1)[1].startswith("mixed") for f in findings)
+    images = {split: {"index": str(v["index"]), "class": v["class"], "chosen_as": v["chosen_as"],
+                      "z2_channels": ", ".join(str(r["channel"]) for r in v["z2"]["channels"])}
+              for split, v in m["images"].items()}
+    rules = m["rules"]
+    roles = {}
+    for layer in ("z1", "z2"):
+        texts = [row["finding"] for row in m["channels"][layer]]
+        counts = {role: sum(key in t for t in texts) for role, key in (
+            ("brightness", "brightness detector"), ("darkness", "darkness detector"),
+            ("colour-opponent", "colour-opponent"), ("edge", "edge detector"),
+            ("class-selective", "class-selective"), ("mixed", " is mixed"))}
+        roles[layer] = ", ".join(f"{n} {role}" for role, n in counts.items() if n)
+    similarity = {layer: sorted(r["projection_similarity"] for r in rows)[len(rows) // 2]
+                  for layer, rows in m.get("top9", {}).items()}
+    controls_z = m["controls"]
+    return {
+        "roles": roles,
+        "projection_similarity": {layer: f"{v:.2f}" for layer, v in similarity.items()},
+        "latent_matters": all(
+            c["own latent and switches"]["psnr_db"] - c["other image's latent, own switches"]["psnr_db"] >= 3
+            for c in controls_z.values()),
+        "decoders": [[name, db(v["psnr_db"]), f"{v['correlation']:.2f}"] for name, v in decoders.items()],
+        "literal_psnr": db(literal["psnr_db"]), "refit_psnr": db(refit["psnr_db"]),
+        "refit_epochs": str(m["layer1_refit"]["epochs"]),
+        "refit_seconds": seconds(m["layer1_refit"]["fit_seconds"]),
+        "controls": [[layer, case, db(v["psnr_db"]), f"{v['correlation']:.2f}"]
+                     for layer, cases in m["controls"].items() for case, v in cases.items()],
+        "controls_by": {layer: {case: db(v["psnr_db"]) for case, v in cases.items()}
+                        for layer, cases in m["controls"].items()},
+        "channel_rows": channel_rows, "findings": findings, "named": str(named),
+        "mixed": str(len(findings) - named), "total": str(len(findings)), "images": images,
+        "rules": {k: f"{v:g}" for k, v in rules.items()},
+        "linearity": f"{m['images']['test']['z1']['sum_of_contributions_minus_full_max_abs']:.0e}"
+        if m["images"]["test"]["z1"]["sum_of_contributions_minus_full_max_abs"] is not None else "",
+    }
+
+
+def build_facts(metrics: dict, outputs: Path) -> dict:
+    environments = [m["environment"] for m in (metrics["task1"], metrics["task2"], metrics["task3"])
+                    if m and "environment" in m]
+    device = environments[0].get("gpu", environments[0]["device"]) if environments else "unknown"
+    total = sum(float(x) for x in ((metrics["seeds"] or {}).get("wall_seconds", 0),
+                                   (metrics["task3"] or {}).get("wall_seconds", 0)))
+    facts = {
+        "title": "Visualising a CIFAR-10 CNN with a deconvolutional mirror",
+        "built": {"date": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
+                  "device": device, "torch": environments[0]["torch"] if environments else "",
+                  "total_minutes": f"{total / 60:.1f}"},
+        "shapes": {"z1": "×".join(map(str, Z1_SHAPE)), "z2": "×".join(map(str, Z2_SHAPE))},
+        "t1": task1_facts(metrics["task1"]) if metrics["task1"] else None,
+        "t2": task2_facts(metrics["task2"]) if metrics["task2"] else None,
+        "t3": task3_facts(metrics["task3"]) if metrics["task3"] else None,
+        "seeds": seeds_facts(metrics["seeds"]) if metrics["seeds"] else None,
+        "data": ({"source": "image folders" if "(folders)" in metrics["task1"]["data"]["source"]
+                  else "python batches", "sha": metrics["task1"]["data"]["content_sha256"][:12],
+                  "subset": f"{metrics['task1']['config']['subset']:g}"}
+                 if metrics["task1"] else None),
+        "figs": {key: [path, natural_width_in(outputs / path)] for key, path in FIGURES.items()
+                 if (outputs / path).is_file()},
+    }
+    return facts
+
+
+def natural_width_in(path: Path) -> float:
+    """A figure's width in inches as drawn (SVG: its width in pt; PNG: pixels over its dpi).
+
+    The template places every figure at this width, so its fonts print at the size they were
+    drawn with (>= 7 pt, see plots.py).
+    """
+    if path.suffix == ".svg":
+        match = re.search(rb'<svg[^>]*\swidth="([\d.]+)pt"', path.read_bytes()[:2000])
+        if match:
+            return round(float(match.group(1)) / 72, 3)
+        raise UsageError(f"{path} is not an SVG written by this repo (no width in pt); "
+                         "rerun the script that draws it")
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as image:
+            dpi = image.info.get("dpi", (200, 200))[0] or 200
+            return round(image.width / dpi, 3)
+    except (UnidentifiedImageError, OSError):
+        raise UsageError(f"{path} is not a readable PNG; rerun the script that draws it") from None
+
+
+# --- the architecture figure, drawn from the model's shapes ---
+
+def architecture_figure(path: Path) -> None:
+    """Encoder on top, mirror decoder below, dashed lines for the max-pool switches."""
+    fig, ax = plots.plt.subplots(figsize=(plots.TEXT_WIDTH_IN, 2.0))
+    ax.set_xlim(0, 10.6)
+    ax.set_ylim(0, 3.1)
+    ax.axis("off")
+    top = [("input x\n3×32×32", 0.55), ("conv1 5×5\n+ ReLU\n6×28×28", 2.0),
+           (f"max-pool\nz1\n{'×'.join(map(str, Z1_SHAPE))}", 3.45), ("conv2 5×5\n+ ReLU\n16×10×10", 4.9),
+           (f"max-pool\nz2\n{'×'.join(map(str, Z2_SHAPE))}", 6.35), ("fc\n400→120\n→84→10", 7.8),
+           ("class\nscores\n10", 9.25)]
+    bottom = [("recon-\nstruction\n3×32×32", 0.55), ("deconv1\nConvT 6→3\n5×5", 2.0),
+              ("unpool\n+ ReLU\n6×28×28", 3.45), ("deconv2\nConvT 16→6\n6×14×14", 4.9),
+              ("unpool\n+ ReLU\n16×10×10", 6.35)]
+
+    def boxes(items, y, colour):
+        for text, x in items:
+            ax.add_patch(FancyBboxPatch(
+                (x - 0.55, y - 0.45), 1.1, 0.9, boxstyle="round,pad=0.02", fc=colour, ec="black", lw=0.6))
+            ax.text(x, y, text, ha="center", va="center", fontsize=7)
+    boxes(top, 2.55, "#dbe9f6")
+    boxes(bottom, 0.55, "#fde2cf")
+    arrow = dict(arrowstyle="->", lw=0.8)
+    for (_, a), (_, b) in zip(top, top[1:]):
+        ax.annotate("", (b - 0.56, 2.55), (a + 0.56, 2.55), arrowprops=arrow)
+    for (_, a), (_, b) in zip(bottom, bottom[1:]):
+        ax.annotate("", (a + 0.56, 0.55), (b - 0.56, 0.55), arrowprops=arrow)
+    ax.annotate("", (6.35 + 0.3, 1.0), (6.35 + 0.3, 2.1), arrowprops=arrow)
+    ax.text(6.72, 1.55, "z2", fontsize=7)
+    for x, label in ((3.45, "switches 1"), (6.35, "switches 2")):
+        ax.annotate("", (x - 0.25, 1.0), (x - 0.25, 2.1),
+                    arrowprops=dict(arrowstyle="->", lw=0.8, linestyle="--", color="tab:red"))
+        ax.text(x - 0.32, 1.55, label, fontsize=7, color="tab:red", ha="right")
+    ax.text(9.0, 0.55, "loss = CE(scores, y)\n+ λ · L_rec(reconstruction, x)", fontsize=7,
+            ha="center", va="center")
+    plots.save(fig, path)
 
 
 # --- writers ---
 
-def write_markdown(blocks: list[tuple], title: str, path: Path) -> None:
-    lines = [f"# {title}", ""]
-    for block in blocks:
-        kind = block[0]
-        if kind == "h1":
-            lines += [f"## {block[1]}", ""]
-        elif kind == "p":
-            lines += [block[1], ""]
-        elif kind == "table":
-            header, rows = block[1], block[2]
-            lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-            lines += ["| " + " | ".join(str(v) for v in row) + " |" for row in rows]
-            lines.append("")
-        elif kind == "image":
-            lines += [f"![{block[2]}]({block[1]})", "", f"*{block[2]}*", ""]
+def typeset(facts: dict, outputs: Path) -> bytes:
+    import typst
+
+    try:
+        return typst.compile(TEMPLATE.read_bytes(), root=str(outputs.resolve()), format="pdf",
+                             sys_inputs={"facts": json.dumps(facts)})
+    except Exception as error:  # typst reports template or figure problems as its own errors
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"typst could not typeset the report ({first}); rerun the task scripts "
+                         "so that every figure is complete") from None
+
+
+def compile_pdf(facts: dict, outputs: Path, path: Path) -> int:
+    """Typeset; if the text runs past the page limit, once more with a tighter text setting."""
+    pdf = typeset(facts, outputs)
+    if page_count(pdf) > MAX_PAGES:
+        pdf = typeset({**facts, "compact": True}, outputs)
+    pages = page_count(pdf)
+    if pages > MAX_PAGES:
+        raise UsageError(f"the report has {pages} pages, more than {MAX_PAGES}; show fewer "
+                         "channels (visualize_latents.py --z2-channels top3)")
     with atomic_path(path) as tmp:
-        tmp.write_text("\n".join(lines))
+        tmp.write_bytes(pdf)
+    return pages
 
 
-class PdfWriter:
-    """Flows blocks down A4 pages drawn with matplotlib; counts the pages it makes."""
-
-    WIDTH, HEIGHT, MARGIN = 8.27, 11.69, 0.7
-
-    def __init__(self, pdf: PdfPages, root: Path, image_height: float) -> None:
-        self.pdf, self.root, self.pages = pdf, root, 0
-        self.image_height = image_height
-        self.figure = None
-        self.y = 0.0
-        self.only_title = False
-
-    def _new_page(self) -> None:
-        self._finish_page()
-        self.figure = plt.figure(figsize=(self.WIDTH, self.HEIGHT))
-        self.y = self.HEIGHT - self.MARGIN
-
-    def _finish_page(self) -> None:
-        if self.figure is not None:
-            self.pages += 1
-            self.figure.text(0.5, 0.3 / self.HEIGHT, str(self.pages), ha="center", fontsize=8)
-            self.pdf.savefig(self.figure)
-            plt.close(self.figure)
-            self.figure = None
-
-    def _room(self, height: float) -> None:
-        if self.figure is None or self.y - height < self.MARGIN:
-            self._new_page()
-
-    def _text(self, text: str, size: float, weight: str = "normal", width: int = 100,
-              style: str = "normal") -> None:
-        wrapped = textwrap.wrap(text, width) or [""]
-        height = len(wrapped) * size * 1.45 / 72
-        self._room(height)
-        self.figure.text(self.MARGIN / self.WIDTH, self.y / self.HEIGHT, "\n".join(wrapped),
-                         fontsize=size, weight=weight, style=style, va="top", linespacing=1.35)
-        self.y -= height + 0.08
-
-    def title(self, text: str, subtitle: str) -> None:
-        self._text(text, 16, "bold", width=60)
-        self._text(subtitle, 9, style="italic")
-        self.only_title = True
-
-    def add(self, block: tuple) -> None:
-        kind = block[0]
-        if kind == "h1":
-            if self.figure is not None and not self.only_title:
-                self._new_page()  # every task starts on a fresh page
-            self.only_title = False
-            self.y -= 0.1
-            self._text(block[1], 13, "bold", width=70)
-        elif kind == "p":
-            self._text(block[1], 9)
-        elif kind == "table":
-            self._table(block[1], block[2])
-        elif kind == "image":
-            self._image(self.root / block[1], block[2])
-
-    def _table(self, header: list[str], rows: list[list]) -> None:
-        row_height = 0.19
-        height = row_height * (len(rows) + 1)
-        self._room(height)
-        width = min(self.WIDTH - 2 * self.MARGIN, 0.95 * len(header))
-        ax = self.figure.add_axes([(self.WIDTH - width) / 2 / self.WIDTH,
-                                   (self.y - height) / self.HEIGHT,
-                                   width / self.WIDTH, height / self.HEIGHT])
-        ax.axis("off")
-        table = ax.table(cellText=[[str(v) for v in row] for row in rows], colLabels=header,
-                         loc="upper left", cellLoc="center")
-        table.auto_set_font_size(False)
-        table.set_fontsize(7.5)
-        table.scale(1, 1)
-        self.y -= height + 0.15
-
-    def _image(self, path: Path, caption: str) -> None:
-        if not path.is_file():
-            self._text(f"[missing figure {path.name}]", 9, style="italic")
-            return
-        image = mpimg.imread(path)
-        width = self.WIDTH - 2 * self.MARGIN
-        height = width * image.shape[0] / image.shape[1]
-        limit = self.image_height
-        if height > limit:
-            width, height = width * limit / height, limit
-        self._room(height + 0.3)
-        left = (self.WIDTH - width) / 2
-        ax = self.figure.add_axes([left / self.WIDTH, (self.y - height) / self.HEIGHT,
-                                   width / self.WIDTH, height / self.HEIGHT])
-        ax.imshow(image)
-        ax.axis("off")
-        self.y -= height + 0.05
-        self._text(caption, 8, style="italic")
-
-    def close(self) -> int:
-        self._finish_page()
-        return self.pages
+def page_count(pdf: bytes) -> int:
+    """Pages of a PDF: the /Count of its page tree root."""
+    counts = [int(n) for n in re.findall(rb"/Type\s*/Pages\b[^>]*?/Count\s+(\d+)", pdf)]
+    counts += [int(n) for n in re.findall(rb"/Count\s+(\d+)[^>]*?/Type\s*/Pages\b", pdf)]
+    return max(counts, default=0)
 
 
-def write_pdf(blocks: list[tuple], title: str, subtitle: str, root: Path, path: Path) -> int:
-    """Lay the report out with figures as tall as the page limit allows; return its page count."""
-    for image_height in (3.6, 3.0, 2.5, 2.1, 1.8, 1.5):
-        buffer = io.BytesIO()
-        with PdfPages(buffer) as pdf:
-            writer = PdfWriter(pdf, root, image_height)
-            writer.title(title, subtitle)
-            for block in blocks:
-                writer.add(block)
-            pages = writer.close()
-        if pages <= MAX_PAGES:  # else try again with smaller figures
-            with atomic_path(path) as tmp:
-                tmp.write_bytes(buffer.getvalue())
-            return pages
-    raise UsageError(f"the report does not fit in {MAX_PAGES} pages even with small figures; "
-                     "run visualize_latents.py with fewer --z2-channels")
+def markdown(facts: dict, outputs: Path, out: Path) -> str:
+    """A short twin of the PDF: the headline numbers, the tables and the figures."""
+    def link(key: str, caption: str) -> list[str]:
+        if key not in facts["figs"]:
+            return [f"*[missing figure: {caption}]*", ""]
+        relative = os.path.relpath(outputs / facts["figs"][key][0], out)
+        return [f"![{caption}]({Path(relative).as_posix()})", ""]
+
+    def table(header: list[str], rows: list[list[str]]) -> list[str]:
+        return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+                + ["| " + " | ".join(map(str, row)) + " |" for row in rows] + [""])
+
+    lines = [f"# {facts['title']}", ""]
+    t1, t2, t3, seeds = facts["t1"], facts["t2"], facts["t3"], facts["seeds"]
+    lines += ["## Task 1: the tutorial classifier", ""]
+    if t1:
+        lines += [f"Test accuracy {t1['accuracy']} % (standard error {t1['se']} points) on "
+                  f"{t1['n_test']} test images after {t1['epochs']} epochs; best class "
+                  f"{t1['best'][0]} ({t1['best'][1]} %), worst {t1['worst'][0]} "
+                  f"({t1['worst'][1]} %).", ""]
+        lines += table(["epoch", "mini-batch", "running loss"], t1["losses"])
+        lines += table(["class", "accuracy (%)"], t1["per_class"])
+        for key, caption in (("t1_samples", "training images"), ("t1_loss", "training loss"),
+                             ("t1_predictions", "GroundTruth vs Predicted"),
+                             ("t1_per_class", "accuracy per class"), ("t1_confusion", "confusion matrix")):
+            lines += link(key, caption)
+    else:
+        lines += ["No outputs/task1/metrics.json was found; run train_classifier.py to fill this "
+                  "section.", ""]
+    lines += ["## Task 2: classifier with a deconvolutional mirror", ""]
+    if t2:
+        lines += [f"Test accuracy {t2['accuracy']} %, reconstruction PSNR {t2['psnr']} dB "
+                  f"(lambda {t2['lambda']}, an MSE weight of {t2['mse_weight']}). "
+                  f"{t2['comparison_message']}.", ""]
+        lines += table(["reconstruction", "test PSNR (dB)"],
+                       [["Task 2 decoder", t2["psnr"]], *t2["baselines"]])
+        for key, caption in (("architecture", "architecture"), ("t2_reconstructions", "reconstructions"),
+                             ("t2_loss", "training losses"), ("t2_per_class", "accuracy per class")):
+            lines += link(key, caption)
+    else:
+        lines += ["No outputs/task2/metrics.json was found; run train_deconv.py to fill this "
+                  "section.", ""]
+    if seeds:
+        lines += ["### Seeds and lambda", ""]
+        lines += table(["seed", "Task 1 (%)", "Task 2 (%)", "difference", "McNemar p", "PSNR (dB)"],
+                       seeds["rows"])
+        lines += table(["lambda", "seeds", "accuracy (%)", "PSNR (dB)"], seeds["lambda_rows"])
+        lines += link("lambda_sweep", "lambda trade-off")
+    lines += ["## Task 3: what the latent channels encode", ""]
+    if t3:
+        lines += table(["decoder, full latent", "test PSNR (dB)", "r"], t3["decoders"])
+        lines += table(["layer", "control", "test PSNR (dB)", "r"], t3["controls"])
+        lines += [f"- {finding}" for finding in t3["findings"]] + [""]
+        for key, caption in (("t3_train_z1", "train image, z1"), ("t3_train_z2", "train image, z2"),
+                             ("t3_test_z1", "test image, z1"), ("t3_test_z2", "test image, z2"),
+                             ("t3_top9_z1", "top-9, z1"), ("t3_top9_z2", "top-9, z2"),
+                             ("t3_classes", "mean activation per class")):
+            lines += link(key, caption)
+    else:
+        lines += ["No outputs/task3/metrics.json was found; run visualize_latents.py to fill "
+                  "this section.", ""]
+    return "\n".join(lines)
 
 
 def main() -> None:
     args = parse_args()
-    out = prepare_output_dir(args.out or args.outputs)
+    out = getattr(args, "out", args.outputs)
+    check_output_dir(out)
     metrics = read_metrics(args.outputs)
-    blocks, missing = build_blocks(metrics)
-    for task in missing:
-        print(f"warning: outputs of {task} are missing; the report says so in its place",
+    for name, found in metrics.items():
+        if found is None and name != "seeds":
+            print(f"warning: outputs of {name} are missing; the report says so in its place",
+                  file=sys.stderr)
+    if metrics["seeds"] is None:
+        print("note: no runs/summary.json (sweep.py); the report has no seed or lambda tables",
               file=sys.stderr)
-    title = "Visualising a CIFAR-10 CNN with a deconvolutional mirror"
-    subtitle = (f"Report built {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC from the metrics "
-                f"and figures in {args.outputs}/; Zeiler & Fergus (2014), PyTorch CIFAR-10 tutorial.")
-    write_markdown(blocks, title, out / "report.md")
-    pages = write_pdf(blocks, title, subtitle, args.outputs.resolve(), out / "report.pdf")
-    print(f"wrote {out / 'report.md'} and {out / 'report.pdf'} ({pages} pages)")
+    out = prepare_output_dir(out)
+    prepare_output_dir(args.outputs)
+    architecture_figure(args.outputs / "architecture.svg")
+    try:
+        facts = build_facts(metrics, args.outputs)
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise UsageError(f"a metrics file under {args.outputs} lacks or garbles a value "
+                         f"({type(error).__name__}: {error}); rerun the task scripts with this "
+                         "version of the code (make all)") from None
+    pages = compile_pdf(facts, args.outputs, out / "report.pdf")
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text(markdown(facts, args.outputs.resolve(), out.resolve()))
+    print(f"wrote {out / 'report.pdf'} ({pages} pages) and {out / 'report.md'}")
 
 
 if __name__ == "__main__":
