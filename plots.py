@@ -40,7 +40,7 @@ def bare(ax: plt.Axes) -> None:
 def labelled_strip(images: torch.Tensor, names: Sequence[str], path: Path, title: str) -> None:
     """The tutorial's imshow(make_grid(images)) with each label under its image."""
     n = len(images)
-    fig, axes = plt.subplots(1, n, figsize=(min(TEXT_WIDTH_IN, 0.8 * n), 1.1))
+    fig, axes = plt.subplots(1, n, figsize=(min(4.4, 0.56 * n), 0.95))
     for ax, image, name in zip(np.atleast_1d(axes), images, names):
         ax.imshow(to_hwc(image / 255), interpolation="nearest")
         bare(ax)
@@ -50,11 +50,13 @@ def labelled_strip(images: torch.Tensor, names: Sequence[str], path: Path, title
 
 
 def image_rows(rows: Sequence[Sequence[torch.Tensor]], titles: Sequence[Sequence[str]],
-               row_labels: Sequence[str], path: Path, title: str = "") -> None:
+               row_labels: Sequence[str], path: Path, title: str = "",
+               width: float = TEXT_WIDTH_IN) -> None:
     """A grid of images in [0, 1]: one row per list, a caption under every image."""
     n_rows, n_cols = len(rows), max(len(r) for r in rows)
-    width = min(TEXT_WIDTH_IN, 0.95 * n_cols + 0.5)
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(width, 1.25 * n_rows + 0.3), squeeze=False)
+    panel = (width - 0.3) / n_cols
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(width, (panel + 0.3) * n_rows + 0.25),
+                             squeeze=False)
     for r, (row, row_titles) in enumerate(zip(rows, titles)):
         for c in range(n_cols):
             ax = axes[r][c]
@@ -88,7 +90,7 @@ def per_class_accuracy(accuracies: dict[str, float], path: Path, title: str) -> 
 def confusion_matrix(matrix: list[list[int]], names: Sequence[str], path: Path, title: str) -> None:
     counts = np.asarray(matrix)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN / 2, 2.9))
+    fig, ax = plt.subplots(figsize=(2.95, 2.8))
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     for (i, j), count in np.ndenumerate(counts):
         ax.text(j, i, str(count), ha="center", va="center", fontsize=7 if count < 1000 else 6.5,

@@ -64,7 +64,7 @@ def parse_args(argv: list[str] | None = None):
                         help="folder for task1/, task2/ and runs/, relative to the current folder")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="passed to every run")
-    add_data_arguments(parser)
+    add_data_arguments(parser, seed=False)
     parser.add_argument("extra", nargs="*", metavar="-- FLAGS",
                         help="further flags for every training run, after --")
     return parser.parse_args(argv)
@@ -159,6 +159,17 @@ def mean_sd(values: list[float]) -> dict:
             "sd": round(statistics.stdev(values), 2) if len(values) > 1 else None, "n": len(values)}
 
 
+def paired_t_test(differences: list[float]) -> dict | None:
+    """Two-sided one-sample t-test of the per-seed differences against 0 (None below 2 seeds)."""
+    from scipy import stats
+
+    if len(differences) < 2 or statistics.stdev(differences) == 0:
+        return None
+    n = len(differences)
+    t = statistics.mean(differences) / (statistics.stdev(differences) / n ** 0.5)
+    return {"t": round(t, 2), "df": n - 1, "p_value": round(2 * stats.t.sf(abs(t), n - 1), 3)}
+
+
 def summarize(runs: list[Run], codes: dict[str, int], seeds: list[int],
               lambdas: list[float]) -> dict:
     """Per-seed table, mean +- sd, paired McNemar per seed, and the lambda trade-off."""
@@ -184,6 +195,9 @@ def summarize(runs: list[Run], codes: dict[str, int], seeds: list[int],
         summary["task1_accuracy"] = mean_sd([r["task1_accuracy"] for r in per_seed])
         summary["task2_accuracy"] = mean_sd([r["task2_accuracy"] for r in per_seed])
         summary["difference"] = mean_sd([r["difference"] for r in per_seed])
+        summary["paired_t_test"] = paired_t_test([r["difference"] for r in per_seed])
+        summary["seeds_task2_lower"] = sum(r["difference"] < 0 for r in per_seed)
+        summary["seeds_mcnemar_significant"] = sum(r["mcnemar"]["p_value"] < 0.05 for r in per_seed)
         summary["task2_psnr_db"] = mean_sd([r["task2_psnr_db"] for r in per_seed])
     sweep = []
     for lam in lambdas:
@@ -209,7 +223,7 @@ def _correct(metrics: dict) -> list[bool]:
 def sweep_figure(summary: dict, path: Path) -> None:
     """Accuracy and PSNR against lambda; error bars are the sd over seeds where there are several."""
     rows = summary["lambda_sweep"]
-    fig, (left, right) = plots.plt.subplots(1, 2, figsize=(plots.TEXT_WIDTH_IN, 2.3))
+    fig, (left, right) = plots.plt.subplots(1, 2, figsize=(4.4, 3.0))
     x = list(range(len(rows)))
     names = [f"{r['lambda']:g}" for r in rows]
     for ax, key, label in ((left, "accuracy", "test accuracy (%)"), (right, "psnr_db", "test PSNR (dB)")):
@@ -226,10 +240,17 @@ def sweep_figure(summary: dict, path: Path) -> None:
             left.axhspan(t1["mean"] - t1["sd"], t1["mean"] + t1["sd"], color="grey", alpha=0.15)
     for (name, value), style in zip(summary.get("psnr_baselines_db", {}).items(), (":", "-.", "--", (0, (1, 3)))):
         right.axhline(value, color="grey", linestyle=style, linewidth=1, label=name)
-    left.set_title("accuracy against λ")
-    right.set_title("reconstruction against λ")
-    left.legend(fontsize=7)
-    right.legend(fontsize=6.5, loc="lower right")
+    left.set_title("accuracy")
+    right.set_title("reconstruction")
+    for ax in (left, right):
+        ax.tick_params(axis="x", rotation=45)
+    handles = {}
+    for ax in (left, right):
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=2, fontsize=7,
+               bbox_to_anchor=(0.5, -0.02), frameon=False)
+    fig.tight_layout(w_pad=0.5, rect=(0, 0.2, 1, 1))
     plots.save(fig, path)
 
 
@@ -248,9 +269,10 @@ def main() -> None:
     runs_dir = prepare_output_dir(args.outputs / "runs")
     runs = plan(args.seeds, args.lambdas, args.outputs, shared)
     print(f"{len(runs)} training runs, {jobs} at once; logs in {runs_dir / 'logs'}")
+    started = time.perf_counter()
     codes = run_parallel(runs, jobs, runs_dir / "logs")
     summary = summarize(runs, codes, args.seeds, args.lambdas)
-    summary["jobs"] = jobs
+    summary.update(jobs=jobs, wall_seconds=round(time.perf_counter() - started, 1))
     if summary["lambda_sweep"]:
         sweep_figure(summary, runs_dir / "lambda_sweep.svg")
     save_json(summary, runs_dir / "summary.json")

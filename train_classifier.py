@@ -91,8 +91,8 @@ def main() -> None:
     print("GroundTruth: ", " ".join(f"{name:5s}" for name in truth))
     print("Predicted:   ", " ".join(f"{name:5s}" for name in guessed))
     plots.image_rows([list(data.test_images[shown].cpu() / 255)],
-                     [[f"true: {t}\npred: {p}" for t, p in zip(truth, guessed)]], ["test"],
-                     out / "test_predictions.png", title="GroundTruth vs Predicted")
+                     [[f"{t}\n{p}" for t, p in zip(truth, guessed)]], ["truth\npredicted"],
+                     out / "test_predictions.png", title="GroundTruth vs Predicted", width=4.4)
 
     summary = accuracy_summary(predictions, data.test_labels, DISPLAY_NAMES)
     print(f"Accuracy of the network on the {summary['test_images']} test images: "

@@ -140,6 +140,8 @@ def main() -> None:
 
     save_json({
         "task": "task2", "model": "DeconvNet", "config": config, "lambda": args.lam,
+        # L_rec sums over the 32x32 pixels: lambda weighs a mean-squared-error term by 1024 lambda
+        "lambda_as_mse_weight": round(1024 * args.lam, 6),
         **summary,
         "test_predictions": "".join(map(str, evaluation["predictions"].tolist())),
         "test_labels": "".join(map(str, data.test_labels.tolist())),
@@ -222,7 +224,8 @@ def reconstruction_figure(net: DeconvNet, data, seed: int, path: Path, lam: floa
     psnr = [psnr_db((a - b).pow(2).mean().item()) for a, b in zip(reconstructions, originals)]
     plots.image_rows([list(originals), list(reconstructions)],
                      [titles, [f"PSNR {p:.1f} dB" for p in psnr]], ["original", "reconstruction"],
-                     path, title=f"Task 2 reconstructions (λ = {lam:g}), clipped to [0, 1]")
+                     path, title=f"Task 2 reconstructions (λ = {lam:g}), clipped to [0, 1]",
+                     width=5.4)
 
 
 if __name__ == "__main__":

@@ -319,10 +319,15 @@ def accuracy_summary(predictions: torch.Tensor, labels: torch.Tensor,
     confusion = torch.bincount(labels * n + predictions, minlength=n * n).reshape(n, n)
     per_class = {name: round(100.0 * confusion[i, i].item() / max(confusion[i].sum().item(), 1), 2)
                  for i, name in enumerate(class_names)}
+    accuracy = (predictions == labels).float().mean().item()
     return {
-        "test_accuracy": round(100.0 * (predictions == labels).float().mean().item(), 2),
+        "test_accuracy": round(100.0 * accuracy, 2),
+        # binomial standard error of that accuracy, in points: the noise of a 10,000-image test
+        "test_accuracy_standard_error": round(100.0 * math.sqrt(accuracy * (1 - accuracy) / len(labels)), 2),
         "test_images": len(labels),
         "per_class_accuracy": per_class,
+        "per_class_standard_error_max": round(max(
+            100.0 * math.sqrt(0.25 / max(confusion[i].sum().item(), 1)) for i in range(n)), 2),
         "confusion_matrix": confusion.tolist(),
     }
 

@@ -342,25 +342,24 @@ def explain_image(model: DeconvNet, tied_model: DeconvNet, image_u8: torch.Tenso
     energy = z.pow(2).sum(dim=(1, 2))
     share = energy / energy.sum().clamp_min(1e-12)
 
-    per_row = 6
+    per_row, n = 6, 3  # channels per row block, rows per block
     blocks = [channels[i:i + per_row] for i in range(0, len(channels), per_row)]
-    fig_rows = 4 * len(blocks)
-    fig, axes = plt_subplots(fig_rows, per_row + 1, plots.TEXT_WIDTH_IN, 0.98 * fig_rows + 0.35)
-    reference = [(image_u8.cpu() / 255, "original"), (denormalize(full), "full latent"),
-                 (denormalize(empty), "empty latent"),
-                 (stretch(tied_model.decode(latents, layer, tied=True)[0]), "full, tied")]
+    fig_rows = n * len(blocks)
+    fig, axes = plt_subplots(fig_rows, per_row + 1, 6.1, 1.0 * fig_rows + 0.45)
+    reference = [(image_u8.cpu() / 255, "original"), (denormalize(empty), "empty latent"),
+                 (denormalize(full), "full latent")]
     row_names = ["activation\n(own colour scale)", "contribution\n(common scale)",
-                 "contribution\n(own scale)", "tied deconvnet\n(own min-max)"]
+                 "tied deconvnet\n(own min-max)"]
     for b, block in enumerate(blocks):
-        for r in range(4):
-            ax = axes[4 * b + r][0]
+        for r in range(n):
+            ax = axes[n * b + r][0]
             picture, caption = reference[r]
             ax.imshow(plots.to_hwc(picture), interpolation="nearest")
             ax.set_xlabel(caption, fontsize=7, labelpad=1)
             ax.set_ylabel(row_names[r], fontsize=7)
         for col in range(per_row):
-            for r in range(4):
-                ax = axes[4 * b + r][col + 1]
+            for r in range(n):
+                ax = axes[n * b + r][col + 1]
                 if col >= len(block):
                     ax.axis("off")
                     continue
@@ -370,15 +369,14 @@ def explain_image(model: DeconvNet, tied_model: DeconvNet, image_u8: torch.Tenso
                     ax.set_title(f"ch {block[col]}: {100 * share[block[col]]:.0f} %", fontsize=7,
                                  pad=2)
                 else:
-                    d = contributions[k]
-                    picture = (signed_rgb(d, common) if r == 1 else
-                               signed_rgb(d, d.abs().max().item()) if r == 2 else stretch(tied[k]))
+                    picture = signed_rgb(contributions[k], common) if r == 1 else stretch(tied[k])
                     ax.imshow(plots.to_hwc(picture), interpolation="nearest")
     for ax in axes.flat:
         plots.bare(ax)
-    fig.suptitle(f"{title}: single z{layer} channels, others zeroed ({decoder_name}); % = share "
-                 "of the activation energy; contributions: grey = 0", fontsize=7.5)
-    fig.tight_layout(pad=0.3, h_pad=0.4, w_pad=0.3, rect=(0, 0, 1, 1 - 0.22 / fig.get_figheight()))
+    fig.suptitle(f"{title}: single z{layer} channels, the others zeroed ({decoder_name})\n"
+                 "% = share of the activation energy; contribution = decode(channel) - decode(empty),"
+                 " grey = 0", fontsize=7.5)
+    fig.tight_layout(pad=0.3, h_pad=0.2, w_pad=0.3, rect=(0, 0, 1, 1 - 0.36 / fig.get_figheight()))
     plots.save(fig, path)
     residual = (contributions.sum(0) + empty - full).abs().max().item() if layer == 1 and \
         len(channels) == CHANNELS[1] else None
@@ -426,12 +424,16 @@ def top9(model: DeconvNet, z: torch.Tensor, images: torch.Tensor, labels: torch.
             d = projection[i, :, top:top + size, left:left + size].cpu()
             projections.append(signed_rgb(d, d.abs().max().item()))
         mosaics.append((_mosaic(patches), _mosaic(projections)))
+        flat = torch.stack([p.flatten() for p in projections])
+        similarity = torch.corrcoef(flat)[~torch.eye(k, dtype=torch.bool)].nan_to_num().mean()
         rows.append({"channel": c, "test_indices": winners[c].tolist(),
                      "classes": [DISPLAY_NAMES[i] for i in labels[winners[c]].tolist()],
-                     "peak_activation": round(peaks[winners[c][0], c].item(), 4)})
+                     "peak_activation": round(peaks[winners[c][0], c].item(), 4),
+                     # mean pairwise r of the nine projections: near 1 = one fixed pattern
+                     "projection_similarity": round(similarity.item(), 3)})
     per_row = 3
     n_rows = math.ceil(count / per_row)
-    fig, axes = plt_subplots(n_rows, 2 * per_row, plots.TEXT_WIDTH_IN, 1.12 * n_rows + 0.3)
+    fig, axes = plt_subplots(n_rows, 2 * per_row, 6.0, 1.1 * n_rows + 0.45)
     for c, (patch, projection) in enumerate(mosaics):
         ax_patch, ax_proj = axes[c // per_row][2 * (c % per_row)], axes[c // per_row][2 * (c % per_row) + 1]
         ax_patch.imshow(plots.to_hwc(patch), interpolation="nearest")
@@ -442,9 +444,9 @@ def top9(model: DeconvNet, z: torch.Tensor, images: torch.Tensor, labels: torch.
         plots.bare(ax)
         if not ax.images:
             ax.axis("off")
-    fig.suptitle(f"z{layer}: top-{k} test activations per channel; {size}x{size}-pixel receptive "
-                 "fields enlarged; projections at own symmetric scale (grey = 0)", fontsize=7.5)
-    fig.tight_layout(pad=0.3, h_pad=0.5, w_pad=0.4, rect=(0, 0, 1, 1 - 0.22 / fig.get_figheight()))
+    fig.suptitle(f"z{layer}: top-{k} test activations per channel ({size}x{size}-pixel receptive "
+                 "fields, enlarged)\nprojections at their own symmetric scale, grey = 0", fontsize=7.5)
+    fig.tight_layout(pad=0.3, h_pad=1.4, w_pad=0.4, rect=(0, 0, 1, 1 - 0.36 / fig.get_figheight()))
     plots.save(fig, path)
     return rows
 
@@ -457,16 +459,16 @@ def _mosaic(tiles: list[torch.Tensor], columns: int = 3) -> torch.Tensor:
 def class_heatmap(means: dict[int, torch.Tensor], path: Path) -> None:
     """Mean activation per class, each channel's row divided by its largest class mean."""
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(plots.TEXT_WIDTH_IN, 3.0),
-                             gridspec_kw={"width_ratios": [1, 1]})
+    fig, axes = plt.subplots(2, 1, figsize=(3.15, 4.6), gridspec_kw={"height_ratios": [6, 16]},
+                             layout="constrained")
     for ax, layer in zip(axes, (1, 2)):
         m = means[layer]
         relative = m / m.max(1, keepdim=True).values.clamp_min(1e-12)
         image = ax.imshow(relative, cmap="magma", vmin=0, vmax=1, aspect="auto")
-        ax.set_xticks(range(10), DISPLAY_NAMES, rotation=60)
-        ax.set_yticks(range(len(m)), [f"ch {c}" for c in range(len(m))], fontsize=7)
-        ax.set_title(f"z{layer}: mean activation per class\n(row / its largest class mean)")
-    fig.colorbar(image, ax=axes, fraction=0.03, label="relative mean activation")
+        ax.set_xticks(range(10), DISPLAY_NAMES if layer == 2 else [], rotation=60)
+        ax.set_yticks(range(len(m)), [f"z{layer}:{c}" for c in range(len(m))], fontsize=7)
+        ax.set_title(f"z{layer}: mean activation per class (row / its maximum)")
+    fig.colorbar(image, ax=axes, fraction=0.05, label="relative mean activation")
     plots.save(fig, path)
 
 
