@@ -100,7 +100,7 @@ def output_folder(text: str) -> Path:
     return Path(text)
 
 
-def add_data_arguments(parser: argparse.ArgumentParser) -> None:
+def add_data_arguments(parser: argparse.ArgumentParser, seed: bool = True) -> None:
     """Where CIFAR-10 is, which part of it, the seed and how chatty: the same in every script."""
     parser.add_argument("--data-dir", default=None,
                         help="CIFAR-10 location: image folders (train/<class>/*, test/<class>/*) "
@@ -109,8 +109,9 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--subset", type=number(float, 0, 1, low_open=True), default=1.0,
                         help="use this stratified fraction of CIFAR-10's train and test sets, "
                              "in (0, 1]")
-    parser.add_argument("--seed", type=number(int, 0), default=0,
-                        help="seed of initialisation, shuffling and --subset")
+    if seed:
+        parser.add_argument("--seed", type=number(int, 0), default=0,
+                            help="seed of initialisation, shuffling and --subset")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bars (warnings and results are still printed)")
 
@@ -212,15 +213,8 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
     return removed
 
 
-def _write_failure(error: BaseException) -> str | None:
-    """The reason a write failed, when it is the disk's fault (full, quota, size limit, I/O)."""
-    if isinstance(error, OSError):
-        return error.strerror or str(error)
-    # torch.save reports a failed write as RuntimeError('[enforce fail at inline_container...]')
-    if isinstance(error, RuntimeError) and ("PytorchStreamWriter" in str(error)
-                                            or "file write failed" in str(error)):
-        return "the file could not be written"
-    return None
+class DiskWriteError(OSError):
+    """A write the disk refused, reported by a library as something other than OSError."""
 
 
 @contextlib.contextmanager
@@ -244,14 +238,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
-    except (OSError, RuntimeError) as error:
-        reason = _write_failure(error)
-        if reason is None:
-            raise
-        hint = ("free some disk space" if getattr(error, "errno", None) in
-                (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, None) else "check the disk")
-        raise UsageError(f"could not write {path} ({reason}); {hint} or pass another --out, "
-                         "then run again") from None
+    except OSError as error:
+        hint = ("free some disk space" if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, None)
+                else "check the disk")
+        raise UsageError(f"could not write {path} ({error.strerror or error}); {hint} or pass "
+                         "another --out, then run again") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -274,7 +265,11 @@ def save_figure(figure: Any, path: Path, **kwargs: Any) -> None:
 
 def save_torch(obj: Any, path: Path) -> None:
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            torch.save(obj, tmp)
+        except RuntimeError:  # how torch.save reports a full disk or a file-size limit
+            raise DiskWriteError("the disk refused the write: full, over quota or over a "
+                                 "file-size limit") from None
 
 
 def read_json(path: Path, what: str, fix: str) -> dict:
@@ -283,9 +278,10 @@ def read_json(path: Path, what: str, fix: str) -> dict:
         data = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise UsageError(f"{what} {path} does not exist; {fix}") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) else "not valid JSON"
-        raise UsageError(f"{what} {path} is unreadable ({reason}); {fix}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise UsageError(f"{what} {path} is not valid JSON; {fix}") from None
+    except OSError as error:
+        raise UsageError(f"{what} {path} is unreadable ({error.strerror}); {fix}") from None
     if not isinstance(data, dict):
         raise UsageError(f"{what} {path} does not hold a JSON object; {fix}")
     return data

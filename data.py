@@ -21,7 +21,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from common import UsageError, atomic_path, remove_stale_temporaries
+from common import UsageError, remove_stale_temporaries, save_torch
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck")  # folder names; torchvision's index order
@@ -329,8 +329,7 @@ def _write_cache(dataset: CIFAR10, cache_file: Path) -> None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         for old in cache_file.parent.glob(cache_file.name.rsplit("-", 1)[0] + "-*.pt"):
             old.unlink()  # caches of an earlier version of the same source
-        with atomic_path(cache_file) as tmp:
-            torch.save(dataset.__dict__, tmp)
+        save_torch(dataset.__dict__, cache_file)
     except (OSError, UsageError) as error:
         reason = error.strerror if isinstance(error, OSError) else "the disk refused the write"
         warn(f"could not cache decoded CIFAR-10 in {cache_file.parent} ({reason}); "

@@ -253,7 +253,7 @@ def test_report_names_a_missing_key(tmp_path, monkeypatch, capsys):
     (tmp_path / "task2").mkdir()
     (tmp_path / "task2" / "metrics.json").write_text(json.dumps({"test_accuracy": 50}))
     code, lines = run_in_process(make_report, ["--outputs", tmp_path], monkeypatch, capsys, tmp_path)
-    assert_one_line_error(code, lines, "task2/metrics.json lacks the key 'test_psnr_db'")
+    assert_one_line_error(code, lines, "task2/metrics.json lacks the key 'test_accuracy_standard_error'")
 
 
 # --- bad flags through a real process: exit code, one line, no traceback ---
