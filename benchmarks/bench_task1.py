@@ -3,27 +3,26 @@
 Tutorial style: torchvision dataset with per-image PIL -> ToTensor -> Normalize, a DataLoader
 with batch 4 and 2 workers, PyTorch's default threads and convolution backend.
 This repo: uint8 tensors in memory normalised per batch, no workers, one thread and native
-convolutions (common.select_device), through train_classifier.train_one_epoch itself.
+convolutions (common.select_device), through training.train_epoch with Task 1's loss.
 Both take the same optimiser, batch size and number of steps; the ratio is the speed-up.
 
     python benchmarks/bench_task1.py --data-dir ../shared/cifar10 [--steps 2000]
 """
-import argparse
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common import select_device  # noqa: E402
+from common_bench import EPOCH_STEPS, steps_per_second  # noqa: E402
+from common import ArgumentParser, number, select_device  # noqa: E402
 from data import default_data_dir, load_cifar10  # noqa: E402
 from models import TutorialNet  # noqa: E402
-
-EPOCH_STEPS = 12500  # 50,000 images at batch 4
+from train_classifier import cross_entropy  # noqa: E402
 
 
 def tutorial_steps_per_second(data_dir: Path, steps: int) -> float:
@@ -56,37 +55,20 @@ def tutorial_steps_per_second(data_dir: Path, steps: int) -> float:
     return steps / (time.perf_counter() - started)
 
 
-def classifier_epoch(data, args) -> None:
-    """One epoch of train_classifier.py's own loop, set up as its main() does."""
-    import train_classifier
-
-    torch.manual_seed(args.seed)
+def task1_steps_per_second(data, steps: int) -> float:
+    """Steps/s of Task 1's own training loop (training.train_epoch), set up as its main() does."""
+    torch.manual_seed(0)
     net = TutorialNet()
-    optimizer = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum, foreach=True)
-    train_classifier.train_one_epoch(net, data, args, 0, optimizer, torch.nn.CrossEntropyLoss(),
-                                     torch.Generator().manual_seed(args.seed),
-                                     torch.device("cpu"), [])
-
-
-def project_steps_per_second(run_epoch, data, steps: int, **extra) -> float:
-    """Steps/s of `run_epoch` (one script's training loop) over `steps` batches of 4."""
-    args = SimpleNamespace(batch_size=4, epochs=1, log_every=10 ** 9, quiet=True, lr=0.001,
-                           momentum=0.9, seed=0, **extra)
-    chosen = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(0))
-
-    def first(n: int):
-        return replace(data, train_images=data.train_images[chosen[:n]],
-                       train_labels=data.train_labels[chosen[:n]])
-    run_epoch(first(400), args)  # warm-up: 100 steps
-    started = time.perf_counter()
-    run_epoch(first(4 * steps), args)
-    return steps / (time.perf_counter() - started)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9, foreach=True)
+    return steps_per_second(net, cross_entropy, [optimizer], data, steps, ("loss",))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", type=Path, default=default_data_dir())
-    parser.add_argument("--steps", type=int, default=2000, help="timed steps per pipeline")
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir(),
+                        help="CIFAR-10 copy (image folders or cifar-10-batches-py)")
+    parser.add_argument("--steps", type=number(int, 100), default=2000,
+                        help="timed steps per pipeline")
     args = parser.parse_args()
     data = load_cifar10(args.data_dir, quiet=True)
 
@@ -94,7 +76,7 @@ def main() -> None:
           f"{args.steps} steps of batch 4 per pipeline")
     tutorial = tutorial_steps_per_second(args.data_dir, args.steps)
     select_device("cpu")  # from here on: the repo's CPU settings
-    project = project_steps_per_second(classifier_epoch, data, args.steps)
+    project = task1_steps_per_second(data, args.steps)
     print(f"tutorial-style pipeline: {tutorial:8.1f} steps/s  "
           f"(2 epochs ~ {2 * EPOCH_STEPS / tutorial:6.1f} s)")
     print(f"this repo's pipeline:    {project:8.1f} steps/s  "

@@ -1,0 +1,84 @@
+"""The step modes and the parallel runner, in one run.
+
+1. Steps per second of Task 1 and Task 2 through training.train_epoch, eager against a CUDA
+   graph replayed over static buffers (on a GPU; on a CPU only eager and static are timed).
+2. The runner of sweep.py: the wall time of two independent short Task 1 runs started together,
+   against one alone (target: at most 1.2x on a 2-core CPU, where each run uses one thread).
+
+    python benchmarks/bench_parallel.py --data-dir ../shared/cifar10
+"""
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from common_bench import steps_per_second  # noqa: E402
+from common import ArgumentParser, number, select_device  # noqa: E402
+from data import default_data_dir, load_cifar10  # noqa: E402
+from models import DeconvNet, TutorialNet  # noqa: E402
+from sweep import Run, run_parallel  # noqa: E402
+from train_classifier import cross_entropy  # noqa: E402
+from train_deconv import eq1, optimizers_for, parse_args as task2_defaults  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def step_modes(data, steps: int, device: torch.device) -> None:
+    modes = ("eager", "graph") if device.type == "cuda" else ("eager", "static")
+    for name in ("Task 1", "Task 2"):
+        rates = {}
+        for mode in modes:
+            torch.manual_seed(0)
+            if name == "Task 1":
+                net = TutorialNet().to(device)
+                optimizers = [torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9, foreach=True)]
+                rates[mode] = steps_per_second(net, cross_entropy, optimizers, data, steps, ("loss",), mode)
+            else:
+                net = DeconvNet().to(device)
+                optimizers = optimizers_for(net, task2_defaults([]), device)
+                rates[mode] = steps_per_second(net, eq1(1e-2), optimizers, data, steps, ("ce", "rec"), mode)
+        print(f"{name} on {device}: " + ", ".join(f"{m} {r:8.1f} steps/s" for m, r in rates.items())
+              + f"  ({modes[1]} / eager: {rates[modes[1]] / rates[modes[0]]:.2f}x)")
+
+
+def parallel_speedup(data_dir: Path, subset: float) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        def run(name: str) -> Run:
+            return Run(name, [sys.executable, str(REPO / "train_classifier.py"), "--data-dir",
+                              str(data_dir), "--subset", str(subset), "--epochs", "1", "--quiet",
+                              "--device", "cpu", "--out", str(Path(tmp) / name)], Path(tmp) / name)
+        started = time.perf_counter()
+        run_parallel([run("alone")], 1, Path(tmp) / "logs", quiet=True)
+        alone = time.perf_counter() - started
+        started = time.perf_counter()
+        run_parallel([run("a"), run("b")], 2, Path(tmp) / "logs", quiet=True)
+        both = time.perf_counter() - started
+    print(f"runner on {len(os.sched_getaffinity(0))} CPU cores: one run {alone:.1f} s, two at once "
+          f"{both:.1f} s ({both / alone:.2f}x the time of one; target <= 1.2x)")
+
+
+def main() -> None:
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir(),
+                        help="CIFAR-10 copy (image folders or cifar-10-batches-py)")
+    parser.add_argument("--steps", type=number(int, 100), default=2000, help="timed steps per mode")
+    parser.add_argument("--subset", type=number(float, 0, 1, low_open=True), default=0.2,
+                        help="data fraction of each runner benchmark run (one epoch)")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                        help="device of the step-mode benchmark")
+    args = parser.parse_args()
+    device = select_device(args.device)
+    data = load_cifar10(args.data_dir, quiet=True).to(device)
+    print(f"torch {torch.__version__}, {args.steps} steps of batch 4 per mode")
+    step_modes(data, args.steps, device)
+    parallel_speedup(args.data_dir, args.subset)
+
+
+if __name__ == "__main__":
+    main()

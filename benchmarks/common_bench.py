@@ -1,0 +1,37 @@
+"""What the benchmarks share: a model's training steps per second through training.train_epoch."""
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from training import StepRunner, train_epoch  # noqa: E402
+
+EPOCH_STEPS = 12500  # 50,000 images at batch 4
+
+
+def steps_per_second(model: torch.nn.Module, loss_fn, optimizers, data, steps: int,
+                     part_names: tuple[str, ...], mode: str = "eager") -> float:
+    """Steps/s of the real training loop over `steps` batches of 4, after 100 warm-up steps."""
+    device = data.train_labels.device
+    runner = StepRunner(model, loss_fn, optimizers, 4, device, mode)
+    chosen = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(0))
+
+    def epoch(n: int) -> None:
+        index = chosen[:n].to(device)
+        train_epoch(runner, data.train_images[index], data.train_labels[index], batch_size=4,
+                    generator=torch.Generator().manual_seed(0), log_every=10 ** 9,
+                    part_names=part_names, epoch=1, epochs=1, quiet=True)
+    epoch(400)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    started = time.perf_counter()
+    epoch(4 * steps)  # the loop reads the losses at its end, which waits for the GPU
+    return steps / (time.perf_counter() - started)
+
+
+def first(data, n: int):
+    return replace(data, train_images=data.train_images[:n], train_labels=data.train_labels[:n])

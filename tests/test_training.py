@@ -1,0 +1,148 @@
+"""training.py and sweep.py's runner: the step, the loop, statistics, parallel runs."""
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from data import normalize
+from models import DeconvNet, TutorialNet, reconstruction_loss
+from sweep import Run, mean_sd, plan, run_parallel
+from train_classifier import cross_entropy
+from train_deconv import eq1
+from training import StepRunner, mcnemar, train_epoch
+
+
+def synthetic(n=600, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    return images, torch.randint(0, 10, (n,), generator=generator)
+
+
+def plain_tutorial_loop(net, images, labels, steps, seed):
+    """The tutorial's loop, written out: zero_grad, forward, loss, backward, step."""
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9, foreach=True)
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))
+    losses = []
+    for i in range(steps):
+        index = order[4 * i:4 * i + 4]
+        optimizer.zero_grad()
+        loss = F.cross_entropy(net(normalize(images[index])), labels[index])
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses
+
+
+@pytest.mark.parametrize("mode", ["eager", "static"])
+def test_the_step_runner_is_bit_identical_to_the_plain_loop(mode):
+    images, labels = synthetic()
+    torch.manual_seed(0)
+    reference = TutorialNet()
+    expected = plain_tutorial_loop(reference, images, labels, 150, seed=3)
+
+    torch.manual_seed(0)
+    net = TutorialNet()
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9, foreach=True)
+    runner = StepRunner(net, cross_entropy, [optimizer], 4, torch.device("cpu"), mode)
+    log, means = train_epoch(runner, images, labels, batch_size=4,
+                             generator=torch.Generator().manual_seed(3), log_every=50,
+                             part_names=("loss",), epoch=1, epochs=1, quiet=True)
+    for a, b in zip(reference.parameters(), net.parameters()):
+        assert torch.equal(a, b)
+    assert [row["loss"] for row in log] == [round(sum(expected[k:k + 50]) / 50, 4)
+                                           for k in (0, 50, 100)]
+    assert means["loss"] == round(sum(expected) / 150, 4)
+
+
+def test_static_buffers_give_task2_the_same_weights_as_eager():
+    images, labels = synthetic(n=90)  # 22 full batches and a last batch of 2, run eagerly
+    results = []
+    for mode in ("eager", "static"):
+        torch.manual_seed(0)
+        net = DeconvNet()
+        optimizers = [torch.optim.SGD(net.encoder_and_head_parameters(), lr=0.001, momentum=0.9),
+                      torch.optim.Adam(net.decoder_parameters(), lr=1e-3)]
+        runner = StepRunner(net, eq1(0.01), optimizers, 4, torch.device("cpu"), mode)
+        train_epoch(runner, images, labels, batch_size=4, generator=torch.Generator().manual_seed(0),
+                    log_every=10, part_names=("ce", "rec"), epoch=1, epochs=1, quiet=True)
+        results.append(list(net.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
+def test_eq1_loss_parts_are_ce_and_rec():
+    torch.manual_seed(0)
+    net, x, y = DeconvNet(), torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))
+    loss, parts = eq1(0.5)(net, x, y)
+    logits, x_hat = net(x)
+    assert torch.allclose(parts, torch.stack([F.cross_entropy(logits, y), reconstruction_loss(x_hat, x)]))
+    assert torch.allclose(loss, parts[0] + 0.5 * parts[1])
+
+
+def test_graph_mode_needs_cuda():
+    net = TutorialNet()
+    with pytest.raises(ValueError, match="CUDA"):
+        StepRunner(net, cross_entropy, [torch.optim.SGD(net.parameters(), lr=0.1)], 4,
+                   torch.device("cpu"), "graph")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_graph_follows_the_eager_run_on_the_gpu():
+    images, labels = synthetic(n=402)
+    images, labels = images.cuda(), labels.cuda()
+    results = []
+    for mode in ("eager", "graph"):
+        torch.manual_seed(0)
+        net = DeconvNet().cuda()
+        optimizers = [torch.optim.SGD(net.encoder_and_head_parameters(), lr=0.001, momentum=0.9),
+                      torch.optim.Adam(net.decoder_parameters(), lr=1e-3, capturable=True)]
+        runner = StepRunner(net, eq1(0.01), optimizers, 4, torch.device("cuda"), mode)
+        _, means = train_epoch(runner, images, labels, batch_size=4,
+                               generator=torch.Generator().manual_seed(0), log_every=50,
+                               part_names=("ce", "rec"), epoch=1, epochs=1, quiet=True)
+        results.append((means, [p.detach().clone() for p in net.parameters()]))
+    (eager_means, eager_params), (graph_means, graph_params) = results
+    assert eager_means["ce"] == pytest.approx(graph_means["ce"], rel=1e-3)
+    for a, b in zip(eager_params, graph_params):
+        assert torch.allclose(a, b, atol=1e-3, rtol=1e-3)
+
+
+def test_mcnemar_counts_disagreements_and_gives_the_exact_p_value():
+    first = [True] * 10 + [False] * 2 + [True] * 5
+    second = [False] * 10 + [True] * 2 + [True] * 5
+    result = mcnemar(first, second)
+    assert result["only_first_correct"] == 10 and result["only_second_correct"] == 2
+    assert result["p_value"] == pytest.approx(2 * sum([1, 12, 66]) / 2 ** 12, abs=1e-4)
+    assert mcnemar([True, False], [True, False])["p_value"] == 1.0
+
+
+def test_mean_sd_uses_the_sample_standard_deviation():
+    assert mean_sd([1.0, 2.0, 3.0]) == {"mean": 2.0, "sd": 1.0, "n": 3}
+    assert mean_sd([5.0])["sd"] is None
+
+
+def test_the_plan_has_every_seed_and_lambda_once(tmp_path):
+    runs = plan([0, 1, 2], [0.0, 1e-4, 1e-2], tmp_path, ["--quiet"])
+    names = [r.name for r in runs]
+    assert names == ["task1 seed 0", "task1 seed 1", "task1 seed 2", "task2 seed 0",
+                     "task2 seed 1", "task2 seed 2", "task2 lambda 0 seed 0",
+                     "task2 lambda 0.0001 seed 0"]
+    assert runs[0].out == tmp_path / "task1" and runs[3].out == tmp_path / "task2"
+    assert runs[4].after == ("task1 seed 1",)
+    assert len({r.out for r in runs}) == len(runs)
+
+
+def test_the_runner_keeps_order_limits_and_reports_a_failure(tmp_path):
+    stamp = tmp_path / "order.txt"
+
+    def step(name, code=0, sleep=0.0, after=()):
+        script = (f"import time; time.sleep({sleep}); open({str(stamp)!r}, 'a').write({name!r} + '\\n'); "
+                  f"raise SystemExit({code})")
+        return Run(name, [sys.executable, "-c", script], tmp_path / name, after)
+    runs = [step("slow", sleep=0.5), step("fails", code=3), step("late", after=("slow",)),
+            step("after-failure", after=("fails",))]
+    codes = run_parallel(runs, jobs=2, log_dir=tmp_path / "logs", quiet=True)
+    assert codes == {"slow": 0, "fails": 3, "late": 0, "after-failure": 0}
+    order = stamp.read_text().split()
+    assert order.index("late") > order.index("slow")  # waited for the run it depends on
+    assert (tmp_path / "logs" / "fails.log").is_file()
