@@ -243,8 +243,9 @@ def build_facts(metrics: dict, outputs: Path) -> dict:
     environments = [m["environment"] for m in (metrics["task1"], metrics["task2"], metrics["task3"])
                     if m and "environment" in m]
     device = environments[0].get("gpu", environments[0]["device"]) if environments else "unknown"
-    total = sum(float(x) for x in ((metrics["seeds"] or {}).get("wall_seconds", 0),
-                                   (metrics["task3"] or {}).get("wall_seconds", 0)))
+    seeds = metrics["seeds"] or {}
+    total = seeds.get("wall_seconds", 0) + (0 if seeds.get("includes_task3") else
+                                            (metrics["task3"] or {}).get("wall_seconds", 0))
     facts = {
         "title": "Visualising a CIFAR-10 CNN with a deconvolutional mirror",
         "built": {"date": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",

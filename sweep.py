@@ -8,8 +8,9 @@ another on a GPU. A failed run is reported; the others still finish. Then OUTPUT
 summary.json gets mean and standard deviation over seeds, a paired McNemar test per seed, and
 the lambda trade-off, drawn in OUTPUTS/runs/lambda_sweep.svg.
 
-    python sweep.py --data-dir ../shared/cifar10                 # the study's defaults
-    python sweep.py --seeds 0,1 --lambdas 0,1e-2 -- --epochs 1   # flags after -- go to every run
+    python sweep.py --data-dir ../shared/cifar10 --task3         # what make all runs
+    python sweep.py --seeds 0,1 --lambdas 0,1e-2 -- --epochs 1   # flags after -- go to every
+                                                                 # training run
 """
 import os
 import statistics
@@ -64,16 +65,21 @@ def parse_args(argv: list[str] | None = None):
                         help="folder for task1/, task2/ and runs/, relative to the current folder")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
                         help="passed to every run")
+    parser.add_argument("--task3", action="store_true",
+                        help="also run Task 3 (visualize_latents.py) on seed 0's Task 2 model, as "
+                             "soon as that exists, beside the remaining training runs")
     add_data_arguments(parser, seed=False)
     parser.add_argument("extra", nargs="*", metavar="-- FLAGS",
                         help="further flags for every training run, after --")
     return parser.parse_args(argv)
 
 
-def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str]) -> list[Run]:
+def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str],
+         task3: list[str] | None = None) -> list[Run]:
     """Task 1 per seed, Task 2 per seed at the default lambda, Task 2 per other lambda at seed 0.
 
     A Task 2 run waits for the Task 1 run of its seed, so that it can compare itself with it.
+    With `task3` (its flags), Task 3 follows the first seed's Task 2, before the other runs.
     """
     def folder(task: str, seed: int, lam: float | None = None) -> Path:
         if seed == seeds[0] and lam is None:
@@ -92,6 +98,11 @@ def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str
                         "--seed", str(seed), "--out", str(folder("task2", seed)),
                         "--task1-metrics", str(task1), *shared],
                         folder("task2", seed), after=(f"task1 seed {seed}",)))
+        if task3 is not None and seed == seeds[0]:
+            runs.append(Run("task3", [sys.executable, str(REPO / "visualize_latents.py"),
+                                      "--checkpoint", str(folder("task2", seed) / "deconv_net.pth"),
+                                      "--out", str(outputs / "task3"), *task3],
+                            outputs / "task3", after=(f"task2 seed {seed}",)))
     for lam in lambdas:
         if lam != DEFAULT_LAMBDA:
             seed = seeds[0]
@@ -261,18 +272,20 @@ def main() -> None:
     # Decode (or check) the data once here, so that the runs share one cache and bad data
     # stops everything with one line before any run starts.
     load_cifar10(args.data_dir, quiet=args.quiet)
-    shared = ["--device", args.device, "--subset", str(args.subset), *args.extra]
+    data_flags = ["--device", args.device, "--subset", str(args.subset)]
     if args.data_dir is not None:
-        shared += ["--data-dir", str(args.data_dir)]
+        data_flags += ["--data-dir", str(args.data_dir)]
     if args.quiet:
-        shared.append("--quiet")
+        data_flags.append("--quiet")
     runs_dir = prepare_output_dir(args.outputs / "runs")
-    runs = plan(args.seeds, args.lambdas, args.outputs, shared)
+    runs = plan(args.seeds, args.lambdas, args.outputs, [*data_flags, *args.extra],
+                data_flags if args.task3 else None)
     print(f"{len(runs)} training runs, {jobs} at once; logs in {runs_dir / 'logs'}")
     started = time.perf_counter()
     codes = run_parallel(runs, jobs, runs_dir / "logs")
     summary = summarize(runs, codes, args.seeds, args.lambdas)
-    summary.update(jobs=jobs, wall_seconds=round(time.perf_counter() - started, 1))
+    summary.update(jobs=jobs, wall_seconds=round(time.perf_counter() - started, 1),
+                   includes_task3=args.task3)
     if summary["lambda_sweep"]:
         sweep_figure(summary, runs_dir / "lambda_sweep.svg")
     save_json(summary, runs_dir / "summary.json")

@@ -511,6 +511,10 @@ def main() -> None:
     choices = {1: channel_choice(1, args.z1_channels), 2: channel_choice(2, args.z2_channels)}
     device = select_device(args.device)
     check_output_dir(args.out)
+    # These are measurements, not training: full float32 on GPUs too (TF32 would blur the
+    # layer-1 affinity check and the PSNRs in the fourth digit).
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
     if not args.checkpoint.is_file():
         raise UsageError(f"no Task 2 checkpoint at {args.checkpoint}; run train_deconv.py first "
                          "(or pass --checkpoint)")

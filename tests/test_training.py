@@ -88,7 +88,7 @@ def test_graph_mode_needs_cuda():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_graph_follows_the_eager_run_on_the_gpu():
-    images, labels = synthetic(n=402)
+    images, labels = synthetic(n=82)  # 20 full batches (replayed) and one of 2 (eager)
     images, labels = images.cuda(), labels.cuda()
     results = []
     for mode in ("eager", "graph"):
@@ -98,7 +98,7 @@ def test_cuda_graph_follows_the_eager_run_on_the_gpu():
                       torch.optim.Adam(net.decoder_parameters(), lr=1e-3, capturable=True)]
         runner = StepRunner(net, eq1(0.01), optimizers, 4, torch.device("cuda"), mode)
         _, means = train_epoch(runner, images, labels, batch_size=4,
-                               generator=torch.Generator().manual_seed(0), log_every=50,
+                               generator=torch.Generator().manual_seed(0), log_every=10,
                                part_names=("ce", "rec"), epoch=1, epochs=1, quiet=True)
         results.append((means, [p.detach().clone() for p in net.parameters()]))
     (eager_means, eager_params), (graph_means, graph_params) = results
@@ -130,6 +130,10 @@ def test_the_plan_has_every_seed_and_lambda_once(tmp_path):
     assert runs[0].out == tmp_path / "task1" and runs[3].out == tmp_path / "task2"
     assert runs[4].after == ("task1 seed 1",)
     assert len({r.out for r in runs}) == len(runs)
+    with_task3 = plan([0, 1], [1e-2], tmp_path, ["--quiet"], task3=["--quiet"])
+    assert [r.name for r in with_task3][:4] == ["task1 seed 0", "task1 seed 1", "task2 seed 0", "task3"]
+    assert with_task3[3].after == ("task2 seed 0",)
+    assert str(tmp_path / "task2" / "deconv_net.pth") in with_task3[3].command
 
 
 def test_the_runner_keeps_order_limits_and_reports_a_failure(tmp_path):
