@@ -69,8 +69,8 @@ def parse_args(argv: list[str] | None = None):
                         help="also run Task 3 (visualize_latents.py) on seed 0's Task 2 model, as "
                              "soon as that exists, beside the remaining training runs")
     add_data_arguments(parser, seed=False)
-    parser.add_argument("extra", nargs="*", metavar="-- FLAGS",
-                        help="further flags for every training run, after --")
+    parser.add_argument("extra", nargs="*", metavar="-- FLAGS", default=[],
+                        help="further flags for every training run, after -- (default: none)")
     return parser.parse_args(argv)
 
 
@@ -141,9 +141,11 @@ def run_parallel(runs: list[Run], jobs: int, log_dir: Path, quiet: bool = False)
                     log.close()
                     codes[name] = process.returncode
                     del running[name]
-                    state = "ok" if process.returncode == 0 else f"FAILED (exit {process.returncode}, see {log.name})"
-                    print(f"finished {name} in {time.perf_counter() - started:.0f} s: {state}",
-                          flush=True)
+                    if process.returncode or not quiet:
+                        state = ("ok" if process.returncode == 0
+                                 else f"FAILED (exit {process.returncode}, see {log.name})")
+                        print(f"finished {name} in {time.perf_counter() - started:.0f} s: {state}",
+                              flush=True)
             time.sleep(0.05)
     except KeyboardInterrupt:
         for process, log, _ in running.values():
