@@ -5,8 +5,8 @@ import torch
 from data import denormalize, normalize
 from models import DeconvNet
 from training import psnr_db
-from visualize_latents import (RULES, channel_statistics, controls, describe_channel,
-                               local_signals, pearson)
+from visualize_latents import (RULES, channel_choice, channel_statistics, controls,
+                               describe_channel, local_signals, pearson)
 
 
 @pytest.fixture
@@ -151,3 +151,9 @@ def test_controls_measure_what_the_decoder_makes_of_the_empty_latent():
         empty = net.decode(latents._replace(z1=torch.zeros_like(latents.z1)), 1)
     mse = (denormalize(empty) - images / 255).pow(2).mean().item()
     assert result["empty latent, own switches"]["psnr_db"] == pytest.approx(psnr_db(mse), abs=0.01)
+
+
+def test_channel_choices_parse_lists_top_k_and_all():
+    assert channel_choice(2, "11,0,5,5") == ("list", [0, 5, 11])
+    assert channel_choice(2, "top6") == ("top", 6)
+    assert channel_choice(1, "all") == ("all", None)

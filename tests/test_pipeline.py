@@ -155,33 +155,14 @@ def test_task3_writes_every_figure_and_metrics(trained_outputs, tiny_cifar, tmp_
     assert json.loads((tmp_path / "again" / "metrics.json").read_text())["layer1_refit"]["fitted_now"] is False
 
 
-def test_task3_chosen_and_all_channels(trained_outputs, tiny_cifar, tmp_path, script_env):
-    checkpoint = trained_outputs / "task2" / "deconv_net.pth"
-    for choice, expected in (("0,5,11", [0, 5, 11]), ("all", list(range(16)))):
-        out = tmp_path / choice.replace(",", "_")
-        result = run_script("visualize_latents.py", "--data-dir", tiny_cifar, "--quiet",
-                            "--checkpoint", checkpoint, "--z2-channels", choice, "--out", out,
-                            env=script_env)
-        assert result.returncode == 0, result.stderr
-        metrics = json.loads((out / "metrics.json").read_text())
-        assert [r["channel"] for r in metrics["images"]["test"]["z2"]["channels"]] == expected
-
-
-def test_report_from_a_real_tiny_run(trained_outputs, tiny_cifar, tmp_path, script_env):
-    outputs = tmp_path / "outputs"
-    outputs.mkdir()
-    for task in ("task1", "task2"):
-        (outputs / task).symlink_to(trained_outputs / task)
+def test_task3_all_z2_channels_in_row_blocks(trained_outputs, tiny_cifar, tmp_path, script_env):
+    out = tmp_path / "all"
     result = run_script("visualize_latents.py", "--data-dir", tiny_cifar, "--quiet",
                         "--checkpoint", trained_outputs / "task2" / "deconv_net.pth",
-                        "--out", outputs / "task3", env=script_env)
+                        "--z2-channels", "all", "--out", out, env=script_env)
     assert result.returncode == 0, result.stderr
-    result = run_script("make_report.py", "--outputs", outputs, env=script_env)
-    assert result.returncode == 0, result.stderr
-    report = (outputs / "report.md").read_text()
-    for heading in ("Task 1", "Task 2", "Task 3"):
-        assert f"## {heading}" in report
-    assert (outputs / "report.pdf").read_bytes().startswith(b"%PDF")
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert [r["channel"] for r in metrics["images"]["test"]["z2"]["channels"]] == list(range(16))
 
 
 def _metrics_without_timing(path):
@@ -202,7 +183,7 @@ def test_same_seed_gives_identical_metrics(tiny_cifar, tmp_path, script_env):
 
 
 def test_killed_run_resumes_to_the_same_result(tmp_path, script_env):
-    data = write_image_folders(tmp_path / "data", 300, 4)  # 750 steps per epoch: time to kill
+    data = write_image_folders(tmp_path / "data", 200, 4)  # 500 steps per epoch: time to kill
     common = ["--data-dir", data, "--epochs", "2", "--quiet", "--log-every", "100"]
     whole = run_script("train_classifier.py", *common, "--out", tmp_path / "whole", env=script_env)
     assert whole.returncode == 0, whole.stderr
