@@ -386,9 +386,9 @@ def explain_image(model: DeconvNet, tied_model: DeconvNet, image_u8: torch.Tenso
             "sum_of_contributions_minus_full_max_abs": residual}
 
 
-def plt_subplots(rows: int, cols: int, width: float, height: float):
+def plt_subplots(rows: int, cols: int, width: float, height: float, **kwargs):
     import matplotlib.pyplot as plt
-    return plt.subplots(rows, cols, figsize=(width, height), squeeze=False)
+    return plt.subplots(rows, cols, figsize=(width, height), squeeze=False, **kwargs)
 
 
 @torch.no_grad()
@@ -433,7 +433,7 @@ def top9(model: DeconvNet, z: torch.Tensor, images: torch.Tensor, labels: torch.
                      "projection_similarity": round(similarity.item(), 3)})
     per_row = 3
     n_rows = math.ceil(count / per_row)
-    fig, axes = plt_subplots(n_rows, 2 * per_row, 6.0, 1.1 * n_rows + 0.45)
+    fig, axes = plt_subplots(n_rows, 2 * per_row, 6.0, 1.1 * n_rows + 0.45, layout="constrained")
     for c, (patch, projection) in enumerate(mosaics):
         ax_patch, ax_proj = axes[c // per_row][2 * (c % per_row)], axes[c // per_row][2 * (c % per_row) + 1]
         ax_patch.imshow(plots.to_hwc(patch), interpolation="nearest")
@@ -446,7 +446,6 @@ def top9(model: DeconvNet, z: torch.Tensor, images: torch.Tensor, labels: torch.
             ax.axis("off")
     fig.suptitle(f"z{layer}: top-{k} test activations per channel ({size}x{size}-pixel receptive "
                  "fields, enlarged)\nprojections at their own symmetric scale, grey = 0", fontsize=7.5)
-    fig.tight_layout(pad=0.3, h_pad=1.4, w_pad=0.4, rect=(0, 0, 1, 1 - 0.36 / fig.get_figheight()))
     plots.save(fig, path)
     return rows
 
