@@ -412,7 +412,8 @@ def top9(model: DeconvNet, z: torch.Tensor, images: torch.Tensor, labels: torch.
         field = latents.z1 if layer == 1 else latents.z2
         where = positions[winners[c], c].to(images.device)
         single = torch.zeros_like(field)
-        single.view(k, count, -1)[torch.arange(k), c, where] = field.view(k, count, -1)[torch.arange(k), c, where]
+        rows_k = torch.arange(k, device=field.device)
+        single.view(k, count, -1)[rows_k, c, where] = field.view(k, count, -1)[rows_k, c, where]
         zeroed = field * 0
         name = "z1" if layer == 1 else "z2"
         projection = (model.decode(latents._replace(**{name: single}), layer)

@@ -194,3 +194,11 @@ def test_a_damaged_training_state_is_one_line(tiny_cifar, tmp_path, script_env):
     result = _train("train_deconv.py", tiny_cifar, out, script_env, "--resume")
     assert result.returncode == 2 and result.stderr.count("error:") == 1
     assert "is not a training state of this repo" in result.stderr
+
+
+def test_a_loss_plot_without_running_means_has_no_empty_legend_entry(tmp_path):
+    import plots
+    history = {"loss_log": [], "epoch_loss": [{"epoch": 1, "loss": 2.3}]}  # epoch < --log-every
+    plots.loss_curves(history, {"loss": "cross-entropy"}, 40, 4, 2000, tmp_path / "loss.svg", "t")
+    svg = (tmp_path / "loss.svg").read_text()
+    assert "epoch mean" in svg and "mean of 2000 mini-batches" not in svg
