@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -150,32 +151,46 @@ def _train(script, data_dir, out, env, *extra, cwd=None):
                       *extra, env=env, cwd=cwd)
 
 
-def test_resume_refuses_fewer_epochs_than_trained(tiny_cifar, tmp_path, script_env):
-    out = tmp_path / "out"
-    assert _train("train_classifier.py", tiny_cifar, out, script_env, "--epochs", "2").returncode == 0
+@pytest.fixture(scope="module")
+def two_epoch_states(tiny_cifar, tmp_path_factory):
+    """A finished 2-epoch run of each training script, to resume from (tests use copies)."""
+    root = tmp_path_factory.mktemp("states")
+    env = dict(os.environ, CIFAR10_CACHE=str(root / "cache"))
+    for script in ("train_classifier.py", "train_deconv.py"):
+        result = _train(script, tiny_cifar, root / script, env, "--epochs", "2")
+        assert result.returncode == 0, result.stderr
+    return root
+
+
+def _copy_of(states, script, tmp_path):
+    import shutil
+    return Path(shutil.copytree(states / script, tmp_path / "out"))
+
+
+def test_resume_refuses_fewer_epochs_than_trained(two_epoch_states, tiny_cifar, tmp_path,
+                                                  script_env):
+    out = _copy_of(two_epoch_states, "train_classifier.py", tmp_path)
     result = _train("train_classifier.py", tiny_cifar, out, script_env, "--epochs", "1", "--resume")
     assert result.returncode == 2
     assert "already trained 2 epochs, more than --epochs 1" in result.stderr
     assert json.loads((out / "metrics.json").read_text())["config"]["epochs"] == 2
 
 
-def test_resume_accepts_the_same_data_by_a_relative_path(tiny_cifar, tmp_path, script_env):
-    out = tmp_path / "out"
-    first = _train("train_deconv.py", tiny_cifar, out, script_env, "--epochs", "1")
-    assert first.returncode == 0, first.stderr
+def test_resume_accepts_the_same_data_by_a_relative_path(two_epoch_states, tiny_cifar, tmp_path,
+                                                         script_env):
+    out = _copy_of(two_epoch_states, "train_deconv.py", tmp_path)
     relative = os.path.relpath(tiny_cifar, tmp_path)
-    result = _train("train_deconv.py", relative, out, script_env, "--epochs", "2", "--resume",
+    result = _train("train_deconv.py", relative, out, script_env, "--epochs", "3", "--resume",
                     cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    assert "resumed after epoch 1" in result.stdout
+    assert "resumed after epoch 2" in result.stdout
 
 
 @pytest.mark.parametrize("script", ["train_classifier.py", "train_deconv.py"])
-def test_resume_with_another_log_every_is_refused_by_both_tasks(script, tiny_cifar, tmp_path,
-                                                               script_env):
-    out = tmp_path / "out"
-    assert _train(script, tiny_cifar, out, script_env, "--epochs", "1").returncode == 0
-    result = run_script(script, "--data-dir", tiny_cifar, "--out", out, "--quiet", "--epochs", "2",
+def test_resume_with_another_log_every_is_refused_by_both_tasks(script, two_epoch_states,
+                                                               tiny_cifar, tmp_path, script_env):
+    out = _copy_of(two_epoch_states, script, tmp_path)
+    result = run_script(script, "--data-dir", tiny_cifar, "--out", out, "--quiet", "--epochs", "3",
                         "--log-every", "7", "--resume", env=script_env)
     assert result.returncode == 2 and "other settings (log_every)" in result.stderr
 
