@@ -52,6 +52,14 @@ class Latents(NamedTuple):
     z2: torch.Tensor  # (N, 16, 5, 5)
     indices2: torch.Tensor  # argmax positions of pool 2, in the 10x10 map
 
+    def at(self, layer: int) -> torch.Tensor:
+        """The pooled map of layer 1 (z1) or 2 (z2)."""
+        return self.z1 if layer == 1 else self.z2
+
+    def with_map(self, layer: int, z: torch.Tensor) -> "Latents":
+        """The same latents with layer `layer`'s map replaced by z (switches unchanged)."""
+        return self._replace(**{f"z{layer}": z})
+
 
 class DeconvNet(TutorialNet):
     """TutorialNet plus a mirror decoder; `forward` returns (logits, reconstruction).
@@ -88,7 +96,7 @@ class DeconvNet(TutorialNet):
         Switches always come from `latents`. `tied` decodes with the encoder's own filters,
         transposed and without bias (Zeiler & Fergus's deconvnet) instead of the learned ones.
         """
-        z = latents.z1 if layer == 1 else latents.z2
+        z = latents.at(layer)
         if keep is not None:
             mask = torch.zeros(len(keep), z.shape[1], 1, 1, dtype=z.dtype, device=z.device)
             for k, channels in enumerate(keep):

@@ -96,22 +96,23 @@ def channel_choice(layer: int, text: str) -> tuple[str, list[int] | int | None]:
 
 # --- a layer-1 decoder that is valid on the real z1 ---
 
-def fit_layer1_decoder(net: DeconvNet, images: torch.Tensor, epochs: int, seed: int,
-                       quiet: bool) -> tuple[nn.ConvTranspose2d, float]:
-    """Fit a fresh ConvTranspose2d(6, 3, 5) to invert the frozen encoder's real z1.
+def fit_layer1_decoder(refit: DeconvNet, images: torch.Tensor, epochs: int, seed: int,
+                       quiet: bool) -> float:
+    """Give `refit` a fresh deconv1 (ConvTranspose2d(6, 3, 5)) fitted to invert its real z1.
 
     Task 2's deconv1 only ever sees deconv2's output, never the encoder's z1, so it is not a
-    decoder of z1. Same architecture (unpool with the switches, ReLU, transposed conv), Adam,
-    batch 32, the mean squared error of eq. (1)'s L_rec. Returns the decoder and seconds taken.
+    decoder of z1. The encoder stays frozen; the layer is trained through DeconvNet.decode (unpool
+    with the switches, ReLU, transposed conv) with Adam, batch 32 and the mean squared error
+    (eq. (1)'s L_rec / 1024). Returns the seconds taken.
     """
     started = time.perf_counter()
     torch.manual_seed(seed)
-    decoder = nn.ConvTranspose2d(6, 3, 5).to(images.device)
-    optimizer = torch.optim.Adam(decoder.parameters(), lr=3e-3)
+    refit.deconv1 = nn.ConvTranspose2d(6, 3, 5).to(images.device)
+    optimizer = torch.optim.Adam(refit.deconv1.parameters(), lr=3e-3)
     steps = epochs * math.ceil(len(images) / 32)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
     generator = torch.Generator().manual_seed(seed)
-    net.eval()
+    refit.eval()
     progress = tqdm(total=steps, desc="fitting the z1 decoder", unit="batch", leave=False,
                     disable=quiet or None, file=sys.stderr)
     for _ in range(epochs):
@@ -119,16 +120,16 @@ def fit_layer1_decoder(net: DeconvNet, images: torch.Tensor, epochs: int, seed: 
                                     generator):
             x = normalize(images_u8)
             with torch.no_grad():
-                latents = net.encode(x)
-            h = F.relu(net.unpool(latents.z1, latents.indices1, output_size=(28, 28)))
-            loss = F.mse_loss(decoder(h), x)
+                latents = refit.encode(x)
+            loss = F.mse_loss(refit.decode(latents, 1), x)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
             schedule.step()
             progress.update()
     progress.close()
-    return decoder.requires_grad_(False), time.perf_counter() - started
+    refit.requires_grad_(False)
+    return time.perf_counter() - started
 
 
 def layer1_refit(net: DeconvNet, checkpoint: Path, images: torch.Tensor, data_sha256: str,
@@ -147,14 +148,13 @@ def layer1_refit(net: DeconvNet, checkpoint: Path, images: torch.Tensor, data_sh
         refit.deconv1.load_state_dict(cached["state"])
         return refit, {**key, "cache": str(cache), "fitted_now": False,
                        "fit_seconds": cached["fit_seconds"]}
-    decoder, seconds = fit_layer1_decoder(net, images, epochs, seed, quiet)
-    refit.deconv1.load_state_dict(decoder.state_dict())
+    seconds = round(fit_layer1_decoder(refit, images, epochs, seed, quiet), 2)
     try:
-        save_torch({"key": key, "state": decoder.state_dict(), "fit_seconds": round(seconds, 2)},
+        save_torch({"key": key, "state": refit.deconv1.state_dict(), "fit_seconds": seconds},
                    cache)
     except UsageError as error:  # a read-only checkpoint folder costs a refit next time
         warn(f"could not cache the layer-1 decoder ({error})")
-    return refit, {**key, "cache": str(cache), "fitted_now": True, "fit_seconds": round(seconds, 2)}
+    return refit, {**key, "cache": str(cache), "fitted_now": True, "fit_seconds": seconds}
 
 
 # --- decoder checks and controls over the test set ---
@@ -172,8 +172,7 @@ def decoder_checks(decoders: dict[str, tuple[DeconvNet, int, bool]], images: tor
     results = {}
     for name, (model, layer, tied) in decoders.items():
         squared, correlations = 0.0, []
-        for images_u8, _ in batches(images, torch.zeros(len(images), device=images.device),
-                                    batch_size):
+        for images_u8 in images.split(batch_size):
             x = normalize(images_u8)
             error, r = _agreement(model.decode(model.encode(x), layer, tied=tied), images_u8 / 255)
             squared += error
@@ -195,14 +194,12 @@ def controls(model: DeconvNet, layer: int, images: torch.Tensor, batch_size: int
     cases = ("own latent and switches", "empty latent, own switches",
              "other image's latent, own switches", "own latent, other image's switches")
     sums = {case: [0.0, 0.0] for case in cases}
-    for images_u8, _ in batches(images, torch.zeros(len(images), device=images.device), batch_size):
+    for images_u8 in images.split(batch_size):
         x = normalize(images_u8)
         own = model.encode(x)
         other = Latents(*(t.roll(1, 0) for t in own))
-        field = "z1" if layer == 1 else "z2"
-        variants = (own, own._replace(**{field: torch.zeros_like(getattr(own, field))}),
-                    own._replace(**{field: getattr(other, field)}),
-                    other._replace(**{field: getattr(own, field)}))
+        variants = (own, own.with_map(layer, torch.zeros_like(own.at(layer))),
+                    own.with_map(layer, other.at(layer)), other.with_map(layer, own.at(layer)))
         for case, latents in zip(cases, variants):
             error, r = _agreement(model.decode(latents, layer), images_u8 / 255)
             sums[case][0] += error
@@ -248,7 +245,7 @@ def channel_statistics(net: DeconvNet, images: torch.Tensor, labels: torch.Tenso
     activations = []
     for images_u8, _ in batches(images, labels, 1000):
         latents = net.encode(normalize(images_u8))
-        activations.append((latents.z1 if layer == 1 else latents.z2).cpu())
+        activations.append(latents.at(layer).cpu())
     z = torch.cat(activations)
     signals = local_signals(images.cpu(), layer)
     labels = labels.cpu()
@@ -332,7 +329,7 @@ def explain_image(model: DeconvNet, tied_model: DeconvNet, image_u8: torch.Tenso
     """
     x = normalize(image_u8[None])
     latents = model.encode(x)
-    z = (latents.z1 if layer == 1 else latents.z2)[0]
+    z = latents.at(layer)[0]
     singles = model.decode(latents, layer, keep=[[c] for c in channels])
     empty = model.decode(latents, layer, keep=[[]])[0]
     full = model.decode(latents, layer)[0]
@@ -409,15 +406,14 @@ def top9(model: DeconvNet, z: torch.Tensor, images: torch.Tensor, labels: torch.
         chosen = winners[c].to(images.device)
         x = normalize(images[chosen])
         latents = model.encode(x)
-        field = latents.z1 if layer == 1 else latents.z2
+        field = latents.at(layer)
         where = positions[winners[c], c].to(images.device)
         single = torch.zeros_like(field)
         rows_k = torch.arange(k, device=field.device)
         single.view(k, count, -1)[rows_k, c, where] = field.view(k, count, -1)[rows_k, c, where]
-        zeroed = field * 0
-        name = "z1" if layer == 1 else "z2"
-        projection = (model.decode(latents._replace(**{name: single}), layer)
-                      - model.decode(latents._replace(**{name: zeroed}), layer))
+        zeroed = torch.zeros_like(field)
+        projection = (model.decode(latents.with_map(layer, single), layer)
+                      - model.decode(latents.with_map(layer, zeroed), layer))
         patches, projections = [], []
         for i in range(k):
             top, left = (where[i] // width).item() * stride, (where[i] % width).item() * stride
@@ -568,7 +564,7 @@ def main() -> None:
         for layer, (model, decoder_name) in layer_models.items():
             kind, value = choices[layer]
             z = model.encode(normalize(images[index][None]))
-            energy = (z.z1 if layer == 1 else z.z2)[0].pow(2).sum(dim=(1, 2))
+            energy = z.at(layer)[0].pow(2).sum(dim=(1, 2))
             shown = (list(range(CHANNELS[layer])) if kind == "all" else
                      sorted(energy.topk(value).indices.tolist()) if kind == "top" else value)
             explained[split][f"z{layer}"] = explain_image(
