@@ -19,10 +19,8 @@ from common import (ArgumentParser, add_data_arguments, add_output_arguments, ch
                     select_device)
 from data import DISPLAY_NAMES, load_cifar10
 from models import TutorialNet, load_model
-from training import (accuracy_summary, add_training_arguments, evaluate, fit,
+from training import (STATE_FILE, accuracy_summary, add_training_arguments, evaluate, fit,
                       require_training_state)
-
-STATE_FILE = "training_state.pth"
 
 
 def parse_args(argv: list[str] | None = None):

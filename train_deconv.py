@@ -19,10 +19,9 @@ from common import (ArgumentParser, UsageError, add_data_arguments, add_output_a
                     run_cli, save_json, save_torch, select_device)
 from data import DISPLAY_NAMES, denormalize, load_cifar10, normalize
 from models import DeconvNet, load_weights, read_state_dict, reconstruction_loss
-from training import (accuracy_summary, add_training_arguments, evaluate, fit, mcnemar, psnr_db,
-                      require_training_state)
+from training import (STATE_FILE, accuracy_summary, add_training_arguments, evaluate, fit,
+                      mcnemar, psnr_db, require_training_state)
 
-STATE_FILE = "training_state.pth"
 COMPARED_WITH_TASK1 = ("data_sha256", "subset", "seed", "epochs", "batch_size", "lr", "momentum")
 
 

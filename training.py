@@ -24,6 +24,7 @@ from data import batches, denormalize, normalize
 from models import load_weights, reconstruction_loss
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+STATE_FILE = "training_state.pth"  # in the output folder, after every epoch; read by --resume
 
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
@@ -148,7 +149,7 @@ def step_mode(device: torch.device, cuda_graph: bool) -> str:
 def train_epoch(run_step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                 images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
                 generator: torch.Generator, log_every: int, part_names: tuple[str, ...],
-                epoch: int, epochs: int, quiet: bool = False, label: str = "",
+                epoch: int, epochs: int, quiet: bool = False,
                 divergence_hint: str = "lower --lr") -> tuple[list[dict], dict]:
     """One pass over the shuffled training set: (running-loss log rows, epoch means).
 
@@ -157,7 +158,7 @@ def train_epoch(run_step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     """
     steps = math.ceil(len(labels) / batch_size)
     progress = tqdm(batches(images, labels, batch_size, generator), total=steps,
-                    desc=f"{label}epoch {epoch}/{epochs}", unit="batch", leave=False,
+                    desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False,
                     disable=quiet or None, file=sys.stderr)
     window = torch.zeros(len(part_names), dtype=torch.float64, device=labels.device)
     total = torch.zeros_like(window)
@@ -170,7 +171,7 @@ def train_epoch(run_step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
             total += window
             if i % log_every == 0:
                 means = {name: round(v / log_every, 4) for name, v in zip(part_names, values)}
-                tqdm.write(f"{label}[{epoch}, {i:5d}] "
+                tqdm.write(f"[{epoch}, {i:5d}] "
                            + "  ".join(f"{name}: {v:.3f}" for name, v in means.items()))
                 log.append({"epoch": epoch, "step": i, **means})
             window.zero_()
@@ -189,12 +190,12 @@ def _check_finite(window_sums: list[float], epoch: int, first: int, last: int, h
 def fit(model: nn.Module, loss_fn: LossFn, optimizers: list[torch.optim.Optimizer],
         images: torch.Tensor, labels: torch.Tensor, *, part_names: tuple[str, ...], epochs: int,
         batch_size: int, seed: int, log_every: int, settings: dict, state_path: Path | None,
-        resume: bool = False, quiet: bool = False, cuda_graph: bool = True, label: str = "",
+        resume: bool = False, quiet: bool = False, cuda_graph: bool = True,
         divergence_hint: str = "lower --lr") -> dict:
     """Train for `epochs`; with a state_path, save a resumable state after every epoch.
 
     `settings` are what determines the trained model (saved with the state, and compared on
-    --resume). Returns the history: loss_log, epoch_loss, train_seconds, epochs.
+    --resume). Returns the history: loss_log, epoch_loss and train_seconds.
     """
     generator = torch.Generator().manual_seed(seed)  # the shuffling order, on the CPU
     history = {"loss_log": [], "epoch_loss": [], "train_seconds": 0.0}
@@ -214,7 +215,7 @@ def fit(model: nn.Module, loss_fn: LossFn, optimizers: list[torch.optim.Optimize
             log, means = train_epoch(run_step, images, labels, batch_size=batch_size,
                                      generator=generator, log_every=log_every,
                                      part_names=part_names, epoch=epoch, epochs=epochs,
-                                     quiet=quiet, label=label, divergence_hint=divergence_hint)
+                                     quiet=quiet, divergence_hint=divergence_hint)
             history["train_seconds"] += time.perf_counter() - started
             history["loss_log"] += log
             history["epoch_loss"].append(means)
