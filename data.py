@@ -267,8 +267,8 @@ def _download(data_dir: Path, quiet: bool) -> None:
     archive = data_dir / ARCHIVE
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-        with _socket_timeout(timeout), contextlib.redirect_stdout(
-                open(os.devnull, "w") if quiet else sys.stderr):
+        with _socket_timeout(timeout), open(os.devnull, "w") as devnull, \
+                contextlib.redirect_stdout(devnull if quiet else sys.stderr):
             torchvision.datasets.CIFAR10(root=str(data_dir), train=True, download=True)
     except (Exception, KeyboardInterrupt) as error:  # network errors come in many types
         archive.unlink(missing_ok=True)
