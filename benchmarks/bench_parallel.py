@@ -18,31 +18,19 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common_bench import steps_per_second  # noqa: E402
+from bench_task1 import task1_steps_per_second  # noqa: E402
+from bench_task2 import task2_steps_per_second  # noqa: E402
 from common import ArgumentParser, number, select_device  # noqa: E402
 from data import default_data_dir, load_cifar10  # noqa: E402
-from models import DeconvNet, TutorialNet  # noqa: E402
 from sweep import Run, run_parallel  # noqa: E402
-from train_classifier import cross_entropy  # noqa: E402
-from train_deconv import eq1, optimizers_for, parse_args as task2_defaults  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 
 
 def step_modes(data, steps: int, device: torch.device) -> None:
     modes = ("eager", "graph") if device.type == "cuda" else ("eager", "static")
-    for name in ("Task 1", "Task 2"):
-        rates = {}
-        for mode in modes:
-            torch.manual_seed(0)
-            if name == "Task 1":
-                net = TutorialNet().to(device)
-                optimizers = [torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9, foreach=True)]
-                rates[mode] = steps_per_second(net, cross_entropy, optimizers, data, steps, ("loss",), mode)
-            else:
-                net = DeconvNet().to(device)
-                optimizers = optimizers_for(net, task2_defaults([]), device)
-                rates[mode] = steps_per_second(net, eq1(1e-2), optimizers, data, steps, ("ce", "rec"), mode)
+    for name, measure in (("Task 1", task1_steps_per_second), ("Task 2", task2_steps_per_second)):
+        rates = {mode: measure(data, steps, mode) for mode in modes}
         print(f"{name} on {device}: " + ", ".join(f"{m} {r:8.1f} steps/s" for m, r in rates.items())
               + f"  ({modes[1]} / eager: {rates[modes[1]] / rates[modes[0]]:.2f}x)")
 

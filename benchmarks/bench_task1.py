@@ -10,7 +10,6 @@ Both take the same optimiser, batch size and number of steps; the ratio is the s
 """
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -55,12 +54,13 @@ def tutorial_steps_per_second(data_dir: Path, steps: int) -> float:
     return steps / (time.perf_counter() - started)
 
 
-def task1_steps_per_second(data, steps: int) -> float:
-    """Steps/s of Task 1's own training loop (training.train_epoch), set up as its main() does."""
+def task1_steps_per_second(data, steps: int, mode: str = "eager") -> float:
+    """Steps/s of Task 1's own training loop (training.train_epoch), set up as its main() does,
+    on the data's device, with the StepRunner `mode` (eager, static or graph)."""
     torch.manual_seed(0)
-    net = TutorialNet()
+    net = TutorialNet().to(data.train_labels.device)
     optimizer = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9, foreach=True)
-    return steps_per_second(net, cross_entropy, [optimizer], data, steps, ("loss",))
+    return steps_per_second(net, cross_entropy, [optimizer], data, steps, ("loss",), mode)
 
 
 def main() -> None:

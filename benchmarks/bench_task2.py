@@ -20,13 +20,15 @@ from models import DeconvNet  # noqa: E402
 from train_deconv import eq1, optimizers_for, parse_args as task2_defaults  # noqa: E402
 
 
-def task2_steps_per_second(data, steps: int) -> float:
-    """Steps/s of Task 2's loop with its default lambda and optimisers."""
+def task2_steps_per_second(data, steps: int, mode: str = "eager") -> float:
+    """Steps/s of Task 2's loop with its default lambda and optimisers, on the data's device,
+    with the StepRunner `mode` (eager, static or graph)."""
     defaults = task2_defaults([])
+    device = data.train_labels.device
     torch.manual_seed(0)
-    net = DeconvNet()
-    optimizers = optimizers_for(net, defaults, torch.device("cpu"))
-    return steps_per_second(net, eq1(defaults.lam), optimizers, data, steps, ("ce", "rec"))
+    net = DeconvNet().to(device)
+    optimizers = optimizers_for(net, defaults, device)
+    return steps_per_second(net, eq1(defaults.lam), optimizers, data, steps, ("ce", "rec"), mode)
 
 
 def main() -> None:

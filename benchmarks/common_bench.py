@@ -1,7 +1,6 @@
 """What the benchmarks share: a model's training steps per second through training.train_epoch."""
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -32,6 +31,3 @@ def steps_per_second(model: torch.nn.Module, loss_fn, optimizers, data, steps: i
     epoch(4 * steps)  # the loop reads the losses at its end, which waits for the GPU
     return steps / (time.perf_counter() - started)
 
-
-def first(data, n: int):
-    return replace(data, train_images=data.train_images[:n], train_labels=data.train_labels[:n])
