@@ -246,7 +246,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
     tmp.chmod(0o666 & ~umask)  # mkstemp makes 0600; results should read like any other file
     try:
         yield tmp
+        _fsync(tmp)  # the data reaches the disk before the new name does
         os.replace(tmp, path)
+        _fsync(path.parent)  # and the rename itself survives a power loss
     except OSError as error:
         hint = ("free some disk space" if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, None)
                 else "check the disk")
@@ -254,6 +256,15 @@ def atomic_path(path: Path) -> Iterator[Path]:
                          "another --out, then run again") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file's (or a folder's) data and metadata to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def save_json(data: dict, path: Path) -> None:

@@ -34,7 +34,8 @@ REQUIRED_KEYS = {
     "task2": ("test_accuracy", "test_accuracy_standard_error", "test_psnr_db", "test_mse",
               "test_rec_loss", "config", "per_class_accuracy", "per_class_standard_error_max",
               "psnr_baselines_db", "task1_comparison", "train_seconds", "lambda_as_mse_weight"),
-    "task3": ("images", "decoders", "controls", "channels", "layer1_refit", "rules"),
+    "task3": ("images", "decoders", "controls", "channels", "layer1_refit", "rules", "data",
+              "appearance_reference"),
     "seeds": ("per_seed", "lambda_sweep"),
 }
 FIGURES = {"t1_samples": "task1/train_samples.png", "t1_loss": "task1/loss_curve.svg",
@@ -188,6 +189,106 @@ def seeds_facts(s: dict) -> dict:
     return facts
 
 
+ROLE_KINDS = {"class": "class-dominant", "look": "appearance", "brightness": "brightness",
+              "darkness": "darkness", "colour": "colour-opponent", "edge": "edge",
+              "selective": "class-selective"}
+
+
+def role_words(tag: str) -> str:
+    """A channel's rule tag (visualize_latents.channel_roles) in a few words."""
+    kind, _, detail = tag.partition(":")
+    return {"class": f"{detail}-dominant", "look": f"{detail} patches",
+            "colour": f"{detail.replace('/', '-over-')} colour", "edge": "edges",
+            "selective": f"{detail}-selective"}.get(kind, kind)
+
+
+def where_in_image(box: dict) -> str:
+    """'upper left' etc. for a receptive-field box of a 32x32 image, by the box's centre."""
+    cy, cx = box["top"] + box["size"] / 2, box["left"] + box["size"] / 2
+    row = "upper" if cy < 32 / 3 else "lower" if cy > 64 / 3 else "middle"
+    col = "left" if cx < 32 / 3 else "right" if cx > 64 / 3 else "centre"
+    return "centre" if (row, col) == ("middle", "centre") else f"{row} {col}"
+
+
+def channel_list(rows: list[dict], layer: str, kinds: tuple[str, ...] | None = None) -> str:
+    """'z2:3 bright patches, edges; z2:5 ...' for the named channels of a layer (rules of `kinds`)."""
+    def words(row: dict) -> str:
+        return ", ".join(role_words(t) for t in row["roles"]
+                         if kinds is None or t.split(":")[0] in kinds)
+    return "; ".join(f"{layer}:{r['channel']} {words(r)}" for r in rows if words(r)) or "none"
+
+
+def discussion(m: dict) -> dict:
+    """The sentences of 'Are there meaningful patterns?', with examples chosen by the numbers."""
+    z1, z2 = m["channels"]["z1"], m["channels"]["z2"]
+    rules = m["rules"]
+
+    def has(row: dict, kind: str) -> bool:
+        return any(t.split(":")[0] == kind for t in row["roles"])
+
+    filters = m.get("conv1_filters", [])
+    colour_filters = sum(f["colour_share"] >= 0.5 for f in filters)
+    physical = [r for r in z1 if any(has(r, k) for k in ("brightness", "darkness", "colour", "edge"))]
+    layer1 = (f"{len(physical)} of the {len(z1)} z1 channels follow a local physical signal by the "
+              f"correlation rules ({channel_list(physical, 'z1')}). Of the {len(filters)} conv1 "
+              f"filters, {colour_filters} put at least half of their weight energy into differences "
+              f"between R, G and B (colour filters) and {len(filters) - colour_filters} mostly into "
+              f"luminance. Zeiler & Fergus's first layer, with 96 filters, holds oriented edges at "
+              f"many angles and colour blobs; with six filters this network keeps "
+              f"{sum(has(r, 'edge') for r in z1)} edge channel(s) and spends the rest on brightness "
+              f"and colour.")
+    dominant = sorted((r for r in z2 if has(r, "class")), key=lambda r: -r["top_k_class_share"])
+    looks = [r for r in z2 if has(r, "look")]
+    both = [r for r in dominant if has(r, "look")]
+    k = z2[0]["top_k"]
+    examples = ", ".join(f"z2:{r['channel']} {r['top_k_class']} {r['top_k_class_share']:.0f} %"
+                         for r in dominant[:4])
+    linear_mixed = [r for r in z2 if not any(has(r, kind) for kind in
+                                             ("brightness", "darkness", "colour", "edge", "selective"))]
+    layer2 = (f"At z2 a unit sees 16×16 pixels. {len(dominant)} of its {len(z2)} channels are "
+              f"class-dominant (one class holds ≥ {rules['class_share_pct']:g} % of the channel's "
+              f"top-{k} test images, chance 10 %)"
+              + (f", the strongest {examples}" if dominant else "") + f"; {len(looks)} have "
+              f"strongest patches that differ from random patches by a large effect "
+              f"(|d| ≥ {rules['appearance_d']:g}), and {len(both)} are both"
+              + (f" ({channel_list(both, 'z2', ('class', 'look'))})" if both else "") + ". "
+              f"{len(linear_mixed)} z2 channels pass none of the linear correlation or class-mean "
+              f"rules; of those, {sum(bool(r['roles']) for r in linear_mixed)} are named by the "
+              f"top-{k} rules: what a z2 channel encodes shows in its extremes (conjunctions of "
+              f"colour, brightness and layout that go with a class), not in a linear relation "
+              f"with one pixel statistic.")
+    images = []
+    for split, image in m["images"].items():
+        parts = []
+        for layer in ("z1", "z2"):
+            shown = image[layer]["channels"]
+            best = max(shown, key=lambda r: r["energy_share"])
+            row = m["channels"][layer][best["channel"]]
+            box = best["strongest_box"]
+            roles = ", ".join(role_words(t) for t in row["roles"]) or "mixed"
+            parts.append(f"{layer}:{best['channel']} carries {100 * best['energy_share']:.0f} % of "
+                         f"the {layer} activation energy and fires most strongly in the "
+                         f"{where_in_image(box)} (rows {box['top']}–{box['top'] + box['size'] - 1}, "
+                         f"columns {box['left']}–{box['left'] + box['size'] - 1}); over the test "
+                         f"set it is: {roles}")
+        images.append(f"In the {split} image ({image['class']}), " + "; ".join(parts) + ".")
+    mixed = sum(not r["roles"] for r in z1 + z2)
+    textured = sum(r["d_texture_energy"] >= rules["appearance_d"] for r in z1 + z2)
+    dominant_looks = f"{len(both)} of the {len(dominant)}" if dominant else "none of the"
+    limits = (f"Not supported: {mixed} of the {len(z1) + len(z2)} channels remain mixed under every "
+              f"rule. 'Class-dominant' describes the top {k} of {m['data']['test_images']} test "
+              f"images, not a detector of the object: {dominant_looks} class-dominant channels also "
+              f"have a large appearance effect, which may carry the class (a colour, a bright "
+              f"background); the mean activation per class (selectivity ≤ "
+              f"{max(r['class_selectivity'] for r in z1 + z2):.2f}) separates the classes far "
+              f"less. {textured} of the {len(z1) + len(z2)} channels fire most on patches more "
+              f"textured than random ones: a strong response needs contrast, so 'textured' alone "
+              f"says little. The network is trained for two epochs with 6 and 16 channels, so its "
+              f"channels are few and broad; no statement here extends to deeper or longer-trained "
+              f"networks.")
+    return {"layer1": layer1, "layer2": layer2, "images": images, "limits": limits}
+
+
 def task3_facts(m: dict) -> dict:
     decoders = m["decoders"]
     literal = decoders["z1, Task 2 deconv1 (literal)"]
@@ -199,26 +300,29 @@ def task3_facts(m: dict) -> dict:
                                  r2(row["r_red_green"]), r2(row["r_blue_yellow"]),
                                  r2(row["r_gradient_energy"]), row["top_class"],
                                  f"{row['class_selectivity']:.2f}",
-                                 f"{100 * row['zero_share']:.0f}"])
+                                 f"{row['top_k_class']} {row['top_k_class_share']:.0f}",
+                                 f"{row['d_saturation']:+.1f}", f"{row['d_luminance']:+.1f}",
+                                 f"{row['d_centre_surround']:+.1f}", f"{row['d_texture_energy']:+.1f}"])
             findings.append(row["finding"])
-    named = sum(not f.split(" is ", 1)[1].startswith("mixed") for f in findings)
+    rows = m["channels"]["z1"] + m["channels"]["z2"]
+    named = sum(bool(r["roles"]) for r in rows)
     images = {split: {"index": str(v["index"]), "class": v["class"], "chosen_as": v["chosen_as"],
                       "z2_channels": ", ".join(str(r["channel"]) for r in v["z2"]["channels"])}
               for split, v in m["images"].items()}
     rules = m["rules"]
     roles = {}
     for layer in ("z1", "z2"):
-        texts = [row["finding"] for row in m["channels"][layer]]
-        counts = {role: sum(key in t for t in texts) for role, key in (
-            ("brightness", "brightness detector"), ("darkness", "darkness detector"),
-            ("colour-opponent", "colour-opponent"), ("edge", "edge detector"),
-            ("class-selective", "class-selective"), ("mixed", " is mixed"))}
-        roles[layer] = ", ".join(f"{n} {role}" for role, n in counts.items() if n)
+        layer_rows = m["channels"][layer]
+        counts = {word: sum(any(t.split(":")[0] == kind for t in r["roles"]) for r in layer_rows)
+                  for kind, word in ROLE_KINDS.items()}
+        counts["mixed"] = sum(not r["roles"] for r in layer_rows)
+        roles[layer] = ", ".join(f"{n} {word}" for word, n in counts.items() if n)
     similarity = {layer: sorted(r["projection_similarity"] for r in rows)[len(rows) // 2]
                   for layer, rows in m.get("top9", {}).items()}
     controls_z = m["controls"]
     return {
-        "roles": roles,
+        "roles": roles, "discussion": discussion(m), "top_k": str(m["channels"]["z2"][0]["top_k"]),
+        "random_patches": f"{m['appearance_reference']['random_patches']:,}",
         "projection_similarity": {layer: f"{v:.2f}" for layer, v in similarity.items()},
         "latent_matters": all(
             c["own latent and switches"]["psnr_db"] - c["other image's latent, own switches"]["psnr_db"] >= 3
@@ -413,6 +517,10 @@ def markdown(facts: dict, outputs: Path, out: Path) -> str:
     if t3:
         lines += table(["decoder, full latent", "test PSNR (dB)", "r"], t3["decoders"])
         lines += table(["layer", "control", "test PSNR (dB)", "r"], t3["controls"])
+        lines += table(["channel", "r luminance", "r R-G", "r B-Y", "r gradient",
+                        "mean-top class", "selectivity", f"top-{t3['top_k']} class (%)",
+                        "d saturation", "d luminance", "d centre-surround", "d texture"],
+                       t3["channel_rows"])
         lines += [f"- {finding}" for finding in t3["findings"]] + [""]
         for key, caption in (("t3_train_z1", "train image, z1"), ("t3_train_z2", "train image, z2"),
                              ("t3_test_z1", "test image, z1"), ("t3_test_z2", "test image, z2"),

@@ -27,6 +27,7 @@ from common import (ArgumentParser, UsageError, add_data_arguments, add_output_a
                     check_output_dir, environment_info, load_torch_file, number,
                     prepare_output_dir, read_json, run_cli, save_json, save_torch, select_device)
 from data import DISPLAY_NAMES, batches, denormalize, load_cifar10, normalize, warn
+from explorer import write_explorer
 from models import Z1_SHAPE, Z2_SHAPE, DeconvNet, Latents, load_model
 from training import psnr_db
 
@@ -36,7 +37,13 @@ CHANNELS = {1: Z1_SHAPE[0], 2: Z2_SHAPE[0]}
 RECEPTIVE_FIELD = {1: (6, 2), 2: (16, 4)}
 # Rules that turn a channel's statistics into words (also printed in the report).
 RULES = {"luminance_r": 0.6, "colour_r": 0.4, "edge_r": 0.4, "orientation_spread": 0.1,
-         "class_selectivity": 0.3}
+         "class_selectivity": 0.3,
+         # class make-up of the top-K images: share (%), factor over chance, corrected p
+         "class_share_pct": 30, "class_over_chance": 3, "significance": 0.05,
+         # appearance of the top-K patches against random patches: Cohen's d ("large")
+         "appearance_d": 0.8, "hue_consistency": 0.5}
+TOP_K = 100  # strongest test images per channel for the class make-up and patch appearance
+RANDOM_PATCHES = 2000  # the reference the strongest patches are compared with
 EDGE_ANGLES = (0, 45, 90, 135)  # edge orientation, degrees counter-clockwise from horizontal
 EDGE_NAMES = {0: "horizontal", 45: "rising diagonal (/)", 90: "vertical",
               135: "falling diagonal (\\)"}
@@ -274,17 +281,182 @@ def channel_statistics(net: DeconvNet, images: torch.Tensor, labels: torch.Tenso
     return rows, z, class_means
 
 
-def describe_channel(layer: int, row: dict) -> str:
-    """One sentence naming the channel's role by the RULES, quoting the numbers behind it."""
+# --- what a channel's strongest images are: their classes and how their patches look ---
+
+def strongest_units(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """A channel's strength on an image: the largest value of its pooled map over positions.
+
+    z (N, C, H, W) -> (peaks (N, C), flat positions (N, C) of those peaks, row-major).
+    """
+    return z.flatten(2).max(2)
+
+
+def receptive_box(layer: int, position: int, width: int) -> tuple[int, int, int]:
+    """(top, left, size) in pixels of the receptive field of the unit at flat `position`."""
+    size, stride = RECEPTIVE_FIELD[layer]
+    return (position // width) * stride, (position % width) * stride, size
+
+
+def class_makeup(peaks: torch.Tensor, labels: torch.Tensor, k: int, tests: int) -> list[dict]:
+    """Per channel: the class shares (%) of its k strongest test images, and a binomial test.
+
+    The largest share is tested (one-sided, exact) against that class's share of the whole test
+    set (10 % on CIFAR-10), Bonferroni-corrected over `tests` channels.
+    """
+    from scipy.stats import binomtest
+
+    labels = labels.cpu()
+    base = torch.bincount(labels, minlength=10).double() / len(labels)
+    rows = []
+    for c in range(peaks.shape[1]):
+        winners = peaks[:, c].topk(k).indices
+        counts = torch.bincount(labels[winners], minlength=10)
+        top = int(counts.argmax())
+        p = binomtest(int(counts[top]), k, float(base[top]), alternative="greater").pvalue
+        rows.append({"top_k": k,
+                     "top_k_classes": {name: round(100 * int(n) / k, 1)
+                                       for name, n in zip(DISPLAY_NAMES, counts)},
+                     "top_k_class": DISPLAY_NAMES[top],
+                     "top_k_class_share": round(100 * int(counts[top]) / k, 1),
+                     "top_k_class_base_rate": round(100 * float(base[top]), 1),
+                     "top_k_class_p_bonferroni": float(f"{min(1.0, p * tests):.3g}")})
+    return rows
+
+
+HUE_NAMES = ((15, "red"), (45, "orange"), (70, "yellow"), (165, "green"), (195, "cyan"),
+             (255, "blue"), (290, "purple"), (345, "magenta"), (360, "red"))
+
+
+def hue_name(degrees: float) -> str:
+    return next(name for limit, name in HUE_NAMES if degrees % 360 < limit)
+
+
+def patch_measures(patches: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Appearance of square patches (N, 3, s, s) in [0, 1]: one value per patch and measure.
+
+    saturation and hue of the mean colour (HSV); luminance; centre minus surround luminance
+    (centre = the middle half of the side); texture energy (mean squared luminance gradient);
+    the structure tensor's dominant edge orientation (degrees counter-clockwise from horizontal)
+    and coherence (0 = no orientation, 1 = one orientation only).
+    """
+    colour = patches.mean(dim=(2, 3))
+    high, low = colour.max(1).values, colour.min(1).values
+    r, g, b = colour.unbind(1)
+    hue = torch.rad2deg(torch.atan2(math.sqrt(3) * (g - b), 2 * r - g - b)) % 360
+    lum = 0.299 * patches[:, 0] + 0.587 * patches[:, 1] + 0.114 * patches[:, 2]
+    s = lum.shape[-1]
+    inner = slice(s // 4, s - s // 4)
+    centre = lum[:, inner, inner]
+    surround = (lum.sum(dim=(1, 2)) - centre.sum(dim=(1, 2))) / (s * s - centre[0].numel())
+    # Both derivatives at the centres of 2x2 pixel blocks (forward differences of single rows
+    # or columns would sit half a pixel apart and miss diagonal edges); y grows upwards.
+    dx, dy = lum[:, :, 1:] - lum[:, :, :-1], lum[:, :-1, :] - lum[:, 1:, :]
+    gx, gy = (dx[:, 1:] + dx[:, :-1]) / 2, (dy[:, :, 1:] + dy[:, :, :-1]) / 2
+    jxx, jyy, jxy = (gx * gx).sum((1, 2)), (gy * gy).sum((1, 2)), (gx * gy).sum((1, 2))
+    gradient_angle = 0.5 * torch.atan2(2 * jxy, jxx - jyy)
+    coherence = ((jxx - jyy) ** 2 + 4 * jxy ** 2).sqrt() / (jxx + jyy).clamp_min(1e-12)
+    return {"saturation": (high - low) / high.clamp_min(1e-12), "hue_deg": hue,
+            "luminance": lum.mean(dim=(1, 2)), "centre_surround": centre.mean(dim=(1, 2)) - surround,
+            "texture_energy": (gx ** 2 + gy ** 2).mean(dim=(1, 2)),
+            "orientation_deg": (torch.rad2deg(gradient_angle) + 90) % 180, "coherence": coherence}
+
+
+def effect_size(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Cohen's d of sample a against sample b (pooled standard deviation)."""
+    a, b = a.double(), b.double()
+    pooled = (((len(a) - 1) * a.var() + (len(b) - 1) * b.var()) / (len(a) + len(b) - 2)).sqrt()
+    return round(((a.mean() - b.mean()) / pooled).item(), 2) if pooled > 0 else 0.0
+
+
+def _weighted_angle(angles_deg: torch.Tensor, weights: torch.Tensor, period: float) -> tuple[float, float]:
+    """Circular mean (degrees, in [0, period)) and resultant length (0..1) of weighted angles."""
+    radians = torch.deg2rad(angles_deg.double()) * (360 / period)
+    w = weights.double()
+    x, y = (w * radians.cos()).sum(), (w * radians.sin()).sum()
+    mean = (math.degrees(math.atan2(y, x)) * period / 360) % period
+    return mean, (x.hypot(y) / w.sum().clamp_min(1e-12)).item()
+
+
+def patches_at(images_u8: torch.Tensor, indices: torch.Tensor, positions: torch.Tensor,
+               layer: int, width: int) -> torch.Tensor:
+    """The receptive-field patches (N, 3, s, s) in [0, 1] of the units at flat `positions`."""
+    boxes = [receptive_box(layer, int(p), width) for p in positions]
+    return torch.stack([images_u8[int(i), :, top:top + size, left:left + size]
+                        for i, (top, left, size) in zip(indices, boxes)]).float().cpu() / 255
+
+
+def patch_appearance(images_u8: torch.Tensor, peaks: torch.Tensor, positions: torch.Tensor,
+                     layer: int, width: int, k: int, seed: int,
+                     n_random: int = RANDOM_PATCHES) -> list[dict]:
+    """Per channel: how its k strongest patches differ from random patches of the same layer.
+
+    Each measure of `patch_measures` as an effect size (Cohen's d) against random receptive
+    fields (seeded random image and position); hue as the saturation-weighted circular mean of
+    the k patches with its consistency; orientation as the coherence-weighted axial mean with
+    its consistency, and as the effect size of each patch's alignment with it.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    random_images = torch.randint(0, len(images_u8), (n_random,), generator=generator)
+    random_positions = torch.randint(0, width * width, (n_random,), generator=generator)
+    reference = patch_measures(patches_at(images_u8, random_images, random_positions, layer, width))
+    rows = []
+    for c in range(peaks.shape[1]):
+        winners = peaks[:, c].topk(k).indices
+        top = patch_measures(patches_at(images_u8, winners, positions[winners, c], layer, width))
+        hue, hue_consistency = _weighted_angle(top["hue_deg"], top["saturation"], 360)
+        orientation, orientation_consistency = _weighted_angle(
+            top["orientation_deg"], top["coherence"], 180)
+
+        def alignment(m: dict) -> torch.Tensor:
+            return m["coherence"] * torch.cos(2 * torch.deg2rad(m["orientation_deg"] - orientation))
+        rows.append({
+            "d_saturation": effect_size(top["saturation"], reference["saturation"]),
+            "mean_saturation": round(top["saturation"].mean().item(), 3),
+            "hue_deg": round(hue), "hue_name": hue_name(hue),
+            "hue_consistency": round(hue_consistency, 3),
+            "d_luminance": effect_size(top["luminance"], reference["luminance"]),
+            "d_centre_surround": effect_size(top["centre_surround"], reference["centre_surround"]),
+            "d_texture_energy": effect_size(top["texture_energy"], reference["texture_energy"]),
+            "orientation_deg": round(orientation),
+            "orientation_consistency": round(orientation_consistency, 3),
+            "d_orientation": effect_size(alignment(top), alignment(reference)),
+        })
+    return rows
+
+
+def nearest_edge_name(degrees: float) -> str:
+    angle = min(EDGE_ANGLES, key=lambda a: min(abs(degrees - a), 180 - abs(degrees - a)))
+    return EDGE_NAMES[angle]
+
+
+def channel_roles(row: dict) -> list[tuple[str, str]]:
+    """Every rule of RULES that holds for a channel: (short tag, clause quoting its numbers).
+
+    Tags name the rule's kind before the colon ("class:horse", "look:saturated blue",
+    "brightness", "colour:red/green", "edge", "selective:cat"), for counting and the report.
+    """
     roles = []
+    if "top_k_classes" in row and row["top_k_class_share"] >= RULES["class_share_pct"]:
+        # Named for its class whenever one class holds >= 30 % of its strongest images; the
+        # factor over chance and the corrected p-value are quoted so the reader can weigh it.
+        significant = (row["top_k_class_p_bonferroni"] < RULES["significance"]
+                       and row["top_k_class_share"] >= RULES["class_over_chance"]
+                       * row["top_k_class_base_rate"])
+        roles.append((f"class:{row['top_k_class']}",
+                      f"class-dominant for {row['top_k_class']} ({row['top_k_class_share']:.0f} % "
+                      f"of its top-{row['top_k']} test images, chance "
+                      f"{row['top_k_class_base_rate']:.0f} %, corrected p = "
+                      f"{row['top_k_class_p_bonferroni']:.1g}"
+                      + ("" if significant else ", not significant") + ")"))
     if abs(row["r_luminance"]) >= RULES["luminance_r"]:
         kind = "brightness" if row["r_luminance"] > 0 else "darkness"
-        roles.append(f"a {kind} detector (r = {row['r_luminance']:+.2f} with local luminance)")
+        roles.append((kind, f"a {kind} detector (r = {row['r_luminance']:+.2f} with local luminance)"))
     for key, positive, negative, signal in (("r_red_green", "red", "green", "R-G"),
                                             ("r_blue_yellow", "blue", "yellow", "B-(R+G)/2")):
         if abs(row[key]) >= RULES["colour_r"]:
             first, second = (positive, negative) if row[key] > 0 else (negative, positive)
-            roles.append(f"colour-opponent, {first} over {second} (r = {row[key]:+.2f} with {signal})")
+            roles.append((f"colour:{first}/{second}", f"colour-opponent, {first} over {second} "
+                          f"(r = {row[key]:+.2f} with {signal})"))
     if row["r_gradient_energy"] >= RULES["edge_r"]:
         text = f"an edge detector (r = {row['r_gradient_energy']:+.2f} with local gradient energy"
         if row["orientation_spread"] >= RULES["orientation_spread"]:
@@ -292,18 +464,59 @@ def describe_channel(layer: int, row: dict) -> str:
             text += (f"; prefers {EDGE_NAMES[angle]} edges, r = "
                      f"{row['r_edge_by_angle'][str(angle)]:+.2f} vs a spread of "
                      f"{row['orientation_spread']:.2f} over orientations")
-        roles.append(text + ")")
+        roles.append(("edge", text + ")"))
     if row["class_selectivity"] >= RULES["class_selectivity"]:
-        roles.append(f"class-selective for {row['top_class']} (selectivity "
-                     f"{row['class_selectivity']:.2f})")
+        roles.append((f"selective:{row['top_class']}", f"class-selective for {row['top_class']} "
+                      f"(selectivity {row['class_selectivity']:.2f})"))
+    looks = appearance(row)
+    if looks:
+        roles.append(("look:" + ", ".join(short for short, _ in looks),
+                      "tuned to patches that are " + ", ".join(text for _, text in looks)
+                      + " against random patches"))
+    return roles
+
+
+def appearance(row: dict) -> list[tuple[str, str]]:
+    """How the strongest patches differ from random ones, where the effect size is large."""
+    if "d_saturation" not in row:
+        return []
+    large, looks = RULES["appearance_d"], []
+    if row["d_saturation"] >= large:
+        consistent = row["hue_consistency"] >= RULES["hue_consistency"]
+        hue = row["hue_name"] if consistent else "of varied hue"
+        looks.append((f"saturated {hue}", f"saturated {hue} ("
+                      + (f"hue {row['hue_deg']}°, " if consistent else "")
+                      + f"d = {row['d_saturation']:+.1f})"))
+    elif row["d_saturation"] <= -large:
+        looks.append(("grey", f"grey (d saturation = {row['d_saturation']:+.1f})"))
+    if abs(row["d_luminance"]) >= large:
+        word = "bright" if row["d_luminance"] > 0 else "dark"
+        looks.append((word, f"{word} (d = {row['d_luminance']:+.1f})"))
+    if abs(row["d_centre_surround"]) >= large:
+        word = "light on dark" if row["d_centre_surround"] > 0 else "dark on light"
+        looks.append((word, f"{word} (centre vs surround, d = {row['d_centre_surround']:+.1f})"))
+    if row["d_orientation"] >= large:
+        word = f"{nearest_edge_name(row['orientation_deg'])} structure"
+        looks.append((word, f"of {word} ({row['orientation_deg']}°, d = {row['d_orientation']:+.1f})"))
+    if abs(row["d_texture_energy"]) >= large:
+        word = "textured" if row["d_texture_energy"] > 0 else "smooth"
+        looks.append((word, f"{word} (d = {row['d_texture_energy']:+.1f})"))
+    return looks
+
+
+def describe_channel(layer: int, row: dict) -> str:
+    """One sentence naming the channel by every rule that holds, quoting the numbers behind it."""
+    roles = channel_roles(row)
     name = f"z{layer} channel {row['channel']}"
     if not roles:
         return (f"{name} is mixed: no rule fits (|r| luminance {abs(row['r_luminance']):.2f}, "
                 f"R-G {abs(row['r_red_green']):.2f}, B-Y {abs(row['r_blue_yellow']):.2f}, "
                 f"edges {row['r_gradient_energy']:+.2f}; class selectivity "
-                f"{row['class_selectivity']:.2f}; zero on {100 * row['zero_share']:.0f} % of "
-                "positions).")
-    return f"{name} is " + "; ".join(roles) + "."
+                f"{row['class_selectivity']:.2f}"
+                + (f"; top class {row['top_k_class']} {row['top_k_class_share']:.0f} %"
+                   if "top_k_classes" in row else "")
+                + f"; zero on {100 * row['zero_share']:.0f} % of positions).")
+    return f"{name} is " + "; ".join(text for _, text in roles) + "."
 
 
 # --- figures ---
@@ -322,14 +535,19 @@ def stretch(image: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def explain_image(model: DeconvNet, tied_model: DeconvNet, image_u8: torch.Tensor, title: str,
                   layer: int, channels: list[int], decoder_name: str, path: Path) -> dict:
-    """One figure: activation maps and per-channel contributions, with the controls beside.
+    """One figure: where each channel fires, its activation map and its contribution.
 
-    Contribution of channel c = decode(only c) - decode(empty latent): what the channel adds
-    to what the switches and biases give on their own.
+    Row 1 marks on the original the receptive field of the channel's strongest unit; row 2 is
+    the activation map (the peak circled); row 3 the contribution of the channel,
+    decode(only c) - decode(empty latent): what the channel adds to what the switches and biases
+    give on their own; row 4 the tied deconvnet's projection.
     """
+    from matplotlib.patches import Rectangle
+
     x = normalize(image_u8[None])
     latents = model.encode(x)
     z = latents.at(layer)[0]
+    width = z.shape[-1]
     singles = model.decode(latents, layer, keep=[[c] for c in channels])
     empty = model.decode(latents, layer, keep=[[]])[0]
     full = model.decode(latents, layer)[0]
@@ -338,46 +556,65 @@ def explain_image(model: DeconvNet, tied_model: DeconvNet, image_u8: torch.Tenso
     common = contributions.abs().max().item()
     energy = z.pow(2).sum(dim=(1, 2))
     share = energy / energy.sum().clamp_min(1e-12)
+    peaks, positions = strongest_units(z[None])
+    boxes = {c: receptive_box(layer, int(positions[0, c]), width) for c in channels}
 
-    per_row, n = 6, 3  # channels per row block, rows per block
+    per_row, n = 6, 4  # channels per row block, rows per block
     blocks = [channels[i:i + per_row] for i in range(0, len(channels), per_row)]
     fig_rows = n * len(blocks)
-    fig, axes = plt_subplots(fig_rows, per_row + 1, 6.1, 1.0 * fig_rows + 0.45)
-    reference = [(image_u8.cpu() / 255, "original"), (denormalize(empty), "empty latent"),
-                 (denormalize(full), "full latent")]
-    row_names = ["activation\n(own colour scale)", "contribution\n(common scale)",
-                 "tied deconvnet\n(own min-max)"]
+    fig, axes = plt_subplots(fig_rows, per_row + 1, 6.3, 0.93 * fig_rows + 0.5)
+    reference = [(image_u8.cpu() / 255, "original"), (denormalize(full), "full latent"),
+                 (denormalize(empty), "empty latent"), (None, "")]
+    row_names = ["where it\nfires most", "activation", "contribution", "tied\ndeconvnet"]
+    original = plots.to_hwc(image_u8.cpu() / 255)
     for b, block in enumerate(blocks):
         for r in range(n):
             ax = axes[n * b + r][0]
             picture, caption = reference[r]
-            ax.imshow(plots.to_hwc(picture), interpolation="nearest")
-            ax.set_xlabel(caption, fontsize=7, labelpad=1)
-            ax.set_ylabel(row_names[r], fontsize=7)
+            if picture is not None:
+                ax.imshow(plots.to_hwc(picture), interpolation="nearest")
+                ax.text(0.5, 0.03, caption, transform=ax.transAxes, ha="center", va="bottom",
+                        fontsize=7, bbox=dict(facecolor="white", alpha=0.8, pad=1, linewidth=0))
+            ax.set_ylabel(row_names[r], fontsize=7, labelpad=2)
         for col in range(per_row):
             for r in range(n):
                 ax = axes[n * b + r][col + 1]
                 if col >= len(block):
                     ax.axis("off")
                     continue
-                k = channels.index(block[col])
+                c = block[col]
+                k = channels.index(c)
                 if r == 0:
-                    ax.imshow(z[block[col]].cpu(), cmap="viridis", interpolation="nearest")
-                    ax.set_title(f"ch {block[col]}: {100 * share[block[col]]:.0f} %", fontsize=7,
-                                 pad=2)
+                    top, left, size = boxes[c]
+                    ax.imshow(original, interpolation="nearest")
+                    ax.add_patch(Rectangle((left - 0.5, top - 0.5), size, size, fill=False,
+                                           edgecolor="yellow", linewidth=1.2))
+                    ax.add_patch(Rectangle((left - 0.5, top - 0.5), size, size, fill=False,
+                                           edgecolor="black", linewidth=0.5, linestyle="--"))
+                    ax.set_title(f"ch {c}: {100 * share[c]:.0f} %", fontsize=7, pad=2)
+                elif r == 1:
+                    ax.imshow(z[c].cpu().numpy(), cmap="viridis", interpolation="nearest")
+                    row_, col_ = divmod(int(positions[0, c]), width)
+                    ax.plot(col_, row_, marker="o", markersize=5, markerfacecolor="none",
+                            markeredgecolor="red", markeredgewidth=0.8)
                 else:
-                    picture = signed_rgb(contributions[k], common) if r == 1 else stretch(tied[k])
+                    picture = signed_rgb(contributions[k], common) if r == 2 else stretch(tied[k])
                     ax.imshow(plots.to_hwc(picture), interpolation="nearest")
     for ax in axes.flat:
         plots.bare(ax)
+        if not ax.images:
+            ax.set_frame_on(False)
     fig.suptitle(f"{title}: single z{layer} channels, the others zeroed ({decoder_name})\n"
-                 "% = share of the activation energy; contribution = decode(channel) - decode(empty),"
-                 " grey = 0", fontsize=7.5)
-    fig.tight_layout(pad=0.3, h_pad=0.2, w_pad=0.3, rect=(0, 0, 1, 1 - 0.36 / fig.get_figheight()))
+                 "%: share of the activation energy; box: receptive field of the strongest unit; "
+                 "contribution = decode(channel) - decode(empty)", fontsize=7.5)
+    fig.tight_layout(pad=0.3, h_pad=0.35, w_pad=0.4, rect=(0, 0, 1, 1 - 0.36 / fig.get_figheight()))
     plots.save(fig, path)
     residual = (contributions.sum(0) + empty - full).abs().max().item() if layer == 1 and \
         len(channels) == CHANNELS[1] else None
     return {"channels": [{"channel": c, "energy_share": round(share[c].item(), 4),
+                          "peak_activation": round(peaks[0, c].item(), 4),
+                          "peak_position": list(divmod(int(positions[0, c]), width)),
+                          "strongest_box": dict(zip(("top", "left", "size"), boxes[c])),
                           "contribution_rms": round(contributions[k].pow(2).mean().sqrt().item(), 4)}
                          for k, c in enumerate(channels)],
             "sum_of_contributions_minus_full_max_abs": residual}
@@ -399,7 +636,7 @@ def top9(model: DeconvNet, z: torch.Tensor, images: torch.Tensor, labels: torch.
     """
     size, stride = RECEPTIVE_FIELD[layer]
     count, height, width = z.shape[1:]
-    peaks, positions = z.flatten(2).max(2)  # (N, C)
+    peaks, positions = strongest_units(z)  # (N, C)
     winners = peaks.topk(k, dim=0).indices.T  # (C, k)
     mosaics, rows = [], []
     for c in range(count):
@@ -424,13 +661,16 @@ def top9(model: DeconvNet, z: torch.Tensor, images: torch.Tensor, labels: torch.
         flat = torch.stack([p.flatten() for p in projections])
         similarity = torch.corrcoef(flat)[~torch.eye(k, dtype=torch.bool)].nan_to_num().mean()
         rows.append({"channel": c, "test_indices": winners[c].tolist(),
+                     "boxes": [list(receptive_box(layer, int(p), width)) for p in where.tolist()],
                      "classes": [DISPLAY_NAMES[i] for i in labels[winners[c]].tolist()],
                      "peak_activation": round(peaks[winners[c][0], c].item(), 4),
                      # mean pairwise r of the nine projections: near 1 = one fixed pattern
                      "projection_similarity": round(similarity.item(), 3)})
-    per_row = 3
+    per_row = 3 if count <= 6 else 4
     n_rows = math.ceil(count / per_row)
-    fig, axes = plt_subplots(n_rows, 2 * per_row, 6.0, 1.1 * n_rows + 0.45, layout="constrained")
+    width = 6.3 if per_row == 4 else 4.8
+    fig, axes = plt_subplots(n_rows, 2 * per_row, width, (width / (2 * per_row) + 0.16) * n_rows + 0.4,
+                             layout="constrained")
     for c, (patch, projection) in enumerate(mosaics):
         ax_patch, ax_proj = axes[c // per_row][2 * (c % per_row)], axes[c // per_row][2 * (c % per_row) + 1]
         ax_patch.imshow(plots.to_hwc(patch), interpolation="nearest")
@@ -453,18 +693,21 @@ def _mosaic(tiles: list[torch.Tensor], columns: int = 3) -> torch.Tensor:
 
 
 def class_heatmap(means: dict[int, torch.Tensor], path: Path) -> None:
-    """Mean activation per class, each channel's row divided by its largest class mean."""
+    """Mean activation per class (rows) of every channel (columns), each channel's column
+    divided by its largest class mean."""
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(2, 1, figsize=(3.15, 4.6), gridspec_kw={"height_ratios": [6, 16]},
-                             layout="constrained")
+    fig, axes = plt.subplots(1, 2, figsize=(4.45, 2.05), layout="constrained",
+                             gridspec_kw={"width_ratios": [6, 16]})
     for ax, layer in zip(axes, (1, 2)):
         m = means[layer]
-        relative = m / m.max(1, keepdim=True).values.clamp_min(1e-12)
-        image = ax.imshow(relative, cmap="magma", vmin=0, vmax=1, aspect="auto")
-        ax.set_xticks(range(10), DISPLAY_NAMES if layer == 2 else [], rotation=60)
-        ax.set_yticks(range(len(m)), [f"z{layer}:{c}" for c in range(len(m))], fontsize=7)
-        ax.set_title(f"z{layer}: mean activation per class (row / its maximum)")
-    fig.colorbar(image, ax=axes, fraction=0.05, label="relative mean activation")
+        relative = (m / m.max(1, keepdim=True).values.clamp_min(1e-12)).T
+        image = ax.imshow(relative.numpy(), cmap="magma", vmin=0, vmax=1, aspect="auto")
+        ax.set_xticks(range(len(m)), [str(c) for c in range(len(m))], fontsize=7)
+        ax.set_yticks(range(10), DISPLAY_NAMES if layer == 1 else [], fontsize=7)
+        ax.set_xlabel(f"z{layer} channel")
+    fig.colorbar(image, ax=axes, location="right", fraction=0.04, pad=0.02,
+                 label="mean / channel's largest")
+    fig.suptitle("mean activation per class", fontsize=8)
     plots.save(fig, path)
 
 
@@ -472,9 +715,9 @@ def conv1_filters_figure(net: DeconvNet, path: Path) -> list[dict]:
     """The six 3x5x5 first-layer filters as RGB patches, each min-max scaled."""
     import matplotlib.pyplot as plt
     weights = net.conv1.weight.detach().cpu()
-    fig, axes = plt.subplots(1, len(weights), figsize=(plots.TEXT_WIDTH_IN / 2, 0.8))
+    fig, axes = plt.subplots(2, 3, figsize=(1.75, 1.45))
     stats = []
-    for c, ax in enumerate(axes):
+    for c, ax in enumerate(axes.flat):
         ax.imshow(plots.to_hwc(stretch(weights[c])), interpolation="nearest")
         ax.set_title(f"filter {c}", fontsize=7, pad=2)
         plots.bare(ax)
@@ -540,11 +783,19 @@ def main() -> None:
                        for layer, (model, _) in layer_models.items()}
 
     # 2. Every channel over the whole test set, named by the rules.
+    #    Each channel's K strongest test images: their classes and how their patches look.
     channels, activations, class_means = {}, {}, {}
+    k = min(TOP_K, len(data.test_labels))
     for layer in (1, 2):
         rows, activations[layer], class_means[layer] = channel_statistics(
             net, data.test_images, data.test_labels, layer)
-        for row in rows:
+        peaks, positions = strongest_units(activations[layer])
+        makeup = class_makeup(peaks, data.test_labels, k, tests=sum(CHANNELS.values()))
+        looks = patch_appearance(data.test_images, peaks, positions, layer,
+                                 activations[layer].shape[-1], k, args.seed)
+        for row, classes, look in zip(rows, makeup, looks):
+            row.update(classes, **look)
+            row["roles"] = [tag for tag, _ in channel_roles(row)]
             row["finding"] = describe_channel(layer, row)
             print(row["finding"])
         channels[f"z{layer}"] = rows
@@ -572,11 +823,23 @@ def main() -> None:
                 decoder_name, out / f"{split}_z{layer}.png")
             print(f"{split} image {index} ({label}), z{layer}: channels {shown}")
 
+    # 4. The explorer: the same network, decoders and channel cards in one offline page.
+    explorer_bytes = write_explorer(
+        out / "explorer.html", net, refit.deconv1, data.test_images, data.test_labels,
+        {"test": {"index": picks["test"][0]},
+         "train": {"index": picks["train"][0], "label": int(data.train_labels[picks["train"][0]]),
+                   "pixels": data.train_images[picks["train"][0]]}},
+        {"channels": channels, "top9": top})
+    print(f"wrote {out / 'explorer.html'} ({explorer_bytes / 2 ** 20:.2f} MB); open it in a browser")
+
     save_json({
         "task": "task3", "checkpoint": str(args.checkpoint),
+        "explorer": {"file": "explorer.html", "bytes": explorer_bytes},
         "task2_config": task2.get("config"),
         "layer1_refit": refit_info, "decoders": decoders, "controls": control_results,
         "rules": RULES, "channels": channels,
+        "appearance_reference": {"random_patches": RANDOM_PATCHES, "top_k": k,
+                                 "seed": args.seed},
         "class_means": {f"z{layer}": [[round(v, 4) for v in row] for row in m.tolist()]
                         for layer, m in class_means.items()},
         "images": explained, "top9": top, "conv1_filters": filters,
