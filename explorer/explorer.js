@@ -444,6 +444,10 @@ window.explorer = {
     if (layer !== 1 && layer !== 2) throw new RangeError("layer must be 1 or 2");
     return Array.from(decodeLatents(analysed(i).latents, layer, channels));
   },
+  latents: i => {  // the pooled maps and PyTorch-style switches (flat index in each plane)
+    const { z1, index1, z2, index2 } = analysed(i).latents;
+    return { z1: Array.from(z1), index1: Array.from(index1), z2: Array.from(z2), index2: Array.from(index2) };
+  },
   own: () => state.own && { pixels: Array.from(state.own.pixels), probabilities: state.own.probabilities.slice() },
   ready: false,
 };

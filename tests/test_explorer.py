@@ -151,3 +151,20 @@ def test_an_own_image_is_classified(page_session, models, tmp_path):
     page.screenshot(path=str(folder / "explorer_own.png"), full_page=True)
     assert seen["errors"] == [] and all(
         url.startswith(("file:", "data:", "blob:")) for url in seen["requests"])
+
+
+def test_switches_break_ties_as_pytorch_does(page_session, models):
+    """Windows of equal values (zeros after the ReLU are common) keep PyTorch's first maximum."""
+    page, *_ = page_session
+    net, _ = models
+    for i in (0, 20, 40):
+        with torch.no_grad():
+            latents = net.encode(normalize(_pixels(page, i)[None]))
+        got = page.evaluate(f"window.explorer.latents({i})")
+        ties = 0
+        for z, index in (("z1", "index1"), ("z2", "index2")):
+            expected = getattr(latents, index)[0].flatten()
+            assert torch.equal(torch.tensor(got[index]), expected), index
+            assert (torch.tensor(got[z]) - getattr(latents, z)[0].flatten()).abs().max() < 1e-4
+            ties += int((getattr(latents, z)[0] == 0).sum())
+        assert ties > 0  # there were tied (all-zero) windows to break
