@@ -79,3 +79,17 @@ def study_outputs(tmp_path_factory, tiny_cifar) -> Path:
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr
     assert (root / "outputs" / "task3" / "metrics.json").is_file()
     return root / "outputs"
+
+
+# Fast unit tests first, so that a slip fails within seconds; the tests that train, run scripts
+# or open a browser come last. Within a file the written order is kept.
+RUN_ORDER = ("test_models.py", "test_latents.py", "test_data.py", "test_training.py",
+             "test_reliability.py", "test_bad_input.py", "test_pipeline.py", "test_report.py",
+             "test_explorer.py", "test_fuzz.py", "test_real_data.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    def rank(item):
+        name = Path(str(item.fspath)).name
+        return RUN_ORDER.index(name) if name in RUN_ORDER else len(RUN_ORDER)
+    items.sort(key=rank)  # stable: the order inside each file is kept

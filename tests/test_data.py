@@ -1,4 +1,5 @@
 """data.py: layouts, cache, subsets, normalisation."""
+import os
 import shutil
 
 import numpy as np
@@ -240,3 +241,33 @@ def test_broken_data_is_one_usage_error(case, tmp_path):
     with pytest.raises(UsageError) as error:
         data.load_cifar10(data_dir, cache_dir=tmp_path / "cache", quiet=True)
     assert fragment in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_same_size_edit_with_a_new_modification_time_invalidates_the_cache(tmp_path):
+    """Size alone would miss this edit: the file keeps its length, only its bytes and mtime change."""
+    root = tmp_path / "src"
+    write_image_folders(root, 1, 1, fmt="png")
+    cache = tmp_path / "cache"
+    data.load_cifar10(root, cache_dir=cache, quiet=True)
+    target = root / "train" / "cat" / "0000.png"
+    size = target.stat().st_size
+    # change one pixel and keep the edit whose PNG has exactly the old file's length
+    rng = np.random.default_rng(5)
+    original = np.asarray(Image.open(target))
+    for _ in range(200):
+        candidate = original.copy()
+        candidate[rng.integers(32), rng.integers(32)] = rng.integers(0, 256, 3)
+        trial = tmp_path / "trial.png"
+        Image.fromarray(candidate).save(trial)
+        if trial.stat().st_size == size and not np.array_equal(candidate, original):
+            break
+    else:
+        pytest.fail("no same-size edit found")
+    stat = target.stat()
+    target.write_bytes(trial.read_bytes())
+    os.utime(target, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10 ** 9))
+    assert target.stat().st_size == size
+    fresh = data.load_cifar10(root, cache_dir=cache, quiet=True)
+    cat = data.CLASSES.index("cat")
+    assert torch.equal(fresh.train_images[fresh.train_labels == cat][0],
+                       torch.from_numpy(candidate).permute(2, 0, 1))

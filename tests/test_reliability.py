@@ -217,3 +217,28 @@ def test_a_loss_plot_without_running_means_has_no_empty_legend_entry(tmp_path):
     plots.loss_curves(history, {"loss": "cross-entropy"}, 40, 4, 2000, tmp_path / "loss.svg", "t")
     svg = (tmp_path / "loss.svg").read_text()
     assert "epoch mean" in svg and "mean of 2000 mini-batches" not in svg
+
+
+def test_atomic_writes_reach_the_disk_before_the_rename_and_the_rename_after(tmp_path, monkeypatch):
+    """After a power loss a renamed file must not be empty: fsync the data, rename, fsync the folder."""
+    import common
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{fd}")))
+        real_fsync(fd)
+
+    def replace(src, dst):
+        events.append(("replace", str(src), str(dst)))
+        real_replace(src, dst)
+    monkeypatch.setattr(common.os, "fsync", fsync)
+    monkeypatch.setattr(common.os, "replace", replace)
+    target = tmp_path / "result.json"
+    common.save_json({"a": 1}, target)
+    kinds = [e[0] for e in events]
+    assert kinds == ["fsync", "replace", "fsync"], events
+    temporary = events[1][1]
+    assert events[0][1] == temporary and events[1][2] == str(target)
+    assert events[2][1] == str(tmp_path)
+    assert json.loads(target.read_text()) == {"a": 1}

@@ -63,7 +63,7 @@ def test_every_number_in_the_report_comes_from_a_metrics_file(outputs):
     text = (outputs / "report.md").read_text()
     text = re.sub(r"\]\([^)]*\)", "]", text)  # figure paths
     text = re.sub(r"CIFAR-10|\b[A-Za-z_]+\d+\b", "", text)  # names: CIFAR-10, z1, conv1, task2
-    text = re.sub(r"\b(Task|eq\.) \(?\d\)?|[Tt]op-9|\(1/3\)|\b\d+x\d+\b", "", text)
+    text = re.sub(r"\b(Task|eq\.) \(?\d\)?|[Tt]op-\d+|\(1/3\)|\b\d+x\d+\b", "", text)
     numbers = re.findall(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", text)
     assert len(numbers) > 100
     for token in numbers:
@@ -147,3 +147,132 @@ def test_a_metrics_file_with_a_garbled_value_is_one_line_error(outputs):
     result = run_script("make_report.py", "--outputs", outputs)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "lacks or garbles a value" in result.stderr and "Traceback" not in result.stderr
+
+
+# --- each table cell and sentence of report.md against the metrics key it claims to show ---
+
+def md_tables(text):
+    """Every Markdown table as (header, rows), in order of appearance."""
+    tables, lines = [], text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("| ") and i + 1 < len(lines) and lines[i + 1].startswith("|---"):
+            header = [c.strip() for c in line.strip("|").split("|")]
+            rows = []
+            for row in lines[i + 2:]:
+                if not row.startswith("|"):
+                    break
+                rows.append([c.strip() for c in row.strip("|").split("|")])
+            tables.append((header, rows))
+    return tables
+
+
+def table_with(tables, first_header):
+    found = [t for t in tables if t[0][0] == first_header]
+    assert len(found) == 1, f"no single table headed {first_header!r}"
+    return found[0]
+
+
+@pytest.fixture
+def report(outputs):
+    result = run_script("make_report.py", "--outputs", outputs)
+    assert result.returncode == 0, result.stderr
+    text = (outputs / "report.md").read_text()
+    return text, md_tables(text), lambda rel: json.loads((outputs / rel).read_text())
+
+
+def test_task1_tables_and_sentence_show_task1s_metrics(report):
+    text, tables, load = report
+    t1 = load("task1/metrics.json")
+    _, losses = table_with(tables, "epoch")
+    assert losses == [[str(r["epoch"]), str(r["step"]), f"{r['loss']:.3f}"] for r in t1["loss_log"]]
+    _, classes = table_with(tables, "class")
+    assert classes == [[name, f"{v:.1f}"] for name, v in t1["per_class_accuracy"].items()]
+    assert (f"Test accuracy {t1['test_accuracy']:.2f} % (standard error "
+            f"{t1['test_accuracy_standard_error']:.2f} points) on {t1['test_images']} test images "
+            f"after {t1['config']['epochs']} epochs") in text
+    per_class = t1["per_class_accuracy"]
+    best = sorted(per_class, key=lambda k: -per_class[k])[0]
+    worst = sorted(per_class, key=lambda k: per_class[k])[0]
+    assert (f"best class {best} ({per_class[best]:.1f} %), worst {worst} "
+            f"({per_class[worst]:.1f} %)") in text
+
+
+def test_task2_psnr_table_and_sentence_show_task2s_metrics(report):
+    text, tables, load = report
+    t2 = load("task2/metrics.json")
+    _, rows = table_with(tables, "reconstruction")
+    assert rows[0] == ["Task 2 decoder", f"{t2['test_psnr_db']:.2f}"]
+    assert rows[1:] == [[name, f"{v:.2f}"] for name, v in t2["psnr_baselines_db"].items()]
+    assert (f"Test accuracy {t2['test_accuracy']:.2f} %, reconstruction PSNR "
+            f"{t2['test_psnr_db']:.2f} dB") in text
+
+
+def test_seed_table_cells_come_from_each_runs_own_metrics(report):
+    """Each column is checked against the run it names, not against summary.json."""
+    _, tables, load = report
+    header, rows = table_with(tables, "seed")
+    assert header == ["seed", "Task 1 (%)", "Task 2 (%)", "difference", "McNemar p", "PSNR (dB)"]
+    assert [r[0] for r in rows] == ["0", "1"]
+    for row in rows:
+        seed = int(row[0])
+        t1 = load("task1/metrics.json" if seed == 0 else f"runs/task1_seed{seed}/metrics.json")
+        t2 = load("task2/metrics.json" if seed == 0 else f"runs/task2_seed{seed}/metrics.json")
+        assert t1["config"]["seed"] == seed and t2["config"]["seed"] == seed
+        assert row[1] == f"{t1['test_accuracy']:.2f}"
+        assert row[2] == f"{t2['test_accuracy']:.2f}"
+        assert float(row[3]) == pytest.approx(t2["test_accuracy"] - t1["test_accuracy"], abs=0.006)
+        assert row[5] == f"{t2['test_psnr_db']:.2f}"
+        # McNemar's exact p from the two runs' predictions, computed here
+        right1 = [p == t for p, t in zip(t1["test_predictions"], t1["test_labels"])]
+        right2 = [p == t for p, t in zip(t2["test_predictions"], t2["test_labels"])]
+        b = sum(a and not c for a, c in zip(right1, right2))
+        c = sum(c and not a for a, c in zip(right1, right2))
+        from math import comb
+        n = b + c
+        p = min(1.0, 2 * sum(comb(n, i) for i in range(min(b, c) + 1)) / 2 ** n) if n else 1.0
+        assert float(row[4]) == pytest.approx(p, abs=0.006)
+
+
+def test_lambda_table_rows_come_from_the_lambda_runs(report):
+    _, tables, load = report
+    header, rows = table_with(tables, "lambda")
+    by_lambda = {row[0]: row for row in rows}
+    zero = load("runs/task2_lambda0_seed0/metrics.json")
+    assert zero["lambda"] == 0
+    assert by_lambda["0"][2:] == [f"{zero['test_accuracy']:.2f}", f"{zero['test_psnr_db']:.2f}"]
+    default = [load("task2/metrics.json"), load("runs/task2_seed1/metrics.json")]
+    accuracies = [m["test_accuracy"] for m in default]
+    mean = sum(accuracies) / 2
+    sd = (sum((a - mean) ** 2 for a in accuracies)) ** 0.5  # n - 1 = 1
+    assert by_lambda["0.01"][1] == "0, 1"
+    assert by_lambda["0.01"][2] == f"{mean:.2f} ± {sd:.2f}"
+
+
+def test_task3_tables_show_each_decoder_control_and_channel(report):
+    text, tables, load = report
+    t3 = load("task3/metrics.json")
+    _, decoders = table_with(tables, "decoder, full latent")
+    assert decoders == [[name, f"{v['psnr_db']:.2f}", f"{v['correlation']:.2f}"]
+                        for name, v in t3["decoders"].items()]
+    _, controls = table_with(tables, "layer")
+    assert controls == [[layer, case, f"{v['psnr_db']:.2f}", f"{v['correlation']:.2f}"]
+                        for layer, cases in t3["controls"].items() for case, v in cases.items()]
+    header, channels = table_with(tables, "channel")
+    rows = [(f"z{layer}", r) for layer in (1, 2) for r in t3["channels"][f"z{layer}"]]
+    assert len(channels) == len(rows) == 22
+    for cells, (layer, r) in zip(channels, rows):
+        cell = dict(zip(header, cells))
+        assert cell["channel"] == f"{layer}:{r['channel']}"
+        assert float(cell["r luminance"]) == pytest.approx(r["r_luminance"], abs=0.006)
+        assert float(cell["r R-G"]) == pytest.approx(r["r_red_green"], abs=0.006)
+        assert float(cell["r B-Y"]) == pytest.approx(r["r_blue_yellow"], abs=0.006)
+        assert float(cell["r gradient"]) == pytest.approx(r["r_gradient_energy"], abs=0.006)
+        assert cell["mean-top class"] == r["top_class"]
+        shares = r["top_k_classes"]
+        top = max(shares, key=shares.get)
+        name, share = cell[f"top-{r['top_k']} class (%)"].split()
+        assert name == top and float(share) == pytest.approx(shares[top], abs=0.5)
+        assert float(cell["d saturation"]) == pytest.approx(r["d_saturation"], abs=0.06)
+        assert float(cell["d texture"]) == pytest.approx(r["d_texture_energy"], abs=0.06)
+    for r in (r for _, r in rows):
+        assert f"- {r['finding']}" in text

@@ -150,3 +150,40 @@ def test_the_runner_keeps_order_limits_and_reports_a_failure(tmp_path):
     order = stamp.read_text().split()
     assert order.index("late") > order.index("slow")  # waited for the run it depends on
     assert (tmp_path / "logs" / "fails.log").is_file()
+
+
+def test_task2_training_follows_a_hand_written_reference_loop():
+    """Eq. (1) with two optimisers, written out here: SGD on encoder and head, Adam on the decoder.
+
+    Every parameter after two steps is compared, so a step that forgets to zero one optimiser's
+    gradients (the decoder's would then accumulate over steps) fails here.
+    """
+    images, labels = synthetic(n=8)
+    torch.manual_seed(0)
+    reference = DeconvNet()
+    torch.manual_seed(0)
+    net = DeconvNet()
+    decoder_names = ("deconv1.", "deconv2.")
+    encoder = [p for n, p in reference.named_parameters() if not n.startswith(decoder_names)]
+    decoder = [p for n, p in reference.named_parameters() if n.startswith(decoder_names)]
+    sgd = torch.optim.SGD(encoder, lr=0.001, momentum=0.9)
+    adam = torch.optim.Adam(decoder, lr=1e-3)
+    lam = 0.01
+    for step in range(2):
+        x = images[4 * step:4 * step + 4].float() / 255 * 2 - 1
+        y = labels[4 * step:4 * step + 4]
+        for p in reference.parameters():
+            p.grad = None
+        logits, x_hat = reference(x)
+        rec = ((x_hat - x) ** 2).sum(dim=(1, 2, 3)).mean() / 3  # (1/3) sum_c ||.||_F^2, batch mean
+        (F.cross_entropy(logits, y) + lam * rec).backward()
+        sgd.step()
+        adam.step()
+
+    optimizers = [torch.optim.SGD(net.encoder_and_head_parameters(), lr=0.001, momentum=0.9),
+                  torch.optim.Adam(net.decoder_parameters(), lr=1e-3)]
+    runner = StepRunner(net, eq1(lam), optimizers, 4, torch.device("cpu"), "eager")
+    for step in range(2):
+        runner(images[4 * step:4 * step + 4], labels[4 * step:4 * step + 4])
+    for (name, a), b in zip(reference.named_parameters(), net.parameters()):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-5), name

@@ -1,0 +1,129 @@
+"""Plant realistic one-line slips in a copy of the repo, one at a time, and run the suite on each.
+
+A slip the suite does not catch is a published number (or served data) that could go wrong
+unnoticed. The list's score should stay at 100 %.
+
+    python tests/mutants.py                 # every slip, the whole suite each (-x: stops at the first failure)
+    python tests/mutants.py --only 3,7      # some of them
+    python tests/mutants.py --list          # print the slips
+
+Not collected by pytest (its name does not start with test_).
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+# (file, the line as it is, the slip, what would go wrong)
+SLIPS = [
+    ("training.py", "    for optimizer in optimizers:\n        optimizer.zero_grad()",
+     "    optimizers[0].zero_grad()", "Task 2's decoder Adam accumulates gradients over steps"),
+    ("visualize_latents.py", '"red_green": r - g,', '"red_green": g - r,',
+     "the R-G colour signal has its sign swapped"),
+    ("make_report.py", 'pct(r["task1_accuracy"]), pct(r["task2_accuracy"]),',
+     'pct(r["task1_accuracy"]), pct(r["task1_accuracy"]),',
+     "the seeds table shows Task 1's accuracy in the Task 2 column"),
+    ("data.py", "    return info.st_size, info.st_mtime_ns", "    return info.st_size, 0",
+     "the cache key ignores modification times"),
+    ("common.py", "        _fsync(tmp)  # the data reaches the disk before the new name does",
+     "        pass", "atomic writes rename a file whose data may not be on the disk"),
+    ("models.py", "    return per_image.mean()", "    return per_image.sum()",
+     "L_rec sums over the batch instead of averaging"),
+    ("data.py", "return images.float().div_(255).sub_(0.5).div_(0.5)",
+     "return images.float().div_(255).sub_(0.5)", "normalisation to [-0.5, 0.5] instead of [-1, 1]"),
+    ("visualize_latents.py", "p = binomtest(int(counts[top]), k, float(base[top]), alternative=\"greater\").pvalue",
+     "p = binomtest(int(counts[top]), k, float(base[top])).pvalue",
+     "the class make-up test is two-sided"),
+    ("visualize_latents.py", "    return (position // width) * stride, (position % width) * stride, size",
+     "    return (position % width) * stride, (position // width) * stride, size",
+     "the receptive-field box has rows and columns swapped"),
+    ("visualize_latents.py", "centre.mean(dim=(1, 2)) - surround",
+     "surround - centre.mean(dim=(1, 2))", "centre-surround has its sign swapped"),
+    ("explorer/explorer.js", "if (v > best || Number.isNaN(v))", "if (v >= best || Number.isNaN(v))",
+     "the page's max-pool keeps the last of tied maxima, not PyTorch's first"),
+    ("explorer/explorer.js", "x[i] = Math.fround(Math.fround(Math.fround(pixels[i] / 255) - 0.5) / 0.5);",
+     "x[i] = Math.fround(Math.fround(pixels[i] / 255) - 0.5);",
+     "the page normalises differently from the network's training"),
+    ("visualize_latents.py", "other = Latents(*(t.roll(1, 0) for t in own))",
+     "other = Latents(*(t.roll(0, 0) for t in own))",
+     "the 'other image' controls use the image itself"),
+    ("sweep.py", '"difference": round(task2["test_accuracy"] - task1["test_accuracy"], 2),',
+     '"difference": round(task1["test_accuracy"] - task2["test_accuracy"], 2),',
+     "the per-seed difference has its sign swapped"),
+    ("make_report.py", "best, worst = max(per_class, key=per_class.get), min(per_class, key=per_class.get)",
+     "worst, best = max(per_class, key=per_class.get), min(per_class, key=per_class.get)",
+     "the report swaps the best and worst class"),
+    ("visualize_latents.py", '(195, "cyan"), (255, "blue")', '(195, "cyan"), (255, "green")',
+     "blue patches are named green"),
+    ("visualize_latents.py", "        maps[f\"edge_{angle}\"] = (math.cos(across) * gx - math.sin(across) * gy) ** 2",
+     "        maps[f\"edge_{angle}\"] = (math.cos(across) * gx + math.sin(across) * gy) ** 2",
+     "diagonal edge orientations are swapped"),
+    ("training.py", "10 * math.log10(1 / mse)", "10 * math.log10(255 / mse)",
+     "PSNR on the wrong peak value"),
+]
+
+
+def copy_repo(destination: Path) -> None:
+    """The files git would ship (tracked and untracked, not ignored), as they are now."""
+    listed = subprocess.run(["git", "-C", str(REPO), "ls-files", "--cached", "--others",
+                             "--exclude-standard", "-z"], capture_output=True, check=True).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        source = REPO / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    shared = REPO.parent / "shared"
+    if shared.exists():  # the real-data tests look for ../shared beside the repo
+        (destination.parent / "shared").symlink_to(shared)
+
+
+def run_slip(number: int, slip: tuple, pytest_args: list[str]) -> tuple[bool, float, str]:
+    """(caught, seconds, the first failing test) for one slip."""
+    path, before, after, _ = slip
+    with tempfile.TemporaryDirectory() as folder:
+        repo = Path(folder) / "repo"
+        copy_repo(repo)
+        source = (repo / path).read_text()
+        if source.count(before) != 1:
+            raise SystemExit(f"slip {number}: the line to change is not exactly once in {path}")
+        (repo / path).write_text(source.replace(before, after))
+        env = dict(os.environ, CIFAR10_CACHE=str(Path(folder) / "cache"), PYTHONDONTWRITEBYTECODE="1")
+        started = time.perf_counter()
+        result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
+                                 *pytest_args, "tests"], cwd=repo, env=env, capture_output=True,
+                                text=True)
+        seconds = time.perf_counter() - started
+    failed = [line for line in result.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
+    return result.returncode != 0, seconds, failed[0] if failed else ""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="", help="comma-separated slip numbers (default: all)")
+    parser.add_argument("--list", action="store_true", help="print the slips and stop")
+    parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
+    args = parser.parse_args()
+    chosen = [int(n) for n in args.only.split(",") if n] or list(range(1, len(SLIPS) + 1))
+    if args.list:
+        for n in chosen:
+            print(f"{n:2d}. {SLIPS[n - 1][0]}: {SLIPS[n - 1][3]}")
+        return
+    caught = 0
+    for n in chosen:
+        ok, seconds, first = run_slip(n, SLIPS[n - 1], args.pytest_args)
+        caught += ok
+        print(f"{n:2d}. {'caught ' if ok else 'MISSED '} in {seconds:5.0f} s  {SLIPS[n - 1][3]}"
+              + (f"  <- {first}" if first else ""), flush=True)
+    print(f"score: {caught}/{len(chosen)} slips caught ({100 * caught / len(chosen):.0f} %)")
+    sys.exit(0 if caught == len(chosen) else 1)
+
+
+if __name__ == "__main__":
+    main()
