@@ -1,11 +1,18 @@
 # Two commands on a fresh machine: `make all` (the whole study) and `make test`.
 # Data: set CIFAR10_DIR to a local copy (e.g. CIFAR10_DIR=../shared/cifar10), else ./data is used
-# and CIFAR-10 is downloaded there by torchvision. Paths may contain spaces.
+# and CIFAR-10 is downloaded there by torchvision.
+#
+# Values given on the command line reach the scripts as environment variables, never through
+# the shell's parser: paths with spaces, quotes, $ or backticks are passed as they are
+# (`$(value ...)` keeps make from expanding a $ in them).
 PYTHON ?= python3
 SUBSET ?= 1.0
 DEVICE ?= auto
-DATA_ARGS = $(if $(CIFAR10_DIR),--data-dir "$(CIFAR10_DIR)",)
-COMMON = $(DATA_ARGS) --subset $(SUBSET) --device $(DEVICE)
+override CIFAR10_DIR := $(value CIFAR10_DIR)
+override SUBSET := $(value SUBSET)
+override DEVICE := $(value DEVICE)
+export CIFAR10_DIR SUBSET DEVICE
+COMMON = --subset "$$SUBSET" --device "$$DEVICE"
 
 .PHONY: all install runs task1 task2 task3 report sweep test bench submission clean
 
@@ -41,9 +48,9 @@ test: install
 	$(PYTHON) -m pytest -q tests
 
 bench:
-	$(PYTHON) benchmarks/bench_task1.py $(DATA_ARGS)
-	$(PYTHON) benchmarks/bench_task2.py $(DATA_ARGS)
-	$(PYTHON) benchmarks/bench_parallel.py $(DATA_ARGS)
+	$(PYTHON) benchmarks/bench_task1.py
+	$(PYTHON) benchmarks/bench_task2.py
+	$(PYTHON) benchmarks/bench_parallel.py
 
 # report.pdf and code.zip (tracked files only: no data, outputs or checkpoints).
 submission: report

@@ -13,10 +13,14 @@ import re
 import signal
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
+
+
+MAX_SEED = 2 ** 32 - 2  # seed + 1 seeds the test subset; numpy and torch accept < 2**32
 
 
 class UsageError(Exception):
@@ -43,15 +47,21 @@ def run_cli(main: Callable[[], None]) -> None:
     try:
         main()
     except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
+        _say(f"error: {error}")
         sys.exit(2)
     except Interrupted as stop:
-        print(f"interrupted: {stop}", file=sys.stderr)
+        _say(f"interrupted: {stop}")
         sys.exit(130)
     except KeyboardInterrupt:
-        print("interrupted: files already written are complete; nothing half-written was left",
-              file=sys.stderr)
+        _say("interrupted: every file written is whole; the run did not finish")
         sys.exit(130)
+
+
+def _say(line: str) -> None:
+    """One line on stderr, whatever bytes a file name holds (undecodable ones are escaped)."""
+    line = " ".join(line.split("\n"))
+    sys.stderr.write(line.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")
+    sys.stderr.flush()
 
 
 class _DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
@@ -82,14 +92,15 @@ def number(kind: type = float, low: float | None = None, high: float | None = No
     Each bound may be None. The error says the allowed range, e.g. "must be in (0, 1]".
     """
     left = "(" if low_open else "["
-    allowed = (f"in {left}{low:g}, {high:g}]" if low is not None and high is not None
-               else f"> {low:g}" if low_open else f">= {low:g}" if low is not None
-               else f"<= {high:g}" if high is not None else "a number")
+    show = (lambda v: str(v)) if kind is int else (lambda v: f"{v:g}")
+    allowed = (f"in {left}{show(low)}, {show(high)}]" if low is not None and high is not None
+               else f"> {show(low)}" if low_open else f">= {show(low)}" if low is not None
+               else f"<= {show(high)}" if high is not None else "a number")
     noun = "a whole number" if kind is int else "a number"
 
     def parse(text: str) -> Any:
         try:
-            value = kind(text)
+            value = kind(text.strip()) if text.strip().isascii() else kind("not a number")
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
         if not math.isfinite(value):
@@ -119,7 +130,7 @@ def add_data_arguments(parser: argparse.ArgumentParser, seed: bool = True) -> No
                         help="use this stratified fraction of CIFAR-10's train and test sets, "
                              "in (0, 1]")
     if seed:
-        parser.add_argument("--seed", type=number(int, 0), default=0,
+        parser.add_argument("--seed", type=number(int, 0, MAX_SEED), default=0,
                             help="seed of initialisation, shuffling and --subset")
     parser.add_argument("--quiet", action="store_true",
                         help="no progress bars (warnings and results are still printed)")
@@ -197,6 +208,66 @@ def prepare_output_dir(path: Path) -> Path:
     return path
 
 
+INCOMPLETE = ".incomplete"  # in an output folder while a run writes it, and after it failed
+LOCK = ".lock"
+
+
+@contextlib.contextmanager
+def run_folder(path: Path, script: str) -> Iterator[Path]:
+    """Hold the output folder for one run: one writer at a time, marked incomplete until the end.
+
+    A second run into the same folder is refused while this one lives (an flock, released by
+    the kernel however this process ends). The folder carries INCOMPLETE from the start until
+    the run succeeds, so results of an earlier run never pass for this one's after a failure:
+    Task 3 and the report refuse a folder that carries it.
+    """
+    import fcntl
+
+    out = prepare_output_dir(path)
+    try:
+        lock = open(out / LOCK, "a+")
+    except OSError as error:
+        raise UsageError(f"cannot write to output folder {out} ({error.strerror}); "
+                         "pass a writable --out") from None
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise UsageError(f"another run ({holder}) is writing to {out} right now; wait for it "
+                             "to finish or pass another --out") from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{script}, pid {os.getpid()}")
+        lock.flush()
+        save_json({"script": script, "pid": os.getpid(), "started": time.strftime(
+            "%Y-%m-%d %H:%M:%S")}, out / INCOMPLETE)
+        try:
+            yield out
+        except (KeyboardInterrupt, Interrupted) as stop:
+            detail = str(stop) + "; " if isinstance(stop, Interrupted) else ""
+            raise Interrupted(f"{detail}{out} is marked incomplete ({INCOMPLETE}) until the run "
+                              "is repeated; every file in it is whole, but they are not one "
+                              "run's results") from None
+        (out / INCOMPLETE).unlink(missing_ok=True)
+    finally:
+        lock.close()
+
+
+def require_complete(folder: Path, what: str, fix: str) -> None:
+    """Refuse results from a folder whose last run did not finish (see run_folder)."""
+    marker = Path(folder) / INCOMPLETE
+    if marker.exists():
+        try:
+            info = json.loads(marker.read_text())
+            started = f"{info['script']} started {info['started']}"
+        except (OSError, ValueError, KeyError, TypeError):
+            started = "a run"
+        raise UsageError(f"{what} {folder} holds an unfinished run ({started}; {INCOMPLETE} "
+                         f"is there), so its files may be older than that run; {fix}")
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -268,8 +339,14 @@ def _fsync(path: Path) -> None:
 
 
 def save_json(data: dict, path: Path) -> None:
+    """Write JSON atomically; a NaN or infinite result is refused rather than written."""
+    try:
+        text = json.dumps(data, indent=2, allow_nan=False) + "\n"
+    except ValueError:
+        raise UsageError(f"refusing to write {path}: a result is NaN or infinite (non-finite "
+                         "weights or inputs?); check the checkpoint and the data") from None
     with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
+        tmp.write_text(text)
 
 
 def save_figure(figure: Any, path: Path, **kwargs: Any) -> None:
@@ -310,6 +387,9 @@ def read_json(path: Path, what: str, fix: str) -> dict:
 def load_torch_file(path: Path, what: str) -> Any:
     """torch.load with weights_only=True, or one UsageError for a missing or damaged file."""
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{what} {path} is a folder; pass the checkpoint file inside it "
+                         "(e.g. cifar_net.pth or deconv_net.pth)")
     if not path.is_file():
         raise UsageError(f"{what} {path} does not exist")
     try:

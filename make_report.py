@@ -8,6 +8,7 @@ typed here or in the template. A task whose outputs are missing is reported as m
     python make_report.py            # after make all (or the task scripts)
 """
 import argparse
+import hashlib
 import json
 import os
 import re
@@ -19,7 +20,7 @@ from matplotlib.patches import FancyBboxPatch
 
 import plots
 from common import (ArgumentParser, UsageError, atomic_path, check_output_dir, output_folder,
-                    prepare_output_dir, read_json, run_cli)
+                    prepare_output_dir, read_json, require_complete, run_cli)
 from models import Z1_SHAPE, Z2_SHAPE
 
 MAX_PAGES = 8
@@ -44,7 +45,6 @@ FIGURES = {"t1_samples": "task1/train_samples.png", "t1_loss": "task1/loss_curve
            "t1_confusion": "task1/confusion_matrix.svg",
            "t2_reconstructions": "task2/reconstructions.png", "t2_loss": "task2/loss_curves.svg",
            "t2_per_class": "task2/per_class_accuracy.svg", "lambda_sweep": "runs/lambda_sweep.svg",
-           "architecture": "architecture.svg",
            "t3_train_z1": "task3/train_z1.png", "t3_train_z2": "task3/train_z2.png",
            "t3_test_z1": "task3/test_z1.png", "t3_test_z2": "task3/test_z2.png",
            "t3_top9_z1": "task3/top9_z1.png", "t3_top9_z2": "task3/top9_z2.png",
@@ -61,11 +61,31 @@ def parse_args(argv: list[str] | None = None):
     return parser.parse_args(argv)
 
 
+def check_provenance(metrics: dict, outputs: Path) -> None:
+    """Refuse to combine results that do not belong together (a newer run of one part failed,
+    or one part was made from another run's model)."""
+    task1, task2, task3 = metrics["task1"], metrics["task2"], metrics["task3"]
+    model = outputs / "task2" / "deconv_net.pth"
+    if task3 and model.is_file():
+        made_from = task3.get("layer1_refit", {}).get("checkpoint_sha256")
+        if made_from != hashlib.sha256(model.read_bytes()).hexdigest():
+            raise UsageError(f"{outputs / 'task3'} was made from another Task 2 model than "
+                             f"{model}; rerun visualize_latents.py (or make all)")
+    compared = (task2 or {}).get("task1_comparison", {})
+    if task1 and "task1_test_accuracy" in compared and \
+            compared["task1_test_accuracy"] != task1.get("test_accuracy"):
+        raise UsageError(f"{outputs / 'task2'} was compared with another Task 1 run than "
+                         f"{outputs / 'task1'} holds; rerun train_deconv.py (or make all)")
+
+
 def read_metrics(outputs: Path) -> dict[str, dict | None]:
     """Each source's JSON, or None when it has not been run; one-line errors for damaged files."""
     found = {}
     for name, (relative, script) in SOURCES.items():
         path = outputs / relative
+        if name != "seeds":
+            require_complete(path.parent, "the output folder",
+                             f"rerun {script} (or make all) before making the report")
         if not path.is_file():
             found[name] = None
             continue
@@ -364,8 +384,10 @@ def build_facts(metrics: dict, outputs: Path) -> dict:
                   else "python batches", "sha": metrics["task1"]["data"]["content_sha256"][:12],
                   "subset": f"{metrics['task1']['config']['subset']:g}"}
                  if metrics["task1"] else None),
-        "figs": {key: [path, natural_width_in(outputs / path)] for key, path in FIGURES.items()
-                 if (outputs / path).is_file()},
+        # absolute paths: Typst compiles with the file system root as its root, so figures may
+        # come from --outputs (read-only is fine) and the architecture figure from --out
+        "figs": {key: [str((outputs / path).resolve()), natural_width_in(outputs / path)]
+                 for key, path in FIGURES.items() if (outputs / path).is_file()},
     }
     return facts
 
@@ -385,10 +407,13 @@ def natural_width_in(path: Path) -> float:
     from PIL import Image, UnidentifiedImageError
     try:
         with Image.open(path) as image:
-            dpi = image.info.get("dpi", (200, 200))[0] or 200
+            dpi = float(image.info.get("dpi", (200, 200))[0] or 200)
+            if image.width * image.height > 4000 * 4000 or image.format != "PNG":
+                raise ValueError("not a figure of this repo")
             return round(image.width / dpi, 3)
-    except (UnidentifiedImageError, OSError):
-        raise UsageError(f"{path} is not a readable PNG; rerun the script that draws it") from None
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError):
+        raise UsageError(f"{path} is not a readable PNG of a sensible size; rerun the script "
+                         "that draws it") from None
 
 
 # --- the architecture figure, drawn from the model's shapes ---
@@ -436,7 +461,7 @@ def typeset(facts: dict, outputs: Path) -> bytes:
     import typst
 
     try:
-        return typst.compile(TEMPLATE.read_bytes(), root=str(outputs.resolve()), format="pdf",
+        return typst.compile(TEMPLATE.read_bytes(), root="/", format="pdf",
                              sys_inputs={"facts": json.dumps(facts)})
     except Exception as error:  # typst reports template or figure problems as its own errors
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -537,7 +562,14 @@ def main() -> None:
     args = parse_args()
     out = getattr(args, "out", args.outputs)
     check_output_dir(out)
+    if not args.outputs.is_dir():
+        raise UsageError(f"--outputs {args.outputs} is not a folder: nothing to report; run "
+                         "make all (or the task scripts) first, or pass the right folder")
     metrics = read_metrics(args.outputs)
+    if not any(metrics.values()):
+        raise UsageError(f"{args.outputs} holds no metrics files (task1/, task2/, task3/, "
+                         "runs/): nothing to report; run make all (or the task scripts) first")
+    check_provenance(metrics, args.outputs)
     for name, found in metrics.items():
         if found is None and name != "seeds":
             print(f"warning: outputs of {name} are missing; the report says so in its place",
@@ -546,11 +578,12 @@ def main() -> None:
         print("note: no runs/summary.json (sweep.py); the report has no seed or lambda tables",
               file=sys.stderr)
     out = prepare_output_dir(out)
-    prepare_output_dir(args.outputs)
-    architecture_figure(args.outputs / "architecture.svg")
+    architecture_figure(out / "architecture.svg")
     try:
         facts = build_facts(metrics, args.outputs)
-    except (KeyError, TypeError, ValueError, IndexError) as error:
+        facts["figs"]["architecture"] = [str((out / "architecture.svg").resolve()),
+                                         natural_width_in(out / "architecture.svg")]
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
         raise UsageError(f"a metrics file under {args.outputs} lacks or garbles a value "
                          f"({type(error).__name__}: {error}); rerun the task scripts with this "
                          "version of the code (make all)") from None

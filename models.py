@@ -150,6 +150,10 @@ def read_state_dict(path: Path, what: str) -> tuple[str, dict]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UsageError(f"{what} {path} is not a model state dict (as saved by "
                          "torch.save(net.state_dict(), PATH)); pass cifar_net.pth or deconv_net.pth")
+    bad = next((k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()), None)
+    if bad is not None:
+        raise UsageError(f"{what} {path} holds non-finite weights ({bad} has NaN or inf): the run "
+                         "that wrote it diverged; retrain it")
     architecture = architecture_of(state)
     if architecture is None:
         raise UsageError(f"{what} {path} holds neither the tutorial net nor the DeconvNet "

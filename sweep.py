@@ -12,7 +12,9 @@ the lambda trade-off, drawn in OUTPUTS/runs/lambda_sweep.svg.
     python sweep.py --seeds 0,1 --lambdas 0,1e-2 -- --epochs 1   # flags after -- go to every
                                                                  # training run
 """
+import argparse
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -21,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import plots
-from common import (ArgumentParser, UsageError, add_data_arguments, check_output_dir, number,
-                    prepare_output_dir, read_json, run_cli, save_json)
+from common import (INCOMPLETE, MAX_SEED, ArgumentParser, UsageError, add_data_arguments, check_output_dir,
+                    number, prepare_output_dir, read_json, run_cli, save_json)
 from data import load_cifar10
 from training import mcnemar
 
@@ -40,13 +42,13 @@ class Run:
     after: tuple[str, ...] = field(default_factory=tuple)
 
 
-def number_list(kind: type, low: float):
-    parse_one = number(kind, low)
+def number_list(kind: type, low: float, high: float | None = None):
+    parse_one = number(kind, low, high)
 
     def parse(text: str) -> list:
         values = [parse_one(part.strip()) for part in text.split(",") if part.strip()]
         if not values:
-            raise ValueError(f"{text!r} holds no value")
+            raise argparse.ArgumentTypeError("is empty; give at least one value, e.g. 0,1,2")
         return sorted(set(values), key=values.index)
     parse.__name__ = f"comma-separated {parse_one.__name__}s"
     return parse
@@ -54,7 +56,7 @@ def number_list(kind: type, low: float):
 
 def parse_args(argv: list[str] | None = None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=number_list(int, 0), default=[0, 1, 2],
+    parser.add_argument("--seeds", type=number_list(int, 0, MAX_SEED), default=[0, 1, 2],
                         help="seeds of Task 1 and of Task 2 at the default lambda")
     parser.add_argument("--lambdas", type=number_list(float, 0),
                         default=[0.0, 1e-4, 1e-3, 1e-2, 1e-1],
@@ -74,6 +76,27 @@ def parse_args(argv: list[str] | None = None):
     return parser.parse_args(argv)
 
 
+def lambda_name(lam: float) -> str:
+    """A lambda as short as it can be written without meeting another value: 0.01, 1.000001e-04."""
+    short = f"{lam:g}"
+    return short if float(short) == lam else repr(lam)
+
+
+# Flags every run gets from the sweep itself; given again after -- they would relabel the runs.
+SET_BY_SWEEP = ("--seed", "--lambda", "--out", "--task1-metrics", "--data-dir", "--subset",
+                "--device", "--resume", "--init-from")
+
+
+def check_extra_flags(extra: list[str]) -> None:
+    """Refuse flags after -- that the sweep sets for each run (or that make runs depend)."""
+    for flag in extra:
+        name = flag.split("=", 1)[0]
+        if name in SET_BY_SWEEP:
+            raise UsageError(f"{name} after -- would override what sweep.py sets for each run "
+                             "(seeds, lambdas, folders, data); use --seeds, --lambdas, --outputs "
+                             "and the sweep's own data flags instead")
+
+
 def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str],
          task3: list[str] | None = None) -> list[Run]:
     """Task 1 per seed, Task 2 per seed at the default lambda, Task 2 per other lambda at seed 0.
@@ -84,7 +107,7 @@ def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str
     def folder(task: str, seed: int, lam: float | None = None) -> Path:
         if seed == seeds[0] and lam is None:
             return outputs / task
-        suffix = f"_lambda{lam:g}" if lam is not None else ""
+        suffix = f"_lambda{lambda_name(lam)}" if lam is not None else ""
         return outputs / "runs" / f"{task}{suffix}_seed{seed}"
 
     runs = []
@@ -106,7 +129,7 @@ def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str
     for lam in lambdas:
         if lam != DEFAULT_LAMBDA:
             seed = seeds[0]
-            runs.append(Run(f"task2 lambda {lam:g} seed {seed}",
+            runs.append(Run(f"task2 lambda {lambda_name(lam)} seed {seed}",
                             [sys.executable, str(REPO / "train_deconv.py"), "--seed", str(seed),
                              "--lambda", str(lam), "--out", str(folder("task2", seed, lam)),
                              "--task1-metrics", str(folder("task1", seed) / "metrics.json"),
@@ -125,6 +148,11 @@ def run_parallel(runs: list[Run], jobs: int, log_dir: Path, quiet: bool = False)
     started_at = time.perf_counter()
     try:
         while waiting or running:
+            for run in [r for r in waiting if any(codes.get(a, 0) != 0 for a in r.after)]:
+                waiting.remove(run)  # what it waits for failed: it would read stale results
+                codes[run.name] = NOT_STARTED
+                print(f"skipped  {run.name}: {', '.join(a for a in run.after if codes[a])} "
+                      "failed", flush=True)
             for run in [r for r in waiting if all(a in codes for a in r.after)]:
                 if len(running) >= jobs:
                     break
@@ -132,7 +160,8 @@ def run_parallel(runs: list[Run], jobs: int, log_dir: Path, quiet: bool = False)
                 log = open(log_dir / (run.name.replace(" ", "_") + ".log"), "w")
                 env = dict(os.environ, PYTHONUNBUFFERED="1")
                 running[run.name] = (subprocess.Popen(run.command, stdout=log,
-                                                      stderr=subprocess.STDOUT, env=env),
+                                                      stderr=subprocess.STDOUT, env=env,
+                                                      preexec_fn=_end_with_parent),
                                      log, time.perf_counter())
                 if not quiet:
                     print(f"started  {run.name}", flush=True)
@@ -148,14 +177,45 @@ def run_parallel(runs: list[Run], jobs: int, log_dir: Path, quiet: bool = False)
                               flush=True)
             time.sleep(0.05)
     except KeyboardInterrupt:
-        for process, log, _ in running.values():
-            process.terminate()
-            process.wait()
-            log.close()
+        while True:  # a second Ctrl-C or SIGTERM must not cut the clean-up short
+            try:
+                _stop_all(running)
+                break
+            except KeyboardInterrupt:
+                continue
         raise
     if not quiet:
         print(f"{len(codes)} runs in {time.perf_counter() - started_at:.0f} s with {jobs} at once")
     return codes
+
+
+def _stop_all(running: dict) -> None:
+    """End every running child (SIGTERM, then SIGKILL after 10 s); safe to call again."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for process, _, _ in running.values():
+        if process.poll() is None:
+            process.terminate()
+    deadline = time.monotonic() + 10
+    for process, log, _ in running.values():
+        try:
+            process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
+
+
+NOT_STARTED = -1  # the exit code recorded for a run skipped because one it waits for failed
+
+
+def _end_with_parent() -> None:
+    """In the child: be sent SIGTERM when the sweep dies, however it dies (Linux prctl)."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def default_jobs(device: str) -> int:
@@ -215,7 +275,7 @@ def summarize(runs: list[Run], codes: dict[str, int], seeds: list[int],
     sweep = []
     for lam in lambdas:
         names = ([f"task2 seed {s}" for s in seeds] if lam == DEFAULT_LAMBDA
-                 else [f"task2 lambda {lam:g} seed {seeds[0]}"])
+                 else [f"task2 lambda {lambda_name(lam)} seed {seeds[0]}"])
         found = [metrics[n] for n in names if n in metrics]
         if found:
             sweep.append({"lambda": lam, "seeds": [m["config"]["seed"] for m in found],
@@ -269,6 +329,7 @@ def sweep_figure(summary: dict, path: Path) -> None:
 
 def main() -> None:
     args = parse_args()
+    check_extra_flags(args.extra)
     jobs = args.jobs or default_jobs(args.device)
     check_output_dir(args.outputs)
     # Decode (or check) the data once here, so that the runs share one cache and bad data
@@ -282,6 +343,10 @@ def main() -> None:
     runs_dir = prepare_output_dir(args.outputs / "runs")
     runs = plan(args.seeds, args.lambdas, args.outputs, [*data_flags, *args.extra],
                 data_flags if args.task3 else None)
+    for run in runs:  # results of an earlier sweep must not pass for this one's
+        save_json({"script": "sweep.py (not yet run)", "pid": os.getpid(),
+                   "started": time.strftime("%Y-%m-%d %H:%M:%S")},
+                  prepare_output_dir(run.out) / INCOMPLETE)
     print(f"{len(runs)} training runs, {jobs} at once; logs in {runs_dir / 'logs'}")
     started = time.perf_counter()
     codes = run_parallel(runs, jobs, runs_dir / "logs")

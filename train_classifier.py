@@ -15,12 +15,11 @@ import torch.nn.functional as F
 
 import plots
 from common import (ArgumentParser, add_data_arguments, add_output_arguments, check_output_dir,
-                    environment_info, prepare_output_dir, run_cli, save_json, save_torch,
-                    select_device)
+                    environment_info, run_cli, run_folder, save_json, save_torch, select_device)
 from data import DISPLAY_NAMES, load_cifar10
 from models import TutorialNet, load_model
-from training import (STATE_FILE, accuracy_summary, add_training_arguments, evaluate, fit,
-                      require_training_state)
+from training import (STATE_FILE, accuracy_summary, add_training_arguments,
+                      check_training_state, evaluate, fit, require_training_state)
 
 
 def parse_args(argv: list[str] | None = None):
@@ -56,68 +55,72 @@ def main() -> None:
     # 1. Load and normalise CIFAR-10 (normalised per mini-batch); show some training images.
     data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=args.quiet)
     data = data.to(device)
-    out = prepare_output_dir(args.out)
-    sample = torch.randperm(len(data.train_labels), generator=torch.Generator().manual_seed(args.seed))[:8]
-    names = [DISPLAY_NAMES[i] for i in data.train_labels[sample].tolist()]
-    plots.labelled_strip(data.train_images[sample].cpu(), names, out / "train_samples.png",
-                         "Training images and their labels")
-    print(" ".join(f"{name:5s}" for name in names))
-
-    # 2. Define a convolutional neural network; 3. a loss function and optimiser.
-    net = TutorialNet().to(device)
-    optimizer = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum, foreach=True)
-
-    # 4. Train the network.
     settings = run_settings(args, data.content_hash)
-    history = fit(net, cross_entropy, [optimizer], data.train_images, data.train_labels,
-                  part_names=("loss",), epochs=args.epochs, batch_size=args.batch_size,
-                  seed=args.seed, log_every=args.log_every, settings=settings,
-                  state_path=out / STATE_FILE, resume=args.resume, quiet=args.quiet,
-                  cuda_graph=not args.no_cuda_graph)
-    print("Finished Training")
+    if args.resume:  # other settings are refused before anything is written
+        check_training_state(args.out / STATE_FILE, settings, args.epochs, optimizers=1)
+    with run_folder(args.out, "train_classifier.py") as out:
+        sample = torch.randperm(len(data.train_labels),
+                                generator=torch.Generator().manual_seed(args.seed))[:8]
+        names = [DISPLAY_NAMES[i] for i in data.train_labels[sample].tolist()]
+        plots.labelled_strip(data.train_images[sample].cpu(), names, out / "train_samples.png",
+                             "Training images and their labels")
+        print(" ".join(f"{name:5s}" for name in names))
 
-    # Save the trained model as the tutorial does (a plain state dict), and load it back.
-    model_path = out / "cifar_net.pth"
-    save_torch(net.state_dict(), model_path)
-    net = load_model(model_path, "TutorialNet", "checkpoint").to(device)
+        # 2. Define a convolutional neural network; 3. a loss function and optimiser.
+        net = TutorialNet().to(device)
+        optimizer = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum,
+                                    foreach=True)
 
-    # 5. Test the network on the test data: a few images first, then the whole test set.
-    predictions = evaluate(net, data.test_images, data.test_labels)["predictions"]
-    shown = torch.randperm(len(data.test_labels), generator=torch.Generator().manual_seed(args.seed))[:8]
-    truth = [DISPLAY_NAMES[i] for i in data.test_labels[shown].tolist()]
-    guessed = [DISPLAY_NAMES[i] for i in predictions[shown].tolist()]
-    print("GroundTruth: ", " ".join(f"{name:5s}" for name in truth))
-    print("Predicted:   ", " ".join(f"{name:5s}" for name in guessed))
-    plots.image_rows([list(data.test_images[shown].cpu() / 255)],
-                     [[f"{t}\n{p}" for t, p in zip(truth, guessed)]], ["truth\npredicted"],
-                     out / "test_predictions.png", title="GroundTruth vs Predicted", width=4.4)
+        # 4. Train the network.
+        history = fit(net, cross_entropy, [optimizer], data.train_images, data.train_labels,
+                      part_names=("loss",), epochs=args.epochs, batch_size=args.batch_size,
+                      seed=args.seed, log_every=args.log_every, settings=settings,
+                      state_path=out / STATE_FILE, resume=args.resume, quiet=args.quiet,
+                      cuda_graph=not args.no_cuda_graph)
+        print("Finished Training")
 
-    summary = accuracy_summary(predictions, data.test_labels, DISPLAY_NAMES)
-    print(f"Accuracy of the network on the {summary['test_images']} test images: "
-          f"{summary['test_accuracy']:.0f} %")
-    for name, accuracy in summary["per_class_accuracy"].items():
-        print(f"Accuracy for class: {name:5s} is {accuracy:.1f} %")
-    plots.per_class_accuracy(summary["per_class_accuracy"], out / "per_class_accuracy.svg",
-                             f"Task 1: accuracy per class (overall {summary['test_accuracy']:.2f} %)")
-    plots.confusion_matrix(summary["confusion_matrix"], DISPLAY_NAMES, out / "confusion_matrix.svg",
-                           "Task 1: confusion matrix (test set)")
-    plots.loss_curves(history, {"loss": "cross-entropy"}, len(data.train_labels), args.batch_size,
-                      args.log_every, out / "loss_curve.svg", "Task 1: training loss")
+        # Save the trained model as the tutorial does (a plain state dict), and load it back.
+        model_path = out / "cifar_net.pth"
+        save_torch(net.state_dict(), model_path)
+        net = load_model(model_path, "TutorialNet", "checkpoint").to(device)
 
-    save_json({
-        "task": "task1", "model": "TutorialNet",
-        "config": {**settings, "epochs": args.epochs, "data_dir": str(args.data_dir)},
-        **summary,
-        # One class digit per test image: Task 2 and sweep.py pair them for McNemar's test.
-        "test_predictions": "".join(map(str, predictions.tolist())),
-        "test_labels": "".join(map(str, data.test_labels.tolist())),
-        "loss_log": history["loss_log"], "epoch_loss": history["epoch_loss"],
-        "sample_predictions": {"ground_truth": truth, "predicted": guessed},
-        "train_seconds": history["train_seconds"],
-        "wall_seconds": round(time.perf_counter() - started, 2),
-        "data": data.describe(), "environment": environment_info(device),
-    }, out / "metrics.json")
-    print(f"wrote {out}/: metrics.json, cifar_net.pth and figures")
+        # 5. Test the network on the test data: a few images first, then the whole test set.
+        predictions = evaluate(net, data.test_images, data.test_labels)["predictions"]
+        shown = torch.randperm(len(data.test_labels), generator=torch.Generator().manual_seed(args.seed))[:8]
+        truth = [DISPLAY_NAMES[i] for i in data.test_labels[shown].tolist()]
+        guessed = [DISPLAY_NAMES[i] for i in predictions[shown].tolist()]
+        print("GroundTruth: ", " ".join(f"{name:5s}" for name in truth))
+        print("Predicted:   ", " ".join(f"{name:5s}" for name in guessed))
+        plots.image_rows([list(data.test_images[shown].cpu() / 255)],
+                         [[f"{t}\n{p}" for t, p in zip(truth, guessed)]], ["truth\npredicted"],
+                         out / "test_predictions.png", title="GroundTruth vs Predicted", width=4.4)
+
+        summary = accuracy_summary(predictions, data.test_labels, DISPLAY_NAMES)
+        print(f"Accuracy of the network on the {summary['test_images']} test images: "
+              f"{summary['test_accuracy']:.0f} %")
+        for name, accuracy in summary["per_class_accuracy"].items():
+            print(f"Accuracy for class: {name:5s} is {accuracy:.1f} %")
+        plots.per_class_accuracy(summary["per_class_accuracy"], out / "per_class_accuracy.svg",
+                                 f"Task 1: accuracy per class (overall {summary['test_accuracy']:.2f} %)")
+        plots.confusion_matrix(summary["confusion_matrix"], DISPLAY_NAMES, out / "confusion_matrix.svg",
+                               "Task 1: confusion matrix (test set)")
+        plots.loss_curves(history, {"loss": "cross-entropy"}, len(data.train_labels), args.batch_size,
+                          args.log_every, out / "loss_curve.svg", "Task 1: training loss")
+
+        save_json({
+            "task": "task1", "model": "TutorialNet",
+            "config": {**settings, "epochs": args.epochs, "data_dir": str(args.data_dir)},
+            **summary,
+            # One class digit per test image: Task 2 and sweep.py pair them for McNemar's test.
+            "test_predictions": "".join(map(str, predictions.tolist())),
+            "test_labels": "".join(map(str, data.test_labels.tolist())),
+            "loss_log": history["loss_log"], "epoch_loss": history["epoch_loss"],
+            "sample_predictions": {"ground_truth": truth, "predicted": guessed},
+            "train_seconds": history["train_seconds"],
+            "wall_seconds": round(time.perf_counter() - started, 2),
+            "data": data.describe(), "environment": environment_info(device),
+        }, out / "metrics.json")
+        print(f"wrote {out}/: metrics.json, cifar_net.pth and figures")
 
 
 if __name__ == "__main__":

@@ -14,13 +14,13 @@ import torch
 import torch.nn.functional as F
 
 import plots
-from common import (ArgumentParser, UsageError, add_data_arguments, add_output_arguments,
-                    check_output_dir, environment_info, number, prepare_output_dir, read_json,
-                    run_cli, save_json, save_torch, select_device)
+from common import (INCOMPLETE, ArgumentParser, UsageError, add_data_arguments,
+                    add_output_arguments, check_output_dir, environment_info, number, read_json,
+                    run_cli, run_folder, save_json, save_torch, select_device)
 from data import DISPLAY_NAMES, denormalize, load_cifar10, normalize
 from models import DeconvNet, load_weights, read_state_dict, reconstruction_loss
-from training import (STATE_FILE, accuracy_summary, add_training_arguments, evaluate, fit,
-                      mcnemar, psnr_db, require_training_state)
+from training import (STATE_FILE, accuracy_summary, add_training_arguments,
+                      check_training_state, evaluate, fit, mcnemar, psnr_db, require_training_state)
 
 COMPARED_WITH_TASK1 = ("data_sha256", "subset", "seed", "epochs", "batch_size", "lr", "momentum")
 
@@ -96,65 +96,68 @@ def main() -> None:
         require_training_state(args.out / STATE_FILE)
     data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=args.quiet)
     data = data.to(device)
-    out = prepare_output_dir(args.out)
-
-    # The classifier with its mirror decoder, trained on eq. (1).
-    torch.manual_seed(args.seed)
-    net = DeconvNet()
-    if init_state is not None:
-        net.load_state_dict(init_state, strict=False)
-    net.to(device)
     settings = run_settings(args, data.content_hash)
-    history = fit(net, eq1(args.lam), optimizers_for(net, args, device),
-                  data.train_images, data.train_labels, part_names=("ce", "rec"),
-                  epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                  log_every=args.log_every, settings=settings, state_path=out / STATE_FILE,
-                  resume=args.resume, quiet=args.quiet, cuda_graph=not args.no_cuda_graph,
-                  divergence_hint="lower --lr or --lambda")
-    print("Finished Training")
-    save_torch(net.state_dict(), out / "deconv_net.pth")
-
-    # Test: accuracy as in Task 1, and how well the image comes back, beside simple baselines.
-    evaluation = evaluate(net, data.test_images, data.test_labels)
-    summary = accuracy_summary(evaluation["predictions"], data.test_labels, DISPLAY_NAMES)
-    print(f"Accuracy of the network on the {summary['test_images']} test images: "
-          f"{summary['test_accuracy']:.2f} %")
-    for name, accuracy in summary["per_class_accuracy"].items():
-        print(f"Accuracy for class: {name:5s} is {accuracy:.1f} %")
-    print(f"Reconstruction on the test set: L_rec {evaluation['rec_loss']:.2f}, "
-          f"MSE {evaluation['mse']:.5f}, PSNR {evaluation['psnr_db']:.2f} dB")
-    baselines = psnr_baselines(data.train_images, data.test_images)
-    print("PSNR of simple baselines: " + ", ".join(f"{k} {v:.2f} dB" for k, v in baselines.items()))
     config = {**settings, "epochs": args.epochs, "data_dir": str(args.data_dir)}
-    comparison = compare_with_task1(args.task1_metrics, config, evaluation["predictions"],
-                                    data.test_labels)
-    print(comparison["message"])
+    if args.resume:  # other settings are refused before anything is written
+        check_training_state(args.out / STATE_FILE, settings, args.epochs,
+                             optimizers=len(optimizers_for(DeconvNet(), args, device)))
+    # Read and check Task 1's results now, not after the whole training.
+    task1 = task1_for_comparison(args.task1_metrics, config, data.test_labels)
+    with run_folder(args.out, "train_deconv.py") as out:
+        # The classifier with its mirror decoder, trained on eq. (1).
+        torch.manual_seed(args.seed)
+        net = DeconvNet()
+        if init_state is not None:
+            net.load_state_dict(init_state, strict=False)
+        net.to(device)
+        history = fit(net, eq1(args.lam), optimizers_for(net, args, device),
+                      data.train_images, data.train_labels, part_names=("ce", "rec"),
+                      epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                      log_every=args.log_every, settings=settings, state_path=out / STATE_FILE,
+                      resume=args.resume, quiet=args.quiet, cuda_graph=not args.no_cuda_graph,
+                      divergence_hint="lower --lr or --lambda")
+        print("Finished Training")
+        save_torch(net.state_dict(), out / "deconv_net.pth")
 
-    reconstruction_figure(net, data, args.seed, out / "reconstructions.png", args.lam)
-    plots.per_class_accuracy(summary["per_class_accuracy"], out / "per_class_accuracy.svg",
-                             f"Task 2: accuracy per class (overall {summary['test_accuracy']:.2f} %)")
-    plots.loss_curves(history, {"ce": "cross-entropy", "rec": "λ·L_rec"}, len(data.train_labels),
-                      args.batch_size, args.log_every, out / "loss_curves.svg",
-                      f"Task 2: training losses (λ = {args.lam:g})", scale={"rec": args.lam})
+        # Test: accuracy as in Task 1, and how well the image comes back, beside simple baselines.
+        evaluation = evaluate(net, data.test_images, data.test_labels)
+        summary = accuracy_summary(evaluation["predictions"], data.test_labels, DISPLAY_NAMES)
+        print(f"Accuracy of the network on the {summary['test_images']} test images: "
+              f"{summary['test_accuracy']:.2f} %")
+        for name, accuracy in summary["per_class_accuracy"].items():
+            print(f"Accuracy for class: {name:5s} is {accuracy:.1f} %")
+        print(f"Reconstruction on the test set: L_rec {evaluation['rec_loss']:.2f}, "
+              f"MSE {evaluation['mse']:.5f}, PSNR {evaluation['psnr_db']:.2f} dB")
+        baselines = psnr_baselines(data.train_images, data.test_images)
+        print("PSNR of simple baselines: " + ", ".join(f"{k} {v:.2f} dB" for k, v in baselines.items()))
+        comparison = compare_with_task1(task1, evaluation["predictions"], data.test_labels)
+        print(comparison["message"])
 
-    save_json({
-        "task": "task2", "model": "DeconvNet", "config": config, "lambda": args.lam,
-        # L_rec sums over the 32x32 pixels: lambda weighs a mean-squared-error term by 1024 lambda
-        "lambda_as_mse_weight": round(1024 * args.lam, 6),
-        **summary,
-        "test_predictions": "".join(map(str, evaluation["predictions"].tolist())),
-        "test_labels": "".join(map(str, data.test_labels.tolist())),
-        "test_rec_loss": round(evaluation["rec_loss"], 3),
-        "test_mse": round(evaluation["mse"], 6),
-        "test_psnr_db": round(evaluation["psnr_db"], 2),
-        "psnr_baselines_db": {k: round(v, 2) for k, v in baselines.items()},
-        "task1_comparison": comparison,
-        "loss_log": history["loss_log"], "epoch_loss": history["epoch_loss"],
-        "train_seconds": history["train_seconds"],
-        "wall_seconds": round(time.perf_counter() - started, 2),
-        "data": data.describe(), "environment": environment_info(device),
-    }, out / "metrics.json")
-    print(f"wrote {out}/: metrics.json, deconv_net.pth and figures")
+        reconstruction_figure(net, data, args.seed, out / "reconstructions.png", args.lam)
+        plots.per_class_accuracy(summary["per_class_accuracy"], out / "per_class_accuracy.svg",
+                                 f"Task 2: accuracy per class (overall {summary['test_accuracy']:.2f} %)")
+        plots.loss_curves(history, {"ce": "cross-entropy", "rec": "λ·L_rec"}, len(data.train_labels),
+                          args.batch_size, args.log_every, out / "loss_curves.svg",
+                          f"Task 2: training losses (λ = {args.lam:g})", scale={"rec": args.lam})
+
+        save_json({
+            "task": "task2", "model": "DeconvNet", "config": config, "lambda": args.lam,
+            # L_rec sums over the 32x32 pixels: lambda weighs a mean-squared-error term by 1024 lambda
+            "lambda_as_mse_weight": round(1024 * args.lam, 6),
+            **summary,
+            "test_predictions": "".join(map(str, evaluation["predictions"].tolist())),
+            "test_labels": "".join(map(str, data.test_labels.tolist())),
+            "test_rec_loss": round(evaluation["rec_loss"], 3),
+            "test_mse": round(evaluation["mse"], 6),
+            "test_psnr_db": round(evaluation["psnr_db"], 2),
+            "psnr_baselines_db": {k: round(v, 2) for k, v in baselines.items()},
+            "task1_comparison": comparison,
+            "loss_log": history["loss_log"], "epoch_loss": history["epoch_loss"],
+            "train_seconds": history["train_seconds"],
+            "wall_seconds": round(time.perf_counter() - started, 2),
+            "data": data.describe(), "environment": environment_info(device),
+        }, out / "metrics.json")
+        print(f"wrote {out}/: metrics.json, deconv_net.pth and figures")
 
 
 @torch.no_grad()
@@ -176,35 +179,64 @@ def psnr_baselines(train_images: torch.Tensor, test_images: torch.Tensor) -> dic
     return {name: psnr_db(mse) for name, mse in results.items()}
 
 
-def compare_with_task1(path: Path, config: dict, predictions: torch.Tensor,
-                       labels: torch.Tensor) -> dict:
-    """Accuracy change and exact McNemar test against a Task 1 run on the same footing.
+def task1_for_comparison(path: Path, config: dict, labels: torch.Tensor) -> dict:
+    """Task 1's results if they can be compared with this run: {"task1": ...} or {"message": why not}.
 
-    Only a Task 1 run with the same data, subset, seed, epochs and SGD protocol is compared;
-    otherwise the result says why there is no comparison.
+    Only a finished Task 1 run with the same data, subset, seed, epochs and SGD protocol, one
+    prediction per test image, is compared; a Task 2 started from that run's weights
+    (--init-from) is compared too, but not as an independent run.
     """
-    if not Path(path).is_file():
+    path = Path(path)
+    if not path.is_file():
         return {"message": f"no comparison with Task 1: {path} does not exist"}
+    if (path.parent / INCOMPLETE).exists():
+        return {"message": f"no comparison with Task 1: the run in {path.parent} did not finish"}
     try:
         task1 = read_json(path, "--task1-metrics", "rerun train_classifier.py")
+        if task1.get("task") != "task1":
+            return {"message": f"no comparison with Task 1: {path} holds the metrics of "
+                               f"{task1.get('task', 'an unknown run')}, not of Task 1"}
         different = [k for k in COMPARED_WITH_TASK1 if task1["config"].get(k) != config.get(k)]
-        task1_predictions = torch.tensor([int(c) for c in task1["test_predictions"]])
-        task1_labels = torch.tensor([int(c) for c in task1["test_labels"]])
-    except (UsageError, KeyError, TypeError, ValueError, AttributeError):
+        predictions, test_labels = task1["test_predictions"], task1["test_labels"]
+        accuracy = task1["test_accuracy"]
+        if not (isinstance(predictions, str) and isinstance(test_labels, str)
+                and isinstance(accuracy, (int, float)) and not isinstance(accuracy, bool)
+                and predictions.isascii() and predictions.isdigit()
+                and test_labels.isascii() and test_labels.isdigit()):
+            raise TypeError
+    except (UsageError, KeyError, TypeError, AttributeError):
         return {"message": f"no comparison with Task 1: {path} is not a Task 1 metrics file "
                            "of this version"}
+    if len(predictions) != len(labels) or len(test_labels) != len(labels):
+        return {"message": f"no comparison with Task 1: {path} has {len(predictions)} test "
+                           f"predictions, this run {len(labels)} test images"}
+    task1_labels = torch.tensor([int(c) for c in test_labels])
     if different or not torch.equal(task1_labels, labels.cpu()):
         return {"message": f"no comparison with Task 1: {path} was run with other "
                            f"{', '.join(different) or 'test images'}"}
+    model = path.parent / "cifar_net.pth"
+    init_from = config.get("init_from")
+    dependent = bool(init_from) and model.exists() and Path(init_from).resolve() == model.resolve()
+    return {"task1": task1, "path": str(path), "independent": not dependent,
+            "predictions": torch.tensor([int(c) for c in predictions])}
+
+
+def compare_with_task1(found: dict, predictions: torch.Tensor, labels: torch.Tensor) -> dict:
+    """Accuracy change and exact McNemar test against a Task 1 run on the same footing."""
+    if "task1" not in found:
+        return {"message": found["message"]}
     labels = labels.cpu()
-    test = mcnemar((task1_predictions == labels).tolist(), (predictions.cpu() == labels).tolist())
-    task1_accuracy = task1["test_accuracy"]
+    test = mcnemar((found["predictions"] == labels).tolist(), (predictions.cpu() == labels).tolist())
+    task1_accuracy = found["task1"]["test_accuracy"]
     change = round(100.0 * (predictions.cpu() == labels).float().mean().item() - task1_accuracy, 2)
-    return {"task1_metrics": str(path), "task1_test_accuracy": task1_accuracy,
-            "accuracy_change": change, "mcnemar": test,
+    caveat = ("" if found["independent"] else "; NOT independent runs: this Task 2 started from "
+              "that Task 1 model's weights (--init-from)")
+    return {"task1_metrics": found["path"], "task1_test_accuracy": task1_accuracy,
+            "accuracy_change": change, "mcnemar": test, "independent": found["independent"],
             "message": f"Task 1 reached {task1_accuracy:.2f} %: change {change:+.2f} points, "
                        f"McNemar p = {test['p_value']:.3f} ({test['only_first_correct']} images "
-                       f"only Task 1 got right, {test['only_second_correct']} only Task 2)"}
+                       f"only Task 1 got right, {test['only_second_correct']} only Task 2)"
+                       + caveat}
 
 
 def reconstruction_figure(net: DeconvNet, data, seed: int, path: Path, lam: float) -> None:

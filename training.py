@@ -76,8 +76,10 @@ class StepRunner:
             raise ValueError("CUDA graphs need a CUDA device")
         self.model, self.loss_fn, self.optimizers = model, loss_fn, optimizers
         self.mode, self.batch_size = mode, batch_size
-        self.images = torch.zeros(batch_size, 3, 32, 32, dtype=torch.uint8, device=device)
-        self.labels = torch.zeros(batch_size, dtype=torch.long, device=device)
+        static = mode != "eager"
+        self.images = (torch.zeros(batch_size, 3, 32, 32, dtype=torch.uint8, device=device)
+                       if static else None)
+        self.labels = torch.zeros(batch_size, dtype=torch.long, device=device) if static else None
         self.graph: torch.cuda.CUDAGraph | None = None
         self.parts: torch.Tensor | None = None
 
@@ -205,7 +207,7 @@ def fit(model: nn.Module, loss_fn: LossFn, optimizers: list[torch.optim.Optimize
                                               generator)
         print(f"resumed after epoch {done} from {state_path}")
     device = labels.device
-    run_step = StepRunner(model, loss_fn, optimizers, batch_size, device,
+    run_step = StepRunner(model, loss_fn, optimizers, min(batch_size, len(labels)), device,
                           step_mode(device, cuda_graph))
     model.train()
     saved_epoch = done
@@ -254,28 +256,47 @@ def require_training_state(path: Path | None) -> None:
                          "(the state is written after every epoch)")
 
 
-def resume_training_state(path: Path | None, settings: dict, epochs: int, model: nn.Module,
-                          optimizers: list[torch.optim.Optimizer],
-                          generator: torch.Generator) -> tuple[int, dict]:
-    """Restore a state saved by save_training_state; return (epochs done, history)."""
+def check_training_state(path: Path | None, settings: dict, epochs: int,
+                         optimizers: int) -> dict:
+    """The state saved by save_training_state, if this run can continue it; else a UsageError."""
     require_training_state(path)
     state = load_torch_file(path, "--resume state")
-    if not isinstance(state, dict) or not {"settings", "epoch", "model_state"} <= set(state):
-        raise UsageError(f"--resume: {path} is not a training state of this repo; "
-                         "delete it or pass a new --out")
+    keys = {"settings", "epoch", "model_state", "optimizer_states", "shuffle_rng", "torch_rng",
+            "history"}
+    if (not isinstance(state, dict) or not keys <= set(state)
+            or not isinstance(state["settings"], dict) or not isinstance(state["epoch"], int)
+            or not isinstance(state["optimizer_states"], list)):
+        missing = ", ".join(sorted(keys - set(state))) if isinstance(state, dict) else "all"
+        raise UsageError(f"--resume: {path} is not a complete training state of this repo "
+                         f"(missing or damaged: {missing or 'values'}); delete it or pass a new --out")
     differing = sorted(k for k in set(settings) | set(state["settings"])
                        if state["settings"].get(k) != settings.get(k))
     if differing:
         raise UsageError(f"--resume: {path} was trained with other settings "
                          f"({', '.join(differing)}); use the same flags or a new --out")
+    if len(state["optimizer_states"]) != optimizers:
+        raise UsageError(f"--resume: {path} holds {len(state['optimizer_states'])} optimiser "
+                         f"states, this run has {optimizers}; use the same flags or a new --out")
     if state["epoch"] > epochs:
         raise UsageError(f"--resume: {path} has already trained {state['epoch']} epochs, more "
                          f"than --epochs {epochs}; pass --epochs {state['epoch']} or more")
+    return state
+
+
+def resume_training_state(path: Path | None, settings: dict, epochs: int, model: nn.Module,
+                          optimizers: list[torch.optim.Optimizer],
+                          generator: torch.Generator) -> tuple[int, dict]:
+    """Restore a state saved by save_training_state; return (epochs done, history)."""
+    state = check_training_state(path, settings, epochs, len(optimizers))
     load_weights(model, state["model_state"], path, "--resume state")
-    for optimizer, saved in zip(optimizers, state["optimizer_states"]):
-        optimizer.load_state_dict(saved)
-    generator.set_state(state["shuffle_rng"])
-    torch.set_rng_state(state["torch_rng"])
+    try:
+        for optimizer, saved in zip(optimizers, state["optimizer_states"]):
+            optimizer.load_state_dict(saved)
+        generator.set_state(state["shuffle_rng"])
+        torch.set_rng_state(state["torch_rng"])
+    except (ValueError, KeyError, TypeError, RuntimeError) as error:
+        raise UsageError(f"--resume: {path} holds a damaged optimiser or random state "
+                         f"({type(error).__name__}); delete it or pass a new --out") from None
     return state["epoch"], state["history"]
 
 
@@ -309,6 +330,9 @@ def evaluate(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
 def psnr_db(mse: float) -> float:
     """Peak signal-to-noise ratio of images in [0, 1]: 10 log10(1 / MSE)."""
+    if not math.isfinite(mse):
+        raise UsageError(f"the reconstruction error is {mse}: the model's weights or outputs "
+                         "are not finite; retrain it or check the checkpoint")
     return 10 * math.log10(1 / mse) if mse > 0 else float("inf")
 
 

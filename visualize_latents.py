@@ -24,8 +24,8 @@ from tqdm import tqdm
 
 import plots
 from common import (ArgumentParser, UsageError, add_data_arguments, add_output_arguments,
-                    check_output_dir, environment_info, load_torch_file, number,
-                    prepare_output_dir, read_json, run_cli, save_json, save_torch, select_device)
+                    check_output_dir, environment_info, load_torch_file, number, read_json,
+                    require_complete, run_cli, run_folder, save_json, save_torch, select_device)
 from data import DISPLAY_NAMES, batches, denormalize, load_cifar10, normalize, warn
 from explorer import write_explorer
 from models import Z1_SHAPE, Z2_SHAPE, DeconvNet, Latents, load_model
@@ -53,16 +53,16 @@ def parse_args(argv: list[str] | None = None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", type=Path, default=Path("outputs/task2/deconv_net.pth"),
                         help="DeconvNet written by train_deconv.py")
-    parser.add_argument("--train-class", choices=DISPLAY_NAMES, default="horse",
-                        help="explain the first training image of this class")
-    parser.add_argument("--test-class", choices=DISPLAY_NAMES, default="cat",
-                        help="explain the first test image of this class (a cat is the first "
-                             "image of the original test batch)")
+    parser.add_argument("--train-class", choices=DISPLAY_NAMES, default=None,
+                        help="explain the first training image of this class (default: horse)")
+    parser.add_argument("--test-class", choices=DISPLAY_NAMES, default=None,
+                        help="explain the first test image of this class (default: cat, the "
+                             "first image of the original test batch)")
     parser.add_argument("--train-index", type=number(int, 0), default=None,
-                        help="explain this training image instead (index into the loaded train "
-                             "split, in any data layout)")
+                        help="explain this training image instead of --train-class (index into "
+                             "the loaded train split, in any data layout)")
     parser.add_argument("--test-index", type=number(int, 0), default=None,
-                        help="explain this test image instead, indexed likewise")
+                        help="explain this test image instead of --test-class, indexed likewise")
     parser.add_argument("--z1-channels", default="all",
                         help="z1 channels to show: 'all' (6) or e.g. 0,3")
     parser.add_argument("--z2-channels", default="top6",
@@ -85,10 +85,12 @@ def channel_choice(layer: int, text: str) -> tuple[str, list[int] | int | None]:
             raise UsageError(f"{flag} {text!r}: z1 has only 6 channels, give 'all' or channel "
                              "numbers such as 0,3")
         k = text[3:]
-        if not k.isdigit() or not 1 <= int(k) <= count:
+        if not (k.isascii() and k.isdigit()) or not 1 <= int(k) <= count:
             raise UsageError(f"{flag} {text!r}: give topK with K in 1..{count}, e.g. top6")
         return "top", int(k)
     try:
+        if not text.isascii():
+            raise ValueError
         channels = [int(part) for part in text.split(",")]
     except ValueError:
         raise UsageError(f"{flag} {text!r}: give 'all', 'topK' or channel numbers such as "
@@ -730,8 +732,15 @@ def conv1_filters_figure(net: DeconvNet, path: Path) -> list[dict]:
 
 # --- the task ---
 
-def pick_image(labels: torch.Tensor, index: int | None, class_name: str, split: str) -> tuple[int, str]:
+DEFAULT_CLASSES = {"train": "horse", "test": "cat"}
+
+
+def pick_image(labels: torch.Tensor, index: int | None, class_name: str | None, split: str) -> tuple[int, str]:
     """The image to explain: --{split}-index if given, else the first of --{split}-class."""
+    if index is not None and class_name is not None:
+        raise UsageError(f"--{split}-index and --{split}-class both choose the {split} image; "
+                         "give one of them")
+    class_name = class_name or DEFAULT_CLASSES[split]
     if index is not None:
         if index >= len(labels):
             raise UsageError(f"--{split}-index {index} is past the end of the {split} set "
@@ -754,9 +763,14 @@ def main() -> None:
     # layer-1 affinity check and the PSNRs in the fourth digit).
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    if args.checkpoint.is_dir():
+        raise UsageError(f"--checkpoint {args.checkpoint} is a folder; pass the deconv_net.pth "
+                         "inside it")
     if not args.checkpoint.is_file():
         raise UsageError(f"no Task 2 checkpoint at {args.checkpoint}; run train_deconv.py first "
                          "(or pass --checkpoint)")
+    require_complete(args.checkpoint.parent, "the Task 2 folder",
+                     "rerun train_deconv.py into it (or pass another --checkpoint)")
     net = load_model(args.checkpoint, "DeconvNet", "--checkpoint").to(device).eval()
     task2_metrics = args.checkpoint.with_name("metrics.json")
     task2 = (read_json(task2_metrics, "Task 2 metrics", "rerun train_deconv.py")
@@ -764,90 +778,90 @@ def main() -> None:
     data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=args.quiet)
     picks = {"train": pick_image(data.train_labels, args.train_index, args.train_class, "train"),
              "test": pick_image(data.test_labels, args.test_index, args.test_class, "test")}
-    out = prepare_output_dir(args.out)
-    data = data.to(device)
+    with run_folder(args.out, "visualize_latents.py") as out:
+        data = data.to(device)
 
-    # 1. Decoders worth reading: refit layer 1 on the real z1, then measure every decoder.
-    refit, refit_info = layer1_refit(net, args.checkpoint, data.train_images, data.content_hash,
-                                     args.fit_epochs, args.seed, args.quiet)
-    decoders = decoder_checks({"z1, Task 2 deconv1 (literal)": (net, 1, False),
-                               "z1, deconv1 refit on real z1": (refit, 1, False),
-                               "z1, tied (conv1 transposed)": (net, 1, True),
-                               "z2, Task 2 decoder": (net, 2, False),
-                               "z2, tied (conv2, conv1 transposed)": (net, 2, True)},
-                              data.test_images)
-    for name, result in decoders.items():
-        print(f"full-latent test PSNR, {name}: {result['psnr_db']:.2f} dB (r = {result['correlation']:.2f})")
-    layer_models = {1: (refit, "z1 decoder refit on real z1"), 2: (net, "Task 2 decoder")}
-    control_results = {f"z{layer}": controls(model, layer, data.test_images)
-                       for layer, (model, _) in layer_models.items()}
+        # 1. Decoders worth reading: refit layer 1 on the real z1, then measure every decoder.
+        refit, refit_info = layer1_refit(net, args.checkpoint, data.train_images, data.content_hash,
+                                         args.fit_epochs, args.seed, args.quiet)
+        decoders = decoder_checks({"z1, Task 2 deconv1 (literal)": (net, 1, False),
+                                   "z1, deconv1 refit on real z1": (refit, 1, False),
+                                   "z1, tied (conv1 transposed)": (net, 1, True),
+                                   "z2, Task 2 decoder": (net, 2, False),
+                                   "z2, tied (conv2, conv1 transposed)": (net, 2, True)},
+                                  data.test_images)
+        for name, result in decoders.items():
+            print(f"full-latent test PSNR, {name}: {result['psnr_db']:.2f} dB (r = {result['correlation']:.2f})")
+        layer_models = {1: (refit, "z1 decoder refit on real z1"), 2: (net, "Task 2 decoder")}
+        control_results = {f"z{layer}": controls(model, layer, data.test_images)
+                           for layer, (model, _) in layer_models.items()}
 
-    # 2. Every channel over the whole test set, named by the rules.
-    #    Each channel's K strongest test images: their classes and how their patches look.
-    channels, activations, class_means = {}, {}, {}
-    k = min(TOP_K, len(data.test_labels))
-    for layer in (1, 2):
-        rows, activations[layer], class_means[layer] = channel_statistics(
-            net, data.test_images, data.test_labels, layer)
-        peaks, positions = strongest_units(activations[layer])
-        makeup = class_makeup(peaks, data.test_labels, k, tests=sum(CHANNELS.values()))
-        looks = patch_appearance(data.test_images, peaks, positions, layer,
-                                 activations[layer].shape[-1], k, args.seed)
-        for row, classes, look in zip(rows, makeup, looks):
-            row.update(classes, **look)
-            row["roles"] = [tag for tag, _ in channel_roles(row)]
-            row["finding"] = describe_channel(layer, row)
-            print(row["finding"])
-        channels[f"z{layer}"] = rows
-    class_heatmap(class_means, out / "class_selectivity.svg")
-    top = {f"z{layer}": top9(layer_models[layer][0], activations[layer], data.test_images,
-                             data.test_labels, layer, out / f"top9_z{layer}.png")
-           for layer in (1, 2)}
-    filters = conv1_filters_figure(net, out / "conv1_filters.png")
+        # 2. Every channel over the whole test set, named by the rules.
+        #    Each channel's K strongest test images: their classes and how their patches look.
+        channels, activations, class_means = {}, {}, {}
+        k = min(TOP_K, len(data.test_labels))
+        for layer in (1, 2):
+            rows, activations[layer], class_means[layer] = channel_statistics(
+                net, data.test_images, data.test_labels, layer)
+            peaks, positions = strongest_units(activations[layer])
+            makeup = class_makeup(peaks, data.test_labels, k, tests=sum(CHANNELS.values()))
+            looks = patch_appearance(data.test_images, peaks, positions, layer,
+                                     activations[layer].shape[-1], k, args.seed)
+            for row, classes, look in zip(rows, makeup, looks):
+                row.update(classes, **look)
+                row["roles"] = [tag for tag, _ in channel_roles(row)]
+                row["finding"] = describe_channel(layer, row)
+                print(row["finding"])
+            channels[f"z{layer}"] = rows
+        class_heatmap(class_means, out / "class_selectivity.svg")
+        top = {f"z{layer}": top9(layer_models[layer][0], activations[layer], data.test_images,
+                                 data.test_labels, layer, out / f"top9_z{layer}.png")
+               for layer in (1, 2)}
+        filters = conv1_filters_figure(net, out / "conv1_filters.png")
 
-    # 3. The two images, one channel at a time.
-    explained = {}
-    for split, (index, why) in picks.items():
-        images = data.train_images if split == "train" else data.test_images
-        labels = data.train_labels if split == "train" else data.test_labels
-        label = DISPLAY_NAMES[int(labels[index])]
-        explained[split] = {"index": index, "class": label, "chosen_as": why}
-        for layer, (model, decoder_name) in layer_models.items():
-            kind, value = choices[layer]
-            z = model.encode(normalize(images[index][None]))
-            energy = z.at(layer)[0].pow(2).sum(dim=(1, 2))
-            shown = (list(range(CHANNELS[layer])) if kind == "all" else
-                     sorted(energy.topk(value).indices.tolist()) if kind == "top" else value)
-            explained[split][f"z{layer}"] = explain_image(
-                model, net, images[index], f"{split} image {index} ({label})", layer, shown,
-                decoder_name, out / f"{split}_z{layer}.png")
-            print(f"{split} image {index} ({label}), z{layer}: channels {shown}")
+        # 3. The two images, one channel at a time.
+        explained = {}
+        for split, (index, why) in picks.items():
+            images = data.train_images if split == "train" else data.test_images
+            labels = data.train_labels if split == "train" else data.test_labels
+            label = DISPLAY_NAMES[int(labels[index])]
+            explained[split] = {"index": index, "class": label, "chosen_as": why}
+            for layer, (model, decoder_name) in layer_models.items():
+                kind, value = choices[layer]
+                z = model.encode(normalize(images[index][None]))
+                energy = z.at(layer)[0].pow(2).sum(dim=(1, 2))
+                shown = (list(range(CHANNELS[layer])) if kind == "all" else
+                         sorted(energy.topk(value).indices.tolist()) if kind == "top" else value)
+                explained[split][f"z{layer}"] = explain_image(
+                    model, net, images[index], f"{split} image {index} ({label})", layer, shown,
+                    decoder_name, out / f"{split}_z{layer}.png")
+                print(f"{split} image {index} ({label}), z{layer}: channels {shown}")
 
-    # 4. The explorer: the same network, decoders and channel cards in one offline page.
-    explorer_bytes = write_explorer(
-        out / "explorer.html", net, refit.deconv1, data.test_images, data.test_labels,
-        {"test": {"index": picks["test"][0]},
-         "train": {"index": picks["train"][0], "label": int(data.train_labels[picks["train"][0]]),
-                   "pixels": data.train_images[picks["train"][0]]}},
-        {"channels": channels, "top9": top})
-    print(f"wrote {out / 'explorer.html'} ({explorer_bytes / 2 ** 20:.2f} MB); open it in a browser")
+        # 4. The explorer: the same network, decoders and channel cards in one offline page.
+        explorer_bytes = write_explorer(
+            out / "explorer.html", net, refit.deconv1, data.test_images, data.test_labels,
+            {"test": {"index": picks["test"][0]},
+             "train": {"index": picks["train"][0], "label": int(data.train_labels[picks["train"][0]]),
+                       "pixels": data.train_images[picks["train"][0]]}},
+            {"channels": channels, "top9": top})
+        print(f"wrote {out / 'explorer.html'} ({explorer_bytes / 2 ** 20:.2f} MB); open it in a browser")
 
-    save_json({
-        "task": "task3", "checkpoint": str(args.checkpoint),
-        "explorer": {"file": "explorer.html", "bytes": explorer_bytes},
-        "task2_config": task2.get("config"),
-        "layer1_refit": refit_info, "decoders": decoders, "controls": control_results,
-        "rules": RULES, "channels": channels,
-        "appearance_reference": {"random_patches": RANDOM_PATCHES, "top_k": k,
-                                 "seed": args.seed},
-        "class_means": {f"z{layer}": [[round(v, 4) for v in row] for row in m.tolist()]
-                        for layer, m in class_means.items()},
-        "images": explained, "top9": top, "conv1_filters": filters,
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "wall_seconds": round(time.perf_counter() - started, 2),
-        "data": data.describe(), "environment": environment_info(device),
-    }, out / "metrics.json")
-    print(f"wrote {out}/: metrics.json and figures")
+        save_json({
+            "task": "task3", "checkpoint": str(args.checkpoint),
+            "explorer": {"file": "explorer.html", "bytes": explorer_bytes},
+            "task2_config": task2.get("config"),
+            "layer1_refit": refit_info, "decoders": decoders, "controls": control_results,
+            "rules": RULES, "channels": channels,
+            "appearance_reference": {"random_patches": RANDOM_PATCHES, "top_k": k,
+                                     "seed": args.seed},
+            "class_means": {f"z{layer}": [[round(v, 4) for v in row] for row in m.tolist()]
+                            for layer, m in class_means.items()},
+            "images": explained, "top9": top, "conv1_filters": filters,
+            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "wall_seconds": round(time.perf_counter() - started, 2),
+            "data": data.describe(), "environment": environment_info(device),
+        }, out / "metrics.json")
+        print(f"wrote {out}/: metrics.json and figures")
 
 
 if __name__ == "__main__":

@@ -208,7 +208,7 @@ def test_a_damaged_training_state_is_one_line(tiny_cifar, tmp_path, script_env):
     torch.save({"something": "else"}, out / "training_state.pth")
     result = _train("train_deconv.py", tiny_cifar, out, script_env, "--resume")
     assert result.returncode == 2 and result.stderr.count("error:") == 1
-    assert "is not a training state of this repo" in result.stderr
+    assert "is not a complete training state of this repo" in result.stderr
 
 
 def test_a_loss_plot_without_running_means_has_no_empty_legend_entry(tmp_path):

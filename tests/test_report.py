@@ -100,10 +100,12 @@ def test_missing_task_gives_a_partial_report_and_a_warning(outputs):
     assert page_count((outputs / "report.pdf").read_bytes()) <= 8
 
 
-def test_nothing_run_yet_still_builds(tmp_path):
+def test_nothing_run_yet_is_refused_and_nothing_written(tmp_path):
+    (tmp_path / "empty").mkdir()
     result = run_script("make_report.py", "--outputs", tmp_path / "empty")
-    assert result.returncode == 0, result.stderr
-    assert result.stderr.count("warning") == 3
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "nothing to report" in result.stderr
+    assert list((tmp_path / "empty").iterdir()) == []
 
 
 def test_a_damaged_figure_is_one_line_error_and_no_report(outputs):
