@@ -295,7 +295,7 @@ def discussion(m: dict) -> dict:
     mixed = sum(not r["roles"] for r in z1 + z2)
     textured = sum(r["d_texture_energy"] >= rules["appearance_d"] for r in z1 + z2)
     dominant_looks = f"{len(both)} of the {len(dominant)}" if dominant else "none of the"
-    limits = (f"Not supported: {mixed} of the {len(z1) + len(z2)} channels remain mixed under every "
+    limits = (f"{mixed} of the {len(z1) + len(z2)} channels remain mixed under every "
               f"rule. 'Class-dominant' describes the top {k} of {m['data']['test_images']} test "
               f"images, not a detector of the object: {dominant_looks} class-dominant channels also "
               f"have a large appearance effect, which may carry the class (a colour, a bright "

@@ -33,6 +33,7 @@ def page_session(study_outputs, tmp_path_factory):
     with playwright.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.set_default_timeout(120_000)  # a loaded CI machine is slow, not broken
         page.on("console", lambda m: m.type == "error" and seen["errors"].append(m.text))
         page.on("pageerror", lambda e: seen["errors"].append(str(e)))
         page.on("request", lambda r: seen["requests"].append(r.url))

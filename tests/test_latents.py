@@ -192,6 +192,13 @@ def test_the_binomial_test_matches_the_formula_for_a_partial_share():
     tail = sum(comb(100, i) * 0.1 ** i * 0.9 ** (100 - i) for i in range(36, 101))
     assert row["top_k_classes"]["horse"] == 36.0
     assert row["top_k_class_p_bonferroni"] == pytest.approx(min(1, 22 * tail), rel=1e-2)
+    # one-sided: a channel unrelated to the class has a largest share near chance, whose
+    # one-sided tail differs from a two-sided p-value
+    unrelated = torch.rand(1000, 1, generator=torch.Generator().manual_seed(4))
+    even = class_makeup(unrelated, labels, k=100, tests=1)[0]
+    top = int(even["top_k_class_share"])
+    expected = sum(comb(100, i) * 0.1 ** i * 0.9 ** (100 - i) for i in range(top, 101))
+    assert even["top_k_class_p_bonferroni"] == pytest.approx(expected, rel=1e-2)
 
 
 def _neutral_row(channel=0):
