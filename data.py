@@ -404,11 +404,11 @@ def _from_arrays(train_images: np.ndarray, train_labels: np.ndarray, test_images
 # --- the cache: a changed source changes the key, so a stale cache is never served ---
 
 def _read_cache(cache_file: Path) -> CIFAR10 | None:
-    if not cache_file.is_file():
-        return None
     try:
+        if not cache_file.is_file():
+            return None
         return CIFAR10(**torch.load(cache_file, weights_only=True))
-    except Exception:  # a damaged cache is rebuilt, never trusted
+    except Exception:  # a damaged or unreadable cache is rebuilt, never trusted
         return None
 
 

@@ -444,3 +444,27 @@ def test_makefile_passes_paths_with_quotes_dollars_and_backticks_unharmed(tmp_pa
     assert fields[0] == weird
     assert "0.5; touch pwned2" in fields
     assert not list(tmp_path.glob("pwned*")) and not list(REPO.glob("pwned*"))
+
+
+def test_permission_errors_are_one_line_even_as_root(small_data, tmp_path, monkeypatch):
+    """What an unreadable class or cache folder looks like (root reads everything, so the
+    operating system's refusal is simulated)."""
+    real_iterdir, real_is_file = Path.iterdir, Path.is_file
+    locked = {small_data / "test" / "dog", tmp_path / "cache"}
+
+    def iterdir(self):
+        if self in locked:
+            raise PermissionError(13, "Permission denied")
+        return real_iterdir(self)
+
+    def is_file(self):
+        if self.parent in locked:
+            raise PermissionError(13, "Permission denied")
+        return real_is_file(self)
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    monkeypatch.setattr(Path, "is_file", is_file)
+    with pytest.raises(UsageError, match=r"test/dog cannot be read \(Permission denied\)"):
+        data.load_cifar10(small_data, cache_dir=tmp_path / "cache", quiet=True)
+    locked.discard(small_data / "test" / "dog")
+    loaded = data.load_cifar10(small_data, cache_dir=tmp_path / "cache", quiet=True)
+    assert len(loaded.test_labels) == 10
