@@ -116,6 +116,13 @@ def spread(stat: dict) -> str:
     return f"{stat['mean']:.2f} ± {stat['sd']:.2f}" if stat.get("sd") is not None else f"{stat['mean']:.2f}"
 
 
+def p_value(value: float) -> str:
+    """A p-value with its relation, to the precision it carries: 'p < 0.001', 'p = 0.004'."""
+    if value < 0.001:
+        return "p < 0.001"
+    return f"p = {value:.3f}" if value < 0.01 else f"p = {value:.2f}"
+
+
 def seconds(value: float) -> str:
     return f"{value:.1f}"
 
@@ -162,7 +169,7 @@ def task2_facts(m: dict) -> dict:
     if facts["compared"]:
         test = comparison["mcnemar"]
         facts.update(task1_accuracy=pct(comparison["task1_test_accuracy"]),
-                     change=f"{comparison['accuracy_change']:+.2f}", p=f"{test['p_value']:.2f}",
+                     change=f"{comparison['accuracy_change']:+.2f}", p=p_value(test["p_value"]),
                      significant=test["p_value"] < 0.05,
                      only_task1=str(test["only_first_correct"]),
                      only_task2=str(test["only_second_correct"]))
@@ -195,10 +202,11 @@ def seeds_facts(s: dict) -> dict:
             facts[key] = spread(s[key])
     if s["per_seed"]:
         ps = [r["mcnemar"]["p_value"] for r in s["per_seed"]]
-        facts["p_range"] = f"{min(ps):.2f}" if len(ps) == 1 else f"{min(ps):.2f} to {max(ps):.2f}"
+        facts["p_range"] = (p_value(min(ps)) if len(ps) == 1 or p_value(min(ps)) == p_value(max(ps))
+                            else f"{p_value(min(ps))} to {p_value(max(ps))[4:]}")
         facts["none_significant"] = min(ps) >= 0.05
     if s.get("paired_t_test"):
-        facts.update(t_p=f"{s['paired_t_test']['p_value']:.2f}",
+        facts.update(t_p=p_value(s["paired_t_test"]["p_value"]),
                      t_significant=s["paired_t_test"]["p_value"] < 0.05,
                      lower=str(s["seeds_task2_lower"]),
                      significant_seeds=str(s["seeds_mcnemar_significant"]),

@@ -564,7 +564,7 @@ def explain_image(model: DeconvNet, tied_model: DeconvNet, image_u8: torch.Tenso
     per_row, n = 6, 4  # channels per row block, rows per block
     blocks = [channels[i:i + per_row] for i in range(0, len(channels), per_row)]
     fig_rows = n * len(blocks)
-    fig, axes = plt_subplots(fig_rows, per_row + 1, 6.3, 0.93 * fig_rows + 0.5)
+    fig, axes = plt_subplots(fig_rows, per_row + 1, 6.0, 0.88 * fig_rows + 0.5)
     reference = [(image_u8.cpu() / 255, "original"), (denormalize(full), "full latent"),
                  (denormalize(empty), "empty latent"), (None, "")]
     row_names = ["where it\nfires most", "activation", "contribution", "tied\ndeconvnet"]
