@@ -6,6 +6,7 @@ and the pixels the page holds.
 """
 import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,15 @@ playwright = pytest.importorskip("playwright.sync_api") if not os.environ.get("C
     __import__("playwright.sync_api", fromlist=["sync_playwright"])
 
 
+def wait_until(page, expression, seconds=120):
+    """Poll a JavaScript expression (wait_for_function would need eval, which the page's
+    Content-Security-Policy forbids)."""
+    deadline = time.monotonic() + seconds
+    while not page.evaluate(f"Boolean({expression})"):
+        assert time.monotonic() < deadline, f"timed out waiting for {expression}"
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def page_session(study_outputs, tmp_path_factory):
     """The explorer of the tiny study opened in Chromium; console errors and requests recorded."""
@@ -38,7 +48,7 @@ def page_session(study_outputs, tmp_path_factory):
         page.on("pageerror", lambda e: seen["errors"].append(str(e)))
         page.on("request", lambda r: seen["requests"].append(r.url))
         page.goto(page_file.as_uri())
-        page.wait_for_function("window.explorer && window.explorer.ready")
+        wait_until(page, "window.explorer && window.explorer.ready")
         yield page, seen, study_outputs, tmp_path_factory.mktemp("explorer")
         browser.close()
 
@@ -139,7 +149,7 @@ def test_an_own_image_is_classified(page_session, models, tmp_path):
     path = tmp_path / "own.png"
     Image.fromarray(pixels.numpy()).save(path)
     page.set_input_files("#own-file", str(path))
-    page.wait_for_function("window.explorer.own() !== null")
+    wait_until(page, "window.explorer.own() !== null")
     own = page.evaluate("window.explorer.own()")
     assert torch.equal(torch.tensor(own["pixels"], dtype=torch.uint8).view(3, 32, 32),
                        pixels.permute(2, 0, 1))
