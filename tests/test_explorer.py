@@ -7,7 +7,6 @@ and the pixels the page holds.
 import os
 import shutil
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
