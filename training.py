@@ -210,7 +210,7 @@ def fit(model: nn.Module, loss_fn: LossFn, optimizers: list[torch.optim.Optimize
     run_step = StepRunner(model, loss_fn, optimizers, min(batch_size, len(labels)), device,
                           step_mode(device, cuda_graph))
     model.train()
-    saved_epoch = done
+    saved_epoch, saving = done, 0  # saving: the epoch whose state is being written
     try:
         for epoch in range(done + 1, epochs + 1):
             started = time.perf_counter()
@@ -222,10 +222,15 @@ def fit(model: nn.Module, loss_fn: LossFn, optimizers: list[torch.optim.Optimize
             history["loss_log"] += log
             history["epoch_loss"].append(means)
             if state_path is not None:
+                saving = epoch
                 save_training_state(state_path, settings, epoch, model, optimizers, generator,
                                     history)
-                saved_epoch = epoch
+                saved_epoch, saving = epoch, 0
     except KeyboardInterrupt:
+        # A signal that lands after this epoch's state was renamed into place, but before the
+        # save returned, still leaves the epoch resumable: ask the file.
+        if saving and _epoch_on_disk(state_path) == saving:
+            saved_epoch = saving
         if saved_epoch:
             raise Interrupted(f"the training state after epoch {saved_epoch} is in {state_path}; "
                               "rerun the same command with --resume to continue") from None
@@ -237,6 +242,14 @@ def fit(model: nn.Module, loss_fn: LossFn, optimizers: list[torch.optim.Optimize
         raise UsageError(f"{error}{kept}") from None
     history["train_seconds"] = round(history["train_seconds"], 2)
     return history
+
+
+def _epoch_on_disk(path: Path | None) -> int:
+    """The epoch a saved training state holds (0 if there is none or it cannot be read)."""
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["epoch"])
+    except Exception:  # absent, partial or foreign: nothing to resume from
+        return 0
 
 
 def save_training_state(path: Path, settings: dict, epoch: int, model: nn.Module,
