@@ -59,7 +59,7 @@ SLIPS = [
     ("make_report.py", "best, worst = max(per_class, key=per_class.get), min(per_class, key=per_class.get)",
      "worst, best = max(per_class, key=per_class.get), min(per_class, key=per_class.get)",
      "the report swaps the best and worst class"),
-    ("visualize_latents.py", '(195, "cyan"), (255, "blue")', '(195, "cyan"), (255, "green")',
+    ("visualize_latents.py", '(255, "blue")', '(255, "green")',
      "blue patches are named green"),
     ("visualize_latents.py", "        maps[f\"edge_{angle}\"] = (math.cos(across) * gx - math.sin(across) * gy) ** 2",
      "        maps[f\"edge_{angle}\"] = (math.cos(across) * gx + math.sin(across) * gy) ** 2",
