@@ -241,8 +241,7 @@ def run_folder(path: Path, script: str) -> Iterator[Path]:
         lock.truncate()
         lock.write(f"{script}, pid {os.getpid()}")
         lock.flush()
-        save_json({"script": script, "pid": os.getpid(), "started": time.strftime(
-            "%Y-%m-%d %H:%M:%S")}, out / INCOMPLETE)
+        mark_incomplete(out, script)
         try:
             yield out
         except (KeyboardInterrupt, Interrupted) as stop:
@@ -253,6 +252,12 @@ def run_folder(path: Path, script: str) -> Iterator[Path]:
         (out / INCOMPLETE).unlink(missing_ok=True)
     finally:
         lock.close()
+
+
+def mark_incomplete(folder: Path, script: str) -> None:
+    """Mark `folder` as holding an unfinished run of `script` (read by require_complete)."""
+    save_json({"script": script, "pid": os.getpid(),
+               "started": time.strftime("%Y-%m-%d %H:%M:%S")}, Path(folder) / INCOMPLETE)
 
 
 def require_complete(folder: Path, what: str, fix: str) -> None:

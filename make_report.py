@@ -222,6 +222,11 @@ ROLE_KINDS = {"class": "class-dominant", "look": "appearance", "brightness": "br
               "selective": "class-selective"}
 
 
+def has_role(row: dict, kind: str) -> bool:
+    """Whether a channel meets a rule of this kind (the part of its tags before the colon)."""
+    return any(tag.split(":")[0] == kind for tag in row["roles"])
+
+
 def role_words(tag: str) -> str:
     """A channel's rule tag (visualize_latents.channel_roles) in a few words."""
     kind, _, detail = tag.partition(":")
@@ -250,10 +255,7 @@ def discussion(m: dict) -> dict:
     """The sentences of 'Are there meaningful patterns?', with examples chosen by the numbers."""
     z1, z2 = m["channels"]["z1"], m["channels"]["z2"]
     rules = m["rules"]
-
-    def has(row: dict, kind: str) -> bool:
-        return any(t.split(":")[0] == kind for t in row["roles"])
-
+    has = has_role
     filters = m.get("conv1_filters", [])
     colour_filters = sum(f["colour_share"] >= 0.5 for f in filters)
     physical = [r for r in z1 if any(has(r, k) for k in ("brightness", "darkness", "colour", "edge"))]
@@ -341,7 +343,7 @@ def task3_facts(m: dict) -> dict:
     roles = {}
     for layer in ("z1", "z2"):
         layer_rows = m["channels"][layer]
-        counts = {word: sum(any(t.split(":")[0] == kind for t in r["roles"]) for r in layer_rows)
+        counts = {word: sum(has_role(r, kind) for r in layer_rows)
                   for kind, word in ROLE_KINDS.items()}
         counts["mixed"] = sum(not r["roles"] for r in layer_rows)
         roles[layer] = ", ".join(f"{n} {word}" for word, n in counts.items() if n)

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import plots
-from common import (INCOMPLETE, MAX_SEED, ArgumentParser, UsageError, add_data_arguments, check_output_dir,
-                    number, prepare_output_dir, read_json, run_cli, save_json)
+from common import (MAX_SEED, ArgumentParser, UsageError, add_data_arguments, check_output_dir,
+                    mark_incomplete, number, prepare_output_dir, read_json, run_cli, save_json)
 from data import load_cifar10
 from training import mcnemar
 
@@ -151,7 +151,7 @@ def run_parallel(runs: list[Run], jobs: int, log_dir: Path, quiet: bool = False)
             for run in [r for r in waiting if any(codes.get(a, 0) != 0 for a in r.after)]:
                 waiting.remove(run)  # what it waits for failed: it would read stale results
                 codes[run.name] = NOT_STARTED
-                print(f"skipped  {run.name}: {', '.join(a for a in run.after if codes[a])} "
+                print(f"skipped  {run.name}: {', '.join(a for a in run.after if codes.get(a, 0))} "
                       "failed", flush=True)
             for run in [r for r in waiting if all(a in codes for a in r.after)]:
                 if len(running) >= jobs:
@@ -344,9 +344,7 @@ def main() -> None:
     runs = plan(args.seeds, args.lambdas, args.outputs, [*data_flags, *args.extra],
                 data_flags if args.task3 else None)
     for run in runs:  # results of an earlier sweep must not pass for this one's
-        save_json({"script": "sweep.py (not yet run)", "pid": os.getpid(),
-                   "started": time.strftime("%Y-%m-%d %H:%M:%S")},
-                  prepare_output_dir(run.out) / INCOMPLETE)
+        mark_incomplete(prepare_output_dir(run.out), "sweep.py (not yet run)")
     print(f"{len(runs)} training runs, {jobs} at once; logs in {runs_dir / 'logs'}")
     started = time.perf_counter()
     codes = run_parallel(runs, jobs, runs_dir / "logs")

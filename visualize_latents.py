@@ -636,8 +636,8 @@ def top9(model: DeconvNet, z: torch.Tensor, images: torch.Tensor, labels: torch.
     projection of that single activation (all else zeroed) minus the empty-latent image, cropped
     to the same field, each at its own symmetric scale (grey = 0).
     """
-    size, stride = RECEPTIVE_FIELD[layer]
-    count, height, width = z.shape[1:]
+    size = RECEPTIVE_FIELD[layer][0]
+    count, width = z.shape[1], z.shape[-1]
     peaks, positions = strongest_units(z)  # (N, C)
     winners = peaks.topk(k, dim=0).indices.T  # (C, k)
     mosaics, rows = [], []
@@ -654,8 +654,8 @@ def top9(model: DeconvNet, z: torch.Tensor, images: torch.Tensor, labels: torch.
         projection = (model.decode(latents.with_map(layer, single), layer)
                       - model.decode(latents.with_map(layer, zeroed), layer))
         patches, projections = [], []
-        for i in range(k):
-            top, left = (where[i] // width).item() * stride, (where[i] % width).item() * stride
+        boxes = [receptive_box(layer, int(p), width) for p in where.tolist()]
+        for i, (top, left, _) in enumerate(boxes):
             patches.append(images[chosen[i], :, top:top + size, left:left + size].cpu() / 255)
             d = projection[i, :, top:top + size, left:left + size].cpu()
             projections.append(signed_rgb(d, d.abs().max().item()))
@@ -663,16 +663,16 @@ def top9(model: DeconvNet, z: torch.Tensor, images: torch.Tensor, labels: torch.
         flat = torch.stack([p.flatten() for p in projections])
         similarity = torch.corrcoef(flat)[~torch.eye(k, dtype=torch.bool)].nan_to_num().mean()
         rows.append({"channel": c, "test_indices": winners[c].tolist(),
-                     "boxes": [list(receptive_box(layer, int(p), width)) for p in where.tolist()],
+                     "boxes": [list(box) for box in boxes],
                      "classes": [DISPLAY_NAMES[i] for i in labels[winners[c]].tolist()],
                      "peak_activation": round(peaks[winners[c][0], c].item(), 4),
                      # mean pairwise r of the nine projections: near 1 = one fixed pattern
                      "projection_similarity": round(similarity.item(), 3)})
     per_row = 3 if count <= 6 else 4
     n_rows = math.ceil(count / per_row)
-    width = 6.3 if per_row == 4 else 4.8
-    fig, axes = plt_subplots(n_rows, 2 * per_row, width, (width / (2 * per_row) + 0.16) * n_rows + 0.4,
-                             layout="constrained")
+    fig_width = 6.3 if per_row == 4 else 4.8
+    fig, axes = plt_subplots(n_rows, 2 * per_row, fig_width,
+                             (fig_width / (2 * per_row) + 0.16) * n_rows + 0.4, layout="constrained")
     for c, (patch, projection) in enumerate(mosaics):
         ax_patch, ax_proj = axes[c // per_row][2 * (c % per_row)], axes[c // per_row][2 * (c % per_row) + 1]
         ax_patch.imshow(plots.to_hwc(patch), interpolation="nearest")
