@@ -6,6 +6,7 @@ loads into it) and adds a decoder that mirrors the two convolutional layers the 
 Fergus's deconvnet does: unpool with the max-pool switches, rectify, transposed convolution.
 Checkpoints are plain state dicts, exactly what the tutorial saves and reloads.
 """
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -15,21 +16,122 @@ import torch.nn.functional as F
 
 from common import UsageError, load_torch_file
 
-Z1_SHAPE = (6, 14, 14)  # after conv1 (5x5) -> ReLU -> 2x2 max-pool
-Z2_SHAPE = (16, 5, 5)  # after conv2 (5x5) -> ReLU -> 2x2 max-pool
+
+
+# --- the architecture, described once: every shape, receptive field and figure derives from it ---
+
+@dataclass(frozen=True)
+class ConvLayer:
+    """One encoder stage, conv (kernel x kernel, stride 1, no padding) -> ReLU -> max-pool.
+
+    Sizes are map sides in units; `receptive_field` and `stride` are in input pixels: a pooled
+    unit sees a `receptive_field`-pixel square, and neighbouring units sit `stride` pixels apart.
+    """
+
+    index: int  # 1 for z1, 2 for z2
+    in_channels: int
+    channels: int
+    kernel: int
+    pool: int
+    size_in: int  # side of the map this stage reads
+    receptive_field_in: int  # receptive field (pixels) of one unit of that map
+    stride_in: int  # pixels between neighbouring units of that map
+
+    @property
+    def name(self) -> str:
+        return f"z{self.index}"
+
+    @property
+    def conv_size(self) -> int:
+        """Side of the map after the convolution (before pooling)."""
+        return self.size_in - self.kernel + 1
+
+    @property
+    def size(self) -> int:
+        """Side of the pooled map z (after pooling)."""
+        return self.conv_size // self.pool
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.size, self.size)
+
+    @property
+    def receptive_field(self) -> int:
+        """Pixels seen by one pooled unit: the kernel widens the field, then the pool does."""
+        after_conv = self.receptive_field_in + (self.kernel - 1) * self.stride_in
+        return after_conv + (self.pool - 1) * self.stride_in
+
+    @property
+    def stride(self) -> int:
+        return self.stride_in * self.pool
+
+    def describe(self) -> dict:
+        """The stage as plain numbers (for metrics files, the explorer page and the report)."""
+        return {"name": self.name, "in_channels": self.in_channels, "channels": self.channels,
+                "kernel": self.kernel, "pool": self.pool, "size_in": self.size_in,
+                "conv_size": self.conv_size, "size": self.size,
+                "receptive_field": self.receptive_field, "stride": self.stride}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The tutorial's network: image size, conv stages (channels, kernel, pool), fc widths."""
+
+    image_channels: int = 3
+    image_size: int = 32
+    channels: tuple[int, ...] = (6, 16)
+    kernel: int = 5
+    pool: int = 2
+    hidden: tuple[int, ...] = (120, 84)
+    classes: int = 10
+
+    @property
+    def layers(self) -> tuple[ConvLayer, ...]:
+        stages, size, field, stride, previous = [], self.image_size, 1, 1, self.image_channels
+        for index, channels in enumerate(self.channels, start=1):
+            stage = ConvLayer(index, previous, channels, self.kernel, self.pool, size, field, stride)
+            stages.append(stage)
+            size, field, stride, previous = stage.size, stage.receptive_field, stage.stride, channels
+        return tuple(stages)
+
+    def layer(self, index: int) -> ConvLayer:
+        """Stage `index` (1 = z1, 2 = z2)."""
+        return self.layers[index - 1]
+
+    @property
+    def flat_features(self) -> int:
+        """Inputs of fc1: the last pooled map, flattened."""
+        last = self.layers[-1]
+        return last.channels * last.size * last.size
+
+    def describe(self) -> dict:
+        return {"image_channels": self.image_channels, "image_size": self.image_size,
+                "layers": [stage.describe() for stage in self.layers],
+                "fc": [self.flat_features, *self.hidden, self.classes]}
+
+
+ARCHITECTURE = Architecture()
+Z1_SHAPE = ARCHITECTURE.layer(1).shape  # (6, 14, 14)
+Z2_SHAPE = ARCHITECTURE.layer(2).shape  # (16, 5, 5)
 
 
 class TutorialNet(nn.Module):
-    """conv 3->6 5x5, ReLU, pool 2, conv 6->16 5x5, ReLU, pool 2, fc 400->120->84->10."""
+    """conv 3->6 5x5, ReLU, pool 2, conv 6->16 5x5, ReLU, pool 2, fc 400->120->84->10.
 
-    def __init__(self) -> None:
+    The layer names are the tutorial's (so its checkpoints load); the sizes come from ARCHITECTURE.
+    """
+
+    def __init__(self, arch: Architecture = ARCHITECTURE) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(3, 6, 5)
-        self.pool = nn.MaxPool2d(2, 2)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
+        first, second = arch.layers
+        self.conv1 = nn.Conv2d(first.in_channels, first.channels, first.kernel)
+        self.pool = nn.MaxPool2d(arch.pool, arch.pool)
+        self.conv2 = nn.Conv2d(second.in_channels, second.channels, second.kernel)
+        widths = [arch.flat_features, *arch.hidden, arch.classes]
+        self.fc1 = nn.Linear(widths[0], widths[1])
+        self.fc2 = nn.Linear(widths[1], widths[2])
+        self.fc3 = nn.Linear(widths[2], widths[3])
+        self.arch = arch
 
     def head(self, z2: torch.Tensor) -> torch.Tensor:
         """Class scores from the second pooled feature map (N,16,5,5)."""
@@ -47,10 +149,10 @@ class TutorialNet(nn.Module):
 class Latents(NamedTuple):
     """What the encoder hands the decoder: both pooled maps and their max-pool switches."""
 
-    z1: torch.Tensor  # (N, 6, 14, 14)
-    indices1: torch.Tensor  # argmax positions of pool 1, in the 28x28 map
-    z2: torch.Tensor  # (N, 16, 5, 5)
-    indices2: torch.Tensor  # argmax positions of pool 2, in the 10x10 map
+    z1: torch.Tensor  # (N, *Z1_SHAPE)
+    indices1: torch.Tensor  # argmax positions of pool 1, in conv1's map
+    z2: torch.Tensor  # (N, *Z2_SHAPE)
+    indices2: torch.Tensor  # argmax positions of pool 2, in conv2's map
 
     def at(self, layer: int) -> torch.Tensor:
         """The pooled map of layer 1 (z1) or 2 (z2)."""
@@ -70,12 +172,13 @@ class DeconvNet(TutorialNet):
     The reconstruction lives in the same normalised space as the input ([-1, 1] for real data).
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.pool = nn.MaxPool2d(2, 2, return_indices=True)
-        self.unpool = nn.MaxUnpool2d(2, 2)
-        self.deconv2 = nn.ConvTranspose2d(16, 6, 5)
-        self.deconv1 = nn.ConvTranspose2d(6, 3, 5)
+    def __init__(self, arch: Architecture = ARCHITECTURE) -> None:
+        super().__init__(arch)
+        first, second = arch.layers
+        self.pool = nn.MaxPool2d(arch.pool, arch.pool, return_indices=True)
+        self.unpool = nn.MaxUnpool2d(arch.pool, arch.pool)
+        self.deconv2 = nn.ConvTranspose2d(second.channels, second.in_channels, second.kernel)
+        self.deconv1 = nn.ConvTranspose2d(first.channels, first.in_channels, first.kernel)
 
     def encode(self, x: torch.Tensor) -> Latents:
         z1, indices1 = self.pool(F.relu(self.conv1(x)))
@@ -103,12 +206,13 @@ class DeconvNet(TutorialNet):
                 mask[k, list(channels)] = 1
             z = z * mask  # one image broadcast to len(keep) copies
         n = len(z)
+        first, second = self.arch.layers
         indices1 = latents.indices1.expand(n, -1, -1, -1)
         if layer == 2:
             indices2 = latents.indices2.expand(n, -1, -1, -1)
-            h = F.relu(self.unpool(z, indices2, output_size=(10, 10)))
+            h = F.relu(self.unpool(z, indices2, output_size=(second.conv_size,) * 2))
             z = (F.conv_transpose2d(h, self.conv2.weight) if tied else self.deconv2(h))
-        h = F.relu(self.unpool(z, indices1, output_size=(28, 28)))
+        h = F.relu(self.unpool(z, indices1, output_size=(first.conv_size,) * 2))
         return F.conv_transpose2d(h, self.conv1.weight) if tied else self.deconv1(h)
 
     def decoder_parameters(self) -> list[nn.Parameter]:
