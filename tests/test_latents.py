@@ -7,8 +7,11 @@ import torch.nn.functional as F
 
 from data import denormalize, normalize
 from models import DeconvNet
-from visualize_latents import (EDGE_NAMES, RULES, channel_choice, channel_statistics, controls,
-                               describe_channel, local_signals, pearson)
+from decoders import controls
+from evidence import (channel_statistics, class_makeup, local_signals, patch_appearance,
+                      patch_measures, pearson, single_channels, strongest_units)
+from findings import EDGE_NAMES, RULES, describe_channel
+from visualize_latents import channel_choice
 
 
 @pytest.fixture
@@ -145,14 +148,12 @@ def test_controls_measure_what_the_decoder_makes_of_the_empty_latent():
     images = torch.randint(0, 256, (20, 3, 32, 32), dtype=torch.uint8)
     net = DeconvNet().eval()
     result = controls(net, 1, images, batch_size=10)
-    assert set(result) == {"own latent and switches", "empty latent, own switches",
-                           "other image's latent, own switches",
-                           "own latent, other image's switches"}
+    assert set(result) == {"own", "empty_latent", "other_latent", "other_switches"}
     with torch.no_grad():
         latents = net.encode(normalize(images))
         empty = net.decode(latents._replace(z1=torch.zeros_like(latents.z1)), 1)
     mse = (denormalize(empty) - images / 255).pow(2).mean().item()
-    assert result["empty latent, own switches"]["psnr_db"] == pytest.approx(
+    assert result["empty_latent"]["psnr_db"] == pytest.approx(
         10 * math.log10(1 / mse), abs=0.01)
 
 
@@ -165,7 +166,6 @@ def test_channel_choices_parse_lists_top_k_and_all():
 # --- issue 16: class make-up, patch appearance, where a channel fires ---
 
 def test_a_channel_firing_on_one_class_only_gets_that_class_at_100_percent():
-    from visualize_latents import class_makeup
     torch.manual_seed(0)
     labels = torch.arange(1000) % 10  # 100 images per class
     peaks = torch.rand(1000, 2) * 0.1
@@ -182,7 +182,6 @@ def test_a_channel_firing_on_one_class_only_gets_that_class_at_100_percent():
 
 def test_the_binomial_test_matches_the_formula_for_a_partial_share():
     from math import comb
-    from visualize_latents import class_makeup
     labels = torch.arange(1000) % 10
     peaks = torch.zeros(1000, 1)
     horses = (labels == 7).nonzero().flatten()[:36]
@@ -219,7 +218,6 @@ def _blue_square_images(n=600, seed=0):
 
 
 def test_a_channel_driven_by_blue_patches_is_called_blue_and_gets_no_class_claim():
-    from visualize_latents import class_makeup, patch_appearance, strongest_units
     images, _ = _blue_square_images()
     x = images.float() / 255
     # The channel: mean blueness B - (R+G)/2 over each z2 receptive field (16x16, stride 4),
@@ -239,7 +237,6 @@ def test_a_channel_driven_by_blue_patches_is_called_blue_and_gets_no_class_claim
 
 @pytest.mark.parametrize("angle", [0, 45, 90, 135])
 def test_patch_orientation_names_a_synthetic_edge(angle):
-    from visualize_latents import patch_measures
     yy, xx = torch.meshgrid(torch.arange(16.), torch.arange(16.), indexing="ij")
     up = 15 - yy  # rows grow downwards; angles count counter-clockwise from horizontal
     theta = math.radians(angle)
@@ -253,7 +250,6 @@ def test_patch_orientation_names_a_synthetic_edge(angle):
 
 
 def test_centre_surround_and_luminance_of_a_dark_spot_on_light_ground():
-    from visualize_latents import patch_measures
     patch = torch.ones(1, 3, 16, 16)
     patch[..., 4:12, 4:12] = 0.0
     m = patch_measures(patch)
@@ -262,7 +258,6 @@ def test_centre_surround_and_luminance_of_a_dark_spot_on_light_ground():
 
 
 def test_the_marked_box_is_the_argmax_of_the_map_mapped_to_pixels(tmp_path):
-    from visualize_latents import explain_image
     torch.manual_seed(3)
     net = DeconvNet().eval()
     image = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8)
@@ -272,8 +267,8 @@ def test_the_marked_box_is_the_argmax_of_the_map_mapped_to_pixels(tmp_path):
     z2 = F.max_pool2d(F.relu(F.conv2d(z1, net.conv2.weight, net.conv2.bias)), 2)
     for layer, z, size, stride in ((1, z1, 6, 2), (2, z2, 16, 4)):
         channels = list(range(z.shape[1]))[:6]
-        result = explain_image(net, net, image, "t", layer, channels, "d", tmp_path / f"{layer}.png")
-        for row in result["channels"]:
+        result = single_channels(net, net, image, layer, channels)
+        for row in result.rows["channels"]:
             c = row["channel"]
             flat = int(z[0, c].flatten().argmax())
             i, j = divmod(flat, z.shape[-1])
@@ -355,7 +350,7 @@ def test_the_other_image_controls_swap_latents_and_switches_between_images():
             j = (i - 1) % 6  # "another image": the previous one in the batch
             other_latent.append(net.decode(own[i]._replace(z2=own[j].z2), 2))
             other_switches.append(net.decode(own[j]._replace(z2=own[i].z2), 2))
-    for case, decoded in (("other image's latent, own switches", other_latent),
-                          ("own latent, other image's switches", other_switches)):
+    for case, decoded in (("other_latent", other_latent),
+                          ("other_switches", other_switches)):
         mse = (denormalize(torch.cat(decoded)) - images / 255).pow(2).mean().item()
         assert result[case]["psnr_db"] == pytest.approx(10 * math.log10(1 / mse), abs=0.01), case

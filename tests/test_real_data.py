@@ -32,6 +32,6 @@ def test_the_refitted_z1_decoder_clearly_beats_the_literal_one(tmp_path, script_
                        env=script_env, timeout=600)
     assert task3.returncode == 0, task3.stderr
     decoders = json.loads((tmp_path / "task3" / "metrics.json").read_text())["decoders"]
-    literal = decoders["z1, Task 2 deconv1 (literal)"]["psnr_db"]
-    refit = decoders["z1, deconv1 refit on real z1"]["psnr_db"]
+    literal = decoders["z1_literal"]["psnr_db"]
+    refit = decoders["z1_refit"]["psnr_db"]
     assert refit > literal + 3, (literal, refit)  # full data: 9.00 dB against 18.44 dB

@@ -1,0 +1,155 @@
+"""The decoders Task 3 reads, and the checks that each can be read at all.
+
+Task 2's deconv1 never sees the encoder's z1 (only deconv2's output), so layer 1 gets a decoder
+of its own, fitted on the real z1 with the encoder frozen and cached next to the checkpoint.
+Every decoder is then measured on the full latents of the test set (PSNR, r) and against
+controls that feed it latents or switches that do not belong to the image.
+"""
+import copy
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from common import UsageError, load_torch_file, save_torch
+from data import batches, denormalize, normalize, warn
+from models import DeconvNet, Latents
+from training import psnr_db
+
+# Stable identifiers (keys in metrics.json) with their display labels.
+DECODERS = {"z1_literal": "z1, Task 2 deconv1 (literal)",
+            "z1_refit": "z1, deconv1 refit on real z1",
+            "z1_tied": "z1, tied (conv1 transposed)",
+            "z2_learned": "z2, Task 2 decoder",
+            "z2_tied": "z2, tied (conv2, conv1 transposed)"}
+CONTROLS = {"own": "own latent and switches",
+            "empty_latent": "empty latent, own switches",
+            "other_latent": "other image's latent, own switches",
+            "other_switches": "own latent, other image's switches"}
+
+
+# --- a layer-1 decoder that is valid on the real z1 ---
+
+def fit_layer1_decoder(refit: DeconvNet, images: torch.Tensor, epochs: int, seed: int,
+                       quiet: bool) -> float:
+    """Give `refit` a fresh deconv1 (ConvTranspose2d(6, 3, 5)) fitted to invert its real z1.
+
+    Task 2's deconv1 only ever sees deconv2's output, never the encoder's z1, so it is not a
+    decoder of z1. The encoder stays frozen; the layer is trained through DeconvNet.decode (unpool
+    with the switches, ReLU, transposed conv) with Adam, batch 32 and the mean squared error
+    (eq. (1)'s L_rec / 1024). Returns the seconds taken.
+    """
+    started = time.perf_counter()
+    torch.manual_seed(seed)
+    first = refit.arch.layer(1)
+    refit.deconv1 = nn.ConvTranspose2d(first.channels, first.in_channels, first.kernel).to(images.device)
+    optimizer = torch.optim.Adam(refit.deconv1.parameters(), lr=3e-3)
+    steps = epochs * math.ceil(len(images) / 32)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
+    generator = torch.Generator().manual_seed(seed)
+    refit.eval()
+    progress = tqdm(total=steps, desc="fitting the z1 decoder", unit="batch", leave=False,
+                    disable=quiet or None, file=sys.stderr)
+    for _ in range(epochs):
+        for images_u8, _ in batches(images, torch.zeros(len(images), device=images.device), 32,
+                                    generator):
+            x = normalize(images_u8)
+            with torch.no_grad():
+                latents = refit.encode(x)
+            loss = F.mse_loss(refit.decode(latents, 1), x)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            progress.update()
+    progress.close()
+    refit.requires_grad_(False)
+    return time.perf_counter() - started
+
+
+def layer1_refit(net: DeconvNet, checkpoint: Path, checkpoint_sha256: str, images: torch.Tensor,
+                 data_sha256: str, epochs: int, seed: int, quiet: bool) -> tuple[DeconvNet, dict]:
+    """The Task 2 model with deconv1 refitted on real z1, cached next to the checkpoint.
+
+    The cache is keyed by the checkpoint's hash (of the bytes the weights were loaded from), the
+    data's hash, the epochs and the seed; a damaged cache is fitted again.
+    """
+    cache = checkpoint.with_name("layer1_decoder.pth")
+    key = {"checkpoint_sha256": checkpoint_sha256, "data_sha256": data_sha256, "epochs": epochs,
+           "seed": seed}
+    refit = copy.deepcopy(net)
+    try:
+        cached = load_torch_file(cache, "layer-1 decoder cache") if cache.is_file() else None
+    except UsageError:
+        cached = None  # damaged: fitted again
+    if isinstance(cached, dict) and cached.get("key") == key:
+        refit.deconv1.load_state_dict(cached["state"])
+        return refit, {**key, "cache": str(cache), "fitted_now": False,
+                       "fit_seconds": cached["fit_seconds"]}
+    seconds = round(fit_layer1_decoder(refit, images, epochs, seed, quiet), 2)
+    try:
+        save_torch({"key": key, "state": refit.deconv1.state_dict(), "fit_seconds": seconds},
+                   cache)
+    except UsageError as error:  # a read-only checkpoint folder costs a refit next time
+        warn(f"could not cache the layer-1 decoder ({error})")
+    return refit, {**key, "cache": str(cache), "fitted_now": True, "fit_seconds": seconds}
+
+
+# --- decoder checks and controls over the test set ---
+
+def _agreement(x_hat: torch.Tensor, x01: torch.Tensor) -> tuple[float, float]:
+    """(squared error sum of the [0,1]-clipped image, Pearson r over all pixel values)."""
+    y = denormalize(x_hat)
+    return (y - x01).pow(2).sum().item(), torch.corrcoef(torch.stack([y.flatten(), x01.flatten()]))[0, 1].item()
+
+
+@torch.no_grad()
+def decoder_checks(decoders: dict[str, tuple[DeconvNet, int, bool]], images: torch.Tensor,
+                   batch_size: int = 1000) -> dict:
+    """Full-latent reconstruction quality of each decoder on the test set: PSNR and r.
+
+    `decoders` maps an identifier of DECODERS to (model, layer, tied).
+    """
+    results = {}
+    for name, (model, layer, tied) in decoders.items():
+        squared, correlations = 0.0, []
+        for images_u8 in images.split(batch_size):
+            x = normalize(images_u8)
+            error, r = _agreement(model.decode(model.encode(x), layer, tied=tied), images_u8 / 255)
+            squared += error
+            correlations.append(r * len(x))
+        results[name] = {"label": DECODERS[name], "layer": layer,
+                         "psnr_db": round(psnr_db(squared / images.numel()), 2),
+                         "correlation": round(sum(correlations) / len(images), 3)}
+    return results
+
+
+@torch.no_grad()
+def controls(model: DeconvNet, layer: int, images: torch.Tensor, batch_size: int = 1000) -> dict:
+    """What the decoder makes of latents that do not belong to the image, on the test set.
+
+    own: the image's latent and switches. empty_latent: all channels zero, own switches.
+    other_latent: the next test image's latent with own switches. other_switches: own latent
+    with the next image's switches. If 'empty_latent' or 'other_latent' scores near 'own', the
+    picture comes from the switches, not from the channels.
+    """
+    sums = {case: [0.0, 0.0] for case in CONTROLS}
+    for images_u8 in images.split(batch_size):
+        x = normalize(images_u8)
+        own = model.encode(x)
+        other = Latents(*(t.roll(1, 0) for t in own))
+        variants = {"own": own,
+                    "empty_latent": own.with_map(layer, torch.zeros_like(own.at(layer))),
+                    "other_latent": own.with_map(layer, other.at(layer)),
+                    "other_switches": other.with_map(layer, own.at(layer))}
+        for case, latents in variants.items():
+            error, r = _agreement(model.decode(latents, layer), images_u8 / 255)
+            sums[case][0] += error
+            sums[case][1] += r * len(x)
+    return {case: {"label": CONTROLS[case], "psnr_db": round(psnr_db(error / images.numel()), 2),
+                   "correlation": round(r / len(images), 3)} for case, (error, r) in sums.items()}
