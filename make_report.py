@@ -16,12 +16,11 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from matplotlib.patches import FancyBboxPatch
-
 import plots
 from common import (ArgumentParser, UsageError, atomic_path, check_output_dir, output_folder,
                     prepare_output_dir, read_json, require_complete, run_cli)
-from models import Z1_SHAPE, Z2_SHAPE
+from models import ARCHITECTURE, Architecture
+from report_facts import FIGURE_FILES, build_facts, captions
 
 MAX_PAGES = 8
 TEMPLATE = Path(__file__).resolve().parent / "report" / "report.typ"
@@ -39,18 +38,6 @@ REQUIRED_KEYS = {
               "appearance_reference"),
     "seeds": ("per_seed", "lambda_sweep"),
 }
-FIGURES = {"t1_samples": "task1/train_samples.png", "t1_loss": "task1/loss_curve.svg",
-           "t1_predictions": "task1/test_predictions.png",
-           "t1_per_class": "task1/per_class_accuracy.svg",
-           "t1_confusion": "task1/confusion_matrix.svg",
-           "t2_reconstructions": "task2/reconstructions.png", "t2_loss": "task2/loss_curves.svg",
-           "t2_per_class": "task2/per_class_accuracy.svg", "lambda_sweep": "runs/lambda_sweep.svg",
-           "t3_train_z1": "task3/train_z1.png", "t3_train_z2": "task3/train_z2.png",
-           "t3_test_z1": "task3/test_z1.png", "t3_test_z2": "task3/test_z2.png",
-           "t3_top9_z1": "task3/top9_z1.png", "t3_top9_z2": "task3/top9_z2.png",
-           "t3_classes": "task3/class_selectivity.svg", "t3_filters": "task3/conv1_filters.png"}
-
-
 def parse_args(argv: list[str] | None = None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--outputs", type=Path, default=Path("outputs"),
@@ -98,308 +85,15 @@ def read_metrics(outputs: Path) -> dict[str, dict | None]:
     return found
 
 
-# --- numbers as text, rounded to what they carry ---
-
-def pct(value: float) -> str:
-    return f"{value:.2f}"
-
-
-def db(value: float) -> str:
-    return f"{value:.2f}"
-
-
-def r2(value: float) -> str:
-    return f"{value:+.2f}"
-
-
-def spread(stat: dict) -> str:
-    return f"{stat['mean']:.2f} ± {stat['sd']:.2f}" if stat.get("sd") is not None else f"{stat['mean']:.2f}"
-
-
-def p_value(value: float) -> str:
-    """A p-value with its relation, to the precision it carries: 'p < 0.001', 'p = 0.004'."""
-    if value < 0.001:
-        return "p < 0.001"
-    return f"p = {value:.3f}" if value < 0.01 else f"p = {value:.2f}"
-
-
-def seconds(value: float) -> str:
-    return f"{value:.1f}"
-
-
-# --- facts per part ---
-
-def task1_facts(m: dict) -> dict:
-    c = m["config"]
-    per_class = m["per_class_accuracy"]
-    names = list(per_class)
-    confusion = m["confusion_matrix"]
-    off = sorted(((confusion[i][j], names[i], names[j]) for i in range(len(names))
-                  for j in range(len(names)) if i != j), reverse=True)[:3]
-    best, worst = max(per_class, key=per_class.get), min(per_class, key=per_class.get)
-    return {
-        "accuracy": pct(m["test_accuracy"]), "se": pct(m["test_accuracy_standard_error"]),
-        "n_test": str(m["test_images"]), "n_train": str(m["data"]["train_images"]),
-        "epochs": str(c["epochs"]), "batch": str(c["batch_size"]), "lr": f"{c['lr']:g}",
-        "momentum": f"{c['momentum']:g}", "seed": str(c["seed"]), "log_every": str(c["log_every"]),
-        "train_seconds": seconds(m["train_seconds"]), "device": m["environment"]["device"],
-        "losses": [[str(r["epoch"]), str(r["step"]), f"{r['loss']:.3f}"] for r in m["loss_log"]],
-        "per_class": [[name, f"{value:.1f}"] for name, value in per_class.items()],
-        "best": [best, f"{per_class[best]:.1f}"], "worst": [worst, f"{per_class[worst]:.1f}"],
-        "confusions": [[true, predicted, str(count)] for count, true, predicted in off],
-        "ground_truth": " ".join(m["sample_predictions"]["ground_truth"]),
-        "predicted": " ".join(m["sample_predictions"]["predicted"]),
-    }
-
-
-def task2_facts(m: dict) -> dict:
-    c = m["config"]
-    comparison = m["task1_comparison"]
-    facts = {
-        "accuracy": pct(m["test_accuracy"]), "se": pct(m["test_accuracy_standard_error"]),
-        "psnr": db(m["test_psnr_db"]), "mse": f"{m['test_mse']:.4f}",
-        "rec": f"{m['test_rec_loss']:.1f}", "lambda": f"{m['lambda']:g}",
-        "mse_weight": f"{m['lambda_as_mse_weight']:g}",
-        "decoder_optimizer": {"adam": "Adam", "sgd": "SGD"}[c["decoder_optimizer"]],
-        "decoder_lr": f"{c['decoder_lr']:g}", "train_seconds": seconds(m["train_seconds"]),
-        "baselines": [[name, db(value)] for name, value in m["psnr_baselines_db"].items()],
-        "per_class": [[name, f"{value:.1f}"] for name, value in m["per_class_accuracy"].items()],
-        "compared": "mcnemar" in comparison, "comparison_message": comparison["message"],
-    }
-    if facts["compared"]:
-        test = comparison["mcnemar"]
-        facts.update(task1_accuracy=pct(comparison["task1_test_accuracy"]),
-                     change=f"{comparison['accuracy_change']:+.2f}", p=p_value(test["p_value"]),
-                     significant=test["p_value"] < 0.05,
-                     only_task1=str(test["only_first_correct"]),
-                     only_task2=str(test["only_second_correct"]))
-    # Where the decoder's PSNR falls among the baselines, in words the template quotes.
-    psnr, baselines = m["test_psnr_db"], m["psnr_baselines_db"]
-    closest = min(baselines, key=lambda name: abs(baselines[name] - psnr))
-    below = [name for name, value in baselines.items() if value <= psnr]
-    above = [name for name, value in baselines.items() if value > psnr]
-    facts.update(closest=[closest, db(baselines[closest])],
-                 best_below=[max(below, key=baselines.get), db(max(baselines[n] for n in below))]
-                 if below else None,
-                 worst_above=[min(above, key=baselines.get), db(min(baselines[n] for n in above))]
-                 if above else None,
-                 class_se=f"{m['per_class_standard_error_max']:.1f}")
-    return facts
-
-
-def seeds_facts(s: dict) -> dict:
-    facts = {"seeds": ", ".join(map(str, s["seeds"])), "n": str(len(s["per_seed"])),
-             "rows": [[str(r["seed"]), pct(r["task1_accuracy"]), pct(r["task2_accuracy"]),
-                       f"{r['difference']:+.2f}", f"{r['mcnemar']['p_value']:.2f}",
-                       db(r["task2_psnr_db"])] for r in s["per_seed"]],
-             "lambda_rows": [[f"{r['lambda']:g}", ", ".join(map(str, r["seeds"])),
-                              spread(r["accuracy"]), spread(r["psnr_db"])]
-                             for r in s["lambda_sweep"]],
-             "failed": ", ".join(s.get("failed_runs", [])),
-             "wall_seconds": seconds(s.get("wall_seconds", 0.0)), "jobs": str(s.get("jobs", ""))}
-    for key in ("task1_accuracy", "task2_accuracy", "difference", "task2_psnr_db"):
-        if key in s:
-            facts[key] = spread(s[key])
-    if s["per_seed"]:
-        ps = [r["mcnemar"]["p_value"] for r in s["per_seed"]]
-        facts["p_range"] = (p_value(min(ps)) if len(ps) == 1 or p_value(min(ps)) == p_value(max(ps))
-                            else f"{p_value(min(ps))} to {p_value(max(ps))[4:]}")
-        facts["none_significant"] = min(ps) >= 0.05
-    if s.get("paired_t_test"):
-        facts.update(t_p=p_value(s["paired_t_test"]["p_value"]),
-                     t_significant=s["paired_t_test"]["p_value"] < 0.05,
-                     lower=str(s["seeds_task2_lower"]),
-                     significant_seeds=str(s["seeds_mcnemar_significant"]),
-                     any_significant=s["seeds_mcnemar_significant"] > 0)
-    ends = [s["lambda_sweep"][0], s["lambda_sweep"][-1]] if len(s["lambda_sweep"]) > 1 else []
-    facts["lambda_ends"] = [[f"{r['lambda']:g}", f"{r['accuracy']['mean']:.2f}",
-                             f"{r['psnr_db']['mean']:.2f}"] for r in ends]
-    return facts
-
-
-ROLE_KINDS = {"class": "class-dominant", "look": "appearance", "brightness": "brightness",
-              "darkness": "darkness", "colour": "colour-opponent", "edge": "edge",
-              "selective": "class-selective"}
-
-
-def has_role(row: dict, kind: str) -> bool:
-    """Whether a channel meets a rule of this kind (the part of its tags before the colon)."""
-    return any(tag.split(":")[0] == kind for tag in row["roles"])
-
-
-def role_words(tag: str) -> str:
-    """A channel's rule tag (visualize_latents.channel_roles) in a few words."""
-    kind, _, detail = tag.partition(":")
-    return {"class": f"{detail}-dominant", "look": f"{detail} patches",
-            "colour": f"{detail.replace('/', '-over-')} colour", "edge": "edges",
-            "selective": f"{detail}-selective"}.get(kind, kind)
-
-
-def where_in_image(box: dict) -> str:
-    """'upper left' etc. for a receptive-field box of a 32x32 image, by the box's centre."""
-    cy, cx = box["top"] + box["size"] / 2, box["left"] + box["size"] / 2
-    row = "upper" if cy < 32 / 3 else "lower" if cy > 64 / 3 else "middle"
-    col = "left" if cx < 32 / 3 else "right" if cx > 64 / 3 else "centre"
-    return "centre" if (row, col) == ("middle", "centre") else f"{row} {col}"
-
-
-def channel_list(rows: list[dict], layer: str, kinds: tuple[str, ...] | None = None) -> str:
-    """'z2:3 bright patches, edges; z2:5 ...' for the named channels of a layer (rules of `kinds`)."""
-    def words(row: dict) -> str:
-        return ", ".join(role_words(t) for t in row["roles"]
-                         if kinds is None or t.split(":")[0] in kinds)
-    return "; ".join(f"{layer}:{r['channel']} {words(r)}" for r in rows if words(r)) or "none"
-
-
-def discussion(m: dict) -> dict:
-    """The sentences of 'Are there meaningful patterns?', with examples chosen by the numbers."""
-    z1, z2 = m["channels"]["z1"], m["channels"]["z2"]
-    rules = m["rules"]
-    has = has_role
-    filters = m.get("conv1_filters", [])
-    colour_filters = sum(f["colour_share"] >= 0.5 for f in filters)
-    physical = [r for r in z1 if any(has(r, k) for k in ("brightness", "darkness", "colour", "edge"))]
-    layer1 = (f"{len(physical)} of the {len(z1)} z1 channels follow a local physical signal by the "
-              f"correlation rules ({channel_list(physical, 'z1')}). Of the {len(filters)} conv1 "
-              f"filters, {colour_filters} put at least half of their weight energy into differences "
-              f"between R, G and B (colour filters) and {len(filters) - colour_filters} mostly into "
-              f"luminance. Zeiler & Fergus's first layer, with 96 filters, holds oriented edges at "
-              f"many angles and colour blobs; with six filters this network keeps "
-              f"{sum(has(r, 'edge') for r in z1)} edge channel(s) and spends the rest on brightness "
-              f"and colour.")
-    dominant = sorted((r for r in z2 if has(r, "class")), key=lambda r: -r["top_k_class_share"])
-    looks = [r for r in z2 if has(r, "look")]
-    both = [r for r in dominant if has(r, "look")]
-    k = z2[0]["top_k"]
-    examples = ", ".join(f"z2:{r['channel']} {r['top_k_class']} {r['top_k_class_share']:.0f} %"
-                         for r in dominant[:4])
-    linear_mixed = [r for r in z2 if not any(has(r, kind) for kind in
-                                             ("brightness", "darkness", "colour", "edge", "selective"))]
-    layer2 = (f"At z2 a unit sees 16×16 pixels. {len(dominant)} of its {len(z2)} channels are "
-              f"class-dominant (one class holds ≥ {rules['class_share_pct']:g} % of the channel's "
-              f"top-{k} test images, chance 10 %)"
-              + (f", the strongest {examples}" if dominant else "") + f"; {len(looks)} have "
-              f"strongest patches that differ from random patches by a large effect "
-              f"(|d| ≥ {rules['appearance_d']:g}), and {len(both)} are both"
-              + (f" ({channel_list(both, 'z2', ('class', 'look'))})" if both else "") + ". "
-              f"{len(linear_mixed)} z2 channels pass none of the linear correlation or class-mean "
-              f"rules; of those, {sum(bool(r['roles']) for r in linear_mixed)} are named by the "
-              f"top-{k} rules: what a z2 channel encodes shows in its extremes (conjunctions of "
-              f"colour, brightness and layout that go with a class), not in a linear relation "
-              f"with one pixel statistic.")
-    images = []
-    for split, image in m["images"].items():
-        parts = []
-        for layer in ("z1", "z2"):
-            shown = image[layer]["channels"]
-            best = max(shown, key=lambda r: r["energy_share"])
-            row = m["channels"][layer][best["channel"]]
-            box = best["strongest_box"]
-            roles = ", ".join(role_words(t) for t in row["roles"]) or "mixed"
-            parts.append(f"{layer}:{best['channel']} carries {100 * best['energy_share']:.0f} % of "
-                         f"the {layer} activation energy and fires most strongly in the "
-                         f"{where_in_image(box)} (rows {box['top']}–{box['top'] + box['size'] - 1}, "
-                         f"columns {box['left']}–{box['left'] + box['size'] - 1}); over the test "
-                         f"set it is: {roles}")
-        images.append(f"In the {split} image ({image['class']}), " + "; ".join(parts) + ".")
-    mixed = sum(not r["roles"] for r in z1 + z2)
-    textured = sum(r["d_texture_energy"] >= rules["appearance_d"] for r in z1 + z2)
-    dominant_looks = f"{len(both)} of the {len(dominant)}" if dominant else "none of the"
-    limits = (f"{mixed} of the {len(z1) + len(z2)} channels remain mixed under every "
-              f"rule. 'Class-dominant' describes the top {k} of {m['data']['test_images']} test "
-              f"images, not a detector of the object: {dominant_looks} class-dominant channels also "
-              f"have a large appearance effect, which may carry the class (a colour, a bright "
-              f"background); the mean activation per class (selectivity ≤ "
-              f"{max(r['class_selectivity'] for r in z1 + z2):.2f}) separates the classes far "
-              f"less. {textured} of the {len(z1) + len(z2)} channels fire most on patches more "
-              f"textured than random ones: a strong response needs contrast, so 'textured' alone "
-              f"says little. The network is trained for two epochs with 6 and 16 channels, so its "
-              f"channels are few and broad; no statement here extends to deeper or longer-trained "
-              f"networks.")
-    return {"layer1": layer1, "layer2": layer2, "images": images, "limits": limits}
-
-
-def task3_facts(m: dict) -> dict:
-    decoders = m["decoders"]
-    literal = decoders["z1, Task 2 deconv1 (literal)"]
-    refit = decoders["z1, deconv1 refit on real z1"]
-    channel_rows, findings = [], []
-    for layer in ("z1", "z2"):
-        for row in m["channels"][layer]:
-            channel_rows.append([f"{layer}:{row['channel']}", r2(row["r_luminance"]),
-                                 r2(row["r_red_green"]), r2(row["r_blue_yellow"]),
-                                 r2(row["r_gradient_energy"]), row["top_class"],
-                                 f"{row['class_selectivity']:.2f}",
-                                 f"{row['top_k_class']} {row['top_k_class_share']:.0f}",
-                                 f"{row['d_saturation']:+.1f}", f"{row['d_luminance']:+.1f}",
-                                 f"{row['d_centre_surround']:+.1f}", f"{row['d_texture_energy']:+.1f}"])
-            findings.append(row["finding"])
-    rows = m["channels"]["z1"] + m["channels"]["z2"]
-    named = sum(bool(r["roles"]) for r in rows)
-    images = {split: {"index": str(v["index"]), "class": v["class"], "chosen_as": v["chosen_as"],
-                      "z2_channels": ", ".join(str(r["channel"]) for r in v["z2"]["channels"])}
-              for split, v in m["images"].items()}
-    rules = m["rules"]
-    roles = {}
-    for layer in ("z1", "z2"):
-        layer_rows = m["channels"][layer]
-        counts = {word: sum(has_role(r, kind) for r in layer_rows)
-                  for kind, word in ROLE_KINDS.items()}
-        counts["mixed"] = sum(not r["roles"] for r in layer_rows)
-        roles[layer] = ", ".join(f"{n} {word}" for word, n in counts.items() if n)
-    similarity = {layer: sorted(r["projection_similarity"] for r in rows)[len(rows) // 2]
-                  for layer, rows in m.get("top9", {}).items()}
-    controls_z = m["controls"]
-    return {
-        "roles": roles, "discussion": discussion(m), "top_k": str(m["channels"]["z2"][0]["top_k"]),
-        "random_patches": f"{m['appearance_reference']['random_patches']:,}",
-        "projection_similarity": {layer: f"{v:.2f}" for layer, v in similarity.items()},
-        "latent_matters": all(
-            c["own latent and switches"]["psnr_db"] - c["other image's latent, own switches"]["psnr_db"] >= 3
-            for c in controls_z.values()),
-        "decoders": [[name, db(v["psnr_db"]), f"{v['correlation']:.2f}"] for name, v in decoders.items()],
-        "literal_psnr": db(literal["psnr_db"]), "refit_psnr": db(refit["psnr_db"]),
-        "refit_epochs": str(m["layer1_refit"]["epochs"]),
-        "refit_seconds": seconds(m["layer1_refit"]["fit_seconds"]),
-        "controls": [[layer, case, db(v["psnr_db"]), f"{v['correlation']:.2f}"]
-                     for layer, cases in m["controls"].items() for case, v in cases.items()],
-        "controls_by": {layer: {case: db(v["psnr_db"]) for case, v in cases.items()}
-                        for layer, cases in m["controls"].items()},
-        "channel_rows": channel_rows, "findings": findings, "named": str(named),
-        "mixed": str(len(findings) - named), "total": str(len(findings)), "images": images,
-        "rules": {k: f"{v:g}" for k, v in rules.items()},
-        "linearity": f"{m['images']['test']['z1']['sum_of_contributions_minus_full_max_abs']:.0e}"
-        if m["images"]["test"]["z1"]["sum_of_contributions_minus_full_max_abs"] is not None else "",
-    }
-
-
-def build_facts(metrics: dict, outputs: Path) -> dict:
-    environments = [m["environment"] for m in (metrics["task1"], metrics["task2"], metrics["task3"])
-                    if m and "environment" in m]
-    device = environments[0].get("gpu", environments[0]["device"]) if environments else "unknown"
-    seeds = metrics["seeds"] or {}
-    total = seeds.get("wall_seconds", 0) + (0 if seeds.get("includes_task3") else
-                                            (metrics["task3"] or {}).get("wall_seconds", 0))
-    facts = {
-        "title": "Visualising a CIFAR-10 CNN with a deconvolutional mirror",
-        "built": {"date": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-                  "device": device, "torch": environments[0]["torch"] if environments else "",
-                  "total_minutes": f"{total / 60:.1f}"},
-        "shapes": {"z1": "×".join(map(str, Z1_SHAPE)), "z2": "×".join(map(str, Z2_SHAPE))},
-        "t1": task1_facts(metrics["task1"]) if metrics["task1"] else None,
-        "t2": task2_facts(metrics["task2"]) if metrics["task2"] else None,
-        "t3": task3_facts(metrics["task3"]) if metrics["task3"] else None,
-        "seeds": seeds_facts(metrics["seeds"]) if metrics["seeds"] else None,
-        "data": ({"source": "image folders" if "(folders)" in metrics["task1"]["data"]["source"]
-                  else "python batches", "sha": metrics["task1"]["data"]["content_sha256"][:12],
-                  "subset": f"{metrics['task1']['config']['subset']:g}"}
-                 if metrics["task1"] else None),
-        # absolute paths: Typst compiles with the file system root as its root, so figures may
-        # come from --outputs (read-only is fine) and the architecture figure from --out
-        "figs": {key: [str((outputs / path).resolve()), natural_width_in(outputs / path)]
-                 for key, path in FIGURES.items() if (outputs / path).is_file()},
-    }
-    return facts
+def figure_facts(facts: dict, outputs: Path, out: Path) -> dict[str, list]:
+    """Per figure that exists: [absolute path, width as drawn (in), caption]."""
+    words = captions(facts)
+    files = {key: outputs / path for key, path in FIGURE_FILES.items()}
+    files["architecture"] = out / "architecture.svg"
+    # absolute paths: Typst compiles with the file system root as its root, so figures may
+    # come from --outputs (read-only is fine) and the architecture figure from --out
+    return {key: [str(path.resolve()), natural_width_in(path), words.get(key, "")]
+            for key, path in files.items() if path.is_file()}
 
 
 def natural_width_in(path: Path) -> float:
@@ -424,45 +118,6 @@ def natural_width_in(path: Path) -> float:
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError):
         raise UsageError(f"{path} is not a readable PNG of a sensible size; rerun the script "
                          "that draws it") from None
-
-
-# --- the architecture figure, drawn from the model's shapes ---
-
-def architecture_figure(path: Path) -> None:
-    """Encoder on top, mirror decoder below, dashed lines for the max-pool switches."""
-    fig, ax = plots.plt.subplots(figsize=(plots.TEXT_WIDTH_IN, 2.0))
-    ax.set_xlim(0, 10.6)
-    ax.set_ylim(0, 3.1)
-    ax.axis("off")
-    top = [("input x\n3×32×32", 0.55), ("conv1 5×5\n+ ReLU\n6×28×28", 2.0),
-           (f"max-pool\nz1\n{'×'.join(map(str, Z1_SHAPE))}", 3.45), ("conv2 5×5\n+ ReLU\n16×10×10", 4.9),
-           (f"max-pool\nz2\n{'×'.join(map(str, Z2_SHAPE))}", 6.35), ("fc\n400→120\n→84→10", 7.8),
-           ("class\nscores\n10", 9.25)]
-    bottom = [("recon-\nstruction\n3×32×32", 0.55), ("deconv1\nConvT 6→3\n5×5", 2.0),
-              ("unpool\n+ ReLU\n6×28×28", 3.45), ("deconv2\nConvT 16→6\n6×14×14", 4.9),
-              ("unpool\n+ ReLU\n16×10×10", 6.35)]
-
-    def boxes(items, y, colour):
-        for text, x in items:
-            ax.add_patch(FancyBboxPatch(
-                (x - 0.55, y - 0.45), 1.1, 0.9, boxstyle="round,pad=0.02", fc=colour, ec="black", lw=0.6))
-            ax.text(x, y, text, ha="center", va="center", fontsize=7)
-    boxes(top, 2.55, "#dbe9f6")
-    boxes(bottom, 0.55, "#fde2cf")
-    arrow = dict(arrowstyle="->", lw=0.8)
-    for (_, a), (_, b) in zip(top, top[1:]):
-        ax.annotate("", (b - 0.56, 2.55), (a + 0.56, 2.55), arrowprops=arrow)
-    for (_, a), (_, b) in zip(bottom, bottom[1:]):
-        ax.annotate("", (a + 0.56, 0.55), (b - 0.56, 0.55), arrowprops=arrow)
-    ax.annotate("", (6.35 + 0.3, 1.0), (6.35 + 0.3, 2.1), arrowprops=arrow)
-    ax.text(6.72, 1.55, "z2", fontsize=7)
-    for x, label in ((3.45, "switches 1"), (6.35, "switches 2")):
-        ax.annotate("", (x - 0.25, 1.0), (x - 0.25, 2.1),
-                    arrowprops=dict(arrowstyle="->", lw=0.8, linestyle="--", color="tab:red"))
-        ax.text(x - 0.32, 1.55, label, fontsize=7, color="tab:red", ha="right")
-    ax.text(9.0, 0.55, "loss = CE(scores, y)\n+ λ · L_rec(reconstruction, x)", fontsize=7,
-            ha="center", va="center")
-    plots.save(fig, path)
 
 
 # --- writers ---
@@ -505,8 +160,9 @@ def markdown(facts: dict, outputs: Path, out: Path) -> str:
     def link(key: str, caption: str) -> list[str]:
         if key not in facts["figs"]:
             return [f"*[missing figure: {caption}]*", ""]
-        relative = os.path.relpath(outputs / facts["figs"][key][0], out)
-        return [f"![{caption}]({Path(relative).as_posix()})", ""]
+        path, _, words = facts["figs"][key]
+        relative = os.path.relpath(outputs / path, out)
+        return [f"![{caption}]({Path(relative).as_posix()})", f"*{words or caption}*", ""]
 
     def table(header: list[str], rows: list[list[str]]) -> list[str]:
         return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -588,11 +244,15 @@ def main() -> None:
         print("note: no runs/summary.json (sweep.py); the report has no seed or lambda tables",
               file=sys.stderr)
     out = prepare_output_dir(out)
-    architecture_figure(out / "architecture.svg")
     try:
-        facts = build_facts(metrics, args.outputs)
-        facts["figs"]["architecture"] = [str((out / "architecture.svg").resolve()),
-                                         natural_width_in(out / "architecture.svg")]
+        facts = build_facts(metrics)
+        described = next((m["architecture"] for m in metrics.values() if m and "architecture" in m),
+                         None)
+        # The architecture of the runs reported (each metrics file records it), drawn from
+        # its description; ARCHITECTURE only when no run recorded one.
+        plots.architecture_figure(Architecture.from_description(described) if described
+                                  else ARCHITECTURE, out / "architecture.svg")
+        facts["figs"] = figure_facts(facts, args.outputs, out)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
         raise UsageError(f"a metrics file under {args.outputs} lacks or garbles a value "
                          f"({type(error).__name__}: {error}); rerun the task scripts with this "

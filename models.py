@@ -104,6 +104,15 @@ class Architecture:
         last = self.layers[-1]
         return last.channels * last.size * last.size
 
+    @classmethod
+    def from_description(cls, described: dict) -> "Architecture":
+        """The architecture a metrics file's "architecture" (from `describe`) records."""
+        layers = described["layers"]
+        return cls(image_channels=described["image_channels"], image_size=described["image_size"],
+                   channels=tuple(layer["channels"] for layer in layers),
+                   kernel=layers[0]["kernel"], pool=layers[0]["pool"],
+                   hidden=tuple(described["fc"][1:-1]), classes=described["fc"][-1])
+
     def describe(self) -> dict:
         return {"image_channels": self.image_channels, "image_size": self.image_size,
                 "layers": [stage.describe() for stage in self.layers],

@@ -17,7 +17,7 @@ import plots
 from common import (ArgumentParser, add_data_arguments, add_output_arguments, check_output_dir,
                     environment_info, run_cli, run_folder, save_json, save_torch, select_device)
 from data import DISPLAY_NAMES, load_cifar10
-from models import TutorialNet, load_model
+from models import ARCHITECTURE, TutorialNet, load_model
 from training import (STATE_FILE, accuracy_summary, add_training_arguments,
                       check_training_state, evaluate, fit, require_training_state)
 
@@ -108,7 +108,7 @@ def main() -> None:
                           args.log_every, out / "loss_curve.svg", "Task 1: training loss")
 
         save_json({
-            "task": "task1", "model": "TutorialNet",
+            "task": "task1", "model": "TutorialNet", "architecture": ARCHITECTURE.describe(),
             "config": {**settings, "epochs": args.epochs, "data_dir": str(args.data_dir)},
             **summary,
             # One class digit per test image: Task 2 and sweep.py pair them for McNemar's test.

@@ -18,7 +18,7 @@ from common import (INCOMPLETE, ArgumentParser, UsageError, add_data_arguments,
                     add_output_arguments, check_output_dir, environment_info, number, read_json,
                     run_cli, run_folder, save_json, save_torch, select_device)
 from data import DISPLAY_NAMES, denormalize, load_cifar10, normalize
-from models import DeconvNet, load_weights, read_state_dict, reconstruction_loss
+from models import ARCHITECTURE, DeconvNet, load_weights, read_state_dict, reconstruction_loss
 from training import (STATE_FILE, accuracy_summary, add_training_arguments,
                       check_training_state, evaluate, fit, mcnemar, psnr_db, require_training_state)
 
@@ -141,7 +141,8 @@ def main() -> None:
                           f"Task 2: training losses (λ = {args.lam:g})", scale={"rec": args.lam})
 
         save_json({
-            "task": "task2", "model": "DeconvNet", "config": config, "lambda": args.lam,
+            "task": "task2", "model": "DeconvNet", "architecture": ARCHITECTURE.describe(),
+            "config": config, "lambda": args.lam,
             # L_rec sums over the 32x32 pixels: lambda weighs a mean-squared-error term by 1024 lambda
             "lambda_as_mse_weight": round(1024 * args.lam, 6),
             **summary,
