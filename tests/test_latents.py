@@ -65,10 +65,29 @@ def test_layer2_contributions_do_not_sum_since_a_relu_follows_the_second_unpooli
     assert (((singles - empty).sum(0) + empty - full).norm() / (full - empty).norm()) > 1e-3
 
 
-def test_tied_decoding_uses_the_encoder_filters_without_bias(net_and_latents):
+def _unpool_by_hand(z, indices, side):
+    """Max-unpooling written out: each value back at its flat argmax, zeros elsewhere."""
+    n, c = z.shape[:2]
+    out = torch.zeros(n, c, side * side, dtype=z.dtype)
+    out.scatter_(2, indices.flatten(2), z.flatten(2))
+    return out.view(n, c, side, side)
+
+
+def test_tied_decoding_uses_the_encoder_filters_transposed_and_no_bias(net_and_latents):
+    """Zeiler & Fergus's deconvnet written out: unpool, ReLU, conv_transpose2d with the
+    encoder's own conv weights and no bias, for both layers."""
     net, latents = net_and_latents
-    empty = net.decode(latents, 1, keep=[[]], tied=True)
-    assert not empty.any()  # no bias: nothing in, nothing out
+    with torch.no_grad():
+        h1 = F.relu(_unpool_by_hand(latents.z1, latents.indices1, 28))
+        expected1 = F.conv_transpose2d(h1, net.conv1.weight)  # no bias argument
+        h2 = F.relu(_unpool_by_hand(latents.z2, latents.indices2, 10))
+        z1_hat = F.relu(_unpool_by_hand(F.conv_transpose2d(h2, net.conv2.weight),
+                                        latents.indices1, 28))
+        expected2 = F.conv_transpose2d(z1_hat, net.conv1.weight)
+        assert net.conv1.bias.abs().sum() > 0 and net.conv2.bias.abs().sum() > 0  # would show
+        assert torch.allclose(net.decode(latents, 1, tied=True), expected1, atol=1e-5)
+        assert torch.allclose(net.decode(latents, 2, tied=True), expected2, atol=1e-5)
+        assert not net.decode(latents, 1, keep=[[]], tied=True).any()  # nothing in, nothing out
 
 
 def test_local_signals_cover_the_receptive_fields():

@@ -73,10 +73,37 @@ def test_with_lambda_zero_the_decoder_gets_no_gradient():
     assert net.conv1.weight.grad.abs().sum() > 0
 
 
-def test_encoder_and_decoder_parameters_partition_the_model():
+def test_encoder_and_decoder_parameters_are_the_named_layers():
+    """The decoder's parameters are exactly deconv1/deconv2's, the rest exactly the tutorial's
+    layers (names written here, not derived from the methods under test)."""
     net = DeconvNet()
-    assert (len(net.encoder_and_head_parameters()) + len(net.decoder_parameters())
-            == len(list(net.parameters())))
+    names = {id(p): name for name, p in net.named_parameters()}
+    decoder = sorted(names[id(p)] for p in net.decoder_parameters())
+    encoder = sorted(names[id(p)] for p in net.encoder_and_head_parameters())
+    assert decoder == ["deconv1.bias", "deconv1.weight", "deconv2.bias", "deconv2.weight"]
+    assert encoder == sorted(f"{layer}.{kind}" for layer in ("conv1", "conv2", "fc1", "fc2", "fc3")
+                             for kind in ("weight", "bias"))
+
+
+def test_the_architecture_description_matches_the_modules():
+    """Shapes and receptive fields by hand: conv 5x5 then pool 2 on 32 -> 28 -> 14; 14 -> 10
+    -> 5; a z1 unit sees 5 + 1 = 6 pixels every 2, a z2 unit 6 + 4*2 + 2 = 16 every 4."""
+    from models import ARCHITECTURE
+    first, second = ARCHITECTURE.layers
+    assert (first.conv_size, first.size, first.receptive_field, first.stride) == (28, 14, 6, 2)
+    assert (second.conv_size, second.size, second.receptive_field, second.stride) == (10, 5, 16, 4)
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 32, 32, requires_grad=True)
+    net = DeconvNet()
+    for layer, stage in ((1, first), (2, second)):
+        latents = net.encode(x)
+        assert tuple(latents.at(layer).shape[1:]) == stage.shape
+        # the units at (1, 1) depend only on pixels inside their receptive field
+        grad, = torch.autograd.grad(latents.at(layer)[0, :, 1, 1].sum(), x)
+        for summed in (1, 0):  # rows, then columns
+            support = grad.abs().sum((0, 1)).sum(summed).nonzero().flatten()
+            assert len(support) and support.min() >= stage.stride
+            assert support.max() < stage.stride + stage.receptive_field
 
 
 def test_task1_weights_give_identical_logits():
