@@ -24,9 +24,9 @@ REPO = Path(__file__).resolve().parent.parent
 SLIPS = [
     ("training.py", "    for optimizer in optimizers:\n        optimizer.zero_grad()",
      "    optimizers[0].zero_grad()", "Task 2's decoder Adam accumulates gradients over steps"),
-    ("visualize_latents.py", '"red_green": r - g,', '"red_green": g - r,',
+    ("evidence.py", '"red_green": r - g,', '"red_green": g - r,',
      "the R-G colour signal has its sign swapped"),
-    ("make_report.py", 'pct(r["task1_accuracy"]), pct(r["task2_accuracy"]),',
+    ("report_facts.py", 'pct(r["task1_accuracy"]), pct(r["task2_accuracy"]),',
      'pct(r["task1_accuracy"]), pct(r["task1_accuracy"]),',
      "the seeds table shows Task 1's accuracy in the Task 2 column"),
     ("data.py", "    return info.st_size, info.st_mtime_ns", "    return info.st_size, 0",
@@ -37,35 +37,61 @@ SLIPS = [
      "L_rec sums over the batch instead of averaging"),
     ("data.py", "return images.float().div_(255).sub_(0.5).div_(0.5)",
      "return images.float().div_(255).sub_(0.5)", "normalisation to [-0.5, 0.5] instead of [-1, 1]"),
-    ("visualize_latents.py", "p = binomtest(int(counts[top]), k, float(base[top]), alternative=\"greater\").pvalue",
+    ("evidence.py", "p = binomtest(int(counts[top]), k, float(base[top]), alternative=\"greater\").pvalue",
      "p = binomtest(int(counts[top]), k, float(base[top])).pvalue",
      "the class make-up test is two-sided"),
-    ("visualize_latents.py", "    return (position // width) * stride, (position % width) * stride, size",
+    ("evidence.py", "    return (position // width) * stride, (position % width) * stride, size",
      "    return (position % width) * stride, (position // width) * stride, size",
      "the receptive-field box has rows and columns swapped"),
-    ("visualize_latents.py", "centre.mean(dim=(1, 2)) - surround",
+    ("evidence.py", "centre.mean(dim=(1, 2)) - surround",
      "surround - centre.mean(dim=(1, 2))", "centre-surround has its sign swapped"),
     ("explorer/explorer.js", "if (v > best || Number.isNaN(v))", "if (v >= best || Number.isNaN(v))",
      "the page's max-pool keeps the last of tied maxima, not PyTorch's first"),
     ("explorer/explorer.js", "x[i] = Math.fround(Math.fround(Math.fround(pixels[i] / 255) - 0.5) / 0.5);",
      "x[i] = Math.fround(Math.fround(pixels[i] / 255) - 0.5);",
      "the page normalises differently from the network's training"),
-    ("visualize_latents.py", "other = Latents(*(t.roll(1, 0) for t in own))",
+    ("decoders.py", "other = Latents(*(t.roll(1, 0) for t in own))",
      "other = Latents(*(t.roll(0, 0) for t in own))",
      "the 'other image' controls use the image itself"),
     ("sweep.py", '"difference": round(task2["test_accuracy"] - task1["test_accuracy"], 2),',
      '"difference": round(task1["test_accuracy"] - task2["test_accuracy"], 2),',
      "the per-seed difference has its sign swapped"),
-    ("make_report.py", "best, worst = max(per_class, key=per_class.get), min(per_class, key=per_class.get)",
+    ("report_facts.py", "best, worst = max(per_class, key=per_class.get), min(per_class, key=per_class.get)",
      "worst, best = max(per_class, key=per_class.get), min(per_class, key=per_class.get)",
      "the report swaps the best and worst class"),
-    ("visualize_latents.py", '(255, "blue")', '(255, "green")',
+    ("findings.py", '(255, "blue")', '(255, "green")',
      "blue patches are named green"),
-    ("visualize_latents.py", "        maps[f\"edge_{angle}\"] = (math.cos(across) * gx - math.sin(across) * gy) ** 2",
+    ("evidence.py", "        maps[f\"edge_{angle}\"] = (math.cos(across) * gx - math.sin(across) * gy) ** 2",
      "        maps[f\"edge_{angle}\"] = (math.cos(across) * gx + math.sin(across) * gy) ** 2",
      "diagonal edge orientations are swapped"),
     ("training.py", "10 * math.log10(1 / mse)", "10 * math.log10(255 / mse)",
      "PSNR on the wrong peak value"),
+    # the statistics the report publishes (issue 22)
+    ("training.py", "math.sqrt(accuracy * (1 - accuracy) / len(labels))",
+     "math.sqrt(accuracy * (1 - accuracy) / (len(labels) - 1))",
+     "the accuracy's standard error divides by n - 1"),
+    ("training.py", "100.0 * math.sqrt(0.25 / max(confusion[i].sum().item(), 1)) for i in range(n)), 2),",
+     "100.0 * math.sqrt(0.25 / max(confusion[i].sum().item(), 1)) for i in range(n - 1)), 2),",
+     "the largest per-class standard error skips the last class"),
+    ("training.py", "confusion = torch.bincount(labels * n + predictions, minlength=n * n).reshape(n, n)",
+     "confusion = torch.bincount(predictions * n + labels, minlength=n * n).reshape(n, n)",
+     "the confusion matrix is transposed (rows: predictions)"),
+    ("sweep.py", 'round(2 * stats.t.sf(abs(t), n - 1), 3)', 'round(stats.t.sf(abs(t), n - 1), 3)',
+     "the paired t-test over seeds is one-sided"),
+    ("sweep.py", '"sd": round(statistics.stdev(values), 2)', '"sd": round(statistics.pstdev(values), 2)',
+     "the seeds' sd is the population sd"),
+    ("evidence.py", "pooled = (((len(a) - 1) * a.var() + (len(b) - 1) * b.var()) / (len(a) + len(b) - 2)).sqrt()",
+     "pooled = b.std()", "Cohen's d divides by the reference's sd only"),
+    ("train_deconv.py", 'results["image mean colour"] = (x - x.mean(dim=(2, 3), keepdim=True)).pow(2).mean().item()',
+     'results["image mean colour"] = (x - x.mean(dim=(1, 2, 3), keepdim=True)).pow(2).mean().item()',
+     "the image-mean-colour baseline uses the mean grey"),
+    ("models.py", "            z = (F.conv_transpose2d(h, self.conv2.weight) if tied else self.deconv2(h))",
+     "            z = (F.conv_transpose2d(h, self.conv2.weight, self.conv2.bias[:0].new_zeros(6) + 0.1) if tied else self.deconv2(h))",
+     "the tied deconvnet adds a bias"),
+    ("report_facts.py", "    epochs = (m.get(\"task2_config\") or {}).get(\"epochs\")",
+     "    epochs = 2", "the discussion types the tutorial's two epochs"),
+    ("evidence.py", "    return mean, (x.hypot(y) / w.sum().clamp_min(1e-12)).item()",
+     "    return mean, (x.hypot(y) / len(w)).item()", "the hue consistency ignores the weights"),
 ]
 
 
@@ -84,7 +110,7 @@ def copy_repo(destination: Path) -> None:
         (destination.parent / "shared").symlink_to(shared)
 
 
-def run_slip(number: int, slip: tuple, pytest_args: list[str]) -> tuple[bool, float, str]:
+def run_slip(number: int, slip: tuple, pytest_args: list[str], tests: str = "tests") -> tuple[bool, float, str]:
     """(caught, seconds, the first failing test) for one slip."""
     path, before, after, _ = slip
     with tempfile.TemporaryDirectory() as folder:
@@ -97,7 +123,7 @@ def run_slip(number: int, slip: tuple, pytest_args: list[str]) -> tuple[bool, fl
         env = dict(os.environ, CIFAR10_CACHE=str(Path(folder) / "cache"), PYTHONDONTWRITEBYTECODE="1")
         started = time.perf_counter()
         result = subprocess.run([sys.executable, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider",
-                                 *pytest_args, "tests"], cwd=repo, env=env, capture_output=True,
+                                 *pytest_args, *tests.split()], cwd=repo, env=env, capture_output=True,
                                 text=True)
         seconds = time.perf_counter() - started
     failed = [line for line in result.stdout.splitlines() if line.startswith(("FAILED", "ERROR"))]
@@ -108,6 +134,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--only", default="", help="comma-separated slip numbers (default: all)")
     parser.add_argument("--list", action="store_true", help="print the slips and stop")
+    parser.add_argument("--tests", default="tests",
+                        help="test files or folder to run for each slip (default: the whole suite)")
     parser.add_argument("pytest_args", nargs="*", help="extra pytest arguments, after --")
     args = parser.parse_args()
     chosen = [int(n) for n in args.only.split(",") if n] or list(range(1, len(SLIPS) + 1))
@@ -117,7 +145,7 @@ def main() -> None:
         return
     caught = 0
     for n in chosen:
-        ok, seconds, first = run_slip(n, SLIPS[n - 1], args.pytest_args)
+        ok, seconds, first = run_slip(n, SLIPS[n - 1], args.pytest_args, args.tests)
         caught += ok
         print(f"{n:2d}. {'caught ' if ok else 'MISSED '} in {seconds:5.0f} s  {SLIPS[n - 1][3]}"
               + (f"  <- {first}" if first else ""), flush=True)
