@@ -90,8 +90,7 @@ def figure_facts(facts: dict, outputs: Path, out: Path) -> dict[str, list]:
     words = captions(facts)
     files = {key: outputs / path for key, path in FIGURE_FILES.items()}
     files["architecture"] = out / "architecture.svg"
-    # absolute paths: Typst compiles with the file system root as its root, so figures may
-    # come from --outputs (read-only is fine) and the architecture figure from --out
+    # absolute paths here; `typeset` copies the figures into its own root before compiling
     return {key: [str(path.resolve()), natural_width_in(path), words.get(key, "")]
             for key, path in files.items() if path.is_file()}
 
@@ -122,23 +121,51 @@ def natural_width_in(path: Path) -> float:
 
 # --- writers ---
 
-def typeset(facts: dict, outputs: Path) -> bytes:
+SVG_REFERENCE = re.compile(rb"""(?:href|src)\s*=\s*["']\s*(?!data:|#)([^"']*)""", re.IGNORECASE)
+
+
+def staged_figures(figs: dict[str, list], folder: Path) -> dict[str, list]:
+    """Copy each figure into `folder`, Typst's root, and point the facts at the copies.
+
+    Typst then reads nothing outside that folder: no figure (or a link inside an SVG) can put
+    another file of the disk into the PDF. An SVG that refers to any file (rather than to its
+    own data) is refused.
+    """
+    staged = {}
+    for key, (path, width, caption) in figs.items():
+        data = Path(path).read_bytes()
+        if path.endswith(".svg") and SVG_REFERENCE.search(data):
+            reference = SVG_REFERENCE.search(data).group(1).decode(errors="replace")
+            raise UsageError(f"{path} refers to another file ({reference!r}); the report embeds "
+                             "self-contained figures only: rerun the script that draws it")
+        name = f"{key}{Path(path).suffix}"
+        (folder / name).write_bytes(data)
+        staged[key] = [f"/{name}", width, caption]
+    return staged
+
+
+def typeset(facts: dict) -> bytes:
+    """The PDF, compiled with a root that holds a copy of the figures and nothing else."""
+    import tempfile
+
     import typst
 
-    try:
-        return typst.compile(TEMPLATE.read_bytes(), root="/", format="pdf",
-                             sys_inputs={"facts": json.dumps(facts)})
-    except Exception as error:  # typst reports template or figure problems as its own errors
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UsageError(f"typst could not typeset the report ({first}); rerun the task scripts "
-                         "so that every figure is complete") from None
+    with tempfile.TemporaryDirectory(prefix="report-figures-") as folder:
+        staged = {**facts, "figs": staged_figures(facts["figs"], Path(folder))}
+        try:
+            return typst.compile(TEMPLATE.read_bytes(), root=folder, format="pdf",
+                                 sys_inputs={"facts": json.dumps(staged)})
+        except Exception as error:  # typst reports template or figure problems as its own errors
+            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise UsageError(f"typst could not typeset the report ({first}); rerun the task "
+                             "scripts so that every figure is complete") from None
 
 
-def compile_pdf(facts: dict, outputs: Path, path: Path) -> int:
+def compile_pdf(facts: dict, path: Path) -> int:
     """Typeset; if the text runs past the page limit, once more with a tighter text setting."""
-    pdf = typeset(facts, outputs)
+    pdf = typeset(facts)
     if page_count(pdf) > MAX_PAGES:
-        pdf = typeset({**facts, "compact": True}, outputs)
+        pdf = typeset({**facts, "compact": True})
     pages = page_count(pdf)
     if pages > MAX_PAGES:
         raise UsageError(f"the report has {pages} pages, more than {MAX_PAGES}; show fewer "
@@ -155,26 +182,38 @@ def page_count(pdf: bytes) -> int:
     return max(counts, default=0)
 
 
+MARKDOWN_SPECIAL = re.compile(r"([\\`*_\[\]<>|#!])")
+
+
+def md(text: object) -> str:
+    """A string from a metrics file as Markdown text: markup characters escaped, one line.
+
+    Class names, findings and messages are data: `<img onerror=...>` or `*x*` must print as
+    typed, never become HTML or emphasis, and a newline must not start a new block.
+    """
+    return MARKDOWN_SPECIAL.sub(r"\\\1", " ".join(str(text).split()))
+
+
 def markdown(facts: dict, outputs: Path, out: Path) -> str:
-    """A short twin of the PDF: the headline numbers, the tables and the figures."""
+    """A short twin of the PDF: the headline numbers, the tables, the figures, the discussion."""
     def link(key: str, caption: str) -> list[str]:
         if key not in facts["figs"]:
             return [f"*[missing figure: {caption}]*", ""]
         path, _, words = facts["figs"][key]
         relative = os.path.relpath(outputs / path, out)
-        return [f"![{caption}]({Path(relative).as_posix()})", f"*{words or caption}*", ""]
+        return [f"![{caption}]({Path(relative).as_posix()})", f"*{md(words or caption)}*", ""]
 
     def table(header: list[str], rows: list[list[str]]) -> list[str]:
         return (["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-                + ["| " + " | ".join(map(str, row)) + " |" for row in rows] + [""])
+                + ["| " + " | ".join(md(cell) for cell in row) + " |" for row in rows] + [""])
 
     lines = [f"# {facts['title']}", ""]
     t1, t2, t3, seeds = facts["t1"], facts["t2"], facts["t3"], facts["seeds"]
     lines += ["## Task 1: the tutorial classifier", ""]
     if t1:
         lines += [f"Test accuracy {t1['accuracy']} % (standard error {t1['se']} points) on "
-                  f"{t1['n_test']} test images after {t1['epochs']} epochs; best class "
-                  f"{t1['best'][0]} ({t1['best'][1]} %), worst {t1['worst'][0]} "
+                  f"{t1['n_test']} test images after {t1['epochs_words']}; best class "
+                  f"{md(t1['best'][0])} ({t1['best'][1]} %), worst {md(t1['worst'][0])} "
                   f"({t1['worst'][1]} %).", ""]
         lines += table(["epoch", "mini-batch", "running loss"], t1["losses"])
         lines += table(["class", "accuracy (%)"], t1["per_class"])
@@ -189,7 +228,7 @@ def markdown(facts: dict, outputs: Path, out: Path) -> str:
     if t2:
         lines += [f"Test accuracy {t2['accuracy']} %, reconstruction PSNR {t2['psnr']} dB "
                   f"(lambda {t2['lambda']}, an MSE weight of {t2['mse_weight']}). "
-                  f"{t2['comparison_message']}.", ""]
+                  f"{md(t2['comparison_message'])}.", ""]
         lines += table(["reconstruction", "test PSNR (dB)"],
                        [["Task 2 decoder", t2["psnr"]], *t2["baselines"]])
         for key, caption in (("architecture", "architecture"), ("t2_reconstructions", "reconstructions"),
@@ -212,7 +251,11 @@ def markdown(facts: dict, outputs: Path, out: Path) -> str:
                         "mean-top class", "selectivity", f"top-{t3['top_k']} class (%)",
                         "d saturation", "d luminance", "d centre-surround", "d texture"],
                        t3["channel_rows"])
-        lines += [f"- {finding}" for finding in t3["findings"]] + [""]
+        lines += [f"- {md(finding)}" for finding in t3["findings"]] + [""]
+        discussion = t3["discussion"]
+        lines += ["### Are there meaningful patterns?", "", md(discussion["layer1"]), "",
+                  md(discussion["layer2"]), "", md(" ".join(discussion["images"])), "",
+                  md(discussion["limits"]), ""]
         for key, caption in (("t3_train_z1", "train image, z1"), ("t3_train_z2", "train image, z2"),
                              ("t3_test_z1", "test image, z1"), ("t3_test_z2", "test image, z2"),
                              ("t3_top9_z1", "top-9, z1"), ("t3_top9_z2", "top-9, z2"),
@@ -257,7 +300,7 @@ def main() -> None:
         raise UsageError(f"a metrics file under {args.outputs} lacks or garbles a value "
                          f"({type(error).__name__}: {error}); rerun the task scripts with this "
                          "version of the code (make all)") from None
-    pages = compile_pdf(facts, args.outputs, out / "report.pdf")
+    pages = compile_pdf(facts, out / "report.pdf")
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(markdown(facts, args.outputs.resolve(), out.resolve()))
     print(f"wrote {out / 'report.pdf'} ({pages} pages) and {out / 'report.md'}")

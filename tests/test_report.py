@@ -89,32 +89,39 @@ def assert_from_metrics(tokens: list[str], known: list[float], where: str) -> No
 CITED = [96]  # Zeiler & Fergus's first layer has 96 filters (the discussion cites it)
 
 
+def known_numbers(metrics: dict) -> list[float]:
+    """Every number of the metrics files, as fractions and in percent, the cited constants,
+    and the image's pixel count (eq. (1)'s factor)."""
+    known = [n for m in metrics.values() for n in all_numbers(m)]
+    known += [100 * n for n in known if abs(n) <= 1]  # shares stored as fractions, shown in %
+    side = metrics["task1"]["architecture"]["image_size"]
+    return known + CITED + [side * side]
+
+
 def test_every_number_in_the_report_comes_from_a_metrics_file(built):
+    from make_report import read_metrics
+
     outputs, _ = built
-    known = [n for name in METRICS for n in all_numbers(json.loads((outputs / name).read_text()))]
     numbers = numbers_in((outputs / "report.md").read_text())
     assert len(numbers) > 100
-    assert_from_metrics(numbers, known, "report.md")
+    assert_from_metrics(numbers, known_numbers(read_metrics(outputs)), "report.md")
 
 
 def test_every_number_of_the_typeset_facts_and_discussion_comes_from_a_metrics_file(built):
-    """The PDF's facts, its discussion and its captions included (report.md leaves the
-    discussion out of its tables): every string handed to the template."""
+    """The PDF's facts, its discussion and its captions included: every string handed to the
+    template."""
     from make_report import read_metrics
     from report_facts import build_facts, captions
 
     outputs, _ = built
     metrics = read_metrics(outputs)
-    side = metrics["task1"]["architecture"]["image_size"]
-    known = [n for m in metrics.values() for n in all_numbers(m)]
-    known += [100 * n for n in known if abs(n) <= 1]  # shares stored as fractions, shown in %
-    known += CITED + [side * side]
     facts = build_facts(metrics)
     facts.pop("built")  # the date and machine of typesetting
     strings = [v for v in _strings(facts)] + list(captions(facts).values())
     discussion = " ".join(_strings(facts["t3"]["discussion"]))
     assert "channels" in discussion and len(numbers_in(discussion)) > 20
-    assert_from_metrics([n for text in strings for n in numbers_in(text)], known, "the facts")
+    assert_from_metrics([n for text in strings for n in numbers_in(text)], known_numbers(metrics),
+                        "the facts")
 
 
 def _strings(value):
@@ -270,7 +277,7 @@ def test_task1_tables_and_sentence_show_task1s_metrics(report):
     assert classes == [[name, f"{v:.1f}"] for name, v in t1["per_class_accuracy"].items()]
     assert (f"Test accuracy {t1['test_accuracy']:.2f} % (standard error "
             f"{t1['test_accuracy_standard_error']:.2f} points) on {t1['test_images']} test images "
-            f"after {t1['config']['epochs']} epochs") in text
+            f"after {t1['config']['epochs']} epoch{'s' * (t1['config']['epochs'] != 1)}") in text
     per_class = t1["per_class_accuracy"]
     best = sorted(per_class, key=lambda k: -per_class[k])[0]
     worst = sorted(per_class, key=lambda k: per_class[k])[0]
@@ -355,5 +362,61 @@ def test_task3_tables_show_each_decoder_control_and_channel(report):
         assert name == top and float(share) == pytest.approx(shares[top], abs=0.5)
         assert float(cell["d saturation"]) == pytest.approx(r["d_saturation"], abs=0.06)
         assert float(cell["d texture"]) == pytest.approx(r["d_texture_energy"], abs=0.06)
+    unescaped = re.sub(r"\\(.)", r"\1", text)  # Markdown escapes of \ * _ [ ] < > | # !
     for r in (r for _, r in rows):
-        assert f"- {r['finding']}" in text
+        assert f"- {r['finding']}" in unescaped
+
+
+# --- strings from files are data; the report reads nothing outside its figures ---
+
+def test_strings_from_metrics_files_are_text_in_markdown_and_pdf(outputs):
+    path = outputs / "task2" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    hostile = "<img src=x onerror=alert(1)> *bold* #eval(1) [link](javascript:x)"
+    metrics["task1_comparison"]["message"] = hostile
+    path.write_text(json.dumps(metrics))
+    path = outputs / "task3" / "metrics.json"
+    metrics = json.loads(path.read_text())
+    metrics["channels"]["z1"][0]["finding"] = hostile  # printed in the PDF's findings
+    path.write_text(json.dumps(metrics))
+    result = run_script("make_report.py", "--outputs", outputs)
+    assert result.returncode == 0, result.stderr
+    report = (outputs / "report.md").read_text()
+    assert not re.search(r"(?<!\\)<img|(?<!\\)\*bold|(?<!\\)\]\(javascript", report)
+    assert "\\<img src=x onerror=alert(1)\\> \\*bold\\* \\#eval(1)" in report
+    if shutil.which("pdftotext"):
+        pdf = subprocess.run(["pdftotext", str(outputs / "report.pdf"), "-"], capture_output=True,
+                             text=True, check=True).stdout
+        assert "*bold* #eval(1)" in " ".join(pdf.split())  # printed as typed, not evaluated
+
+
+@pytest.mark.parametrize("reference", ["../../../../etc/hostname", "rootlink/etc/hostname",
+                                       "file:///etc/hostname"])
+def test_an_svg_figure_that_refers_to_another_file_is_refused(outputs, reference):
+    (outputs / "task1" / "rootlink").symlink_to("/")
+    svg = outputs / "task1" / "loss_curve.svg"
+    svg.write_text(svg.read_text().replace(
+        "</svg>", f'<image xlink:href="{reference}" width="10" height="10"/></svg>'))
+    result = run_script("make_report.py", "--outputs", outputs)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "refers to another file" in result.stderr and "loss_curve.svg" in result.stderr
+    assert not (outputs / "report.pdf").exists()
+
+
+def test_typst_compiles_with_a_root_that_holds_only_the_figures(outputs, monkeypatch):
+    import typst
+
+    import make_report
+    seen = {}
+
+    def spy(source, root, **kwargs):
+        seen["root"], seen["files"] = root, sorted(p.name for p in Path(root).iterdir())
+        seen["figs"] = json.loads(kwargs["sys_inputs"]["facts"])["figs"]
+        raise RuntimeError("stop here")
+    monkeypatch.setattr(typst, "compile", spy)
+    monkeypatch.setattr("sys.argv", ["make_report.py", "--outputs", str(outputs)])
+    with pytest.raises(make_report.UsageError):
+        make_report.main()
+    assert seen["root"] != "/" and not str(outputs) in seen["root"]
+    assert seen["files"] == sorted(f"{key}{Path(v[0]).suffix}" for key, v in seen["figs"].items())
+    assert all(v[0].startswith("/") and v[0].count("/") == 1 for v in seen["figs"].values())

@@ -20,17 +20,17 @@ from training import accuracy_summary, psnr_db
 
 
 def test_accuracy_its_standard_error_per_class_and_confusion_by_hand():
-    labels = torch.tensor([0, 0, 0, 0, 1, 1, 2, 2, 2, 2])
-    predictions = torch.tensor([0, 0, 1, 2, 1, 1, 2, 0, 2, 2])
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
+    predictions = torch.tensor([0, 0, 1, 2, 1, 1, 1, 0, 2, 2])
     summary = accuracy_summary(predictions, labels, ("a", "b", "c"))
-    right = 2 + 2 + 3  # class a 2 of 4, b 2 of 2, c 3 of 4
+    right = 2 + 3 + 2  # class a 2 of 4, b 3 of 4, c 2 of 2
     assert summary["test_accuracy"] == pytest.approx(100 * right / 10)
     assert summary["test_accuracy_standard_error"] == pytest.approx(
         round(100 * math.sqrt(0.7 * 0.3 / 10), 2))
-    assert summary["per_class_accuracy"] == {"a": 50.0, "b": 100.0, "c": 75.0}
-    # largest binomial standard error of a per-class accuracy: at p = 0.5, smallest class (2)
+    assert summary["per_class_accuracy"] == {"a": 50.0, "b": 75.0, "c": 100.0}
+    # largest binomial standard error of a per-class accuracy: at p = 0.5, smallest class (c, 2)
     assert summary["per_class_standard_error_max"] == pytest.approx(round(100 * math.sqrt(0.25 / 2), 2))
-    assert summary["confusion_matrix"] == [[2, 1, 1], [0, 2, 0], [1, 0, 3]]
+    assert summary["confusion_matrix"] == [[2, 1, 1], [1, 3, 0], [0, 0, 2]]
 
 
 def test_psnr_is_ten_log10_of_one_over_the_mse():
@@ -57,14 +57,16 @@ def test_decoder_psnr_of_a_decoder_with_a_known_output():
 
 def test_psnr_baselines_by_hand():
     train = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
-    train[1] = 255  # training mean colour 0.5 everywhere
+    train[1] = 255  # training mean colour 0.5 in every channel
     test = torch.zeros(1, 3, 32, 32, dtype=torch.uint8)
-    test[0, :, :, :16] = 255  # left half white, right half black: its own mean colour is 0.5 too
+    test[0, 0, :, :16] = 255  # left half red, right half blue
+    test[0, 2, :, 16:] = 255
     baselines = psnr_baselines(train, test)
     assert baselines["global mean colour"] == pytest.approx(10 * math.log10(1 / 0.25))
-    assert baselines["image mean colour"] == pytest.approx(10 * math.log10(1 / 0.25))
-    # 8x8 blocks never straddle the edge at column 16: the 4x4 thumbnail is exact away from
-    # the bilinear ramp, so its PSNR beats the flat baselines
+    # its own mean colour is (0.5, 0, 0.5): errors 0.25, 0, 0.25 on R, G, B
+    assert baselines["image mean colour"] == pytest.approx(10 * math.log10(1 / (0.5 / 3)))
+    # 4x4 thumbnails: blocks never straddle the edge at column 16, so away from the bilinear
+    # ramp the thumbnail is exact and its PSNR beats the flat baselines
     assert baselines["4x4 thumbnail"] > baselines["image mean colour"]
 
 
