@@ -29,7 +29,12 @@ class UsageError(Exception):
     """A problem the user can fix (bad flag, missing data, wrong checkpoint, full disk).
 
     Scripts print its message as one line and exit with status 2, without a traceback.
+    The message is kept on one line with its names escaped (`printable`) from the start, so
+    it is harmless wherever it is shown, not only where run_cli prints it.
     """
+
+    def __init__(self, message: object = "", *args: object) -> None:
+        super().__init__(printable(message), *args)
 
 
 class Interrupted(Exception):
@@ -685,7 +690,15 @@ def _describe(value: Any) -> str:
         return f"a list of {len(value)} item{'s' if len(value) != 1 else ''}"
     if isinstance(value, dict):
         return f"an object of {len(value)} key{'s' if len(value) != 1 else ''}"
+    if isinstance(value, torch.Tensor):
+        return f"a {type(value).__name__} of shape {tuple(value.shape)}"
     return f"a {type(value).__name__}"
+
+
+def describe(value: Any) -> str:
+    """A value in a few words for a message: "the text 'abc'", "a list of 3 items", "null",
+    "a Tensor of shape (3,)"; never a long or multi-line repr."""
+    return _describe(value)
 
 
 def _kind_matches(value: Any, kind: type) -> bool:

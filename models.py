@@ -161,10 +161,11 @@ def check_state_dict(state: object, path: Path, what: str,
                          "torch.save(net.state_dict(), PATH)); pass cifar_net.pth or deconv_net.pth")
     if not state:
         raise UsageError(f"{what} {path} is an empty state dict (no weights at all); {fix}")
-    key = next((k for k in state if not isinstance(k, str)), None)
-    if key is not None:
+    keys = [k for k in state if not isinstance(k, str)]
+    if keys:
+        key = keys[0]
         raise UsageError(f"{what} {path} has a key that is not a parameter name "
-                         f"({type(key).__name__} {printable(repr(key))[:40]}); {fix}")
+                         f"({type(key).__name__} {printable(repr(key)[:40])}); {fix}")
     for name, tensor in state.items():
         shown = printable(name)
         if tensor.layout != torch.strided or tensor.is_meta or tensor.device.type != "cpu":

@@ -19,8 +19,8 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from common import (FLOAT32_MAX, Interrupted, UsageError, load_torch_file, number, printable,
-                    require, require_items, save_torch)
+from common import (FLOAT32_MAX, Interrupted, UsageError, describe, load_torch_file, number,
+                    printable, require, require_items, save_torch)
 from data import batches, denormalize, normalize
 from models import check_state_dict, load_weights, reconstruction_loss
 
@@ -391,17 +391,23 @@ def _check_optimizer_state(saved: object, optimizer: torch.optim.Optimizer, what
                             int, 0, None, f"{what}: param_groups[{g}]: params", fix)
         shapes.update(zip(ids, (p.shape for p in live["params"])))
         for key, value in live.items():
-            if key not in _HOW_NOT_WHAT and not _same(group.get(key), value):
+            if key == "params":
+                continue
+            if key in _HOW_NOT_WHAT:
+                if not isinstance(group.get(key), (bool, type(None))):
+                    raise UsageError(f"{what}: param_groups[{g}]: {key} is "
+                                     f"{describe(group.get(key))}, not true, false or None; {fix}")
+            elif not _same(group.get(key), value):
                 raise UsageError(f"{what} was made with another {printable(key)} "
-                                 f"({printable(repr(group.get(key)))[:40]}, this run "
-                                 f"{value!r}); use the same flags or a new --out")
+                                 f"({describe(group.get(key))}, this run {value!r}); use the "
+                                 "same flags or a new --out")
     if len(shapes) != sum(len(g["params"]) for g in optimizer.param_groups):
         raise UsageError(f"{what} names a parameter twice; {fix}")
     require(saved["state"], dict, what=f"{what}: state", fix=fix)
     for pid, entry in saved["state"].items():
         if not isinstance(pid, int) or isinstance(pid, bool) or pid not in shapes:
             raise UsageError(f"{what}: state has an entry for no parameter "
-                             f"({printable(repr(pid))[:40]}); {fix}")
+                             f"({describe(pid)}); {fix}")
         require(entry, dict, what=f"{what}: state[{pid}]", fix=fix)
         for key, value in entry.items():
             name = f"{what}: state[{pid}]: {printable(key)}"
@@ -428,7 +434,11 @@ def resume_training_state(path: Path | None, settings: dict, epochs: int, model:
     load_weights(model, state["model_state"], path, "--resume state")
     try:
         for optimizer, saved in zip(optimizers, state["optimizer_states"]):
+            how = [{k: v for k, v in group.items() if k in _HOW_NOT_WHAT}
+                   for group in optimizer.param_groups]
             optimizer.load_state_dict(saved)
+            for group, keep in zip(optimizer.param_groups, how):
+                group.update(keep)  # how to compute stays this run's (e.g. capturable on a GPU)
         generator.set_state(state["shuffle_rng"])
         torch.set_rng_state(state["torch_rng"])
     except (ValueError, KeyError, TypeError, RuntimeError) as error:
