@@ -422,7 +422,7 @@ def _changed(saved_state, change):
     (lambda s: s["optimizer_states"][0]["state"][0].update(
         momentum_buffer=torch.full((6, 3, 5, 5), float("nan"))), "holds NaN, inf"),
     (lambda s: s["optimizer_states"][0]["param_groups"][0].update(lr=10.0),
-     "made with another lr (10.0, this run 0.001)"),
+     "made with another lr (10, this run 0.001)"),
     (lambda s: s["optimizer_states"][0]["state"].update({99: {}}), "an entry for no parameter"),
     (lambda s: s["optimizer_states"][0].update(state=[]), "state is a list of 0 items"),
     (lambda s: s.update(shuffle_rng=torch.zeros(5)), "shuffle_rng is not a random generator"),
