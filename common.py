@@ -580,7 +580,7 @@ def save_torch(obj: Any, path: Path) -> None:
 # --- JSON: read with limits, then checked value by value ---
 
 JSON_MAX_BYTES = 64 * 2 ** 20  # metrics files are under 1 MB; the sweep's summary too
-JSON_MAX_DEPTH = 32  # the deepest file this repo writes nests 5 levels
+JSON_MAX_DEPTH = 32  # the deepest file this repo writes (Task 3's metrics) nests 7 levels
 JSON_MAX_DIGITS = 20  # a whole number of up to 20 digits (any int64 or uint64)
 JSON_MAX_NUMBER_TEXT = 64  # characters of a written real number (1e999 is refused anyway)
 
