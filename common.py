@@ -277,17 +277,23 @@ def _refuse_data_folder(path: Path, data_dir: str | Path | None) -> None:
 
 
 def _refuse_other_task(path: Path, task: str) -> None:
-    metrics = path / METRICS
-    if not metrics.is_file():
-        return
-    try:
-        found = read_json(metrics, "metrics file", "").get("task")
-    except UsageError:  # a damaged metrics file is no other task's result: it is replaced
-        return
-    if isinstance(found, str) and found != task:
-        raise UsageError(f"output folder {path} holds the results of {found} ({metrics}); "
-                         f"this script writes {task}: pass another --out so they are not "
-                         "overwritten")
+    """Refuse a folder whose metrics.json, or whose unfinished run (INCOMPLETE: a run killed
+    before its metrics were written), belongs to another task."""
+    for name, key in ((METRICS, "task"), (INCOMPLETE, "script")):
+        file = path / name
+        if not file.is_file():
+            continue
+        try:
+            found = read_json(file, "metrics file", "").get(key)
+        except UsageError:  # a damaged file is no other task's result: it is replaced
+            continue
+        if key == "script":
+            found = TASK_OF_SCRIPT.get(found) if isinstance(found, str) else None
+        if isinstance(found, str) and found != task:
+            what = "results" if name == METRICS else "unfinished run"
+            raise UsageError(f"output folder {path} holds the {what} of {found} ({file}); "
+                             f"this script writes {task}: pass another --out so they are not "
+                             "overwritten")
 
 
 def _make_folders(path: Path) -> list[Path]:
@@ -520,11 +526,13 @@ def atomic_path(path: Path) -> Iterator[Path]:
     except OSError as error:
         raise UsageError(f"cannot write {path} ({error.strerror or error}); "
                          "check the folder or pass another --out") from None
-    os.close(fd)
     tmp = Path(tmp_name)
     umask = os.umask(0)
     os.umask(umask)
-    tmp.chmod(0o666 & ~umask)  # mkstemp makes 0600; results should read like any other file
+    # mkstemp makes 0600; results should read like any other file. Through the descriptor,
+    # not the name: a link put in the temporary's place cannot redirect the chmod.
+    os.fchmod(fd, 0o666 & ~umask)
+    os.close(fd)
     try:
         yield tmp
         _fsync(tmp)  # the data reaches the disk before the new name does

@@ -142,6 +142,13 @@ def test_an_output_folder_of_another_task_is_refused(small_data, tmp_path, monke
         with run_folder(task2, "visualize_latents.py"):
             pass
     check_output_dir(task2, "task2")  # its own task's folder is fine
+    # a Task 2 run killed before it wrote metrics.json leaves its marker: also Task 2's
+    (task2 / "metrics.json").unlink()
+    save_json({"script": "train_deconv.py", "pid": 1, "started": "x"}, task2 / INCOMPLETE)
+    with pytest.raises(UsageError, match="holds the unfinished run of task2"):
+        check_output_dir(task2, "task1")
+    save_json({"script": "sweep.py (not yet run)", "pid": 1, "started": "x"}, task2 / INCOMPLETE)
+    check_output_dir(task2, "task1")  # a folder the sweep only planned is anybody's
 
 
 # --- 11: the decoded-data cache ---
