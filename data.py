@@ -13,6 +13,7 @@ import io
 import os
 import shutil
 import socket
+import stat
 import struct
 import sys
 import warnings
@@ -23,14 +24,16 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from common import UsageError, remove_stale_temporaries, save_torch
+from common import (UsageError, open_no_follow, printable, remove_stale_temporaries, say,
+                    save_torch)
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck")  # folder names; torchvision's index order
 DISPLAY_NAMES = ("plane", "car", "bird", "cat", "deer",
                  "dog", "frog", "horse", "ship", "truck")  # as the tutorial prints them
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg"}
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the key holds inode numbers and ctimes; contents verified at load
+MAX_IMAGE_BYTES = 4 * 2 ** 20  # a 32x32 image with generous metadata is far smaller
 DEFAULT_DATA_DIR = Path("data")
 ARCHIVE = "cifar-10-python.tar.gz"  # what torchvision downloads, and extracts into BATCH_FOLDER
 BATCH_FOLDER = "cifar-10-batches-py"
@@ -148,19 +151,29 @@ def load_cifar10(data_dir: str | Path | None = None, subset: float = 1.0, seed: 
         fingerprint = [(str(p.relative_to(data_dir)), *_stat(p)) for p, _ in train_files + test_files]
     else:
         batch_dir = data_dir / BATCH_FOLDER
-        fingerprint = [(p.name, *_stat(p)) for p in sorted(batch_dir.iterdir())]
+        try:
+            entries = sorted(batch_dir.iterdir())
+        except OSError as error:
+            raise UsageError(f"{batch_dir} cannot be read ({error.strerror}); check its "
+                             "permissions") from None
+        fingerprint = [(p.name, *_stat(p)) for p in entries]
 
     key = hashlib.sha256(repr((CACHE_VERSION, layout, fingerprint)).encode()).hexdigest()
     source_tag = hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:8]
     cache_file = cache_dir / f"cifar10-{source_tag}-{key[:16]}.pt"
     dataset = _read_cache(cache_file)
     if dataset is None:
-        if layout == "folders":
-            arrays = (*_decode(train_files, "train", quiet), *_decode(test_files, "test", quiet))
-        else:
-            arrays = _read_batches(data_dir)
-        dataset = _from_arrays(*arrays, source=str(data_dir))
-        _write_cache(dataset, cache_file)
+        # One process decodes, others wait for its cache rather than decode the same again
+        with _cache_lock(cache_file):
+            dataset = _read_cache(cache_file, warn_if_damaged=False)  # written while we waited
+            if dataset is None:
+                if layout == "folders":
+                    arrays = (*_decode(train_files, "train", quiet),
+                              *_decode(test_files, "test", quiet))
+                else:
+                    arrays = _read_batches(data_dir)
+                dataset = _from_arrays(*arrays, source=str(data_dir))
+                _write_cache(dataset, cache_file)
     dataset = replace(dataset, source=f"{data_dir} ({layout})")
 
     if subset < 1.0:
@@ -175,7 +188,8 @@ def load_cifar10(data_dir: str | Path | None = None, subset: float = 1.0, seed: 
 
 
 def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
+    """One `warning:` line on stderr, names escaped (common.say)."""
+    say(f"warning: {message}")
 
 
 # --- finding the data ---
@@ -224,10 +238,13 @@ def _list_image_folder(split_dir: Path) -> tuple[list[tuple[Path, int]], list[Pa
     missing = sorted(set(CLASSES) - set(found))
     extra = sorted(set(found) - set(CLASSES))
     if missing or extra:
-        problem = (f"lacks class folder(s) {', '.join(missing)}" if missing
-                   else f"has unexpected folder(s) {', '.join(extra)}")
-        raise UsageError(f"{split_dir} {problem}; CIFAR-10 needs exactly the folders "
-                         f"{', '.join(CLASSES)}")
+        problems = []
+        if missing:
+            problems.append(f"lacks class folder(s) {', '.join(missing)}")
+        if extra:
+            problems.append(f"has unexpected folder(s) {', '.join(map(_folder_name, extra))}")
+        raise UsageError(f"{split_dir} {' and '.join(problems)}; CIFAR-10 needs exactly the "
+                         f"folders {', '.join(CLASSES)}")
     files, skipped = [], []
     for index, name in enumerate(CLASSES):
         found_before = len(files)
@@ -247,9 +264,34 @@ def _list_image_folder(split_dir: Path) -> tuple[list[tuple[Path, int]], list[Pa
     return files, skipped
 
 
-def _stat(path: Path) -> tuple[int, int]:
-    info = path.stat()
-    return info.st_size, info.st_mtime_ns
+def _folder_name(name: str) -> str:
+    """A folder name quoted, with what makes it differ from a class name that looks alike."""
+    shown = printable(repr(name))
+    notes = []
+    if name != name.strip():
+        notes.append("leading or trailing space")
+    foreign = [c for c in name if not c.isascii()]
+    if foreign:
+        notes.append("non-ASCII " + ", ".join(f"U+{ord(c):04X}" for c in dict.fromkeys(foreign)))
+    if not notes and printable(name) == name and " " not in name:
+        return name  # nothing to point out: as it is
+    return f"{shown} ({'; '.join(notes)})" if notes else shown
+
+
+def _stat(path: Path) -> tuple[int, int, int, int]:
+    """What the cache key knows of a file: size, mtime, ctime and inode number.
+
+    The ctime is set by the kernel on every change (a write, a rename, a restored mtime) and
+    cannot be set back by a user, and the inode number changes when another file takes the
+    name: so two same-size images swapped with their mtimes kept change the key.
+    """
+    try:
+        info = path.stat()
+    except OSError as error:
+        link = " (a symbolic link to a missing file)" if path.is_symlink() else ""
+        raise UsageError(f"{path} cannot be read ({error.strerror}){link}; fix or remove it, "
+                         "or delete the folder to download again") from None
+    return info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_ino
 
 
 def _decode(files: list[tuple[Path, int]], split: str, quiet: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -279,8 +321,18 @@ def read_image(path: Path) -> np.ndarray:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with open(path, "rb") as handle:
-            encoded = handle.read()
+        # non-blocking open: a FIFO named .png is refused, not waited on
+        with open(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as handle:
+            info = os.fstat(handle.fileno())
+            size = info.st_size
+            if not stat.S_ISREG(info.st_mode):
+                raise UsageError(f"{path} is not a regular file; replace it with an image or "
+                                 "remove it")
+            os.set_blocking(handle.fileno(), True)
+            if size > MAX_IMAGE_BYTES:  # checked before reading: a sparse 100 GB ".png"
+                raise UsageError(f"{path} is {size:,} bytes, far more than a 32x32 image "
+                                 "needs; replace it with a good copy or remove it")
+            encoded = handle.read(MAX_IMAGE_BYTES + 1)
     except OSError as error:
         raise UsageError(f"{path} cannot be read ({error.strerror}); check its permissions") from None
     damaged = (f"{path} is not a readable image (damaged or not a PNG/JPEG file); "
@@ -350,8 +402,8 @@ def _download(data_dir: Path, quiet: bool) -> None:
     import torchvision
 
     timeout = download_timeout()
-    print(f"downloading CIFAR-10 (163 MB) to {data_dir.resolve()} with torchvision; "
-          f"set --data-dir or CIFAR10_DIR to use a local copy instead", file=sys.stderr)
+    say(f"downloading CIFAR-10 (163 MB) to {data_dir.resolve()} with torchvision; "
+        f"set --data-dir or CIFAR10_DIR to use a local copy instead")
     created = not data_dir.exists()
     archive = data_dir / ARCHIVE
     try:
@@ -381,9 +433,11 @@ def _read_batches(data_dir: Path) -> tuple[np.ndarray, ...]:
     for train in (True, False):
         try:
             split = torchvision.datasets.CIFAR10(root=str(data_dir), train=train, download=False)
-        except RuntimeError as error:
+        except (RuntimeError, OSError, ValueError, EOFError) as error:
+            reason = (error.strerror if isinstance(error, OSError) and error.strerror
+                      else str(error).splitlines()[0] if str(error) else type(error).__name__)
             raise UsageError(f"{data_dir / 'cifar-10-batches-py'} is incomplete or corrupt "
-                             f"({error}); delete it to download again") from None
+                             f"({reason}); delete it to download again") from None
         arrays += [np.asarray(split.data, dtype=np.uint8), np.asarray(split.targets, dtype=np.int64)]
     return tuple(arrays)
 
@@ -395,21 +449,95 @@ def _from_arrays(train_images: np.ndarray, train_labels: np.ndarray, test_images
                torch.from_numpy(train_labels),
                torch.from_numpy(np.ascontiguousarray(test_images.transpose(0, 3, 1, 2))),
                torch.from_numpy(test_labels)]
+    return CIFAR10(*tensors, source=source, content_hash=_content_hash(tensors))
+
+
+def _content_hash(tensors: list[torch.Tensor]) -> str:
+    """sha256 of the tensors' bytes, in order (no copy of contiguous tensors)."""
     digest = hashlib.sha256()
     for tensor in tensors:
-        digest.update(tensor.numpy().tobytes())
-    return CIFAR10(*tensors, source=source, content_hash=digest.hexdigest())
+        digest.update(np.ascontiguousarray(tensor.numpy()))
+    return digest.hexdigest()
 
 
 # --- the cache: a changed source changes the key, so a stale cache is never served ---
 
-def _read_cache(cache_file: Path) -> CIFAR10 | None:
+CACHE_FIELDS = ("train_images", "train_labels", "test_images", "test_labels", "source",
+                "content_hash")
+
+
+def _check_cache(saved: object) -> CIFAR10:
+    """The cached data set if it is whole and well-formed; else ValueError saying what is not.
+
+    Its content_hash is recomputed and compared (about 0.15-0.2 s for all of CIFAR-10), so
+    flipped bytes can neither change a pixel or a label unseen nor leave a wrong
+    content_sha256 in the metrics; images must be uint8 (N, 3, 32, 32), labels int64 in 0..9.
+    """
+    if not isinstance(saved, dict) or set(saved) != set(CACHE_FIELDS):
+        raise ValueError("not a cache of this version")
+    if not (isinstance(saved["source"], str) and isinstance(saved["content_hash"], str)):
+        raise ValueError("its source or checksum is not a text")
+    tensors = [saved[name] for name in CACHE_FIELDS[:4]]
+    for name, tensor in zip(CACHE_FIELDS, tensors):
+        if (not isinstance(tensor, torch.Tensor) or tensor.layout != torch.strided
+                or tensor.device.type != "cpu"):
+            raise ValueError(f"{name} is not a dense tensor")
+    for images, labels, split in ((tensors[0], tensors[1], "train"), (tensors[2], tensors[3], "test")):
+        if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != (3, 32, 32):
+            raise ValueError(f"its {split} images are {images.dtype} {tuple(images.shape)}, "
+                             "not uint8 (N, 3, 32, 32)")
+        if labels.dtype != torch.int64 or labels.shape != (len(images),):
+            raise ValueError(f"its {split} labels do not match its images")
+        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= len(CLASSES)):
+            raise ValueError(f"a {split} label is outside 0..{len(CLASSES) - 1}")
+    if _content_hash(tensors) != saved["content_hash"]:
+        raise ValueError("its contents differ from their checksum")
+    return CIFAR10(*tensors, source=saved["source"], content_hash=saved["content_hash"])
+
+
+def _read_cache(cache_file: Path, warn_if_damaged: bool = True) -> CIFAR10 | None:
+    """The cached data set, or None (then it is decoded again): a damaged cache is never used."""
     try:
         if not cache_file.is_file():
             return None
-        return CIFAR10(**torch.load(cache_file, weights_only=True))
-    except Exception:  # a damaged or unreadable cache is rebuilt, never trusted
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            saved = torch.load(cache_file, map_location="cpu", weights_only=True)
+        return _check_cache(saved)
+    except Exception as error:  # a damaged or unreadable cache is rebuilt, never trusted
+        if warn_if_damaged:
+            reason = str(error) if isinstance(error, ValueError) else "unreadable"
+            warn(f"the decoded-data cache {cache_file} is damaged ({reason}); decoding the "
+                 "images again")
         return None
+
+
+@contextlib.contextmanager
+def _cache_lock(cache_file: Path) -> Iterator[None]:
+    """Hold a lock beside the cache while it is built, so that two processes starting at once
+    decode once: the second waits, then reads the first one's cache. Without a writable cache
+    folder there is nothing to share, and no lock."""
+    import fcntl
+
+    lock_path = cache_file.parent / f".{cache_file.name.rsplit('-', 1)[0]}.lock"
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        lock = open_no_follow(lock_path, "a")
+    except (OSError, UsageError):
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"note: another process is decoding CIFAR-10 into {cache_file.parent}; "
+                "waiting for its cache")
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        except OSError:
+            pass  # a file system without locks: each process decodes, renames tolerate a winner
+        yield
+    finally:
+        lock.close()
 
 
 def _write_cache(dataset: CIFAR10, cache_file: Path) -> None:
@@ -417,13 +545,14 @@ def _write_cache(dataset: CIFAR10, cache_file: Path) -> None:
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         for old in cache_file.parent.glob(cache_file.name.rsplit("-", 1)[0] + "-*.pt"):
-            old.unlink()  # caches of an earlier version of the same source
+            if old.name != cache_file.name:
+                old.unlink(missing_ok=True)  # caches of an earlier version of the same source
         save_torch(dataset.__dict__, cache_file)
+        size_mb = cache_file.stat().st_size / 2 ** 20
     except (OSError, UsageError) as error:
         reason = error.strerror if isinstance(error, OSError) else "the disk refused the write"
         warn(f"could not cache decoded CIFAR-10 in {cache_file.parent} ({reason}); "
              "it will be decoded again next time (set CIFAR10_CACHE to another folder)")
         return
-    size_mb = cache_file.stat().st_size / 2 ** 20
-    print(f"note: cached the decoded images in {cache_file} ({size_mb:.0f} MB, all of CIFAR-10 "
-          "whatever --subset is); set CIFAR10_CACHE to keep it elsewhere", file=sys.stderr)
+    say(f"note: cached the decoded images in {cache_file} ({size_mb:.0f} MB, all of CIFAR-10 "
+        "whatever --subset is); set CIFAR10_CACHE to keep it elsewhere")

@@ -248,7 +248,7 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def architecture_of(state: dict) -> str | None:
     """'DeconvNet' or 'TutorialNet' by the keys of a state dict; None for anything else."""
-    keys = set(state)
+    keys = {k for k in state if isinstance(k, str)}
     classifier = set(TutorialNet().state_dict())
     if classifier <= keys and any(k.startswith("deconv") for k in keys):
         return "DeconvNet"
@@ -257,20 +257,60 @@ def architecture_of(state: dict) -> str | None:
     return None
 
 
-def read_state_dict(path: Path, what: str) -> tuple[str, dict]:
-    """(architecture, state dict) of a checkpoint file, or one UsageError saying what is wrong."""
-    state = load_torch_file(path, what)
+def check_state_dict(state: object, path: Path, what: str,
+                     shapes: dict[str, torch.Size] | None = None) -> dict:
+    """`state` if it is a state dict of weights this repo can use; else one UsageError.
+
+    Required: a non-empty dict with text keys; every value a dense (not sparse, not meta)
+    tensor of a real floating-point dtype (float16/32/64, bfloat16; not integer, bool or
+    complex) holding finite numbers; with `shapes`, each key found there has that shape.
+    Checked before any use, so a crafted file fails here and not after a whole run.
+    """
+    from common import printable
+
+    fix = "pass cifar_net.pth or deconv_net.pth as this repo writes them"
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UsageError(f"{what} {path} is not a model state dict (as saved by "
                          "torch.save(net.state_dict(), PATH)); pass cifar_net.pth or deconv_net.pth")
-    bad = next((k for k, v in state.items() if v.is_floating_point() and not v.isfinite().all()), None)
-    if bad is not None:
-        raise UsageError(f"{what} {path} holds non-finite weights ({bad} has NaN or inf): the run "
-                         "that wrote it diverged; retrain it")
+    if not state:
+        raise UsageError(f"{what} {path} is an empty state dict (no weights at all); {fix}")
+    keys = [k for k in state if not isinstance(k, str)]
+    if keys:
+        key = keys[0]
+        raise UsageError(f"{what} {path} has a key that is not a parameter name "
+                         f"({type(key).__name__} {printable(repr(key)[:40])}); {fix}")
+    for name, tensor in state.items():
+        shown = printable(name)
+        if tensor.layout != torch.strided or tensor.is_meta or tensor.device.type != "cpu":
+            kind = "meta" if tensor.is_meta else str(tensor.layout).replace("torch.", "")
+            raise UsageError(f"{what} {path}: {shown} is a {kind} tensor, not a dense one "
+                             f"of numbers; {fix}")
+        if not tensor.is_floating_point() or tensor.dtype in (torch.float8_e4m3fn,
+                                                              torch.float8_e5m2):
+            raise UsageError(f"{what} {path}: {shown} holds {str(tensor.dtype).replace('torch.', '')} "
+                             f"values, not float32 weights; {fix}")
+        if shapes is not None and name in shapes and tensor.shape != shapes[name]:
+            raise UsageError(f"{what} {path} does not fit this architecture: {shown} has "
+                             f"shape {tuple(tensor.shape)}, it needs {tuple(shapes[name])}; {fix}")
+        if not bool(tensor.isfinite().all()):
+            raise UsageError(f"{what} {path} holds non-finite weights ({shown} has NaN or inf): "
+                             "the run that wrote it diverged; retrain it")
+    return state
+
+
+def read_state_dict(path: Path, what: str) -> tuple[str, dict]:
+    """(architecture, state dict) of a checkpoint file, or one UsageError saying what is wrong."""
+    from common import printable
+
+    state = check_state_dict(load_torch_file(path, what), path, what)
     architecture = architecture_of(state)
     if architecture is None:
+        shown = ", ".join(printable(k) for k in list(state)[:3])
         raise UsageError(f"{what} {path} holds neither the tutorial net nor the DeconvNet "
-                         f"(keys {', '.join(list(state)[:3])}, ...)")
+                         f"(keys {shown}{', ...' if len(state) > 3 else ''}); pass "
+                         "cifar_net.pth or deconv_net.pth")
+    model = DeconvNet() if architecture == "DeconvNet" else TutorialNet()
+    check_state_dict(state, path, what, {k: v.shape for k, v in model.state_dict().items()})
     return architecture, state
 
 

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 
 import plots
 from common import (ArgumentParser, add_data_arguments, add_output_arguments, check_output_dir,
-                    environment_info, run_cli, run_folder, save_json, save_torch, select_device)
+                    environment_info, printable, run_cli, run_folder, save_json, save_torch,
+                    select_device)
 from data import DISPLAY_NAMES, load_cifar10
 from models import ARCHITECTURE, TutorialNet, load_model
 from training import (STATE_FILE, accuracy_summary, add_training_arguments,
@@ -36,6 +37,14 @@ def cross_entropy(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
     return loss, loss.detach().reshape(1)
 
 
+PART_NAMES = ("loss",)  # what the running loss log holds
+
+
+def sgd(net: nn.Module, args) -> torch.optim.Optimizer:
+    """The tutorial's optimiser."""
+    return torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum, foreach=True)
+
+
 def run_settings(args, data_sha256: str) -> dict:
     """What determines the trained model: checked on --resume, compared by Task 2."""
     return {"model": "TutorialNet", "batch_size": args.batch_size, "lr": args.lr,
@@ -47,7 +56,7 @@ def main() -> None:
     args = parse_args()
     started = time.perf_counter()
     device = select_device(args.device)
-    check_output_dir(args.out)
+    check_output_dir(args.out, "task1", args.data_dir)
     if args.resume:
         require_training_state(args.out / STATE_FILE)  # before anything is written
     torch.manual_seed(args.seed)
@@ -56,9 +65,12 @@ def main() -> None:
     data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=args.quiet)
     data = data.to(device)
     settings = run_settings(args, data.content_hash)
-    if args.resume:  # other settings are refused before anything is written
-        check_training_state(args.out / STATE_FILE, settings, args.epochs, optimizers=1)
-    with run_folder(args.out, "train_classifier.py") as out:
+    if args.resume:  # other settings and damaged states are refused before anything is written
+        with torch.random.fork_rng(devices=[]):  # the probe must not move the seeded stream
+            probe = TutorialNet()
+        check_training_state(args.out / STATE_FILE, settings, args.epochs,
+                             [sgd(probe, args)], probe, PART_NAMES)
+    with run_folder(args.out, "train_classifier.py", args.data_dir) as out:
         sample = torch.randperm(len(data.train_labels),
                                 generator=torch.Generator().manual_seed(args.seed))[:8]
         names = [DISPLAY_NAMES[i] for i in data.train_labels[sample].tolist()]
@@ -68,12 +80,11 @@ def main() -> None:
 
         # 2. Define a convolutional neural network; 3. a loss function and optimiser.
         net = TutorialNet().to(device)
-        optimizer = torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum,
-                                    foreach=True)
+        optimizer = sgd(net, args)
 
         # 4. Train the network.
         history = fit(net, cross_entropy, [optimizer], data.train_images, data.train_labels,
-                      part_names=("loss",), epochs=args.epochs, batch_size=args.batch_size,
+                      part_names=PART_NAMES, epochs=args.epochs, batch_size=args.batch_size,
                       seed=args.seed, log_every=args.log_every, settings=settings,
                       state_path=out / STATE_FILE, resume=args.resume, quiet=args.quiet,
                       cuda_graph=not args.no_cuda_graph)
@@ -120,7 +131,7 @@ def main() -> None:
             "wall_seconds": round(time.perf_counter() - started, 2),
             "data": data.describe(), "environment": environment_info(device),
         }, out / "metrics.json")
-        print(f"wrote {out}/: metrics.json, cifar_net.pth and figures")
+        print(f"wrote {printable(out)}/: metrics.json, cifar_net.pth and figures")
 
 
 if __name__ == "__main__":

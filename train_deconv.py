@@ -14,27 +14,30 @@ import torch
 import torch.nn.functional as F
 
 import plots
-from common import (INCOMPLETE, ArgumentParser, UsageError, add_data_arguments,
-                    add_output_arguments, check_output_dir, environment_info, number, read_json,
-                    run_cli, run_folder, save_json, save_torch, select_device)
+from common import (FLOAT32_MAX, INCOMPLETE, ArgumentParser, UsageError, add_data_arguments,
+                    add_output_arguments, check_output_dir, environment_info, field, number,
+                    printable, read_json, run_cli, run_folder, save_json, save_torch,
+                    select_device)
 from data import DISPLAY_NAMES, denormalize, load_cifar10, normalize
 from models import ARCHITECTURE, DeconvNet, load_weights, read_state_dict, reconstruction_loss
 from training import (STATE_FILE, accuracy_summary, add_training_arguments,
                       check_training_state, evaluate, fit, mcnemar, psnr_db, require_training_state)
 
 COMPARED_WITH_TASK1 = ("data_sha256", "subset", "seed", "epochs", "batch_size", "lr", "momentum")
+PART_NAMES = ("ce", "rec")  # the two parts of eq. (1) the running loss log holds
 
 
 def parse_args(argv: list[str] | None = None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     add_training_arguments(parser)
-    parser.add_argument("--lambda", dest="lam", metavar="LAMBDA", type=number(float, 0),
+    parser.add_argument("--lambda", dest="lam", metavar="LAMBDA", type=number(float, 0, FLOAT32_MAX),
                         default=1e-2,
                         help="weight of L_rec in eq. (1); equals 1024x the weight of a "
                              "mean-squared-error loss (see README)")
     parser.add_argument("--decoder-optimizer", choices=("adam", "sgd"), default="adam",
                         help="sgd: one joint SGD for all parameters (plain eq. (1) training)")
-    parser.add_argument("--decoder-lr", type=number(float, 0, low_open=True), default=1e-3,
+    parser.add_argument("--decoder-lr", type=number(float, 0, FLOAT32_MAX, low_open=True),
+                        default=1e-3,
                         help="decoder learning rate (with adam; sgd uses --lr)")
     parser.add_argument("--init-from", type=Path, default=None,
                         help="initialise encoder and head from a Task 1 cifar_net.pth "
@@ -90,7 +93,7 @@ def main() -> None:
     args = parse_args()
     started = time.perf_counter()
     device = select_device(args.device)
-    check_output_dir(args.out)
+    check_output_dir(args.out, "task2", args.data_dir)
     init_state = encoder_weights(args.init_from) if args.init_from else None  # fail early
     if args.resume:
         require_training_state(args.out / STATE_FILE)
@@ -98,12 +101,14 @@ def main() -> None:
     data = data.to(device)
     settings = run_settings(args, data.content_hash)
     config = {**settings, "epochs": args.epochs, "data_dir": str(args.data_dir)}
-    if args.resume:  # other settings are refused before anything is written
+    if args.resume:  # other settings and damaged states are refused before anything is written
+        with torch.random.fork_rng(devices=[]):  # the probe must not move the seeded stream
+            probe = DeconvNet()
         check_training_state(args.out / STATE_FILE, settings, args.epochs,
-                             optimizers=len(optimizers_for(DeconvNet(), args, device)))
+                             optimizers_for(probe, args, device), probe, PART_NAMES)
     # Read and check Task 1's results now, not after the whole training.
     task1 = task1_for_comparison(args.task1_metrics, config, data.test_labels)
-    with run_folder(args.out, "train_deconv.py") as out:
+    with run_folder(args.out, "train_deconv.py", args.data_dir) as out:
         # The classifier with its mirror decoder, trained on eq. (1).
         torch.manual_seed(args.seed)
         net = DeconvNet()
@@ -111,7 +116,7 @@ def main() -> None:
             net.load_state_dict(init_state, strict=False)
         net.to(device)
         history = fit(net, eq1(args.lam), optimizers_for(net, args, device),
-                      data.train_images, data.train_labels, part_names=("ce", "rec"),
+                      data.train_images, data.train_labels, part_names=PART_NAMES,
                       epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                       log_every=args.log_every, settings=settings, state_path=out / STATE_FILE,
                       resume=args.resume, quiet=args.quiet, cuda_graph=not args.no_cuda_graph,
@@ -158,7 +163,7 @@ def main() -> None:
             "wall_seconds": round(time.perf_counter() - started, 2),
             "data": data.describe(), "environment": environment_info(device),
         }, out / "metrics.json")
-        print(f"wrote {out}/: metrics.json, deconv_net.pth and figures")
+        print(f"wrote {printable(out)}/: metrics.json, deconv_net.pth and figures")
 
 
 @torch.no_grad()
@@ -192,22 +197,27 @@ def task1_for_comparison(path: Path, config: dict, labels: torch.Tensor) -> dict
         return {"message": f"no comparison with Task 1: {path} does not exist"}
     if (path.parent / INCOMPLETE).exists():
         return {"message": f"no comparison with Task 1: the run in {path.parent} did not finish"}
+    fix = "rerun train_classifier.py"
     try:
-        task1 = read_json(path, "--task1-metrics", "rerun train_classifier.py")
+        task1 = read_json(path, "--task1-metrics", fix)
         if task1.get("task") != "task1":
+            found = task1.get("task", "an unknown run")
             return {"message": f"no comparison with Task 1: {path} holds the metrics of "
-                               f"{task1.get('task', 'an unknown run')}, not of Task 1"}
-        different = [k for k in COMPARED_WITH_TASK1 if task1["config"].get(k) != config.get(k)]
-        predictions, test_labels = task1["test_predictions"], task1["test_labels"]
-        accuracy = task1["test_accuracy"]
-        if not (isinstance(predictions, str) and isinstance(test_labels, str)
-                and isinstance(accuracy, (int, float)) and not isinstance(accuracy, bool)
-                and predictions.isascii() and predictions.isdigit()
-                and test_labels.isascii() and test_labels.isdigit()):
-            raise TypeError
-    except (UsageError, KeyError, TypeError, AttributeError):
+                               f"{printable(found) if isinstance(found, str) else 'an unknown run'}"
+                               ", not of Task 1"}
+        task1_config = field(task1, "config", dict, what="it", fix=fix)
+        different = [k for k in COMPARED_WITH_TASK1 if task1_config.get(k) != config.get(k)]
+        predictions = field(task1, "test_predictions", str, what="it", fix=fix)
+        test_labels = field(task1, "test_labels", str, what="it", fix=fix)
+        field(task1, "test_accuracy", float, 0, 100, what="it", fix=fix)
+        for name, digits in (("test_predictions", predictions), ("test_labels", test_labels)):
+            if not (digits.isascii() and digits.isdigit()):
+                raise UsageError(f"its {name} is not one class digit per test image; {fix}")
+    except UsageError as error:
+        reason = str(error).split("; ")[0].replace(f"--task1-metrics {path} ", "")
+        reason = reason.removeprefix("it: ")
         return {"message": f"no comparison with Task 1: {path} is not a Task 1 metrics file "
-                           "of this version"}
+                           f"of this version ({reason})"}
     if len(predictions) != len(labels) or len(test_labels) != len(labels):
         return {"message": f"no comparison with Task 1: {path} has {len(predictions)} test "
                            f"predictions, this run {len(labels)} test images"}

@@ -13,6 +13,7 @@ import zlib
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import REPO
@@ -107,3 +108,197 @@ def test_the_unmutated_files_decode(index, tmp_path):
     path = tmp_path / ("a.jpg" if index == 1 else "a.png")
     path.write_bytes(encoded)
     assert data.read_image(path).shape == (32, 32, 3)
+
+
+# --- crafted files: the JSON readers and the checkpoint and training-state loaders ---
+#
+# Seeded mutations of a metrics file, a checkpoint and a training state, at the level of
+# their structure (a value replaced by another type, a huge or deep one, a tensor of another
+# dtype, shape or layout, a key removed or of another type) and of their bytes (flips,
+# truncation). In a child process, as above: each must end as a usable result (a comparison
+# or its reason; weights that load; a state that resumes and takes a training step) or as one
+# line of UsageError, never another exception.
+
+FILE_MUTATIONS = {"json": 300, "pth": 60, "state": 60}
+
+FILES_CHILD = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from pathlib import Path
+import torch
+torch.set_num_threads(1)  # as the scripts run on the CPU; many threads only wait here
+import train_classifier, train_deconv
+from common import UsageError, read_json
+from models import TutorialNet, load_weights, read_state_dict
+from training import resume_training_state
+import argparse
+args = argparse.Namespace(lr=0.001, momentum=0.9)
+labels = torch.tensor([0, 1, 2, 3])
+for path in sorted(Path(sys.argv[2]).iterdir()):
+    kind = path.suffix
+    try:
+        if kind == ".json":
+            read_json(path, "metrics file", "rerun it")
+            found = train_deconv.task1_for_comparison(path, {"seed": 0}, labels)
+            ok = isinstance(found.get("message", ""), str) and ("task1" in found or "message" in found)
+        elif kind == ".pth":
+            architecture, state = read_state_dict(path, "checkpoint")
+            load_weights(TutorialNet(), state, path, "checkpoint")
+            ok = architecture == "TutorialNet"
+        else:
+            net = TutorialNet()
+            optimizer = train_classifier.sgd(net, args)
+            done, history = resume_training_state(path, {"model": "TutorialNet", "lr": 0.001}, 3,
+                                                  net, [optimizer], torch.Generator(), ("loss",))
+            optimizer.zero_grad()
+            net(torch.zeros(2, 3, 32, 32)).sum().backward()
+            optimizer.step()
+            ok = 0 <= done <= 3 and len(history["epoch_loss"]) == done
+        print(path.name, "ok" if ok else "BAD RESULT", flush=True)
+    except UsageError as error:
+        print(path.name, "error" if "\\n" not in str(error) else "MULTILINE", flush=True)
+    except Exception as error:
+        print(path.name, "CRASH", type(error).__name__, str(error)[:200].replace("\\n", " "),
+              flush=True)
+"""
+
+
+def _hostile_value(rng: np.random.Generator, tensors: bool):
+    """A value of the wrong kind, size, depth or (for tensors) dtype, shape or layout."""
+    choices = [None, True, -1, 2 ** 70, 1e308, "x\x1b[2J", [], {}, [1.5] * 3,
+               {"a": 1}, "[" * 3]
+    deep: object = 0
+    for _ in range(int(rng.integers(20, 60))):
+        deep = [deep] if rng.random() < 0.5 else {"k": deep}
+    choices.append(deep)
+    if tensors:
+        shape = tuple(int(d) for d in rng.integers(1, 4, int(rng.integers(0, 3))))
+        choices += [torch.zeros(shape), torch.zeros(shape, dtype=torch.int64),
+                    torch.zeros(shape, dtype=torch.complex64), torch.full(shape, float("nan")),
+                    torch.zeros(shape, device="meta"), torch.eye(3).to_sparse(),
+                    torch.zeros(shape, dtype=torch.float16), torch.zeros(shape, dtype=torch.uint8),
+                    torch.nn.Parameter(torch.zeros(shape))]
+    return choices[int(rng.integers(len(choices)))]
+
+
+def _mutate_structure(value, rng: np.random.Generator, tensors: bool):
+    """A copy of `value` with one randomly chosen place (of any depth) changed."""
+    import copy
+    value = copy.deepcopy(value)
+    places = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            for key in list(node):
+                places.append((node, key))
+                walk(node[key])
+        elif isinstance(node, list):
+            for i in range(len(node)):
+                places.append((node, i))
+                walk(node[i])
+    walk(value)
+    container, key = places[int(rng.integers(len(places)))]
+    action = rng.integers(6)
+    if action == 5 and isinstance(container[key], torch.Tensor):  # harmless: float64 weights
+        container[key] = container[key].double()
+    elif action == 0 and isinstance(container, dict):
+        del container[key]
+    elif action == 1 and isinstance(container, dict):
+        container[_hostile_key(rng)] = container.pop(key)
+    elif action == 2 and isinstance(container[key], torch.Tensor):
+        tensor = container[key]
+        container[key] = (tensor.flatten()[:-1] if tensor.numel() > 1
+                          else tensor.to(torch.int32))
+    else:
+        container[key] = _hostile_value(rng, tensors)
+    return value
+
+
+def _hostile_key(rng: np.random.Generator):
+    return [7, 2.5, None, "", "x\ny", ("a",)][int(rng.integers(6))]
+
+
+def _mutate_bytes(encoded: bytes, rng: np.random.Generator) -> bytes:
+    data = bytearray(encoded)
+    if rng.random() < 0.5:
+        for _ in range(int(rng.integers(1, 6))):
+            data[int(rng.integers(len(data)))] ^= 1 << int(rng.integers(8))
+    else:
+        data = data[:int(rng.integers(1, len(data)))]
+    return bytes(data)
+
+
+def _mutate_json_text(text: str, rng: np.random.Generator) -> bytes:
+    kind = rng.integers(4)
+    if kind == 0:
+        return _mutate_bytes(text.encode(), rng)
+    at = int(rng.integers(len(text)))
+    insert = ["[" * int(rng.integers(30, 5000)), "9" * int(rng.integers(15, 6000)), "NaN",
+              "1e999", "-Infinity", '"\\ud800"', "\xff"][int(rng.integers(7))]
+    if kind == 1:  # a number or a bracket put where a value was
+        start = text.find(": ", at)
+        if start > 0:
+            end = min(i for i in (text.find(",", start), text.find("}", start), len(text))
+                      if i > 0)
+            return (text[:start + 2] + insert + text[end:]).encode("utf-8", "surrogatepass")
+    return (text[:at] + insert + text[at:]).encode("utf-8", "surrogatepass")
+
+
+def _base_state():
+    import argparse
+    import train_classifier
+    from models import TutorialNet
+    from training import save_training_state
+    import tempfile
+    net = TutorialNet()
+    optimizer = train_classifier.sgd(net, argparse.Namespace(lr=0.001, momentum=0.9))
+    net(torch.zeros(2, 3, 32, 32)).sum().backward()
+    optimizer.step()
+    history = {"loss_log": [{"epoch": 1, "step": 2, "loss": 2.3}],
+               "epoch_loss": [{"epoch": 1, "loss": 2.29}], "train_seconds": 1.5}
+    with tempfile.TemporaryDirectory() as folder:
+        path = f"{folder}/state.pth"
+        save_training_state(path, {"model": "TutorialNet", "lr": 0.001}, 1, net, [optimizer],
+                            torch.Generator().manual_seed(0), history)
+        return torch.load(path, weights_only=True)
+
+
+def test_no_crafted_json_checkpoint_or_state_crashes_the_readers(tmp_path):
+    import io
+    import json
+    from models import TutorialNet
+    rng = np.random.default_rng(26)
+    metrics = {"task": "task1", "config": {"seed": 0, "subset": 1.0, "lr": 0.001},
+               "test_accuracy": 50.0, "test_predictions": "0100", "test_labels": "0123",
+               "per_class_accuracy": {"cat": 50.0, "dog": 25.0},
+               "loss_log": [{"epoch": 1, "step": 2, "loss": 2.3}], "data": {"source": "x"}}
+    weights = TutorialNet().state_dict()
+    state = _base_state()
+    folder = tmp_path / "crafted"
+    folder.mkdir()
+    for i in range(FILE_MUTATIONS["json"]):
+        if i % 2:
+            text = json.dumps(_mutate_structure(metrics, rng, tensors=False), default=str,
+                              skipkeys=True)
+            encoded = text.encode()
+        else:
+            encoded = _mutate_json_text(json.dumps(metrics), rng)
+        (folder / f"{i:04d}.json").write_bytes(encoded)
+    for suffix, base in (("pth", weights), ("state", state)):
+        for i in range(FILE_MUTATIONS[suffix]):
+            buffer = io.BytesIO()
+            torch.save(_mutate_structure(base, rng, tensors=True), buffer)
+            encoded = buffer.getvalue()
+            if i % 3 == 0:
+                encoded = _mutate_bytes(encoded, rng)
+            (folder / f"{i:04d}.{suffix}").write_bytes(encoded)
+    result = subprocess.run([sys.executable, "-c", FILES_CHILD, str(REPO), str(folder)],
+                            capture_output=True, text=True, timeout=600)
+    outcomes = dict(line.split(" ", 1) for line in result.stdout.splitlines())
+    assert result.returncode == 0, f"the readers died (exit {result.returncode}): {result.stderr[-500:]}"
+    assert len(outcomes) == sum(FILE_MUTATIONS.values())
+    bad = {name: outcome for name, outcome in outcomes.items() if outcome not in ("ok", "error")}
+    assert not bad, bad
+    for suffix in FILE_MUTATIONS:  # the fuzzing reached both outcomes for every kind of file
+        kinds = {v for k, v in outcomes.items() if k.endswith(suffix)}
+        assert kinds == {"ok", "error"}, (suffix, kinds)
