@@ -270,7 +270,7 @@ def markdown(facts: dict, outputs: Path, out: Path) -> str:
 def main() -> None:
     args = parse_args()
     out = getattr(args, "out", args.outputs)
-    check_output_dir(out)
+    check_output_dir(out, "report")
     if not args.outputs.is_dir():
         raise UsageError(f"--outputs {args.outputs} is not a folder: nothing to report; run "
                          "make all (or the task scripts) first, or pass the right folder")

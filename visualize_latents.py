@@ -136,7 +136,7 @@ def main() -> None:
     started = time.perf_counter()
     choices = {1: channel_choice(1, args.z1_channels), 2: channel_choice(2, args.z2_channels)}
     device = select_device(args.device)
-    check_output_dir(args.out)
+    check_output_dir(args.out, "task3", args.data_dir)
     # These are measurements, not training: full float32 on GPUs too (TF32 would blur the
     # layer-1 affinity check and the PSNRs in the fourth digit).
     torch.backends.cuda.matmul.allow_tf32 = False
@@ -148,7 +148,7 @@ def main() -> None:
     data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=args.quiet)
     picks = {"train": pick_image(data.train_labels, args.train_index, args.train_class, "train"),
              "test": pick_image(data.test_labels, args.test_index, args.test_class, "test")}
-    with run_folder(args.out, "visualize_latents.py") as out:
+    with run_folder(args.out, "visualize_latents.py", args.data_dir) as out:
         data = data.to(device)
 
         # 1. Decoders worth reading: refit layer 1 on the real z1, then measure every decoder.
