@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import plots
-from common import (MAX_SEED, ArgumentParser, UsageError, add_data_arguments, check_output_dir,
-                    mark_incomplete, number, prepare_output_dir, read_json, run_cli, save_json)
+from common import (INCOMPLETE, MAX_SEED, ArgumentParser, UsageError, add_data_arguments,
+                    check_output_dir, mark_incomplete, number, prepare_output_dir, read_json, run_cli, save_json)
 from data import load_cifar10
 from training import mcnemar
 
@@ -34,12 +34,28 @@ DEFAULT_LAMBDA = 1e-2  # train_deconv.py's default
 
 @dataclass
 class Run:
-    """One training process: a name, its command line, its output folder, runs to wait for."""
+    """One training process: a name, its command line, its output folder, runs to wait for.
+
+    `results` is the file a successful run leaves (its metrics.json): a run that exits 0 without
+    it, or with its folder still marked incomplete, failed (e.g. it printed --help and exited).
+    """
 
     name: str
     command: list[str]
     out: Path
     after: tuple[str, ...] = field(default_factory=tuple)
+    results: Path | None = None
+
+
+def missing_results(run: Run) -> str | None:
+    """Why a run that exited 0 has not left its results, or None when it has."""
+    if run.results is None:
+        return None
+    if (run.out / INCOMPLETE).exists():
+        return f"{run.out} is still marked incomplete ({INCOMPLETE})"
+    if not run.results.is_file():
+        return f"it wrote no {run.results.name} in {run.out}"
+    return None
 
 
 def number_list(kind: type, low: float, high: float | None = None):
@@ -87,14 +103,38 @@ SET_BY_SWEEP = ("--seed", "--lambda", "--out", "--task1-metrics", "--data-dir", 
                 "--device", "--resume", "--init-from")
 
 
+def training_parsers() -> dict[str, argparse.ArgumentParser]:
+    """The parsers of the scripts that get the flags after --, by script name."""
+    import train_classifier
+    import train_deconv
+    return {"train_classifier.py": train_classifier.build_parser(),
+            "train_deconv.py": train_deconv.build_parser()}
+
+
 def check_extra_flags(extra: list[str]) -> None:
-    """Refuse flags after -- that the sweep sets for each run (or that make runs depend)."""
+    """Refuse flags after -- that would mislabel the runs, stop them, or that a run rejects.
+
+    Each flag is read by the training scripts' own parsers (abbreviations off), so `--se 7` is
+    an unknown flag here as it is there, never a `--seed` that slipped past; a flag that prints
+    and exits (--help) would leave every folder without results, so it is refused too.
+    """
     for flag in extra:
         name = flag.split("=", 1)[0]
         if name in SET_BY_SWEEP:
             raise UsageError(f"{name} after -- would override what sweep.py sets for each run "
                              "(seeds, lambdas, folders, data); use --seeds, --lambdas, --outputs "
                              "and the sweep's own data flags instead")
+    for script, parser in training_parsers().items():
+        for flag in extra:
+            action = parser._option_string_actions.get(flag.split("=", 1)[0])
+            if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+                raise UsageError(f"{flag} after -- would make every run print and exit without "
+                                 f"training; see python {script} --help for the flags they take")
+        try:
+            parser.check(extra)
+        except UsageError as error:
+            raise UsageError(f"the flags after -- go to every training run, and {script} says: "
+                             f"{error} (see python {script} --help)") from None
 
 
 def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str],
@@ -111,29 +151,32 @@ def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str
         return outputs / "runs" / f"{task}{suffix}_seed{seed}"
 
     runs = []
+
+    def add(name: str, script: str, out: Path, flags: list[str], after: tuple[str, ...] = ()):
+        """One more run: `script` with `flags`, writing `out`, after the runs named in `after`."""
+        runs.append(Run(name, [sys.executable, str(REPO / script), *flags, "--out", str(out)],
+                        out, after, results=out / "metrics.json"))
+
     for seed in seeds:
-        runs.append(Run(f"task1 seed {seed}", [sys.executable, str(REPO / "train_classifier.py"),
-                        "--seed", str(seed), "--out", str(folder("task1", seed)), *shared],
-                        folder("task1", seed)))
+        add(f"task1 seed {seed}", "train_classifier.py", folder("task1", seed),
+            ["--seed", str(seed), *shared])
     for seed in seeds:
         task1 = folder("task1", seed) / "metrics.json"
-        runs.append(Run(f"task2 seed {seed}", [sys.executable, str(REPO / "train_deconv.py"),
-                        "--seed", str(seed), "--out", str(folder("task2", seed)),
-                        "--task1-metrics", str(task1), *shared],
-                        folder("task2", seed), after=(f"task1 seed {seed}",)))
+        add(f"task2 seed {seed}", "train_deconv.py", folder("task2", seed),
+            ["--seed", str(seed), "--task1-metrics", str(task1), *shared],
+            after=(f"task1 seed {seed}",))
         if task3 is not None and seed == seeds[0]:
-            runs.append(Run("task3", [sys.executable, str(REPO / "visualize_latents.py"),
-                                      "--checkpoint", str(folder("task2", seed) / "deconv_net.pth"),
-                                      "--out", str(outputs / "task3"), *task3],
-                            outputs / "task3", after=(f"task2 seed {seed}",)))
+            add("task3", "visualize_latents.py", outputs / "task3",
+                ["--checkpoint", str(folder("task2", seed) / "deconv_net.pth"), *task3],
+                after=(f"task2 seed {seed}",))
     for lam in lambdas:
         if lam != DEFAULT_LAMBDA:
             seed = seeds[0]
-            runs.append(Run(f"task2 lambda {lambda_name(lam)} seed {seed}",
-                            [sys.executable, str(REPO / "train_deconv.py"), "--seed", str(seed),
-                             "--lambda", str(lam), "--out", str(folder("task2", seed, lam)),
-                             "--task1-metrics", str(folder("task1", seed) / "metrics.json"),
-                             *shared], folder("task2", seed, lam), after=(f"task1 seed {seed}",)))
+            add(f"task2 lambda {lambda_name(lam)} seed {seed}", "train_deconv.py",
+                folder("task2", seed, lam),
+                ["--seed", str(seed), "--lambda", str(lam),
+                 "--task1-metrics", str(folder("task1", seed) / "metrics.json"), *shared],
+                after=(f"task1 seed {seed}",))
     return runs
 
 
@@ -145,6 +188,7 @@ def run_parallel(runs: list[Run], jobs: int, log_dir: Path, quiet: bool = False)
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     waiting, running, codes = list(runs), {}, {}
+    by_name = {run.name: run for run in runs}
     started_at = time.perf_counter()
     try:
         while waiting or running:
@@ -170,8 +214,12 @@ def run_parallel(runs: list[Run], jobs: int, log_dir: Path, quiet: bool = False)
                     log.close()
                     codes[name] = process.returncode
                     del running[name]
-                    if process.returncode or not quiet:
-                        state = ("ok" if process.returncode == 0
+                    missing = None if process.returncode else missing_results(by_name[name])
+                    if missing:
+                        codes[name] = NO_RESULTS
+                    if codes[name] or not quiet:
+                        state = ("ok" if codes[name] == 0
+                                 else f"FAILED (exit 0, but {missing}; see {log.name})" if missing
                                  else f"FAILED (exit {process.returncode}, see {log.name})")
                         print(f"finished {name} in {time.perf_counter() - started:.0f} s: {state}",
                               flush=True)
@@ -207,6 +255,7 @@ def _stop_all(running: dict) -> None:
 
 
 NOT_STARTED = -1  # the exit code recorded for a run skipped because one it waits for failed
+NO_RESULTS = -2  # ... for a run that exited 0 without leaving its results (see missing_results)
 
 
 def _end_with_parent() -> None:
