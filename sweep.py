@@ -11,6 +11,10 @@ the lambda trade-off, drawn in OUTPUTS/runs/lambda_sweep.svg.
     python sweep.py --data-dir ../shared/cifar10 --task3         # what make all runs
     python sweep.py --seeds 0,1 --lambdas 0,1e-2 -- --epochs 1   # flags after -- go to every
                                                                  # training run
+    python sweep.py --task3 --executor slurm --partition cpu     # every run a Slurm job
+
+With --executor slurm (cluster.py) every run is a Slurm job submitted through submitit, with
+the same folders, logs and summary; see --help for what each run asks for.
 """
 import argparse
 import os
@@ -87,9 +91,47 @@ def parse_args(argv: list[str] | None = None):
                         help="also run Task 3 (visualize_latents.py) on seed 0's Task 2 model, as "
                              "soon as that exists, beside the remaining training runs")
     add_data_arguments(parser, seed=False)
+    parser.add_argument("--executor", choices=("local", "slurm"), default="local",
+                        help="local: processes on this machine; slurm: every run a Slurm job "
+                             "through submitit (pip install -r requirements-cluster.txt)")
+    cluster = parser.add_argument_group(
+        "with --executor slurm",
+        "Every run becomes a Slurm job. The output folder (--outputs), the repository, the "
+        "data and the data cache ($CIFAR10_CACHE) must be visible to every node at the same "
+        "path (a shared filesystem): a folder under /tmp is refused unless --allow-node-local-outputs "
+        "is given (fine on a one-node cluster).")
+    cluster.add_argument("--partition", default=None,
+                         help="Slurm partition (default: the cluster's default partition)")
+    cluster.add_argument("--time", dest="time_minutes", type=number(int, 1), default=60,
+                         help="time limit per run, minutes")
+    cluster.add_argument("--cpus-per-run", type=number(int, 1), default=1,
+                         help="CPUs per run (every run trains with one thread on the CPU)")
+    cluster.add_argument("--mem-per-run", type=number(float, 0, low_open=True), default=4.0,
+                         help="memory per run, GB")
+    cluster.add_argument("--gpus-per-run", type=number(int, 0), default=0,
+                         help="GPUs per run (0: none asked for; the runs use --device)")
+    cluster.add_argument("--max-parallel", type=number(int, 1), default=None,
+                         help="at most this many tasks of a job array run at once "
+                              "(default: as many as Slurm starts)")
+    cluster.add_argument("--allow-node-local-outputs", action="store_true",
+                         help="accept --outputs under /tmp (each node has its own /tmp: only "
+                              "right on a one-node cluster)")
     parser.add_argument("extra", nargs="*", metavar="-- FLAGS", default=[],
                         help="further flags for every training run, after -- (default: none)")
     return parser.parse_args(argv)
+
+
+NODE_LOCAL = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
+
+
+def check_shared_outputs(outputs: Path) -> None:
+    """Refuse an output folder every node has its own of (the runs' results would be scattered)."""
+    resolved = outputs.resolve()
+    for local in NODE_LOCAL:
+        if resolved.is_relative_to(local.resolve()):
+            raise UsageError(f"--outputs {outputs} is under {local}, which every Slurm node has "
+                             "its own of; pass a folder on a filesystem the nodes share, or "
+                             "--allow-node-local-outputs on a one-node cluster")
 
 
 def lambda_name(lam: float) -> str:
@@ -379,8 +421,16 @@ def sweep_figure(summary: dict, path: Path) -> None:
 def main() -> None:
     args = parse_args()
     check_extra_flags(args.extra)
-    jobs = args.jobs or default_jobs(args.device)
     check_output_dir(args.outputs)
+    if args.executor == "slurm":
+        if not args.allow_node_local_outputs:
+            check_shared_outputs(args.outputs)
+        import cluster  # imports submitit; the local sweep never does
+        cluster.import_submitit()
+        cluster.check_cluster()
+        options = cluster.SlurmOptions(args.partition, args.time_minutes, args.cpus_per_run,
+                                       args.mem_per_run, args.gpus_per_run, args.max_parallel)
+    jobs = args.jobs or default_jobs(args.device)
     # Decode (or check) the data once here, so that the runs share one cache and bad data
     # stops everything with one line before any run starts.
     load_cifar10(args.data_dir, quiet=args.quiet)
@@ -394,12 +444,20 @@ def main() -> None:
                 data_flags if args.task3 else None)
     for run in runs:  # results of an earlier sweep must not pass for this one's
         mark_incomplete(prepare_output_dir(run.out), "sweep.py (not yet run)")
-    print(f"{len(runs)} training runs, {jobs} at once; logs in {runs_dir / 'logs'}")
     started = time.perf_counter()
-    codes = run_parallel(runs, jobs, runs_dir / "logs")
+    if args.executor == "slurm":
+        jobs = args.max_parallel or len(runs)
+        print(f"{len(runs)} training runs as Slurm jobs; logs in {runs_dir / 'logs'}, Slurm's "
+              f"files in {runs_dir / 'slurm'}")
+        codes, job_ids = cluster.run_on_slurm(runs, runs_dir / "logs", runs_dir / "slurm", options)
+    else:
+        print(f"{len(runs)} training runs, {jobs} at once; logs in {runs_dir / 'logs'}")
+        codes, job_ids = run_parallel(runs, jobs, runs_dir / "logs"), None
     summary = summarize(runs, codes, args.seeds, args.lambdas)
     summary.update(jobs=jobs, wall_seconds=round(time.perf_counter() - started, 1),
-                   includes_task3=args.task3)
+                   includes_task3=args.task3, executor=args.executor)
+    if job_ids is not None:
+        summary["slurm_jobs"] = job_ids
     if summary["lambda_sweep"]:
         sweep_figure(summary, runs_dir / "lambda_sweep.svg")
     save_json(summary, runs_dir / "summary.json")
