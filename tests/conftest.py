@@ -85,7 +85,7 @@ def study_outputs(tmp_path_factory, tiny_cifar) -> Path:
 # or open a browser come last. Within a file the written order is kept.
 RUN_ORDER = ("test_models.py", "test_latents.py", "test_data.py", "test_training.py",
              "test_reliability.py", "test_bad_input.py", "test_hostile.py", "test_pipeline.py", "test_report.py",
-             "test_explorer.py", "test_fuzz.py", "test_real_data.py")
+             "test_explorer.py", "test_fuzz.py", "test_slurm.py", "test_real_data.py")
 
 
 def pytest_collection_modifyitems(config, items):
