@@ -76,7 +76,15 @@ def run_job(command: list[str], log: str, out: str, results: str | None) -> str:
         process = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT,
                                    env=dict(os.environ, PYTHONUNBUFFERED="1"),
                                    preexec_fn=_end_with_parent)
-        code = process.wait()
+        try:
+            code = process.wait()
+        except BaseException:  # submitit's handler of Slurm's time-limit signal raises here
+            process.terminate()  # the run stops as after Ctrl-C: its log says where it was
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+            raise
     if code:
         raise RunFailed(f"exit {code}")
     if results is not None:
@@ -256,9 +264,12 @@ def outcome(job: Any, state: str | None, no_results: int) -> tuple[int, str]:
         if found:
             code = int(found.group(2))
             return (code if code else no_results), found.group(1)
+        if "timed-out" in str(error):  # submitit's words when Slurm's time-limit signal came
+            return 1, "it reached its time limit (--time), and was stopped"
         return 1, "the job's Python failed: " + str(error).strip().splitlines()[-1]
-    if state == "TIMEOUT":
-        return 1, "Slurm stopped it at its time limit (--time)"
+    if state == "TIMEOUT" or "User defined signal 2" in _read(job.paths.stderr):
+        # (submitit's time-limit signal, when it came before submitit's handler was in place)
+        return 1, "it reached its time limit (--time), and was stopped"
     if state == "OUT_OF_MEMORY":
         return 1, "it ran out of memory (--mem-per-run)"
     return 1, f"Slurm state {state or 'unknown'}, no result"
@@ -284,6 +295,13 @@ def cancel(jobs: Any) -> list[str]:
     if ids:
         subprocess.run(["scancel", *ids], capture_output=True, text=True)
     return ids
+
+
+def _read(path: Path) -> str:
+    try:
+        return Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
 
 
 def _first_line(text: str | bytes | None) -> str:

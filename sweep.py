@@ -102,8 +102,10 @@ def parse_args(argv: list[str] | None = None):
         "is given (fine on a one-node cluster).")
     cluster.add_argument("--partition", default=None,
                          help="Slurm partition (default: the cluster's default partition)")
-    cluster.add_argument("--time", dest="time_minutes", type=number(int, 1), default=60,
-                         help="time limit per run, minutes")
+    cluster.add_argument("--time", dest="time_minutes", type=number(int, 5), default=60,
+                         help="time limit per run, minutes; give 3 more than a run takes: "
+                              "submitit has Slurm signal the end 90 s early, and Slurm may send "
+                              "it up to 60 s earlier still")
     cluster.add_argument("--cpus-per-run", type=number(int, 1), default=1,
                          help="CPUs per run (every run trains with one thread on the CPU)")
     cluster.add_argument("--mem-per-run", type=number(float, 0, low_open=True), default=4.0,

@@ -21,6 +21,7 @@ import torch
 import sweep
 from conftest import REPO, SHARED_CIFAR10, run_script
 from test_bad_input import assert_one_line_error, run_in_process
+from test_hostile import alive
 
 CLUSTER_SCRIPT = REPO / ".ci" / "slurm_cluster.sh"
 TINY_SWEEP = ["--seeds", "0,1", "--lambdas", "0,1e-2", "--task3", "--quiet"]
@@ -226,6 +227,30 @@ def test_a_failing_run_is_reported_with_its_job_id_and_the_others_finish(slurm_c
     for run in runs:
         if codes[run.name] == 0:
             assert (run.out / "metrics.json").is_file() and not (run.out / ".incomplete").exists()
+
+
+def test_a_run_past_its_time_limit_is_reported_with_its_job_id_and_stopped(slurm_cluster,
+                                                                        tmp_path, capsys):
+    """--time 2: submitit asks Slurm for its signal 90 s before the end (Slurm may send it up to
+    60 s earlier), so the run is stopped within 30 s of its start."""
+    import cluster
+
+    pid = tmp_path / "sleeper.pid"
+    sleeper = sweep.Run("sleeper", [sys.executable, "-c",
+                                    f"import os, time; open({str(pid)!r}, 'w').write(str(os.getpid())); "
+                                    "print('epoch 1 of 1000', flush=True); time.sleep(300)"],
+                        tmp_path / "o" / "sleeper")
+    started = time.monotonic()
+    codes, jobs = cluster.run_on_slurm([sleeper], tmp_path / "o" / "runs" / "logs",
+                                       tmp_path / "o" / "runs" / "slurm",
+                                       cluster.SlurmOptions(time_minutes=2, mem_gb=1,
+                                                            poll_seconds=0.5), quiet=True)
+    printed = capsys.readouterr().out
+    assert codes == {"sleeper": 1} and time.monotonic() - started < 120
+    assert f"sleeper: FAILED (Slurm job {jobs['sleeper']}: it reached its time limit" in printed
+    if pid.exists():  # the signal may come before the run started; if it had, it is stopped
+        assert "| epoch 1 of 1000" in printed
+        assert not alive(int(pid.read_text()))
 
 
 def test_ctrl_c_cancels_every_submitted_job(slurm_cluster, tiny_cifar, tmp_path):
