@@ -194,6 +194,9 @@ def follow(runs: list, jobs: dict[str, Any], log_dir: Path, options: SlurmOption
     begun = time.perf_counter()
     while len(codes) < len(runs):
         states = squeue_states()
+        if states is None:  # the controller is briefly unreachable: ask again at the next poll
+            time.sleep(options.poll_seconds)
+            continue
         for run in runs:
             if run.name in codes:
                 continue
@@ -236,12 +239,18 @@ def follow(runs: list, jobs: dict[str, Any], log_dir: Path, options: SlurmOption
     return codes
 
 
-def squeue_states() -> dict[str, str]:
-    """The state of each of this user's jobs that squeue knows, array tasks one by one."""
-    result = subprocess.run(["squeue", "--noheader", "--array", "--states=all", "--me",
-                             "--format=%i|%T"], capture_output=True, text=True)
+def squeue_states() -> dict[str, str] | None:
+    """The state of each of this user's jobs that squeue knows, array tasks one by one.
+
+    None when squeue fails: no job may then be taken for ended because it is not listed.
+    """
+    try:
+        result = subprocess.run(["squeue", "--noheader", "--array", "--states=all", "--me",
+                                 "--format=%i|%T"], capture_output=True, text=True, timeout=60)
+    except subprocess.TimeoutExpired:
+        return None
     if result.returncode:
-        return {}  # the controller is briefly unreachable: ask again at the next poll
+        return None
     states = {}
     for line in result.stdout.splitlines():
         job_id, _, state = line.strip().partition("|")
