@@ -128,8 +128,9 @@ def run_on_slurm(runs: list, log_dir: Path, job_dir: Path, options: SlurmOptions
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the scancel
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         ids = cancel(jobs.values())
-        raise Interrupted(f"cancelled the sweep's Slurm jobs with scancel ({', '.join(ids) or 'none submitted yet'}); "
-                          "their folders stay marked incomplete") from None
+        raise Interrupted(f"cancelled the sweep's Slurm jobs with scancel "
+                          f"({', '.join(ids) or 'none submitted yet'}); the runs that had not "
+                          "finished stay marked incomplete") from None
     return codes, {name: job.job_id for name, job in jobs.items()}
 
 
@@ -152,32 +153,45 @@ def submit_all(submitit: Any, runs: list, log_dir: Path, job_dir: Path, options:
         parameters["gpus_per_node"] = options.gpus
     if options.max_parallel:
         parameters["array_parallelism"] = options.max_parallel
-    groups: dict[tuple[str, ...], list] = {}
+    for after, group in submission_groups(runs):
+        missing = [name for name in after if name not in jobs]
+        if missing:
+            raise UsageError(f"the run plan has {group[0].name} wait for {', '.join(missing)}, "
+                             "planned after it or not at all")
+        dependency = ("afterok:" + ":".join(jobs[name].job_id for name in after)
+                      if after else None)
+        executor.update_parameters(**parameters, dependency=dependency)
+        try:
+            with executor.batch():
+                submitted = [executor.submit(run_job, run.command, str(log_path(log_dir, run)),
+                                             str(run.out),
+                                             str(run.results) if run.results else None)
+                             for run in group]
+        except (submitit.core.utils.FailedJobError,
+                submitit.core.utils.FailedSubmissionError) as error:  # sbatch said no
+            raise UsageError(f"sbatch refused the sweep's jobs: {_first_line(str(error))}; "
+                             "check --partition, --time, --cpus-per-run, --mem-per-run and "
+                             "--gpus-per-run against sinfo") from None
+        for run, job in zip(group, submitted):
+            jobs[run.name] = job
+
+
+def submission_groups(runs: list) -> list[tuple[tuple[str, ...], list]]:
+    """The runs as (runs waited for, runs) in submission order, each group one job array.
+
+    The runs that wait for nothing form the first array. The others keep the plan's order, and
+    runs next to each other in it that wait for the same runs share an array: Slurm's default
+    priority follows the submission order, so where CPUs are short the runs start in the order
+    a local sweep starts them (Task 3 right after seed 0's Task 2, the extra lambdas last).
+    """
+    groups: list[tuple[tuple[str, ...], list]] = [((), [run for run in runs if not run.after])]
     for run in runs:
-        groups.setdefault(tuple(run.after), []).append(run)
-    while groups:
-        ready = [after for after in groups if all(name in jobs for name in after)]
-        if not ready:
-            raise UsageError("the run plan waits for runs it does not have: "
-                             + ", ".join(sorted({a for after in groups for a in after} - set(jobs))))
-        for after in ready:
-            group = groups.pop(after)
-            dependency = ("afterok:" + ":".join(jobs[name].job_id for name in after)
-                          if after else None)
-            executor.update_parameters(**parameters, dependency=dependency)
-            try:
-                with executor.batch():
-                    submitted = [executor.submit(run_job, run.command, str(log_path(log_dir, run)),
-                                                 str(run.out),
-                                                 str(run.results) if run.results else None)
-                                 for run in group]
-            except (submitit.core.utils.FailedJobError,
-                    submitit.core.utils.FailedSubmissionError) as error:  # sbatch said no
-                raise UsageError(f"sbatch refused the sweep's jobs: {_first_line(str(error))}; "
-                                 "check --partition, --time, --cpus-per-run, --mem-per-run and "
-                                 "--gpus-per-run against sinfo") from None
-            for run, job in zip(group, submitted):
-                jobs[run.name] = job
+        if run.after:
+            if groups[-1][0] == tuple(run.after):
+                groups[-1][1].append(run)
+            else:
+                groups.append((tuple(run.after), [run]))
+    return [group for group in groups if group[1]]
 
 
 def log_path(log_dir: Path, run: Any) -> Path:

@@ -81,6 +81,20 @@ def test_the_help_says_the_outputs_must_be_visible_to_every_node():
         assert flag in text
 
 
+def test_jobs_are_submitted_in_the_local_order_with_one_array_per_neighbouring_dependency(tmp_path):
+    import cluster
+
+    runs = sweep.plan([0, 1], [0.0, 1e-3, 1e-2], tmp_path, [], task3=[])
+    groups = [(after, [run.name for run in group]) for after, group in cluster.submission_groups(runs)]
+    assert groups == [
+        ((), ["task1 seed 0", "task1 seed 1"]),  # everything that waits for nothing: one array
+        (("task1 seed 0",), ["task2 seed 0"]),
+        (("task2 seed 0",), ["task3"]),  # Task 3 before the other seeds, as locally
+        (("task1 seed 1",), ["task2 seed 1"]),
+        (("task1 seed 0",), ["task2 lambda 0 seed 0", "task2 lambda 0.001 seed 0"])]
+    assert sorted(name for _, names in groups for name in names) == sorted(r.name for r in runs)
+
+
 # --- the one-node cluster ---
 
 @pytest.fixture(scope="module")
