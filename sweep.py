@@ -28,7 +28,8 @@ from pathlib import Path
 
 import plots
 from common import (INCOMPLETE, MAX_SEED, ArgumentParser, UsageError, add_data_arguments,
-                    check_output_dir, mark_incomplete, number, prepare_output_dir, read_json, run_cli, save_json)
+                    check_output_dir, mark_incomplete, number, prepare_output_dir, read_json,
+                    run_cli, save_json)
 from data import load_cifar10
 from training import mcnemar
 
@@ -98,8 +99,8 @@ def parse_args(argv: list[str] | None = None):
         "with --executor slurm",
         "Every run becomes a Slurm job. The output folder (--outputs), the repository, the "
         "data and the data cache ($CIFAR10_CACHE) must be visible to every node at the same "
-        "path (a shared filesystem): a folder under /tmp is refused unless --allow-node-local-outputs "
-        "is given (fine on a one-node cluster).")
+        "path (a shared filesystem): a folder under /tmp is refused unless "
+        "--allow-node-local-outputs is given (fine on a one-node cluster).")
     cluster.add_argument("--partition", default=None,
                          help="Slurm partition (default: the cluster's default partition)")
     cluster.add_argument("--time", dest="time_minutes", type=number(int, 5), default=60,

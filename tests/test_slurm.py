@@ -85,7 +85,8 @@ def test_jobs_are_submitted_in_the_local_order_with_one_array_per_neighbouring_d
     import cluster
 
     runs = sweep.plan([0, 1], [0.0, 1e-3, 1e-2], tmp_path, [], task3=[])
-    groups = [(after, [run.name for run in group]) for after, group in cluster.submission_groups(runs)]
+    groups = [(after, [run.name for run in group])
+              for after, group in cluster.submission_groups(runs)]
     assert groups == [
         ((), ["task1 seed 0", "task1 seed 1"]),  # everything that waits for nothing: one array
         (("task1 seed 0",), ["task2 seed 0"]),
@@ -232,8 +233,8 @@ def test_a_failing_run_is_reported_with_its_job_id_and_the_others_finish(slurm_c
     assert len(failed) == 1 and "task1 seed 1" in failed[0]
     assert f"Slurm job {jobs['task1 seed 1']}: exit 2" in failed[0]
     assert "| error: argument --batch-size: 0 must be >= 1" in printed  # the log's tail
-    assert re.search(rf"skipped  task2 seed 1 \(Slurm job {jobs['task2 seed 1']}\): task1 seed 1 failed",
-                     printed)
+    skipped = f"skipped  task2 seed 1 (Slurm job {jobs['task2 seed 1']}): task1 seed 1 failed"
+    assert skipped in printed
     states = slurm_state(list(jobs.values()))
     assert states[jobs["task1 seed 1"]] == "FAILED"
     assert states[jobs["task2 seed 1"]] == "CANCELLED"  # never started: its input failed
@@ -250,10 +251,9 @@ def test_a_run_past_its_time_limit_is_reported_with_its_job_id_and_stopped(slurm
     import cluster
 
     pid = tmp_path / "sleeper.pid"
-    sleeper = sweep.Run("sleeper", [sys.executable, "-c",
-                                    f"import os, time; open({str(pid)!r}, 'w').write(str(os.getpid())); "
-                                    "print('epoch 1 of 1000', flush=True); time.sleep(300)"],
-                        tmp_path / "o" / "sleeper")
+    script = (f"import os, time; open({str(pid)!r}, 'w').write(str(os.getpid())); "
+              "print('epoch 1 of 1000', flush=True); time.sleep(300)")
+    sleeper = sweep.Run("sleeper", [sys.executable, "-c", script], tmp_path / "o" / "sleeper")
     started = time.monotonic()
     codes, jobs = cluster.run_on_slurm([sleeper], tmp_path / "o" / "runs" / "logs",
                                        tmp_path / "o" / "runs" / "slurm",
