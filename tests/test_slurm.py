@@ -65,10 +65,11 @@ def test_slurm_without_submitit_is_one_line_saying_how_to_install_it(tiny_cifar,
 
 
 def test_slurm_refuses_outputs_under_tmp_unless_told(tmp_path, monkeypatch, capsys):
-    code, lines = run_in_process(sweep, ["--outputs", tmp_path / "o", "--executor", "slurm"],
+    outputs = Path("/tmp") / f"sweep-test-{os.getpid()}" / "o"  # (tmp_path may be elsewhere)
+    code, lines = run_in_process(sweep, ["--outputs", outputs, "--executor", "slurm"],
                                  monkeypatch, capsys, tmp_path)
     assert_one_line_error(code, lines, "/tmp", "every Slurm node", "--allow-node-local-outputs")
-    assert not (tmp_path / "o").exists()
+    assert not outputs.parent.exists()
 
 
 def test_the_help_says_the_outputs_must_be_visible_to_every_node():
