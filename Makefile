@@ -8,10 +8,15 @@
 PYTHON ?= python3
 SUBSET ?= 1.0
 DEVICE ?= auto
+# EXECUTOR=slurm: the sweep's runs as Slurm jobs (README, "On a cluster"); PARTITION: theirs.
+EXECUTOR ?= local
+PARTITION ?=
 override CIFAR10_DIR := $(value CIFAR10_DIR)
 override SUBSET := $(value SUBSET)
 override DEVICE := $(value DEVICE)
-export CIFAR10_DIR SUBSET DEVICE
+override EXECUTOR := $(value EXECUTOR)
+override PARTITION := $(value PARTITION)
+export CIFAR10_DIR SUBSET DEVICE EXECUTOR PARTITION
 COMMON = --subset "$$SUBSET" --device "$$DEVICE"
 
 .PHONY: all install runs task1 task2 task3 report sweep test bench submission clean
@@ -21,11 +26,13 @@ all: install runs report
 
 install:
 	$(PYTHON) -m pip install --quiet -r requirements.txt
+	if [ "$$EXECUTOR" = slurm ]; then $(PYTHON) -m pip install --quiet -r requirements-cluster.txt; fi
 
-# Every run of the study as parallel processes (one per CPU core; one at a time on a GPU);
-# Task 3 starts as soon as seed 0's Task 2 model exists.
+# Every run of the study as parallel processes (one per CPU core; one at a time on a GPU), or
+# with EXECUTOR=slurm as Slurm jobs; Task 3 starts as soon as seed 0's Task 2 model exists.
+# The report is then made here, locally.
 runs:
-	$(PYTHON) sweep.py $(COMMON) --task3
+	$(PYTHON) sweep.py $(COMMON) --task3 --executor "$$EXECUTOR" $${PARTITION:+--partition "$$PARTITION"}
 
 # One run each, seed 0, as the tutorial does it.
 task1:

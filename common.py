@@ -113,15 +113,35 @@ class _DefaultsShown(argparse.ArgumentDefaultsHelpFormatter):
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse with defaults shown in --help and a one-line error for bad flags."""
+    """argparse with defaults shown in --help and a one-line error for bad flags.
+
+    Abbreviations are off: `--se 7` would otherwise mean `--seed 7`, which no check that looks
+    for `--seed` (sweep.py's) would see.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", _DefaultsShown)
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(**kwargs)
+        self._raise_errors = False
 
     def error(self, message: str) -> None:  # argparse's own prints the whole usage first
+        if self._raise_errors:
+            raise UsageError(message)
         say(f"error: {message} (see {self.prog} --help)")
         sys.exit(2)
+
+    def check(self, argv: list[str]) -> argparse.Namespace:
+        """Parse `argv` as the script would, raising UsageError instead of exiting.
+
+        For a caller that passes flags on to this script (sweep.py): a bad flag is found before
+        any run starts, and reported by the caller in its own words.
+        """
+        self._raise_errors = True
+        try:
+            return self.parse_args(argv)
+        finally:
+            self._raise_errors = False
 
 
 def number(kind: type = float, low: float | None = None, high: float | None = None,

@@ -11,6 +11,10 @@ the lambda trade-off, drawn in OUTPUTS/runs/lambda_sweep.svg.
     python sweep.py --data-dir ../shared/cifar10 --task3         # what make all runs
     python sweep.py --seeds 0,1 --lambdas 0,1e-2 -- --epochs 1   # flags after -- go to every
                                                                  # training run
+    python sweep.py --task3 --executor slurm --partition cpu     # every run a Slurm job
+
+With --executor slurm (cluster.py) every run is a Slurm job submitted through submitit, with
+the same folders, logs and summary; see --help for what each run asks for.
 """
 import argparse
 import os
@@ -23,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import plots
-from common import (MAX_SEED, ArgumentParser, UsageError, add_data_arguments, check_output_dir,
-                    mark_incomplete, number, prepare_output_dir, read_json, run_cli, save_json)
+from common import (INCOMPLETE, MAX_SEED, ArgumentParser, UsageError, add_data_arguments,
+                    check_output_dir, mark_incomplete, number, prepare_output_dir, read_json,
+                    run_cli, save_json)
 from data import load_cifar10
 from training import mcnemar
 
@@ -34,12 +39,28 @@ DEFAULT_LAMBDA = 1e-2  # train_deconv.py's default
 
 @dataclass
 class Run:
-    """One training process: a name, its command line, its output folder, runs to wait for."""
+    """One training process: a name, its command line, its output folder, runs to wait for.
+
+    `results` is the file a successful run leaves (its metrics.json): a run that exits 0 without
+    it, or with its folder still marked incomplete, failed (e.g. it printed --help and exited).
+    """
 
     name: str
     command: list[str]
     out: Path
     after: tuple[str, ...] = field(default_factory=tuple)
+    results: Path | None = None
+
+
+def missing_results(run: Run) -> str | None:
+    """Why a run that exited 0 has not left its results, or None when it has."""
+    if run.results is None:
+        return None
+    if (run.out / INCOMPLETE).exists():
+        return f"{run.out} is still marked incomplete ({INCOMPLETE})"
+    if not run.results.is_file():
+        return f"it wrote no {run.results.name} in {run.out}"
+    return None
 
 
 def number_list(kind: type, low: float, high: float | None = None):
@@ -71,9 +92,49 @@ def parse_args(argv: list[str] | None = None):
                         help="also run Task 3 (visualize_latents.py) on seed 0's Task 2 model, as "
                              "soon as that exists, beside the remaining training runs")
     add_data_arguments(parser, seed=False)
+    parser.add_argument("--executor", choices=("local", "slurm"), default="local",
+                        help="local: processes on this machine; slurm: every run a Slurm job "
+                             "through submitit (pip install -r requirements-cluster.txt)")
+    cluster = parser.add_argument_group(
+        "with --executor slurm",
+        "Every run becomes a Slurm job. The output folder (--outputs), the repository, the "
+        "data and the data cache ($CIFAR10_CACHE) must be visible to every node at the same "
+        "path (a shared filesystem): a folder under /tmp is refused unless "
+        "--allow-node-local-outputs is given (fine on a one-node cluster).")
+    cluster.add_argument("--partition", default=None,
+                         help="Slurm partition (default: the cluster's default partition)")
+    cluster.add_argument("--time", dest="time_minutes", type=number(int, 5), default=60,
+                         help="time limit per run, minutes; give 3 more than a run takes: "
+                              "submitit has Slurm signal the end 90 s early, and Slurm may send "
+                              "it up to 60 s earlier still")
+    cluster.add_argument("--cpus-per-run", type=number(int, 1), default=1,
+                         help="CPUs per run (every run trains with one thread on the CPU)")
+    cluster.add_argument("--mem-per-run", type=number(float, 0, low_open=True), default=4.0,
+                         help="memory per run, GB")
+    cluster.add_argument("--gpus-per-run", type=number(int, 0), default=0,
+                         help="GPUs per run (0: none asked for; the runs use --device)")
+    cluster.add_argument("--max-parallel", type=number(int, 1), default=None,
+                         help="at most this many tasks of a job array run at once "
+                              "(default: as many as Slurm starts)")
+    cluster.add_argument("--allow-node-local-outputs", action="store_true",
+                         help="accept --outputs under /tmp (each node has its own /tmp: only "
+                              "right on a one-node cluster)")
     parser.add_argument("extra", nargs="*", metavar="-- FLAGS", default=[],
                         help="further flags for every training run, after -- (default: none)")
     return parser.parse_args(argv)
+
+
+NODE_LOCAL = (Path("/tmp"), Path("/var/tmp"), Path("/dev/shm"))
+
+
+def check_shared_outputs(outputs: Path) -> None:
+    """Refuse an output folder every node has its own of (the runs' results would be scattered)."""
+    resolved = outputs.resolve()
+    for local in NODE_LOCAL:
+        if resolved.is_relative_to(local.resolve()):
+            raise UsageError(f"--outputs {outputs} is under {local}, which every Slurm node has "
+                             "its own of; pass a folder on a filesystem the nodes share, or "
+                             "--allow-node-local-outputs on a one-node cluster")
 
 
 def lambda_name(lam: float) -> str:
@@ -87,14 +148,38 @@ SET_BY_SWEEP = ("--seed", "--lambda", "--out", "--task1-metrics", "--data-dir", 
                 "--device", "--resume", "--init-from")
 
 
+def training_parsers() -> dict[str, argparse.ArgumentParser]:
+    """The parsers of the scripts that get the flags after --, by script name."""
+    import train_classifier
+    import train_deconv
+    return {"train_classifier.py": train_classifier.build_parser(),
+            "train_deconv.py": train_deconv.build_parser()}
+
+
 def check_extra_flags(extra: list[str]) -> None:
-    """Refuse flags after -- that the sweep sets for each run (or that make runs depend)."""
+    """Refuse flags after -- that would mislabel the runs, stop them, or that a run rejects.
+
+    Each flag is read by the training scripts' own parsers (abbreviations off), so `--se 7` is
+    an unknown flag here as it is there, never a `--seed` that slipped past; a flag that prints
+    and exits (--help) would leave every folder without results, so it is refused too.
+    """
     for flag in extra:
         name = flag.split("=", 1)[0]
         if name in SET_BY_SWEEP:
             raise UsageError(f"{name} after -- would override what sweep.py sets for each run "
                              "(seeds, lambdas, folders, data); use --seeds, --lambdas, --outputs "
                              "and the sweep's own data flags instead")
+    for script, parser in training_parsers().items():
+        for flag in extra:
+            action = parser._option_string_actions.get(flag.split("=", 1)[0])
+            if isinstance(action, (argparse._HelpAction, argparse._VersionAction)):
+                raise UsageError(f"{flag} after -- would make every run print and exit without "
+                                 f"training; see python {script} --help for the flags they take")
+        try:
+            parser.check(extra)
+        except UsageError as error:
+            raise UsageError(f"the flags after -- go to every training run, and {script} says: "
+                             f"{error} (see python {script} --help)") from None
 
 
 def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str],
@@ -111,29 +196,32 @@ def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str
         return outputs / "runs" / f"{task}{suffix}_seed{seed}"
 
     runs = []
+
+    def add(name: str, script: str, out: Path, flags: list[str], after: tuple[str, ...] = ()):
+        """One more run: `script` with `flags`, writing `out`, after the runs named in `after`."""
+        runs.append(Run(name, [sys.executable, str(REPO / script), *flags, "--out", str(out)],
+                        out, after, results=out / "metrics.json"))
+
     for seed in seeds:
-        runs.append(Run(f"task1 seed {seed}", [sys.executable, str(REPO / "train_classifier.py"),
-                        "--seed", str(seed), "--out", str(folder("task1", seed)), *shared],
-                        folder("task1", seed)))
+        add(f"task1 seed {seed}", "train_classifier.py", folder("task1", seed),
+            ["--seed", str(seed), *shared])
     for seed in seeds:
         task1 = folder("task1", seed) / "metrics.json"
-        runs.append(Run(f"task2 seed {seed}", [sys.executable, str(REPO / "train_deconv.py"),
-                        "--seed", str(seed), "--out", str(folder("task2", seed)),
-                        "--task1-metrics", str(task1), *shared],
-                        folder("task2", seed), after=(f"task1 seed {seed}",)))
+        add(f"task2 seed {seed}", "train_deconv.py", folder("task2", seed),
+            ["--seed", str(seed), "--task1-metrics", str(task1), *shared],
+            after=(f"task1 seed {seed}",))
         if task3 is not None and seed == seeds[0]:
-            runs.append(Run("task3", [sys.executable, str(REPO / "visualize_latents.py"),
-                                      "--checkpoint", str(folder("task2", seed) / "deconv_net.pth"),
-                                      "--out", str(outputs / "task3"), *task3],
-                            outputs / "task3", after=(f"task2 seed {seed}",)))
+            add("task3", "visualize_latents.py", outputs / "task3",
+                ["--checkpoint", str(folder("task2", seed) / "deconv_net.pth"), *task3],
+                after=(f"task2 seed {seed}",))
     for lam in lambdas:
         if lam != DEFAULT_LAMBDA:
             seed = seeds[0]
-            runs.append(Run(f"task2 lambda {lambda_name(lam)} seed {seed}",
-                            [sys.executable, str(REPO / "train_deconv.py"), "--seed", str(seed),
-                             "--lambda", str(lam), "--out", str(folder("task2", seed, lam)),
-                             "--task1-metrics", str(folder("task1", seed) / "metrics.json"),
-                             *shared], folder("task2", seed, lam), after=(f"task1 seed {seed}",)))
+            add(f"task2 lambda {lambda_name(lam)} seed {seed}", "train_deconv.py",
+                folder("task2", seed, lam),
+                ["--seed", str(seed), "--lambda", str(lam),
+                 "--task1-metrics", str(folder("task1", seed) / "metrics.json"), *shared],
+                after=(f"task1 seed {seed}",))
     return runs
 
 
@@ -145,6 +233,7 @@ def run_parallel(runs: list[Run], jobs: int, log_dir: Path, quiet: bool = False)
     """
     log_dir.mkdir(parents=True, exist_ok=True)
     waiting, running, codes = list(runs), {}, {}
+    by_name = {run.name: run for run in runs}
     started_at = time.perf_counter()
     try:
         while waiting or running:
@@ -170,8 +259,12 @@ def run_parallel(runs: list[Run], jobs: int, log_dir: Path, quiet: bool = False)
                     log.close()
                     codes[name] = process.returncode
                     del running[name]
-                    if process.returncode or not quiet:
-                        state = ("ok" if process.returncode == 0
+                    missing = None if process.returncode else missing_results(by_name[name])
+                    if missing:
+                        codes[name] = NO_RESULTS
+                    if codes[name] or not quiet:
+                        state = ("ok" if codes[name] == 0
+                                 else f"FAILED (exit 0, but {missing}; see {log.name})" if missing
                                  else f"FAILED (exit {process.returncode}, see {log.name})")
                         print(f"finished {name} in {time.perf_counter() - started:.0f} s: {state}",
                               flush=True)
@@ -207,6 +300,7 @@ def _stop_all(running: dict) -> None:
 
 
 NOT_STARTED = -1  # the exit code recorded for a run skipped because one it waits for failed
+NO_RESULTS = -2  # ... for a run that exited 0 without leaving its results (see missing_results)
 
 
 def _end_with_parent() -> None:
@@ -330,8 +424,16 @@ def sweep_figure(summary: dict, path: Path) -> None:
 def main() -> None:
     args = parse_args()
     check_extra_flags(args.extra)
-    jobs = args.jobs or default_jobs(args.device)
     check_output_dir(args.outputs)
+    if args.executor == "slurm":
+        if not args.allow_node_local_outputs:
+            check_shared_outputs(args.outputs)
+        import cluster  # imports submitit; the local sweep never does
+        cluster.import_submitit()
+        cluster.check_cluster()
+        options = cluster.SlurmOptions(args.partition, args.time_minutes, args.cpus_per_run,
+                                       args.mem_per_run, args.gpus_per_run, args.max_parallel)
+    jobs = args.jobs or default_jobs(args.device)
     # Decode (or check) the data once here, so that the runs share one cache and bad data
     # stops everything with one line before any run starts.
     load_cifar10(args.data_dir, quiet=args.quiet)
@@ -345,12 +447,20 @@ def main() -> None:
                 data_flags if args.task3 else None)
     for run in runs:  # results of an earlier sweep must not pass for this one's
         mark_incomplete(prepare_output_dir(run.out), "sweep.py (not yet run)")
-    print(f"{len(runs)} training runs, {jobs} at once; logs in {runs_dir / 'logs'}")
     started = time.perf_counter()
-    codes = run_parallel(runs, jobs, runs_dir / "logs")
+    if args.executor == "slurm":
+        jobs = args.max_parallel or len(runs)
+        print(f"{len(runs)} training runs as Slurm jobs; logs in {runs_dir / 'logs'}, Slurm's "
+              f"files in {runs_dir / 'slurm'}")
+        codes, job_ids = cluster.run_on_slurm(runs, runs_dir / "logs", runs_dir / "slurm", options)
+    else:
+        print(f"{len(runs)} training runs, {jobs} at once; logs in {runs_dir / 'logs'}")
+        codes, job_ids = run_parallel(runs, jobs, runs_dir / "logs"), None
     summary = summarize(runs, codes, args.seeds, args.lambdas)
     summary.update(jobs=jobs, wall_seconds=round(time.perf_counter() - started, 1),
-                   includes_task3=args.task3)
+                   includes_task3=args.task3, executor=args.executor)
+    if job_ids is not None:
+        summary["slurm_jobs"] = job_ids
     if summary["lambda_sweep"]:
         sweep_figure(summary, runs_dir / "lambda_sweep.svg")
     save_json(summary, runs_dir / "summary.json")

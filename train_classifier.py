@@ -23,12 +23,17 @@ from training import (STATE_FILE, accuracy_summary, add_training_arguments,
                       check_training_state, evaluate, fit, require_training_state)
 
 
-def parse_args(argv: list[str] | None = None):
+def build_parser() -> ArgumentParser:
+    """The command line; sweep.py checks the flags it passes on with this same parser."""
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     add_training_arguments(parser)
     add_data_arguments(parser)
     add_output_arguments(parser, out="outputs/task1")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None):
+    return build_parser().parse_args(argv)
 
 
 def cross_entropy(net: nn.Module, x: torch.Tensor, y: torch.Tensor):

@@ -27,7 +27,8 @@ COMPARED_WITH_TASK1 = ("data_sha256", "subset", "seed", "epochs", "batch_size", 
 PART_NAMES = ("ce", "rec")  # the two parts of eq. (1) the running loss log holds
 
 
-def parse_args(argv: list[str] | None = None):
+def build_parser() -> ArgumentParser:
+    """The command line; sweep.py checks the flags it passes on with this same parser."""
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     add_training_arguments(parser)
     parser.add_argument("--lambda", dest="lam", metavar="LAMBDA", type=number(float, 0, FLOAT32_MAX),
@@ -47,7 +48,11 @@ def parse_args(argv: list[str] | None = None):
                              "the same data, subset, seed and protocol")
     add_data_arguments(parser)
     add_output_arguments(parser, out="outputs/task2")
-    return parser.parse_args(argv)
+    return parser
+
+
+def parse_args(argv: list[str] | None = None):
+    return build_parser().parse_args(argv)
 
 
 def eq1(lam: float):

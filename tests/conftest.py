@@ -86,7 +86,7 @@ def study_outputs(tmp_path_factory, tiny_cifar) -> Path:
 RUN_ORDER = ("test_models.py", "test_statistics.py", "test_latents.py", "test_data.py",
              "test_training.py", "test_reliability.py", "test_round_four.py", "test_bad_input.py",
              "test_hostile.py", "test_pipeline.py", "test_report.py",
-             "test_explorer.py", "test_fuzz.py", "test_real_data.py")
+             "test_explorer.py", "test_fuzz.py", "test_slurm.py", "test_real_data.py")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -254,6 +254,75 @@ def test_an_empty_seed_list_gets_a_grammatical_message(tmp_path, monkeypatch, ca
     assert code == 2 and "is empty; give at least one value" in lines[-1]
 
 
+# --- reliability issue 26, items 6 and 7: flags after -- are read as the runs read them ---
+
+@pytest.mark.parametrize("module,argv", [
+    (train_classifier, ["--se", "7"]), (train_deconv, ["--lam", "0.5"]),
+    (visualize_latents, ["--check", "x.pth"]), (sweep, ["--seed", "3"]),
+    (make_report, ["--outp", "o"])])
+def test_no_script_takes_an_abbreviated_flag(module, argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        module.parse_args(argv)
+    assert exit_info.value.code == 2
+    assert "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_an_abbreviated_seed_after_the_separator_is_refused_before_any_run(small_data, tmp_path,
+                                                                          monkeypatch, capsys):
+    """`--se 7` was argparse's prefix of --seed: every run trained seed 7, labelled 0 and 1."""
+    out = tmp_path / "o"
+    code, lines = run_in_process(sweep, ["--data-dir", small_data, "--outputs", out, "--seeds",
+                                         "0,1", "--lambdas", "1e-2", "--quiet", "--", "--epochs",
+                                         "1", "--se", "7"], monkeypatch, capsys, tmp_path)
+    assert_one_line_error(code, lines, "--se", "unrecognized arguments", "train_classifier.py")
+    assert not out.exists()
+
+
+def test_a_flag_only_task2_takes_is_refused_since_task1_runs_get_it_too(small_data, tmp_path,
+                                                                       monkeypatch, capsys):
+    code, lines = run_in_process(sweep, ["--data-dir", small_data, "--outputs", tmp_path / "o",
+                                         "--", "--decoder-lr", "0.1"], monkeypatch, capsys, tmp_path)
+    assert_one_line_error(code, lines, "--decoder-lr", "train_classifier.py")
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h"])
+def test_help_after_the_separator_is_refused(flag, small_data, tmp_path, monkeypatch, capsys):
+    """Every child printed its help and exited 0; the sweep summarised the previous runs."""
+    out = tmp_path / "o"
+    code, lines = run_in_process(sweep, ["--data-dir", small_data, "--outputs", out, "--seeds", "0",
+                                         "--lambdas", "1e-2", "--quiet", "--", flag],
+                                 monkeypatch, capsys, tmp_path)
+    assert_one_line_error(code, lines, flag, "print and exit")
+    assert not out.exists()
+
+
+def test_a_run_that_exits_0_without_its_results_failed_and_is_not_summarised(tmp_path):
+    """A previous sweep's metrics.json in a folder this sweep marked incomplete is not its result."""
+    runs = sweep.plan([0], [1e-2], tmp_path, [])
+    for run in runs:
+        run.out.mkdir(parents=True)
+        (run.out / "metrics.json").write_text(json.dumps({"test_accuracy": 99.0}))
+        (run.out / INCOMPLETE).write_text("{}")  # what the sweep does before it starts a run
+        run.command = [sys.executable, "-c", "pass"]  # exits 0, trains nothing (like --help)
+    codes = sweep.run_parallel(runs, 2, tmp_path / "logs", quiet=True)
+    assert codes == {"task1 seed 0": sweep.NO_RESULTS, "task2 seed 0": sweep.NOT_STARTED}
+    summary = sweep.summarize(runs, codes, [0], [1e-2])
+    assert summary["per_seed"] == [] and summary["lambda_sweep"] == []
+    assert summary["failed_runs"] == ["task1 seed 0", "task2 seed 0"]
+
+
+def test_a_run_that_exits_0_with_its_results_is_a_success(tmp_path):
+    out = tmp_path / "a"
+    write = f"import os; open({str(out / 'metrics.json')!r}, 'w').write('{{}}'); os.remove({str(out / INCOMPLETE)!r})"
+    out.mkdir()
+    (out / INCOMPLETE).write_text("{}")
+    runs = [sweep.Run("writes", [sys.executable, "-c", write], out, results=out / "metrics.json"),
+            sweep.Run("forgets", [sys.executable, "-c", "pass"], tmp_path / "b",
+                      results=tmp_path / "b" / "metrics.json")]
+    assert sweep.run_parallel(runs, 2, tmp_path / "logs", quiet=True) == {
+        "writes": 0, "forgets": sweep.NO_RESULTS}
+
+
 # --- 7, 8: comparisons and non-finite results ---
 
 def _task1_metrics(tmp_path, **changes):
