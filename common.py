@@ -796,20 +796,29 @@ def require_items(values: Any, kind: type | tuple[type, ...], low: float | None 
     return values
 
 
-def load_torch_file(path: Path, what: str) -> Any:
-    """torch.load with weights_only=True, or one UsageError for a missing or damaged file."""
+def load_torch_file(path: Path, what: str, data: bytes | None = None) -> Any:
+    """torch.load with weights_only=True, or one UsageError for a missing or damaged file.
+
+    With `data`, the file's bytes as read once by the caller (who hashed them) are loaded, so
+    the weights are those of the hash even if the file is rewritten meanwhile.
+    """
     path = Path(path)
-    if path.is_dir():
+    if data is not None:
+        import io
+        source: Any = io.BytesIO(data)
+    elif path.is_dir():
         raise UsageError(f"{what} {path} is a folder; pass the checkpoint file inside it "
                          "(e.g. cifar_net.pth or deconv_net.pth)")
-    if not path.is_file():
+    elif not path.is_file():
         raise UsageError(f"{what} {path} does not exist")
+    else:
+        source = path
     import pickle
     import warnings
     try:
         with warnings.catch_warnings():  # torch warns in many lines before some refusals
             warnings.simplefilter("ignore")
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         if "Weights only load failed" not in str(error):
             raise UsageError(f"{what} {path} is not a readable PyTorch checkpoint (damaged "

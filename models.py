@@ -298,11 +298,12 @@ def check_state_dict(state: object, path: Path, what: str,
     return state
 
 
-def read_state_dict(path: Path, what: str) -> tuple[str, dict]:
-    """(architecture, state dict) of a checkpoint file, or one UsageError saying what is wrong."""
+def read_state_dict(path: Path, what: str, data: bytes | None = None) -> tuple[str, dict]:
+    """(architecture, state dict) of a checkpoint file (or of its bytes `data`, read once by the
+    caller), or one UsageError saying what is wrong."""
     from common import printable
 
-    state = check_state_dict(load_torch_file(path, what), path, what)
+    state = check_state_dict(load_torch_file(path, what, data), path, what)
     architecture = architecture_of(state)
     if architecture is None:
         shown = ", ".join(printable(k) for k in list(state)[:3])
@@ -324,9 +325,10 @@ def load_weights(model: nn.Module, state: dict, path: Path, what: str, strict: b
         raise UsageError(f"{what} {path} does not fit this architecture: {detail}") from None
 
 
-def load_model(path: Path, architecture: str, what: str) -> nn.Module:
-    """A model of `architecture` with the weights of `path` (a state dict of that architecture)."""
-    found, state = read_state_dict(path, what)
+def load_model(path: Path, architecture: str, what: str, data: bytes | None = None) -> nn.Module:
+    """A model of `architecture` with the weights of `path` (a state dict of that architecture);
+    from `data` when the caller has read the file's bytes already."""
+    found, state = read_state_dict(path, what, data)
     if found != architecture:
         raise UsageError(f"{what} {path} holds a {found}, not a {architecture}")
     model = DeconvNet() if architecture == "DeconvNet" else TutorialNet()

@@ -117,8 +117,15 @@ def load_task2_model(checkpoint: Path, device: torch.device) -> tuple[DeconvNet,
                          "(or pass --checkpoint)")
     require_complete(checkpoint.parent, "the Task 2 folder",
                      "rerun train_deconv.py into it (or pass another --checkpoint)")
-    sha256 = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
-    return load_model(checkpoint, "DeconvNet", "--checkpoint").to(device).eval(), sha256
+    # One read: the hash (which keys the refit cache and the metrics) and the weights (which
+    # Task 3 and the explorer use) come from the same bytes, even if Task 2 rewrites the file.
+    try:
+        data = checkpoint.read_bytes()
+    except OSError as error:
+        raise UsageError(f"--checkpoint {checkpoint} cannot be read ({error.strerror or error}); "
+                         "check its permissions") from None
+    net = load_model(checkpoint, "DeconvNet", "--checkpoint", data=data)
+    return net.to(device).eval(), hashlib.sha256(data).hexdigest()
 
 
 def shown_channels(choice: tuple[str, list[int] | int | None], z: torch.Tensor) -> list[int]:

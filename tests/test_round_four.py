@@ -513,3 +513,31 @@ def test_a_class_folder_that_only_looks_right_is_named(name, note, small_data):
         data.load_cifar10(small_data, cache_dir=small_data.parent / "cache", quiet=True)
     text = one_line(error)
     assert "lacks class folder(s) cat and has unexpected folder(s) " + note in text
+
+
+def test_task3_hashes_the_same_bytes_it_loads_the_weights_from(tmp_path, monkeypatch):
+    """Issue 26, item 5: Task 2 rewriting its checkpoint while Task 3 starts must not give
+    weights of one file and the hash of another."""
+    import hashlib
+
+    import torch
+
+    import visualize_latents
+    from models import DeconvNet
+
+    torch.manual_seed(0)
+    first, second = DeconvNet(), DeconvNet()
+    (tmp_path / "task2").mkdir()
+    checkpoint = tmp_path / "task2" / "deconv_net.pth"
+    torch.save(first.state_dict(), checkpoint)
+    original = hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    real_load = torch.load
+
+    def load_then_rewrite(*args, **kwargs):  # Task 2 writes a new model right after the load
+        result = real_load(*args, **kwargs)
+        torch.save(second.state_dict(), checkpoint)
+        return result
+    monkeypatch.setattr(torch, "load", load_then_rewrite)
+    net, sha256 = visualize_latents.load_task2_model(checkpoint, torch.device("cpu"))
+    assert sha256 == original
+    assert torch.equal(net.conv1.weight, first.conv1.weight)
