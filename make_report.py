@@ -21,6 +21,7 @@ from common import (ArgumentParser, UsageError, atomic_path, check_output_dir, o
                     prepare_output_dir, read_json, require_complete, run_cli)
 from models import ARCHITECTURE, Architecture
 from report_facts import FIGURE_FILES, build_facts, captions
+from sweep import run_settings
 
 MAX_PAGES = 8
 TEMPLATE = Path(__file__).resolve().parent / "report" / "report.typ"
@@ -59,10 +60,24 @@ def check_provenance(metrics: dict, outputs: Path) -> None:
             raise UsageError(f"{outputs / 'task3'} was made from another Task 2 model than "
                              f"{model}; rerun visualize_latents.py (or make all)")
     compared = (task2 or {}).get("task1_comparison", {})
-    if task1 and "task1_test_accuracy" in compared and \
-            compared["task1_test_accuracy"] != task1.get("test_accuracy"):
-        raise UsageError(f"{outputs / 'task2'} was compared with another Task 1 run than "
-                         f"{outputs / 'task1'} holds; rerun train_deconv.py (or make all)")
+    if task1 and "task1_test_accuracy" in compared:
+        settings = {k: task1.get("config", {}).get(k) for k in compared.get("task1_settings", {})}
+        if compared["task1_test_accuracy"] != task1.get("test_accuracy") or \
+                settings != compared.get("task1_settings", settings) or \
+                "task1_settings" not in compared:
+            raise UsageError(f"{outputs / 'task2'} was compared with another Task 1 run than "
+                             f"{outputs / 'task1'} holds (settings, data or accuracy differ); "
+                             "rerun train_deconv.py (or make all)")
+    seeds = metrics["seeds"]
+    for task, found in (("task1", task1), ("task2", task2)):
+        if not (seeds and found):
+            continue
+        row = next((r for r in seeds.get("per_seed", [])
+                    if r.get("seed") == found.get("config", {}).get("seed")), None)
+        if row is not None and row.get(f"{task}_settings") != run_settings(found):
+            raise UsageError(f"{outputs / 'runs' / 'summary.json'} was made from another "
+                             f"{task.replace('task', 'Task ')} run than {outputs / task} holds "
+                             "(its seed table would contradict it); rerun sweep.py (or make all)")
 
 
 def read_metrics(outputs: Path) -> dict[str, dict | None]:

@@ -337,6 +337,15 @@ def paired_t_test(differences: list[float]) -> dict | None:
     return {"t": round(t, 2), "df": n - 1, "p_value": round(2 * stats.t.sf(abs(t), n - 1), 3)}
 
 
+def run_settings(metrics: dict) -> dict:
+    """The settings and data hash that identify a run (with its accuracy), for provenance."""
+    from train_deconv import COMPARED_WITH_TASK1
+
+    config = metrics.get("config", {})
+    return {**{k: config.get(k) for k in COMPARED_WITH_TASK1}, "lambda": metrics.get("lambda"),
+            "test_accuracy": metrics.get("test_accuracy")}
+
+
 def summarize(runs: list[Run], codes: dict[str, int], seeds: list[int],
               lambdas: list[float]) -> dict:
     """Per-seed table, mean +- sd, paired McNemar per seed, and the lambda trade-off."""
@@ -356,7 +365,9 @@ def summarize(runs: list[Run], codes: dict[str, int], seeds: list[int],
                          "difference": round(task2["test_accuracy"] - task1["test_accuracy"], 2),
                          "task2_psnr_db": task2["test_psnr_db"],
                          "task1_train_seconds": task1["train_seconds"],
-                         "task2_train_seconds": task2["train_seconds"], "mcnemar": test})
+                         "task2_train_seconds": task2["train_seconds"], "mcnemar": test,
+                         # what the report checks task1/ and task2/ against (provenance)
+                         "task1_settings": run_settings(task1), "task2_settings": run_settings(task2)})
     summary = {"seeds": seeds, "per_seed": per_seed, "failed_runs": sorted(n for n, c in codes.items() if c)}
     if per_seed:
         summary["task1_accuracy"] = mean_sd([r["task1_accuracy"] for r in per_seed])

@@ -247,8 +247,9 @@ def compare_with_task1(found: dict, predictions: torch.Tensor, labels: torch.Ten
     change = round(100.0 * (predictions.cpu() == labels).float().mean().item() - task1_accuracy, 2)
     caveat = ("" if found["independent"] else "; NOT independent runs: this Task 2 started from "
               "that Task 1 model's weights (--init-from)")
+    settings = {k: found["task1"]["config"].get(k) for k in COMPARED_WITH_TASK1}
     return {"task1_metrics": found["path"], "task1_test_accuracy": task1_accuracy,
-            "accuracy_change": change, "mcnemar": test, "independent": found["independent"],
+            "task1_settings": settings, "accuracy_change": change, "mcnemar": test, "independent": found["independent"],
             "message": f"Task 1 reached {task1_accuracy:.2f} %: change {change:+.2f} points, "
                        f"McNemar p = {test['p_value']:.3f} ({test['only_first_correct']} images "
                        f"only Task 1 got right, {test['only_second_correct']} only Task 2)"

@@ -420,3 +420,31 @@ def test_typst_compiles_with_a_root_that_holds_only_the_figures(outputs, monkeyp
     assert seen["root"] != "/" and not str(outputs) in seen["root"]
     assert seen["files"] == sorted(f"{key}{Path(v[0]).suffix}" for key, v in seen["figs"].items())
     assert all(v[0].startswith("/") and v[0].count("/") == 1 for v in seen["figs"].values())
+
+
+# --- runs that do not belong together are refused (issue 26, item 8) ---
+
+def _edit(path, change):
+    metrics = json.loads(path.read_text())
+    change(metrics)
+    path.write_text(json.dumps(metrics))
+
+
+def test_a_task1_retrained_with_other_settings_but_the_same_accuracy_is_refused(outputs):
+    _edit(outputs / "task1" / "metrics.json", lambda m: m["config"].update(lr=0.01, seed=7))
+    result = run_script("make_report.py", "--outputs", outputs)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "was compared with another Task 1 run" in result.stderr
+    assert not (outputs / "report.pdf").exists()
+
+
+def test_task1_and_task2_retrained_after_the_sweep_contradict_the_seed_table(outputs):
+    def retrained(m):
+        m["test_accuracy"] = 10.0
+    _edit(outputs / "task1" / "metrics.json", retrained)
+    _edit(outputs / "task2" / "metrics.json",
+          lambda m: m["task1_comparison"].update(task1_test_accuracy=10.0))
+    result = run_script("make_report.py", "--outputs", outputs)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "summary.json was made from another Task 1 run" in result.stderr
+    assert "rerun sweep.py" in result.stderr
