@@ -17,8 +17,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import plots
-from common import (ArgumentParser, UsageError, atomic_path, check_output_dir, output_folder,
-                    prepare_output_dir, read_json, require_complete, run_cli)
+from common import (ArgumentParser, UsageError, atomic_path, check_output_dir, field,
+                    output_folder, prepare_output_dir, read_json, require, require_complete,
+                    run_cli)
 from models import ARCHITECTURE, Architecture
 from report_facts import FIGURE_FILES, build_facts, captions
 from sweep import run_settings
@@ -29,16 +30,64 @@ SOURCES = {"task1": ("task1/metrics.json", "train_classifier.py"),
            "task2": ("task2/metrics.json", "train_deconv.py"),
            "task3": ("task3/metrics.json", "visualize_latents.py"),
            "seeds": ("runs/summary.json", "sweep.py")}
-REQUIRED_KEYS = {
-    "task1": ("test_accuracy", "test_accuracy_standard_error", "per_class_accuracy",
-              "confusion_matrix", "loss_log", "config", "train_seconds", "data", "environment"),
-    "task2": ("test_accuracy", "test_accuracy_standard_error", "test_psnr_db", "test_mse",
-              "test_rec_loss", "config", "per_class_accuracy", "per_class_standard_error_max",
-              "psnr_baselines_db", "task1_comparison", "train_seconds", "lambda_as_mse_weight"),
-    "task3": ("images", "decoders", "controls", "channels", "layer1_refit", "rules", "data",
-              "appearance_reference"),
-    "seeds": ("per_seed", "lambda_sweep"),
+PERCENT, ANY, POSITIVE = (0, 100), (None, None), (0, None)
+# What the report reads of each metrics file: (key, kind, (low, high)); "a.b" is a nested key,
+# "rows[].key" every row of a list. Floats are finite (never NaN or inf), ranges inclusive.
+EXPECTED = {
+    "task1": [("test_accuracy", float, PERCENT), ("test_accuracy_standard_error", float, PERCENT),
+              ("test_images", int, (1, None)), ("per_class_accuracy", dict, (1, None)),
+              ("per_class_accuracy.*", float, PERCENT), ("confusion_matrix", list, (1, None)),
+              ("confusion_matrix[]", list, (1, None)), ("loss_log", list, ANY),
+              ("loss_log[].loss", float, POSITIVE), ("config", dict, ANY),
+              ("config.epochs", int, (1, None)), ("config.lr", float, (0, None)),
+              ("config.seed", int, (0, None)), ("config.subset", float, (0, 1)),
+              ("train_seconds", float, POSITIVE), ("data", dict, ANY),
+              ("data.train_images", int, (1, None)), ("data.test_images", int, (1, None)),
+              ("environment", dict, ANY)],
+    "task2": [("test_accuracy", float, PERCENT), ("test_accuracy_standard_error", float, PERCENT),
+              ("test_psnr_db", float, ANY), ("test_mse", float, POSITIVE),
+              ("test_rec_loss", float, POSITIVE), ("lambda", float, POSITIVE),
+              ("lambda_as_mse_weight", float, POSITIVE), ("config", dict, ANY),
+              ("per_class_accuracy", dict, (1, None)), ("per_class_accuracy.*", float, PERCENT),
+              ("per_class_standard_error_max", float, PERCENT),
+              ("psnr_baselines_db", dict, (1, None)), ("psnr_baselines_db.*", float, ANY),
+              ("task1_comparison", dict, ANY), ("train_seconds", float, POSITIVE)],
+    "task3": [("images", dict, ANY), ("decoders", dict, (1, None)),
+              ("decoders.*.psnr_db", float, ANY), ("decoders.*.correlation", float, (-1, 1)),
+              ("controls", dict, ANY), ("controls.*.*.psnr_db", float, ANY),
+              ("channels", dict, ANY), ("channels.*", list, (1, None)),
+              ("layer1_refit", dict, ANY), ("rules", dict, ANY), ("data", dict, ANY),
+              ("appearance_reference", dict, ANY), ("architecture", dict, ANY)],
+    "seeds": [("per_seed", list, ANY), ("per_seed[].task1_accuracy", float, PERCENT),
+              ("per_seed[].task2_accuracy", float, PERCENT), ("per_seed[].task2_psnr_db", float, ANY),
+              ("lambda_sweep", list, ANY), ("lambda_sweep[].lambda", float, POSITIVE),
+              ("lambda_sweep[].accuracy.mean", float, PERCENT)],
 }
+
+
+def check_metrics(metrics: dict, expected: list, what: str, fix: str) -> None:
+    """Every value the report reads has its type and range, or one UsageError naming it."""
+    def values(data, parts: list[str], name: str):
+        """(name, value) of every value that a key pattern selects."""
+        part, rest = parts[0], parts[1:]
+        if part == "*":
+            selected = require(data, dict, what=f"{what}: {name or 'the file'}", fix=fix).items()
+        elif part.endswith("[]"):
+            rows = field(data, part[:-2], list, what=what, fix=fix)
+            selected = ((f"{part[:-2]}[{i}]", row) for i, row in enumerate(rows))
+        else:
+            selected = [(part, field(data, part, object, what=what, fix=fix))]
+        for key, value in selected:
+            full = f"{name}.{key}" if name else key
+            if rest:
+                require(value, dict, what=f"{what}: {full}", fix=fix)
+                yield from values(value, rest, full)
+            else:
+                yield full, value
+
+    for key, kind, (low, high) in expected:
+        for name, value in values(metrics, key.split("."), ""):
+            require(value, kind, low, high, f"{what}: {name}", fix)
 def parse_args(argv: list[str] | None = None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--outputs", type=Path, default=Path("outputs"),
@@ -92,10 +141,8 @@ def read_metrics(outputs: Path) -> dict[str, dict | None]:
             found[name] = None
             continue
         metrics = read_json(path, "metrics file", f"rerun {script} or delete the file")
-        for key in REQUIRED_KEYS[name]:
-            if key not in metrics:
-                raise UsageError(f"{path} lacks the key '{key}'; rerun {script} with this "
-                                 "version of the code")
+        check_metrics(metrics, EXPECTED[name], str(path),
+                      f"rerun {script} with this version of the code")
         found[name] = metrics
     return found
 

@@ -448,3 +448,29 @@ def test_task1_and_task2_retrained_after_the_sweep_contradict_the_seed_table(out
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "summary.json was made from another Task 1 run" in result.stderr
     assert "rerun sweep.py" in result.stderr
+
+
+@pytest.mark.parametrize("file,change,named", [
+    ("task1/metrics.json", lambda m: m.update(test_accuracy=-55.0), "test_accuracy"),
+    ("task1/metrics.json", lambda m: m.update(test_accuracy=250.0), "test_accuracy"),
+    ("task2/metrics.json", lambda m: m.update({"lambda": -1.0}), "lambda"),
+    ("task2/metrics.json", lambda m: m.update(test_psnr_db="inf"), "test_psnr_db"),
+    ("task1/metrics.json", lambda m: m["per_class_accuracy"].update(cat="high"), "cat"),
+    ("runs/summary.json", lambda m: m["per_seed"][0].update(task2_accuracy=101.0), "per_seed[0]"),
+    ("task3/metrics.json", lambda m: m.update(decoders=[1, 2]), "decoders"),
+])
+def test_values_out_of_range_or_of_the_wrong_type_are_one_line_errors(outputs, file, change, named):
+    _edit(outputs / file, change)
+    result = run_script("make_report.py", "--outputs", outputs)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert named in result.stderr and file.split("/")[0] in result.stderr
+    assert "Traceback" not in result.stderr and not (outputs / "report.pdf").exists()
+
+
+def test_a_nan_accuracy_is_refused_not_called_another_task1_run(outputs):
+    path = outputs / "task1" / "metrics.json"
+    path.write_text(path.read_text().replace(
+        f'"test_accuracy": {json.loads(path.read_text())["test_accuracy"]}', '"test_accuracy": NaN', 1))
+    result = run_script("make_report.py", "--outputs", outputs)
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "another Task 1 run" not in result.stderr and "task1" in result.stderr
