@@ -12,14 +12,12 @@ import hashlib
 import json
 import os
 import re
-import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 import plots
 from common import (ArgumentParser, UsageError, atomic_path, check_output_dir, field,
                     output_folder, prepare_output_dir, read_json, require, require_complete,
-                    run_cli)
+                    run_cli, say)
 from models import ARCHITECTURE, Architecture
 from report_facts import FIGURE_FILES, build_facts, captions
 from sweep import run_settings
@@ -343,11 +341,9 @@ def main() -> None:
     check_provenance(metrics, args.outputs)
     for name, found in metrics.items():
         if found is None and name != "seeds":
-            print(f"warning: outputs of {name} are missing; the report says so in its place",
-                  file=sys.stderr)
+            say(f"warning: outputs of {name} are missing; the report says so in its place")
     if metrics["seeds"] is None:
-        print("note: no runs/summary.json (sweep.py); the report has no seed or lambda tables",
-              file=sys.stderr)
+        say("note: no runs/summary.json (sweep.py); the report has no seed or lambda tables")
     out = prepare_output_dir(out)
     try:
         facts = build_facts(metrics)

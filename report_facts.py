@@ -6,7 +6,6 @@ architecture and the settings too, so a 1-epoch run's report says one epoch). Th
 come from findings.py, the module that wrote them in Task 3.
 """
 from datetime import datetime, timezone
-from pathlib import Path
 
 from findings import PHYSICAL_KINDS, ROLE_KINDS, channel_list, has_role, role_counts, role_words
 

@@ -28,8 +28,8 @@ from pathlib import Path
 
 import plots
 from common import (INCOMPLETE, MAX_SEED, ArgumentParser, UsageError, add_data_arguments,
-                    check_output_dir, mark_incomplete, number, prepare_output_dir, read_json,
-                    run_cli, save_json)
+                    check_output_dir, mark_incomplete, number, open_no_follow,
+                    prepare_output_dir, read_json, run_cli, save_json)
 from data import load_cifar10
 from training import mcnemar
 
@@ -246,7 +246,8 @@ def run_parallel(runs: list[Run], jobs: int, log_dir: Path, quiet: bool = False)
                 if len(running) >= jobs:
                     break
                 waiting.remove(run)
-                log = open(log_dir / (run.name.replace(" ", "_") + ".log"), "w")
+                # never through a link planted in the log folder
+                log = open_no_follow(log_dir / (run.name.replace(" ", "_") + ".log"), "w")
                 env = dict(os.environ, PYTHONUNBUFFERED="1")
                 running[run.name] = (subprocess.Popen(run.command, stdout=log,
                                                       stderr=subprocess.STDOUT, env=env,

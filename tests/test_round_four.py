@@ -7,7 +7,6 @@ import errno
 import json
 import os
 import pickle
-import shutil
 import threading
 import time
 from pathlib import Path
@@ -523,7 +522,6 @@ def test_task3_hashes_the_same_bytes_it_loads_the_weights_from(tmp_path, monkeyp
     import torch
 
     import visualize_latents
-    from models import DeconvNet
 
     torch.manual_seed(0)
     first, second = DeconvNet(), DeconvNet()

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from data import normalize
-from models import DeconvNet, TutorialNet, reconstruction_loss
+from models import DeconvNet, TutorialNet
 from sweep import NOT_STARTED, Run, mean_sd, plan, run_parallel
 from train_classifier import cross_entropy
 from train_deconv import eq1
