@@ -1,7 +1,8 @@
 """The channel explorer: one offline HTML file in which the trained network runs in the page.
 
 `write_explorer` embeds the Task 2 model's weights (and the layer-1 decoder that Task 3 fits on
-the real z1) as float32, optional models to compare with as float16, a gallery of test images as
+the real z1) as float32, optional models to compare with (their fully connected layers as
+float16, convolutions and decoder float32), a gallery of test images as
 uint8, the architecture (`models.ARCHITECTURE.describe()`: every map shape, channel count and
 receptive field the page uses) and each channel's card from Task 3's metrics into
 explorer/explorer.html, together with explorer/explorer.js and explorer/explorer.css, so the
@@ -14,7 +15,8 @@ From the command line, any Task 2 checkpoint(s) of this architecture:
         [--task3 outputs/task3/metrics.json]
 
 The first checkpoint is the page's default model (float32, exact); the others are embedded as
-float16 models to switch to. Channel cards are included when a Task 3 metrics file is given.
+models to switch to (fully connected layers float16). Channel cards are included when a Task 3
+metrics file is given.
 """
 import base64
 import hashlib
@@ -52,17 +54,25 @@ def _bytes(tensor: torch.Tensor) -> str:
 
 
 def model_weights(net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | None,
-                  dtype: str = "float32") -> dict:
+                  head_dtype: str = "float32") -> dict:
     """Every weight the page needs: encoder, head, Task 2's decoder and (if given) the refitted
-    deconv1 that decodes z1 (without it, z1 is decoded by the model's own deconv1)."""
+    deconv1 that decodes z1 (without it, z1 is decoded by the model's own deconv1).
+
+    `head_dtype` "float16" halves the fully connected layers, which hold nine tenths of the
+    weights; the convolutions and the decoder stay float32, so the maps, the max-pool switches
+    and every reconstruction stay exact (a float16 conv would flip near-tied switches).
+    """
     stages = len(ARCHITECTURE.layers)
     layers = {f"conv{k}": getattr(net, f"conv{k}") for k in range(1, stages + 1)}
-    layers.update({f"fc{k}": getattr(net, f"fc{k}") for k in range(1, len(ARCHITECTURE.hidden) + 2)})
+    head = {f"fc{k}": getattr(net, f"fc{k}") for k in range(1, len(ARCHITECTURE.hidden) + 2)}
     layers.update({f"deconv{k}": getattr(net, f"deconv{k}") for k in range(1, stages + 1)})
     if layer1_decoder is not None:
         layers["deconv1_refit"] = layer1_decoder
-    return {name: {"weight": _floats(layer.weight, dtype), "bias": _floats(layer.bias, dtype)}
-            for name, layer in layers.items()}
+    weights = {name: {"weight": _floats(layer.weight), "bias": _floats(layer.bias)}
+               for name, layer in layers.items()}
+    weights.update({name: {"weight": _floats(layer.weight, head_dtype),
+                           "bias": _floats(layer.bias, head_dtype)} for name, layer in head.items()})
+    return weights
 
 
 def decoder_notes(refit: bool) -> dict:
@@ -101,7 +111,7 @@ def channel_cards(task3: dict, test_images: torch.Tensor) -> dict:
 
 
 def _extra_model(entry: dict) -> dict:
-    """One model to compare with, as the page embeds it (float16 weights)."""
+    """One model to compare with, as the page embeds it (float16 fully connected layers)."""
     missing = {"id", "label", "net"} - set(entry)
     if missing:
         raise ValueError(f"an extra model needs {sorted(missing)} (given {sorted(entry)})")
@@ -109,7 +119,7 @@ def _extra_model(entry: dict) -> dict:
         raise ValueError(f"extra model id {entry['id']!r} must be letters, digits, '_', '.' or "
                          "'-' (it goes into the page's links)")
     decoder = entry.get("layer1_decoder")
-    return {"id": entry["id"], "label": str(entry["label"]), "precision": "float16",
+    return {"id": entry["id"], "label": str(entry["label"]), "precision": "float16 head",
             "weights": model_weights(entry["net"], decoder, "float16"),
             "decoders": decoder_notes(decoder is not None)}
 
@@ -162,7 +172,8 @@ def write_explorer(path: Path, net: DeconvNet, layer1_decoder: torch.nn.ConvTran
     `task3` is Task 3's metrics ("channels", "top9") or None for a page without channel cards.
     `extra_models` are models to switch to, each {"id": stable link-safe id, "label": display
     text, "net": a DeconvNet, "layer1_decoder": a ConvTranspose2d that decodes z1, or None to use
-    the net's own deconv1}, embedded as float16. The page stays <= 3 MB (ValueError otherwise).
+    the net's own deconv1}, embedded with float16 fully connected layers (convolutions and
+    decoders float32, so their maps and reconstructions are exact). The page stays <= 3 MB (ValueError otherwise).
     """
     text = render(page_data(net, layer1_decoder, test_images.cpu(), test_labels.cpu(),
                             report_images, task3, list(extra_models), model_label))
@@ -215,7 +226,7 @@ def parse_args(argv: list[str] | None = None):
     parser = ArgumentParser(description="The channel explorer page from Task 2 checkpoint(s).")
     parser.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT",
                         help="deconv_net.pth files; the first is the default model (float32), "
-                             "the others are embedded as float16 to compare with")
+                             "the others are embedded (fully connected layers float16) to compare with")
     parser.add_argument("--out", type=Path, required=True, help="the page to write (.html)")
     parser.add_argument("--task3", type=Path, default=None,
                         help="Task 3 metrics.json of the first checkpoint: adds the channel cards "

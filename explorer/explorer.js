@@ -413,7 +413,7 @@ function render() {
     (state.contribution ? "Contribution view: the ticked channels' decode minus the decode with no channel at all; " +
       "grey is zero, brighter/darker colours are what those channels add/remove, stretched to the largest change (±)." : "");
   $("decoder-note").textContent = `${L.name} (${shapeText(L)}) is decoded by ${state.model.decoders[L.name]}. ` +
-    `Model: ${state.model.label}` + (state.model.precision === "float16" ? " (weights stored as float16)." : ".");
+    `Model: ${state.model.label}` + (state.model.precision === "float32" ? "." : " (its fully connected layers stored as float16).");
   for (const radio of document.querySelectorAll("input[name=layer]")) radio.checked = Number(radio.value) === state.layer;
   $("model").value = state.model.id;
   $("contribution").checked = state.contribution;
@@ -466,9 +466,9 @@ function renderMaps(latents) {
       ariaLabel: `keep ${L.name} channel ${c} only` }, "only");
     only.addEventListener("click", () => { state.channels = [c]; state.card = c; update(); });
     const share = el("span", { className: "share", title: "share of this layer's activation energy (sum of squares) for this image" },
-      `${(100 * energy[c] / total).toFixed(0)} %`);
-    const label = el("div", { className: "map-label" }, el("label", {}, check, ` ch ${c} `), share, " ", only);
-    const peakText = el("div", { className: "map-max" }, `max ${fmt(peak)}`);
+      `${(100 * energy[c] / total).toFixed(0)} % energy`);
+    const label = el("div", { className: "map-label" }, el("label", {}, check, ` ch ${c}`), " ", only);
+    const peakText = el("div", { className: "map-max" }, `max ${fmt(peak)}`, el("br"), share);
     return el("div", { className: "map" + (on ? " on" : "") + (state.card === c ? " pinned" : ""), dataset: { channel: String(c) } },
       view, label, peakText);
   });
@@ -477,12 +477,12 @@ function renderMaps(latents) {
   const top = state.scale === "map" ? null : scaleTop(maps, 0);
   $("bar-high").textContent = top === null ? "each map's own max" : fmt(top);
   $("colour-bar").setAttribute("aria-label", `colour scale from 0 (dark purple) to ${top === null ? "each map's own maximum" : fmt(top)} (yellow)`);
-  $("scale-note").textContent = `Each cell of a map is one unit of ${L.name} (${shapeText(L)}: ${L.channels} channels of ${L.size}×${L.size}), ` +
-    `after conv + ReLU + max-pool; it sees a ${L.receptive_field}×${L.receptive_field}-pixel patch, neighbours ${L.stride} px apart. ` +
-    ({ map: "Colours are scaled to each map's own maximum (a nearly silent map looks as bright as a strong one).",
-       layer: "Colours share one scale over this image's maps of this layer: dark maps are weak.",
-       all: "Colours share one scale over every image in this page for this layer and model." })[state.scale] +
-    ` The % under a map is its share of the layer's activation energy for this image.`;
+  $("scale-note").textContent = `A map shows one ${L.name} channel: ${L.size}×${L.size} cells after conv + ReLU + max-pool, ` +
+    `each seeing a ${L.receptive_field}×${L.receptive_field}-pixel patch (${L.stride} px apart). ` +
+    ({ map: "Colours: each map scaled to its own maximum, so a nearly silent map looks as bright as a strong one.",
+       layer: "Colours: one scale for this image's maps of this layer, so weak maps look dark.",
+       all: "Colours: one scale for every image in this page (this layer and model)." })[state.scale] +
+    " “max” is a map's largest value; “% energy” its share of the layer's sum of squares for this image.";
   if (state.cell) showCell(state.cell.channel, state.cell.i, state.cell.j);
 }
 
@@ -611,7 +611,7 @@ function renderOcclusion() {
   const channel = maps.layers[state.layer - 1][c], now = current();
   drawMap($("occlusion-probability"), maps.probability, maps.side, 1);
   const target = className(maps.target), kind = now.label === null ? "top class" : "true class";
-  $("occlusion-probability-caption").textContent = `probability of ${target} (${kind}), scale 0–1; lowest ${fmt(Math.min(...maps.probability))}`;
+  $("occlusion-probability-caption").textContent = `probability of ${target} (${kind}), scale 0–1; from ${fmt(Math.min(...maps.probability))} to ${fmt(Math.max(...maps.probability))}`;
   $("occlusion-probability").setAttribute("aria-label", `occlusion map: probability of ${target} for each position of the square, from ${fmt(Math.min(...maps.probability))} to ${fmt(Math.max(...maps.probability))}`);
   const unoccluded = maxOf(layerMaps(now.latents, state.layer)[c]), top = Math.max(unoccluded, ...channel);
   drawMap($("occlusion-channel"), channel, maps.side, top);
@@ -876,7 +876,7 @@ function setUp() {
   $("try-first").textContent = "Try first: choose z2, press “none”, tick the brightest map and compare the right-hand " +
     "reconstruction with the original; then open “Occlusion” below the maps to see what the prediction depends on.";
   const models = $("model");
-  for (const m of MODELS) models.add(new Option(m.label + (m.precision === "float16" ? " (float16)" : ""), m.id));
+  for (const m of MODELS) models.add(new Option(m.label + (m.precision !== "float32" ? ` (${m.precision})` : ""), m.id));
   models.disabled = MODELS.length < 2;
   models.addEventListener("change", () => {
     state.model = modelById(models.value);
