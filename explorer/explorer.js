@@ -409,10 +409,12 @@ function render() {
   renderPrediction(now);
   $("pictures-legend").textContent = "Left: the input. Middle: what the decoder rebuilds from every channel of " +
     `${L.name}. Right: from the ticked channels only, the others set to zero. PSNR (peak signal-to-noise ratio, ` +
-    "in dB) compares a reconstruction with the original: higher is closer. " +
+    "in dB) compares a reconstruction with the original: higher is closer. The list: the network's three most probable classes. " +
     (state.contribution ? "Contribution view: the ticked channels' decode minus the decode with no channel at all; " +
       "grey is zero, brighter/darker colours are what those channels add/remove, stretched to the largest change (±)." : "");
-  $("decoder-note").textContent = `${L.name} (${shapeText(L)}) is decoded by ${state.model.decoders[L.name]}. ` +
+  const refitted = state.layer === 1 && weightsOf(state.model).deconv1_refit;
+  $("decoder-note").textContent = `${L.name} (${shapeText(L)}) is decoded by ${state.model.decoders[L.name]}` +
+    (refitted ? ": Task 2 trained deconv1 only on what deconv2 hands it, so Task 3 fitted a new one on the real z1 maps. " : ". ") +
     `Model: ${state.model.label}` + (state.model.precision === "float32" ? "." : " (its fully connected layers stored as float16).");
   for (const radio of document.querySelectorAll("input[name=layer]")) radio.checked = Number(radio.value) === state.layer;
   $("model").value = state.model.id;
@@ -434,6 +436,7 @@ function render() {
 function renderPrediction(now) {
   const ranked = now.probabilities.map((p, k) => [p, k]).sort((a, b) => b[0] - a[0]).slice(0, 3);
   const top = ranked[0][1];
+  $("top3").setAttribute("aria-label", "the three most probable classes, with the network's softmax probabilities");
   $("top3").replaceChildren(...ranked.map(([p, k]) => el("li", {}, `${className(k)}: ${(100 * p).toFixed(1)} %`)));
   let text = `Predicted: ${className(top)} (${(100 * ranked[0][0]).toFixed(1)} %)`;
   if (now.label !== null) {

@@ -285,8 +285,9 @@ def _overlap(a, b):
 @pytest.mark.parametrize("width,height", WIDTHS)
 def test_the_layout_fits_every_screen(fresh, width, height, tmp_path_factory):
     make, seen = fresh
-    folder = tmp_path_factory.getbasetemp() / "explorer_screenshots"
-    folder.mkdir(exist_ok=True)
+    # EXPLORER_SCREENSHOTS=folder keeps them (pytest removes old temporary folders)
+    folder = Path(os.environ.get("EXPLORER_SCREENSHOTS") or tmp_path_factory.getbasetemp() / "explorer_screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
     page = make("", (width, height))
     for layer in (1, 2):
         page.check(f"input[name=layer][value='{layer}']")
