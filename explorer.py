@@ -241,6 +241,20 @@ def main(argv: list[str] | None = None) -> None:
     task3 = read_json(args.task3, "Task 3 metrics", "rerun visualize_latents.py") if args.task3 else None
     if task3 is not None and not {"channels", "top9"} <= set(task3):
         raise UsageError(f"{args.task3} has no 'channels' and 'top9': it is not Task 3's metrics")
+    models, seen = [], set()
+    for path in args.checkpoints:
+        net = load_model(path, "DeconvNet", "checkpoint").eval()
+        ident, label = _describe_checkpoint(path)
+        while ident in seen or ident == DEFAULT_ID:
+            ident += "_"
+        seen.add(ident)
+        models.append({"id": ident, "label": label, "net": net,
+                       "layer1_decoder": _layer1_decoder(path, net)})
+    described = ((task3 or {}).get("layer1_refit") or {}).get("checkpoint_sha256")
+    if described and described != hashlib.sha256(args.checkpoints[0].read_bytes()).hexdigest():
+        raise UsageError(f"{args.task3} describes another checkpoint than {args.checkpoints[0]}: "
+                         "its channel cards would not be this model's; pass the checkpoint Task 3 "
+                         "read first (or leave --task3 out)")
     config = (task3 or {}).get("config", {})
     data_dir = args.data_dir or config.get("data_dir")
     subset = args.subset or config.get("subset") or 1.0
@@ -251,15 +265,6 @@ def main(argv: list[str] | None = None) -> None:
         if expected and expected != data.content_hash:
             raise UsageError(f"the test set loaded here is not the one {args.task3} was computed "
                              "on (its top-9 patches index that one); pass its --data-dir/--subset")
-    models, seen = [], set()
-    for path in args.checkpoints:
-        net = load_model(path, "DeconvNet", "checkpoint").eval()
-        ident, label = _describe_checkpoint(path)
-        while ident in seen or ident == DEFAULT_ID:
-            ident += "_"
-        seen.add(ident)
-        models.append({"id": ident, "label": label, "net": net,
-                       "layer1_decoder": _layer1_decoder(path, net)})
     first = models[0]
     images = (task3 or {}).get("images", {})
     test_index = images.get("test", {}).get("index", 0)
@@ -268,9 +273,13 @@ def main(argv: list[str] | None = None) -> None:
         i = images["train"]["index"]
         report["train"] = {"index": i, "label": int(data.train_labels[i]),
                            "pixels": data.train_images[i]}
-    size = write_explorer(args.out, first["net"], first["layer1_decoder"], data.test_images,
-                          data.test_labels, report, task3, extra_models=models[1:],
-                          model_label=first["label"])
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        size = write_explorer(args.out, first["net"], first["layer1_decoder"], data.test_images,
+                              data.test_labels, report, task3, extra_models=models[1:],
+                              model_label=first["label"])
+    except ValueError as error:  # over 3 MB, or a weight float16 cannot hold
+        raise UsageError(str(error)) from None
     print(f"wrote {args.out} ({size / 2 ** 20:.2f} MB, {len(models)} model(s), "
           f"{'with' if task3 else 'without'} channel cards)")
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 from PIL import Image
 
-from data import DISPLAY_NAMES, normalize
+from data import normalize
 from models import ARCHITECTURE, DeconvNet, load_model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -618,13 +618,14 @@ def test_a_page_without_task3_has_no_cards(browser, study_outputs, tiny_cifar, t
     page.close()
 
 
-def test_write_explorer_takes_extra_models(tiny_cifar, tmp_path):
+def test_write_explorer_takes_extra_models(browser, tiny_cifar, tmp_path):
     from data import load_cifar10
     from explorer import write_explorer
     data = load_cifar10(tiny_cifar, cache_dir=tmp_path / "cache", quiet=True)
     net = DeconvNet().eval()
     report = {"test": {"index": 3}}
-    extra = [{"id": "random_1", "label": "random weights", "net": DeconvNet(), "layer1_decoder": None},
+    markup = '<img src=x onerror="document.title=1">random weights'
+    extra = [{"id": "random_1", "label": markup, "net": DeconvNet(), "layer1_decoder": None},
              {"id": "random_2", "label": "random, refit", "net": DeconvNet(),
               "layer1_decoder": torch.nn.ConvTranspose2d(6, 3, 5)}]
     size = write_explorer(tmp_path / "x.html", net, net.deconv1, data.test_images, data.test_labels,
@@ -645,4 +646,21 @@ def test_write_explorer_takes_extra_models(tiny_cifar, tmp_path):
     with pytest.raises(ValueError, match="id"):
         write_explorer(tmp_path / "y.html", net, None, data.test_images, data.test_labels, report,
                        None, extra_models=[{"id": "a b&c", "label": "x", "net": net}])
-    assert DISPLAY_NAMES  # the classes the page names
+    # labels are data, shown as text, never parsed as markup
+    seen = {"errors": [], "requests": []}
+    page = open_page(browser, tmp_path / "x.html", seen)
+    assert page.evaluate("document.querySelectorAll('img').length") == 0
+    assert page.evaluate("document.getElementById('model').options[1].textContent").startswith(markup)
+    assert seen["errors"] == [] and page.title() != "1"
+    page.close()
+
+
+def test_the_command_line_refuses_task3_metrics_of_another_checkpoint(study_outputs, tmp_path):
+    env = dict(os.environ, CIFAR10_CACHE=str(study_outputs.parent / "cache"))
+    result = subprocess.run([sys.executable, str(REPO / "explorer.py"),
+                             str(study_outputs / "runs" / "task2_seed1" / "deconv_net.pth"),
+                             "--task3", str(study_outputs / "task3" / "metrics.json"),
+                             "--out", str(tmp_path / "page.html")],
+                            capture_output=True, text=True, env=env, timeout=240)
+    assert result.returncode == 2 and "describes another checkpoint" in result.stderr
+    assert not (tmp_path / "page.html").exists()
