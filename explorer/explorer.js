@@ -345,6 +345,18 @@ function el(tag, props = {}, ...children) {  // text only: children are strings 
   return node;
 }
 
+// sorted channels as short text: [0, 1, 2, 3, 5, 7, 8] -> "0–3, 5, 7, 8"
+function runs(channels) {
+  const parts = [];
+  for (let k = 0; k < channels.length;) {
+    let end = k;
+    while (end + 1 < channels.length && channels[end + 1] === channels[end] + 1) end++;
+    parts.push(end - k >= 2 ? `${channels[k]}–${channels[end]}` : channels.slice(k, end + 1).join(", "));
+    k = end + 1;
+  }
+  return parts.join(", ");
+}
+
 function subjectName() {
   if (state.own) return `your image "${state.own.name}"`;
   const entry = images[state.image];
@@ -393,7 +405,8 @@ function render() {
   $("full-caption").textContent = `all ${L.channels} ${L.name} channels · PSNR ${fullPsnr} dB`;
   $("full-decode").setAttribute("aria-label", `reconstruction of ${name} from all ${L.channels} ${L.name} channels, PSNR ${fullPsnr} dB`);
   const selected = decodeLatents(now.latents, state.layer, state.channels, W);
-  const chosen = state.channels.length ? `${L.name} channel${state.channels.length > 1 ? "s" : ""} ${state.channels.join(", ")}` : `no ${L.name} channel (empty latent)`;
+  const chosen = state.channels.length === L.channels ? `all ${L.channels} ${L.name} channels ticked`
+    : state.channels.length ? `${L.name} channel${state.channels.length > 1 ? "s" : ""} ${runs(state.channels)}` : `no ${L.name} channel (empty latent)`;
   if (state.contribution) {
     const empty = decodeLatents(now.latents, state.layer, [], W);
     const d = selected.map((v, i) => v - empty[i]);
@@ -442,7 +455,7 @@ function renderPrediction(now) {
   if (now.label !== null) {
     text += top === now.label ? " ✓ right" : ` ✗ wrong: it is a ${className(now.label)}`;
   }
-  $("prediction").textContent = text;
+  if ($("prediction").textContent !== text) $("prediction").textContent = text;  // announced once per change
   $("prediction").className = now.label === null ? "" : top === now.label ? "right" : "wrong";
 }
 
