@@ -511,9 +511,9 @@ function showCell(c, i, j) {
   const L = layerOf(state.layer), value = cellValue(c, i, j);
   state.cell = { channel: c, i, j };
   const size = L.receptive_field, stride = L.stride;
-  const scale = $("original").getBoundingClientRect().width / SIDE, box = $("field-box");
-  box.style.left = `${j * stride * scale}px`;
-  box.style.top = `${i * stride * scale}px`;
+  const original = $("original"), scale = original.clientWidth / SIDE, box = $("field-box");
+  box.style.left = `${original.clientLeft + j * stride * scale}px`;  // inside the canvas's border
+  box.style.top = `${original.clientTop + i * stride * scale}px`;
   box.style.width = box.style.height = `${size * scale}px`;
   box.hidden = false;
   $("cell-readout").textContent = `${L.name} channel ${c}, row ${i}, column ${j}: ${fmt(value)} ` +

@@ -341,6 +341,15 @@ def test_a_keyboard_only_run_picks_an_image_and_toggles_a_channel(fresh):
     page.keyboard.press("ArrowRight")
     page.keyboard.press("ArrowDown")
     assert "row 1, column 1" in page.inner_text("#cell-readout") and page.is_visible("#field-box")
+    # the outline covers that unit's receptive field on the original (z1: 6 px, 2 px apart)
+    box, image = page.evaluate("""[document.getElementById('field-box').getBoundingClientRect().toJSON(),
+        (() => { const c = document.getElementById('original'), r = c.getBoundingClientRect();
+                 return {left: r.left + c.clientLeft, top: r.top + c.clientTop, width: c.clientWidth}; })()]""")
+    z1 = ARCHITECTURE.layer(1)
+    pixel = image["width"] / 32
+    assert abs(box["left"] - image["left"] - z1.stride * pixel) < 1
+    assert abs(box["top"] - image["top"] - z1.stride * pixel) < 1
+    assert abs(box["width"] - z1.receptive_field * pixel) < 1
     page.keyboard.press("Enter")  # pins the card of the focused map
     channel = page.evaluate("Number(document.activeElement.dataset.channel)")
     assert page.inner_text("#card-title") == f"z1 channel {channel}"
