@@ -270,6 +270,32 @@ def test_clicking_a_map_pins_its_card_and_hovering_does_not_replace_it(page_sess
     assert seen["errors"] == []
 
 
+def test_the_colour_scale_can_be_per_map_per_layer_or_over_all_images(page_session):
+    page, seen, *_ = page_session
+    page.check("input[name=layer][value='2']")
+    brightest = """[...document.querySelectorAll('.map-view canvas')].map(c => {
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        let top = 0; for (let p = 0; p < d.length; p += 4) top = Math.max(top, d[p] + d[p + 1]);
+        return top; })"""  # viridis: red + green grows from dark purple to yellow
+    peaks = page.evaluate("""(() => { const z = window.explorer.latents(window.explorer.state().image).z2, n = z.length / 16;
+        return [...Array(16).keys()].map(c => Math.max(0, ...z.slice(c * n, (c + 1) * n))); })()""")
+    strongest = int(np.argmax(peaks))
+    weakest = min((c for c in range(16) if peaks[c] > 0), key=lambda c: peaks[c])  # silent, not dead
+    page.check("input[name=scale][value='map']")
+    per_map = page.evaluate(brightest)
+    assert page.inner_text("#bar-high") == "each map's own max"
+    page.check("input[name=scale][value='layer']")
+    per_layer = page.evaluate(brightest)
+    assert per_layer[strongest] == max(per_layer)
+    if peaks[weakest] < peaks[strongest] / 4:
+        assert per_layer[weakest] < per_map[weakest]  # a weak map is dark on the layer's scale
+    page.check("input[name=scale][value='all']")
+    over_all = float(page.inner_text("#bar-high"))
+    assert over_all >= max(peaks) - 0.01
+    page.check("input[name=scale][value='layer']")
+    assert seen["errors"] == []
+
+
 def _boxes(page):
     return page.evaluate("""['original', 'full-decode', 'selected-decode', 'card'].map(id => {
         const r = document.getElementById(id).getBoundingClientRect();
