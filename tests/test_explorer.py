@@ -488,6 +488,12 @@ def test_an_own_image_is_classified_and_marked_as_not_shareable(fresh, models, t
     assert page.evaluate("window.explorer.state().image") == 3
     page.set_input_files("#own-file", str(path))
     wait_until(page, "window.explorer.state().image === 'own'")
+    # Back and Forward move between the own image and the gallery image before it
+    page.go_back()
+    wait_until(page, "window.explorer.state().image === 3")
+    page.go_forward()
+    wait_until(page, "window.explorer.state().image === 'own'")
+    assert page.is_hidden("#link-message")
     assert seen["errors"] == []
 
 
