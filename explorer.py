@@ -1,43 +1,85 @@
 """The channel explorer: one offline HTML file in which the trained network runs in the page.
 
 `write_explorer` embeds the Task 2 model's weights (and the layer-1 decoder that Task 3 fits on
-the real z1) as float32, a gallery of test images as uint8, and each channel's card from Task 3's
-metrics into explorer/explorer.html, together with explorer/explorer.js and explorer/explorer.css,
-so the result is a single file that opens from file:// with no network request. The page
-computes everything itself (encoder, classifier head, both decoders) in plain JavaScript.
+the real z1) as float32, optional models to compare with (their fully connected layers as
+float16, convolutions and decoder float32), a gallery of test images as
+uint8, the architecture (`models.ARCHITECTURE.describe()`: every map shape, channel count and
+receptive field the page uses) and each channel's card from Task 3's metrics into
+explorer/explorer.html, together with explorer/explorer.js and explorer/explorer.css, so the
+result is a single file that opens from file:// with no network request. The page computes
+everything itself (encoder, classifier head, both decoders, occlusion maps) in plain JavaScript.
+
+From the command line, any Task 2 checkpoint(s) of this architecture:
+
+    python explorer.py outputs/task2/deconv_net.pth [more.pth ...] --out page.html \
+        [--task3 outputs/task3/metrics.json]
+
+The first checkpoint is the page's default model (float32, exact); the others are embedded as
+models to switch to (fully connected layers float16). Channel cards are included when a Task 3
+metrics file is given.
 """
 import base64
+import hashlib
 import json
+import re
 from pathlib import Path
 
 import torch
 
-from common import atomic_path
-from data import DISPLAY_NAMES
-from models import DeconvNet
+from common import (ArgumentParser, UsageError, add_data_arguments, atomic_path, load_torch_file,
+                    read_json, run_cli)
+from data import DISPLAY_NAMES, load_cifar10
+from models import ARCHITECTURE, DeconvNet, load_model
 
 ASSETS = Path(__file__).resolve().parent / "explorer"
 IMAGES_PER_CLASS = 10
 MAX_BYTES = 3 * 2 ** 20
+DEFAULT_ID = "trained"
+DEFAULT_LABEL = "trained model (Task 2)"
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
-def _floats(tensor: torch.Tensor) -> dict:
-    """A tensor as {shape, base64 of little-endian float32}."""
-    array = tensor.detach().cpu().float().contiguous().numpy().astype("<f4")
-    return {"shape": list(array.shape), "data": base64.b64encode(array.tobytes()).decode()}
+def _floats(tensor: torch.Tensor, dtype: str = "float32") -> dict:
+    """A tensor as {shape, dtype, base64 of its little-endian float32 or float16 bytes}."""
+    array = tensor.detach().cpu().float().contiguous().numpy()
+    array = array.astype("<f2" if dtype == "float16" else "<f4")
+    if not torch.from_numpy(array.astype("<f4")).isfinite().all():
+        raise ValueError(f"a weight does not fit {dtype} (over its range)")
+    return {"shape": list(array.shape), "dtype": dtype,
+            "data": base64.b64encode(array.tobytes()).decode()}
 
 
 def _bytes(tensor: torch.Tensor) -> str:
     return base64.b64encode(tensor.detach().cpu().to(torch.uint8).contiguous().numpy().tobytes()).decode()
 
 
-def model_weights(net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d) -> dict:
-    """Every weight the page needs: encoder, head, Task 2's decoder and the refitted deconv1."""
-    layers = {"conv1": net.conv1, "conv2": net.conv2, "fc1": net.fc1, "fc2": net.fc2,
-              "fc3": net.fc3, "deconv2": net.deconv2, "deconv1": net.deconv1,
-              "deconv1_refit": layer1_decoder}
-    return {name: {"weight": _floats(layer.weight), "bias": _floats(layer.bias)}
-            for name, layer in layers.items()}
+def model_weights(net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | None,
+                  head_dtype: str = "float32") -> dict:
+    """Every weight the page needs: encoder, head, Task 2's decoder and (if given) the refitted
+    deconv1 that decodes z1 (without it, z1 is decoded by the model's own deconv1).
+
+    `head_dtype` "float16" halves the fully connected layers, which hold nine tenths of the
+    weights; the convolutions and the decoder stay float32, so the maps, the max-pool switches
+    and every reconstruction stay exact (a float16 conv would flip near-tied switches).
+    """
+    stages = len(ARCHITECTURE.layers)
+    layers = {f"conv{k}": getattr(net, f"conv{k}") for k in range(1, stages + 1)}
+    head = {f"fc{k}": getattr(net, f"fc{k}") for k in range(1, len(ARCHITECTURE.hidden) + 2)}
+    layers.update({f"deconv{k}": getattr(net, f"deconv{k}") for k in range(1, stages + 1)})
+    if layer1_decoder is not None:
+        layers["deconv1_refit"] = layer1_decoder
+    weights = {name: {"weight": _floats(layer.weight), "bias": _floats(layer.bias)}
+               for name, layer in layers.items()}
+    weights.update({name: {"weight": _floats(layer.weight, head_dtype),
+                           "bias": _floats(layer.bias, head_dtype)} for name, layer in head.items()})
+    return weights
+
+
+def decoder_notes(refit: bool) -> dict:
+    """Which decoder reads each latent, in words (shown in the page)."""
+    return {"z1": ("deconv1 refitted on the real z1 (Task 3)" if refit
+                   else "this model's own deconv1 (trained in Task 2)"),
+            "z2": "this model's Task 2 decoder"}
 
 
 def gallery(test_labels: torch.Tensor, per_class: int, extra_test: list[int]) -> list[int]:
@@ -52,60 +94,195 @@ def gallery(test_labels: torch.Tensor, per_class: int, extra_test: list[int]) ->
 def channel_cards(task3: dict, test_images: torch.Tensor) -> dict:
     """Per layer, per channel: the finding, its numbers and its top-9 patches (uint8, base64)."""
     cards = {}
-    for layer in ("z1", "z2"):
-        cards[layer] = []
-        for row, top in zip(task3["channels"][layer], task3["top9"][layer]):
+    for stage in ARCHITECTURE.layers:
+        cards[stage.name] = []
+        for row, top in zip(task3["channels"][stage.name], task3["top9"][stage.name]):
             patches = [_bytes(test_images[i, :, t:t + s, l:l + s])
                        for i, (t, l, s) in zip(top["test_indices"], top["boxes"])]
-            cards[layer].append({
+            cards[stage.name].append({
                 "channel": row["channel"], "finding": row["finding"], "roles": row["roles"],
                 "top_k": row["top_k"], "top_k_classes": row["top_k_classes"],
                 "correlations": {"luminance": row["r_luminance"], "R-G": row["r_red_green"],
-                                 "B-Y": row["r_blue_yellow"], "gradient": row["r_gradient_energy"]},
+                                 "B-(R+G)/2": row["r_blue_yellow"],
+                                 "gradient energy": row["r_gradient_energy"]},
                 "patch_size": top["boxes"][0][2], "patches": patches,
                 "patch_classes": top["classes"]})
     return cards
 
 
-def page_data(net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d, test_images: torch.Tensor,
-              test_labels: torch.Tensor, report_images: dict, task3: dict) -> dict:
+def _extra_model(entry: dict) -> dict:
+    """One model to compare with, as the page embeds it (float16 fully connected layers)."""
+    missing = {"id", "label", "net"} - set(entry)
+    if missing:
+        raise ValueError(f"an extra model needs {sorted(missing)} (given {sorted(entry)})")
+    if not isinstance(entry["id"], str) or not ID_PATTERN.match(entry["id"]):
+        raise ValueError(f"extra model id {entry['id']!r} must be letters, digits, '_', '.' or "
+                         "'-' (it goes into the page's links)")
+    decoder = entry.get("layer1_decoder")
+    return {"id": entry["id"], "label": str(entry["label"]), "precision": "float16 head",
+            "weights": model_weights(entry["net"], decoder, "float16"),
+            "decoders": decoder_notes(decoder is not None)}
+
+
+def page_data(net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | None,
+              test_images: torch.Tensor, test_labels: torch.Tensor, report_images: dict,
+              task3: dict | None, extra_models: list[dict] = (), model_label: str = DEFAULT_LABEL
+              ) -> dict:
     """Everything the page embeds, as JSON-ready values."""
     report_test = report_images["test"]["index"]
     indices = gallery(test_labels, IMAGES_PER_CLASS, [report_test])
     images = [{"index": i, "label": int(test_labels[i]), "split": "test",
                "note": "the report's test image" if i == report_test else ""} for i in indices]
     pixels = [test_images[i] for i in indices]
-    train = report_images["train"]
-    images.append({"index": train["index"], "label": train["label"], "split": "train",
-                   "note": "the report's training image"})
-    pixels.append(train["pixels"])
-    return {"classes": list(DISPLAY_NAMES), "weights": model_weights(net, layer1_decoder),
-            "images": images, "pixels": _bytes(torch.stack(pixels)),
-            "cards": channel_cards(task3, test_images),
-            "receptive_field": {"z1": [6, 2], "z2": [16, 4]},
-            "decoders": {"z1": "deconv1 refitted on the real z1 (Task 3)",
-                         "z2": "Task 2's decoder"},
+    train = report_images.get("train")
+    if train is not None:
+        images.append({"index": train["index"], "label": train["label"], "split": "train",
+                       "note": "the report's training image"})
+        pixels.append(train["pixels"])
+    models = [{"id": DEFAULT_ID, "label": model_label, "precision": "float32",
+               "weights": model_weights(net, layer1_decoder),
+               "decoders": decoder_notes(layer1_decoder is not None)}]
+    for entry in extra_models:
+        models.append(_extra_model(entry))
+    ids = [m["id"] for m in models]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"model ids must be unique (and not {DEFAULT_ID!r}): {ids}")
+    return {"architecture": ARCHITECTURE.describe(), "classes": list(DISPLAY_NAMES),
+            "models": models, "images": images, "pixels": _bytes(torch.stack(pixels)),
+            "cards": channel_cards(task3, test_images) if task3 else None,
             "start": indices.index(report_test)}
 
 
 def render(data: dict) -> str:
     """explorer.html with its script, style and data inlined: one self-contained page."""
     html = (ASSETS / "explorer.html").read_text()
-    payload = json.dumps(data, separators=(",", ":")).replace("</", "<\\/")
+    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")
     return (html.replace("/*STYLE*/", (ASSETS / "explorer.css").read_text())
                 .replace("/*DATA*/", payload)
                 .replace("/*SCRIPT*/", (ASSETS / "explorer.js").read_text()))
 
 
-def write_explorer(path: Path, net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d,
+def write_explorer(path: Path, net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | None,
                    test_images: torch.Tensor, test_labels: torch.Tensor, report_images: dict,
-                   task3: dict) -> int:
-    """Write the page atomically; returns its size in bytes."""
+                   task3: dict | None, *, extra_models: list[dict] = (),
+                   model_label: str = DEFAULT_LABEL) -> int:
+    """Write the page atomically; returns its size in bytes.
+
+    `report_images` is {"test": {"index"}, "train": {"index", "label", "pixels"} or absent};
+    `task3` is Task 3's metrics ("channels", "top9") or None for a page without channel cards.
+    `extra_models` are models to switch to, each {"id": stable link-safe id, "label": display
+    text, "net": a DeconvNet, "layer1_decoder": a ConvTranspose2d that decodes z1, or None to use
+    the net's own deconv1}, embedded with float16 fully connected layers (convolutions and
+    decoders float32, so their maps and reconstructions are exact). The page stays <= 3 MB (ValueError otherwise).
+    """
     text = render(page_data(net, layer1_decoder, test_images.cpu(), test_labels.cpu(),
-                            report_images, task3))
+                            report_images, task3, list(extra_models), model_label))
     encoded = text.encode()
     if len(encoded) > MAX_BYTES:
-        raise ValueError(f"explorer.html would be {len(encoded)} bytes, over {MAX_BYTES}")
+        raise ValueError(f"explorer.html would be {len(encoded)} bytes, over {MAX_BYTES}; "
+                         "embed fewer models")
     with atomic_path(path) as tmp:
         tmp.write_bytes(encoded)
     return len(encoded)
+
+
+# --- the command line: a page from any Task 2 checkpoint(s) ---
+
+def _describe_checkpoint(path: Path) -> tuple[str, str]:
+    """(id, label) for a checkpoint, from the Task 2 metrics beside it when there are any."""
+    metrics = path.with_name("metrics.json")
+    config = {}
+    if metrics.is_file():
+        try:
+            config = json.loads(metrics.read_text()).get("config") or {}
+        except (OSError, ValueError, AttributeError):
+            config = {}
+    if "lambda" in config and "seed" in config:
+        ident = f"lambda_{config['lambda']:g}_seed{config['seed']}"
+        return ident, f"λ = {config['lambda']:g}, seed {config['seed']} ({path.parent.name})"
+    slug = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{path.parent.name}_{path.stem}").lstrip("_.-")
+    return (slug or "model")[:64], str(path)
+
+
+def _layer1_decoder(path: Path, net: DeconvNet) -> torch.nn.ConvTranspose2d | None:
+    """The refitted deconv1 Task 3 cached beside this checkpoint, if it was fitted for it."""
+    cache = path.with_name("layer1_decoder.pth")
+    if not cache.is_file():
+        return None
+    try:
+        cached = load_torch_file(cache, "layer-1 decoder cache")
+    except UsageError:
+        return None
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+    if not isinstance(cached, dict) or cached.get("key", {}).get("checkpoint_sha256") != sha:
+        return None
+    decoder = torch.nn.ConvTranspose2d(net.deconv1.in_channels, net.deconv1.out_channels,
+                                       net.deconv1.kernel_size)
+    decoder.load_state_dict(cached["state"])
+    return decoder
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = ArgumentParser(description="The channel explorer page from Task 2 checkpoint(s).")
+    parser.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT",
+                        help="deconv_net.pth files; the first is the default model (float32), "
+                             "the others are embedded (fully connected layers float16) to compare with")
+    parser.add_argument("--out", type=Path, required=True, help="the page to write (.html)")
+    parser.add_argument("--task3", type=Path, default=None,
+                        help="Task 3 metrics.json of the first checkpoint: adds the channel cards "
+                             "(and uses its --data-dir/--subset unless given)")
+    add_data_arguments(parser)
+    parser.set_defaults(subset=None)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    task3 = read_json(args.task3, "Task 3 metrics", "rerun visualize_latents.py") if args.task3 else None
+    if task3 is not None and not {"channels", "top9"} <= set(task3):
+        raise UsageError(f"{args.task3} has no 'channels' and 'top9': it is not Task 3's metrics")
+    models, seen = [], set()
+    for path in args.checkpoints:
+        net = load_model(path, "DeconvNet", "checkpoint").eval()
+        ident, label = _describe_checkpoint(path)
+        while ident in seen or ident == DEFAULT_ID:
+            ident += "_"
+        seen.add(ident)
+        models.append({"id": ident, "label": label, "net": net,
+                       "layer1_decoder": _layer1_decoder(path, net)})
+    described = ((task3 or {}).get("layer1_refit") or {}).get("checkpoint_sha256")
+    if described and described != hashlib.sha256(args.checkpoints[0].read_bytes()).hexdigest():
+        raise UsageError(f"{args.task3} describes another checkpoint than {args.checkpoints[0]}: "
+                         "its channel cards would not be this model's; pass the checkpoint Task 3 "
+                         "read first (or leave --task3 out)")
+    config = (task3 or {}).get("config", {})
+    data_dir = args.data_dir or config.get("data_dir")
+    subset = args.subset or config.get("subset") or 1.0
+    seed = args.seed if args.subset else config.get("seed", args.seed)
+    data = load_cifar10(data_dir, subset=subset, seed=seed, quiet=args.quiet)
+    if task3 is not None:
+        expected = task3.get("data", {}).get("content_sha256")
+        if expected and expected != data.content_hash:
+            raise UsageError(f"the test set loaded here is not the one {args.task3} was computed "
+                             "on (its top-9 patches index that one); pass its --data-dir/--subset")
+    first = models[0]
+    images = (task3 or {}).get("images", {})
+    test_index = images.get("test", {}).get("index", 0)
+    report = {"test": {"index": test_index}}
+    if "train" in images:
+        i = images["train"]["index"]
+        report["train"] = {"index": i, "label": int(data.train_labels[i]),
+                           "pixels": data.train_images[i]}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        size = write_explorer(args.out, first["net"], first["layer1_decoder"], data.test_images,
+                              data.test_labels, report, task3, extra_models=models[1:],
+                              model_label=first["label"])
+    except ValueError as error:  # over 3 MB, or a weight float16 cannot hold
+        raise UsageError(str(error)) from None
+    print(f"wrote {args.out} ({size / 2 ** 20:.2f} MB, {len(models)} model(s), "
+          f"{'with' if task3 else 'without'} channel cards)")
+
+
+if __name__ == "__main__":
+    run_cli(main)
