@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import INCOMPLETE, Interrupted, UsageError
+from common import Interrupted, UsageError
+from files import INCOMPLETE
 
 REPO = Path(__file__).resolve().parent
 INSTALL_HINT = "pip install -r requirements-cluster.txt (or pip install submitit)"

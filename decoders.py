@@ -16,7 +16,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import UsageError, load_torch_file, save_torch
+from common import UsageError
+from files import save_torch
+from readers import load_torch_file
 from data import batches, denormalize, normalize, warn
 from models import DeconvNet, Latents
 from training import psnr_db

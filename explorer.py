@@ -26,8 +26,9 @@ from pathlib import Path
 
 import torch
 
-from common import (ArgumentParser, UsageError, add_data_arguments, atomic_path, load_torch_file,
-                    read_json, run_cli)
+from common import ArgumentParser, UsageError, add_data_arguments, run_cli
+from files import atomic_path
+from readers import load_torch_file, read_json
 from data import DISPLAY_NAMES, load_cifar10
 from models import ARCHITECTURE, DeconvNet, load_model
 

@@ -15,9 +15,9 @@ import re
 from pathlib import Path
 
 import plots
-from common import (ArgumentParser, UsageError, atomic_path, check_output_dir, field,
-                    output_folder, prepare_output_dir, read_json, require, require_complete,
-                    run_cli, say)
+from common import ArgumentParser, UsageError, output_folder, run_cli, say
+from files import atomic_path, check_output_dir, prepare_output_dir, require_complete
+from readers import field, read_json, require
 from models import ARCHITECTURE, Architecture
 from report_facts import FIGURE_FILES, build_facts, captions
 from sweep import run_settings

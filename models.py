@@ -14,7 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import UsageError, load_torch_file
+from common import UsageError
+from readers import load_torch_file
 
 
 

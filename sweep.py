@@ -27,9 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import plots
-from common import (INCOMPLETE, MAX_SEED, ArgumentParser, UsageError, add_data_arguments,
-                    check_output_dir, mark_incomplete, number, open_no_follow,
-                    prepare_output_dir, read_json, run_cli, save_json)
+from common import ArgumentParser, MAX_SEED, UsageError, add_data_arguments, number, run_cli
+from files import (INCOMPLETE, check_output_dir, mark_incomplete, open_no_follow,
+                   prepare_output_dir, save_json)
+from readers import read_json
 from data import load_cifar10
 from training import mcnemar
 

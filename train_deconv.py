@@ -14,14 +14,15 @@ import torch
 import torch.nn.functional as F
 
 import plots
-from common import (FLOAT32_MAX, INCOMPLETE, ArgumentParser, UsageError, add_data_arguments,
-                    add_output_arguments, check_output_dir, environment_info, field, number,
-                    printable, read_json, run_cli, run_folder, save_json, save_torch,
+from common import (ArgumentParser, FLOAT32_MAX, UsageError, add_data_arguments,
+                    add_output_arguments, environment_info, number, printable, run_cli,
                     select_device)
+from files import INCOMPLETE, check_output_dir, run_folder, save_json, save_torch
+from readers import field, read_json
 from data import DISPLAY_NAMES, denormalize, load_cifar10, normalize
 from models import ARCHITECTURE, DeconvNet, load_weights, read_state_dict, reconstruction_loss
-from training import (STATE_FILE, accuracy_summary, add_training_arguments,
-                      check_training_state, evaluate, fit, mcnemar, psnr_db, require_training_state)
+from training import accuracy_summary, add_training_arguments, evaluate, fit, mcnemar, psnr_db
+from training_state import STATE_FILE, check_training_state, require_training_state
 
 COMPARED_WITH_TASK1 = ("data_sha256", "subset", "seed", "epochs", "batch_size", "lr", "momentum")
 PART_NAMES = ("ce", "rec")  # the two parts of eq. (1) the running loss log holds

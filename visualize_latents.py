@@ -18,8 +18,9 @@ import torch
 
 import plots
 from common import (ArgumentParser, UsageError, add_data_arguments, add_output_arguments,
-                    check_output_dir, environment_info, number, read_json, require_complete,
-                    run_cli, run_folder, save_json, select_device)
+                    environment_info, number, run_cli, select_device)
+from files import check_output_dir, require_complete, run_folder, save_json
+from readers import read_json
 from data import DISPLAY_NAMES, load_cifar10, normalize
 from decoders import controls, decoder_checks, layer1_refit
 from evidence import RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats, single_channels, top9

@@ -31,7 +31,7 @@ SLIPS = [
      "the seeds table shows Task 1's accuracy in the Task 2 column"),
     ("data.py", "    return info.st_size, info.st_mtime_ns", "    return info.st_size, 0",
      "the cache key ignores modification times"),
-    ("common.py", "        _fsync(tmp)  # the data reaches the disk before the new name does",
+    ("files.py", "        _fsync(tmp)  # the data reaches the disk before the new name does",
      "        pass", "atomic writes rename a file whose data may not be on the disk"),
     ("models.py", "    return per_image.mean()", "    return per_image.sum()",
      "L_rec sums over the batch instead of averaging"),

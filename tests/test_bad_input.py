@@ -15,7 +15,8 @@ import make_report
 import train_classifier
 import train_deconv
 import visualize_latents
-from common import UsageError, atomic_path, run_cli, save_torch
+from common import UsageError, run_cli
+from files import atomic_path, save_torch
 from conftest import run_script, write_image_folders
 from models import DeconvNet, TutorialNet
 
@@ -253,7 +254,7 @@ def test_report_names_a_missing_key(tmp_path, monkeypatch, capsys):
     (tmp_path / "task2").mkdir()
     (tmp_path / "task2" / "metrics.json").write_text(json.dumps({"test_accuracy": 50}))
     code, lines = run_in_process(make_report, ["--outputs", tmp_path], monkeypatch, capsys, tmp_path)
-    assert_one_line_error(code, lines, "task2/metrics.json lacks the key 'test_accuracy_standard_error'")
+    assert_one_line_error(code, lines, "task2/metrics.json lacks 'test_accuracy_standard_error'; rerun train_deconv.py")
 
 
 # --- bad flags through a real process: exit code, one line, no traceback ---

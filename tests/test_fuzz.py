@@ -2,7 +2,7 @@
 
 1,200 byte-level mutations (bit flips, truncations, inserted chunks of random bytes, huge
 dimensions written into the header) of small PNG and JPEG files are decoded by
-data.read_image in a child process, so that a crash (a signal) is seen as a crash. Every file
+image_files.read_image in a child process, so that a crash (a signal) is seen as a crash. Every file
 must end as a decoded 32x32 RGB image or as the reader's one-line error.
 """
 import io
@@ -69,11 +69,11 @@ CHILD = """
 import sys
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
-import data
+import image_files
 from common import UsageError
 for path in sorted(Path(sys.argv[2]).iterdir()):
     try:
-        image = data.read_image(path)
+        image = image_files.read_image(path)
         ok = image.shape == (32, 32, 3) and image.dtype.name == "uint8"
         print(path.name, "ok" if ok else "BAD SHAPE", flush=True)
     except UsageError as error:
@@ -103,11 +103,11 @@ def test_no_mutated_image_crashes_the_reader(tmp_path):
 
 @pytest.mark.parametrize("index", range(4))
 def test_the_unmutated_files_decode(index, tmp_path):
-    import data
+    import image_files
     encoded = seeds_files()[index]
     path = tmp_path / ("a.jpg" if index == 1 else "a.png")
     path.write_bytes(encoded)
-    assert data.read_image(path).shape == (32, 32, 3)
+    assert image_files.read_image(path).shape == (32, 32, 3)
 
 
 # --- crafted files: the JSON readers and the checkpoint and training-state loaders ---
@@ -128,9 +128,10 @@ from pathlib import Path
 import torch
 torch.set_num_threads(1)  # as the scripts run on the CPU; many threads only wait here
 import train_classifier, train_deconv
-from common import UsageError, read_json
+from common import UsageError
+from readers import read_json
 from models import TutorialNet, load_weights, read_state_dict
-from training import resume_training_state
+from training_state import resume_training_state
 import argparse
 args = argparse.Namespace(lr=0.001, momentum=0.9)
 labels = torch.tensor([0, 1, 2, 3])
@@ -248,7 +249,7 @@ def _base_state():
     import argparse
     import train_classifier
     from models import TutorialNet
-    from training import save_training_state
+    from training_state import save_training_state
     import tempfile
     net = TutorialNet()
     optimizer = train_classifier.sgd(net, argparse.Namespace(lr=0.001, momentum=0.9))

@@ -15,16 +15,18 @@ import pytest
 import torch
 
 import data
+import image_files
 import make_report
 import sweep
 import train_classifier
 import train_deconv
 import visualize_latents
-from common import INCOMPLETE, UsageError, run_folder, save_json, save_torch
+from common import UsageError
+from files import INCOMPLETE, run_folder, save_json, save_torch
 from conftest import REPO, run_script, write_image_folders
 from models import DeconvNet
 from test_bad_input import assert_one_line_error, run_in_process
-from training import STATE_FILE
+from training_state import STATE_FILE
 
 
 def png_bytes(pixels: np.ndarray, bit_depth: int = 8, colour_type: int = 2,
@@ -67,22 +69,22 @@ def test_a_png_header_claiming_20000x20000_pixels_is_refused_before_decoding(tmp
     path = tmp_path / "huge.png"
     path.write_bytes(png_bytes(np.zeros((2, 2, 3)), width=20000, height=20000))
     with pytest.raises(UsageError, match="not 32x32"):
-        data.read_image(path)
+        image_files.read_image(path)
     path.write_bytes(png_bytes(np.zeros((2, 2, 3)), width=2000, height=2000))
     with pytest.raises(UsageError, match="2000x2000, not 32x32"):
-        data.read_image(path)
+        image_files.read_image(path)
 
 
 def test_16_bit_pngs_keep_their_high_byte(tmp_path):
     values = np.arange(32 * 32).reshape(32, 32) % 256
     grey = tmp_path / "grey16.png"
     grey.write_bytes(png_bytes(values * 256, bit_depth=16, colour_type=0))
-    decoded = data.read_image(grey)
+    decoded = image_files.read_image(grey)
     assert decoded.dtype == np.uint8 and np.array_equal(decoded[..., 1], values)
     rgb = np.stack([values, 255 - values, values // 2], axis=2)
     colour = tmp_path / "rgb16.png"
     colour.write_bytes(png_bytes(rgb * 257, bit_depth=16, colour_type=2))
-    assert np.array_equal(data.read_image(colour), rgb)
+    assert np.array_equal(image_files.read_image(colour), rgb)
 
 
 def test_hidden_files_such_as_appledouble_are_skipped(small_data):
@@ -94,8 +96,8 @@ def test_hidden_files_such_as_appledouble_are_skipped(small_data):
 def test_an_unreadable_image_is_called_unreadable_not_damaged(small_data, tmp_path):
     path = small_data / "train" / "cat" / "0000.png"
     with pytest.raises(UsageError, match="cannot be read .*permissions"):
-        data.read_image(path.with_name("missing.png"))
-    assert data.read_image(path).shape == (32, 32, 3)
+        image_files.read_image(path.with_name("missing.png"))
+    assert image_files.read_image(path).shape == (32, 32, 3)
 
 
 def test_a_file_name_that_is_not_utf8_prints_as_one_line(small_data, tmp_path):
@@ -144,7 +146,7 @@ def test_an_interrupted_run_leaves_its_folder_marked_and_says_so(tmp_path):
 def test_a_second_writer_into_the_same_folder_is_refused(tiny_cifar, tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; sys.path.insert(0, %r)\n"
-        "from common import run_folder\n"
+        "from files import run_folder\n"
         "with run_folder(__import__('pathlib').Path(%r), 'holder.py'):\n"
         "    print('held', flush=True); time.sleep(60)") % (str(REPO), str(tmp_path / "o"))],
         stdout=subprocess.PIPE, text=True)

@@ -14,7 +14,8 @@ import pytest
 import torch
 
 import data
-from common import UsageError, remove_stale_temporaries
+from common import UsageError
+from files import remove_stale_temporaries
 from conftest import REPO, run_script, write_image_folders
 
 
@@ -221,7 +222,7 @@ def test_a_loss_plot_without_running_means_has_no_empty_legend_entry(tmp_path):
 
 def test_atomic_writes_reach_the_disk_before_the_rename_and_the_rename_after(tmp_path, monkeypatch):
     """After a power loss a renamed file must not be empty: fsync the data, rename, fsync the folder."""
-    import common
+    import files
     events = []
     real_fsync, real_replace = os.fsync, os.replace
 
@@ -232,10 +233,10 @@ def test_atomic_writes_reach_the_disk_before_the_rename_and_the_rename_after(tmp
     def replace(src, dst):
         events.append(("replace", str(src), str(dst)))
         real_replace(src, dst)
-    monkeypatch.setattr(common.os, "fsync", fsync)
-    monkeypatch.setattr(common.os, "replace", replace)
+    monkeypatch.setattr(files.os, "fsync", fsync)
+    monkeypatch.setattr(files.os, "replace", replace)
     target = tmp_path / "result.json"
-    common.save_json({"a": 1}, target)
+    files.save_json({"a": 1}, target)
     kinds = [e[0] for e in events]
     assert kinds == ["fsync", "replace", "fsync"], events
     temporary = events[1][1]

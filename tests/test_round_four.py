@@ -16,17 +16,19 @@ import pytest
 import torch
 from PIL import Image
 
-import common
+import files
 import data
+import image_files
 import train_classifier
 import train_deconv
-from common import (INCOMPLETE, LOCK, UsageError, check_output_dir, field, open_no_follow,
-                    printable, read_json, require, require_complete, require_items, run_folder,
-                    save_json)
+from common import UsageError, printable
+from files import (INCOMPLETE, LOCK, check_output_dir, open_no_follow, require_complete, run_folder,
+                   save_json)
+from readers import field, read_json, require, require_items
 from conftest import write_image_folders
 from models import DeconvNet, TutorialNet, read_state_dict
 from test_bad_input import assert_one_line_error, run_in_process
-from training import check_training_state, save_training_state
+from training_state import check_training_state, save_training_state
 
 
 @pytest.fixture
@@ -254,7 +256,7 @@ def test_a_huge_sparse_png_is_refused_before_it_is_read(tmp_path):
         handle.truncate(2 ** 30)  # takes the same path and cannot exhaust a shared machine
     started = time.monotonic()
     with pytest.raises(UsageError, match="far more than a 32x32 image needs") as error:
-        data.read_image(path)
+        image_files.read_image(path)
     assert time.monotonic() - started < 5 and "1,073,741,824 bytes" in one_line(error)
 
 
@@ -454,7 +456,7 @@ def test_a_full_disk_while_creating_the_output_folder_leaves_no_half_folder(tmp_
         if len(calls) == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
         real_mkdir(path, *args, **kwargs)
-    monkeypatch.setattr(common.os, "mkdir", mkdir)
+    monkeypatch.setattr(files.os, "mkdir", mkdir)
     with pytest.raises(UsageError, match="No space left on device.*free some disk space") as error:
         with run_folder(tmp_path / "new" / "task1", "train_classifier.py"):
             pass
@@ -463,7 +465,7 @@ def test_a_full_disk_while_creating_the_output_folder_leaves_no_half_folder(tmp_
 
 
 def test_a_full_disk_while_writing_the_lock_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
-    real_open = common.open_no_follow
+    real_open = files.open_no_follow
 
     class Full:
         def __init__(self, handle):
@@ -474,7 +476,7 @@ def test_a_full_disk_while_writing_the_lock_is_one_line_and_leaves_nothing(tmp_p
 
         def flush(self):
             raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(common, "open_no_follow", lambda path, mode: Full(real_open(path, mode)))
+    monkeypatch.setattr(files, "open_no_follow", lambda path, mode: Full(real_open(path, mode)))
     with pytest.raises(UsageError, match="No space left on device") as error:
         with run_folder(tmp_path / "new", "train_classifier.py"):
             pass
