@@ -109,10 +109,13 @@ def test_a_class_pure_axis_is_named_on_that_axis_and_loses_the_claim_under_rotat
     z1 = torch.randn(n, *ARCHITECTURE.layer(1).shape, generator=g)
     z2 = torch.randn(n, *ARCHITECTURE.layer(2).shape, generator=g)
     z2[:, 0] = 0.1 * (labels == 3).float()[:, None, None] + 0.001 * z2[:, 0]  # axis 0: class 3 only
+    z2[:, 1] = 0  # a dead channel: its "top 100" are ties, mostly the first images (class 0)
     images = _images(n)
     named = baselines.name_channels({1: z1, 2: z2}, images, labels, seed=0)
     classed = [row["channel"] for row in named[2] if "class" in row["rules"]]
     assert classed == [0] and not any("class" in row["rules"] for row in named[1])
+    assert named[2][1]["images_active"] == 0 and named[2][1]["top_k_class_share"] >= 30  # named without the check
+    assert not {"class", "look"} & set(named[2][1]["rules"])
     top = z2[:, 0].flatten(1).max(1).values.topk(100).indices  # by hand: all 100 are class 3
     assert (labels[top] == 3).all() and named[2][0]["top_k_class_share"] == 100
     for seed in baselines.ROTATION_SEEDS:
@@ -285,6 +288,37 @@ def test_a_short_real_run_has_the_baseline_keys_for_every_rule():
             assert set(entry["baselines"]) == groups
             assert all({"counts", "mean", "sd", "max", "exceeded"} <= set(b) for b in entry["baselines"].values())
     assert set(block["occlusion"]["summary"]) == {"z2_learned", "z2_tied"}
+    similarity = block["picture_similarity"]["summary"]
+    assert set(similarity["z2_learned"]) == {"conv2", "conv1_conv2", "refit_seed"}
+    assert set(similarity["z1_tied"]) == {"conv1_conv2"}  # z1 is the trained one under conv2
     assert block["occlusion"]["per_model"]["trained"]["z2_tied"]["n"] > 0
     assert figure["pictures"]["conv2_seed1001"]["test"].keys() == {"z2_learned", "z2_tied"}
     assert figure["occlusion"]["trained"]["test"]["drop"].shape == (16, 13, 13)
+
+
+def test_the_shortcuts_give_the_same_numbers():
+    """Image measures computed once for all models, and the zero-latent decodes reused."""
+    import evidence
+
+    torch.manual_seed(0)
+    net, images = DeconvNet().eval(), _images(300, seed=4)
+    labels = torch.arange(10).repeat(30)
+    plain, _, _ = channel_table(net, images, labels, seed=0)
+    original = evidence.local_signals
+    with baselines.image_measures_once():
+        assert evidence.local_signals is not original
+        once = [channel_table(m, images, labels, seed=0)[0] for m in (net, net)]
+    assert evidence.local_signals is original and once == [plain, plain]
+    with torch.no_grad():
+        latents = net.encode(normalize(images[:4]))
+        zero = latents.with_map(2, torch.zeros_like(latents.z2))
+        channel, position = torch.tensor([0, 3, 7, 15]), torch.tensor([0, 6, 12, 24])
+        for tied in (False, True):
+            single = torch.zeros_like(latents.z2)
+            for m in range(4):
+                r, c = divmod(int(position[m]), latents.z2.shape[-1])
+                single[m, channel[m], r, c] = latents.z2[m, channel[m], r, c]
+            expected = (net.decode(latents.with_map(2, single), 2, tied=tied)
+                        - net.decode(zero, 2, tied=tied))
+            got = baselines.unit_projections(net, latents, 2, channel, position, tied)
+            assert torch.allclose(got, expected, atol=1e-6)
