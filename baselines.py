@@ -49,7 +49,6 @@ GROUP_WORDS = {"conv2": "a random conv2 over the same conv1",
                "conv1_conv2": "a random conv1 and conv2",
                "permuted_labels": "the model trained on permuted labels",
                "rotation": "a random rotation of the trained channels"}
-UNDEFINED_IF_DEAD = ("class", "look")  # rules read from a channel's top-K images
 APPEARANCE_D = ("d_saturation", "d_luminance", "d_centre_surround", "d_texture_energy")
 
 
@@ -178,9 +177,7 @@ RULE_VALUES = {  # the number each rule thresholds, for one channel (larger = st
 
 def rule_value(rule: str, row: dict) -> float | None:
     """RULE_VALUES[rule] of the row; None where the rule is undefined (see name_channels)."""
-    if rule in UNDEFINED_IF_DEAD and row.get("images_active", TOP_K) < row.get("top_k", TOP_K):
-        return None
-    return RULE_VALUES[rule](row)
+    return None if rule in row.get("undefined", ()) else RULE_VALUES[rule](row)
 
 
 @contextlib.contextmanager
@@ -204,19 +201,23 @@ def image_measures_once() -> Iterator[None]:
 def name_channels(z: dict[int, torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
                   seed: int) -> dict[int, list[dict]]:
     """Task 3's rows (evidence.channel_table) for latents z {1: (N, C1, H1, W1), 2: ...} of the
-    test images, each with "rules": the kinds of the RULES that hold, and "images_active".
+    test images, each with "rules" (the kinds of the RULES that hold), "images_active" and
+    "undefined" (rules that cannot be read for this channel, neither counted nor compared):
 
-    A channel above zero on fewer than TOP_K images (a dead unit, common after re-initialising)
-    has no top-K: its class make-up and appearance would be those of the first images in data
-    order (the test set is sorted by class), so "class" and "look" are not counted for it.
+    * "class" and "look" for a channel above zero on fewer than TOP_K images (a dead unit, common
+      after re-initialising): its top-K are ties, the first images in data order (the test set
+      is sorted by class);
+    * "selective" for a channel with a negative class mean (a rotated direction): the index
+      (top - others) / (top + others) assumes activations >= 0.
     """
-    rows, _, _ = channel_table(Replay(z[1], z[2]), images, labels, seed)
+    rows, _, class_means = channel_table(Replay(z[1], z[2]), images, labels, seed)
     k = min(TOP_K, len(labels))
     for layer, layer_rows in rows.items():
         active = (strongest_units(z[layer])[0] > 0).sum(0)
-        for row, n in zip(layer_rows, active.tolist()):
+        for row, n, means in zip(layer_rows, active.tolist(), class_means[layer]):
             row["images_active"] = n
-            row["rules"] = [kind for kind in rule_kinds(row) if n >= k or kind not in UNDEFINED_IF_DEAD]
+            row["undefined"] = (["class", "look"] if n < k else []) + (["selective"] if means.min() < 0 else [])
+            row["rules"] = [kind for kind in rule_kinds(row) if kind not in row["undefined"]]
     return rows
 
 
@@ -603,7 +604,8 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
             "refit": {**refit, "optimiser": "Adam, one-cycle", "loss": "MSE", "models": "all, alike"},
             "z1 under conv2": "identical to the trained z1: not refitted, not compared",
             "refit_seed": "the trained encoder with decoders refitted from seed + 1: the pictures' noise floor",
-            "dead channels": "active on < top_k test images: 'class' and 'look' not counted",
+            "undefined rules": "'class', 'look' on channels active on < top_k test images; "
+                               "'selective' on channels with a negative class mean (rotations)",
             "psnr_test_images": min(CHECK_IMAGES, len(data.test_labels)),
             "occluder": {**OCCLUDER, "grey": "0 in the normalised input"},
             "rotation_seeds": list(rotation_seeds),

@@ -322,3 +322,18 @@ def test_the_shortcuts_give_the_same_numbers():
                         - net.decode(zero, 2, tied=tied))
             got = baselines.unit_projections(net, latents, 2, channel, position, tied)
             assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_class_selectivity_is_not_read_from_signed_directions():
+    n = 500
+    labels = torch.arange(10).repeat_interleave(50)
+    g = torch.Generator().manual_seed(0)
+    z1 = torch.rand(n, *ARCHITECTURE.layer(1).shape, generator=g)
+    z2 = torch.rand(n, *ARCHITECTURE.layer(2).shape, generator=g)
+    z2[:, 2] = 1.0 * (labels == 5).float()[:, None, None] - 0.2  # class 5 only, mean < 0 elsewhere
+    z2[:, 3] = 1.0 * (labels == 5).float()[:, None, None] + 0.01 * z2[:, 3]  # the same, >= 0
+    named = baselines.name_channels({1: z1, 2: z2}, _images(n), labels, seed=0)
+    signed, plain = named[2][2], named[2][3]
+    assert "selective" in signed["undefined"] and "selective" not in signed["rules"]
+    assert "selective" in plain["rules"] and plain["undefined"] == []
+    assert baselines.rule_value("selective", signed) is None
