@@ -221,6 +221,10 @@ def name_channels(z: dict[int, torch.Tensor], images: torch.Tensor, labels: torc
     return rows
 
 
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
 def _mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
@@ -249,17 +253,20 @@ def compare_rules(named: dict[str, dict[int, list[dict]]], groups: dict[str, str
             for g, ms in members.items():
                 values = [count(named[m][layer]) for m in ms]
                 mean, sd = _mean_sd(values)
-                strongest = ([max(v for r in named[m][layer] if (v := rule_value(rule, r)) is not None)
-                              for m in ms] if rule != "any" else [])
                 entry["baselines"][g] = {"counts": values, "mean": round(mean, 2),
                                          "sd": round(sd, 2), "max": max(values),
                                          "exceeded": entry["trained"] > max(values)}
-                if strongest:
-                    s_mean, s_sd = _mean_sd(strongest)
-                    summary[(rule, g)] = {"count_mean": round(mean, 2), "count_sd": round(sd, 2),
-                                          "models": len(ms), "strongest_mean": round(s_mean, 3),
-                                          "strongest_sd": round(s_sd, 3),
-                                          "strongest_max": round(max(strongest), 3)}
+                if rule == "any":
+                    continue
+                # the strongest value each model's channels reach (where the rule can be read)
+                strongest = [v for m in ms if (v := max(
+                    (x for r in named[m][layer] if (x := rule_value(rule, r)) is not None),
+                    default=None)) is not None]
+                s_mean, s_sd = _mean_sd(strongest) if strongest else (None, None)
+                summary[(rule, g)] = {"count_mean": round(mean, 2), "count_sd": round(sd, 2),
+                                      "models": len(ms), "strongest_mean": _round(s_mean, 3),
+                                      "strongest_sd": _round(s_sd, 3),
+                                      "strongest_max": _round(max(strongest, default=None), 3)}
             present = [g for g in MODEL_GROUPS if g in entry["baselines"]]
             entry["evidence_of_learning"] = (all(entry["baselines"][g]["exceeded"] for g in present)
                                              if present else None)
@@ -267,9 +274,9 @@ def compare_rules(named: dict[str, dict[int, list[dict]]], groups: dict[str, str
             counts[rule] = entry
         channels = [{"channel": row["channel"], "claims": [
             {"rule": rule, "value": round(rule_value(rule, row), 3),
-             "baselines": {g: {**summary[(rule, g)],
-                               "exceeds": rule_value(rule, row) > summary[(rule, g)]["strongest_max"]}
-                           for g in members}}
+             "baselines": {g: {**summary[(rule, g)], "exceeds": (
+                 None if summary[(rule, g)]["strongest_max"] is None
+                 else rule_value(rule, row) > summary[(rule, g)]["strongest_max"])} for g in members}}
             for rule in row["rules"]]} for row in trained]
         result[f"z{layer}"] = {"counts": counts, "channels": channels}
     return result

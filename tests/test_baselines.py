@@ -165,6 +165,10 @@ def test_rule_counts_and_verdicts_against_baselines():
     claim = result["z1"]["channels"][0]["claims"][0]
     assert claim["rule"] == "class" and claim["baselines"]["conv1_conv2"]["strongest_max"] == 40
     assert claim["baselines"]["conv1_conv2"]["exceeds"] is False  # 40 is not above a's 40
+    for row in named["b"][1]:  # where no channel of a group can be read, there is no verdict
+        row["undefined"] = ["class"]
+    only_b = baselines.compare_rules({k: named[k] for k in ("trained", "b")}, {"trained": "trained", "b": "rotation"})
+    assert only_b["z1"]["channels"][0]["claims"][0]["baselines"]["rotation"]["exceeds"] is None
     clause = baselines.baseline_clause("class", "conv1_conv2", claim["baselines"]["conv1_conv2"], 6)
     assert clause == ("a random conv1 and conv2 reaches one class at >= 30 % of the top-100 "
                       "in 0.5 ± 0.7 of 6 channels (2 seeds)")
