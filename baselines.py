@@ -153,18 +153,12 @@ class Replay:
         self.z1, self.z2, self.start = z1, z2, 0
 
     def encode(self, x: torch.Tensor) -> Latents:
-        if self.start >= len(self.z1):
-            self.start = 0
-        part = slice(self.start, self.start + len(x))
-        self.start += len(x)
-        if len(self.z1[part]) != len(x):
+        start = self.start if self.start < len(self.z1) else 0  # a new pass from the first image
+        self.start = start + len(x)
+        if self.start > len(self.z1):
             raise ValueError("Replay read out of step with the precomputed latents")
-        return Latents(self.z1[part].to(x.device), None, self.z2[part].to(x.device), None)
-
-
-def rule_kinds(row: dict) -> list[str]:
-    """The kinds (ROLE_KINDS) of the RULES that hold for a channel, from findings.channel_roles."""
-    return sorted({role["kind"] for role, _ in channel_roles(row)})
+        return Latents(self.z1[start:self.start].to(x.device), None,
+                       self.z2[start:self.start].to(x.device), None)
 
 
 RULE_VALUES = {  # the number each rule thresholds, for one channel (larger = stronger claim)
@@ -217,7 +211,8 @@ def name_channels(z: dict[int, torch.Tensor], images: torch.Tensor, labels: torc
         for row, n, means in zip(layer_rows, active.tolist(), class_means[layer]):
             row["images_active"] = n
             row["undefined"] = (["class", "look"] if n < k else []) + (["selective"] if means.min() < 0 else [])
-            row["rules"] = [kind for kind in rule_kinds(row) if kind not in row["undefined"]]
+            kinds = sorted({role["kind"] for role, _ in channel_roles(row)})  # findings' rules
+            row["rules"] = [kind for kind in kinds if kind not in row["undefined"]]
     return rows
 
 
