@@ -481,7 +481,14 @@ def _measure(model: DeconvNet, decoders: dict[str, tuple[DeconvNet, int, bool]],
     z = _latents(model, images)
     x = normalize(torch.stack([image for image, _ in report.values()]))
     base, maps = occlusion_maps(deconvnet_scores(model), x)
-    classes = ARCHITECTURE.classes
+    classes, channels = ARCHITECTURE.classes, ARCHITECTURE.layer(2).channels
+    with torch.no_grad():  # each z2 channel's strongest unit, projected (Zeiler & Fergus Fig. 7c)
+        latents = model.encode(x)
+        where = strongest_units(latents.z2)[1].flatten()
+        expanded = Latents(*(t.repeat_interleave(channels, 0) for t in latents))
+        channel = torch.arange(channels, device=x.device).repeat(len(x))
+        strongest = {d: unit_projections(m, expanded, 2, channel, where, tied).view(
+            len(x), channels, *x.shape[1:]).cpu() for d, (m, layer, tied) in decoders.items() if layer == 2}
     return {
         "z": z, "named": name_channels(z, images, labels, seed),
         "diversity": {d: projection_diversity(m, z[layer], images, layer, tied)
@@ -493,7 +500,9 @@ def _measure(model: DeconvNet, decoders: dict[str, tuple[DeconvNet, int, bool]],
                                                  in decoders.items() if layer == 2},
                                          images[occluded.to(images.device)]),
         "occlusion_figure": {split: {"probability": maps[i, label].cpu(),
-                                     "drop": (base[i, classes:, None, None] - maps[i, classes:]).cpu()}
+                                     "probability_unoccluded": base[i, label].item(),
+                                     "drop": (base[i, classes:, None, None] - maps[i, classes:]).cpu(),
+                                     "strongest_unit_projections": {d: p[i] for d, p in strongest.items()}}
                              for i, (split, (_, label)) in enumerate(report.items())}}
 
 
@@ -545,7 +554,9 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
     "values"} of the per-model means}}}; "seconds" (wall per part, "total", and "cpu_total", the
     process's CPU time over all threads). The figure data: {"pictures" {model:
     {split: {decoder: (C, 3, H, W)}}}, "occlusion" {model: {split: {"probability": (P, P) of
-    the true class, "drop": (C, P, P)}}}, "groups" {model: group}}.
+    the true class occluded there, "probability_unoccluded", "drop": (C, P, P) of each z2
+    channel's strongest value (unoccluded - occluded), "strongest_unit_projections": {decoder:
+    (C, 3, H, W)}}}}, "groups" {model: group}.
     """
     started, cpu, seconds = time.perf_counter(), time.process_time(), {"refits": 0.0}
     seeds = seeds if seeds is not None else baseline_seeds(training_seed)

@@ -297,7 +297,10 @@ def test_a_short_real_run_has_the_baseline_keys_for_every_rule():
     assert set(similarity["z1_tied"]) == {"conv1_conv2"}  # z1 is the trained one under conv2
     assert block["occlusion"]["per_model"]["trained"]["z2_tied"]["n"] > 0
     assert figure["pictures"]["conv2_seed1001"]["test"].keys() == {"z2_learned", "z2_tied"}
-    assert figure["occlusion"]["trained"]["test"]["drop"].shape == (16, 13, 13)
+    occlusion = figure["occlusion"]["trained"]["test"]
+    assert occlusion["drop"].shape == (16, 13, 13) and occlusion["probability"].shape == (13, 13)
+    assert occlusion["strongest_unit_projections"]["z2_tied"].shape == (16, 3, 32, 32)
+    assert 0 <= occlusion["probability_unoccluded"] <= 1
 
 
 def test_the_shortcuts_give_the_same_numbers():
