@@ -228,8 +228,8 @@ def compare_rules(named: dict[str, dict[int, list[dict]]], groups: dict[str, str
     """Per layer and rule: channels the trained model names against each baseline group.
 
     named: model -> layer -> rows ("trained" among them); groups: model -> group. Returns
-    {"z1": {"counts": {rule: {"trained", "channels", "baselines": {group: {"counts", "mean",
-    "sd", "max", "exceeded"}}, "evidence_of_learning", "axes_special"}}, "channels": [{"channel",
+    {"z1": {"counts": {rule: {"trained", "channels", "baselines": {group: {"models", "counts",
+    "mean", "sd", "max", "exceeded"}}, "evidence_of_learning", "axes_special"}}, "channels": [{"channel",
     "claims": [{"rule", "value", "baselines": {group: {"count_mean", "count_sd", "models",
     "strongest_mean", "strongest_sd", "strongest_max", "exceeds"}}}]}]}, "z2": ...}.
     """
@@ -248,7 +248,7 @@ def compare_rules(named: dict[str, dict[int, list[dict]]], groups: dict[str, str
             for g, ms in members.items():
                 values = [count(named[m][layer]) for m in ms]
                 mean, sd = _mean_sd(values)
-                entry["baselines"][g] = {"counts": values, "mean": round(mean, 2),
+                entry["baselines"][g] = {"models": ms, "counts": values, "mean": round(mean, 2),
                                          "sd": round(sd, 2), "max": max(values),
                                          "exceeded": entry["trained"] > max(values)}
                 if rule == "any":

@@ -290,7 +290,7 @@ def test_a_short_real_run_has_the_baseline_keys_for_every_rule():
         assert set(counts) == {*baselines.RULE_KINDS, "any"}
         for entry in counts.values():
             assert set(entry["baselines"]) == groups
-            assert all({"counts", "mean", "sd", "max", "exceeded"} <= set(b) for b in entry["baselines"].values())
+            assert all({"models", "counts", "mean", "sd", "max", "exceeded"} <= set(b) for b in entry["baselines"].values())
     assert set(block["occlusion"]["summary"]) == {"z2_learned", "z2_tied"}
     similarity = block["picture_similarity"]["summary"]
     assert set(similarity["z2_learned"]) == {"conv2", "conv1_conv2", "refit_seed"}
