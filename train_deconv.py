@@ -10,6 +10,7 @@ the decoder, whose parameters only L_rec reaches, has its own optimiser (Adam by
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -44,6 +45,10 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--init-from", type=Path, default=None,
                         help="initialise encoder and head from a Task 1 cifar_net.pth "
                              "(default: random initialisation, as Task 1)")
+    parser.add_argument("--permute-labels", action="store_true",
+                        help="train on the training labels permuted once at random (seeded by "
+                             "--seed; test labels untouched): the data-randomisation baseline of "
+                             "Task 3 (Adebayo et al. 2018)")
     parser.add_argument("--task1-metrics", type=Path, default=Path("outputs/task1/metrics.json"),
                         help="Task 1 results to compare with, if they exist and were trained on "
                              "the same data, subset, seed and protocol")
@@ -85,9 +90,22 @@ def optimizers_for(net: DeconvNet, args, device: torch.device) -> list[torch.opt
                              capturable=device.type == "cuda")]
 
 
+def permuted_labels(labels: torch.Tensor, seed: int) -> torch.Tensor:
+    """The labels in a random order, the same for the same seed: every class keeps its count,
+    but no image keeps a relation to its label (beyond chance).
+
+    The order is drawn by numpy's PCG64, not by torch, so it is not the first epoch's shuffling
+    order (torch.randperm with the same seed).
+    """
+    order = torch.from_numpy(np.random.default_rng(seed).permutation(len(labels)))
+    return labels[order.to(labels.device)]
+
+
 def run_settings(args, data_sha256: str) -> dict:
     """What determines the trained model: checked on --resume, recorded in metrics.json."""
-    return {"model": "DeconvNet", "lambda": args.lam, "batch_size": args.batch_size,
+    # Only a permuted run records the key, so states saved before the flag existed still resume.
+    permuted = {"permute_labels": True} if getattr(args, "permute_labels", False) else {}
+    return {"model": "DeconvNet", **permuted, "lambda": args.lam, "batch_size": args.batch_size,
             "lr": args.lr, "momentum": args.momentum, "decoder_optimizer": args.decoder_optimizer,
             "decoder_lr": args.decoder_lr, "seed": args.seed, "subset": args.subset,
             "log_every": args.log_every,
@@ -106,14 +124,19 @@ def main() -> None:
     data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=args.quiet)
     data = data.to(device)
     settings = run_settings(args, data.content_hash)
-    config = {**settings, "epochs": args.epochs, "data_dir": str(args.data_dir)}
+    config = {**settings, "permute_labels": args.permute_labels, "epochs": args.epochs,
+              "data_dir": str(args.data_dir)}
+    train_labels = (permuted_labels(data.train_labels, args.seed) if args.permute_labels
+                    else data.train_labels)
     if args.resume:  # other settings and damaged states are refused before anything is written
         with torch.random.fork_rng(devices=[]):  # the probe must not move the seeded stream
             probe = DeconvNet()
         check_training_state(args.out / STATE_FILE, settings, args.epochs,
                              optimizers_for(probe, args, device), probe, PART_NAMES)
     # Read and check Task 1's results now, not after the whole training.
-    task1 = task1_for_comparison(args.task1_metrics, config, data.test_labels)
+    task1 = (task1_for_comparison(args.task1_metrics, config, data.test_labels)
+             if not args.permute_labels else
+             {"message": "no comparison with Task 1: this run was trained on permuted labels"})
     with run_folder(args.out, "train_deconv.py", args.data_dir) as out:
         # The classifier with its mirror decoder, trained on eq. (1).
         torch.manual_seed(args.seed)
@@ -122,7 +145,7 @@ def main() -> None:
             net.load_state_dict(init_state, strict=False)
         net.to(device)
         history = fit(net, eq1(args.lam), optimizers_for(net, args, device),
-                      data.train_images, data.train_labels, part_names=PART_NAMES,
+                      data.train_images, train_labels, part_names=PART_NAMES,
                       epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                       log_every=args.log_every, settings=settings, state_path=out / STATE_FILE,
                       resume=args.resume, quiet=args.quiet, cuda_graph=not args.no_cuda_graph,

@@ -83,9 +83,9 @@ def study_outputs(tmp_path_factory, tiny_cifar) -> Path:
 
 # Fast unit tests first, so that a slip fails within seconds; the tests that train, run scripts
 # or open a browser come last. Within a file the written order is kept.
-RUN_ORDER = ("test_models.py", "test_statistics.py", "test_latents.py", "test_data.py",
-             "test_training.py", "test_reliability.py", "test_round_four.py", "test_bad_input.py",
-             "test_hostile.py", "test_pipeline.py", "test_report.py",
+RUN_ORDER = ("test_models.py", "test_statistics.py", "test_latents.py", "test_baselines.py",
+             "test_data.py", "test_training.py", "test_reliability.py", "test_round_four.py",
+             "test_bad_input.py", "test_hostile.py", "test_pipeline.py", "test_report.py",
              "test_explorer.py", "test_fuzz.py", "test_slurm.py", "test_real_data.py")
 
 

@@ -1,0 +1,644 @@
+"""Randomisation baselines of Task 3: randomised and rotated models, picture similarity, projection diversity and occlusion.
+
+Would an untrained network give the same picture and the same sentence (Adebayo et al. 2018; He et
+al. 2017; Bau et al. 2017; Zeiler & Fergus 2014, Fig. 7)? Compute only: `randomisation_baselines`
+returns the JSON-ready block for task3/metrics.json and the tensors a figure row needs.
+
+Models: "trained"; cascading randomisation of a deep copy, "conv2" (conv2 re-initialised by
+PyTorch's default init, conv1 trained) then "conv1_conv2" (the same seed gives both the same random
+conv2), seeds never the training seed, head kept; "permuted_labels" (train_deconv.py
+--permute-labels), if given; "rotation": the trained z1 and z2 along random orthonormal directions.
+The learned decoders are refitted on every frozen encoder, the trained one's too, by one reduced
+protocol (REFIT); the tied deconvnet needs none. z1 is untouched under "conv2", so it is compared
+with the other groups only. A rule is evidence of learning where the trained model names more
+channels than every randomised model; a channel's claim exceeds a group where its value is above
+the strongest any channel of that group's models reaches.
+"""
+import contextlib
+import copy
+import math
+import statistics
+import time
+from typing import Callable, Iterable, Iterator
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import evidence
+from data import CIFAR10, normalize
+from decoders import decoder_checks
+from evidence import TOP_K, channel_table, receptive_box, strongest_units
+from findings import ROLE_KINDS, RULES, channel_roles
+from models import ARCHITECTURE, DeconvNet, Latents
+
+CASCADES = {"conv2": ("conv2",), "conv1_conv2": ("conv2", "conv1")}  # re-initialised, in order
+SEEDS_PER_CASCADE = 3
+FIRST_SEED = 1001  # baseline seeds count up from here, skipping the training seed
+# The reduced refit (Task 3's own refit is 2 epochs of 50k images, ~22 s per decoder): the same
+# optimiser, learning rate, one-cycle schedule, batch and loss, for a fixed number of steps on
+# the same images in the same order for every model.
+REFIT = {"steps": 400, "batch_size": 32, "lr": 3e-3, "seed": 0}
+OCCLUDER = {"size": 8, "stride": 2}
+OCCLUSION_IMAGES = 500
+ROTATION_SEEDS = (0, 1, 2)
+CHECK_IMAGES = 2000  # test images on which each refitted decoder's PSNR is measured
+RULE_KINDS = tuple(ROLE_KINDS)  # "class", "look", "brightness", "darkness", "colour", ...
+MODEL_GROUPS = ("conv2", "conv1_conv2", "permuted_labels")  # randomised models
+GROUP_WORDS = {"conv2": "a random conv2 over the same conv1",
+               "conv1_conv2": "a random conv1 and conv2",
+               "permuted_labels": "the model trained on permuted labels",
+               "rotation": "a random rotation of the trained channels"}
+APPEARANCE_D = ("d_saturation", "d_luminance", "d_centre_surround", "d_texture_energy")
+
+
+def _criterion(rule: str) -> str:
+    return {"class": f"one class at >= {RULES['class_share_pct']} % of the top-{TOP_K}",
+            "brightness": f"r >= {RULES['luminance_r']} with local luminance",
+            "darkness": f"r <= -{RULES['luminance_r']} with local luminance",
+            "colour": f"|r| >= {RULES['colour_r']} with a colour opposition",
+            "edge": f"r >= {RULES['edge_r']} with gradient energy",
+            "selective": f"class selectivity >= {RULES['class_selectivity']}",
+            "look": f"|d| >= {RULES['appearance_d']} in a patch appearance"}[rule]
+
+
+# --- models ---
+
+def baseline_seeds(training_seed: int, count: int = SEEDS_PER_CASCADE,
+                   first: int = FIRST_SEED) -> list[int]:
+    """`count` initialisation seeds from `first` upwards, never the training seed."""
+    return [s for s in range(first, first + count + 1) if s != training_seed][:count]
+
+
+def reinitialised(net: DeconvNet, cascade: str, seed: int, training_seed: int) -> DeconvNet:
+    """A deep copy of `net` with the layers of CASCADES[cascade] re-initialised (PyTorch's default
+    init, reset_parameters, on the CPU so the seed means the same on any device). `net` and the
+    global random state are untouched; a seed equal to the training seed is refused."""
+    if seed == training_seed:
+        raise ValueError(f"seed {seed} is the training seed; a baseline needs another")
+    device = next(net.parameters()).device
+    model = copy.deepcopy(net).cpu()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for name in CASCADES[cascade]:
+            getattr(model, name).reset_parameters()
+    return model.to(device).eval().requires_grad_(False)
+
+
+def random_rotation(channels: int, generator: torch.Generator) -> torch.Tensor:
+    """A Haar-random orthonormal (channels x channels) matrix: QR of a Gaussian, sign-fixed."""
+    q, r = torch.linalg.qr(torch.randn(channels, channels, generator=generator, dtype=torch.float64))
+    return (q * torch.sign(torch.diagonal(r))).float()
+
+
+def rotate(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """z (N, C, H, W) read along the columns of q: new channel j = sum_c q[c, j] z[:, c]."""
+    return torch.einsum("cj,nchw->njhw", q.to(z), z)
+
+
+def refit_decoders(model: DeconvNet, train_images: torch.Tensor, layers: Iterable[int] = (1, 2),
+                   protocol: dict = REFIT) -> tuple[dict[int, DeconvNet], float]:
+    """Fresh learned decoders fitted on `model`'s frozen encoder: {layer: copy of model}, seconds.
+
+    Layer 1: a new deconv1 fitted through decode(latents, 1) (as fit_layer1_decoder does); layer
+    2: new deconv2 and deconv1 through decode(latents, 2). Adam, one-cycle to protocol["lr"], MSE,
+    protocol["steps"] batches of protocol["batch_size"] training images; the initial weights and
+    the batches depend on protocol["seed"] only, so every model gets the same. One encoder pass
+    per batch serves both layers.
+    """
+    started = time.perf_counter()
+    first, second = ARCHITECTURE.layers
+    device = train_images.device
+    fitted, optimisers, schedules = {}, {}, {}
+    for layer in layers:
+        copy_ = copy.deepcopy(model).eval().requires_grad_(False)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(protocol["seed"] + layer)
+            copy_.deconv1 = nn.ConvTranspose2d(first.channels, first.in_channels, first.kernel)
+            copy_.deconv2 = nn.ConvTranspose2d(second.channels, second.in_channels, second.kernel)
+        copy_.to(device)
+        trained = list(copy_.deconv1.parameters()) + (list(copy_.deconv2.parameters())
+                                                      if layer == 2 else [])
+        fitted[layer] = copy_
+        optimisers[layer] = torch.optim.Adam(trained, lr=protocol["lr"])
+        schedules[layer] = torch.optim.lr_scheduler.OneCycleLR(
+            optimisers[layer], max_lr=protocol["lr"], total_steps=protocol["steps"])
+    generator = torch.Generator().manual_seed(protocol["seed"])
+    n, size = len(train_images), protocol["batch_size"]
+    order = torch.cat([torch.randperm(n, generator=generator)
+                       for _ in range(math.ceil(protocol["steps"] * size / n))]).to(device)
+    for step in range(protocol["steps"]):
+        x = normalize(train_images[order[step * size:(step + 1) * size]])
+        with torch.no_grad():
+            latents = model.encode(x)
+        for layer, copy_ in fitted.items():
+            loss = F.mse_loss(copy_.decode(latents, layer), x)
+            optimisers[layer].zero_grad()
+            loss.backward()
+            optimisers[layer].step()
+            schedules[layer].step()
+    for copy_ in fitted.values():
+        copy_.requires_grad_(False)
+    return fitted, time.perf_counter() - started
+
+
+# --- naming channels by the rules ---
+
+class Replay:
+    """An 'encoder' that hands back precomputed maps, batch after batch, in the order
+    channel_statistics reads the images (consecutive batches from the first): Task 3's statistics
+    on latents already computed (shared forward passes, rotated channels, synthetic latents)."""
+
+    def __init__(self, z1: torch.Tensor, z2: torch.Tensor) -> None:
+        self.z1, self.z2, self.start = z1, z2, 0
+
+    def encode(self, x: torch.Tensor) -> Latents:
+        start = self.start if self.start < len(self.z1) else 0  # a new pass from the first image
+        self.start = start + len(x)
+        if self.start > len(self.z1):
+            raise ValueError("Replay read out of step with the precomputed latents")
+        return Latents(self.z1[start:self.start].to(x.device), None,
+                       self.z2[start:self.start].to(x.device), None)
+
+
+RULE_VALUES = {  # the number each rule thresholds, for one channel (larger = stronger claim)
+    "class": lambda row: row["top_k_class_share"], "brightness": lambda row: row["r_luminance"],
+    "darkness": lambda row: -row["r_luminance"],
+    "colour": lambda row: max(abs(row["r_red_green"]), abs(row["r_blue_yellow"])),
+    "edge": lambda row: row["r_gradient_energy"], "selective": lambda row: row["class_selectivity"],
+    "look": lambda row: max([abs(row[key]) for key in APPEARANCE_D] + [row["d_orientation"]])}
+
+
+def rule_value(rule: str, row: dict) -> float | None:
+    """RULE_VALUES[rule] of the row; None where the rule is undefined (see name_channels)."""
+    return None if rule in row.get("undefined", ()) else RULE_VALUES[rule](row)
+
+
+@contextlib.contextmanager
+def image_measures_once() -> Iterator[None]:
+    """While active, evidence.channel_statistics computes the image measures under the receptive
+    fields (evidence.local_signals, which do not depend on the model) once per layer for the same
+    images, instead of once per model: the same numbers, a ninth of the time."""
+    original, cache = evidence.local_signals, {}
+
+    def shared(images_u8: torch.Tensor, layer: int) -> dict[str, torch.Tensor]:
+        if layer not in cache or not torch.equal(cache[layer][0], images_u8):
+            cache[layer] = (images_u8, original(images_u8, layer))
+        return cache[layer][1]
+    evidence.local_signals = shared
+    try:
+        yield
+    finally:
+        evidence.local_signals = original
+
+
+def name_channels(z: dict[int, torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
+                  seed: int) -> dict[int, list[dict]]:
+    """Task 3's rows (evidence.channel_table) for latents z {1: (N, C1, H1, W1), 2: ...} of the
+    test images, each with "rules" (the kinds of the RULES that hold), "images_active" and
+    "undefined" (rules that cannot be read for this channel, neither counted nor compared):
+
+    * "class" and "look" for a channel above zero on fewer than TOP_K images (a dead unit, common
+      after re-initialising): its top-K are ties, the first images in data order (the test set
+      is sorted by class);
+    * "selective" for a channel with a negative class mean (a rotated direction): the index
+      (top - others) / (top + others) assumes activations >= 0.
+    """
+    rows, _, class_means = channel_table(Replay(z[1], z[2]), images, labels, seed)
+    k = min(TOP_K, len(labels))
+    for layer, layer_rows in rows.items():
+        active = (strongest_units(z[layer])[0] > 0).sum(0)
+        for row, n, means in zip(layer_rows, active.tolist(), class_means[layer]):
+            row["images_active"] = n
+            row["undefined"] = (["class", "look"] if n < k else []) + (["selective"] if means.min() < 0 else [])
+            kinds = sorted({role["kind"] for role, _ in channel_roles(row)})  # findings' rules
+            row["rules"] = [kind for kind in kinds if kind not in row["undefined"]]
+    return rows
+
+
+def _round(value: float | None, digits: int) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def compare_rules(named: dict[str, dict[int, list[dict]]], groups: dict[str, str]) -> dict:
+    """Per layer and rule: channels the trained model names against each baseline group.
+
+    named: model -> layer -> rows ("trained" among them); groups: model -> group. Returns
+    {"z1": {"counts": {rule: {"trained", "channels", "baselines": {group: {"models", "counts",
+    "mean", "sd", "max", "exceeded"}}, "evidence_of_learning", "axes_special"}}, "channels": [{"channel",
+    "claims": [{"rule", "value", "baselines": {group: {"count_mean", "count_sd", "models",
+    "strongest_mean", "strongest_sd", "strongest_max", "exceeds"}}}]}]}, "z2": ...}.
+    """
+    result = {}
+    for layer in (1, 2):
+        members = {g: [m for m, gm in groups.items()
+                       if gm == g and m in named and not (layer == 1 and g == "conv2")]
+                   for g in dict.fromkeys(groups.values()) if g != "trained"}
+        members = {g: ms for g, ms in members.items() if ms}
+        trained = named["trained"][layer]
+        counts, summary = {}, {}
+        for rule in (*RULE_KINDS, "any"):
+            def count(rows: list[dict]) -> int:
+                return sum(bool(r["rules"]) if rule == "any" else rule in r["rules"] for r in rows)
+            entry = {"trained": count(trained), "channels": len(trained), "baselines": {}}
+            for g, ms in members.items():
+                values = [count(named[m][layer]) for m in ms]
+                mean, sd = _mean_sd(values)
+                entry["baselines"][g] = {"models": ms, "counts": values, "mean": round(mean, 2),
+                                         "sd": round(sd, 2), "max": max(values),
+                                         "exceeded": entry["trained"] > max(values)}
+                if rule == "any":
+                    continue
+                # the strongest value each model's channels reach (where the rule can be read)
+                strongest = [v for m in ms if (v := max(
+                    (x for r in named[m][layer] if (x := rule_value(rule, r)) is not None),
+                    default=None)) is not None]
+                s_mean, s_sd = _mean_sd(strongest) if strongest else (None, None)
+                summary[(rule, g)] = {"count_mean": round(mean, 2), "count_sd": round(sd, 2),
+                                      "models": len(ms), "strongest_mean": _round(s_mean, 3),
+                                      "strongest_sd": _round(s_sd, 3),
+                                      "strongest_max": _round(max(strongest, default=None), 3)}
+            present = [g for g in MODEL_GROUPS if g in entry["baselines"]]
+            entry["evidence_of_learning"] = (all(entry["baselines"][g]["exceeded"] for g in present)
+                                             if present else None)
+            entry["axes_special"] = entry["baselines"].get("rotation", {}).get("exceeded")
+            counts[rule] = entry
+        channels = [{"channel": row["channel"], "claims": [
+            {"rule": rule, "value": round(rule_value(rule, row), 3),
+             "baselines": {g: {**summary[(rule, g)], "exceeds": (
+                 None if summary[(rule, g)]["strongest_max"] is None
+                 else rule_value(rule, row) > summary[(rule, g)]["strongest_max"])} for g in members}}
+            for rule in row["rules"]]} for row in trained]
+        result[f"z{layer}"] = {"counts": counts, "channels": channels}
+    return result
+
+
+def baseline_clause(rule: str, group: str, baseline: dict, channels: int) -> str:
+    """The clause for a channel's sentence, from one entry of a claim's "baselines":
+    'a random conv2 over the same conv1 reaches one class at >= 30 % of the top-100 in
+    4.3 ± 0.6 of 16 channels (3 seeds)'."""
+    models = baseline["models"]
+    amount = (f"{baseline['count_mean']:.1f} ± {baseline['count_sd']:.1f}" if models > 1
+              else f"{baseline['count_mean']:.0f}")
+    seeds = "" if models == 1 else f" ({models} {'rotations' if group == 'rotation' else 'seeds'})"
+    return f"{GROUP_WORDS[group]} reaches {_criterion(rule)} in {amount} of {channels} channels{seeds}"
+
+
+# --- pictures ---
+
+@torch.no_grad()
+def single_channel_pictures(model: DeconvNet, image_u8: torch.Tensor, layer: int,
+                            tied: bool = False) -> torch.Tensor:
+    """(C, 3, H, W): each channel decoded alone minus the empty latent's decode (for the tied
+    deconvnet, which has no bias, the empty decode is zero), as Task 3's figures show them."""
+    latents = model.encode(normalize(image_u8[None]))
+    channels = latents.at(layer).shape[1]
+    singles = model.decode(latents, layer, keep=[[c] for c in range(channels)], tied=tied)
+    return singles - model.decode(latents, layer, keep=[[]], tied=tied)
+
+
+def picture_similarity(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
+    """Adebayo et al.'s measures of two pictures (3, H, W): Spearman rank correlation of the
+    absolute values, and SSIM of |a| / max|a| against |b| / max|b| (data_range 1, colour as the
+    channel axis). A flat picture scores 1 against the same flat picture, else 0 (no ranking or
+    structure to agree with)."""
+    from scipy.stats import spearmanr
+    from skimage.metrics import structural_similarity
+
+    a, b = a.detach().abs().double().cpu(), b.detach().abs().double().cpu()
+    flat_a, flat_b = bool(a.min() == a.max()), bool(b.min() == b.max())
+    if flat_a or flat_b:
+        same = float(flat_a and flat_b and torch.equal(a, b))
+        return {"spearman": same, "ssim": same}
+    rho = spearmanr(a.flatten().numpy(), b.flatten().numpy()).statistic
+    scaled = [(t / t.max()).numpy() for t in (a, b)]
+    ssim = structural_similarity(scaled[0], scaled[1], data_range=1.0, channel_axis=0)
+    return {"spearman": float(rho), "ssim": float(ssim)}
+
+
+def mean_pairwise_correlation(tiles: torch.Tensor) -> float:
+    """Mean Pearson r over all pairs of tiles (k, ...), each flattened; a flat tile counts r = 0."""
+    r = torch.corrcoef(tiles.flatten(1).double())
+    return r[~torch.eye(len(tiles), dtype=torch.bool)].nan_to_num().mean().item()
+
+
+@torch.no_grad()
+def unit_projections(model: DeconvNet, latents: Latents, layer: int, channels: torch.Tensor,
+                     positions: torch.Tensor, tied: bool = False,
+                     empty: torch.Tensor | None = None) -> torch.Tensor:
+    """(M, 3, H, W): row m decodes only unit (channels[m], flat positions[m]) of image m's latent,
+    minus the decode of the zero latent, with image m's switches (Zeiler & Fergus's projection).
+    `empty`: those zero-latent decodes if already known (the tied deconvnet's are 0: no bias)."""
+    z = latents.at(layer)
+    rows = torch.arange(len(z), device=z.device)
+    single = torch.zeros_like(z)
+    single.view(len(z), z.shape[1], -1)[rows, channels, positions] = \
+        z.view(len(z), z.shape[1], -1)[rows, channels, positions]
+    projection = model.decode(latents.with_map(layer, single), layer, tied=tied)
+    if empty is None and not tied:
+        empty = model.decode(latents.with_map(layer, torch.zeros_like(z)), layer)
+    return projection if empty is None else projection - empty
+
+
+@torch.no_grad()
+def projection_diversity(model: DeconvNet, z: torch.Tensor, images: torch.Tensor, layer: int,
+                         tied: bool = False, k: int = 9) -> list[dict]:
+    """Per channel, mean pairwise r of its top-k unit projections against its top-k patches, both
+    cropped to the receptive field of the strongest unit; flagged where projections are more
+    alike than patches (the picture is the decoder's, not the images')."""
+    peaks, positions = strongest_units(z)
+    winners = peaks.topk(k, dim=0).indices.T  # (C, k)
+    channels = z.shape[1]
+    chosen = winners.flatten().to(images.device)
+    channel = torch.arange(channels).repeat_interleave(k).to(images.device)
+    where = positions[winners.flatten(), channel.cpu()].to(images.device)
+    latents = model.encode(normalize(images[chosen]))
+    projections = unit_projections(model, latents, layer, channel, where, tied).cpu()
+    rows = []
+    for c in range(channels):
+        patches, crops = [], []
+        for m in range(c * k, (c + 1) * k):
+            top, left, size = receptive_box(layer, int(where[m]), z.shape[-1])
+            patches.append(images[chosen[m], :, top:top + size, left:left + size].float().cpu())
+            crops.append(projections[m, :, top:top + size, left:left + size])
+        proj, patch = mean_pairwise_correlation(torch.stack(crops)), mean_pairwise_correlation(torch.stack(patches))
+        rows.append({"channel": c, "projection_similarity": round(proj, 3),
+                     "patch_similarity": round(patch, 3), "flagged": proj > patch})
+    return rows
+
+
+# --- occlusion ---
+
+def occlusion_masks(side: int, size: int, stride: int) -> torch.Tensor:
+    """(P*P, 1, side, side): 1 everywhere but a size x size square, at top-left (i, j) * stride."""
+    n = (side - size) // stride + 1
+    masks = torch.ones(n * n, 1, side, side)
+    for i in range(n):
+        for j in range(n):
+            masks[i * n + j, :, i * stride:i * stride + size, j * stride:j * stride + size] = 0
+    return masks
+
+
+@torch.no_grad()
+def occlusion_maps(score_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
+                   size: int = OCCLUDER["size"], stride: int = OCCLUDER["stride"]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores of normalised images x (B, 3, H, W) whole and with the grey square (0 = the grey of
+    the normalised input) at every position, all copies in one forward pass:
+    (base (B, K), maps (B, K, P, P)); score_fn maps (M, 3, H, W) to (M, K)."""
+    masks = occlusion_masks(x.shape[-1], size, stride).to(x)
+    copies = (x[:, None] * masks[None]).flatten(0, 1)
+    scores = score_fn(torch.cat([x, copies]))
+    n = int(math.isqrt(len(masks)))
+    return scores[:len(x)], scores[len(x):].view(len(x), n * n, -1).transpose(1, 2).reshape(len(x), -1, n, n)
+
+
+def deconvnet_scores(model: DeconvNet) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Scores for occlusion: the 10 class probabilities, then each z2 channel's strongest value."""
+    def score(x: torch.Tensor) -> torch.Tensor:
+        latents = model.encode(x)
+        return torch.cat([F.softmax(model.head(latents.z2), 1), latents.z2.flatten(2).amax(2)], 1)
+    return score
+
+
+def rowwise_spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Spearman's rho of each row of a (M, P) with the same row of b (average ranks for ties, as
+    scipy.stats.spearmanr); NaN where a row is constant."""
+    from scipy.stats import rankdata
+
+    ra, rb = (torch.from_numpy(rankdata(t.double().cpu().numpy(), axis=1)) for t in (a, b))
+    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
+    return (ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1))
+
+
+@torch.no_grad()
+def occlusion_agreement(model: DeconvNet, decoders: dict[str, tuple[DeconvNet, bool]],
+                        images_u8: torch.Tensor, chunk: int = 6) -> dict:
+    """Over images_u8, per z2 channel active on an image: Spearman between the drop of its
+    strongest activation under the occluder and its strongest unit's |projection| (summed over
+    colour, averaged under each occluder position's square), per decoder {name: (model, tied)}:
+    {decoder: {"mean", "sd", "n"}} over (image, channel) pairs; constant maps are left out."""
+    size, stride, classes = OCCLUDER["size"], OCCLUDER["stride"], ARCHITECTURE.classes
+    rhos = {name: [] for name in decoders}
+    for part in images_u8.split(chunk):
+        x = normalize(part)
+        base, maps = occlusion_maps(deconvnet_scores(model), x, size, stride)
+        drop = (base[:, classes:, None, None] - maps[:, classes:]).flatten(2)  # (B, C, P*P)
+        latents = model.encode(x)
+        b, c = drop.shape[:2]
+        peaks, positions = strongest_units(latents.z2)
+        active = (peaks > 0).flatten().cpu()
+        expanded = Latents(*(t.repeat_interleave(c, 0) for t in latents))
+        channel = torch.arange(c, device=x.device).repeat(b)
+        for name, (decoder, tied) in decoders.items():
+            empty = None if tied else decoder.decode(latents.with_map(2, torch.zeros_like(latents.z2)), 2)
+            projection = unit_projections(decoder, expanded, 2, channel, positions.flatten(), tied,
+                                          None if tied else empty.repeat_interleave(c, 0))
+            pooled = F.avg_pool2d(projection.abs().sum(1, keepdim=True), size, stride).flatten(1)
+            rho = rowwise_spearman(drop.flatten(0, 1), pooled)[active]
+            rhos[name].append(rho[~rho.isnan()])
+    summary = {}
+    for name, parts in rhos.items():
+        values = torch.cat(parts)
+        summary[name] = {"mean": round(values.mean().item(), 4),
+                         "sd": round(values.std().item(), 4) if len(values) > 1 else 0.0,
+                         "n": len(values)}
+    return summary
+
+
+# --- the whole block ---
+
+# identifiers of decoders.DECODERS: (layer, tied); "z1_refit" and "z2_learned" are refitted here
+DECODERS = {"z1_refit": (1, False), "z1_tied": (1, True), "z2_learned": (2, False),
+            "z2_tied": (2, True)}
+
+
+def _by_group(values: dict[str, float | None], groups: dict[str, str]) -> dict:
+    """{group: {"mean", "sd", "values"}} of per-model values (None: not measured)."""
+    out = {}
+    for group in dict.fromkeys(groups.values()):
+        own = [v for m, v in values.items() if groups.get(m) == group and v is not None]
+        if own:
+            mean, sd = _mean_sd(own)
+            out[group] = {"mean": round(mean, 4), "sd": round(sd, 4), "values": own}
+    return out
+
+
+@torch.no_grad()
+def _latents(model: DeconvNet, images: torch.Tensor, batch_size: int = 1000) -> dict[int, torch.Tensor]:
+    parts = [model.encode(normalize(x)) for x in images.split(batch_size)]
+    return {layer: torch.cat([p.at(layer) for p in parts]).cpu() for layer in (1, 2)}
+
+
+def _measure(model: DeconvNet, decoders: dict[str, tuple[DeconvNet, int, bool]], data: CIFAR10,
+             report: dict[str, tuple[torch.Tensor, int]], occluded: torch.Tensor, seed: int) -> dict:
+    """Everything one model contributes: latents, named rows, projection diversity, the report
+    images' pictures and occlusion maps, and the occlusion agreement."""
+    images, labels = data.test_images, data.test_labels
+    z = _latents(model, images)
+    x = normalize(torch.stack([image for image, _ in report.values()]))
+    base, maps = occlusion_maps(deconvnet_scores(model), x)
+    classes, channels = ARCHITECTURE.classes, ARCHITECTURE.layer(2).channels
+    with torch.no_grad():  # each z2 channel's strongest unit, projected (Zeiler & Fergus Fig. 7c)
+        latents = model.encode(x)
+        where = strongest_units(latents.z2)[1].flatten()
+        expanded = Latents(*(t.repeat_interleave(channels, 0) for t in latents))
+        channel = torch.arange(channels, device=x.device).repeat(len(x))
+        strongest = {d: unit_projections(m, expanded, 2, channel, where, tied).view(
+            len(x), channels, *x.shape[1:]).cpu() for d, (m, layer, tied) in decoders.items() if layer == 2}
+    return {
+        "z": z, "named": name_channels(z, images, labels, seed),
+        "diversity": {d: projection_diversity(m, z[layer], images, layer, tied)
+                      for d, (m, layer, tied) in decoders.items()},
+        "pictures": {split: {d: single_channel_pictures(m, image, layer, tied).cpu()
+                             for d, (m, layer, tied) in decoders.items()}
+                     for split, (image, _) in report.items()},
+        "occlusion": occlusion_agreement(model, {d: (m, tied) for d, (m, layer, tied)
+                                                 in decoders.items() if layer == 2},
+                                         images[occluded.to(images.device)]),
+        "occlusion_figure": {split: {"probability": maps[i, label].cpu(),
+                                     "probability_unoccluded": base[i, label].item(),
+                                     "drop": (base[i, classes:, None, None] - maps[i, classes:]).cpu(),
+                                     "strongest_unit_projections": {d: p[i] for d, p in strongest.items()}}
+                             for i, (split, (_, label)) in enumerate(report.items())}}
+
+
+def similarity_table(pictures: dict[str, dict], groups: dict[str, str]) -> dict:
+    """picture_similarity of every trained single-channel picture against the same picture of
+    each randomised model: {"rows": [{"image", "decoder", "channel", "model", "group",
+    "spearman", "ssim"}], "summary": {decoder: {group: {"spearman_mean", "spearman_sd",
+    "ssim_mean", "ssim_sd", "n"}}}} (mean and sd over images, channels and seeds)."""
+    rows = []
+    for name, per_split in pictures.items():
+        if groups[name] in ("trained", "rotation"):
+            continue
+        for split, per_decoder in per_split.items():
+            for d, theirs in per_decoder.items():
+                for c, (a, b) in enumerate(zip(pictures["trained"][split][d], theirs)):
+                    scores = picture_similarity(a, b)
+                    rows.append({"image": split, "decoder": d, "channel": c, "model": name,
+                                 "group": groups[name], **{k: round(v, 4) for k, v in scores.items()}})
+    summary = {}
+    for d in DECODERS:
+        for group in dict.fromkeys(groups.values()):
+            own = [r for r in rows if r["decoder"] == d and r["group"] == group]
+            if own:
+                (rho, rho_sd), (ssim, ssim_sd) = (_mean_sd([r[k] for r in own]) for k in ("spearman", "ssim"))
+                summary.setdefault(d, {})[group] = {
+                    "spearman_mean": round(rho, 4), "spearman_sd": round(rho_sd, 4),
+                    "ssim_mean": round(ssim, 4), "ssim_sd": round(ssim_sd, 4), "n": len(own)}
+    return {"rows": rows, "summary": summary}
+
+
+def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
+                            picks: dict[str, int], *, permuted: DeconvNet | None = None,
+                            seeds: list[int] | None = None, refit: dict = REFIT,
+                            occlusion_images: int = OCCLUSION_IMAGES,
+                            rotation_seeds: Iterable[int] = ROTATION_SEEDS,
+                            seed: int = 0) -> tuple[dict, dict]:
+    """Task 3's randomisation baselines: (JSON-ready block, tensors for a figure row).
+
+    net: the trained Task 2 model; training_seed: its seed (Task 2 metrics config "seed");
+    picks: {"train": index, "test": index} of the report images; permuted: the Task 2 model
+    trained with --permute-labels; seed: Task 3's seed (appearance reference patches, the
+    occlusion images). Models are named "trained", "permuted_labels", "conv2_seed1001",
+    "conv1_conv2_seed1001", ..., "rotation_seed0", ...; decoders by DECODERS' identifiers.
+    The block: "protocol"; "models" {model: {"group", "seed", "refit_seconds", "psnr_db"
+    {decoder: dB}}}; "rules" (compare_rules); "picture_similarity" (similarity_table);
+    "projection_diversity" {"per_model" {model: {decoder: rows}}, "summary" {decoder: {group:
+    {"mean", "sd", "values"} of the flagged channels}}}; "occlusion" {"images", "per_model"
+    {model: {decoder: {"mean", "sd", "n"}}}, "summary" {decoder: {group: {"mean", "sd",
+    "values"} of the per-model means}}}; "seconds" (wall per part, "total", and "cpu_total", the
+    process's CPU time over all threads). The figure data: {"pictures" {model:
+    {split: {decoder: (C, 3, H, W)}}}, "occlusion" {model: {split: {"probability": (P, P) of
+    the true class occluded there, "probability_unoccluded", "drop": (C, P, P) of each z2
+    channel's strongest value (unoccluded - occluded), "strongest_unit_projections": {decoder:
+    (C, 3, H, W)}}}}, "groups" {model: group}.
+    """
+    started, cpu, seconds = time.perf_counter(), time.process_time(), {"refits": 0.0}
+    seeds = seeds if seeds is not None else baseline_seeds(training_seed)
+    models, groups = {"trained": net}, {"trained": "trained"}
+    if permuted is not None:
+        models["permuted_labels"], groups["permuted_labels"] = permuted.eval(), "permuted_labels"
+    for cascade in CASCADES:
+        for s in seeds:
+            models[f"{cascade}_seed{s}"] = reinitialised(net, cascade, s, training_seed)
+            groups[f"{cascade}_seed{s}"] = cascade
+    chooser = torch.Generator().manual_seed(seed)
+    occluded = torch.randperm(len(data.test_labels), generator=chooser)[:occlusion_images].sort().values
+    report = {split: (images[picks[split]], int(labels[picks[split]])) for split, images, labels in
+              (("train", data.train_images, data.train_labels), ("test", data.test_images, data.test_labels))}
+    info, measured = {}, {}
+    with image_measures_once():  # one computation of the image measures for all models
+        for name, model in models.items():
+            clock = time.perf_counter()
+            conv2_only = groups[name] == "conv2"  # z1 is the trained one's: not refitted, not compared
+            fitted, took = refit_decoders(model, data.train_images, (2,) if conv2_only else (1, 2), refit)
+            seconds["refits"] += took
+            decoders = {d: ((model if tied else fitted[layer]), layer, tied) for d, (layer, tied)
+                        in DECODERS.items() if not (conv2_only and layer == 1)}
+            checks = decoder_checks({d: v for d, v in decoders.items() if not v[2]},
+                                    data.test_images[:CHECK_IMAGES])
+            info[name] = {"group": groups[name], "seed": int(name.rsplit("seed", 1)[1]) if "seed" in name else None,
+                          "refit_seconds": round(took, 2),
+                          "psnr_db": {d: c["psnr_db"] for d, c in checks.items()}}
+            measured[name] = _measure(model, decoders, data, report, occluded, seed)
+            if name != "trained":  # only the trained latents are read again (rotations)
+                del measured[name]["z"]
+            else:  # the noise floor of the refit: the trained encoder, decoders of another seed
+                other, took = refit_decoders(model, data.train_images, (1, 2), {**refit, "seed": refit["seed"] + 1})
+                seconds["refits"] += took
+                measured["trained_refit_seed"] = {"pictures": {split: {
+                    d: single_channel_pictures(other[layer], image, layer).cpu()
+                    for d, (layer, tied) in DECODERS.items() if not tied} for split, (image, _) in report.items()}}
+                groups["trained_refit_seed"] = "refit_seed"
+            seconds[name] = round(time.perf_counter() - clock, 2)
+        clock, z = time.perf_counter(), measured["trained"]["z"]
+        for r in rotation_seeds:  # Bau et al.: the trained features read along random directions
+            generator = torch.Generator().manual_seed(r)
+            q = {layer: random_rotation(z[layer].shape[1], generator) for layer in (1, 2)}
+            measured[f"rotation_seed{r}"] = {"named": name_channels(
+                {layer: rotate(z[layer], q[layer]) for layer in (1, 2)}, data.test_images, data.test_labels, seed)}
+            groups[f"rotation_seed{r}"] = "rotation"
+        seconds["rotations"] = round(time.perf_counter() - clock, 2)
+    clock = time.perf_counter()
+    pictures = {m: part["pictures"] for m, part in measured.items() if "pictures" in part}
+    similarity = similarity_table(pictures, groups)
+    seconds["similarity"] = round(time.perf_counter() - clock, 2)
+    diversity = {m: part["diversity"] for m, part in measured.items() if "diversity" in part}
+    occlusion = {m: part["occlusion"] for m, part in measured.items() if "occlusion" in part}
+    block = {
+        "protocol": {
+            "training_seed": training_seed, "seeds": seeds,
+            "cascades": {k: list(v) for k, v in CASCADES.items()}, "head": "trained in every model",
+            "refit": {**refit, "optimiser": "Adam, one-cycle", "loss": "MSE", "models": "all, alike"},
+            "z1 under conv2": "identical to the trained z1: not refitted, not compared",
+            "refit_seed": "the trained encoder with decoders refitted from seed + 1: the pictures' noise floor",
+            "undefined rules": "'class', 'look' on channels active on < top_k test images; "
+                               "'selective' on channels with a negative class mean (rotations)",
+            "psnr_test_images": min(CHECK_IMAGES, len(data.test_labels)),
+            "occluder": {**OCCLUDER, "grey": "0 in the normalised input"},
+            "rotation_seeds": list(rotation_seeds),
+            "rule_verdict": "evidence of learning: the trained count exceeds every randomised model's",
+            "claim_verdict": "exceeds: the channel's value is above every baseline channel's",
+            "similarity": "Spearman of |values|; SSIM of |values| / max, data_range 1",
+            "projection_diversity": "mean pairwise r of the top-9 projections vs the top-9 patches"},
+        "models": info,
+        "rules": compare_rules({m: part["named"] for m, part in measured.items() if "named" in part}, groups),
+        "picture_similarity": similarity,
+        "projection_diversity": {"per_model": diversity, "summary": {d: _by_group(
+            {m: sum(r["flagged"] for r in per[d]) if d in per else None for m, per in diversity.items()},
+            groups) for d in DECODERS}},
+        "occlusion": {"images": len(occluded), "per_model": occlusion, "summary": {d: _by_group(
+            {m: per[d]["mean"] for m, per in occlusion.items()}, groups)
+            for d in DECODERS if DECODERS[d][0] == 2}},
+    }
+    block["seconds"] = {**{k: round(v, 2) for k, v in seconds.items()},
+                        "total": round(time.perf_counter() - started, 2),
+                        "cpu_total": round(time.process_time() - cpu, 2)}  # all threads
+    return block, {"pictures": pictures, "groups": groups,
+                   "occlusion": {m: part["occlusion_figure"] for m, part in measured.items()
+                                 if "occlusion_figure" in part}}

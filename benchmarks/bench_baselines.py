@@ -1,0 +1,95 @@
+"""The randomisation baselines of Task 3 (baselines.py) on a trained model: the numbers and the time.
+
+Runs baselines.randomisation_baselines with its defaults on the Task 2 model (and on the model
+trained with --permute-labels, if given), writes the block as JSON and prints the tables: rule
+counts trained vs baselines, the claims that exceed every baseline, picture similarity,
+projection diversity, occlusion agreement, and the wall and CPU seconds.
+
+    python train_deconv.py --data-dir ../shared/cifar10 --out /tmp/bl/task2
+    python train_deconv.py --data-dir ../shared/cifar10 --out /tmp/bl/perm --permute-labels
+    python benchmarks/bench_baselines.py --data-dir ../shared/cifar10 \\
+        --checkpoint /tmp/bl/task2/deconv_net.pth --permuted /tmp/bl/perm/deconv_net.pth
+"""
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import baselines  # noqa: E402
+from common import ArgumentParser, number, read_json  # noqa: E402
+from data import default_data_dir, load_cifar10  # noqa: E402
+from models import load_model  # noqa: E402
+from visualize_latents import pick_image  # noqa: E402
+
+GROUPS = ("conv2", "conv1_conv2", "permuted_labels", "rotation")
+
+
+def tables(block: dict) -> str:
+    """The block as plain-text tables."""
+    lines = ["test PSNR of the refitted decoders (first 2,000 test images, reduced refit):"]
+    lines += [f"  {m:22s} {i['psnr_db']}" for m, i in block["models"].items()]
+    lines.append("\nchannels named: trained | " + " | ".join(GROUPS)
+                 + " | evidence of learning | axes special")
+    for layer in ("z1", "z2"):
+        for rule, e in block["rules"][layer]["counts"].items():
+            cells = [("-" if g not in e["baselines"] else f"{e['baselines'][g]['mean']:.1f}"
+                      + (f"±{e['baselines'][g]['sd']:.1f}" if len(e["baselines"][g]["counts"]) > 1 else ""))
+                     for g in GROUPS]
+            lines.append(f"  {layer} {rule:10s} {e['trained']:2d}/{e['channels']:<2d} | "
+                         + " | ".join(f"{c:8s}" for c in cells)
+                         + f" | {e['evidence_of_learning']} | {e['axes_special']}")
+    lines.append("\nclaims above the strongest channel of every baseline group:")
+    for layer in ("z1", "z2"):
+        for channel in block["rules"][layer]["channels"]:
+            for claim in channel["claims"]:
+                best = {g: b["strongest_max"] for g, b in claim["baselines"].items()}
+                if all(b["exceeds"] for b in claim["baselines"].values()):
+                    lines.append(f"  {layer}:{channel['channel']} {claim['rule']} {claim['value']} "
+                                 f"(baselines' strongest {best})")
+    lines.append("\npicture similarity, trained vs (Spearman of |values|, SSIM; mean ± sd):")
+    for d, per in block["picture_similarity"]["summary"].items():
+        for g, e in per.items():
+            lines.append(f"  {d:10s} {g:16s} rho {e['spearman_mean']:.2f} ± {e['spearman_sd']:.2f}"
+                         f"  SSIM {e['ssim_mean']:.2f} ± {e['ssim_sd']:.2f}  (n = {e['n']})")
+    lines.append("\nprojection diversity, channels whose top-9 projections are more alike than their patches:")
+    for d, per in block["projection_diversity"]["summary"].items():
+        lines.append(f"  {d:10s} " + ", ".join(f"{g} {e['mean']:.1f} ± {e['sd']:.1f}" for g, e in per.items()))
+    lines.append(f"\nocclusion vs projection, Spearman over {block['occlusion']['images']} test images "
+                 "(per-model mean; mean ± sd over models):")
+    for d, per in block["occlusion"]["summary"].items():
+        lines.append(f"  {d:10s} " + ", ".join(f"{g} {e['mean']:.3f} ± {e['sd']:.3f}" for g, e in per.items()))
+    lines.append(f"\nseconds: {block['seconds']}")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir(),
+                        help="CIFAR-10 copy (image folders or cifar-10-batches-py)")
+    parser.add_argument("--checkpoint", type=Path, default=Path("outputs/task2/deconv_net.pth"),
+                        help="the Task 2 model (its metrics.json beside it gives the training seed)")
+    parser.add_argument("--permuted", type=Path, default=None,
+                        help="a Task 2 model trained with --permute-labels (baseline (c))")
+    parser.add_argument("--threads", type=number(int, 1), default=torch.get_num_threads(),
+                        help="torch threads")
+    parser.add_argument("--out", type=Path, default=Path("baselines.json"), help="the block as JSON")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    data = load_cifar10(args.data_dir, quiet=True)
+    net = load_model(args.checkpoint, "DeconvNet", "--checkpoint").eval()
+    permuted = load_model(args.permuted, "DeconvNet", "--permuted").eval() if args.permuted else None
+    training_seed = read_json(args.checkpoint.with_name("metrics.json"), "Task 2 metrics",
+                              "rerun train_deconv.py")["config"]["seed"]
+    picks = {split: pick_image(labels, None, None, split)[0]
+             for split, labels in (("train", data.train_labels), ("test", data.test_labels))}
+    block, _ = baselines.randomisation_baselines(net, data, training_seed, picks, permuted=permuted)
+    args.out.write_text(json.dumps(block, indent=1, allow_nan=False))
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); wrote {args.out}\n")
+    print(tables(block))
+
+
+if __name__ == "__main__":
+    main()
