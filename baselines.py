@@ -14,12 +14,11 @@ with the other groups only. A rule is evidence of learning where the trained mod
 channels than every randomised model; a channel's claim exceeds a group where its value is above
 the strongest any channel of that group's models reaches.
 """
-import contextlib
 import copy
 import math
 import statistics
 import time
-from typing import Callable, Iterable, Iterator
+from typing import Iterable
 
 import torch
 import torch.nn as nn
@@ -28,9 +27,10 @@ import torch.nn.functional as F
 import evidence
 from data import CIFAR10, normalize
 from decoders import decoder_checks
-from evidence import TOP_K, channel_table, receptive_box, strongest_units
-from findings import ROLE_KINDS, RULES, channel_roles
+from evidence import TOP_K, channel_table, projection_diversity, strongest_units, unit_projections
+from findings import ROLE_KINDS, channel_roles
 from models import ARCHITECTURE, DeconvNet, Latents
+from occlusion import OCCLUDER, deconvnet_scores, occlusion_agreement, occlusion_maps
 
 CASCADES = {"conv2": ("conv2",), "conv1_conv2": ("conv2", "conv1")}  # re-initialised, in order
 SEEDS_PER_CASCADE = 3
@@ -39,27 +39,12 @@ FIRST_SEED = 1001  # baseline seeds count up from here, skipping the training se
 # optimiser, learning rate, one-cycle schedule, batch and loss, for a fixed number of steps on
 # the same images in the same order for every model.
 REFIT = {"steps": 400, "batch_size": 32, "lr": 3e-3, "seed": 0}
-OCCLUDER = {"size": 8, "stride": 2}
 OCCLUSION_IMAGES = 500
 ROTATION_SEEDS = (0, 1, 2)
 CHECK_IMAGES = 2000  # test images on which each refitted decoder's PSNR is measured
 RULE_KINDS = tuple(ROLE_KINDS)  # "class", "look", "brightness", "darkness", "colour", ...
 MODEL_GROUPS = ("conv2", "conv1_conv2", "permuted_labels")  # randomised models
-GROUP_WORDS = {"conv2": "a random conv2 over the same conv1",
-               "conv1_conv2": "a random conv1 and conv2",
-               "permuted_labels": "the model trained on permuted labels",
-               "rotation": "a random rotation of the trained channels"}
 APPEARANCE_D = ("d_saturation", "d_luminance", "d_centre_surround", "d_texture_energy")
-
-
-def _criterion(rule: str) -> str:
-    return {"class": f"one class at >= {RULES['class_share_pct']} % of the top-{TOP_K}",
-            "brightness": f"r >= {RULES['luminance_r']} with local luminance",
-            "darkness": f"r <= -{RULES['luminance_r']} with local luminance",
-            "colour": f"|r| >= {RULES['colour_r']} with a colour opposition",
-            "edge": f"r >= {RULES['edge_r']} with gradient energy",
-            "selective": f"class selectivity >= {RULES['class_selectivity']}",
-            "look": f"|d| >= {RULES['appearance_d']} in a patch appearance"}[rule]
 
 
 # --- models ---
@@ -174,26 +159,8 @@ def rule_value(rule: str, row: dict) -> float | None:
     return None if rule in row.get("undefined", ()) else RULE_VALUES[rule](row)
 
 
-@contextlib.contextmanager
-def image_measures_once() -> Iterator[None]:
-    """While active, evidence.channel_statistics computes the image measures under the receptive
-    fields (evidence.local_signals, which do not depend on the model) once per layer for the same
-    images, instead of once per model: the same numbers, a ninth of the time."""
-    original, cache = evidence.local_signals, {}
-
-    def shared(images_u8: torch.Tensor, layer: int) -> dict[str, torch.Tensor]:
-        if layer not in cache or not torch.equal(cache[layer][0], images_u8):
-            cache[layer] = (images_u8, original(images_u8, layer))
-        return cache[layer][1]
-    evidence.local_signals = shared
-    try:
-        yield
-    finally:
-        evidence.local_signals = original
-
-
 def name_channels(z: dict[int, torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
-                  seed: int) -> dict[int, list[dict]]:
+                  seed: int, signals: dict | None = None) -> dict[int, list[dict]]:
     """Task 3's rows (evidence.channel_table) for latents z {1: (N, C1, H1, W1), 2: ...} of the
     test images, each with "rules" (the kinds of the RULES that hold), "images_active" and
     "undefined" (rules that cannot be read for this channel, neither counted nor compared):
@@ -204,7 +171,7 @@ def name_channels(z: dict[int, torch.Tensor], images: torch.Tensor, labels: torc
     * "selective" for a channel with a negative class mean (a rotated direction): the index
       (top - others) / (top + others) assumes activations >= 0.
     """
-    rows, _, class_means = channel_table(Replay(z[1], z[2]), images, labels, seed)
+    rows, _, class_means = channel_table(Replay(z[1], z[2]), images, labels, seed, signals=signals)
     k = min(TOP_K, len(labels))
     for layer, layer_rows in rows.items():
         active = (strongest_units(z[layer])[0] > 0).sum(0)
@@ -277,17 +244,6 @@ def compare_rules(named: dict[str, dict[int, list[dict]]], groups: dict[str, str
     return result
 
 
-def baseline_clause(rule: str, group: str, baseline: dict, channels: int) -> str:
-    """The clause for a channel's sentence, from one entry of a claim's "baselines":
-    'a random conv2 over the same conv1 reaches one class at >= 30 % of the top-100 in
-    4.3 ± 0.6 of 16 channels (3 seeds)'."""
-    models = baseline["models"]
-    amount = (f"{baseline['count_mean']:.1f} ± {baseline['count_sd']:.1f}" if models > 1
-              else f"{baseline['count_mean']:.0f}")
-    seeds = "" if models == 1 else f" ({models} {'rotations' if group == 'rotation' else 'seeds'})"
-    return f"{GROUP_WORDS[group]} reaches {_criterion(rule)} in {amount} of {channels} channels{seeds}"
-
-
 # --- pictures ---
 
 @torch.no_grad()
@@ -320,135 +276,6 @@ def picture_similarity(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
     return {"spearman": float(rho), "ssim": float(ssim)}
 
 
-def mean_pairwise_correlation(tiles: torch.Tensor) -> float:
-    """Mean Pearson r over all pairs of tiles (k, ...), each flattened; a flat tile counts r = 0."""
-    r = torch.corrcoef(tiles.flatten(1).double())
-    return r[~torch.eye(len(tiles), dtype=torch.bool)].nan_to_num().mean().item()
-
-
-@torch.no_grad()
-def unit_projections(model: DeconvNet, latents: Latents, layer: int, channels: torch.Tensor,
-                     positions: torch.Tensor, tied: bool = False,
-                     empty: torch.Tensor | None = None) -> torch.Tensor:
-    """(M, 3, H, W): row m decodes only unit (channels[m], flat positions[m]) of image m's latent,
-    minus the decode of the zero latent, with image m's switches (Zeiler & Fergus's projection).
-    `empty`: those zero-latent decodes if already known (the tied deconvnet's are 0: no bias)."""
-    z = latents.at(layer)
-    rows = torch.arange(len(z), device=z.device)
-    single = torch.zeros_like(z)
-    single.view(len(z), z.shape[1], -1)[rows, channels, positions] = \
-        z.view(len(z), z.shape[1], -1)[rows, channels, positions]
-    projection = model.decode(latents.with_map(layer, single), layer, tied=tied)
-    if empty is None and not tied:
-        empty = model.decode(latents.with_map(layer, torch.zeros_like(z)), layer)
-    return projection if empty is None else projection - empty
-
-
-@torch.no_grad()
-def projection_diversity(model: DeconvNet, z: torch.Tensor, images: torch.Tensor, layer: int,
-                         tied: bool = False, k: int = 9) -> list[dict]:
-    """Per channel, mean pairwise r of its top-k unit projections against its top-k patches, both
-    cropped to the receptive field of the strongest unit; flagged where projections are more
-    alike than patches (the picture is the decoder's, not the images')."""
-    peaks, positions = strongest_units(z)
-    winners = peaks.topk(k, dim=0).indices.T  # (C, k)
-    channels = z.shape[1]
-    chosen = winners.flatten().to(images.device)
-    channel = torch.arange(channels).repeat_interleave(k).to(images.device)
-    where = positions[winners.flatten(), channel.cpu()].to(images.device)
-    latents = model.encode(normalize(images[chosen]))
-    projections = unit_projections(model, latents, layer, channel, where, tied).cpu()
-    rows = []
-    for c in range(channels):
-        patches, crops = [], []
-        for m in range(c * k, (c + 1) * k):
-            top, left, size = receptive_box(layer, int(where[m]), z.shape[-1])
-            patches.append(images[chosen[m], :, top:top + size, left:left + size].float().cpu())
-            crops.append(projections[m, :, top:top + size, left:left + size])
-        proj, patch = mean_pairwise_correlation(torch.stack(crops)), mean_pairwise_correlation(torch.stack(patches))
-        rows.append({"channel": c, "projection_similarity": round(proj, 3),
-                     "patch_similarity": round(patch, 3), "flagged": proj > patch})
-    return rows
-
-
-# --- occlusion ---
-
-def occlusion_masks(side: int, size: int, stride: int) -> torch.Tensor:
-    """(P*P, 1, side, side): 1 everywhere but a size x size square, at top-left (i, j) * stride."""
-    n = (side - size) // stride + 1
-    masks = torch.ones(n * n, 1, side, side)
-    for i in range(n):
-        for j in range(n):
-            masks[i * n + j, :, i * stride:i * stride + size, j * stride:j * stride + size] = 0
-    return masks
-
-
-@torch.no_grad()
-def occlusion_maps(score_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor,
-                   size: int = OCCLUDER["size"], stride: int = OCCLUDER["stride"]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Scores of normalised images x (B, 3, H, W) whole and with the grey square (0 = the grey of
-    the normalised input) at every position, all copies in one forward pass:
-    (base (B, K), maps (B, K, P, P)); score_fn maps (M, 3, H, W) to (M, K)."""
-    masks = occlusion_masks(x.shape[-1], size, stride).to(x)
-    copies = (x[:, None] * masks[None]).flatten(0, 1)
-    scores = score_fn(torch.cat([x, copies]))
-    n = int(math.isqrt(len(masks)))
-    return scores[:len(x)], scores[len(x):].view(len(x), n * n, -1).transpose(1, 2).reshape(len(x), -1, n, n)
-
-
-def deconvnet_scores(model: DeconvNet) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Scores for occlusion: the 10 class probabilities, then each z2 channel's strongest value."""
-    def score(x: torch.Tensor) -> torch.Tensor:
-        latents = model.encode(x)
-        return torch.cat([F.softmax(model.head(latents.z2), 1), latents.z2.flatten(2).amax(2)], 1)
-    return score
-
-
-def rowwise_spearman(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Spearman's rho of each row of a (M, P) with the same row of b (average ranks for ties, as
-    scipy.stats.spearmanr); NaN where a row is constant."""
-    from scipy.stats import rankdata
-
-    ra, rb = (torch.from_numpy(rankdata(t.double().cpu().numpy(), axis=1)) for t in (a, b))
-    ra, rb = ra - ra.mean(1, keepdim=True), rb - rb.mean(1, keepdim=True)
-    return (ra * rb).sum(1) / (ra.norm(dim=1) * rb.norm(dim=1))
-
-
-@torch.no_grad()
-def occlusion_agreement(model: DeconvNet, decoders: dict[str, tuple[DeconvNet, bool]],
-                        images_u8: torch.Tensor, chunk: int = 6) -> dict:
-    """Over images_u8, per z2 channel active on an image: Spearman between the drop of its
-    strongest activation under the occluder and its strongest unit's |projection| (summed over
-    colour, averaged under each occluder position's square), per decoder {name: (model, tied)}:
-    {decoder: {"mean", "sd", "n"}} over (image, channel) pairs; constant maps are left out."""
-    size, stride, classes = OCCLUDER["size"], OCCLUDER["stride"], ARCHITECTURE.classes
-    rhos = {name: [] for name in decoders}
-    for part in images_u8.split(chunk):
-        x = normalize(part)
-        base, maps = occlusion_maps(deconvnet_scores(model), x, size, stride)
-        drop = (base[:, classes:, None, None] - maps[:, classes:]).flatten(2)  # (B, C, P*P)
-        latents = model.encode(x)
-        b, c = drop.shape[:2]
-        peaks, positions = strongest_units(latents.z2)
-        active = (peaks > 0).flatten().cpu()
-        expanded = Latents(*(t.repeat_interleave(c, 0) for t in latents))
-        channel = torch.arange(c, device=x.device).repeat(b)
-        for name, (decoder, tied) in decoders.items():
-            empty = None if tied else decoder.decode(latents.with_map(2, torch.zeros_like(latents.z2)), 2)
-            projection = unit_projections(decoder, expanded, 2, channel, positions.flatten(), tied,
-                                          None if tied else empty.repeat_interleave(c, 0))
-            pooled = F.avg_pool2d(projection.abs().sum(1, keepdim=True), size, stride).flatten(1)
-            rho = rowwise_spearman(drop.flatten(0, 1), pooled)[active]
-            rhos[name].append(rho[~rho.isnan()])
-    summary = {}
-    for name, parts in rhos.items():
-        values = torch.cat(parts)
-        summary[name] = {"mean": round(values.mean().item(), 4),
-                         "sd": round(values.std().item(), 4) if len(values) > 1 else 0.0,
-                         "n": len(values)}
-    return summary
-
-
 # --- the whole block ---
 
 # identifiers of decoders.DECODERS: (layer, tied); "z1_refit" and "z2_learned" are refitted here
@@ -474,7 +301,8 @@ def _latents(model: DeconvNet, images: torch.Tensor, batch_size: int = 1000) -> 
 
 
 def _measure(model: DeconvNet, decoders: dict[str, tuple[DeconvNet, int, bool]], data: CIFAR10,
-             report: dict[str, tuple[torch.Tensor, int]], occluded: torch.Tensor, seed: int) -> dict:
+             report: dict[str, tuple[torch.Tensor, int]], occluded: torch.Tensor, seed: int,
+             signals: dict) -> dict:
     """Everything one model contributes: latents, named rows, projection diversity, the report
     images' pictures and occlusion maps, and the occlusion agreement."""
     images, labels = data.test_images, data.test_labels
@@ -490,7 +318,7 @@ def _measure(model: DeconvNet, decoders: dict[str, tuple[DeconvNet, int, bool]],
         strongest = {d: unit_projections(m, expanded, 2, channel, where, tied).view(
             len(x), channels, *x.shape[1:]).cpu() for d, (m, layer, tied) in decoders.items() if layer == 2}
     return {
-        "z": z, "named": name_channels(z, images, labels, seed),
+        "z": z, "named": name_channels(z, images, labels, seed, signals),
         "diversity": {d: projection_diversity(m, z[layer], images, layer, tied)
                       for d, (m, layer, tied) in decoders.items()},
         "pictures": {split: {d: single_channel_pictures(m, image, layer, tied).cpu()
@@ -556,7 +384,8 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
     {split: {decoder: (C, 3, H, W)}}}, "occlusion" {model: {split: {"probability": (P, P) of
     the true class occluded there, "probability_unoccluded", "drop": (C, P, P) of each z2
     channel's strongest value (unoccluded - occluded), "strongest_unit_projections": {decoder:
-    (C, 3, H, W)}}}}, "groups" {model: group}.
+    (C, 3, H, W)}}}}, "groups" {model: group}, "models" {model: DeconvNet}, "refitted" {model:
+    {layer: the copy whose learned decoder was refitted for that layer}}.
     """
     started, cpu, seconds = time.perf_counter(), time.process_time(), {"refits": 0.0}
     seeds = seeds if seeds is not None else baseline_seeds(training_seed)
@@ -571,39 +400,42 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
     occluded = torch.randperm(len(data.test_labels), generator=chooser)[:occlusion_images].sort().values
     report = {split: (images[picks[split]], int(labels[picks[split]])) for split, images, labels in
               (("train", data.train_images, data.train_labels), ("test", data.test_images, data.test_labels))}
-    info, measured = {}, {}
-    with image_measures_once():  # one computation of the image measures for all models
-        for name, model in models.items():
-            clock = time.perf_counter()
-            conv2_only = groups[name] == "conv2"  # z1 is the trained one's: not refitted, not compared
-            fitted, took = refit_decoders(model, data.train_images, (2,) if conv2_only else (1, 2), refit)
+    info, measured, refitted = {}, {}, {}
+    # the image measures under the receptive fields depend on the images only: computed once
+    signals = {layer: evidence.local_signals(data.test_images.cpu(), layer) for layer in (1, 2)}
+    for name, model in models.items():
+        clock = time.perf_counter()
+        conv2_only = groups[name] == "conv2"  # z1 is the trained one's: not refitted, not compared
+        fitted, took = refit_decoders(model, data.train_images, (2,) if conv2_only else (1, 2), refit)
+        seconds["refits"] += took
+        refitted[name] = fitted
+        decoders = {d: ((model if tied else fitted[layer]), layer, tied) for d, (layer, tied)
+                    in DECODERS.items() if not (conv2_only and layer == 1)}
+        checks = decoder_checks({d: v for d, v in decoders.items() if not v[2]},
+                                data.test_images[:CHECK_IMAGES])
+        info[name] = {"group": groups[name], "seed": int(name.rsplit("seed", 1)[1]) if "seed" in name else None,
+                      "refit_seconds": round(took, 2),
+                      "psnr_db": {d: c["psnr_db"] for d, c in checks.items()}}
+        measured[name] = _measure(model, decoders, data, report, occluded, seed, signals)
+        if name != "trained":  # only the trained latents are read again (rotations)
+            del measured[name]["z"]
+        else:  # the noise floor of the refit: the trained encoder, decoders of another seed
+            other, took = refit_decoders(model, data.train_images, (1, 2), {**refit, "seed": refit["seed"] + 1})
             seconds["refits"] += took
-            decoders = {d: ((model if tied else fitted[layer]), layer, tied) for d, (layer, tied)
-                        in DECODERS.items() if not (conv2_only and layer == 1)}
-            checks = decoder_checks({d: v for d, v in decoders.items() if not v[2]},
-                                    data.test_images[:CHECK_IMAGES])
-            info[name] = {"group": groups[name], "seed": int(name.rsplit("seed", 1)[1]) if "seed" in name else None,
-                          "refit_seconds": round(took, 2),
-                          "psnr_db": {d: c["psnr_db"] for d, c in checks.items()}}
-            measured[name] = _measure(model, decoders, data, report, occluded, seed)
-            if name != "trained":  # only the trained latents are read again (rotations)
-                del measured[name]["z"]
-            else:  # the noise floor of the refit: the trained encoder, decoders of another seed
-                other, took = refit_decoders(model, data.train_images, (1, 2), {**refit, "seed": refit["seed"] + 1})
-                seconds["refits"] += took
-                measured["trained_refit_seed"] = {"pictures": {split: {
-                    d: single_channel_pictures(other[layer], image, layer).cpu()
-                    for d, (layer, tied) in DECODERS.items() if not tied} for split, (image, _) in report.items()}}
-                groups["trained_refit_seed"] = "refit_seed"
-            seconds[name] = round(time.perf_counter() - clock, 2)
-        clock, z = time.perf_counter(), measured["trained"]["z"]
-        for r in rotation_seeds:  # Bau et al.: the trained features read along random directions
-            generator = torch.Generator().manual_seed(r)
-            q = {layer: random_rotation(z[layer].shape[1], generator) for layer in (1, 2)}
-            measured[f"rotation_seed{r}"] = {"named": name_channels(
-                {layer: rotate(z[layer], q[layer]) for layer in (1, 2)}, data.test_images, data.test_labels, seed)}
-            groups[f"rotation_seed{r}"] = "rotation"
-        seconds["rotations"] = round(time.perf_counter() - clock, 2)
+            measured["trained_refit_seed"] = {"pictures": {split: {
+                d: single_channel_pictures(other[layer], image, layer).cpu()
+                for d, (layer, tied) in DECODERS.items() if not tied} for split, (image, _) in report.items()}}
+            groups["trained_refit_seed"] = "refit_seed"
+        seconds[name] = round(time.perf_counter() - clock, 2)
+    clock, z = time.perf_counter(), measured["trained"]["z"]
+    for r in rotation_seeds:  # Bau et al.: the trained features read along random directions
+        generator = torch.Generator().manual_seed(r)
+        q = {layer: random_rotation(z[layer].shape[1], generator) for layer in (1, 2)}
+        measured[f"rotation_seed{r}"] = {"named": name_channels(
+            {layer: rotate(z[layer], q[layer]) for layer in (1, 2)}, data.test_images,
+            data.test_labels, seed, signals)}
+        groups[f"rotation_seed{r}"] = "rotation"
+    seconds["rotations"] = round(time.perf_counter() - clock, 2)
     clock = time.perf_counter()
     pictures = {m: part["pictures"] for m, part in measured.items() if "pictures" in part}
     similarity = similarity_table(pictures, groups)
@@ -639,6 +471,6 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
     block["seconds"] = {**{k: round(v, 2) for k, v in seconds.items()},
                         "total": round(time.perf_counter() - started, 2),
                         "cpu_total": round(time.process_time() - cpu, 2)}  # all threads
-    return block, {"pictures": pictures, "groups": groups,
+    return block, {"pictures": pictures, "groups": groups, "models": models, "refitted": refitted,
                    "occlusion": {m: part["occlusion_figure"] for m, part in measured.items()
                                  if "occlusion_figure" in part}}

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from data import DISPLAY_NAMES, batches, normalize
 from findings import hue_name
-from models import ARCHITECTURE, DeconvNet
+from models import ARCHITECTURE, DeconvNet, Latents
 
 EDGE_ANGLES = (0, 45, 90, 135)  # edge orientation, degrees counter-clockwise from horizontal
 TOP_K = 100  # strongest test images per channel for the class make-up and patch appearance
@@ -49,8 +49,9 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def channel_statistics(net: DeconvNet, images: torch.Tensor, labels: torch.Tensor,
-                       layer: int) -> tuple[list[dict], torch.Tensor, torch.Tensor]:
+def channel_statistics(net: DeconvNet, images: torch.Tensor, labels: torch.Tensor, layer: int,
+                       signals: dict[str, torch.Tensor] | None = None
+                       ) -> tuple[list[dict], torch.Tensor, torch.Tensor]:
     """Per channel: correlations with local image measures, class means, sparsity.
 
     Returns (rows, activations (N, C, H, W), class means (C, 10)).
@@ -60,7 +61,8 @@ def channel_statistics(net: DeconvNet, images: torch.Tensor, labels: torch.Tenso
         latents = net.encode(normalize(images_u8))
         activations.append(latents.at(layer).cpu())
     z = torch.cat(activations)
-    signals = local_signals(images.cpu(), layer)
+    # the image measures depend on the images only: a caller reading many models passes them once
+    signals = signals if signals is not None else local_signals(images.cpu(), layer)
     labels = labels.cpu()
     class_means = torch.stack([z[labels == k].mean(dim=(0, 2, 3)) for k in range(10)], 1)
     rows = []
@@ -329,12 +331,13 @@ def conv1_filter_stats(net: DeconvNet) -> list[dict]:
 
 
 def channel_table(net: DeconvNet, images: torch.Tensor, labels: torch.Tensor, seed: int,
-                  k: int = TOP_K) -> tuple[dict[int, list[dict]], dict[int, torch.Tensor],
-                                           dict[int, torch.Tensor]]:
+                  k: int = TOP_K, signals: dict[int, dict[str, torch.Tensor]] | None = None
+                  ) -> tuple[dict[int, list[dict]], dict[int, torch.Tensor], dict[int, torch.Tensor]]:
     """Every statistic of every channel of both layers, one row per channel (no words yet).
 
     Returns (rows per layer, activations (N, C, H, W) per layer, class means (C, classes) per
-    layer). The class test is Bonferroni-corrected over the channels of both layers.
+    layer). The class test is Bonferroni-corrected over the channels of both layers. `signals`:
+    local_signals of these images per layer, if already computed.
     """
     rows, activations, class_means = {}, {}, {}
     k = min(k, len(labels))
@@ -342,10 +345,63 @@ def channel_table(net: DeconvNet, images: torch.Tensor, labels: torch.Tensor, se
     for stage in ARCHITECTURE.layers:
         layer = stage.index
         rows[layer], activations[layer], class_means[layer] = channel_statistics(
-            net, images, labels, layer)
+            net, images, labels, layer, (signals or {}).get(layer))
         peaks, positions = strongest_units(activations[layer])
         makeup = class_makeup(peaks, labels, k, tests=tests)
         looks = patch_appearance(images, peaks, positions, layer, stage.size, k, seed)
         for row, classes, look in zip(rows[layer], makeup, looks):
             row.update(classes, **look)
     return rows, activations, class_means
+
+
+# --- projections of single units, and how alike a channel's are ---
+
+@torch.no_grad()
+def unit_projections(model: DeconvNet, latents: Latents, layer: int, channels: torch.Tensor,
+                     positions: torch.Tensor, tied: bool = False,
+                     empty: torch.Tensor | None = None) -> torch.Tensor:
+    """(M, 3, H, W): row m decodes only unit (channels[m], flat positions[m]) of image m's latent,
+    minus the decode of the zero latent, with image m's switches (Zeiler & Fergus's projection).
+    `empty`: those zero-latent decodes if already known (the tied deconvnet's are 0: no bias)."""
+    z = latents.at(layer)
+    rows = torch.arange(len(z), device=z.device)
+    single = torch.zeros_like(z)
+    single.view(len(z), z.shape[1], -1)[rows, channels, positions] = \
+        z.view(len(z), z.shape[1], -1)[rows, channels, positions]
+    projection = model.decode(latents.with_map(layer, single), layer, tied=tied)
+    if empty is None and not tied:
+        empty = model.decode(latents.with_map(layer, torch.zeros_like(z)), layer)
+    return projection if empty is None else projection - empty
+
+
+def mean_pairwise_correlation(tiles: torch.Tensor) -> float:
+    """Mean Pearson r over all pairs of tiles (k, ...), each flattened; a flat tile counts r = 0."""
+    r = torch.corrcoef(tiles.flatten(1).double())
+    return r[~torch.eye(len(tiles), dtype=torch.bool)].nan_to_num().mean().item()
+
+
+@torch.no_grad()
+def projection_diversity(model: DeconvNet, z: torch.Tensor, images: torch.Tensor, layer: int,
+                         tied: bool = False, k: int = 9) -> list[dict]:
+    """Per channel, mean pairwise r of its top-k unit projections against its top-k patches, both
+    cropped to the receptive field of the strongest unit; flagged where projections are more
+    alike than patches (the picture is the decoder's, not the images')."""
+    peaks, positions = strongest_units(z)
+    winners = peaks.topk(k, dim=0).indices.T  # (C, k)
+    channels = z.shape[1]
+    chosen = winners.flatten().to(images.device)
+    channel = torch.arange(channels).repeat_interleave(k).to(images.device)
+    where = positions[winners.flatten(), channel.cpu()].to(images.device)
+    latents = model.encode(normalize(images[chosen]))
+    projections = unit_projections(model, latents, layer, channel, where, tied).cpu()
+    rows = []
+    for c in range(channels):
+        patches, crops = [], []
+        for m in range(c * k, (c + 1) * k):
+            top, left, size = receptive_box(layer, int(where[m]), z.shape[-1])
+            patches.append(images[chosen[m], :, top:top + size, left:left + size].float().cpu())
+            crops.append(projections[m, :, top:top + size, left:left + size])
+        proj, patch = mean_pairwise_correlation(torch.stack(crops)), mean_pairwise_correlation(torch.stack(patches))
+        rows.append({"channel": c, "projection_similarity": round(proj, 3),
+                     "patch_similarity": round(patch, 3), "flagged": proj > patch})
+    return rows

@@ -188,7 +188,8 @@ def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str
     """Task 1 per seed, Task 2 per seed at the default lambda, Task 2 per other lambda at seed 0.
 
     A Task 2 run waits for the Task 1 run of its seed, so that it can compare itself with it.
-    With `task3` (its flags), Task 3 follows the first seed's Task 2, before the other runs.
+    With `task3` (its flags), Task 3 follows the first seed's Task 2 and the Task 2 trained on
+    permuted labels (its data-randomisation baseline), before the other runs.
     """
     def folder(task: str, seed: int, lam: float | None = None) -> Path:
         if seed == seeds[0] and lam is None:
@@ -212,9 +213,14 @@ def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str
             ["--seed", str(seed), "--task1-metrics", str(task1), *shared],
             after=(f"task1 seed {seed}",))
         if task3 is not None and seed == seeds[0]:
+            # Task 3's data-randomisation baseline: the same Task 2 protocol on permuted labels
+            permuted = outputs / "runs" / f"task2_permuted_seed{seed}"
+            add(f"task2 permuted labels seed {seed}", "train_deconv.py", permuted,
+                ["--seed", str(seed), "--permute-labels", *shared])
             add("task3", "visualize_latents.py", outputs / "task3",
-                ["--checkpoint", str(folder("task2", seed) / "deconv_net.pth"), *task3],
-                after=(f"task2 seed {seed}",))
+                ["--checkpoint", str(folder("task2", seed) / "deconv_net.pth"),
+                 "--permuted-checkpoint", str(permuted / "deconv_net.pth"), *task3],
+                after=(f"task2 seed {seed}", f"task2 permuted labels seed {seed}"))
     for lam in lambdas:
         if lam != DEFAULT_LAMBDA:
             seed = seeds[0]

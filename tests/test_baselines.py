@@ -9,6 +9,9 @@ import torch
 from scipy.stats import spearmanr
 
 import baselines
+import evidence
+import findings
+import occlusion
 from conftest import SHARED_CIFAR10, run_script
 from data import normalize
 from models import ARCHITECTURE, DeconvNet
@@ -169,7 +172,7 @@ def test_rule_counts_and_verdicts_against_baselines():
         row["undefined"] = ["class"]
     only_b = baselines.compare_rules({k: named[k] for k in ("trained", "b")}, {"trained": "trained", "b": "rotation"})
     assert only_b["z1"]["channels"][0]["claims"][0]["baselines"]["rotation"]["exceeds"] is None
-    clause = baselines.baseline_clause("class", "conv1_conv2", claim["baselines"]["conv1_conv2"], 6)
+    clause = findings.baseline_clause("class", "conv1_conv2", claim["baselines"]["conv1_conv2"], 6, 100)
     assert clause == ("a random conv1 and conv2 reaches one class at >= 30 % of the top-100 "
                       "in 0.5 ± 0.7 of 6 channels (2 seeds)")
 
@@ -195,7 +198,7 @@ def test_projection_diversity_of_a_constant_projection_is_one():
     with torch.no_grad():
         latents = net.encode(normalize(images))
     for layer in (1, 2):
-        rows = baselines.projection_diversity(net, latents.at(layer), images, layer)
+        rows = evidence.projection_diversity(net, latents.at(layer), images, layer)
         # channels whose nine strongest units are all above zero (a zero unit projects nothing)
         alive = latents.at(layer).flatten(2).amax(2).topk(9, dim=0).values.amin(0) > 0
         assert alive.sum() >= 5
@@ -225,16 +228,16 @@ def test_the_occlusion_map_of_a_linear_model_is_its_weight_map():
     def linear(batch):
         return (batch * w).sum((1, 2, 3))[:, None] + 0.5
 
-    size, stride = baselines.OCCLUDER["size"], baselines.OCCLUDER["stride"]
+    size, stride = occlusion.OCCLUDER["size"], occlusion.OCCLUDER["stride"]
     n = (32 - size) // stride + 1
-    base, maps = baselines.occlusion_maps(linear, ones, size, stride)
+    base, maps = occlusion.occlusion_maps(linear, ones, size, stride)
     assert maps.shape == (1, 1, n, n) == (1, 1, 13, 13)
     weight_map = torch.zeros(n, n)  # the weights under each square position, by hand
     for i in range(n):
         for j in range(n):
             weight_map[i, j] = w[:, i * stride:i * stride + size, j * stride:j * stride + size].sum()
     assert torch.allclose(base[0, 0] - maps[0, 0], weight_map, atol=1e-3)
-    base, maps = baselines.occlusion_maps(linear, x, size, stride)
+    base, maps = occlusion.occlusion_maps(linear, x, size, stride)
     for b in range(2):  # any image: the drop is w . x under the square
         for i, j in ((0, 0), (5, 7), (12, 12)):
             part = (w * x[b])[:, i * stride:i * stride + size, j * stride:j * stride + size].sum()
@@ -245,10 +248,10 @@ def test_rowwise_spearman_is_scipys_with_ties():
     g = torch.Generator().manual_seed(0)
     a = torch.randint(0, 4, (5, 169), generator=g).float()  # many ties
     b = torch.randn(5, 169, generator=g) + a
-    rho = baselines.rowwise_spearman(a, b)
+    rho = occlusion.rowwise_spearman(a, b)
     for row in range(5):
         assert rho[row].item() == pytest.approx(spearmanr(a[row].numpy(), b[row].numpy()).statistic)
-    assert baselines.rowwise_spearman(torch.zeros(1, 9), torch.arange(9.0)[None]).isnan().all()
+    assert occlusion.rowwise_spearman(torch.zeros(1, 9), torch.arange(9.0)[None]).isnan().all()
 
 
 # --- permuted labels (baseline (c)) ---
@@ -305,17 +308,14 @@ def test_a_short_real_run_has_the_baseline_keys_for_every_rule():
 
 def test_the_shortcuts_give_the_same_numbers():
     """Image measures computed once for all models, and the zero-latent decodes reused."""
-    import evidence
 
     torch.manual_seed(0)
     net, images = DeconvNet().eval(), _images(300, seed=4)
     labels = torch.arange(10).repeat(30)
     plain, _, _ = channel_table(net, images, labels, seed=0)
-    original = evidence.local_signals
-    with baselines.image_measures_once():
-        assert evidence.local_signals is not original
-        once = [channel_table(m, images, labels, seed=0)[0] for m in (net, net)]
-    assert evidence.local_signals is original and once == [plain, plain]
+    signals = {layer: evidence.local_signals(images, layer) for layer in (1, 2)}
+    once = [channel_table(m, images, labels, seed=0, signals=signals)[0] for m in (net, net)]
+    assert once == [plain, plain]
     with torch.no_grad():
         latents = net.encode(normalize(images[:4]))
         zero = latents.with_map(2, torch.zeros_like(latents.z2))
@@ -327,7 +327,7 @@ def test_the_shortcuts_give_the_same_numbers():
                 single[m, channel[m], r, c] = latents.z2[m, channel[m], r, c]
             expected = (net.decode(latents.with_map(2, single), 2, tied=tied)
                         - net.decode(zero, 2, tied=tied))
-            got = baselines.unit_projections(net, latents, 2, channel, position, tied)
+            got = evidence.unit_projections(net, latents, 2, channel, position, tied)
             assert torch.allclose(got, expected, atol=1e-6)
 
 
