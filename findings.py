@@ -210,3 +210,12 @@ def against_baselines(layer: int, claims: list[dict], counts: dict, channels: in
                      f", {verdict}" + ("" if learned or learned is None
                                        else "; as a rule, not evidence of learning"))
     return ("Against its baseline: " + "; ".join(parts) + ".") if parts else ""
+
+
+def projections_alike(diversity: dict) -> str:
+    """The flag of a channel whose top-9 projections are more alike than its top-9 patches."""
+    if not diversity["flagged"]:
+        return ""
+    return (f"Its top-9 projections are more alike (mean r {diversity['projection_similarity']:.2f}) "
+            f"than its top-9 patches ({diversity['patch_similarity']:.2f}): its pictures show the "
+            "decoder more than the images.")

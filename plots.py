@@ -337,3 +337,73 @@ def architecture_figure(arch, path: Path) -> None:
     ax.text(9.0, 0.55, "loss = CE(scores, y)\n+ λ · L_rec(reconstruction, x)", fontsize=7,
             ha="center", va="center")
     save(fig, path)
+
+
+# --- Task 3's randomisation baselines ---
+
+BASELINE_ROWS = (("trained", "trained"), ("conv2", "random conv2"),
+                 ("conv1_conv2", "random conv1+conv2"), ("permuted_labels", "permuted labels"))
+
+
+def baseline_pictures_figure(figures: dict, split: str, path: Path, z2_shown: int = 6) -> None:
+    """Single-channel pictures of one image, trained model against its randomisation baselines
+    (the first model of each group): z1 through the refitted decoder (all channels), z2 through
+    the learned decoder (the channels with the largest trained picture), each picture at its
+    own symmetric scale (grey = 0). A blank z1 under 'random conv2' is the trained z1."""
+    pictures, groups = figures["pictures"], figures["groups"]
+    chosen = [(next((m for m, g in groups.items() if g == group and m in pictures), None), label)
+              for group, label in BASELINE_ROWS]
+    chosen = [(m, label) for m, label in chosen if m is not None]
+    trained = pictures["trained"][split]
+    z1 = list(range(len(trained["z1_refit"])))
+    energy = trained["z2_learned"].pow(2).flatten(1).sum(1)
+    z2 = sorted(energy.topk(min(z2_shown, len(energy))).indices.tolist())
+    columns = [("z1_refit", c) for c in z1] + [("z2_learned", c) for c in z2]
+    fig, axes = plt.subplots(len(chosen), len(columns), squeeze=False,
+                             figsize=(TEXT_WIDTH_IN, 0.52 * len(chosen) + 0.45))
+    for r, (model, label) in enumerate(chosen):
+        for k, (decoder, c) in enumerate(columns):
+            ax = axes[r][k]
+            bare(ax)
+            found = pictures[model][split].get(decoder)
+            if found is None:
+                ax.set_frame_on(False)
+            else:
+                d = found[c]
+                ax.imshow(to_hwc(signed_rgb(d, d.abs().max().item())), interpolation="nearest")
+            if r == 0:
+                ax.set_title(f"{decoder[:2]} ch {c}", fontsize=7, pad=2)
+        axes[r][0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center", labelpad=4)
+    fig.suptitle(f"{split} image: single-channel pictures, trained vs randomised (own scale, "
+                 "grey = 0)", fontsize=7.5)
+    fig.tight_layout(pad=0.3, h_pad=0.2, w_pad=0.2)
+    save(fig, path)
+
+
+def occlusion_figure(figures: dict, images: dict[str, torch.Tensor], occluder: dict, path: Path,
+                     channels: int = 3) -> None:
+    """Zeiler & Fergus's Fig. 7 for the trained model: per image, the true class's probability
+    with the grey square at each position, and for the z2 channels whose strongest activation
+    the square lowers most, that drop beside the |projection| of the channel's strongest unit."""
+    maps = figures["occlusion"]["trained"]
+    fig, axes = plt.subplots(len(images), 2 + 2 * channels, squeeze=False,
+                             figsize=(TEXT_WIDTH_IN, 0.95 * len(images) + 0.3))
+    for r, (split, image) in enumerate(images.items()):
+        found = maps[split]
+        drop = found["drop"]
+        strongest = drop.flatten(1).amax(1).topk(channels).indices.tolist()
+        panels = [(to_hwc(image.cpu() / 255), f"{split} image", None),
+                  (found["probability"].numpy(), "P(true class)", "viridis")]
+        for c in strongest:
+            projection = found["strongest_unit_projections"]["z2_learned"][c].abs().sum(0)
+            panels += [(drop[c].numpy(), f"z2 ch {c}: drop", "magma"),
+                       (projection.numpy(), f"ch {c}: |projection|", "magma")]
+        for ax, (picture, title, cmap) in zip(axes[r], panels):
+            ax.imshow(picture, cmap=cmap, interpolation="nearest")
+            ax.set_title(title, fontsize=7, pad=2)
+            bare(ax)
+    size = occluder["size"]
+    fig.suptitle(f"occlusion ({size}x{size} grey square, stride {occluder['stride']}): what each "
+                 "score depends on, against the decoder's picture", fontsize=7.5)
+    fig.tight_layout(pad=0.3, h_pad=0.3, w_pad=0.3)
+    save(fig, path)

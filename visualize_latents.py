@@ -24,11 +24,14 @@ from readers import read_json
 from data import DISPLAY_NAMES, load_cifar10, normalize
 from decoders import controls, decoder_checks, layer1_refit
 from evidence import RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats, single_channels, top9
+from baselines import randomisation_baselines
 from explorer import write_explorer
-from findings import RULES, channel_roles, describe_channel
+from findings import RULES, against_baselines, channel_roles, describe_channel, projections_alike
 from models import ARCHITECTURE, DeconvNet, load_model
+from occlusion import OCCLUDER
 
 CHANNELS = {stage.index: stage.channels for stage in ARCHITECTURE.layers}
+LEARNED_DECODER = {1: "z1_refit", 2: "z2_learned"}  # the decoder each layer's pictures use
 
 
 def parse_args(argv: list[str] | None = None):
@@ -52,6 +55,10 @@ def parse_args(argv: list[str] | None = None):
                              f"for that image), 'all' ({CHANNELS[2]}) or e.g. 0,5,11")
     parser.add_argument("--fit-epochs", type=number(int, 1), default=2,
                         help="epochs to fit the layer-1 decoder on the real z1")
+    parser.add_argument("--permuted-checkpoint", type=Path, default=None,
+                        help="a DeconvNet trained on permuted labels (train_deconv.py "
+                             "--permute-labels; sweep.py makes one): the data-randomisation "
+                             "baseline; without it only the model randomisations are run")
     add_data_arguments(parser)
     add_output_arguments(parser, out="outputs/task3")
     return parser.parse_args(argv)
@@ -108,25 +115,29 @@ def pick_image(labels: torch.Tensor, index: int | None, class_name: str | None, 
     return int(members[0]), f"the first {split} image of class {class_name}"
 
 
-def load_task2_model(checkpoint: Path, device: torch.device) -> tuple[DeconvNet, str]:
+def load_task2_model(checkpoint: Path, device: torch.device,
+                     flag: str = "--checkpoint") -> tuple[DeconvNet, str]:
     """The Task 2 model and the SHA-256 of its checkpoint file, or a one-line error."""
     if checkpoint.is_dir():
-        raise UsageError(f"--checkpoint {checkpoint} is a folder; pass the deconv_net.pth "
-                         "inside it")
+        raise UsageError(f"{flag} {checkpoint} is a folder; pass the deconv_net.pth inside it")
     if not checkpoint.is_file():
         raise UsageError(f"no Task 2 checkpoint at {checkpoint}; run train_deconv.py first "
-                         "(or pass --checkpoint)")
+                         f"(or pass {flag})")
     require_complete(checkpoint.parent, "the Task 2 folder",
-                     "rerun train_deconv.py into it (or pass another --checkpoint)")
+                     f"rerun train_deconv.py into it (or pass another {flag})")
     # One read: the hash (which keys the refit cache and the metrics) and the weights (which
     # Task 3 and the explorer use) come from the same bytes, even if Task 2 rewrites the file.
     try:
         data = checkpoint.read_bytes()
     except OSError as error:
-        raise UsageError(f"--checkpoint {checkpoint} cannot be read ({error.strerror or error}); "
+        raise UsageError(f"{flag} {checkpoint} cannot be read ({error.strerror or error}); "
                          "check its permissions") from None
-    net = load_model(checkpoint, "DeconvNet", "--checkpoint", data=data)
+    net = load_model(checkpoint, "DeconvNet", flag, data=data)
     return net.to(device).eval(), hashlib.sha256(data).hexdigest()
+
+
+def images_of(data, split: str) -> torch.Tensor:
+    return data.train_images if split == "train" else data.test_images
 
 
 def shown_channels(choice: tuple[str, list[int] | int | None], z: torch.Tensor) -> list[int]:
@@ -137,6 +148,23 @@ def shown_channels(choice: tuple[str, list[int] | int | None], z: torch.Tensor) 
     if kind == "top":
         return sorted(z.pow(2).sum(dim=(1, 2)).topk(value).indices.tolist())
     return value
+
+
+def explorer_models(figures: dict, trained_layer1: torch.nn.ConvTranspose2d) -> list[dict]:
+    """The first model of each randomisation group for the explorer's model switch, each with
+    the decoders refitted on its own features (under 'conv2' z1 is the trained model's)."""
+    words = {"conv2": "conv2 re-initialised", "conv1_conv2": "conv1 and conv2 re-initialised",
+             "permuted_labels": "trained on permuted labels"}
+    models = []
+    for group, word in words.items():
+        name = next((m for m, g in figures["groups"].items() if g == group), None)
+        if name is None:
+            continue
+        fitted = figures["refitted"][name]
+        models.append({"id": name, "label": f"{word} ({name.replace('_', ' ')})",
+                       "net": fitted[2], "layer1_decoder": fitted[1].deconv1 if 1 in fitted
+                       else trained_layer1})
+    return models
 
 
 def main() -> None:
@@ -153,6 +181,8 @@ def main() -> None:
     task2_metrics = args.checkpoint.with_name("metrics.json")
     task2 = (read_json(task2_metrics, "Task 2 metrics", "rerun train_deconv.py")
              if task2_metrics.is_file() else {})
+    permuted = (load_task2_model(args.permuted_checkpoint, device, "--permuted-checkpoint")[0]
+                if args.permuted_checkpoint is not None else None)
     data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=args.quiet)
     picks = {"train": pick_image(data.train_labels, args.train_index, args.train_class, "train"),
              "test": pick_image(data.test_labels, args.test_index, args.test_class, "test")}
@@ -173,17 +203,10 @@ def main() -> None:
         control_results = {f"z{layer}": controls(model, layer, data.test_images)
                            for layer, (model, _) in layer_models.items()}
 
-        # 2. Every channel over the whole test set, named by the rules: statistics, the class
-        #    make-up and patch appearance of its K strongest test images, its top-9 projections.
+        # 2. Every channel over the whole test set: statistics, the class make-up and patch
+        #    appearance of its K strongest test images, its top-9 projections.
         rows, activations, class_means = channel_table(net, data.test_images, data.test_labels,
                                                        args.seed)
-        channels = {}
-        for layer, layer_rows in rows.items():
-            for row in layer_rows:
-                row["roles"] = [role for role, _ in channel_roles(row)]
-                row["finding"] = describe_channel(layer, row)
-                print(row["finding"])
-            channels[f"z{layer}"] = layer_rows
         plots.class_heatmap(class_means, DISPLAY_NAMES, out / "class_selectivity.svg")
         top = {}
         for stage in ARCHITECTURE.layers:
@@ -194,10 +217,37 @@ def main() -> None:
             top[stage.name] = strongest.rows
         plots.conv1_filters_figure(net.conv1.weight.detach().cpu(), out / "conv1_filters.png")
 
-        # 3. The two images, one channel at a time.
+        # 3. Which findings need a trained network? The same statistics, pictures and occlusion
+        #    maps on randomised models, a model trained on permuted labels and randomly rotated
+        #    channels; then each channel is named by the rules, each claim against its baseline.
+        baselines, baseline_figures = randomisation_baselines(
+            net, data, task2.get("config", {}).get("seed", args.seed),
+            {split: index for split, (index, _) in picks.items()}, permuted=permuted,
+            seed=args.seed)
+        channels = {}
+        diversity = baselines["projection_diversity"]["per_model"]["trained"]
+        for layer, layer_rows in rows.items():
+            judged = baselines["rules"][f"z{layer}"]
+            alike = diversity[LEARNED_DECODER[layer]]
+            for row, claims, similar in zip(layer_rows, judged["channels"], alike):
+                row["roles"] = [role for role, _ in channel_roles(row)]
+                row["baseline_claims"] = claims["claims"]
+                row["projection_diversity"] = similar
+                row["finding"] = " ".join(filter(None, (
+                    describe_channel(layer, row),
+                    against_baselines(layer, claims["claims"], judged["counts"], len(layer_rows),
+                                      row["top_k"]),
+                    projections_alike(similar))))
+                print(row["finding"])
+            channels[f"z{layer}"] = layer_rows
+        plots.baseline_pictures_figure(baseline_figures, "test", out / "baseline_pictures.png")
+        plots.occlusion_figure(baseline_figures, {split: images_of(data, split)[picks[split][0]]
+                                                  for split in picks}, OCCLUDER, out / "occlusion.png")
+
+        # 4. The two images, one channel at a time.
         explained = {}
         for split, (index, why) in picks.items():
-            images = data.train_images if split == "train" else data.test_images
+            images = images_of(data, split)
             labels = data.train_labels if split == "train" else data.test_labels
             label = DISPLAY_NAMES[int(labels[index])]
             explained[split] = {"index": index, "class": label, "chosen_as": why}
@@ -211,13 +261,14 @@ def main() -> None:
                 explained[split][f"z{layer}"] = result.rows
                 print(f"{split} image {index} ({label}), z{layer}: channels {shown}")
 
-        # 4. The explorer: the same network, decoders and channel cards in one offline page.
+        # 5. The explorer: the same network, decoders and channel cards in one offline page.
         explorer_bytes = write_explorer(
             out / "explorer.html", net, refit.deconv1, data.test_images, data.test_labels,
             {"test": {"index": picks["test"][0]},
              "train": {"index": picks["train"][0], "label": int(data.train_labels[picks["train"][0]]),
                        "pixels": data.train_images[picks["train"][0]]}},
-            {"channels": channels, "top9": top})
+            {"channels": channels, "top9": top},
+            extra_models=explorer_models(baseline_figures, refit.deconv1))
         print(f"wrote {out / 'explorer.html'} ({explorer_bytes / 2 ** 20:.2f} MB); open it in a browser")
 
         save_json({
@@ -225,7 +276,7 @@ def main() -> None:
             "explorer": {"file": "explorer.html", "bytes": explorer_bytes},
             "task2_config": task2.get("config"), "architecture": ARCHITECTURE.describe(),
             "layer1_refit": refit_info, "decoders": decoders, "controls": control_results,
-            "rules": RULES, "channels": channels,
+            "rules": RULES, "channels": channels, "baselines": baselines,
             "appearance_reference": {"random_patches": RANDOM_PATCHES,
                                      "top_k": min(TOP_K, len(data.test_labels)),
                                      "seed": args.seed},
