@@ -55,7 +55,9 @@ EXPECTED = {
               ("controls", dict, ANY), ("controls.*.*.psnr_db", float, ANY),
               ("channels", dict, ANY), ("channels.*", list, (1, None)),
               ("layer1_refit", dict, ANY), ("rules", dict, ANY), ("data", dict, ANY),
-              ("appearance_reference", dict, ANY), ("architecture", dict, ANY)],
+              ("appearance_reference", dict, ANY), ("architecture", dict, ANY),
+              ("baselines", dict, ANY), ("baselines.models", dict, (1, None)),
+              ("baselines.rules", dict, ANY), ("baselines.protocol", dict, ANY)],
     "seeds": [("per_seed", list, ANY), ("per_seed[].task1_accuracy", float, PERCENT),
               ("per_seed[].task2_accuracy", float, PERCENT), ("per_seed[].task2_psnr_db", float, ANY),
               ("lambda_sweep", list, ANY), ("lambda_sweep[].lambda", float, POSITIVE),
@@ -312,6 +314,13 @@ def markdown(facts: dict, outputs: Path, out: Path) -> str:
                         "d saturation", "d luminance", "d centre-surround", "d texture"],
                        t3["channel_rows"])
         lines += [f"- {md(finding)}" for finding in t3["findings"]] + [""]
+        lines += ["### Which findings need a trained network?", ""]
+        lines += table(t3["baselines"]["header"], t3["baselines"]["rows"])
+        lines += [f"Survive their baselines: {md(t3['baselines']['survived'])}. Met as often "
+                  f"without learning: {md(t3['baselines']['failed'])}.", ""]
+        for key, caption in (("t3_baseline_pictures", "pictures, trained vs randomised"),
+                             ("t3_occlusion", "occlusion")):
+            lines += link(key, caption)
         discussion = t3["discussion"]
         lines += ["### Are there meaningful patterns?", "", md(discussion["layer1"]), "",
                   md(discussion["layer2"]), "", md(" ".join(discussion["images"])), "",

@@ -360,7 +360,7 @@ def baseline_pictures_figure(figures: dict, split: str, path: Path, z2_shown: in
     z2 = sorted(energy.topk(min(z2_shown, len(energy))).indices.tolist())
     columns = [("z1_refit", c) for c in z1] + [("z2_learned", c) for c in z2]
     fig, axes = plt.subplots(len(chosen), len(columns), squeeze=False,
-                             figsize=(TEXT_WIDTH_IN, 0.52 * len(chosen) + 0.45))
+                             figsize=(TEXT_WIDTH_IN, 0.44 * len(chosen) + 0.35))
     for r, (model, label) in enumerate(chosen):
         for k, (decoder, c) in enumerate(columns):
             ax = axes[r][k]
@@ -387,7 +387,7 @@ def occlusion_figure(figures: dict, images: dict[str, torch.Tensor], occluder: d
     the square lowers most, that drop beside the |projection| of the channel's strongest unit."""
     maps = figures["occlusion"]["trained"]
     fig, axes = plt.subplots(len(images), 2 + 2 * channels, squeeze=False,
-                             figsize=(TEXT_WIDTH_IN, 0.95 * len(images) + 0.3))
+                             figsize=(TEXT_WIDTH_IN, 0.82 * len(images) + 0.25))
     for r, (split, image) in enumerate(images.items()):
         found = maps[split]
         drop = found["drop"]

@@ -213,7 +213,7 @@ def discussion(m: dict) -> dict:
 def task3_facts(m: dict) -> dict:
     decoders = m["decoders"]
     literal, refit = decoders["z1_literal"], decoders["z1_refit"]
-    channel_rows, findings = [], []
+    channel_rows, findings, rule_sentences = [], [], []
     for layer in ("z1", "z2"):
         for row in m["channels"][layer]:
             channel_rows.append([f"{layer}:{row['channel']}", r2(row["r_luminance"]),
@@ -224,6 +224,7 @@ def task3_facts(m: dict) -> dict:
                                  f"{row['d_saturation']:+.1f}", f"{row['d_luminance']:+.1f}",
                                  f"{row['d_centre_surround']:+.1f}", f"{row['d_texture_energy']:+.1f}"])
             findings.append(row["finding"])
+            rule_sentences.append(row["rule_sentence"])
     rows = m["channels"]["z1"] + m["channels"]["z2"]
     named = sum(bool(r["roles"]) for r in rows)
     images = {split: {"index": str(v["index"]), "class": v["class"], "chosen_as": v["chosen_as"],
@@ -240,6 +241,7 @@ def task3_facts(m: dict) -> dict:
                   for layer, rows in m.get("top9", {}).items()}
     controls_z = m["controls"]
     return {
+        "baselines": baseline_facts(m),
         "roles": roles, "discussion": discussion(m), "top_k": str(m["channels"]["z2"][0]["top_k"]),
         "random_patches": f"{m['appearance_reference']['random_patches']:,}",
         "projection_similarity": {layer: f"{v:.2f}" for layer, v in similarity.items()},
@@ -254,7 +256,8 @@ def task3_facts(m: dict) -> dict:
                      for layer, cases in m["controls"].items() for case, v in cases.items()],
         "controls_by": {layer: {case: db(v["psnr_db"]) for case, v in cases.items()}
                         for layer, cases in m["controls"].items()},
-        "channel_rows": channel_rows, "findings": findings, "named": str(named),
+        "channel_rows": channel_rows, "findings": findings, "rule_sentences": rule_sentences,
+        "named": str(named),
         "mixed": str(len(findings) - named), "total": str(len(findings)), "images": images,
         "rules": {k: f"{v:g}" for k, v in rules.items()},
         "linearity": f"{m['images']['test']['z1']['sum_of_contributions_minus_full_max_abs']:.0e}"
@@ -308,7 +311,8 @@ FIGURE_FILES = {
     "t3_train_z2": "task3/train_z2.png", "t3_test_z1": "task3/test_z1.png",
     "t3_test_z2": "task3/test_z2.png", "t3_top9_z1": "task3/top9_z1.png",
     "t3_top9_z2": "task3/top9_z2.png", "t3_classes": "task3/class_selectivity.svg",
-    "t3_filters": "task3/conv1_filters.png"}
+    "t3_filters": "task3/conv1_filters.png", "t3_baseline_pictures": "task3/baseline_pictures.png",
+    "t3_occlusion": "task3/occlusion.png"}
 
 
 def captions(facts: dict) -> dict[str, str]:
@@ -352,7 +356,74 @@ def captions(facts: dict) -> dict[str, str]:
                       f"class mean. Right: the {z1.get('channels', '')} conv1 filters (RGB, min-max "
                       "scaled).",
         "t3_filters": "",
+        "t3_baseline_pictures": "The test image's single-channel pictures (z1 through the refitted "
+                                "decoder, z2 through the learned one) of the trained model and of "
+                                "the first model of each randomisation baseline, each at its own "
+                                "symmetric scale (grey = 0).",
+        "t3_occlusion": "Occlusion: the true class's probability with the grey square at each "
+                        "position, and for the z2 channels the square lowers most, the drop of "
+                        "their strongest activation beside the |projection| of that unit.",
     }
+
+
+BASELINE_COLUMNS = (("conv2", "random conv2"), ("conv1_conv2", "random conv1+conv2"),
+                    ("permuted_labels", "permuted labels"), ("rotation", "rotated"))
+RULE_ROWS = (("any", "any rule"), ("class", "class-dominant"), ("look", "appearance"),
+             ("colour", "colour-opponent"), ("brightness", "brightness"), ("edge", "edge"))
+
+
+def baseline_facts(m: dict) -> dict:
+    """The table 'Which findings need a trained network?': each test against the trained model,
+    the randomised models, the model trained on permuted labels and rotated channels."""
+    b = m["baselines"]
+    groups = [g for g, _ in BASELINE_COLUMNS]
+
+    def group_of(name: str) -> str:
+        return b["models"][name]["group"]
+
+    def cell(values: list[float], digits: int) -> str:
+        if not values:
+            return "–"
+        mean = sum(values) / len(values)
+        sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else None
+        return f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
+
+    rows, survived, failed = [], [], []
+    for decoder, label in (("z1_refit", "PSNR z1 refit (dB)"), ("z2_learned", "PSNR z2 learned (dB)")):
+        by = {g: [v["psnr_db"][decoder] for n, v in b["models"].items()
+                  if group_of(n) == g and decoder in v["psnr_db"]] for g in ["trained", *groups]}
+        rows.append([label, cell(by["trained"], 2), *(cell(by[g], 2) for g in groups)])
+    for layer in ("z1", "z2"):
+        counts = b["rules"][layer]["counts"]
+        for rule, label in RULE_ROWS:
+            entry = counts[rule]
+            if not entry["trained"] and not any(g["max"] for g in entry["baselines"].values()):
+                continue  # no model names a channel by this rule (metrics.json still has it)
+            rows.append([f"{layer} channels: {label}", f"{entry['trained']} of {entry['channels']}",
+                         *(cell(entry["baselines"][g]["counts"], 1) if g in entry["baselines"]
+                           else "–" for g in groups)])
+            if entry["trained"]:
+                (survived if entry["evidence_of_learning"] else failed).append(f"{layer} {label}")
+    for decoder, label in (("z1_refit", "z1 refit"), ("z2_learned", "z2 learned"), ("z2_tied", "z2 tied")):
+        summary = b["picture_similarity"]["summary"].get(decoder, {})
+        rows.append([f"pictures like trained, {label} (ρ)", "–",
+                     *(f"{summary[g]['spearman_mean']:.2f}" if g in summary else "–" for g in groups)])
+    for decoder, label in (("z2_learned", "learned"), ("z2_tied", "tied")):
+        summary = b["occlusion"]["summary"][decoder]
+        rows.append([f"occlusion vs projection, z2 {label} (ρ)",
+                     *(cell(summary[g]["values"], 2) if g in summary else "–"
+                       for g in ["trained", *groups])])
+    flagged = b["projection_diversity"]["summary"]["z2_learned"]
+    rows.append(["z2 projections more alike than patches",
+                 *(cell(flagged[g]["values"], 1) if g in flagged else "–" for g in ["trained", *groups])])
+    protocol = b["protocol"]
+    return {"rows": rows, "header": ["test", "trained", *(label for _, label in BASELINE_COLUMNS)],
+            "seeds": ", ".join(map(str, protocol["seeds"])), "refit_steps": str(protocol["refit"]["steps"]),
+            "rotations": str(len(protocol["rotation_seeds"])), "occlusion_images": str(b["occlusion"]["images"]),
+            "occluder": f"{protocol['occluder']['size']}×{protocol['occluder']['size']}",
+            "occluder_stride": str(protocol["occluder"]["stride"]),
+            "survived": ", ".join(survived) or "none", "failed": ", ".join(failed) or "none",
+            "permuted": "permuted_labels" in {v["group"] for v in b["models"].values()}}
 
 
 def build_facts(metrics: dict) -> dict:

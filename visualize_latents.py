@@ -233,8 +233,9 @@ def main() -> None:
                 row["roles"] = [role for role, _ in channel_roles(row)]
                 row["baseline_claims"] = claims["claims"]
                 row["projection_diversity"] = similar
+                row["rule_sentence"] = describe_channel(layer, row)
                 row["finding"] = " ".join(filter(None, (
-                    describe_channel(layer, row),
+                    row["rule_sentence"],
                     against_baselines(layer, claims["claims"], judged["counts"], len(layer_rows),
                                       row["top_k"]),
                     projections_alike(similar))))
