@@ -97,6 +97,24 @@ def test_jobs_are_submitted_in_the_local_order_with_one_array_per_neighbouring_d
     assert sorted(name for _, names in groups for name in names) == sorted(r.name for r in runs)
 
 
+def test_make_passes_the_executor_and_a_partition_to_the_sweep_unharmed(tmp_path):
+    show = tmp_path / "show.sh"
+    show.write_text('#!/bin/sh\nprintf "%s|" "$@"\n')
+    show.chmod(0o755)
+
+    def runs(*variables: str) -> list[str]:
+        result = subprocess.run(["make", "-s", "-C", str(REPO), "runs", f"PYTHON={show}",
+                                 *variables], capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return result.stdout.split("|")
+    local = runs()
+    assert local[local.index("--executor") + 1] == "local" and "--partition" not in local
+    cluster = runs("EXECUTOR=slurm", "PARTITION=cpu $(touch pwned); `touch pwned2`")
+    assert cluster[cluster.index("--executor") + 1] == "slurm"
+    assert cluster[cluster.index("--partition") + 1] == "cpu $(touch pwned); `touch pwned2`"
+    assert not list(tmp_path.glob("pwned*")) and not list(REPO.glob("pwned*"))
+
+
 # --- the one-node cluster ---
 
 @pytest.fixture(scope="module")
