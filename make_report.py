@@ -20,7 +20,7 @@ from files import atomic_path, check_output_dir, prepare_output_dir, require_com
 from readers import field, read_json, require
 from models import ARCHITECTURE, Architecture
 from report_facts import FIGURE_FILES, build_facts, captions
-from sweep import run_settings
+from summary import run_settings
 
 MAX_PAGES = 8
 TEMPLATE = Path(__file__).resolve().parent / "report" / "report.typ"

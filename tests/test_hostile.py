@@ -25,6 +25,7 @@ from common import UsageError
 from files import INCOMPLETE, run_folder, save_json, save_torch
 from conftest import REPO, run_script, write_image_folders
 from models import DeconvNet
+from summary import summarize
 from test_bad_input import assert_one_line_error, run_in_process
 from training_state import STATE_FILE
 
@@ -308,7 +309,7 @@ def test_a_run_that_exits_0_without_its_results_failed_and_is_not_summarised(tmp
         run.command = [sys.executable, "-c", "pass"]  # exits 0, trains nothing (like --help)
     codes = sweep.run_parallel(runs, 2, tmp_path / "logs", quiet=True)
     assert codes == {"task1 seed 0": sweep.NO_RESULTS, "task2 seed 0": sweep.NOT_STARTED}
-    summary = sweep.summarize(runs, codes, [0], [1e-2])
+    summary = summarize(runs, codes, [0], [1e-2])
     assert summary["per_seed"] == [] and summary["lambda_sweep"] == []
     assert summary["failed_runs"] == ["task1 seed 0", "task2 seed 0"]
 

@@ -91,7 +91,8 @@ def test_jobs_are_submitted_in_the_local_order_with_one_array_per_neighbouring_d
     assert groups == [
         ((), ["task1 seed 0", "task1 seed 1"]),  # everything that waits for nothing: one array
         (("task1 seed 0",), ["task2 seed 0"]),
-        (("task2 seed 0",), ["task3"]),  # Task 3 before the other seeds, as locally
+        ((), ["task2 permuted labels seed 0"]),  # Task 3's data-randomisation baseline
+        (("task2 seed 0", "task2 permuted labels seed 0"), ["task3"]),  # before the other seeds
         (("task1 seed 1",), ["task2 seed 1"]),
         (("task1 seed 0",), ["task2 lambda 0 seed 0", "task2 lambda 0.001 seed 0"])]
     assert sorted(name for _, names in groups for name in names) == sorted(r.name for r in runs)
@@ -193,7 +194,7 @@ def test_a_tiny_sweep_through_slurm_gives_the_local_numbers_to_the_last_digit(sl
     assert ran.returncode == 0, ran.stdout + ran.stderr
 
     runs = sweep.plan([0, 1], [0.0, 1e-2], cluster, [], task3=[])
-    assert len(runs) == 6
+    assert len(runs) == 7  # 2 x Task 1, 2 x Task 2, lambda 0, permuted labels, Task 3
     for run in runs:  # every run's metrics, number for number
         ours = json.loads((run.out / "metrics.json").read_text())
         theirs = json.loads((local / run.out.relative_to(cluster) / "metrics.json").read_text())

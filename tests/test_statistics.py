@@ -14,7 +14,7 @@ import torch
 from decoders import decoder_checks
 from evidence import _weighted_angle, effect_size
 from models import DeconvNet
-from sweep import mean_sd, paired_t_test
+from summary import mean_sd, paired_t_test
 from train_deconv import psnr_baselines
 from training import accuracy_summary, psnr_db
 

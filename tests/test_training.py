@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from data import normalize
 from models import DeconvNet, TutorialNet
-from sweep import NOT_STARTED, Run, mean_sd, plan, run_parallel
+from summary import mean_sd
+from sweep import NOT_STARTED, Run, plan, run_parallel
 from train_classifier import cross_entropy
 from train_deconv import eq1
 from training import StepRunner, mcnemar, train_epoch
@@ -138,9 +139,13 @@ def test_the_plan_has_every_seed_and_lambda_once(tmp_path):
     assert runs[4].after == ("task1 seed 1",)
     assert len({r.out for r in runs}) == len(runs)
     with_task3 = plan([0, 1], [1e-2], tmp_path, ["--quiet"], task3=["--quiet"])
-    assert [r.name for r in with_task3][:4] == ["task1 seed 0", "task1 seed 1", "task2 seed 0", "task3"]
-    assert with_task3[3].after == ("task2 seed 0",)
-    assert str(tmp_path / "task2" / "deconv_net.pth") in with_task3[3].command
+    assert [r.name for r in with_task3][:5] == ["task1 seed 0", "task1 seed 1", "task2 seed 0",
+                                                "task2 permuted labels seed 0", "task3"]
+    permuted, task3 = with_task3[3], with_task3[4]
+    assert "--permute-labels" in permuted.command and permuted.after == ()
+    assert task3.after == ("task2 seed 0", "task2 permuted labels seed 0")
+    assert str(tmp_path / "task2" / "deconv_net.pth") in task3.command
+    assert str(permuted.out / "deconv_net.pth") in task3.command
 
 
 def test_the_runner_keeps_order_limits_and_reports_a_failure(tmp_path):

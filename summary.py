@@ -1,0 +1,135 @@
+"""The sweep's summary: the per-seed table with McNemar's test, mean ± sd over seeds, the paired
+t-test, each seed's settings for the report's provenance check, and the lambda trade-off.
+
+Runs are found by the names sweep.plan gives them ("task1 seed S", "task2 lambda L seed S").
+"""
+import statistics
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import plots
+from readers import read_json
+from training import mcnemar
+
+if TYPE_CHECKING:
+    from sweep import Run
+
+DEFAULT_LAMBDA = 1e-2  # train_deconv.py's default
+
+
+def lambda_name(lam: float) -> str:
+    """A lambda as short as it can be written without meeting another value: 0.01, 1.000001e-04."""
+    short = f"{lam:g}"
+    return short if float(short) == lam else repr(lam)
+
+
+
+def mean_sd(values: list[float]) -> dict:
+    return {"mean": round(statistics.mean(values), 2),
+            "sd": round(statistics.stdev(values), 2) if len(values) > 1 else None, "n": len(values)}
+
+
+def paired_t_test(differences: list[float]) -> dict | None:
+    """Two-sided one-sample t-test of the per-seed differences against 0 (None below 2 seeds)."""
+    from scipy import stats
+
+    if len(differences) < 2 or statistics.stdev(differences) == 0:
+        return None
+    n = len(differences)
+    t = statistics.mean(differences) / (statistics.stdev(differences) / n ** 0.5)
+    return {"t": round(t, 2), "df": n - 1, "p_value": round(2 * stats.t.sf(abs(t), n - 1), 3)}
+
+
+def run_settings(metrics: dict) -> dict:
+    """The settings and data hash that identify a run (with its accuracy), for provenance."""
+    from train_deconv import COMPARED_WITH_TASK1
+
+    config = metrics.get("config", {})
+    return {**{k: config.get(k) for k in COMPARED_WITH_TASK1}, "lambda": metrics.get("lambda"),
+            "test_accuracy": metrics.get("test_accuracy")}
+
+
+def summarize(runs: list["Run"], codes: dict[str, int], seeds: list[int],
+              lambdas: list[float]) -> dict:
+    """Per-seed table, mean +- sd, paired McNemar per seed, and the lambda trade-off."""
+    metrics = {}
+    for run in runs:
+        path = run.out / "metrics.json"
+        if codes.get(run.name) == 0 and path.is_file():
+            metrics[run.name] = read_json(path, "metrics", f"rerun {run.name}")
+    per_seed = []
+    for seed in seeds:
+        task1, task2 = metrics.get(f"task1 seed {seed}"), metrics.get(f"task2 seed {seed}")
+        if not (task1 and task2):
+            continue
+        test = mcnemar(_correct(task1), _correct(task2))
+        per_seed.append({"seed": seed, "task1_accuracy": task1["test_accuracy"],
+                         "task2_accuracy": task2["test_accuracy"],
+                         "difference": round(task2["test_accuracy"] - task1["test_accuracy"], 2),
+                         "task2_psnr_db": task2["test_psnr_db"],
+                         "task1_train_seconds": task1["train_seconds"],
+                         "task2_train_seconds": task2["train_seconds"], "mcnemar": test,
+                         # what the report checks task1/ and task2/ against (provenance)
+                         "task1_settings": run_settings(task1), "task2_settings": run_settings(task2)})
+    summary = {"seeds": seeds, "per_seed": per_seed, "failed_runs": sorted(n for n, c in codes.items() if c)}
+    if per_seed:
+        summary["task1_accuracy"] = mean_sd([r["task1_accuracy"] for r in per_seed])
+        summary["task2_accuracy"] = mean_sd([r["task2_accuracy"] for r in per_seed])
+        summary["difference"] = mean_sd([r["difference"] for r in per_seed])
+        summary["paired_t_test"] = paired_t_test([r["difference"] for r in per_seed])
+        summary["seeds_task2_lower"] = sum(r["difference"] < 0 for r in per_seed)
+        summary["seeds_mcnemar_significant"] = sum(r["mcnemar"]["p_value"] < 0.05 for r in per_seed)
+        summary["task2_psnr_db"] = mean_sd([r["task2_psnr_db"] for r in per_seed])
+    sweep = []
+    for lam in lambdas:
+        names = ([f"task2 seed {s}" for s in seeds] if lam == DEFAULT_LAMBDA
+                 else [f"task2 lambda {lambda_name(lam)} seed {seeds[0]}"])
+        found = [metrics[n] for n in names if n in metrics]
+        if found:
+            sweep.append({"lambda": lam, "seeds": [m["config"]["seed"] for m in found],
+                          "accuracy": mean_sd([m["test_accuracy"] for m in found]),
+                          "psnr_db": mean_sd([m["test_psnr_db"] for m in found])})
+    summary["lambda_sweep"] = sweep
+    first_task2 = metrics.get(f"task2 seed {seeds[0]}")
+    if first_task2:
+        summary["psnr_baselines_db"] = first_task2["psnr_baselines_db"]
+    return summary
+
+
+def _correct(metrics: dict) -> list[bool]:
+    """Which test images a run classified correctly (one class digit per image in both strings)."""
+    return [p == t for p, t in zip(metrics["test_predictions"], metrics["test_labels"])]
+
+
+def sweep_figure(summary: dict, path: Path) -> None:
+    """Accuracy and PSNR against lambda; error bars are the sd over seeds where there are several."""
+    rows = summary["lambda_sweep"]
+    fig, (left, right) = plots.plt.subplots(1, 2, figsize=(4.4, 3.0))
+    x = list(range(len(rows)))
+    names = [f"{r['lambda']:g}" for r in rows]
+    for ax, key, label in ((left, "accuracy", "test accuracy (%)"), (right, "psnr_db", "test PSNR (dB)")):
+        ax.errorbar(x, [r[key]["mean"] for r in rows], yerr=[r[key]["sd"] or 0 for r in rows],
+                    marker="o", capsize=3, color="tab:blue", label="Task 2 (error bar: sd over seeds)")
+        ax.set_xticks(x, names)
+        ax.set_xlabel("λ (weight of L_rec in eq. (1))")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    if "task1_accuracy" in summary:
+        t1 = summary["task1_accuracy"]
+        left.axhline(t1["mean"], color="grey", linestyle="--", label=f"Task 1, mean of {t1['n']} seeds")
+        if t1["sd"]:
+            left.axhspan(t1["mean"] - t1["sd"], t1["mean"] + t1["sd"], color="grey", alpha=0.15)
+    for (name, value), style in zip(summary.get("psnr_baselines_db", {}).items(), (":", "-.", "--", (0, (1, 3)))):
+        right.axhline(value, color="grey", linestyle=style, linewidth=1, label=name)
+    left.set_title("accuracy")
+    right.set_title("reconstruction")
+    for ax in (left, right):
+        ax.tick_params(axis="x", rotation=45)
+    handles = {}
+    for ax in (left, right):
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(label, handle)
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=2, fontsize=7,
+               bbox_to_anchor=(0.5, -0.02), frameon=False)
+    fig.tight_layout(w_pad=0.5, rect=(0, 0.2, 1, 1))
+    plots.save(fig, path)
