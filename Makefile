@@ -19,10 +19,11 @@ override PARTITION := $(value PARTITION)
 export CIFAR10_DIR SUBSET DEVICE EXECUTOR PARTITION
 COMMON = --subset "$$SUBSET" --device "$$DEVICE"
 
-.PHONY: all install runs task1 task2 task3 report sweep test bench submission clean
+.PHONY: all install runs explorer task1 task2 task3 report sweep test bench submission clean
 
-# Tasks 1 and 2 (3 seeds each), the lambda sweep and Task 3, then the report.
-all: install runs report
+# Tasks 1 and 2 (3 seeds each), the lambda sweep and Task 3, then the explorer with every model
+# and the report.
+all: install runs explorer report
 
 install:
 	$(PYTHON) -m pip install --quiet -r requirements.txt
@@ -33,6 +34,13 @@ install:
 # The report is then made here, locally.
 runs:
 	$(PYTHON) sweep.py $(COMMON) --task3 --executor "$$EXECUTOR" $${PARTITION:+--partition "$$PARTITION"}
+
+# The explorer again, now with the lambda-sweep models beside the trained and randomised ones
+# (Task 3 ran before the lambda runs ended; it saved its randomised models for this).
+explorer:
+	$(PYTHON) explorer.py outputs/task2/deconv_net.pth \
+	    $$(ls outputs/task3/baseline_models/*/deconv_net.pth outputs/runs/task2_lambda*_seed0/deconv_net.pth 2>/dev/null) \
+	    --task3 outputs/task3/metrics.json --out outputs/task3/explorer.html --quiet
 
 # One run each, seed 0, as the tutorial does it.
 task1:

@@ -190,7 +190,17 @@ def write_explorer(path: Path, net: DeconvNet, layer1_decoder: torch.nn.ConvTran
 # --- the command line: a page from any Task 2 checkpoint(s) ---
 
 def _describe_checkpoint(path: Path) -> tuple[str, str]:
-    """(id, label) for a checkpoint, from the Task 2 metrics beside it when there are any."""
+    """(id, label) for a checkpoint: from the model.json Task 3 writes beside the randomised
+    models it saves, else from the Task 2 metrics beside it when there are any."""
+    described = path.with_name("model.json")
+    if described.is_file():
+        try:
+            label = json.loads(described.read_text()).get("label")
+        except (OSError, ValueError, AttributeError):
+            label = None
+        if isinstance(label, str) and label:
+            ident = re.sub(r"[^A-Za-z0-9_.-]", "_", path.parent.name).lstrip("_.-")[:64] or "model"
+            return ident, label
     metrics = path.with_name("metrics.json")
     config = {}
     if metrics.is_file():

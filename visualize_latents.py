@@ -19,7 +19,7 @@ import torch
 import plots
 from common import (ArgumentParser, UsageError, add_data_arguments, add_output_arguments,
                     environment_info, number, run_cli, select_device)
-from files import check_output_dir, require_complete, run_folder, save_json
+from files import check_output_dir, require_complete, run_folder, save_json, save_torch
 from readers import read_json
 from data import DISPLAY_NAMES, load_cifar10, normalize
 from decoders import controls, decoder_checks, layer1_refit
@@ -167,6 +167,19 @@ def explorer_models(figures: dict, trained_layer1: torch.nn.ConvTranspose2d) -> 
     return models
 
 
+def save_explorer_models(models: list[dict], folder: Path) -> None:
+    """Each model as explorer.py reads a checkpoint: deconv_net.pth, the layer1_decoder.pth
+    fitted for it (keyed by that file's hash) and model.json with its label."""
+    for model in models:
+        where = folder / model["id"]
+        where.mkdir(parents=True, exist_ok=True)
+        save_torch(model["net"].state_dict(), where / "deconv_net.pth")
+        sha256 = hashlib.sha256((where / "deconv_net.pth").read_bytes()).hexdigest()
+        save_torch({"key": {"checkpoint_sha256": sha256},
+                    "state": model["layer1_decoder"].state_dict()}, where / "layer1_decoder.pth")
+        save_json({"label": model["label"]}, where / "model.json")
+
+
 def main() -> None:
     args = parse_args()
     started = time.perf_counter()
@@ -262,14 +275,18 @@ def main() -> None:
                 explained[split][f"z{layer}"] = result.rows
                 print(f"{split} image {index} ({label}), z{layer}: channels {shown}")
 
-        # 5. The explorer: the same network, decoders and channel cards in one offline page.
+        # 5. The explorer: the same network, decoders and channel cards in one offline page,
+        #    with a switch to the randomised models (also saved, so that explorer.py can build
+        #    the page again with the lambda-sweep models: make all does).
+        compared = explorer_models(baseline_figures, refit.deconv1)
+        save_explorer_models(compared, out / "baseline_models")
         explorer_bytes = write_explorer(
             out / "explorer.html", net, refit.deconv1, data.test_images, data.test_labels,
             {"test": {"index": picks["test"][0]},
              "train": {"index": picks["train"][0], "label": int(data.train_labels[picks["train"][0]]),
                        "pixels": data.train_images[picks["train"][0]]}},
             {"channels": channels, "top9": top},
-            extra_models=explorer_models(baseline_figures, refit.deconv1))
+            extra_models=compared)
         print(f"wrote {out / 'explorer.html'} ({explorer_bytes / 2 ** 20:.2f} MB); open it in a browser")
 
         save_json({
