@@ -92,6 +92,10 @@ def test_cohens_d_with_the_pooled_standard_deviation():
 def test_weighted_circular_mean_and_resultant_length():
     mean, length = _weighted_angle(torch.tensor([10.0, 30.0]), torch.tensor([1.0, 1.0]), 360)
     assert mean == pytest.approx(20.0) and length == pytest.approx(math.cos(math.radians(10)))
+    # weights count: 3 x 0 degrees and 1 x 90 degrees -> resultant (3, 1) / 4
+    mean, length = _weighted_angle(torch.tensor([0.0, 90.0]), torch.tensor([3.0, 1.0]), 360)
+    assert mean == pytest.approx(math.degrees(math.atan2(1, 3)))
+    assert length == pytest.approx(math.sqrt(10) / 4)
     # axial data (period 180): 170 and 10 degrees average to 0, not to 90
     mean, length = _weighted_angle(torch.tensor([170.0, 10.0]), torch.tensor([1.0, 1.0]), 180)
     assert min(mean, 180 - mean) == pytest.approx(0.0, abs=1e-9)
