@@ -462,6 +462,8 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
             "similarity": "Spearman of |values|; SSIM of |values| / max, data_range 1",
             "projection_diversity": "mean pairwise r of the top-9 projections vs the top-9 patches"},
         "models": info,
+        "psnr_summary": {d: _by_group({m: v["psnr_db"].get(d) for m, v in info.items()}, groups)
+                         for d in ("z1_refit", "z2_learned")},
         "rules": compare_rules({m: part["named"] for m, part in measured.items() if "named" in part}, groups),
         "picture_similarity": similarity,
         "projection_diversity": {"per_model": diversity, "summary": {d: _by_group(

@@ -378,21 +378,17 @@ def baseline_facts(m: dict) -> dict:
     b = m["baselines"]
     groups = [g for g, _ in BASELINE_COLUMNS]
 
-    def group_of(name: str) -> str:
-        return b["models"][name]["group"]
-
-    def cell(values: list[float], digits: int) -> str:
-        if not values:
+    def cell(summary: dict | None, digits: int) -> str:
+        """A group's mean ± sd as the metrics file has it (sd only where several models ran)."""
+        if not summary:
             return "–"
-        mean = sum(values) / len(values)
-        sd = (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5 if len(values) > 1 else None
-        return f"{mean:.{digits}f}" + (f" ± {sd:.{digits}f}" if sd is not None else "")
+        several = len(summary.get("values", summary.get("counts", []))) > 1
+        return f"{summary['mean']:.{digits}f}" + (f" ± {summary['sd']:.{digits}f}" if several else "")
 
     rows, survived, failed = [], [], []
     for decoder, label in (("z1_refit", "PSNR z1 refit (dB)"), ("z2_learned", "PSNR z2 learned (dB)")):
-        by = {g: [v["psnr_db"][decoder] for n, v in b["models"].items()
-                  if group_of(n) == g and decoder in v["psnr_db"]] for g in ["trained", *groups]}
-        rows.append([label, cell(by["trained"], 2), *(cell(by[g], 2) for g in groups)])
+        by = b["psnr_summary"][decoder]
+        rows.append([label, *(cell(by.get(g), 2) for g in ["trained", *groups])])
     for layer in ("z1", "z2"):
         counts = b["rules"][layer]["counts"]
         for rule, label in RULE_ROWS:
@@ -400,8 +396,7 @@ def baseline_facts(m: dict) -> dict:
             if not entry["trained"] and not any(g["max"] for g in entry["baselines"].values()):
                 continue  # no model names a channel by this rule (metrics.json still has it)
             rows.append([f"{layer} channels: {label}", f"{entry['trained']} of {entry['channels']}",
-                         *(cell(entry["baselines"][g]["counts"], 1) if g in entry["baselines"]
-                           else "–" for g in groups)])
+                         *(cell(entry["baselines"].get(g), 1) for g in groups)])
             if entry["trained"]:
                 (survived if entry["evidence_of_learning"] else failed).append(f"{layer} {label}")
     for decoder, label in (("z1_refit", "z1 refit"), ("z2_learned", "z2 learned"), ("z2_tied", "z2 tied")):
@@ -411,11 +406,10 @@ def baseline_facts(m: dict) -> dict:
     for decoder, label in (("z2_learned", "learned"), ("z2_tied", "tied")):
         summary = b["occlusion"]["summary"][decoder]
         rows.append([f"occlusion vs projection, z2 {label} (ρ)",
-                     *(cell(summary[g]["values"], 2) if g in summary else "–"
-                       for g in ["trained", *groups])])
+                     *(cell(summary.get(g), 2) for g in ["trained", *groups])])
     flagged = b["projection_diversity"]["summary"]["z2_learned"]
     rows.append(["z2 projections more alike than patches",
-                 *(cell(flagged[g]["values"], 1) if g in flagged else "–" for g in ["trained", *groups])])
+                 *(cell(flagged.get(g), 1) for g in ["trained", *groups])])
     protocol = b["protocol"]
     return {"rows": rows, "header": ["test", "trained", *(label for _, label in BASELINE_COLUMNS)],
             "seeds": ", ".join(map(str, protocol["seeds"])), "refit_steps": str(protocol["refit"]["steps"]),
