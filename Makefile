@@ -38,7 +38,7 @@ runs:
 # The explorer again, now with the lambda-sweep models beside the trained and randomised ones
 # (Task 3 ran before the lambda runs ended; it saved its randomised models for this).
 explorer:
-	$(PYTHON) explorer.py outputs/task2/deconv_net.pth \
+	$(PYTHON) build_explorer.py outputs/task2/deconv_net.pth \
 	    $$(ls outputs/task3/baseline_models/*/deconv_net.pth outputs/runs/task2_lambda*_seed0/deconv_net.pth 2>/dev/null) \
 	    --task3 outputs/task3/metrics.json --out outputs/task3/explorer.html --quiet
 

@@ -21,9 +21,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from common import UsageError, printable, say
-from files import open_no_follow, remove_stale_temporaries, save_torch
-from image_files import read_image
+from study.common import UsageError, printable, say
+from study.files import open_no_follow, remove_stale_temporaries, save_torch
+from study.image_files import read_image
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck")  # folder names; torchvision's index order

@@ -14,13 +14,14 @@ import os
 import re
 from pathlib import Path
 
-import plots
-from common import ArgumentParser, UsageError, output_folder, run_cli, say
-from files import atomic_path, check_output_dir, prepare_output_dir, require_complete
-from readers import field, read_json, require
+from study import plots
+from study.common import ArgumentParser, UsageError, output_folder, run_cli, say
+from study.files import atomic_path, prepare_output_dir
+from study.run_folders import check_output_dir, require_complete
+from study.readers import field, read_json, require
 from models import ARCHITECTURE, Architecture
-from report_facts import FIGURE_FILES, build_facts, captions
-from summary import run_settings
+from study.report_facts import FIGURE_FILES, build_facts, captions
+from study.summary import run_settings
 
 MAX_PAGES = 8
 TEMPLATE = Path(__file__).resolve().parent / "report" / "report.typ"

@@ -14,8 +14,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from common import UsageError
-from readers import load_torch_file
+from study.common import UsageError
+from study.readers import load_torch_file
 
 
 
@@ -267,7 +267,7 @@ def check_state_dict(state: object, path: Path, what: str,
     complex) holding finite numbers; with `shapes`, each key found there has that shape.
     Checked before any use, so a crafted file fails here and not after a whole run.
     """
-    from common import printable
+    from study.common import printable
 
     fix = "pass cifar_net.pth or deconv_net.pth as this repo writes them"
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
@@ -302,7 +302,7 @@ def check_state_dict(state: object, path: Path, what: str,
 def read_state_dict(path: Path, what: str, data: bytes | None = None) -> tuple[str, dict]:
     """(architecture, state dict) of a checkpoint file (or of its bytes `data`, read once by the
     caller), or one UsageError saying what is wrong."""
-    from common import printable
+    from study.common import printable
 
     state = check_state_dict(load_torch_file(path, what, data), path, what)
     architecture = architecture_of(state)

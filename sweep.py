@@ -22,42 +22,17 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from common import ArgumentParser, MAX_SEED, UsageError, add_data_arguments, number, run_cli
-from files import (INCOMPLETE, check_output_dir, mark_incomplete, open_no_follow,
-                   prepare_output_dir, save_json)
+from study.common import ArgumentParser, MAX_SEED, UsageError, add_data_arguments, number, run_cli
+from study.files import open_no_follow, prepare_output_dir, save_json
+from study.run_folders import INCOMPLETE, check_output_dir, mark_incomplete
 from data import load_cifar10
-from summary import DEFAULT_LAMBDA, lambda_name, summarize, sweep_figure
+from study.plan import NO_RESULTS, NOT_STARTED, Run, missing_results, plan
+from study.settings import SWEEP_LAMBDAS, SWEEP_SEEDS
+from study.summary import summarize, sweep_figure
 
 REPO = Path(__file__).resolve().parent
-
-
-@dataclass
-class Run:
-    """One training process: a name, its command line, its output folder, runs to wait for.
-
-    `results` is the file a successful run leaves (its metrics.json): a run that exits 0 without
-    it, or with its folder still marked incomplete, failed (e.g. it printed --help and exited).
-    """
-
-    name: str
-    command: list[str]
-    out: Path
-    after: tuple[str, ...] = field(default_factory=tuple)
-    results: Path | None = None
-
-
-def missing_results(run: Run) -> str | None:
-    """Why a run that exited 0 has not left its results, or None when it has."""
-    if run.results is None:
-        return None
-    if (run.out / INCOMPLETE).exists():
-        return f"{run.out} is still marked incomplete ({INCOMPLETE})"
-    if not run.results.is_file():
-        return f"it wrote no {run.results.name} in {run.out}"
-    return None
 
 
 def number_list(kind: type, low: float, high: float | None = None):
@@ -74,10 +49,10 @@ def number_list(kind: type, low: float, high: float | None = None):
 
 def parse_args(argv: list[str] | None = None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seeds", type=number_list(int, 0, MAX_SEED), default=[0, 1, 2],
+    parser.add_argument("--seeds", type=number_list(int, 0, MAX_SEED), default=list(SWEEP_SEEDS),
                         help="seeds of Task 1 and of Task 2 at the default lambda")
     parser.add_argument("--lambdas", type=number_list(float, 0),
-                        default=[0.0, 1e-4, 1e-3, 1e-2, 1e-1],
+                        default=list(SWEEP_LAMBDAS),
                         help="lambda values of Task 2 (seed 0; the default lambda with every seed)")
     parser.add_argument("--jobs", type=number(int, 1), default=None,
                         help="runs at once (default: CPU cores on the CPU, 1 with a GPU)")
@@ -173,55 +148,6 @@ def check_extra_flags(extra: list[str]) -> None:
                              f"{error} (see python {script} --help)") from None
 
 
-def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str],
-         task3: list[str] | None = None) -> list[Run]:
-    """Task 1 per seed, Task 2 per seed at the default lambda, Task 2 per other lambda at seed 0.
-
-    A Task 2 run waits for the Task 1 run of its seed, so that it can compare itself with it.
-    With `task3` (its flags), Task 3 follows the first seed's Task 2 and the Task 2 trained on
-    permuted labels (its data-randomisation baseline), before the other runs.
-    """
-    def folder(task: str, seed: int, lam: float | None = None) -> Path:
-        if seed == seeds[0] and lam is None:
-            return outputs / task
-        suffix = f"_lambda{lambda_name(lam)}" if lam is not None else ""
-        return outputs / "runs" / f"{task}{suffix}_seed{seed}"
-
-    runs = []
-
-    def add(name: str, script: str, out: Path, flags: list[str], after: tuple[str, ...] = ()):
-        """One more run: `script` with `flags`, writing `out`, after the runs named in `after`."""
-        runs.append(Run(name, [sys.executable, str(REPO / script), *flags, "--out", str(out)],
-                        out, after, results=out / "metrics.json"))
-
-    for seed in seeds:
-        add(f"task1 seed {seed}", "train_classifier.py", folder("task1", seed),
-            ["--seed", str(seed), *shared])
-    for seed in seeds:
-        task1 = folder("task1", seed) / "metrics.json"
-        add(f"task2 seed {seed}", "train_deconv.py", folder("task2", seed),
-            ["--seed", str(seed), "--task1-metrics", str(task1), *shared],
-            after=(f"task1 seed {seed}",))
-        if task3 is not None and seed == seeds[0]:
-            # Task 3's data-randomisation baseline: the same Task 2 protocol on permuted labels
-            permuted = outputs / "runs" / f"task2_permuted_seed{seed}"
-            add(f"task2 permuted labels seed {seed}", "train_deconv.py", permuted,
-                ["--seed", str(seed), "--permute-labels", *shared])
-            add("task3", "visualize_latents.py", outputs / "task3",
-                ["--checkpoint", str(folder("task2", seed) / "deconv_net.pth"),
-                 "--permuted-checkpoint", str(permuted / "deconv_net.pth"), *task3],
-                after=(f"task2 seed {seed}", f"task2 permuted labels seed {seed}"))
-    for lam in lambdas:
-        if lam != DEFAULT_LAMBDA:
-            seed = seeds[0]
-            add(f"task2 lambda {lambda_name(lam)} seed {seed}", "train_deconv.py",
-                folder("task2", seed, lam),
-                ["--seed", str(seed), "--lambda", str(lam),
-                 "--task1-metrics", str(folder("task1", seed) / "metrics.json"), *shared],
-                after=(f"task1 seed {seed}",))
-    return runs
-
-
 def run_parallel(runs: list[Run], jobs: int, log_dir: Path, quiet: bool = False) -> dict[str, int]:
     """Run every command, at most `jobs` at once, each after the runs it waits for.
 
@@ -297,10 +223,6 @@ def _stop_all(running: dict) -> None:
         log.close()
 
 
-NOT_STARTED = -1  # the exit code recorded for a run skipped because one it waits for failed
-NO_RESULTS = -2  # ... for a run that exited 0 without leaving its results (see missing_results)
-
-
 def _end_with_parent() -> None:
     """In the child: be sent SIGTERM when the sweep dies, however it dies (Linux prctl)."""
     try:
@@ -324,7 +246,7 @@ def main() -> None:
     if args.executor == "slurm":
         if not args.allow_node_local_outputs:
             check_shared_outputs(args.outputs)
-        import cluster  # imports submitit; the local sweep never does
+        from study import cluster  # imports submitit; the local sweep never does
         cluster.import_submitit()
         cluster.check_cluster()
         options = cluster.SlurmOptions(args.partition, args.time_minutes, args.cpus_per_run,

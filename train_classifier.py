@@ -13,14 +13,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import plots
-from common import (ArgumentParser, add_data_arguments, add_output_arguments, environment_info,
+from study import plots
+from study.common import (ArgumentParser, add_data_arguments, add_output_arguments, environment_info,
                     printable, run_cli, select_device)
-from files import check_output_dir, run_folder, save_json, save_torch
+from study.files import save_json, save_torch
+from study.run_folders import check_output_dir, run_folder
 from data import DISPLAY_NAMES, load_cifar10
 from models import ARCHITECTURE, TutorialNet, load_model
-from training import accuracy_summary, add_training_arguments, evaluate, fit
-from training_state import STATE_FILE, check_training_state, require_training_state
+from study.training import accuracy_summary, add_training_arguments, evaluate, fit
+from study.training_state import STATE_FILE, check_training_state, require_training_state
 
 
 def build_parser() -> ArgumentParser:

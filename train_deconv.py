@@ -14,18 +14,19 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-import plots
-from common import (ArgumentParser, FLOAT32_MAX, UsageError, add_data_arguments,
+from study import plots
+from study.common import (ArgumentParser, FLOAT32_MAX, UsageError, add_data_arguments,
                     add_output_arguments, environment_info, number, printable, run_cli,
                     select_device)
-from files import INCOMPLETE, check_output_dir, run_folder, save_json, save_torch
-from readers import field, read_json
+from study.files import save_json, save_torch
+from study.run_folders import INCOMPLETE, check_output_dir, run_folder
+from study.readers import field, read_json
 from data import DISPLAY_NAMES, denormalize, load_cifar10, normalize
 from models import ARCHITECTURE, DeconvNet, load_weights, read_state_dict, reconstruction_loss
-from training import accuracy_summary, add_training_arguments, evaluate, fit, mcnemar, psnr_db
-from training_state import STATE_FILE, check_training_state, require_training_state
+from study.training import accuracy_summary, add_training_arguments, evaluate, fit, mcnemar, psnr_db
+from study.training_state import STATE_FILE, check_training_state, require_training_state
+from study.settings import COMPARED_WITH_TASK1, DEFAULT_LAMBDA
 
-COMPARED_WITH_TASK1 = ("data_sha256", "subset", "seed", "epochs", "batch_size", "lr", "momentum")
 PART_NAMES = ("ce", "rec")  # the two parts of eq. (1) the running loss log holds
 
 
@@ -34,7 +35,7 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     add_training_arguments(parser)
     parser.add_argument("--lambda", dest="lam", metavar="LAMBDA", type=number(float, 0, FLOAT32_MAX),
-                        default=1e-2,
+                        default=DEFAULT_LAMBDA,
                         help="weight of L_rec in eq. (1); equals 1024x the weight of a "
                              "mean-squared-error loss (see README)")
     parser.add_argument("--decoder-optimizer", choices=("adam", "sgd"), default="adam",

@@ -16,19 +16,19 @@ from pathlib import Path
 
 import torch
 
-import plots
-from common import (ArgumentParser, UsageError, add_data_arguments, add_output_arguments,
+from study import plots
+from study.common import (ArgumentParser, UsageError, add_data_arguments, add_output_arguments,
                     environment_info, number, run_cli, select_device)
-from files import check_output_dir, require_complete, run_folder, save_json, save_torch
-from readers import read_json
+from study.files import save_json, save_torch
+from study.run_folders import check_output_dir, require_complete, run_folder
+from study.readers import read_json
 from data import DISPLAY_NAMES, load_cifar10, normalize
-from decoders import controls, decoder_checks, layer1_refit
-from evidence import RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats, single_channels, top9
-from baselines import randomisation_baselines
-from explorer import write_explorer
-from findings import RULES, against_baselines, channel_roles, describe_channel, projections_alike
+from study.decoders import controls, decoder_checks, layer1_refit
+from study.evidence import RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats, single_channels, top9
+from study.baselines import randomisation_baselines
+from study.findings import RULES, against_baselines, channel_roles, describe_channel, projections_alike
 from models import ARCHITECTURE, DeconvNet, load_model
-from occlusion import OCCLUDER
+from study.occlusion import OCCLUDER
 
 CHANNELS = {stage.index: stage.channels for stage in ARCHITECTURE.layers}
 LEARNED_DECODER = {1: "z1_refit", 2: "z2_learned"}  # the decoder each layer's pictures use
@@ -168,7 +168,7 @@ def explorer_models(figures: dict, trained_layer1: torch.nn.ConvTranspose2d) -> 
 
 
 def save_explorer_models(models: list[dict], folder: Path) -> None:
-    """Each model as explorer.py reads a checkpoint: deconv_net.pth, the layer1_decoder.pth
+    """Each model as build_explorer.py reads a checkpoint: deconv_net.pth, the layer1_decoder.pth
     fitted for it (keyed by that file's hash) and model.json with its label."""
     for model in models:
         where = folder / model["id"]
@@ -275,23 +275,13 @@ def main() -> None:
                 explained[split][f"z{layer}"] = result.rows
                 print(f"{split} image {index} ({label}), z{layer}: channels {shown}")
 
-        # 5. The explorer: the same network, decoders and channel cards in one offline page,
-        #    with a switch to the randomised models (also saved, so that explorer.py can build
-        #    the page again with the lambda-sweep models: make all does).
-        compared = explorer_models(baseline_figures, refit.deconv1)
-        save_explorer_models(compared, out / "baseline_models")
-        explorer_bytes = write_explorer(
-            out / "explorer.html", net, refit.deconv1, data.test_images, data.test_labels,
-            {"test": {"index": picks["test"][0]},
-             "train": {"index": picks["train"][0], "label": int(data.train_labels[picks["train"][0]]),
-                       "pixels": data.train_images[picks["train"][0]]}},
-            {"channels": channels, "top9": top},
-            extra_models=compared)
-        print(f"wrote {out / 'explorer.html'} ({explorer_bytes / 2 ** 20:.2f} MB); open it in a browser")
+        # 5. What the explorer page shows beside the trained model: the first randomised model
+        #    of each group, with the decoders refitted for it (build_explorer.py reads them).
+        save_explorer_models(explorer_models(baseline_figures, refit.deconv1),
+                             out / "baseline_models")
 
         save_json({
             "task": "task3", "checkpoint": str(args.checkpoint),
-            "explorer": {"file": "explorer.html", "bytes": explorer_bytes},
             "task2_config": task2.get("config"), "architecture": ARCHITECTURE.describe(),
             "layer1_refit": refit_info, "decoders": decoders, "controls": control_results,
             "rules": RULES, "channels": channels, "baselines": baselines,

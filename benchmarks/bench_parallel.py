@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_task1 import task1_steps_per_second  # noqa: E402
 from bench_task2 import task2_steps_per_second  # noqa: E402
-from common import ArgumentParser, number, select_device  # noqa: E402
+from study.common import ArgumentParser, number, select_device  # noqa: E402
 from data import default_data_dir, load_cifar10  # noqa: E402
 from sweep import Run, run_parallel  # noqa: E402
 

@@ -18,7 +18,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from common_bench import EPOCH_STEPS, steps_per_second  # noqa: E402
-from common import ArgumentParser, number, select_device  # noqa: E402
+from study.common import ArgumentParser, number, select_device  # noqa: E402
 from data import default_data_dir, load_cifar10  # noqa: E402
 from models import TutorialNet  # noqa: E402
 from train_classifier import cross_entropy  # noqa: E402

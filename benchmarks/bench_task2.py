@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench_task1 import task1_steps_per_second  # noqa: E402
 from common_bench import EPOCH_STEPS, steps_per_second  # noqa: E402
-from common import ArgumentParser, number, select_device  # noqa: E402
+from study.common import ArgumentParser, number, select_device  # noqa: E402
 from data import default_data_dir, load_cifar10  # noqa: E402
 from models import DeconvNet  # noqa: E402
 from train_deconv import eq1, optimizers_for, parse_args as task2_defaults  # noqa: E402

@@ -7,7 +7,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from training import StepRunner, train_epoch  # noqa: E402
+from study.training import StepRunner, train_epoch  # noqa: E402
 
 EPOCH_STEPS = 12500  # 50,000 images at batch 4
 

@@ -8,15 +8,15 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-import baselines
-import evidence
-import findings
-import occlusion
+from study import baselines
+from study import evidence
+from study import findings
+from study import occlusion
 from conftest import SHARED_CIFAR10, run_script
 from data import normalize
 from models import ARCHITECTURE, DeconvNet
 from train_deconv import permuted_labels
-from evidence import channel_table
+from study.evidence import channel_table
 
 
 def _images(n: int, seed: int = 0) -> torch.Tensor:

@@ -575,7 +575,7 @@ def cli_page(study_outputs, tmp_path_factory):
                    random_folder / "deconv_net.pth"]
     env = dict(os.environ, CIFAR10_CACHE=str(study_outputs.parent / "cache"))
     out = folder / "page.html"
-    result = subprocess.run([sys.executable, str(REPO / "explorer.py"), *map(str, checkpoints),
+    result = subprocess.run([sys.executable, str(REPO / "build_explorer.py"), *map(str, checkpoints),
                              "--task3", str(study_outputs / "task3" / "metrics.json"),
                              "--out", str(out), "--quiet"], capture_output=True, text=True, env=env,
                             timeout=240)
@@ -644,7 +644,7 @@ def test_every_embedded_model_runs_as_pytorch_does(browser, cli_page, tiny_cifar
 def test_a_page_without_task3_has_no_cards(browser, study_outputs, tiny_cifar, tmp_path):
     out = tmp_path / "plain.html"
     env = dict(os.environ, CIFAR10_CACHE=str(study_outputs.parent / "cache"))
-    result = subprocess.run([sys.executable, str(REPO / "explorer.py"),
+    result = subprocess.run([sys.executable, str(REPO / "build_explorer.py"),
                              str(study_outputs / "runs" / "task2_seed1" / "deconv_net.pth"),
                              "--data-dir", str(tiny_cifar), "--out", str(out), "--quiet"],
                             capture_output=True, text=True, env=env, timeout=240)
@@ -661,7 +661,7 @@ def test_a_page_without_task3_has_no_cards(browser, study_outputs, tiny_cifar, t
 
 def test_write_explorer_takes_extra_models(browser, tiny_cifar, tmp_path):
     from data import load_cifar10
-    from explorer import write_explorer
+    from build_explorer import write_explorer
     data = load_cifar10(tiny_cifar, cache_dir=tmp_path / "cache", quiet=True)
     net = DeconvNet().eval()
     report = {"test": {"index": 3}}
@@ -698,7 +698,7 @@ def test_write_explorer_takes_extra_models(browser, tiny_cifar, tmp_path):
 
 def test_the_command_line_refuses_task3_metrics_of_another_checkpoint(study_outputs, tmp_path):
     env = dict(os.environ, CIFAR10_CACHE=str(study_outputs.parent / "cache"))
-    result = subprocess.run([sys.executable, str(REPO / "explorer.py"),
+    result = subprocess.run([sys.executable, str(REPO / "build_explorer.py"),
                              str(study_outputs / "runs" / "task2_seed1" / "deconv_net.pth"),
                              "--task3", str(study_outputs / "task3" / "metrics.json"),
                              "--out", str(tmp_path / "page.html")],

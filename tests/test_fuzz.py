@@ -69,8 +69,8 @@ CHILD = """
 import sys
 sys.path.insert(0, sys.argv[1])
 from pathlib import Path
-import image_files
-from common import UsageError
+from study import image_files
+from study.common import UsageError
 for path in sorted(Path(sys.argv[2]).iterdir()):
     try:
         image = image_files.read_image(path)
@@ -103,7 +103,7 @@ def test_no_mutated_image_crashes_the_reader(tmp_path):
 
 @pytest.mark.parametrize("index", range(4))
 def test_the_unmutated_files_decode(index, tmp_path):
-    import image_files
+    from study import image_files
     encoded = seeds_files()[index]
     path = tmp_path / ("a.jpg" if index == 1 else "a.png")
     path.write_bytes(encoded)
@@ -128,10 +128,10 @@ from pathlib import Path
 import torch
 torch.set_num_threads(1)  # as the scripts run on the CPU; many threads only wait here
 import train_classifier, train_deconv
-from common import UsageError
-from readers import read_json
+from study.common import UsageError
+from study.readers import read_json
 from models import TutorialNet, load_weights, read_state_dict
-from training_state import resume_training_state
+from study.training_state import resume_training_state
 import argparse
 args = argparse.Namespace(lr=0.001, momentum=0.9)
 labels = torch.tensor([0, 1, 2, 3])
@@ -249,7 +249,7 @@ def _base_state():
     import argparse
     import train_classifier
     from models import TutorialNet
-    from training_state import save_training_state
+    from study.training_state import save_training_state
     import tempfile
     net = TutorialNet()
     optimizer = train_classifier.sgd(net, argparse.Namespace(lr=0.001, momentum=0.9))

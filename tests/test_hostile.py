@@ -15,19 +15,20 @@ import pytest
 import torch
 
 import data
-import image_files
+from study import image_files
 import make_report
 import sweep
 import train_classifier
 import train_deconv
 import visualize_latents
-from common import UsageError
-from files import INCOMPLETE, run_folder, save_json, save_torch
+from study.common import UsageError
+from study.files import save_json, save_torch
+from study.run_folders import INCOMPLETE, run_folder
 from conftest import REPO, run_script, write_image_folders
 from models import DeconvNet
-from summary import summarize
+from study.summary import summarize
 from test_bad_input import assert_one_line_error, run_in_process
-from training_state import STATE_FILE
+from study.training_state import STATE_FILE
 
 
 def png_bytes(pixels: np.ndarray, bit_depth: int = 8, colour_type: int = 2,
@@ -134,7 +135,7 @@ def test_a_folder_whose_run_did_not_finish_is_refused_by_task3_and_the_report(
 
 
 def test_an_interrupted_run_leaves_its_folder_marked_and_says_so(tmp_path):
-    from common import Interrupted
+    from study.common import Interrupted
     with pytest.raises(Interrupted, match="marked incomplete"):
         with run_folder(tmp_path / "out", "x.py"):
             raise KeyboardInterrupt

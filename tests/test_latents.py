@@ -7,10 +7,10 @@ import torch.nn.functional as F
 
 from data import denormalize, normalize
 from models import DeconvNet
-from decoders import controls
-from evidence import (channel_statistics, class_makeup, local_signals, patch_appearance,
+from study.decoders import controls
+from study.evidence import (channel_statistics, class_makeup, local_signals, patch_appearance,
                       patch_measures, pearson, single_channels, strongest_units)
-from findings import EDGE_NAMES, RULES, describe_channel
+from study.findings import EDGE_NAMES, RULES, describe_channel
 from visualize_latents import channel_choice
 
 

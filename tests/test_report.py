@@ -111,7 +111,7 @@ def test_every_number_of_the_typeset_facts_and_discussion_comes_from_a_metrics_f
     """The PDF's facts, its discussion and its captions included: every string handed to the
     template."""
     from make_report import read_metrics
-    from report_facts import build_facts, captions
+    from study.report_facts import build_facts, captions
 
     outputs, _ = built
     metrics = read_metrics(outputs)
@@ -138,7 +138,7 @@ def _strings(value):
 def test_a_one_epoch_run_is_reported_as_one_epoch(built):
     """The tiny study trains for 1 epoch: no sentence may carry the tutorial's default of two."""
     from make_report import read_metrics
-    from report_facts import build_facts
+    from study.report_facts import build_facts
 
     outputs, _ = built
     metrics = read_metrics(outputs)

@@ -16,19 +16,19 @@ import pytest
 import torch
 from PIL import Image
 
-import files
+from study import files
 import data
-import image_files
+from study import image_files
 import train_classifier
 import train_deconv
-from common import UsageError, printable
-from files import (INCOMPLETE, LOCK, check_output_dir, open_no_follow, require_complete, run_folder,
-                   save_json)
-from readers import field, read_json, require, require_items
+from study.common import UsageError, printable
+from study.files import open_no_follow, save_json
+from study.run_folders import INCOMPLETE, LOCK, check_output_dir, require_complete, run_folder
+from study.readers import field, read_json, require, require_items
 from conftest import write_image_folders
 from models import DeconvNet, TutorialNet, read_state_dict
 from test_bad_input import assert_one_line_error, run_in_process
-from training_state import check_training_state, save_training_state
+from study.training_state import check_training_state, save_training_state
 
 
 @pytest.fixture

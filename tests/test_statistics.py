@@ -11,12 +11,12 @@ import math
 import pytest
 import torch
 
-from decoders import decoder_checks
-from evidence import _weighted_angle, effect_size
+from study.decoders import decoder_checks
+from study.evidence import _weighted_angle, effect_size
 from models import DeconvNet
-from summary import mean_sd, paired_t_test
+from study.summary import mean_sd, paired_t_test
 from train_deconv import psnr_baselines
-from training import accuracy_summary, psnr_db
+from study.training import accuracy_summary, psnr_db
 
 
 def test_accuracy_its_standard_error_per_class_and_confusion_by_hand():

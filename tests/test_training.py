@@ -7,11 +7,11 @@ import torch.nn.functional as F
 
 from data import normalize
 from models import DeconvNet, TutorialNet
-from summary import mean_sd
+from study.summary import mean_sd
 from sweep import NOT_STARTED, Run, plan, run_parallel
 from train_classifier import cross_entropy
 from train_deconv import eq1
-from training import StepRunner, mcnemar, train_epoch
+from study.training import StepRunner, mcnemar, train_epoch
 
 
 def synthetic(n=600, seed=0):

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from common import UsageError, printable
+from study.common import UsageError, printable
 
 
 # --- JSON: read with limits, then checked value by value ---

@@ -7,7 +7,7 @@ come from findings.py, the module that wrote them in Task 3.
 """
 from datetime import datetime, timezone
 
-from findings import PHYSICAL_KINDS, ROLE_KINDS, channel_list, has_role, role_counts, role_words
+from study.findings import PHYSICAL_KINDS, ROLE_KINDS, channel_list, has_role, role_counts, role_words
 
 # --- numbers as text, rounded to what they carry ---
 

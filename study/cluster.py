@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import Interrupted, UsageError
-from files import INCOMPLETE
+from study.common import Interrupted, UsageError
+from study.plan import NO_RESULTS, NOT_STARTED
+from study.run_folders import INCOMPLETE
 
-REPO = Path(__file__).resolve().parent
+REPO = Path(__file__).resolve().parent.parent
 INSTALL_HINT = "pip install -r requirements-cluster.txt (or pip install submitit)"
 # squeue states of a job that has ended (anything else is still waiting or running)
 ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
@@ -113,7 +114,6 @@ def run_on_slurm(runs: list, log_dir: Path, job_dir: Path, options: SlurmOptions
     the Slurm job id of every submitted run. Ctrl-C or SIGTERM cancels every job it submitted
     (scancel) and raises Interrupted saying so.
     """
-    from sweep import NO_RESULTS, NOT_STARTED
 
     submitit = import_submitit()
     log_dir.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common import UsageError
+from study.common import UsageError
 
 MAX_IMAGE_BYTES = 4 * 2 ** 20  # a 32x32 image with generous metadata is far smaller
 

@@ -6,10 +6,10 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from common import UsageError, printable
-from files import save_torch
+from study.common import UsageError, printable
+from study.files import save_torch
 from models import check_state_dict, load_weights
-from readers import describe, load_torch_file, require, require_items
+from study.readers import describe, load_torch_file, require, require_items
 
 STATE_FILE = "training_state.pth"  # in the output folder, after every epoch; read by --resume
 

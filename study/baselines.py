@@ -24,13 +24,13 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import evidence
+from study import evidence
 from data import CIFAR10, normalize
-from decoders import decoder_checks
-from evidence import TOP_K, channel_table, projection_diversity, strongest_units, unit_projections
-from findings import ROLE_KINDS, channel_roles
+from study.decoders import decoder_checks
+from study.evidence import TOP_K, channel_table, projection_diversity, strongest_units, unit_projections
+from study.findings import ROLE_KINDS, channel_roles
 from models import ARCHITECTURE, DeconvNet, Latents
-from occlusion import OCCLUDER, deconvnet_scores, occlusion_agreement, occlusion_maps
+from study.occlusion import OCCLUDER, deconvnet_scores, occlusion_agreement, occlusion_maps
 
 CASCADES = {"conv2": ("conv2",), "conv1_conv2": ("conv2", "conv1")}  # re-initialised, in order
 SEEDS_PER_CASCADE = 3

@@ -16,12 +16,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from common import UsageError
-from files import save_torch
-from readers import load_torch_file
+from study.common import UsageError
+from study.files import save_torch
+from study.readers import load_torch_file
 from data import batches, denormalize, normalize, warn
 from models import DeconvNet, Latents
-from training import psnr_db
+from study.training import psnr_db
 
 # Stable identifiers (keys in metrics.json) with their display labels.
 DECODERS = {"z1_literal": "z1, Task 2 deconv1 (literal)",

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from data import DISPLAY_NAMES, batches, normalize
-from findings import hue_name
+from study.findings import hue_name
 from models import ARCHITECTURE, DeconvNet, Latents
 
 EDGE_ANGLES = (0, 45, 90, 135)  # edge orientation, degrees counter-clockwise from horizontal

@@ -19,10 +19,10 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from common import FLOAT32_MAX, Interrupted, UsageError, number
+from study.common import FLOAT32_MAX, Interrupted, UsageError, number
 from data import batches, denormalize, normalize
 from models import reconstruction_loss
-from training_state import epoch_on_disk, resume_training_state, save_training_state
+from study.training_state import epoch_on_disk, resume_training_state, save_training_state
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 

@@ -1,27 +1,17 @@
 """The sweep's summary: the per-seed table with McNemar's test, mean ± sd over seeds, the paired
 t-test, each seed's settings for the report's provenance check, and the lambda trade-off.
 
-Runs are found by the names sweep.plan gives them ("task1 seed S", "task2 lambda L seed S").
+Runs are found by what they are (task, seed, λ: the fields study.plan gives them), never by
+their display names.
 """
 import statistics
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-import plots
-from readers import read_json
-from training import mcnemar
-
-if TYPE_CHECKING:
-    from sweep import Run
-
-DEFAULT_LAMBDA = 1e-2  # train_deconv.py's default
-
-
-def lambda_name(lam: float) -> str:
-    """A lambda as short as it can be written without meeting another value: 0.01, 1.000001e-04."""
-    short = f"{lam:g}"
-    return short if float(short) == lam else repr(lam)
-
+from study import plots
+from study.plan import Run
+from study.readers import read_json
+from study.settings import COMPARED_WITH_TASK1, DEFAULT_LAMBDA
+from study.training import mcnemar
 
 
 def mean_sd(values: list[float]) -> dict:
@@ -42,24 +32,24 @@ def paired_t_test(differences: list[float]) -> dict | None:
 
 def run_settings(metrics: dict) -> dict:
     """The settings and data hash that identify a run (with its accuracy), for provenance."""
-    from train_deconv import COMPARED_WITH_TASK1
-
     config = metrics.get("config", {})
     return {**{k: config.get(k) for k in COMPARED_WITH_TASK1}, "lambda": metrics.get("lambda"),
             "test_accuracy": metrics.get("test_accuracy")}
 
 
-def summarize(runs: list["Run"], codes: dict[str, int], seeds: list[int],
+def summarize(runs: list[Run], codes: dict[str, int], seeds: list[int],
               lambdas: list[float]) -> dict:
     """Per-seed table, mean +- sd, paired McNemar per seed, and the lambda trade-off."""
-    metrics = {}
+    metrics = {}  # (task, seed, λ) of each finished training run -> its metrics
     for run in runs:
         path = run.out / "metrics.json"
-        if codes.get(run.name) == 0 and path.is_file():
-            metrics[run.name] = read_json(path, "metrics", f"rerun {run.name}")
+        if run.task in ("task1", "task2") and not run.permuted and codes.get(run.name) == 0 \
+                and path.is_file():
+            metrics[(run.task, run.seed, run.lam)] = read_json(path, "metrics", f"rerun {run.name}")
     per_seed = []
     for seed in seeds:
-        task1, task2 = metrics.get(f"task1 seed {seed}"), metrics.get(f"task2 seed {seed}")
+        task1 = metrics.get(("task1", seed, None))
+        task2 = metrics.get(("task2", seed, DEFAULT_LAMBDA))
         if not (task1 and task2):
             continue
         test = mcnemar(_correct(task1), _correct(task2))
@@ -82,15 +72,14 @@ def summarize(runs: list["Run"], codes: dict[str, int], seeds: list[int],
         summary["task2_psnr_db"] = mean_sd([r["task2_psnr_db"] for r in per_seed])
     sweep = []
     for lam in lambdas:
-        names = ([f"task2 seed {s}" for s in seeds] if lam == DEFAULT_LAMBDA
-                 else [f"task2 lambda {lambda_name(lam)} seed {seeds[0]}"])
-        found = [metrics[n] for n in names if n in metrics]
+        keys = [("task2", s, lam) for s in (seeds if lam == DEFAULT_LAMBDA else seeds[:1])]
+        found = [metrics[k] for k in keys if k in metrics]
         if found:
             sweep.append({"lambda": lam, "seeds": [m["config"]["seed"] for m in found],
                           "accuracy": mean_sd([m["test_accuracy"] for m in found]),
                           "psnr_db": mean_sd([m["test_psnr_db"] for m in found])})
     summary["lambda_sweep"] = sweep
-    first_task2 = metrics.get(f"task2 seed {seeds[0]}")
+    first_task2 = metrics.get(("task2", seeds[0], DEFAULT_LAMBDA))
     if first_task2:
         summary["psnr_baselines_db"] = first_task2["psnr_baselines_db"]
     return summary

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from files import save_figure  # noqa: E402
+from study.files import save_figure  # noqa: E402
 from data import denormalize  # noqa: E402
 
 TEXT_WIDTH_IN = 6.3

@@ -11,7 +11,7 @@ everything itself (encoder, classifier head, both decoders, occlusion maps) in p
 
 From the command line, any Task 2 checkpoint(s) of this architecture:
 
-    python explorer.py outputs/task2/deconv_net.pth [more.pth ...] --out page.html \
+    python build_explorer.py outputs/task2/deconv_net.pth [more.pth ...] --out page.html \
         [--task3 outputs/task3/metrics.json]
 
 The first checkpoint is the page's default model (float32, exact); the others are embedded as
@@ -26,9 +26,9 @@ from pathlib import Path
 
 import torch
 
-from common import ArgumentParser, UsageError, add_data_arguments, run_cli
-from files import atomic_path
-from readers import load_torch_file, read_json
+from study.common import ArgumentParser, UsageError, add_data_arguments, run_cli
+from study.files import atomic_path
+from study.readers import load_torch_file, read_json
 from data import DISPLAY_NAMES, load_cifar10
 from models import ARCHITECTURE, DeconvNet, load_model
 

@@ -1,0 +1,51 @@
+"""Every value more than one module reads, in one place: the study's default λ, the sweep's seeds
+and λ list, the settings that make two runs comparable, and the names of Task 3's decoders and
+baseline groups.
+
+Change a value here and the scripts, the sweep, its summary, the report and the explorer follow
+(tests/test_settings.py changes the default λ and checks that they do).
+"""
+
+# --- Task 2 and the sweep ---
+
+DEFAULT_LAMBDA = 1e-2  # weight of L_rec in eq. (1) for Task 2 and for every seed of the sweep
+SWEEP_SEEDS = (0, 1, 2)  # Task 1 and Task 2 (default λ) are trained once per seed
+SWEEP_LAMBDAS = (0.0, 1e-4, 1e-3, DEFAULT_LAMBDA, 1e-1)  # Task 2 at the first seed per value
+
+# A Task 2 run is compared with Task 1 (McNemar, the report's provenance check) only when these
+# settings of the two runs agree.
+COMPARED_WITH_TASK1 = ("data_sha256", "subset", "seed", "epochs", "batch_size", "lr", "momentum")
+
+
+def lambda_name(lam: float) -> str:
+    """A λ as short as it can be written without meeting another value: 0.01, 1.000001e-04."""
+    short = f"{lam:g}"
+    return short if float(short) == lam else repr(lam)
+
+
+# --- Task 3: which decoder reads which latent, and the baselines it is weighed against ---
+
+# Decoder kinds, per layer: "learned" is Task 2's own decoder from that layer down, "refit" the
+# same layers fitted again on the real latents with the encoder frozen, "tied" Zeiler & Fergus's
+# deconvnet (the encoder's filters transposed, no bias, nothing learned).
+DECODER_KINDS = {"learned": "Task 2's decoder", "refit": "refitted decoder",
+                 "tied": "tied deconvnet (encoder's filters)"}
+
+# Groups of models Task 3's findings are weighed against: id -> (short label, long label).
+# Cascading randomisation (Adebayo et al. 2018) adds one group per stage, from the top
+# convolution down: see randomised_group.
+BASELINE_GROUPS = {
+    "trained": ("trained", "the trained model"),
+    "permuted_labels": ("permuted labels", "the same Task 2 protocol trained on permuted labels"),
+    "rotation": ("rotated", "the trained latents read along random orthonormal directions"),
+}
+
+
+def randomised_group(first: int, last: int) -> tuple[str, str, str]:
+    """(id, short label, long label) of the model whose convolutions first..last are
+    re-initialised over the trained ones below: (2, 2) -> "conv2", (1, 2) -> "conv1_conv2"."""
+    layers = range(first, last + 1)
+    ident = "_".join(f"conv{k}" for k in layers)
+    short = "random " + ("+".join(f"conv{k}" for k in layers))
+    below = f" over the trained conv1{'..conv' + str(first - 1) if first > 2 else ''}" if first > 1 else ""
+    return ident, short, f"{' and '.join(f'conv{k}' for k in layers)} re-initialised{below}"
