@@ -23,13 +23,13 @@ from study.readers import load_torch_file
 
 @dataclass(frozen=True)
 class ConvLayer:
-    """One encoder stage, conv (kernel x kernel, stride 1, no padding) -> ReLU -> max-pool.
+    """One encoder stage: conv (kernel x kernel, stride 1, `padding`) -> ReLU -> max-pool (`pool`).
 
     Sizes are map sides in units; `receptive_field` and `stride` are in input pixels: a pooled
     unit sees a `receptive_field`-pixel square, and neighbouring units sit `stride` pixels apart.
     """
 
-    index: int  # 1 for z1, 2 for z2
+    index: int  # 1 for z1, 2 for z2, ...
     in_channels: int
     channels: int
     kernel: int
@@ -37,6 +37,7 @@ class ConvLayer:
     size_in: int  # side of the map this stage reads
     receptive_field_in: int  # receptive field (pixels) of one unit of that map
     stride_in: int  # pixels between neighbouring units of that map
+    padding: int = 0
 
     @property
     def name(self) -> str:
@@ -45,7 +46,7 @@ class ConvLayer:
     @property
     def conv_size(self) -> int:
         """Side of the map after the convolution (before pooling)."""
-        return self.size_in - self.kernel + 1
+        return self.size_in + 2 * self.padding - self.kernel + 1
 
     @property
     def size(self) -> int:
@@ -58,7 +59,8 @@ class ConvLayer:
 
     @property
     def receptive_field(self) -> int:
-        """Pixels seen by one pooled unit: the kernel widens the field, then the pool does."""
+        """Pixels seen by one pooled unit: the kernel widens the field, then the pool does
+        (padding moves the field, it does not widen it)."""
         after_conv = self.receptive_field_in + (self.kernel - 1) * self.stride_in
         return after_conv + (self.pool - 1) * self.stride_in
 
@@ -69,14 +71,17 @@ class ConvLayer:
     def describe(self) -> dict:
         """The stage as plain numbers (for metrics files, the explorer page and the report)."""
         return {"name": self.name, "in_channels": self.in_channels, "channels": self.channels,
-                "kernel": self.kernel, "pool": self.pool, "size_in": self.size_in,
-                "conv_size": self.conv_size, "size": self.size,
+                "kernel": self.kernel, "padding": self.padding, "pool": self.pool,
+                "size_in": self.size_in, "conv_size": self.conv_size, "size": self.size,
                 "receptive_field": self.receptive_field, "stride": self.stride}
 
 
 @dataclass(frozen=True)
 class Architecture:
-    """The tutorial's network: image size, conv stages (channels, kernel, pool), fc widths."""
+    """A network of the tutorial's kind: conv stages (one per entry of `channels`, each
+    kernel x kernel with `padding`, ReLU, pool x pool max-pool), then fully connected layers of
+    widths `hidden` and a `classes`-way output. Depth is len(channels): nothing else in the
+    repository assumes two stages."""
 
     image_channels: int = 3
     image_size: int = 32
@@ -85,25 +90,39 @@ class Architecture:
     pool: int = 2
     hidden: tuple[int, ...] = (120, 84)
     classes: int = 10
+    padding: int = 0
 
     @property
     def layers(self) -> tuple[ConvLayer, ...]:
         stages, size, field, stride, previous = [], self.image_size, 1, 1, self.image_channels
         for index, channels in enumerate(self.channels, start=1):
-            stage = ConvLayer(index, previous, channels, self.kernel, self.pool, size, field, stride)
+            stage = ConvLayer(index, previous, channels, self.kernel, self.pool, size, field, stride,
+                              self.padding)
+            if stage.size < 1:
+                raise ValueError(f"stage {index} of {self} has no units left "
+                                 f"(a {size}-unit map, kernel {self.kernel}, pool {self.pool})")
             stages.append(stage)
             size, field, stride, previous = stage.size, stage.receptive_field, stage.stride, channels
         return tuple(stages)
 
     def layer(self, index: int) -> ConvLayer:
-        """Stage `index` (1 = z1, 2 = z2)."""
+        """Stage `index` (1 = z1, 2 = z2, ...)."""
         return self.layers[index - 1]
+
+    @property
+    def depth(self) -> int:
+        return len(self.channels)
 
     @property
     def flat_features(self) -> int:
         """Inputs of fc1: the last pooled map, flattened."""
         last = self.layers[-1]
         return last.channels * last.size * last.size
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """Inputs and outputs of the fully connected layers fc1, fc2, ...: (400, 120, 84, 10)."""
+        return (self.flat_features, *self.hidden, self.classes)
 
     @classmethod
     def from_description(cls, described: dict) -> "Architecture":
@@ -112,96 +131,123 @@ class Architecture:
         return cls(image_channels=described["image_channels"], image_size=described["image_size"],
                    channels=tuple(layer["channels"] for layer in layers),
                    kernel=layers[0]["kernel"], pool=layers[0]["pool"],
+                   padding=layers[0].get("padding", 0),
                    hidden=tuple(described["fc"][1:-1]), classes=described["fc"][-1])
 
     def describe(self) -> dict:
         return {"image_channels": self.image_channels, "image_size": self.image_size,
-                "layers": [stage.describe() for stage in self.layers],
-                "fc": [self.flat_features, *self.hidden, self.classes]}
+                "layers": [stage.describe() for stage in self.layers], "fc": list(self.widths)}
 
 
-ARCHITECTURE = Architecture()
-Z1_SHAPE = ARCHITECTURE.layer(1).shape  # (6, 14, 14)
-Z2_SHAPE = ARCHITECTURE.layer(2).shape  # (16, 5, 5)
+ARCHITECTURE = Architecture()  # the tutorial's network
 
 
 class TutorialNet(nn.Module):
-    """conv 3->6 5x5, ReLU, pool 2, conv 6->16 5x5, ReLU, pool 2, fc 400->120->84->10.
+    """conv -> ReLU -> max-pool per stage of `arch`, then fully connected layers with ReLU
+    between them; for ARCHITECTURE: conv 3->6 5x5, pool 2, conv 6->16 5x5, pool 2,
+    fc 400->120->84->10, the tutorial's net.
 
-    The layer names are the tutorial's (so its checkpoints load); the sizes come from ARCHITECTURE.
+    Parameters are named as the tutorial names them (conv1, conv2, ..., fc1, fc2, ...) and made
+    in its order, so its checkpoints load and a seed gives the tutorial's initial weights.
     """
 
     def __init__(self, arch: Architecture = ARCHITECTURE) -> None:
         super().__init__()
-        first, second = arch.layers
-        self.conv1 = nn.Conv2d(first.in_channels, first.channels, first.kernel)
-        self.pool = nn.MaxPool2d(arch.pool, arch.pool)
-        self.conv2 = nn.Conv2d(second.in_channels, second.channels, second.kernel)
-        widths = [arch.flat_features, *arch.hidden, arch.classes]
-        self.fc1 = nn.Linear(widths[0], widths[1])
-        self.fc2 = nn.Linear(widths[1], widths[2])
-        self.fc3 = nn.Linear(widths[2], widths[3])
         self.arch = arch
+        for stage in arch.layers:
+            self.add_module(f"conv{stage.index}", nn.Conv2d(stage.in_channels, stage.channels,
+                                                            stage.kernel, padding=stage.padding))
+        widths = arch.widths
+        for k in range(1, len(widths)):
+            self.add_module(f"fc{k}", nn.Linear(widths[k - 1], widths[k]))
 
-    def head(self, z2: torch.Tensor) -> torch.Tensor:
-        """Class scores from the second pooled feature map (N,16,5,5)."""
-        x = torch.flatten(z2, 1)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
+    def convs(self) -> list[nn.Conv2d]:
+        """conv1, conv2, ...: the encoder's convolutions, first stage first."""
+        return [getattr(self, f"conv{stage.index}") for stage in self.arch.layers]
+
+    def fcs(self) -> list[nn.Linear]:
+        return [getattr(self, f"fc{k}") for k in range(1, len(self.arch.widths))]
+
+    def head(self, z: torch.Tensor) -> torch.Tensor:
+        """Class scores from the last pooled feature map (N, 16, 5, 5 for the tutorial)."""
+        x = torch.flatten(z, 1)
+        *hidden, last = self.fcs()
+        for fc in hidden:
+            x = F.relu(fc(x))
+        return last(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(F.relu(self.conv1(x)))
-        x = self.pool(F.relu(self.conv2(x)))
+        for stage, conv in zip(self.arch.layers, self.convs()):
+            x = F.max_pool2d(F.relu(conv(x)), stage.pool, stage.pool)
         return self.head(x)
 
 
 class Latents(NamedTuple):
-    """What the encoder hands the decoder: both pooled maps and their max-pool switches."""
+    """What the encoder hands the decoder: every stage's pooled map and its max-pool switches
+    (argmax positions in that stage's conv map), first stage first."""
 
-    z1: torch.Tensor  # (N, *Z1_SHAPE)
-    indices1: torch.Tensor  # argmax positions of pool 1, in conv1's map
-    z2: torch.Tensor  # (N, *Z2_SHAPE)
-    indices2: torch.Tensor  # argmax positions of pool 2, in conv2's map
+    maps: tuple[torch.Tensor, ...]  # z1 (N, 6, 14, 14), z2 (N, 16, 5, 5), ...
+    switches: tuple[torch.Tensor | None, ...]
 
     def at(self, layer: int) -> torch.Tensor:
-        """The pooled map of layer 1 (z1) or 2 (z2)."""
-        return self.z1 if layer == 1 else self.z2
+        """The pooled map of layer `layer` (1 = z1, 2 = z2, ...)."""
+        return self.maps[layer - 1]
+
+    def switches_at(self, layer: int) -> torch.Tensor:
+        return self.switches[layer - 1]
+
+    @property
+    def last(self) -> torch.Tensor:
+        """The pooled map the classifier head reads."""
+        return self.maps[-1]
 
     def with_map(self, layer: int, z: torch.Tensor) -> "Latents":
         """The same latents with layer `layer`'s map replaced by z (switches unchanged)."""
-        return self._replace(**{f"z{layer}": z})
+        maps = list(self.maps)
+        maps[layer - 1] = z
+        return Latents(tuple(maps), self.switches)
+
+    def apply(self, function) -> "Latents":
+        """Every map and switch tensor passed through `function` (e.g. a slice of the batch)."""
+        return Latents(tuple(function(z) for z in self.maps),
+                       tuple(None if s is None else function(s) for s in self.switches))
 
 
 class DeconvNet(TutorialNet):
     """TutorialNet plus a mirror decoder; `forward` returns (logits, reconstruction).
 
-    Decoder, layer 2 then layer 1:
-        z2 -> MaxUnpool2d(indices2) -> ReLU -> ConvTranspose2d(16->6, 5x5) -> 6x14x14
-           -> MaxUnpool2d(indices1) -> ReLU -> ConvTranspose2d(6->3, 5x5)  -> 3x32x32
+    Decoder, top stage first, per stage k: MaxUnpool2d(switches k) -> ReLU ->
+    ConvTranspose2d(deconv k: the transpose of conv k's shape). For the tutorial's net:
+        z2 -> unpool -> ReLU -> ConvTranspose2d(16->6, 5x5) -> 6x14x14
+           -> unpool -> ReLU -> ConvTranspose2d(6->3, 5x5)  -> 3x32x32
     The reconstruction lives in the same normalised space as the input ([-1, 1] for real data).
     """
 
     def __init__(self, arch: Architecture = ARCHITECTURE) -> None:
         super().__init__(arch)
-        first, second = arch.layers
-        self.pool = nn.MaxPool2d(arch.pool, arch.pool, return_indices=True)
-        self.unpool = nn.MaxUnpool2d(arch.pool, arch.pool)
-        self.deconv2 = nn.ConvTranspose2d(second.channels, second.in_channels, second.kernel)
-        self.deconv1 = nn.ConvTranspose2d(first.channels, first.in_channels, first.kernel)
+        for stage in reversed(arch.layers):  # deconv2 before deconv1, as the tutorial net was
+            self.add_module(f"deconv{stage.index}", nn.ConvTranspose2d(
+                stage.channels, stage.in_channels, stage.kernel, padding=stage.padding))
+
+    def deconvs(self) -> list[nn.ConvTranspose2d]:
+        """deconv1, deconv2, ...: deconv k maps stage k's unpooled map back to stage k's input."""
+        return [getattr(self, f"deconv{stage.index}") for stage in self.arch.layers]
 
     def encode(self, x: torch.Tensor) -> Latents:
-        z1, indices1 = self.pool(F.relu(self.conv1(x)))
-        z2, indices2 = self.pool(F.relu(self.conv2(z1)))
-        return Latents(z1, indices1, z2, indices2)
+        maps, switches = [], []
+        for stage, conv in zip(self.arch.layers, self.convs()):
+            x, where = F.max_pool2d(F.relu(conv(x)), stage.pool, stage.pool, return_indices=True)
+            maps.append(x)
+            switches.append(where)
+        return Latents(tuple(maps), tuple(switches))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         latents = self.encode(x)
-        return self.head(latents.z2), self.decode(latents, layer=2)
+        return self.head(latents.last), self.decode(latents, layer=self.arch.depth)
 
     def decode(self, latents: Latents, layer: int, keep: Sequence[Sequence[int]] | None = None,
                tied: bool = False) -> torch.Tensor:
-        """Images (N, 3, 32, 32) from the layer-`layer` latent (1: z1, 2: z2) of `latents`.
+        """Images (N, 3, 32, 32) from the layer-`layer` latent (1: z1, 2: z2, ...) of `latents`.
 
         keep=None decodes every channel. Otherwise `latents` holds one image and output k keeps
         only the channels in keep[k], all others zeroed: [[c] for c in range(6)] gives the six
@@ -216,18 +262,20 @@ class DeconvNet(TutorialNet):
                 mask[k, list(channels)] = 1
             z = z * mask  # one image broadcast to len(keep) copies
         n = len(z)
-        first, second = self.arch.layers
-        indices1 = latents.indices1.expand(n, -1, -1, -1)
-        if layer == 2:
-            indices2 = latents.indices2.expand(n, -1, -1, -1)
-            h = F.relu(self.unpool(z, indices2, output_size=(second.conv_size,) * 2))
-            z = (F.conv_transpose2d(h, self.conv2.weight) if tied else self.deconv2(h))
-        h = F.relu(self.unpool(z, indices1, output_size=(first.conv_size,) * 2))
-        return F.conv_transpose2d(h, self.conv1.weight) if tied else self.deconv1(h)
+        for stage in reversed(self.arch.layers[:layer]):
+            switches = latents.switches_at(stage.index).expand(n, -1, -1, -1)
+            h = F.relu(F.max_unpool2d(z, switches, stage.pool, stage.pool,
+                                      output_size=(stage.conv_size,) * 2))
+            if tied:
+                weight = getattr(self, f"conv{stage.index}").weight
+                z = F.conv_transpose2d(h, weight, padding=stage.padding)
+            else:
+                z = getattr(self, f"deconv{stage.index}")(h)
+        return z
 
     def decoder_parameters(self) -> list[nn.Parameter]:
         """Parameters that only the reconstruction loss reaches."""
-        return [*self.deconv2.parameters(), *self.deconv1.parameters()]
+        return [p for deconv in reversed(self.deconvs()) for p in deconv.parameters()]
 
     def encoder_and_head_parameters(self) -> list[nn.Parameter]:
         decoder = {id(p) for p in self.decoder_parameters()}

@@ -134,16 +134,16 @@ class Replay:
     channel_statistics reads the images (consecutive batches from the first): Task 3's statistics
     on latents already computed (shared forward passes, rotated channels, synthetic latents)."""
 
-    def __init__(self, z1: torch.Tensor, z2: torch.Tensor) -> None:
-        self.z1, self.z2, self.start = z1, z2, 0
+    def __init__(self, *maps: torch.Tensor) -> None:
+        self.maps, self.start = maps, 0  # z1, z2, ...
 
     def encode(self, x: torch.Tensor) -> Latents:
-        start = self.start if self.start < len(self.z1) else 0  # a new pass from the first image
+        start = self.start if self.start < len(self.maps[0]) else 0  # a new pass from the first image
         self.start = start + len(x)
-        if self.start > len(self.z1):
+        if self.start > len(self.maps[0]):
             raise ValueError("Replay read out of step with the precomputed latents")
-        return Latents(self.z1[start:self.start].to(x.device), None,
-                       self.z2[start:self.start].to(x.device), None)
+        return Latents(tuple(z[start:self.start].to(x.device) for z in self.maps),
+                       (None,) * len(self.maps))
 
 
 RULE_VALUES = {  # the number each rule thresholds, for one channel (larger = stronger claim)
@@ -312,8 +312,8 @@ def _measure(model: DeconvNet, decoders: dict[str, tuple[DeconvNet, int, bool]],
     classes, channels = ARCHITECTURE.classes, ARCHITECTURE.layer(2).channels
     with torch.no_grad():  # each z2 channel's strongest unit, projected (Zeiler & Fergus Fig. 7c)
         latents = model.encode(x)
-        where = strongest_units(latents.z2)[1].flatten()
-        expanded = Latents(*(t.repeat_interleave(channels, 0) for t in latents))
+        where = strongest_units(latents.last)[1].flatten()
+        expanded = latents.apply(lambda t: t.repeat_interleave(channels, 0))
         channel = torch.arange(channels, device=x.device).repeat(len(x))
         strongest = {d: unit_projections(m, expanded, 2, channel, where, tied).view(
             len(x), channels, *x.shape[1:]).cpu() for d, (m, layer, tied) in decoders.items() if layer == 2}

@@ -144,7 +144,7 @@ def controls(model: DeconvNet, layer: int, images: torch.Tensor, batch_size: int
     for images_u8 in images.split(batch_size):
         x = normalize(images_u8)
         own = model.encode(x)
-        other = Latents(*(t.roll(1, 0) for t in own))
+        other = own.apply(lambda t: t.roll(1, 0))
         variants = {"own": own,
                     "empty_latent": own.with_map(layer, torch.zeros_like(own.at(layer))),
                     "other_latent": own.with_map(layer, other.at(layer)),

@@ -39,10 +39,11 @@ def occlusion_maps(score_fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Te
 
 
 def deconvnet_scores(model: DeconvNet) -> Callable[[torch.Tensor], torch.Tensor]:
-    """Scores for occlusion: the 10 class probabilities, then each z2 channel's strongest value."""
+    """Scores for occlusion: the class probabilities, then each channel's strongest value in the
+    last layer (z2 for the tutorial's net)."""
     def score(x: torch.Tensor) -> torch.Tensor:
         latents = model.encode(x)
-        return torch.cat([F.softmax(model.head(latents.z2), 1), latents.z2.flatten(2).amax(2)], 1)
+        return torch.cat([F.softmax(model.head(latents.last), 1), latents.last.flatten(2).amax(2)], 1)
     return score
 
 
@@ -71,13 +72,14 @@ def occlusion_agreement(model: DeconvNet, decoders: dict[str, tuple[DeconvNet, b
         drop = (base[:, classes:, None, None] - maps[:, classes:]).flatten(2)  # (B, C, P*P)
         latents = model.encode(x)
         b, c = drop.shape[:2]
-        peaks, positions = strongest_units(latents.z2)
+        top = model.arch.depth
+        peaks, positions = strongest_units(latents.last)
         active = (peaks > 0).flatten().cpu()
-        expanded = Latents(*(t.repeat_interleave(c, 0) for t in latents))
+        expanded = latents.apply(lambda t: t.repeat_interleave(c, 0))
         channel = torch.arange(c, device=x.device).repeat(b)
         for name, (decoder, tied) in decoders.items():
-            empty = None if tied else decoder.decode(latents.with_map(2, torch.zeros_like(latents.z2)), 2)
-            projection = unit_projections(decoder, expanded, 2, channel, positions.flatten(), tied,
+            empty = None if tied else decoder.decode(latents.with_map(top, torch.zeros_like(latents.last)), top)
+            projection = unit_projections(decoder, expanded, top, channel, positions.flatten(), tied,
                                           None if tied else empty.repeat_interleave(c, 0))
             pooled = F.avg_pool2d(projection.abs().sum(1, keepdim=True), size, stride).flatten(1)
             rho = rowwise_spearman(drop.flatten(0, 1), pooled)[active]

@@ -142,7 +142,7 @@ def test_replayed_latents_give_task3s_statistics_of_the_model():
     with torch.no_grad():
         latents = net.encode(normalize(images))
     direct, z_direct, _ = channel_table(net, images, labels, seed=0)
-    replayed, z_replayed, _ = channel_table(baselines.Replay(latents.z1, latents.z2), images, labels, seed=0)
+    replayed, z_replayed, _ = channel_table(baselines.Replay(latents.at(1), latents.at(2)), images, labels, seed=0)
     for layer in (1, 2):
         assert direct[layer] == replayed[layer] and torch.equal(z_direct[layer], z_replayed[layer])
 
@@ -318,13 +318,13 @@ def test_the_shortcuts_give_the_same_numbers():
     assert once == [plain, plain]
     with torch.no_grad():
         latents = net.encode(normalize(images[:4]))
-        zero = latents.with_map(2, torch.zeros_like(latents.z2))
+        zero = latents.with_map(2, torch.zeros_like(latents.at(2)))
         channel, position = torch.tensor([0, 3, 7, 15]), torch.tensor([0, 6, 12, 24])
         for tied in (False, True):
-            single = torch.zeros_like(latents.z2)
+            single = torch.zeros_like(latents.at(2))
             for m in range(4):
-                r, c = divmod(int(position[m]), latents.z2.shape[-1])
-                single[m, channel[m], r, c] = latents.z2[m, channel[m], r, c]
+                r, c = divmod(int(position[m]), latents.at(2).shape[-1])
+                single[m, channel[m], r, c] = latents.at(2)[m, channel[m], r, c]
             expected = (net.decode(latents.with_map(2, single), 2, tied=tied)
                         - net.decode(zero, 2, tied=tied))
             got = evidence.unit_projections(net, latents, 2, channel, position, tied)

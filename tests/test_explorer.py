@@ -205,8 +205,8 @@ def occlusion_reference(net, pixels, target, size, stride):
                 occluded = x.clone()
                 occluded[:, :, top:top + size, left:left + size] = 0
                 latents = net.encode(occluded)
-                probability.append(float(torch.softmax(net.head(latents.z2), 1)[0, target]))
-                channels.append(latents.z2[0].flatten(1).max(1).values)
+                probability.append(float(torch.softmax(net.head(latents.at(2)), 1)[0, target]))
+                channels.append(latents.at(2)[0].flatten(1).max(1).values)
     return torch.tensor(probability, dtype=torch.float64), torch.stack(channels, 1).double()
 
 

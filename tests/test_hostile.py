@@ -148,7 +148,7 @@ def test_an_interrupted_run_leaves_its_folder_marked_and_says_so(tmp_path):
 def test_a_second_writer_into_the_same_folder_is_refused(tiny_cifar, tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; sys.path.insert(0, %r)\n"
-        "from files import run_folder\n"
+        "from study.run_folders import run_folder\n"
         "with run_folder(__import__('pathlib').Path(%r), 'holder.py'):\n"
         "    print('held', flush=True); time.sleep(60)") % (str(REPO), str(tmp_path / "o"))],
         stdout=subprocess.PIPE, text=True)
@@ -206,7 +206,7 @@ def test_two_quick_interrupts_leave_no_child_of_the_sweep_alive(tmp_path):
     pids = tmp_path / "pids"
     script.write_text(
         f"import sys, os, signal\nsys.path.insert(0, {str(REPO)!r})\n"
-        "import sweep\nfrom pathlib import Path\nfrom common import run_cli\n"
+        "import sweep\nfrom pathlib import Path\nfrom study.common import run_cli\n"
         "child = 'import os, time; open(%r, \"a\").write(str(os.getpid()) + chr(10)); "
         "time.sleep(120)'\n"
         f"runs = [sweep.Run(f'r{{i}}', [sys.executable, '-c', child % {str(pids)!r}], Path('.')) "

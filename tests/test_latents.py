@@ -30,11 +30,10 @@ def test_keeping_one_channel_equals_decoding_a_latent_with_only_that_channel(net
     net, latents = net_and_latents
     singles = net.decode(latents, layer, keep=[[c] for c in range(count)])
     assert singles.shape == (count, 3, 32, 32)
-    field = "z1" if layer == 1 else "z2"
     for c in (0, count - 1):
-        z = getattr(latents, field).clone()
+        z = latents.at(layer).clone()
         z[:, [k for k in range(count) if k != c]] = 0
-        assert torch.allclose(singles[c], net.decode(latents._replace(**{field: z}), layer)[0])
+        assert torch.allclose(singles[c], net.decode(latents.with_map(layer, z), layer)[0])
     distinct = {tuple(r.flatten()[:200].tolist()) for r in singles}
     assert len(distinct) > count // 2  # dead channels may coincide, live ones differ
 
@@ -42,10 +41,9 @@ def test_keeping_one_channel_equals_decoding_a_latent_with_only_that_channel(net
 @pytest.mark.parametrize("layer", [1, 2])
 def test_the_empty_latent_decodes_biases_and_switches_alone(net_and_latents, layer):
     net, latents = net_and_latents
-    field = "z1" if layer == 1 else "z2"
-    zeroed = latents._replace(**{field: torch.zeros_like(getattr(latents, field))})
+    zeroed = latents.with_map(layer, torch.zeros_like(latents.at(layer)))
     assert torch.equal(net.decode(latents, layer, keep=[[]])[0], net.decode(zeroed, layer)[0])
-    count = getattr(latents, field).shape[1]
+    count = latents.at(layer).shape[1]
     assert torch.equal(net.decode(latents, layer, keep=[list(range(count))])[0],
                        net.decode(latents, layer)[0])
 
@@ -78,11 +76,11 @@ def test_tied_decoding_uses_the_encoder_filters_transposed_and_no_bias(net_and_l
     encoder's own conv weights and no bias, for both layers."""
     net, latents = net_and_latents
     with torch.no_grad():
-        h1 = F.relu(_unpool_by_hand(latents.z1, latents.indices1, 28))
+        h1 = F.relu(_unpool_by_hand(latents.at(1), latents.switches_at(1), 28))
         expected1 = F.conv_transpose2d(h1, net.conv1.weight)  # no bias argument
-        h2 = F.relu(_unpool_by_hand(latents.z2, latents.indices2, 10))
+        h2 = F.relu(_unpool_by_hand(latents.at(2), latents.switches_at(2), 10))
         z1_hat = F.relu(_unpool_by_hand(F.conv_transpose2d(h2, net.conv2.weight),
-                                        latents.indices1, 28))
+                                        latents.switches_at(1), 28))
         expected2 = F.conv_transpose2d(z1_hat, net.conv1.weight)
         assert net.conv1.bias.abs().sum() > 0 and net.conv2.bias.abs().sum() > 0  # would show
         assert torch.allclose(net.decode(latents, 1, tied=True), expected1, atol=1e-5)
@@ -121,10 +119,10 @@ class ChannelNet(DeconvNet):
         latents = super().encode(x)
         grey = 0.299 * x[:, 0:1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]  # as local_signals
         luminance = torch.nn.functional.avg_pool2d(grey, 6, 2)[:, 0]
-        z1 = latents.z1.clone()
+        z1 = latents.at(1).clone()
         z1[:, 0] = luminance + 1
         z1[:, 1] = 0
-        return latents._replace(z1=z1)
+        return latents.with_map(1, z1)
 
 
 def test_statistics_find_a_luminance_channel_and_a_class_channel():
@@ -170,7 +168,7 @@ def test_controls_measure_what_the_decoder_makes_of_the_empty_latent():
     assert set(result) == {"own", "empty_latent", "other_latent", "other_switches"}
     with torch.no_grad():
         latents = net.encode(normalize(images))
-        empty = net.decode(latents._replace(z1=torch.zeros_like(latents.z1)), 1)
+        empty = net.decode(latents.with_map(1, torch.zeros_like(latents.at(1))), 1)
     mse = (denormalize(empty) - images / 255).pow(2).mean().item()
     assert result["empty_latent"]["psnr_db"] == pytest.approx(
         10 * math.log10(1 / mse), abs=0.01)
@@ -323,7 +321,7 @@ class SignalNet(DeconvNet):
         pooled = [torch.stack([torch.stack([m[:, 2 * i:2 * i + 6, 2 * j:2 * j + 6].mean((1, 2))
                                             for j in range(14)], 1) for i in range(14)], 1)
                   for m in maps]
-        return latents._replace(z1=torch.stack(pooled, 1) + 2)
+        return latents.with_map(1, torch.stack(pooled, 1) + 2)
 
 
 def test_every_channel_statistic_has_a_known_answer():
@@ -367,8 +365,8 @@ def test_the_other_image_controls_swap_latents_and_switches_between_images():
         other_latent, other_switches = [], []
         for i in range(6):
             j = (i - 1) % 6  # "another image": the previous one in the batch
-            other_latent.append(net.decode(own[i]._replace(z2=own[j].z2), 2))
-            other_switches.append(net.decode(own[j]._replace(z2=own[i].z2), 2))
+            other_latent.append(net.decode(own[i].with_map(2, own[j].at(2)), 2))
+            other_switches.append(net.decode(own[j].with_map(2, own[i].at(2)), 2))
     for case, decoded in (("other_latent", other_latent),
                           ("other_switches", other_switches)):
         mse = (denormalize(torch.cat(decoded)) - images / 255).pow(2).mean().item()

@@ -3,7 +3,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models import DeconvNet, TutorialNet, architecture_of, load_model, reconstruction_loss
+from models import Architecture, DeconvNet, TutorialNet, architecture_of, load_model, reconstruction_loss
 
 
 def test_tutorial_net_outputs_ten_scores():
@@ -14,8 +14,8 @@ def test_deconv_net_shapes():
     net = DeconvNet()
     x = torch.randn(4, 3, 32, 32)
     latents = net.encode(x)
-    assert latents.z1.shape == (4, 6, 14, 14)
-    assert latents.z2.shape == (4, 16, 5, 5)
+    assert latents.at(1).shape == (4, 6, 14, 14)
+    assert latents.at(2).shape == (4, 16, 5, 5)
     logits, x_hat = net(x)
     assert logits.shape == (4, 10) and x_hat.shape == (4, 3, 32, 32)
     assert net.decode(latents, 1).shape == (4, 3, 32, 32)
@@ -28,10 +28,15 @@ def test_unpooling_puts_each_maximum_back_at_its_argmax():
                       [3., 4., 9., 1.],
                       [0., 0., 7., 8.],
                       [6., 2., 3., 8.5]]).view(1, 1, 4, 4)
-    net = DeconvNet()
-    pooled, indices = net.pool(x)
-    assert pooled.flatten().tolist() == [5., 9., 6., 8.5]
-    restored = net.unpool(pooled, indices, output_size=(4, 4))
+    # one stage whose 1x1 convolution is the identity: decode's unpooling is all that acts
+    net = DeconvNet(Architecture(image_channels=1, image_size=4, channels=(1,), kernel=1,
+                                 hidden=()))
+    with torch.no_grad():
+        net.conv1.weight.fill_(1.0)
+        net.conv1.bias.zero_()
+    latents = net.encode(x)
+    assert latents.at(1).flatten().tolist() == [5., 9., 6., 8.5]
+    restored = net.decode(latents, 1, tied=True)
     expected = torch.tensor([[0., 5., 0., 0.],
                              [0., 0., 9., 0.],
                              [0., 0., 0., 0.],

@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from study import files
+from study import files, run_folders
 import data
 from study import image_files
 import train_classifier
@@ -465,7 +465,7 @@ def test_a_full_disk_while_creating_the_output_folder_leaves_no_half_folder(tmp_
 
 
 def test_a_full_disk_while_writing_the_lock_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
-    real_open = files.open_no_follow
+    real_open = run_folders.open_no_follow
 
     class Full:
         def __init__(self, handle):
@@ -476,7 +476,7 @@ def test_a_full_disk_while_writing_the_lock_is_one_line_and_leaves_nothing(tmp_p
 
         def flush(self):
             raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(files, "open_no_follow", lambda path, mode: Full(real_open(path, mode)))
+    monkeypatch.setattr(run_folders, "open_no_follow", lambda path, mode: Full(real_open(path, mode)))
     with pytest.raises(UsageError, match="No space left on device") as error:
         with run_folder(tmp_path / "new", "train_classifier.py"):
             pass

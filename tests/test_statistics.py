@@ -43,7 +43,7 @@ class ConstantDecoder(DeconvNet):
     """Decodes every latent to the normalised value -1 (pixel 0 once denormalised)."""
 
     def decode(self, latents, layer, keep=None, tied=False):
-        return torch.full((len(latents.z1), 3, 32, 32), -1.0)
+        return torch.full((len(latents.at(1)), 3, 32, 32), -1.0)
 
 
 def test_decoder_psnr_of_a_decoder_with_a_known_output():
