@@ -19,14 +19,15 @@ override PARTITION := $(value PARTITION)
 export CIFAR10_DIR SUBSET DEVICE EXECUTOR PARTITION
 COMMON = --subset "$$SUBSET" --device "$$DEVICE"
 
-.PHONY: all install runs explorer task1 task2 task3 report sweep test bench submission clean
+.PHONY: all install runs explorer task1 task2 task3 report sweep test test-fast bench submission clean
 
 # Tasks 1 and 2 (3 seeds each), the lambda sweep and Task 3, then the explorer with every model
 # and the report.
 all: install runs explorer report
 
+# pip only when a requirement is missing or too old (tests/check_requirements.py says which).
 install:
-	$(PYTHON) -m pip install --quiet -r requirements.txt
+	$(PYTHON) tests/check_requirements.py requirements.txt || $(PYTHON) -m pip install --quiet -r requirements.txt
 	if [ "$$EXECUTOR" = slurm ]; then $(PYTHON) -m pip install --quiet -r requirements-cluster.txt; fi
 
 # Every run of the study as parallel processes (one per CPU core; one at a time on a GPU), or
@@ -35,8 +36,8 @@ install:
 runs:
 	$(PYTHON) sweep.py $(COMMON) --task3 --executor "$$EXECUTOR" $${PARTITION:+--partition "$$PARTITION"}
 
-# The explorer again, now with the lambda-sweep models beside the trained and randomised ones
-# (Task 3 ran before the lambda runs ended; it saved its randomised models for this).
+# The explorer page, built once the runs it shows exist: the trained model with Task 3's channel
+# cards, the randomised models Task 3 saved, and the lambda-sweep models.
 explorer:
 	$(PYTHON) build_explorer.py outputs/task2/deconv_net.pth \
 	    $$(ls outputs/task3/baseline_models/*/deconv_net.pth outputs/runs/task2_lambda*_seed0/deconv_net.pth 2>/dev/null) \
@@ -51,6 +52,7 @@ task2:
 
 task3:
 	$(PYTHON) visualize_latents.py $(COMMON)
+	$(MAKE) explorer
 
 report:
 	$(PYTHON) make_report.py
@@ -59,8 +61,13 @@ report:
 sweep:
 	$(PYTHON) sweep.py $(COMMON) --seeds 0
 
+# Every test (what CI runs; about 6 minutes on a 2-core CPU), and the fast tier for the
+# edit-test loop (no process started, nothing trained: under a minute).
 test: install
 	$(PYTHON) -m pytest -q tests
+
+test-fast:
+	$(PYTHON) -m pytest -q -m "not slow" tests
 
 bench:
 	$(PYTHON) benchmarks/bench_task1.py

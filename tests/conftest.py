@@ -84,9 +84,18 @@ def study_outputs(tmp_path_factory, tiny_cifar) -> Path:
 # Fast unit tests first, so that a slip fails within seconds; the tests that train, run scripts
 # or open a browser come last. Within a file the written order is kept.
 RUN_ORDER = ("test_models.py", "test_statistics.py", "test_latents.py", "test_baselines.py",
-             "test_data.py", "test_training.py", "test_reliability.py", "test_round_four.py",
-             "test_bad_input.py", "test_hostile.py", "test_pipeline.py", "test_report.py",
+             "test_data.py", "test_training.py", "test_reliability.py", "test_untrusted_input.py",
+             "test_bad_input.py", "test_sweep_and_outputs.py", "test_pipeline.py", "test_report.py",
              "test_explorer.py", "test_fuzz.py", "test_slurm.py", "test_real_data.py")
+
+
+# The tiers of pytest.ini, by the fixtures a test uses: a test that needs scripts run (the
+# trained or study outputs, a script environment) is slow; one that needs a browser or the
+# Slurm cluster is marked so too. Tests that start processes without these fixtures carry
+# @pytest.mark.slow themselves; tests/test_tiers.py checks the fast tier starts no process.
+MARKS_OF_FIXTURES = {"trained_outputs": ("slow",), "study_outputs": ("slow",),
+                     "script_env": ("slow",), "browser": ("slow", "browser"),
+                     "slurm_cluster": ("slow", "cluster")}
 
 
 def pytest_collection_modifyitems(config, items):
@@ -94,3 +103,7 @@ def pytest_collection_modifyitems(config, items):
         name = Path(str(item.fspath)).name
         return RUN_ORDER.index(name) if name in RUN_ORDER else len(RUN_ORDER)
     items.sort(key=rank)  # stable: the order inside each file is kept
+    for item in items:
+        for fixture in MARKS_OF_FIXTURES.keys() & set(item.fixturenames):
+            for mark in MARKS_OF_FIXTURES[fixture]:
+                item.add_marker(mark)

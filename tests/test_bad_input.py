@@ -259,6 +259,7 @@ def test_report_names_a_missing_key(tmp_path, monkeypatch, capsys):
 
 # --- bad flags through a real process: exit code, one line, no traceback ---
 
+@pytest.mark.slow
 def test_real_process_gets_one_line_and_exit_2(tmp_path):
     result = run_script("train_classifier.py", "--data-dir", tmp_path / "nope", "--out",
                         tmp_path / "out")
@@ -270,6 +271,7 @@ def test_real_process_gets_one_line_and_exit_2(tmp_path):
 
 @pytest.mark.parametrize("script", ["train_classifier.py", "train_deconv.py",
                                     "visualize_latents.py", "make_report.py"])
+@pytest.mark.slow
 def test_help(script):
     result = run_script(script, "--help")
     assert result.returncode == 0 and "--out" in result.stdout and "default" in result.stdout

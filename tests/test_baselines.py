@@ -105,6 +105,7 @@ def test_picture_similarity_is_scipys_spearman_of_absolute_values():
 
 # --- rules on synthetic latents, and rotations ---
 
+@pytest.mark.slow
 def test_a_class_pure_axis_is_named_on_that_axis_and_loses_the_claim_under_rotation():
     n, per_class = 1000, 100
     labels = torch.arange(10).repeat_interleave(per_class)
@@ -135,6 +136,7 @@ def test_a_class_pure_axis_is_named_on_that_axis_and_loses_the_claim_under_rotat
     assert torch.allclose(baselines.rotate(z2, q2)[:, 5], by_hand, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_replayed_latents_give_task3s_statistics_of_the_model():
     torch.manual_seed(0)
     net, images = DeconvNet().eval(), _images(1500, seed=2)
@@ -277,6 +279,7 @@ def test_train_deconv_permute_labels_is_recorded(tmp_path, tiny_cifar, script_en
 
 # --- the whole block on the real data ---
 
+@pytest.mark.slow
 @pytest.mark.skipif(not (SHARED_CIFAR10 / "train").is_dir(), reason="../shared/cifar10 is not here")
 def test_a_short_real_run_has_the_baseline_keys_for_every_rule():
     from data import load_cifar10
@@ -306,6 +309,7 @@ def test_a_short_real_run_has_the_baseline_keys_for_every_rule():
     assert 0 <= occlusion["probability_unoccluded"] <= 1
 
 
+@pytest.mark.slow
 def test_the_shortcuts_give_the_same_numbers():
     """Image measures computed once for all models, and the zero-latent decodes reused."""
 
@@ -331,6 +335,7 @@ def test_the_shortcuts_give_the_same_numbers():
             assert torch.allclose(got, expected, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_class_selectivity_is_not_read_from_signed_directions():
     n = 500
     labels = torch.arange(10).repeat_interleave(50)

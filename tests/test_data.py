@@ -38,6 +38,7 @@ def test_image_folders_load_with_sorted_class_indices(tiny_cifar, tmp_path):
     assert len(dataset.content_hash) == 64
 
 
+@pytest.mark.slow
 def test_jpeg_folders_load(tmp_path):
     root = write_image_folders(tmp_path / "jpg", 2, 1, fmt="jpg")
     dataset = data.load_cifar10(root, cache_dir=tmp_path / "cache", quiet=True)

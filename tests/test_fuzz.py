@@ -81,6 +81,7 @@ for path in sorted(Path(sys.argv[2]).iterdir()):
 """
 
 
+@pytest.mark.slow
 def test_no_mutated_image_crashes_the_reader(tmp_path):
     rng = np.random.default_rng(2026)
     originals = seeds_files()
@@ -264,6 +265,7 @@ def _base_state():
         return torch.load(path, weights_only=True)
 
 
+@pytest.mark.slow
 def test_no_crafted_json_checkpoint_or_state_crashes_the_readers(tmp_path):
     import io
     import json

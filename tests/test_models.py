@@ -1,4 +1,5 @@
 """models.py: shapes, unpooling, eq. (1), gradients, carrying Task 1 weights over."""
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

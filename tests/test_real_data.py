@@ -5,8 +5,9 @@ import pytest
 
 from conftest import SHARED_CIFAR10, run_script
 
-pytestmark = pytest.mark.skipif(not (SHARED_CIFAR10 / "train").is_dir(),
-                                reason="../shared/cifar10 is not here")
+pytestmark = [pytest.mark.slow, pytest.mark.real_data,
+              pytest.mark.skipif(not (SHARED_CIFAR10 / "train").is_dir(),
+                                 reason="../shared/cifar10 is not here")]
 
 
 def test_tutorial_protocol_on_a_tenth_learns_well_above_chance(tmp_path, script_env):

@@ -108,6 +108,7 @@ class StalledServer:
         self.socket.close()
 
 
+@pytest.mark.slow
 def test_a_stalled_download_gives_up_with_the_fix_and_leaves_nothing(tmp_path, monkeypatch, capsys):
     import torchvision
     server = StalledServer()
@@ -138,6 +139,7 @@ def test_quiet_hides_progress_but_not_warnings(tmp_path, capsys):
     assert "note: cached the decoded images in" in err and "whatever --subset is" in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", ["train_classifier.py", "visualize_latents.py", "make_report.py"])
 def test_an_empty_out_is_an_error_not_the_current_folder(script, tmp_path):
     result = run_script(script, "--out", "", cwd=tmp_path)

@@ -187,6 +187,7 @@ def test_missing_task_gives_a_partial_report_and_a_warning(outputs):
     assert page_count((outputs / "report.pdf").read_bytes()) <= 8
 
 
+@pytest.mark.slow
 def test_nothing_run_yet_is_refused_and_nothing_written(tmp_path):
     (tmp_path / "empty").mkdir()
     result = run_script("make_report.py", "--outputs", tmp_path / "empty")

@@ -72,6 +72,7 @@ def test_slurm_refuses_outputs_under_tmp_unless_told(tmp_path, monkeypatch, caps
     assert not outputs.parent.exists()
 
 
+@pytest.mark.slow
 def test_the_help_says_the_outputs_must_be_visible_to_every_node():
     result = run_script("sweep.py", "--help")
     text = " ".join(result.stdout.split())

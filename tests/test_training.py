@@ -35,6 +35,7 @@ def plain_tutorial_loop(net, images, labels, steps, seed):
     return losses
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["eager", "static"])
 def test_the_step_runner_is_bit_identical_to_the_plain_loop(mode):
     images, labels = synthetic()
@@ -56,6 +57,7 @@ def test_the_step_runner_is_bit_identical_to_the_plain_loop(mode):
     assert means["loss"] == round(sum(expected) / 150, 4)
 
 
+@pytest.mark.slow
 def test_static_buffers_give_task2_the_same_weights_as_eager():
     images, labels = synthetic(n=90)  # 22 full batches and a last batch of 2, run eagerly
     results = []
@@ -148,6 +150,7 @@ def test_the_plan_has_every_seed_and_lambda_once(tmp_path):
     assert str(permuted.out / "deconv_net.pth") in task3.command
 
 
+@pytest.mark.slow
 def test_the_runner_keeps_order_limits_and_reports_a_failure(tmp_path):
     stamp = tmp_path / "order.txt"
 

@@ -1,5 +1,5 @@
-"""Reliability, round three: what a hostile user tried. Malformed image files, outputs that must
-belong to one run, a sweep that cannot mix or mislabel runs, and no traceback anywhere."""
+"""Misuse of the scripts and the sweep: malformed image files, outputs that must belong to one
+run, a sweep that cannot mix or mislabel runs, and no traceback anywhere."""
 import json
 import os
 import signal
@@ -102,6 +102,7 @@ def test_an_unreadable_image_is_called_unreadable_not_damaged(small_data, tmp_pa
     assert image_files.read_image(path).shape == (32, 32, 3)
 
 
+@pytest.mark.slow
 def test_a_file_name_that_is_not_utf8_prints_as_one_line(small_data, tmp_path):
     folder = small_data / "train" / "cat"
     name = os.fsencode(folder) + b"/\xff\xfe-bad.png"
@@ -145,6 +146,7 @@ def test_an_interrupted_run_leaves_its_folder_marked_and_says_so(tmp_path):
     assert not (tmp_path / "out" / INCOMPLETE).exists()
 
 
+@pytest.mark.slow
 def test_a_second_writer_into_the_same_folder_is_refused(tiny_cifar, tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; sys.path.insert(0, %r)\n"
@@ -201,6 +203,7 @@ def test_a_run_waiting_for_a_failed_run_is_not_started(tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
+@pytest.mark.slow
 def test_two_quick_interrupts_leave_no_child_of_the_sweep_alive(tmp_path):
     script = tmp_path / "parent.py"
     pids = tmp_path / "pids"
@@ -426,6 +429,7 @@ def test_init_from_a_folder_says_it_is_a_folder(tmp_path, small_data, monkeypatc
     assert_one_line_error(code, lines, "is a folder")
 
 
+@pytest.mark.slow
 def test_a_huge_batch_size_allocates_nothing_up_front(tiny_cifar, tmp_path):
     result = run_script("train_classifier.py", "--data-dir", tiny_cifar, "--out", tmp_path / "o",
                         "--quiet", "--epochs", "1", "--batch-size", "1000000000",

@@ -1,4 +1,4 @@
-"""Reliability, round four (issue 26, part 1): links in output folders, names that act on the
+"""Input that must not be trusted: links in output folders, names that act on the
 terminal, output folders that belong to others, a cache that must not be trusted blindly, huge
 files, crafted JSON, crafted checkpoints and training states, full disks, misleading messages.
 
