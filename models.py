@@ -139,7 +139,38 @@ class Architecture:
                 "layers": [stage.describe() for stage in self.layers], "fc": list(self.widths)}
 
 
-ARCHITECTURE = Architecture()  # the tutorial's network
+ARCHITECTURE = Architecture()  # the tutorial's network, the default everywhere
+
+# Networks of the same kind, by name (`--arch`): the deconvnet mirror stays exact for each.
+ARCHITECTURES = {
+    "tutorial": ARCHITECTURE,
+    # three 3x3 stages with padding: the smallest deeper net, for tests and quick looks
+    "small3": Architecture(channels=(8, 16, 32), kernel=3, padding=1, hidden=(64,)),
+}
+
+
+def architecture_named(name: str) -> Architecture:
+    if name not in ARCHITECTURES:
+        raise UsageError(f"--arch {name!r} is not one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[name]
+
+
+def architecture_beside(checkpoint: Path) -> Architecture:
+    """The architecture recorded in the metrics.json written beside a checkpoint (every training
+    run records it), or the tutorial's when there is none (the tutorial's own checkpoints)."""
+    from study.readers import read_json
+
+    metrics = Path(checkpoint).with_name("metrics.json")
+    if not metrics.is_file():
+        return ARCHITECTURE
+    described = read_json(metrics, "metrics file", "rerun the script that wrote it").get("architecture")
+    if described is None:
+        return ARCHITECTURE
+    try:
+        return Architecture.from_description(described)
+    except (KeyError, TypeError, ValueError, IndexError):
+        raise UsageError(f"{metrics} records an architecture this repository cannot build; "
+                         "rerun the script that wrote it") from None
 
 
 class TutorialNet(nn.Module):
@@ -295,10 +326,11 @@ def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 # --- checkpoints: plain state dicts, told apart by their keys ---
 
-def architecture_of(state: dict) -> str | None:
-    """'DeconvNet' or 'TutorialNet' by the keys of a state dict; None for anything else."""
+def architecture_of(state: dict, arch: Architecture = ARCHITECTURE) -> str | None:
+    """'DeconvNet' or 'TutorialNet' (built as `arch`) by the keys of a state dict; None for
+    anything else."""
     keys = {k for k in state if isinstance(k, str)}
-    classifier = set(TutorialNet().state_dict())
+    classifier = set(TutorialNet(arch).state_dict())
     if classifier <= keys and any(k.startswith("deconv") for k in keys):
         return "DeconvNet"
     if classifier <= keys:
@@ -347,19 +379,20 @@ def check_state_dict(state: object, path: Path, what: str,
     return state
 
 
-def read_state_dict(path: Path, what: str, data: bytes | None = None) -> tuple[str, dict]:
+def read_state_dict(path: Path, what: str, data: bytes | None = None,
+                    arch: Architecture = ARCHITECTURE) -> tuple[str, dict]:
     """(architecture, state dict) of a checkpoint file (or of its bytes `data`, read once by the
     caller), or one UsageError saying what is wrong."""
     from study.common import printable
 
     state = check_state_dict(load_torch_file(path, what, data), path, what)
-    architecture = architecture_of(state)
+    architecture = architecture_of(state, arch)
     if architecture is None:
         shown = ", ".join(printable(k) for k in list(state)[:3])
         raise UsageError(f"{what} {path} holds neither the tutorial net nor the DeconvNet "
                          f"(keys {shown}{', ...' if len(state) > 3 else ''}); pass "
                          "cifar_net.pth or deconv_net.pth")
-    model = DeconvNet() if architecture == "DeconvNet" else TutorialNet()
+    model = DeconvNet(arch) if architecture == "DeconvNet" else TutorialNet(arch)
     check_state_dict(state, path, what, {k: v.shape for k, v in model.state_dict().items()})
     return architecture, state
 
@@ -374,12 +407,15 @@ def load_weights(model: nn.Module, state: dict, path: Path, what: str, strict: b
         raise UsageError(f"{what} {path} does not fit this architecture: {detail}") from None
 
 
-def load_model(path: Path, architecture: str, what: str, data: bytes | None = None) -> nn.Module:
+def load_model(path: Path, architecture: str, what: str, data: bytes | None = None,
+               arch: Architecture | None = None) -> nn.Module:
     """A model of `architecture` with the weights of `path` (a state dict of that architecture);
-    from `data` when the caller has read the file's bytes already."""
-    found, state = read_state_dict(path, what, data)
+    from `data` when the caller has read the file's bytes already. The network is built as
+    `arch`, by default as the metrics.json beside the checkpoint records it."""
+    arch = arch or architecture_beside(path)
+    found, state = read_state_dict(path, what, data, arch)
     if found != architecture:
         raise UsageError(f"{what} {path} holds a {found}, not a {architecture}")
-    model = DeconvNet() if architecture == "DeconvNet" else TutorialNet()
+    model = DeconvNet(arch) if architecture == "DeconvNet" else TutorialNet(arch)
     load_weights(model, state, path, what)
     return model

@@ -19,7 +19,7 @@ from study.common import (ArgumentParser, add_data_arguments, add_output_argumen
 from study.files import save_json, save_torch
 from study.run_folders import check_output_dir, run_folder
 from data import DISPLAY_NAMES, load_cifar10
-from models import ARCHITECTURE, TutorialNet, load_model
+from models import ARCHITECTURES, TutorialNet, load_model
 from study.training import accuracy_summary, add_training_arguments, evaluate, fit
 from study.training_state import STATE_FILE, check_training_state, require_training_state
 
@@ -54,7 +54,7 @@ def sgd(net: nn.Module, args) -> torch.optim.Optimizer:
 def run_settings(args, data_sha256: str) -> dict:
     """What determines the trained model: checked on --resume, compared by Task 2."""
     return {"model": "TutorialNet", "batch_size": args.batch_size, "lr": args.lr,
-            "momentum": args.momentum, "seed": args.seed, "subset": args.subset,
+            "momentum": args.momentum, "seed": args.seed, "subset": args.subset, "arch": args.arch,
             "log_every": args.log_every, "data_sha256": data_sha256}
 
 
@@ -73,7 +73,7 @@ def main() -> None:
     settings = run_settings(args, data.content_hash)
     if args.resume:  # other settings and damaged states are refused before anything is written
         with torch.random.fork_rng(devices=[]):  # the probe must not move the seeded stream
-            probe = TutorialNet()
+            probe = TutorialNet(ARCHITECTURES[args.arch])
         check_training_state(args.out / STATE_FILE, settings, args.epochs,
                              [sgd(probe, args)], probe, PART_NAMES)
     with run_folder(args.out, "train_classifier.py", args.data_dir) as out:
@@ -85,7 +85,7 @@ def main() -> None:
         print(" ".join(f"{name:5s}" for name in names))
 
         # 2. Define a convolutional neural network; 3. a loss function and optimiser.
-        net = TutorialNet().to(device)
+        net = TutorialNet(ARCHITECTURES[args.arch]).to(device)
         optimizer = sgd(net, args)
 
         # 4. Train the network.
@@ -99,7 +99,8 @@ def main() -> None:
         # Save the trained model as the tutorial does (a plain state dict), and load it back.
         model_path = out / "cifar_net.pth"
         save_torch(net.state_dict(), model_path)
-        net = load_model(model_path, "TutorialNet", "checkpoint").to(device)
+        net = load_model(model_path, "TutorialNet", "checkpoint",
+                         arch=ARCHITECTURES[args.arch]).to(device)
 
         # 5. Test the network on the test data: a few images first, then the whole test set.
         predictions = evaluate(net, data.test_images, data.test_labels)["predictions"]
@@ -125,7 +126,7 @@ def main() -> None:
                           args.log_every, out / "loss_curve.svg", "Task 1: training loss")
 
         save_json({
-            "task": "task1", "model": "TutorialNet", "architecture": ARCHITECTURE.describe(),
+            "task": "task1", "model": "TutorialNet", "architecture": ARCHITECTURES[args.arch].describe(),
             "config": {**settings, "epochs": args.epochs, "data_dir": str(args.data_dir)},
             **summary,
             # One class digit per test image: Task 2 and sweep.py pair them for McNemar's test.

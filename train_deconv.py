@@ -22,7 +22,7 @@ from study.files import save_json, save_torch
 from study.run_folders import INCOMPLETE, check_output_dir, run_folder
 from study.readers import field, read_json
 from data import DISPLAY_NAMES, denormalize, load_cifar10, normalize
-from models import ARCHITECTURE, DeconvNet, load_weights, read_state_dict, reconstruction_loss
+from models import ARCHITECTURES, Architecture, DeconvNet, load_weights, read_state_dict, reconstruction_loss
 from study.training import accuracy_summary, add_training_arguments, evaluate, fit, mcnemar, psnr_db
 from study.training_state import STATE_FILE, check_training_state, require_training_state
 from study.settings import COMPARED_WITH_TASK1, DEFAULT_LAMBDA
@@ -72,11 +72,11 @@ def eq1(lam: float):
     return loss_fn
 
 
-def encoder_weights(path: Path) -> dict:
+def encoder_weights(path: Path, arch: Architecture) -> dict:
     """Encoder and head weights of a Task 1 (or Task 2) checkpoint, checked against the net."""
-    _, state = read_state_dict(path, "--init-from")
-    state = {k: v for k, v in state.items() if not k.startswith(("deconv1.", "deconv2."))}
-    load_weights(DeconvNet(), state, path, "--init-from", strict=False)  # fails on a wrong shape
+    _, state = read_state_dict(path, "--init-from", arch=arch)
+    state = {k: v for k, v in state.items() if not k.startswith("deconv")}
+    load_weights(DeconvNet(arch), state, path, "--init-from", strict=False)  # fails on a wrong shape
     return state
 
 
@@ -108,7 +108,7 @@ def run_settings(args, data_sha256: str) -> dict:
     permuted = {"permute_labels": True} if getattr(args, "permute_labels", False) else {}
     return {"model": "DeconvNet", **permuted, "lambda": args.lam, "batch_size": args.batch_size,
             "lr": args.lr, "momentum": args.momentum, "decoder_optimizer": args.decoder_optimizer,
-            "decoder_lr": args.decoder_lr, "seed": args.seed, "subset": args.subset,
+            "decoder_lr": args.decoder_lr, "seed": args.seed, "subset": args.subset, "arch": args.arch,
             "log_every": args.log_every,
             "init_from": str(args.init_from) if args.init_from else None,
             "data_sha256": data_sha256}
@@ -119,7 +119,7 @@ def main() -> None:
     started = time.perf_counter()
     device = select_device(args.device)
     check_output_dir(args.out, "task2", args.data_dir)
-    init_state = encoder_weights(args.init_from) if args.init_from else None  # fail early
+    init_state = encoder_weights(args.init_from, ARCHITECTURES[args.arch]) if args.init_from else None  # fail early
     if args.resume:
         require_training_state(args.out / STATE_FILE)
     data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=args.quiet)
@@ -131,7 +131,7 @@ def main() -> None:
                     else data.train_labels)
     if args.resume:  # other settings and damaged states are refused before anything is written
         with torch.random.fork_rng(devices=[]):  # the probe must not move the seeded stream
-            probe = DeconvNet()
+            probe = DeconvNet(ARCHITECTURES[args.arch])
         check_training_state(args.out / STATE_FILE, settings, args.epochs,
                              optimizers_for(probe, args, device), probe, PART_NAMES)
     # Read and check Task 1's results now, not after the whole training.
@@ -141,7 +141,7 @@ def main() -> None:
     with run_folder(args.out, "train_deconv.py", args.data_dir) as out:
         # The classifier with its mirror decoder, trained on eq. (1).
         torch.manual_seed(args.seed)
-        net = DeconvNet()
+        net = DeconvNet(ARCHITECTURES[args.arch])
         if init_state is not None:
             net.load_state_dict(init_state, strict=False)
         net.to(device)
@@ -176,7 +176,7 @@ def main() -> None:
                           f"Task 2: training losses (λ = {args.lam:g})", scale={"rec": args.lam})
 
         save_json({
-            "task": "task2", "model": "DeconvNet", "architecture": ARCHITECTURE.describe(),
+            "task": "task2", "model": "DeconvNet", "architecture": ARCHITECTURES[args.arch].describe(),
             "config": config, "lambda": args.lam,
             # L_rec sums over the 32x32 pixels: lambda weighs a mean-squared-error term by 1024 lambda
             "lambda_as_mse_weight": round(1024 * args.lam, 6),

@@ -30,8 +30,29 @@ from study.findings import RULES, against_baselines, channel_roles, describe_cha
 from models import ARCHITECTURE, DeconvNet, load_model
 from study.occlusion import OCCLUDER
 
-CHANNELS = {stage.index: stage.channels for stage in ARCHITECTURE.layers}
-LEARNED_DECODER = {1: "z1_refit", 2: "z2_learned"}  # the decoder each layer's pictures use
+CHANNELS = {stage.index: stage.channels for stage in ARCHITECTURE.layers}  # for --help
+
+
+def decoders_of(net: DeconvNet, refit: DeconvNet) -> dict[str, tuple[DeconvNet, int, bool]]:
+    """Every decoder Task 3 measures, by identifier: (model, layer, tied). Layer 1 has Task 2's
+    literal decoder, the one refitted on the real z1 and the tied deconvnet; the last layer the
+    decoder Task 2 trained on it and the tied one; a layer between them its literal Task 2
+    decoder (trained only on the outputs of the layer above) and the tied one."""
+    decoders = {}
+    for stage in net.arch.layers:
+        name, last = stage.name, stage.index == net.arch.depth
+        decoders[f"{name}_learned" if last else f"{name}_literal"] = (net, stage.index, False)
+        if stage.index == 1 and not last:
+            decoders[f"{name}_refit"] = (refit, 1, False)
+        decoders[f"{name}_tied"] = (net, stage.index, True)
+    return decoders
+
+
+def picture_decoder(arch, layer: int) -> str:
+    """The decoder each layer's pictures use: the refitted one for z1, Task 2's otherwise."""
+    if layer == 1 and arch.depth > 1:
+        return "z1_refit"
+    return f"z{layer}_learned" if layer == arch.depth else f"z{layer}_literal"
 
 
 def parse_args(argv: list[str] | None = None):
@@ -64,9 +85,11 @@ def parse_args(argv: list[str] | None = None):
     return parser.parse_args(argv)
 
 
-def channel_choice(layer: int, text: str) -> tuple[str, list[int] | int | None]:
-    """Parse --z1-channels/--z2-channels: ('all', None), ('top', K) or ('list', [...])."""
-    count, flag = CHANNELS[layer], f"--z{layer}-channels"
+def channel_choice(layer: int, text: str, count: int | None = None
+                   ) -> tuple[str, list[int] | int | None]:
+    """Parse --z1-channels/--z2-channels for a layer of `count` channels (the tutorial's by
+    default): ('all', None), ('top', K) or ('list', [...])."""
+    count, flag = count or CHANNELS[layer], f"--z{layer}-channels"
     if text == "all":
         return "all", None
     if text.startswith("top"):
@@ -183,7 +206,8 @@ def save_explorer_models(models: list[dict], folder: Path) -> None:
 def main() -> None:
     args = parse_args()
     started = time.perf_counter()
-    choices = {1: channel_choice(1, args.z1_channels), 2: channel_choice(2, args.z2_channels)}
+    for layer, text in ((1, args.z1_channels), (2, args.z2_channels)):  # a malformed flag fails
+        channel_choice(layer, text, count=2 ** 31)  # before anything is loaded; ranges below
     device = select_device(args.device)
     check_output_dir(args.out, "task3", args.data_dir)
     # These are measurements, not training: full float32 on GPUs too (TF32 would blur the
@@ -191,6 +215,11 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     net, checkpoint_sha256 = load_task2_model(args.checkpoint, device)
+    arch = net.arch
+    flags = {1: args.z1_channels, 2: args.z2_channels}  # deeper layers: their six strongest
+    choices = {stage.index: channel_choice(
+        stage.index, flags.get(stage.index, f"top{min(6, stage.channels)}"), stage.channels)
+        for stage in arch.layers}
     task2_metrics = args.checkpoint.with_name("metrics.json")
     task2 = (read_json(task2_metrics, "Task 2 metrics", "rerun train_deconv.py")
              if task2_metrics.is_file() else {})
@@ -206,13 +235,12 @@ def main() -> None:
         refit, refit_info = layer1_refit(net, args.checkpoint, checkpoint_sha256,
                                          data.train_images, data.content_hash, args.fit_epochs,
                                          args.seed, args.quiet)
-        decoders = decoder_checks({"z1_literal": (net, 1, False), "z1_refit": (refit, 1, False),
-                                   "z1_tied": (net, 1, True), "z2_learned": (net, 2, False),
-                                   "z2_tied": (net, 2, True)}, data.test_images)
+        decoders = decoder_checks(decoders_of(net, refit), data.test_images)
         for result in decoders.values():
             print(f"full-latent test PSNR, {result['label']}: {result['psnr_db']:.2f} dB "
                   f"(r = {result['correlation']:.2f})")
-        layer_models = {1: (refit, "z1 decoder refit on real z1"), 2: (net, "Task 2 decoder")}
+        layer_models = {stage.index: (refit, "z1 decoder refit on real z1") if stage.index == 1
+                        and arch.depth > 1 else (net, "Task 2 decoder") for stage in arch.layers}
         control_results = {f"z{layer}": controls(model, layer, data.test_images)
                            for layer, (model, _) in layer_models.items()}
 
@@ -222,7 +250,7 @@ def main() -> None:
                                                        args.seed)
         plots.class_heatmap(class_means, DISPLAY_NAMES, out / "class_selectivity.svg")
         top = {}
-        for stage in ARCHITECTURE.layers:
+        for stage in arch.layers:
             strongest = top9(layer_models[stage.index][0], activations[stage.index],
                              data.test_images, data.test_labels, stage.index)
             plots.top9_figure(strongest, stage.index, stage.receptive_field,
@@ -241,7 +269,7 @@ def main() -> None:
         diversity = baselines["projection_diversity"]["per_model"]["trained"]
         for layer, layer_rows in rows.items():
             judged = baselines["rules"][f"z{layer}"]
-            alike = diversity[LEARNED_DECODER[layer]]
+            alike = diversity[picture_decoder(arch, layer)]
             for row, claims, similar in zip(layer_rows, judged["channels"], alike):
                 row["roles"] = [role for role, _ in channel_roles(row)]
                 row["baseline_claims"] = claims["claims"]
@@ -282,7 +310,7 @@ def main() -> None:
 
         save_json({
             "task": "task3", "checkpoint": str(args.checkpoint),
-            "task2_config": task2.get("config"), "architecture": ARCHITECTURE.describe(),
+            "task2_config": task2.get("config"), "architecture": arch.describe(),
             "layer1_refit": refit_info, "decoders": decoders, "controls": control_results,
             "rules": RULES, "channels": channels, "baselines": baselines,
             "appearance_reference": {"random_patches": RANDOM_PATCHES,

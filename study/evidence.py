@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from data import DISPLAY_NAMES, batches, normalize
 from study.findings import hue_name
-from models import ARCHITECTURE, DeconvNet, Latents
+from models import ARCHITECTURE, Architecture, DeconvNet, Latents
 
 EDGE_ANGLES = (0, 45, 90, 135)  # edge orientation, degrees counter-clockwise from horizontal
 TOP_K = 100  # strongest test images per channel for the class make-up and patch appearance
@@ -22,7 +22,8 @@ RANDOM_PATCHES = 2000  # the reference the strongest patches are compared with
 
 # --- every channel over the test set ---
 
-def local_signals(images_u8: torch.Tensor, layer: int) -> dict[str, torch.Tensor]:
+def local_signals(images_u8: torch.Tensor, layer: int,
+                  arch: Architecture = ARCHITECTURE) -> dict[str, torch.Tensor]:
     """Image measures averaged under each unit's receptive field: (N, H, W) maps per name."""
     x = images_u8.float() / 255
     r, g, b = x[:, 0:1], x[:, 1:2], x[:, 2:3]
@@ -36,9 +37,15 @@ def local_signals(images_u8: torch.Tensor, layer: int) -> dict[str, torch.Tensor
         # (image rows grow downwards, hence the minus sign on the vertical part).
         across = math.radians(angle + 90)
         maps[f"edge_{angle}"] = (math.cos(across) * gx - math.sin(across) * gy) ** 2
-    stage = ARCHITECTURE.layer(layer)
+    stage = arch.layer(layer)
     return {name: F.avg_pool2d(m, stage.receptive_field, stage.stride)[:, 0]
             for name, m in maps.items()}
+
+
+def arch_of(encoder) -> Architecture:
+    """The architecture of a network, or the tutorial's for an encoder that carries none (a
+    stand-in that replays precomputed latents)."""
+    return getattr(encoder, "arch", ARCHITECTURE)
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -62,7 +69,7 @@ def channel_statistics(net: DeconvNet, images: torch.Tensor, labels: torch.Tenso
         activations.append(latents.at(layer).cpu())
     z = torch.cat(activations)
     # the image measures depend on the images only: a caller reading many models passes them once
-    signals = signals if signals is not None else local_signals(images.cpu(), layer)
+    signals = signals if signals is not None else local_signals(images.cpu(), layer, arch_of(net))
     labels = labels.cpu()
     class_means = torch.stack([z[labels == k].mean(dim=(0, 2, 3)) for k in range(10)], 1)
     rows = []
@@ -97,9 +104,10 @@ def strongest_units(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return z.flatten(2).max(2)
 
 
-def receptive_box(layer: int, position: int, width: int) -> tuple[int, int, int]:
+def receptive_box(layer: int, position: int, width: int,
+                  arch: Architecture = ARCHITECTURE) -> tuple[int, int, int]:
     """(top, left, size) in pixels of the receptive field of the unit at flat `position`."""
-    stage = ARCHITECTURE.layer(layer)
+    stage = arch.layer(layer)
     size, stride = stage.receptive_field, stage.stride
     return (position // width) * stride, (position % width) * stride, size
 
@@ -177,16 +185,16 @@ def _weighted_angle(angles_deg: torch.Tensor, weights: torch.Tensor, period: flo
 
 
 def patches_at(images_u8: torch.Tensor, indices: torch.Tensor, positions: torch.Tensor,
-               layer: int, width: int) -> torch.Tensor:
+               layer: int, width: int, arch: Architecture = ARCHITECTURE) -> torch.Tensor:
     """The receptive-field patches (N, 3, s, s) in [0, 1] of the units at flat `positions`."""
-    boxes = [receptive_box(layer, int(p), width) for p in positions]
+    boxes = [receptive_box(layer, int(p), width, arch) for p in positions]
     return torch.stack([images_u8[int(i), :, top:top + size, left:left + size]
                         for i, (top, left, size) in zip(indices, boxes)]).float().cpu() / 255
 
 
 def patch_appearance(images_u8: torch.Tensor, peaks: torch.Tensor, positions: torch.Tensor,
                      layer: int, width: int, k: int, seed: int,
-                     n_random: int = RANDOM_PATCHES) -> list[dict]:
+                     n_random: int = RANDOM_PATCHES, arch: Architecture = ARCHITECTURE) -> list[dict]:
     """Per channel: how its k strongest patches differ from random patches of the same layer.
 
     Each measure of `patch_measures` as an effect size (Cohen's d) against random receptive
@@ -197,11 +205,12 @@ def patch_appearance(images_u8: torch.Tensor, peaks: torch.Tensor, positions: to
     generator = torch.Generator().manual_seed(seed)
     random_images = torch.randint(0, len(images_u8), (n_random,), generator=generator)
     random_positions = torch.randint(0, width * width, (n_random,), generator=generator)
-    reference = patch_measures(patches_at(images_u8, random_images, random_positions, layer, width))
+    reference = patch_measures(patches_at(images_u8, random_images, random_positions, layer, width,
+                                          arch))
     rows = []
     for c in range(peaks.shape[1]):
         winners = peaks[:, c].topk(k).indices
-        top = patch_measures(patches_at(images_u8, winners, positions[winners, c], layer, width))
+        top = patch_measures(patches_at(images_u8, winners, positions[winners, c], layer, width, arch))
         hue, hue_consistency = _weighted_angle(top["hue_deg"], top["saturation"], 360)
         orientation, orientation_consistency = _weighted_angle(
             top["orientation_deg"], top["coherence"], 180)
@@ -255,7 +264,7 @@ def top9(model: DeconvNet, z: torch.Tensor, images: torch.Tensor, labels: torch.
         single.view(k, count, -1)[rows_k, c, where] = field.view(k, count, -1)[rows_k, c, where]
         projection = (model.decode(latents.with_map(layer, single), layer)
                       - model.decode(latents.with_map(layer, torch.zeros_like(field)), layer))
-        boxes = [receptive_box(layer, int(p), width) for p in where.tolist()]
+        boxes = [receptive_box(layer, int(p), width, model.arch) for p in where.tolist()]
         patches = [images[chosen[i], :, t:t + s, l:l + s].cpu() / 255
                    for i, (t, l, s) in enumerate(boxes)]
         projections = [projection[i, :, t:t + s, l:l + s].cpu() for i, (t, l, s) in enumerate(boxes)]
@@ -308,7 +317,7 @@ def single_channels(model: DeconvNet, tied_model: DeconvNet, image_u8: torch.Ten
     energy = z.pow(2).sum(dim=(1, 2))
     share = energy / energy.sum().clamp_min(1e-12)
     peaks, positions = strongest_units(z[None])
-    boxes = {c: receptive_box(layer, int(positions[0, c]), width) for c in channels}
+    boxes = {c: receptive_box(layer, int(positions[0, c]), width, model.arch) for c in channels}
     # Linearity check of layer 1: the contributions of all channels add up to full - empty.
     residual = ((contributions.sum(0) + empty - full).abs().max().item()
                 if layer == 1 and len(channels) == z.shape[0] else None)
@@ -341,14 +350,15 @@ def channel_table(net: DeconvNet, images: torch.Tensor, labels: torch.Tensor, se
     """
     rows, activations, class_means = {}, {}, {}
     k = min(k, len(labels))
-    tests = sum(stage.channels for stage in ARCHITECTURE.layers)
-    for stage in ARCHITECTURE.layers:
+    arch = arch_of(net)
+    tests = sum(stage.channels for stage in arch.layers)
+    for stage in arch.layers:
         layer = stage.index
         rows[layer], activations[layer], class_means[layer] = channel_statistics(
             net, images, labels, layer, (signals or {}).get(layer))
         peaks, positions = strongest_units(activations[layer])
         makeup = class_makeup(peaks, labels, k, tests=tests)
-        looks = patch_appearance(images, peaks, positions, layer, stage.size, k, seed)
+        looks = patch_appearance(images, peaks, positions, layer, stage.size, k, seed, arch=arch)
         for row, classes, look in zip(rows[layer], makeup, looks):
             row.update(classes, **look)
     return rows, activations, class_means
@@ -398,7 +408,7 @@ def projection_diversity(model: DeconvNet, z: torch.Tensor, images: torch.Tensor
     for c in range(channels):
         patches, crops = [], []
         for m in range(c * k, (c + 1) * k):
-            top, left, size = receptive_box(layer, int(where[m]), z.shape[-1])
+            top, left, size = receptive_box(layer, int(where[m]), z.shape[-1], model.arch)
             patches.append(images[chosen[m], :, top:top + size, left:left + size].float().cpu())
             crops.append(projections[m, :, top:top + size, left:left + size])
         proj, patch = mean_pairwise_correlation(torch.stack(crops)), mean_pairwise_correlation(torch.stack(patches))

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from data import normalize
 from study.evidence import strongest_units, unit_projections
-from models import ARCHITECTURE, DeconvNet, Latents
+from models import DeconvNet
 
 OCCLUDER = {"size": 8, "stride": 2}  # pixels; the grey is 0 in the normalised input
 
@@ -64,7 +64,7 @@ def occlusion_agreement(model: DeconvNet, decoders: dict[str, tuple[DeconvNet, b
     strongest activation under the occluder and its strongest unit's |projection| (summed over
     colour, averaged under each occluder position's square), per decoder {name: (model, tied)}:
     {decoder: {"mean", "sd", "n"}} over (image, channel) pairs; constant maps are left out."""
-    size, stride, classes = OCCLUDER["size"], OCCLUDER["stride"], ARCHITECTURE.classes
+    size, stride, classes = OCCLUDER["size"], OCCLUDER["stride"], model.arch.classes
     rhos = {name: [] for name in decoders}
     for part in images_u8.split(chunk):
         x = normalize(part)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from study.common import FLOAT32_MAX, Interrupted, UsageError, number
 from data import batches, denormalize, normalize
-from models import reconstruction_loss
+from models import ARCHITECTURES, reconstruction_loss
 from study.training_state import epoch_on_disk, resume_training_state, save_training_state
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
@@ -29,6 +29,8 @@ LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, t
 
 def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """The tutorial's training protocol, shared by Tasks 1 and 2 so their defaults stay equal."""
+    parser.add_argument("--arch", choices=tuple(ARCHITECTURES), default="tutorial",
+                        help="the network: the tutorial's, or another of the same kind (models.py)")
     parser.add_argument("--epochs", type=number(int, 1), default=2, help="passes over the training set")
     parser.add_argument("--batch-size", type=number(int, 1), default=4, help="mini-batch size")
     # bounded by float32's range: torch refuses (with a traceback) a step size it cannot hold

@@ -77,8 +77,16 @@ def study_outputs(tmp_path_factory, tiny_cifar) -> Path:
                        "--seeds", "0,1", "--lambdas", "0,1e-2", "--quiet", "--task3", "--",
                        "--epochs", "1", "--log-every", "10", env=env)
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr
-    assert (root / "outputs" / "task3" / "metrics.json").is_file()
-    return root / "outputs"
+    outputs = root / "outputs"
+    assert (outputs / "task3" / "metrics.json").is_file()
+    # the explorer page, as make all builds it once the runs exist
+    page = run_script("build_explorer.py", outputs / "task2" / "deconv_net.pth",
+                      *sorted((outputs / "task3" / "baseline_models").glob("*/deconv_net.pth")),
+                      *sorted((outputs / "runs").glob("task2_lambda*_seed0/deconv_net.pth")),
+                      "--task3", outputs / "task3" / "metrics.json",
+                      "--out", outputs / "task3" / "explorer.html", "--quiet", env=env)
+    assert page.returncode == 0, page.stdout + page.stderr
+    return outputs
 
 
 # Fast unit tests first, so that a slip fails within seconds; the tests that train, run scripts
