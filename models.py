@@ -144,8 +144,9 @@ ARCHITECTURE = Architecture()  # the tutorial's network, the default everywhere
 # Networks of the same kind, by name (`--arch`): the deconvnet mirror stays exact for each.
 ARCHITECTURES = {
     "tutorial": ARCHITECTURE,
-    # three 3x3 stages with padding: the smallest deeper net, for tests and quick looks
-    "small3": Architecture(channels=(8, 16, 32), kernel=3, padding=1, hidden=(64,)),
+    # three 3x3 stages (maps 15, 6 and 2 units wide): the smallest deeper net, for tests and
+    # quick looks
+    "small3": Architecture(channels=(8, 16, 32), kernel=3, hidden=(64,)),
 }
 
 

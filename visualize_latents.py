@@ -216,6 +216,10 @@ def main() -> None:
     torch.backends.cudnn.allow_tf32 = False
     net, checkpoint_sha256 = load_task2_model(args.checkpoint, device)
     arch = net.arch
+    if any(stage.padding for stage in arch.layers):
+        raise UsageError(f"{args.checkpoint} is a network with padded convolutions, whose receptive "
+                         "fields reach past the image border; Task 3 reads only unpadded ones "
+                         "(the tutorial's net, --arch small3)")
     flags = {1: args.z1_channels, 2: args.z2_channels}  # deeper layers: their six strongest
     choices = {stage.index: channel_choice(
         stage.index, flags.get(stage.index, f"top{min(6, stage.channels)}"), stage.channels)

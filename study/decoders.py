@@ -21,14 +21,18 @@ from study.files import save_torch
 from study.readers import load_torch_file
 from data import batches, denormalize, normalize, warn
 from models import DeconvNet, Latents
+from study.settings import DECODER_KINDS
 from study.training import psnr_db
 
-# Stable identifiers (keys in metrics.json) with their display labels.
-DECODERS = {"z1_literal": "z1, Task 2 deconv1 (literal)",
-            "z1_refit": "z1, deconv1 refit on real z1",
-            "z1_tied": "z1, tied (conv1 transposed)",
-            "z2_learned": "z2, Task 2 decoder",
-            "z2_tied": "z2, tied (conv2, conv1 transposed)"}
+# Decoder identifiers (keys in metrics.json) are "<layer>_<kind>", e.g. "z1_refit"; their labels
+# come from decoder_label. The tutorial's net has z1_literal, z1_refit, z1_tied, z2_learned and
+# z2_tied.
+def decoder_label(identifier: str) -> str:
+    """'z1_refit' -> 'z1, refitted on the real latents'."""
+    layer, kind = identifier.split("_", 1)
+    return f"{layer}, {DECODER_KINDS[kind]}"
+
+
 CONTROLS = {"own": "own latent and switches",
             "empty_latent": "empty latent, own switches",
             "other_latent": "other image's latent, own switches",
@@ -39,7 +43,7 @@ CONTROLS = {"own": "own latent and switches",
 
 def fit_layer1_decoder(refit: DeconvNet, images: torch.Tensor, epochs: int, seed: int,
                        quiet: bool) -> float:
-    """Give `refit` a fresh deconv1 (ConvTranspose2d(6, 3, 5)) fitted to invert its real z1.
+    """Give `refit` a fresh deconv1 (the transpose of conv1's shape) fitted to invert its real z1.
 
     Task 2's deconv1 only ever sees deconv2's output, never the encoder's z1, so it is not a
     decoder of z1. The encoder stays frozen; the layer is trained through DeconvNet.decode (unpool
@@ -49,7 +53,8 @@ def fit_layer1_decoder(refit: DeconvNet, images: torch.Tensor, epochs: int, seed
     started = time.perf_counter()
     torch.manual_seed(seed)
     first = refit.arch.layer(1)
-    refit.deconv1 = nn.ConvTranspose2d(first.channels, first.in_channels, first.kernel).to(images.device)
+    refit.deconv1 = nn.ConvTranspose2d(first.channels, first.in_channels, first.kernel,
+                                       padding=first.padding).to(images.device)
     optimizer = torch.optim.Adam(refit.deconv1.parameters(), lr=3e-3)
     steps = epochs * math.ceil(len(images) / 32)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=3e-3, total_steps=steps)
@@ -115,7 +120,7 @@ def decoder_checks(decoders: dict[str, tuple[DeconvNet, int, bool]], images: tor
                    batch_size: int = 1000) -> dict:
     """Full-latent reconstruction quality of each decoder on the test set: PSNR and r.
 
-    `decoders` maps an identifier of DECODERS to (model, layer, tied).
+    `decoders` maps a decoder identifier ("z1_refit", ...) to (model, layer, tied).
     """
     results = {}
     for name, (model, layer, tied) in decoders.items():
@@ -125,7 +130,7 @@ def decoder_checks(decoders: dict[str, tuple[DeconvNet, int, bool]], images: tor
             error, r = _agreement(model.decode(model.encode(x), layer, tied=tied), images_u8 / 255)
             squared += error
             correlations.append(r * len(x))
-        results[name] = {"label": DECODERS[name], "layer": layer,
+        results[name] = {"label": decoder_label(name), "layer": layer,
                          "psnr_db": round(psnr_db(squared / images.numel()), 2),
                          "correlation": round(sum(correlations) / len(images), 3)}
     return results

@@ -1,5 +1,5 @@
-"""Output folders and files: checks before a run, a lock and an .incomplete marker while it
-runs, and writes to a temporary name renamed into place, never through a link.
+"""Files written safely: to a temporary name renamed into place, never through a link, with the
+folders made (and removed again on failure) and the temporaries of killed runs cleaned up.
 """
 import contextlib
 import errno

@@ -10,7 +10,7 @@ Change a value here and the scripts, the sweep, its summary, the report and the 
 
 DEFAULT_LAMBDA = 1e-2  # weight of L_rec in eq. (1) for Task 2 and for every seed of the sweep
 SWEEP_SEEDS = (0, 1, 2)  # Task 1 and Task 2 (default λ) are trained once per seed
-SWEEP_LAMBDAS = (0.0, 1e-4, 1e-3, DEFAULT_LAMBDA, 1e-1)  # Task 2 at the first seed per value
+SWEEP_LAMBDAS = tuple(sorted({0.0, 1e-4, 1e-3, DEFAULT_LAMBDA, 1e-1}))  # Task 2, first seed, per value
 
 # A Task 2 run is compared with Task 1 (McNemar, the report's provenance check) only when these
 # settings of the two runs agree.
@@ -26,11 +26,14 @@ def lambda_name(lam: float) -> str:
 
 # --- Task 3: which decoder reads which latent, and the baselines it is weighed against ---
 
-# Decoder kinds, per layer: "learned" is Task 2's own decoder from that layer down, "refit" the
-# same layers fitted again on the real latents with the encoder frozen, "tied" Zeiler & Fergus's
-# deconvnet (the encoder's filters transposed, no bias, nothing learned).
-DECODER_KINDS = {"learned": "Task 2's decoder", "refit": "refitted decoder",
-                 "tied": "tied deconvnet (encoder's filters)"}
+# Decoder kinds, per layer (identifiers "<layer>_<kind>", e.g. "z1_refit"): "learned" is the
+# decoder Task 2 trained on the last layer, "literal" Task 2's decoder applied to a lower layer
+# it never saw (it was trained on the outputs of the layer above), "refit" those layers fitted
+# again on the real latents with the encoder frozen, "tied" Zeiler & Fergus's deconvnet (the
+# encoder's filters transposed, no bias, nothing learned).
+DECODER_KINDS = {"learned": "Task 2 decoder", "literal": "Task 2 decoder, literal",
+                 "refit": "refitted on the real latents",
+                 "tied": "tied (encoder filters transposed)"}
 
 # Groups of models Task 3's findings are weighed against: id -> (short label, long label).
 # Cascading randomisation (Adebayo et al. 2018) adds one group per stage, from the top

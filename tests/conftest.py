@@ -100,7 +100,8 @@ RUN_ORDER = ("test_models.py", "test_statistics.py", "test_latents.py", "test_ba
 # The tiers of pytest.ini, by the fixtures a test uses: a test that needs scripts run (the
 # trained or study outputs, a script environment) is slow; one that needs a browser or the
 # Slurm cluster is marked so too. Tests that start processes without these fixtures carry
-# @pytest.mark.slow themselves; tests/test_tiers.py checks the fast tier starts no process.
+# @pytest.mark.slow themselves; a test of the fast tier that starts a process fails
+# (no_process_in_the_fast_tier), so the tier stays fast.
 MARKS_OF_FIXTURES = {"trained_outputs": ("slow",), "study_outputs": ("slow",),
                      "script_env": ("slow",), "browser": ("slow", "browser"),
                      "slurm_cluster": ("slow", "cluster")}
@@ -115,3 +116,13 @@ def pytest_collection_modifyitems(config, items):
         for fixture in MARKS_OF_FIXTURES.keys() & set(item.fixturenames):
             for mark in MARKS_OF_FIXTURES[fixture]:
                 item.add_marker(mark)
+
+
+@pytest.fixture(autouse=True)
+def no_process_in_the_fast_tier(request, monkeypatch):
+    """A test not marked slow may not start a process (the fast tier's promise)."""
+    if request.node.get_closest_marker("slow") is None:
+        def refuse(*args, **kwargs):
+            raise AssertionError(f"{request.node.nodeid} starts a process: mark it "
+                                 "@pytest.mark.slow")
+        monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
