@@ -629,7 +629,8 @@ function renderPrediction(now) {
 function gridColumns(count, container, minWidth) {
   // as many columns as fit, then balanced rows (16 maps in 7 columns would leave 2 alone: use 6)
   const width = container.clientWidth || container.getBoundingClientRect().width || minWidth;
-  const fit = Math.max(1, Math.min(count, Math.floor((width + 6) / (minWidth + 6))));
+  const gap = parseFloat(getComputedStyle(container).columnGap) || 0;
+  const fit = Math.max(1, Math.min(count, Math.floor((width + gap) / (minWidth + gap))));
   const rows = Math.ceil(count / fit);
   return Math.ceil(count / rows);
 }
