@@ -135,8 +135,18 @@ def _extra_model(entry: dict) -> dict:
             "decoders": decoder_notes(decoder is not None), **model_meta(entry)}
 
 
+def kind_of(name: str) -> dict:
+    """{kind, randomised} from the name Task 3 gives its baseline models ("conv2_seed1001",
+    "conv1_conv2_seed1001", "permuted_labels"), else {}."""
+    randomised = re.findall(r"conv\d+", name)
+    if "permuted" in name:
+        return {"kind": "permuted"}
+    return {"kind": "random", "randomised": randomised} if randomised else {}
+
+
 def model_meta(entry: dict) -> dict:
     """A model's kind, λ and randomised layers as the page reads them (its labels and notes)."""
+    entry = {**kind_of(str(entry.get("id", ""))), **entry}
     kind = entry.get("kind", "other")
     if kind not in MODEL_KINDS:
         raise ValueError(f"model kind {kind!r} is not one of {MODEL_KINDS}")
@@ -223,10 +233,7 @@ def _describe_checkpoint(path: Path) -> tuple[str, str, dict]:
             label = None
         if isinstance(label, str) and label:
             ident = re.sub(r"[^A-Za-z0-9_.-]", "_", path.parent.name).lstrip("_.-")[:64] or "model"
-            randomised = re.findall(r"conv\d+", path.parent.name)
-            kind = ("permuted" if "permuted" in path.parent.name else "random" if randomised
-                    else "other")
-            return ident, label, {"kind": kind, "randomised": randomised}
+            return ident, label, kind_of(path.parent.name)
     metrics = path.with_name("metrics.json")
     config = {}
     if metrics.is_file():

@@ -631,12 +631,16 @@ function gridColumns(count, container, minWidth) {
   const width = container.clientWidth || container.getBoundingClientRect().width || minWidth;
   const gap = parseFloat(getComputedStyle(container).columnGap) || 0;
   const fit = Math.max(1, Math.min(count, Math.floor((width + gap) / (minWidth + gap))));
+  for (let c = fit; c > Math.max(1, Math.floor(fit / 2)); c--) {
+    const last = count % c;
+    if (last === 0 || 2 * last >= c) return c;  // no row less than half full
+  }
   const rows = Math.ceil(count / fit);
   return Math.ceil(count / rows);
 }
 
 function mapColumns() {
-  return gridColumns(layerOf(state.layer).channels, $("maps"), layerOf(state.layer).channels > 8 ? 84 : 100);
+  return gridColumns(layerOf(state.layer).channels, $("maps"), layerOf(state.layer).channels > 8 ? 72 : 100);
 }
 
 function layoutMaps() {
@@ -803,6 +807,9 @@ function openSheet() {
   $("card").classList.add("sheet");
   document.body.classList.add("sheet-open");
   updatePadding();
+  // the tapped map stays in view above the sheet (a small scroll at most, never a jump)
+  const view = document.querySelector(`#maps .map-view[data-channel="${state.card}"]`);
+  if (view) view.scrollIntoView({ block: "nearest" });
 }
 
 function closeSheet() {
