@@ -37,6 +37,11 @@ IMAGES_PER_CLASS = 10
 MAX_BYTES = 3 * 2 ** 20
 DEFAULT_ID = "trained"
 DEFAULT_LABEL = "trained model (Task 2)"
+# What the page says about a model comes from its kind (the plain words live in explorer.js):
+# "trained" (the default), "lambda" (the same protocol, another weight of the reconstruction
+# loss), "random" (the layers in "randomised" re-initialised, decoders refitted), "permuted"
+# (trained on shuffled labels) or "other".
+MODEL_KINDS = ("trained", "lambda", "random", "permuted", "other")
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -107,7 +112,12 @@ def channel_cards(task3: dict, test_images: torch.Tensor) -> dict:
                                  "B-(R+G)/2": row["r_blue_yellow"],
                                  "gradient energy": row["r_gradient_energy"]},
                 "patch_size": top["boxes"][0][2], "patches": patches,
-                "patch_classes": top["classes"]})
+                "patch_classes": top["classes"],
+                # each claim against its baselines: the card's "beats random networks" badge
+                "claims": [{"rule": claim["rule"],
+                            "baselines": {group: {"exceeds": b.get("exceeds")}
+                                          for group, b in claim.get("baselines", {}).items()}}
+                           for claim in row.get("baseline_claims", [])]})
     return cards
 
 
@@ -122,13 +132,33 @@ def _extra_model(entry: dict) -> dict:
     decoder = entry.get("layer1_decoder")
     return {"id": entry["id"], "label": str(entry["label"]), "precision": "float16 head",
             "weights": model_weights(entry["net"], decoder, "float16"),
-            "decoders": decoder_notes(decoder is not None)}
+            "decoders": decoder_notes(decoder is not None), **model_meta(entry)}
+
+
+def kind_of(name: str) -> dict:
+    """{kind, randomised} from the name Task 3 gives its baseline models ("conv2_seed1001",
+    "conv1_conv2_seed1001", "permuted_labels"), else {}."""
+    randomised = re.findall(r"conv\d+", name)
+    if "permuted" in name:
+        return {"kind": "permuted"}
+    return {"kind": "random", "randomised": randomised} if randomised else {}
+
+
+def model_meta(entry: dict) -> dict:
+    """A model's kind, λ and randomised layers as the page reads them (its labels and notes)."""
+    entry = {**kind_of(str(entry.get("id", ""))), **entry}
+    kind = entry.get("kind", "other")
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"model kind {kind!r} is not one of {MODEL_KINDS}")
+    lam = entry.get("lambda")
+    randomised = [str(name) for name in entry.get("randomised", [])]
+    return {"kind": kind, "lambda": None if lam is None else float(lam), "randomised": randomised}
 
 
 def page_data(net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | None,
               test_images: torch.Tensor, test_labels: torch.Tensor, report_images: dict,
-              task3: dict | None, extra_models: list[dict] = (), model_label: str = DEFAULT_LABEL
-              ) -> dict:
+              task3: dict | None, extra_models: list[dict] = (), model_label: str = DEFAULT_LABEL,
+              model_info: dict | None = None) -> dict:
     """Everything the page embeds, as JSON-ready values."""
     report_test = report_images["test"]["index"]
     indices = gallery(test_labels, IMAGES_PER_CLASS, [report_test])
@@ -142,7 +172,8 @@ def page_data(net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | None,
         pixels.append(train["pixels"])
     models = [{"id": DEFAULT_ID, "label": model_label, "precision": "float32",
                "weights": model_weights(net, layer1_decoder),
-               "decoders": decoder_notes(layer1_decoder is not None)}]
+               "decoders": decoder_notes(layer1_decoder is not None),
+               **model_meta({"kind": "trained", **(model_info or {})})}]
     for entry in extra_models:
         models.append(_extra_model(entry))
     ids = [m["id"] for m in models]
@@ -166,18 +197,19 @@ def render(data: dict) -> str:
 def write_explorer(path: Path, net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | None,
                    test_images: torch.Tensor, test_labels: torch.Tensor, report_images: dict,
                    task3: dict | None, *, extra_models: list[dict] = (),
-                   model_label: str = DEFAULT_LABEL) -> int:
+                   model_label: str = DEFAULT_LABEL, model_info: dict | None = None) -> int:
     """Write the page atomically; returns its size in bytes.
 
     `report_images` is {"test": {"index"}, "train": {"index", "label", "pixels"} or absent};
     `task3` is Task 3's metrics ("channels", "top9") or None for a page without channel cards.
     `extra_models` are models to switch to, each {"id": stable link-safe id, "label": display
     text, "net": a DeconvNet, "layer1_decoder": a ConvTranspose2d that decodes z1, or None to use
-    the net's own deconv1}, embedded with float16 fully connected layers (convolutions and
+    the net's own deconv1; optional "kind" (MODEL_KINDS), "lambda", "randomised" (layer names)
+    from which the page words its labels}; `model_info` the same optional keys for the default, embedded with float16 fully connected layers (convolutions and
     decoders float32, so their maps and reconstructions are exact). The page stays <= 3 MB (ValueError otherwise).
     """
     text = render(page_data(net, layer1_decoder, test_images.cpu(), test_labels.cpu(),
-                            report_images, task3, list(extra_models), model_label))
+                            report_images, task3, list(extra_models), model_label, model_info))
     encoded = text.encode()
     if len(encoded) > MAX_BYTES:
         raise ValueError(f"explorer.html would be {len(encoded)} bytes, over {MAX_BYTES}; "
@@ -189,9 +221,10 @@ def write_explorer(path: Path, net: DeconvNet, layer1_decoder: torch.nn.ConvTran
 
 # --- the command line: a page from any Task 2 checkpoint(s) ---
 
-def _describe_checkpoint(path: Path) -> tuple[str, str]:
-    """(id, label) for a checkpoint: from the model.json Task 3 writes beside the randomised
-    models it saves, else from the Task 2 metrics beside it when there are any."""
+def _describe_checkpoint(path: Path) -> tuple[str, str, dict]:
+    """(id, label, {kind, lambda, randomised}) for a checkpoint: from the model.json Task 3
+    writes beside the randomised models it saves (the folder names the re-initialised layers or
+    the permuted labels), else from the Task 2 metrics beside it when there are any."""
     described = path.with_name("model.json")
     if described.is_file():
         try:
@@ -200,7 +233,7 @@ def _describe_checkpoint(path: Path) -> tuple[str, str]:
             label = None
         if isinstance(label, str) and label:
             ident = re.sub(r"[^A-Za-z0-9_.-]", "_", path.parent.name).lstrip("_.-")[:64] or "model"
-            return ident, label
+            return ident, label, kind_of(path.parent.name)
     metrics = path.with_name("metrics.json")
     config = {}
     if metrics.is_file():
@@ -210,9 +243,11 @@ def _describe_checkpoint(path: Path) -> tuple[str, str]:
             config = {}
     if "lambda" in config and "seed" in config:
         ident = f"lambda_{config['lambda']:g}_seed{config['seed']}"
-        return ident, f"λ = {config['lambda']:g}, seed {config['seed']} ({path.parent.name})"
+        kind = "permuted" if config.get("permute_labels") else "lambda"
+        return (ident, f"λ = {config['lambda']:g}, seed {config['seed']} ({path.parent.name})",
+                {"kind": kind, "lambda": config["lambda"]})
     slug = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{path.parent.name}_{path.stem}").lstrip("_.-")
-    return (slug or "model")[:64], str(path)
+    return (slug or "model")[:64], str(path), {}
 
 
 def _layer1_decoder(path: Path, net: DeconvNet) -> torch.nn.ConvTranspose2d | None:
@@ -255,11 +290,11 @@ def main(argv: list[str] | None = None) -> None:
     models, seen = [], set()
     for path in args.checkpoints:
         net = load_model(path, "DeconvNet", "checkpoint").eval()
-        ident, label = _describe_checkpoint(path)
+        ident, label, meta = _describe_checkpoint(path)
         while ident in seen or ident == DEFAULT_ID:
             ident += "_"
         seen.add(ident)
-        models.append({"id": ident, "label": label, "net": net,
+        models.append({"id": ident, "label": label, "net": net, **meta,
                        "layer1_decoder": _layer1_decoder(path, net)})
     described = ((task3 or {}).get("layer1_refit") or {}).get("checkpoint_sha256")
     if described and described != hashlib.sha256(args.checkpoints[0].read_bytes()).hexdigest():
@@ -288,7 +323,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         size = write_explorer(args.out, first["net"], first["layer1_decoder"], data.test_images,
                               data.test_labels, report, task3, extra_models=models[1:],
-                              model_label=first["label"])
+                              model_label=first["label"],
+                              model_info={"lambda": first.get("lambda")})
     except ValueError as error:  # over 3 MB, or a weight float16 cannot hold
         raise UsageError(str(error)) from None
     print(f"wrote {args.out} ({size / 2 ** 20:.2f} MB, {len(models)} model(s), "

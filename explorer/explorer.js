@@ -37,19 +37,6 @@ function floatsOf(encoded) {
   return { shape: encoded.shape, data: new Float32Array(bytes.buffer) };
 }
 
-const MODELS = DATA.models.map(m => ({ id: m.id, label: m.label, precision: m.precision,
-                                       decoders: m.decoders, raw: m.weights, W: null }));
-function weightsOf(model) {  // decoded on first use, so extra models cost nothing at load
-  if (!model.W) {
-    model.W = {};
-    for (const [name, layer] of Object.entries(model.raw)) {
-      model.W[name] = { weight: floatsOf(layer.weight), bias: floatsOf(layer.bias) };
-    }
-  }
-  return model.W;
-}
-const modelById = id => MODELS.find(m => m.id === id);
-const PIXELS = bytesOf(DATA.pixels);
 
 // --- the network ---
 
@@ -193,12 +180,14 @@ function keepChannels(z, C, channels) {
 // Decode z`layer` keeping only `channels` (the rest zero), with the image's own switches:
 // z1 through the refitted layer-1 decoder when the model has one, deeper maps through the
 // model's own Task 2 decoder (unpool, ReLU, transposed convolution, layer by layer).
-function decodeLatents(latents, layer, channels, W) {
+// `refit` false decodes z1 with the model's own deconv1 too (side by side with a model that has
+// no refitted one, both are read by the same kind of decoder).
+function decodeLatents(latents, layer, channels, W, refit = true) {
   let h = keepChannels(latents.z[layer - 1], layerOf(layer).channels, channels);
   for (let k = layer; k >= 1; k--) {
     const L = layerOf(k);
     h = relu(unpool(h, latents.index[k - 1], L.channels, L.conv_size, L.conv_size));
-    const decoder = k === 1 && layer === 1 && W.deconv1_refit ? W.deconv1_refit : W[`deconv${k}`];
+    const decoder = k === 1 && layer === 1 && refit && W.deconv1_refit ? W.deconv1_refit : W[`deconv${k}`];
     h = convTranspose2d(h, L.channels, L.conv_size, L.conv_size, decoder);
   }
   return h;
@@ -217,12 +206,14 @@ const argmax = values => values.indexOf(Math.max(...values));
 
 // Zeiler & Fergus's Fig. 7: a square of zeros in the normalised input (mid grey) with its
 // top-left corner at (r*stride, c*stride) while it fits; per position the probability of
-// `target` and each channel's largest activation in every layer. Row-major maps.
-function occlusionMaps(pixels, target, size, stride, W) {
+// `target` and each channel's largest activation in every layer. Row-major maps; `probabilities`
+// holds every class's probability per position. `onRow(r, n)` after each row (progress). This
+// function and the ones it calls also run in the occlusion Web Worker (built from their source).
+function occlusionMaps(pixels, target, size, stride, W, onRow) {
   if (!Number.isInteger(size) || size < 1 || size > SIDE) throw new RangeError(`size must be a whole number from 1 to ${SIDE}`);
   if (!Number.isInteger(stride) || stride < 1) throw new RangeError("stride must be a whole number >= 1");
   const x0 = normalize(pixels), n = Math.floor((SIDE - size) / stride) + 1;
-  const probability = [], layers = LAYERS.map(L => range(L.channels).map(() => []));
+  const probability = [], probabilities = [], layers = LAYERS.map(L => range(L.channels).map(() => []));
   for (let r = 0; r < n; r++) {
     for (let c = 0; c < n; c++) {
       const x = x0.slice();
@@ -230,7 +221,9 @@ function occlusionMaps(pixels, target, size, stride, W) {
         for (let y = r * stride; y < r * stride + size; y++) x.fill(0, ch * PLANE + y * SIDE + c * stride, ch * PLANE + y * SIDE + c * stride + size);
       }
       const latents = encodeInput(x, W);
-      probability.push(classifyLatents(latents, W)[target]);
+      const p = classifyLatents(latents, W);
+      probabilities.push(p);
+      probability.push(p[target]);
       LAYERS.forEach((L, k) => {
         const z = latents.z[k], m = L.size * L.size;
         for (let ch = 0; ch < L.channels; ch++) {
@@ -240,17 +233,66 @@ function occlusionMaps(pixels, target, size, stride, W) {
         }
       });
     }
+    if (onRow) onRow(r, n);
   }
-  return { side: n, size, stride, target, probability, layers };
+  return { side: n, size, stride, target, probability, probabilities, layers };
 }
+
+// --- the models: one list of plain descriptions, labels derived from each model's metadata ---
+
+// kind -> what the model is and what to look for (the page's only words about models)
+const MODEL_TEXT = {
+  trained: { what: "The network as trained: it learned to sort the photos into classes and, weighted by λ, to rebuild them from its maps.",
+             look: "Tick single channels to see what each one keeps of the picture." },
+  lambda: { what: "The same network and training as the trained model, with another λ.",
+            look: "Does a larger λ rebuild the picture better from the maps, and what does it cost in correct predictions?" },
+  random: { what: "The layers named here were reset to random numbers after training; the decoder was then fitted again to this random network's maps (the classifier on top was kept).",
+            look: "If the pictures still look good while the predictions fail, good pictures show what the decoder and the network's shape can do, not what it learned." },
+  permuted: { what: "Trained exactly like the trained model, but on labels shuffled at random, so there was nothing about the classes to learn.",
+              look: "Whatever looks the same as in the trained model comes from the images and the network's shape, not from learning the classes." },
+  other: { what: "A network of the same shape loaded from a checkpoint.", look: "Compare its maps and pictures with the trained model's side by side." },
+};
+const LAMBDA_TEXT = "λ (lambda) weighs the reconstruction loss against the classification loss in training: " +
+  "λ = 0 trains for classifying only; a larger λ pushes the maps to keep what is needed to rebuild the picture.";
+const lambdaText = lam => `λ = ${lam}`;
+
+function modelLabel(m) {
+  const lam = m.lambda === null || m.lambda === undefined ? "" : lambdaText(m.lambda);
+  if (m.kind === "trained") return lam ? `trained (${lam})` : "trained";
+  if (m.kind === "lambda") return `${lam}${m.lambda === 0 ? " (no reconstruction loss)" : ""}`;
+  if (m.kind === "random") {
+    const all = LAYERS.every((_, k) => m.randomised.includes(`conv${k + 1}`));
+    return `random ${m.randomised.join(" + ")}` + (all ? " (all layers)" : `, other layers trained`);
+  }
+  if (m.kind === "permuted") return "trained on shuffled labels";
+  return m.label;
+}
+
+const MODELS = DATA.models.map(m => ({ id: m.id, label: m.label, precision: m.precision, kind: m.kind || "other",
+                                       lambda: m.lambda ?? null, randomised: m.randomised || [],
+                                       raw: m.weights, W: null }));
+for (const m of MODELS) m.name = modelLabel(m);
+const TRAINED = MODELS[0];
+
+function weightsOf(model) {  // decoded on first use, so extra models cost nothing at load
+  if (!model.W) {
+    model.W = {};
+    for (const [name, layer] of Object.entries(model.raw)) {
+      model.W[name] = { weight: floatsOf(layer.weight), bias: floatsOf(layer.bias) };
+    }
+  }
+  return model.W;
+}
+const modelById = id => MODELS.find(m => m.id === id);
+const PIXELS = bytesOf(DATA.pixels);
 
 // --- state ---
 
 const images = DATA.images;
 const cache = new Map();  // `${model}:${position}` -> {latents, probabilities}
-const state = { model: MODELS[0], image: DATA.start, own: null, layer: 1,
-                channels: range(layerOf(1).channels), contribution: false, card: 0,
-                scale: "layer", cell: null, occlusion: null };
+const state = { model: TRAINED, image: DATA.start, own: null, layer: 1,
+                channels: range(layerOf(1).channels), contribution: false, card: 0, side: false,
+                scale: "layer", cell: null, occlusion: null, sheet: false };
 
 function pixelsAt(i) {
   if (!Number.isInteger(i) || i < 0 || i >= images.length) {
@@ -277,9 +319,9 @@ function ownAnalysed(model = state.model) {
   return own.byModel.get(model.id);
 }
 
-function current() {
-  if (state.own) return { pixels: state.own.pixels, label: null, ...ownAnalysed() };
-  return { pixels: pixelsAt(state.image), label: images[state.image].label, ...analysed(state.image) };
+function current(model = state.model) {
+  if (state.own) return { pixels: state.own.pixels, label: null, ...ownAnalysed(model) };
+  return { pixels: pixelsAt(state.image), label: images[state.image].label, ...analysed(state.image, model) };
 }
 
 function modelArg(id) {
@@ -287,6 +329,54 @@ function modelArg(id) {
   const model = modelById(id);
   if (!model) throw new RangeError(`no model ${id}; the page has ${MODELS.map(m => m.id).join(", ")}`);
   return model;
+}
+
+// whether z1 is read by a refitted layer-1 decoder: side by side, both models use the same kind
+const hasRefit = m => Boolean(m.raw.deconv1_refit);
+function refitFor(model) {
+  if (!state.side || state.model === TRAINED) return true;
+  return hasRefit(state.model) && hasRefit(TRAINED);
+}
+
+// --- numbers over the gallery: accuracy and mean PSNR per model (the takeaways) ---
+
+const galleryStats = new Map();
+function accuracyOf(model) {
+  const key = `acc:${model.id}`;
+  if (!galleryStats.has(key)) {
+    const labelled = images.filter(im => im.split === "test");
+    const right = images.reduce((n, im, i) => n + (im.split === "test" && argmax(analysed(i, model).probabilities) === im.label), 0);
+    galleryStats.set(key, { right, of: labelled.length });
+  }
+  return galleryStats.get(key);
+}
+
+function meanPsnrOf(model, layer, refit) {
+  const key = `psnr:${model.id}:${layer}:${refit}`;
+  if (!galleryStats.has(key)) {
+    const W = weightsOf(model), all = range(layerOf(layer).channels);
+    const values = images.map((_, i) => psnr(decodeLatents(analysed(i, model).latents, layer, all, W, refit), pixelsAt(i)));
+    galleryStats.set(key, values.reduce((a, b) => a + b, 0) / values.length);
+  }
+  return galleryStats.get(key);
+}
+
+// --- PSNR references for one image: the empty latent and blurred thumbnails (no network) ---
+
+function thumbnailPsnr(pixels, k) {  // average-pool by k, upsample bilinearly (align_corners=False)
+  const small = SIDE / k, x = Array.from(pixels, v => v / 255), out = new Float32Array(x.length);
+  const pooled = new Float64Array(COLOURS * small * small);
+  for (let c = 0; c < COLOURS; c++) for (let y = 0; y < SIDE; y++) for (let xx = 0; xx < SIDE; xx++) {
+    pooled[(c * small + Math.floor(y / k)) * small + Math.floor(xx / k)] += x[c * PLANE + y * SIDE + xx] / (k * k);
+  }
+  const source = v => Math.min(small - 1, Math.max(0, (v + 0.5) / k - 0.5));
+  for (let c = 0; c < COLOURS; c++) for (let y = 0; y < SIDE; y++) for (let xx = 0; xx < SIDE; xx++) {
+    const sy = source(y), sx = source(xx), y0 = Math.floor(sy), x0 = Math.floor(sx);
+    const y1 = Math.min(small - 1, y0 + 1), x1 = Math.min(small - 1, x0 + 1), fy = sy - y0, fx = sx - x0;
+    const at = (a, b) => pooled[(c * small + a) * small + b];
+    out[c * PLANE + y * SIDE + xx] = (1 - fy) * ((1 - fx) * at(y0, x0) + fx * at(y0, x1)) + fy * ((1 - fx) * at(y1, x0) + fx * at(y1, x1));
+  }
+  return psnr(out.map(v => 2 * v - 1), pixels);  // psnr() reads the decoder's [-1, 1] range
 }
 
 // --- drawing ---
@@ -314,10 +404,10 @@ function viridis(t) {
   return VIRIDIS[i].map((a, k) => Math.round(a + (VIRIDIS[i + 1][k] - a) * (x - i)));
 }
 
-function drawMap(canvas, values, side, top) {
+function drawMap(canvas, values, side, top, low = 0) {
   canvas.width = canvas.height = side;
   const ctx = canvas.getContext("2d"), image = ctx.createImageData(side, side);
-  for (let p = 0; p < side * side; p++) image.data.set([...viridis(values[p] / Math.max(top, 1e-12)), 255], 4 * p);
+  for (let p = 0; p < side * side; p++) image.data.set([...viridis((values[p] - low) / Math.max(top - low, 1e-12)), 255], 4 * p);
   ctx.putImageData(image, 0, 0);
 }
 
@@ -332,6 +422,7 @@ function drawColourBar(canvas) {
 const $ = id => document.getElementById(id);
 const className = k => DATA.classes[k];
 const fmt = v => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 1 ? v.toFixed(2) : v.toPrecision(2));
+const dB = v => `${v.toFixed(1)} dB`;
 const shapeText = L => `${L.channels}×${L.size}×${L.size}`;
 
 function el(tag, props = {}, ...children) {  // text only: children are strings or nodes
@@ -369,7 +460,7 @@ function imageTitle() {
   return `${entry.split} image ${entry.index}: ${className(entry.label)}` + (entry.note ? ` (${entry.note})` : "");
 }
 
-// --- scales: this map / this layer (this image) / all images of the page ---
+// --- scales: this map / this layer (this image) / all images of the page; side by side, one scale for both models ---
 
 function layerMaps(latents, layer) {
   const L = layerOf(layer), n = L.size * L.size, z = latents.z[layer - 1];
@@ -379,59 +470,98 @@ function layerMaps(latents, layer) {
 const maxOf = values => values.reduce((a, v) => (v > a ? v : a), 0);
 const allMax = new Map();  // `${model}:${layer}` -> max over every gallery image
 
-function scaleTop(maps, c) {
-  if (state.scale === "map") return maxOf(maps[c]);
-  if (state.scale === "layer") return Math.max(...maps.map(maxOf));
-  const key = `${state.model.id}:${state.layer}`;
-  if (!allMax.has(key)) {
-    allMax.set(key, Math.max(...images.map((_, i) => Math.max(...layerMaps(analysed(i).latents, state.layer).map(maxOf)))));
-  }
-  const own = state.own ? Math.max(...maps.map(maxOf)) : 0;
-  return Math.max(allMax.get(key), own);
+function comparedModels() {
+  return state.side && state.model !== TRAINED ? [state.model, TRAINED] : [state.model];
+}
+
+function scaleTop(c) {
+  const models = comparedModels();
+  const tops = models.map(model => {
+    const maps = layerMaps(current(model).latents, state.layer);
+    if (state.scale === "map") return maxOf(maps[c]);
+    if (state.scale === "layer") return Math.max(...maps.map(maxOf));
+    const key = `${model.id}:${state.layer}`;
+    if (!allMax.has(key)) {
+      allMax.set(key, Math.max(...images.map((_, i) => Math.max(...layerMaps(analysed(i, model).latents, state.layer).map(maxOf)))));
+    }
+    return Math.max(allMax.get(key), state.own ? Math.max(...maps.map(maxOf)) : 0);
+  });
+  return Math.max(...tops);
+}
+
+// the brightest channel (largest energy) of an image: what the page opens on
+function brightestChannel(latents, layer) {
+  const energy = layerMaps(latents, layer).map(m => m.reduce((a, v) => a + v * v, 0));
+  return argmax(energy);
 }
 
 // --- rendering ---
 
+let rendering = false;
 function render() {
+  rendering = true;
   const focusKey = document.activeElement && document.activeElement.dataset ? document.activeElement.dataset.key : undefined;
+  try {
+    renderView();
+  } finally {
+    if (focusKey) {
+      const again = document.querySelector(`[data-key="${focusKey}"]`);
+      if (again && again !== document.activeElement) again.focus({ preventScroll: true });
+    }
+    rendering = false;
+  }
+}
+
+function renderView() {
   const now = current(), W = weightsOf(state.model), L = layerOf(state.layer);
-  const name = subjectName();
+  const name = subjectName(), refit = refitFor(state.model), all = range(L.channels);
   drawPixels($("original"), now.pixels, SIDE);
   $("original").setAttribute("aria-label", `original: ${name}, ${SIDE}×${SIDE} pixels`);
-  $("original-caption").textContent = `original (${SIDE}×${SIDE})`;
-  const full = decodeLatents(now.latents, state.layer, range(L.channels), W);
+  $("original-caption").textContent = "original";
+  const full = decodeLatents(now.latents, state.layer, all, W, refit);
   drawRGB($("full-decode"), full.map(v => v * 0.5 + 0.5));
-  const fullPsnr = psnr(full, now.pixels).toFixed(2);
-  $("full-caption").textContent = `all ${L.channels} ${L.name} channels · PSNR ${fullPsnr} dB`;
-  $("full-decode").setAttribute("aria-label", `reconstruction of ${name} from all ${L.channels} ${L.name} channels, PSNR ${fullPsnr} dB`);
-  const selected = decodeLatents(now.latents, state.layer, state.channels, W);
-  const chosen = state.channels.length === L.channels ? `all ${L.channels} ${L.name} channels ticked`
-    : state.channels.length ? `${L.name} channel${state.channels.length > 1 ? "s" : ""} ${runs(state.channels)}` : `no ${L.name} channel (empty latent)`;
+  const fullPsnr = psnr(full, now.pixels);
+  $("full-caption").textContent = `all ${L.channels} channels · ${dB(fullPsnr)}`;
+  $("full-decode").setAttribute("aria-label", `rebuilt from all ${L.channels} ${L.name} channels, PSNR ${dB(fullPsnr)}`);
+  const selected = decodeLatents(now.latents, state.layer, state.channels, W, refit);
+  const chosen = state.channels.length === L.channels ? `all ${L.channels} ticked`
+    : state.channels.length ? `channel${state.channels.length > 1 ? "s" : ""} ${runs(state.channels)}` : "no channel (empty)";
+  const empty = decodeLatents(now.latents, state.layer, [], W, refit);
+  const selectedPsnr = psnr(selected, now.pixels);
   if (state.contribution) {
-    const empty = decodeLatents(now.latents, state.layer, [], W);
     const d = selected.map((v, i) => v - empty[i]);
     const scale = Math.max(...d.map(Math.abs), 1e-12);
     drawRGB($("selected-decode"), d.map(v => 0.5 + v / (2 * scale)));
     $("selected-caption").textContent = `${chosen}: contribution (grey = 0, ±${fmt(scale)})`;
   } else {
     drawRGB($("selected-decode"), selected.map(v => v * 0.5 + 0.5));
-    $("selected-caption").textContent = `${chosen} · PSNR ${psnr(selected, now.pixels).toFixed(2)} dB`;
+    $("selected-caption").textContent = `${chosen} · ${dB(selectedPsnr)}`;
   }
-  $("selected-decode").setAttribute("aria-label", `${state.contribution ? "contribution to the reconstruction" : "reconstruction"} of ${name} from ${chosen}`);
+  $("selected-decode").setAttribute("aria-label", `${state.contribution ? "contribution to the picture" : "picture rebuilt"} from ${L.name} ${chosen}, PSNR ${dB(selectedPsnr)}`);
+  // side by side: the trained model from the same channels, same kind of decoder
+  const comparing = state.side && state.model !== TRAINED;
+  $("compare-figure").hidden = !comparing;
+  if (comparing) {
+    const trained = current(TRAINED);
+    const other = decodeLatents(trained.latents, state.layer, state.channels, weightsOf(TRAINED), refit);
+    drawRGB($("compare-decode"), other.map(v => v * 0.5 + 0.5));
+    $("compare-caption").textContent = `${TRAINED.name}, ${chosen} · ${dB(psnr(other, trained.pixels))}`;
+    $("compare-decode").setAttribute("aria-label", `the ${TRAINED.name} model's picture from the same channels, PSNR ${dB(psnr(other, trained.pixels))}`);
+  }
+  const thumbs = [8, 4].filter(k => SIDE % k === 0).map(k => `${SIDE / k}×${SIDE / k} thumbnail ${dB(thumbnailPsnr(now.pixels, k))}`);
+  $("psnr-line").textContent = `dB = PSNR, closeness to the original (higher is closer); for reference: no channel ${dB(psnr(empty, now.pixels))}, ${thumbs.join(", ")}.`;
   $("image-title").textContent = imageTitle();
   renderPrediction(now);
-  $("pictures-legend").textContent = "Left: the input. Middle: what the decoder rebuilds from every channel of " +
-    `${L.name}. Right: from the ticked channels only, the others set to zero. PSNR (peak signal-to-noise ratio, ` +
-    "in dB) compares a reconstruction with the original: higher is closer. The list: the network's three most probable classes. " +
-    (state.contribution ? "Contribution view: the ticked channels' decode minus the decode with no channel at all; " +
-      "grey is zero, brighter/darker colours are what those channels add/remove, stretched to the largest change (±)." : "");
-  const refitted = state.layer === 1 && weightsOf(state.model).deconv1_refit;
-  $("decoder-note").textContent = `${L.name} (${shapeText(L)}) is decoded by ${state.model.decoders[L.name]}` +
-    (refitted ? ": Task 2 trained deconv1 only on what deconv2 hands it, so Task 3 fitted a new one on the real z1 maps. " : ". ") +
-    `Model: ${state.model.label}` + (state.model.precision === "float32" ? "." : " (its fully connected layers stored as float16).");
+  $("pictures-legend").textContent = "Pictures: the input; what the decoder rebuilds from the ticked channels only (the others set to zero); " +
+    `and from every channel of ${L.name}. PSNR (peak signal-to-noise ratio, in dB) compares a picture with the original: higher is closer. ` +
+    "Contribution view: the ticked channels' picture minus the picture from no channel; grey is zero.";
+  renderDecoderNote(refit);
   for (const radio of document.querySelectorAll("input[name=layer]")) radio.checked = Number(radio.value) === state.layer;
   $("model").value = state.model.id;
   $("contribution").checked = state.contribution;
+  $("side-by-side").checked = comparing;
+  $("side-by-side").disabled = state.model === TRAINED;
+  renderModelNote(refit);
   renderMaps(now.latents);
   renderCard(now);
   renderOcclusion();
@@ -440,16 +570,52 @@ function render() {
     item.classList.toggle("selected", on);
     item.setAttribute("aria-selected", String(on));
   }
-  if (focusKey) {
-    const again = document.querySelector(`[data-key="${focusKey}"]`);
-    if (again && again !== document.activeElement) again.focus();
+}
+
+function renderDecoderNote(refit) {
+  const L = layerOf(state.layer), m = state.model;
+  let text;
+  if (state.layer === 1 && hasRefit(m) && refit) {
+    text = m.kind === "trained" ? "z1 is rebuilt by a layer-1 decoder fitted afterwards to this network's real z1 maps (the one trained with the network only ever saw what the z2 decoder hands it)."
+      : "z1 is rebuilt by a layer-1 decoder fitted afterwards to this model's own z1 maps.";
+  } else if (state.layer === 1) {
+    text = "z1 is rebuilt by the layer-1 decoder trained together with this network" +
+      (hasRefit(m) ? " (side by side: the other model has no refitted one, so both use their own)." : ".");
+  } else {
+    text = `${L.name} is rebuilt by ` + (m.kind === "random" || m.kind === "permuted"
+      ? "a decoder fitted afterwards to this model's own maps." : "the decoder trained together with this network.");
   }
+  $("decoder-note").textContent = text + (m.precision === "float32" ? "" : " Its classifier's numbers are stored at half precision (predictions within 0.1 % of the full ones).");
+  $("lambda-note").textContent = LAMBDA_TEXT;
+}
+
+function renderModelNote(refit) {
+  const m = state.model, text = MODEL_TEXT[m.kind] || MODEL_TEXT.other, L = layerOf(state.layer);
+  const acc = accuracyOf(m), chance = acc.of / DATA.classes.length;
+  const mine = meanPsnrOf(m, state.layer, refit);
+  let line = `${m.name}: `;
+  if (m === TRAINED) {
+    line += `${acc.right} of the ${acc.of} test images here predicted right (chance: ${+chance.toFixed(1)}); rebuilt from ${L.name} at ${dB(mine)} on average.`;
+  } else {
+    line += `${text.what} `;
+    const base = accuracyOf(TRAINED), theirs = meanPsnrOf(TRAINED, state.layer, refit);
+    line += `Takeaway: ${acc.right} of ${acc.of} test images here right (trained: ${base.right}, chance: ${+chance.toFixed(1)}); ` +
+      `rebuilt from ${L.name} at ${dB(mine)} on average (trained: ${dB(theirs)}, same kind of decoder). `;
+    if (acc.right <= 2 * chance && mine >= theirs - 2) line += "It classifies near chance yet rebuilds the pictures about as well: a good picture is no proof of learning. ";
+    else if (mine > theirs + 0.5) line += "It rebuilds the pictures better than the trained model. ";
+    line += text.look;
+  }
+  $("model-note").textContent = line;
+  const note = $("compare-note");
+  const mismatch = state.side && m !== TRAINED && state.layer === 1 && hasRefit(m) !== hasRefit(TRAINED);
+  note.hidden = !mismatch;
+  note.textContent = mismatch ? "Note: only one of the two models has a layer-1 decoder fitted to its own z1 maps, so both z1 pictures here use the decoder each network was trained with; the trained model's z1 picture therefore differs from the one shown without side by side." : "";
 }
 
 function renderPrediction(now) {
   const ranked = now.probabilities.map((p, k) => [p, k]).sort((a, b) => b[0] - a[0]).slice(0, 3);
   const top = ranked[0][1];
-  $("top3").setAttribute("aria-label", "the three most probable classes, with the network's softmax probabilities");
+  $("top3").setAttribute("aria-label", "the three most probable classes, with the network's probabilities");
   $("top3").replaceChildren(...ranked.map(([p, k]) => el("li", {}, `${className(k)}: ${(100 * p).toFixed(1)} %`)));
   let text = `Predicted: ${className(top)} (${(100 * ranked[0][0]).toFixed(1)} %)`;
   if (now.label !== null) {
@@ -458,48 +624,99 @@ function renderPrediction(now) {
   if ($("prediction").textContent !== text) $("prediction").textContent = text;  // announced once per change
   $("prediction").className = now.label === null ? "" : top === now.label ? "right" : "wrong";
 }
+// --- the maps: one roving-tabindex grid (one Tab stop; arrow keys move between cells and maps) ---
+
+function gridColumns(count, container, minWidth) {
+  // as many columns as fit, then balanced rows (16 maps in 7 columns would leave 2 alone: use 6)
+  const width = container.clientWidth || container.getBoundingClientRect().width || minWidth;
+  const gap = parseFloat(getComputedStyle(container).columnGap) || 0;
+  const fit = Math.max(1, Math.min(count, Math.floor((width + gap) / (minWidth + gap))));
+  for (let c = fit; c > Math.max(1, Math.floor(fit / 2)); c--) {
+    const last = count % c;
+    if (last === 0 || 2 * last >= c) return c;  // no row less than half full
+  }
+  const rows = Math.ceil(count / fit);
+  return Math.ceil(count / rows);
+}
+
+function mapColumns() {
+  return gridColumns(layerOf(state.layer).channels, $("maps"), layerOf(state.layer).channels > 8 ? 72 : 100);
+}
+
+function layoutMaps() {
+  const columns = mapColumns();
+  for (const grid of [$("maps"), $("compare-maps")]) grid.style.gridTemplateColumns = `repeat(${columns}, minmax(0, 1fr))`;
+}
 
 function renderMaps(latents) {
   const L = layerOf(state.layer), maps = layerMaps(latents, state.layer), side = L.size;
   const energy = maps.map(m => m.reduce((a, v) => a + v * v, 0));
   const total = energy.reduce((a, b) => a + b, 0) || 1;
+  const active = Math.min(state.card, L.channels - 1);
   const boxes = maps.map((values, c) => {
-    const on = state.channels.includes(c), top = scaleTop(maps, c), peak = maxOf(values);
+    const on = state.channels.includes(c), top = scaleTop(c), peak = maxOf(values);
     const canvas = el("canvas", { ariaHidden: "true" });
     drawMap(canvas, values, side, top);
-    const view = el("button", { type: "button", className: "map-view", dataset: { key: `map-${c}`, channel: String(c) },
-      ariaLabel: `${L.name} channel ${c} map, largest value ${fmt(peak)}: press to pin its card; arrow keys move the receptive-field outline` }, canvas);
+    const view = el("button", { type: "button", className: "map-view", tabIndex: c === active ? 0 : -1,
+      dataset: { key: `map-${c}`, channel: String(c) }, ariaKeyshortcuts: "Enter Space O",
+      ariaLabel: `${L.name} channel ${c} map, largest value ${fmt(peak)}, ${on ? "ticked" : "not ticked"}. ` +
+        "Enter: show its card; Space: tick or untick; O: this channel only; arrow keys: move over cells and maps" }, canvas);
     view.addEventListener("click", () => pinCard(c));
     view.addEventListener("mousemove", event => hoverCell(event, view, c));
     view.addEventListener("mouseleave", () => { if (document.activeElement !== view) clearCell(); });
-    view.addEventListener("keydown", event => moveCell(event, c));
-    view.addEventListener("focus", () => { if (!state.cell || state.cell.channel !== c) showCell(c, 0, 0); });
-    view.addEventListener("blur", clearCell);
-    const check = el("input", { type: "checkbox", className: "toggle", checked: on,
-      dataset: { key: `check-${c}`, channel: String(c) }, ariaLabel: `use ${L.name} channel ${c} in the reconstruction` });
+    view.addEventListener("keydown", event => mapKeys(event, c));
+    view.addEventListener("focus", () => {
+      if (rendering) return;
+      if (!state.cell || state.cell.channel !== c) showCell(c, 0, 0);
+      if (state.card !== c) { state.card = c; renderCard(current()); markActive(); }
+    });
+    view.addEventListener("blur", () => { if (!rendering) clearCell(); });
+    const check = el("input", { type: "checkbox", className: "toggle", checked: on, tabIndex: -1,
+      dataset: { key: `check-${c}`, channel: String(c) }, ariaLabel: `tick ${L.name} channel ${c}` });
     check.addEventListener("change", () => toggle(c));
-    const only = el("button", { type: "button", className: "only", dataset: { key: `only-${c}` },
-      ariaLabel: `keep ${L.name} channel ${c} only` }, "only");
+    const only = el("button", { type: "button", className: "only", tabIndex: -1, dataset: { key: `only-${c}` },
+      ariaLabel: `only ${L.name} channel ${c}` }, "only");
     only.addEventListener("click", () => { state.channels = [c]; state.card = c; update(); });
     const share = el("span", { className: "share", title: "share of this layer's activation energy (sum of squares) for this image" },
-      `${(100 * energy[c] / total).toFixed(0)} % energy`);
-    const label = el("div", { className: "map-label" }, el("label", {}, check, ` ch ${c}`), " ", only);
-    const peakText = el("div", { className: "map-max" }, `max ${fmt(peak)}`, el("br"), share);
+      `${(100 * energy[c] / total).toFixed(0)} %`);
+    const label = el("div", { className: "map-label" }, el("label", { className: "tick" }, check, ` ch ${c}`), only);
+    const peakText = el("div", { className: "map-max" }, `max ${fmt(peak)} · `, share);
     return el("div", { className: "map" + (on ? " on" : "") + (state.card === c ? " pinned" : ""), dataset: { channel: String(c) } },
       view, label, peakText);
   });
   $("maps").replaceChildren(...boxes);
-  $("maps").className = L.channels > 8 ? "many" : "";
-  const top = state.scale === "map" ? null : scaleTop(maps, 0);
+  $("maps").setAttribute("aria-label", `${L.name}: ${L.channels} maps, one Tab stop; arrow keys move between cells and maps`);
+  $("maps-help").textContent = `${L.channels} maps of ${L.name}, one per channel (bright = strong). Tick to use a channel in the picture; click a map for its card.`;
+  // side by side: the trained model's maps of the same image, on the same colour scale
+  const comparing = state.side && state.model !== TRAINED;
+  $("compare-heading").hidden = $("compare-maps").hidden = !comparing;
+  if (comparing) {
+    const trainedMaps = layerMaps(current(TRAINED).latents, state.layer);
+    $("compare-heading").textContent = `The ${TRAINED.name} model's maps of the same image, same colour scale`;
+    $("compare-maps").replaceChildren(...trainedMaps.map((values, c) => {
+      const canvas = el("canvas", { role: "img", ariaLabel: `${TRAINED.name}: ${L.name} channel ${c} map, largest value ${fmt(maxOf(values))}` });
+      drawMap(canvas, values, side, scaleTop(c));
+      return el("div", { className: "map compare" }, canvas, el("div", { className: "map-max" }, `ch ${c} · max ${fmt(maxOf(values))}`));
+    }));
+  } else $("compare-maps").replaceChildren();
+  layoutMaps();
+  const top = state.scale === "map" ? null : scaleTop(0);
+  state.shownScale = top;
   $("bar-high").textContent = top === null ? "each map's own max" : fmt(top);
   $("colour-bar").setAttribute("aria-label", `colour scale from 0 (dark purple) to ${top === null ? "each map's own maximum" : fmt(top)} (yellow)`);
-  $("scale-note").textContent = `A map shows one ${L.name} channel: ${L.size}×${L.size} cells after conv + ReLU + max-pool, ` +
+  $("scale-note").textContent = `A map shows one ${L.name} channel: ${L.size}×${L.size} cells, ` +
     `each seeing a ${L.receptive_field}×${L.receptive_field}-pixel patch (${L.stride} px apart). ` +
     ({ map: "Colours: each map scaled to its own maximum, so a nearly silent map looks as bright as a strong one.",
        layer: "Colours: one scale for this image's maps of this layer, so weak maps look dark.",
-       all: "Colours: one scale for every image in this page (this layer and model)." })[state.scale] +
-    " “max” is a map's largest value; “% energy” its share of the layer's sum of squares for this image.";
+       all: "Colours: one scale for every image in this page (this layer)." })[state.scale] +
+    (comparing ? " Side by side, both models share the scale." : " Each model has its own scale unless shown side by side.") +
+    " “max” is a map's largest value; “%” its share of the layer's sum of squares for this image.";
   if (state.cell) showCell(state.cell.channel, state.cell.i, state.cell.j);
+}
+
+function markActive() {
+  for (const view of document.querySelectorAll("#maps .map-view")) view.tabIndex = Number(view.dataset.channel) === state.card ? 0 : -1;
+  for (const box of document.querySelectorAll("#maps .map")) box.classList.toggle("pinned", Number(box.dataset.channel) === state.card);
 }
 
 function cellValue(c, i, j) {
@@ -516,9 +733,9 @@ function showCell(c, i, j) {
   box.style.top = `${original.clientTop + i * stride * scale}px`;
   box.style.width = box.style.height = `${size * scale}px`;
   box.hidden = false;
-  $("cell-readout").textContent = `${L.name} channel ${c}, row ${i}, column ${j}: ${fmt(value)} ` +
-    `(receptive field: pixels ${i * stride}–${i * stride + size - 1} down, ${j * stride}–${j * stride + size - 1} across, outlined on the original)`;
-  const maps = layerMaps(current().latents, state.layer), top = state.scale === "map" ? maxOf(maps[c]) : scaleTop(maps, c);
+  $("cell-readout").textContent = `${L.name} ch ${c}, row ${i}, column ${j}: ${fmt(value)}; sees pixels ` +
+    `${i * stride}–${i * stride + size - 1} down, ${j * stride}–${j * stride + size - 1} across (yellow square)`;
+  const top = state.scale === "map" ? maxOf(layerMaps(current().latents, state.layer)[c]) : scaleTop(c);
   const marker = $("bar-marker");
   marker.style.left = `${100 * Math.min(1, value / Math.max(top, 1e-12))}%`;
   marker.hidden = false;
@@ -528,7 +745,7 @@ function clearCell() {
   state.cell = null;
   $("field-box").hidden = true;
   $("bar-marker").hidden = true;
-  $("cell-readout").textContent = "Hover a map cell, or focus a map and use the arrow keys, to read its value and see its receptive field.";
+  $("cell-readout").textContent = "Point at a map (or use the arrow keys) to read a cell and see the pixels it looks at.";
 }
 
 function hoverCell(event, view, c) {
@@ -538,59 +755,133 @@ function hoverCell(event, view, c) {
   showCell(c, i, j);
 }
 
-function moveCell(event, c) {
-  const side = layerOf(state.layer).size;
-  const moves = { ArrowLeft: [0, -1], ArrowRight: [0, 1], ArrowUp: [-1, 0], ArrowDown: [1, 0] };
-  if (!(event.key in moves)) return;
-  event.preventDefault();
+function focusMap(c, i, j) {
+  state.card = c;
+  state.cell = { channel: c, i, j };
+  markActive();
+  const view = document.querySelector(`#maps .map-view[data-channel="${c}"]`);
+  rendering = true;  // the blur of the old map and the focus of the new one keep the cell
+  view.focus();
+  rendering = false;
+  showCell(c, i, j);
+  renderCard(current());
+}
+
+function mapKeys(event, c) {
+  const L = layerOf(state.layer), side = L.size, columns = mapColumns();
   const cell = state.cell && state.cell.channel === c ? state.cell : { i: 0, j: 0 };
-  const [di, dj] = moves[event.key];
-  showCell(c, Math.max(0, Math.min(side - 1, cell.i + di)), Math.max(0, Math.min(side - 1, cell.j + dj)));
+  let { i, j } = cell, target = c;
+  if (event.key === "ArrowLeft") { if (j > 0) j--; else if (c > 0) { target = c - 1; j = side - 1; } }
+  else if (event.key === "ArrowRight") { if (j < side - 1) j++; else if (c < L.channels - 1) { target = c + 1; j = 0; } }
+  else if (event.key === "ArrowUp") { if (i > 0) i--; else if (c - columns >= 0) { target = c - columns; i = side - 1; } }
+  else if (event.key === "ArrowDown") { if (i < side - 1) i++; else if (c + columns < L.channels) { target = c + columns; i = 0; } }
+  else if (event.key === "Home") { target = 0; i = j = 0; }
+  else if (event.key === "End") { target = L.channels - 1; i = j = 0; }
+  else if (event.key === " " || event.key === "Spacebar") { event.preventDefault(); toggle(c); return; }
+  else if (event.key === "o" || event.key === "O") { event.preventDefault(); state.channels = [c]; state.card = c; update(); return; }
+  else if (event.key === "Enter") { event.preventDefault(); pinCard(c); return; }
+  else return;
+  event.preventDefault();
+  if (target !== c) focusMap(target, i, j);
+  else showCell(c, i, j);
 }
 
 function toggle(c) {
   state.channels = state.channels.includes(c)
     ? state.channels.filter(x => x !== c) : [...state.channels, c].sort((a, b) => a - b);
+  state.card = c;  // the card follows the channel just ticked
   update();
 }
+
+const phone = () => window.matchMedia("(max-width: 759px)").matches;
 
 function pinCard(c) {
   state.card = c;
   render();
-  if (window.matchMedia("(max-width: 759px)").matches) $("card").scrollIntoView({ block: "nearest" });
+  if (phone()) openSheet();
 }
 
-function cardsOf() {  // the Task 3 cards describe the default (trained) model only
-  if (!DATA.cards || state.model !== MODELS[0]) return null;
+// on phones the card opens as a bottom sheet over the page, with a way back to the maps
+function openSheet() {
+  state.sheet = true;
+  $("card").classList.add("sheet");
+  document.body.classList.add("sheet-open");
+  updatePadding();
+  // the tapped map stays in view above the sheet (a small scroll at most, never a jump)
+  const view = document.querySelector(`#maps .map-view[data-channel="${state.card}"]`);
+  if (view) view.scrollIntoView({ block: "nearest" });
+}
+
+function closeSheet() {
+  state.sheet = false;
+  $("card").classList.remove("sheet");
+  document.body.classList.remove("sheet-open");
+  updatePadding();
+  const view = document.querySelector(`#maps .map-view[data-channel="${state.card}"]`);
+  if (view) view.focus();
+}
+
+// --- the channel card: a plain headline, top-9 patches, a verdict; the statistics in details ---
+
+function cardsOf() {  // the channel cards describe the default (trained) model only
+  if (!DATA.cards || state.model !== TRAINED) return null;
   return DATA.cards[layerOf(state.layer).name] || null;
+}
+
+const RANDOM_GROUP = /^conv\d+(_conv\d+)*$/;  // baselines that re-initialise layers (not labels, not rotations)
+
+function verdictOf(card) {
+  // yes: some claim of the channel is above every channel of every random-network baseline
+  const claims = (card.claims || []).map(claim => Object.entries(claim.baselines || {}).filter(([g]) => RANDOM_GROUP.test(g)))
+    .filter(groups => groups.length);
+  if (!claims.length) return null;
+  return claims.some(groups => groups.every(([, b]) => b.exceeds === true));
+}
+
+function headlineOf(card) {
+  const roles = card.roles || [], look = roles.filter(r => r.kind === "look");
+  const looks = (look.length ? look : roles.filter(r => r.kind !== "class" && r.kind !== "selective")).map(r => r.words);
+  const ranked = Object.entries(card.top_k_classes).sort((a, b) => b[1] - a[1]);
+  const chance = 100 / DATA.classes.length;
+  const first = looks.length ? `Fires on ${looks.join(", ")}` : "No simple colour, brightness or edge rule fits";
+  return `${first}; ${ranked[0][1].toFixed(0)} % of its ${card.top_k} strongest test images are ${ranked[0][0]} (chance ${+chance.toFixed(1)} %).`;
 }
 
 function renderCard(now) {
   const L = layerOf(state.layer), c = Math.min(state.card, L.channels - 1);
   const values = layerMaps(now.latents, state.layer)[c];
   $("card-title").textContent = `${L.name} channel ${c}`;
-  $("card-state").textContent = "Pinned: click (or press Enter on) another map to show its card.";
-  $("card-now").textContent = `In ${subjectName()}: largest value ${fmt(maxOf(values))}, ` +
+  $("card-now").textContent = `In this image: largest value ${fmt(maxOf(values))}, ` +
     `${values.filter(v => v > 0).length} of ${values.length} cells above zero; ` +
-    `${state.channels.includes(c) ? "ticked (used" : "not ticked (not used"} in the right-hand reconstruction).`;
+    `${state.channels.includes(c) ? "ticked" : "not ticked"}.`;
+  for (const box of document.querySelectorAll("#maps .map")) box.classList.toggle("pinned", Number(box.dataset.channel) === c);
   const cards = cardsOf(), card = cards && cards[c];
   const patches = $("card-patches");
   if (!card) {
-    $("card-finding").textContent = !DATA.cards ? "This page has no Task 3 channel cards (build it with a Task 3 metrics file to add them)."
-      : "Task 3's channel cards describe the trained model; switch back to it to read them.";
+    $("card-badge").textContent = "";
+    $("card-badge").className = "badge";
+    $("card-headline").textContent = !DATA.cards ? "This page has no channel descriptions (build it with the channel statistics to add them)."
+      : `The channel descriptions describe the trained model; switch the model back to “${TRAINED.name}” to read them.`;
+    $("card-finding").textContent = "";
     patches.replaceChildren();
     $("card-classes").replaceChildren();
     $("card-correlations").replaceChildren();
-    $("card-legend").textContent = "";
+    $("card-legend").replaceChildren();
+    $("card-details").hidden = true;
     return;
   }
-  $("card-finding").textContent = `Task 3: ${card.finding}`;
+  $("card-details").hidden = false;
+  const verdict = verdictOf(card);
+  $("card-badge").textContent = `beats random networks: ${verdict === null ? "not tested" : verdict ? "yes" : "no"}`;
+  $("card-badge").className = `badge ${verdict === null ? "untested" : verdict ? "yes" : "no"}`;
+  $("card-headline").textContent = headlineOf(card);
   patches.replaceChildren(...card.patches.map((encoded, k) => {
-    const canvas = el("canvas", { role: "img", ariaLabel: `top-9 test patch ${k + 1}: ${card.patch_classes[k]}`, title: `top-9 test patch ${k + 1}: ${card.patch_classes[k]}` });
+    const canvas = el("canvas", { role: "img", ariaLabel: `strongest patch ${k + 1}: ${card.patch_classes[k]}`, title: `strongest patch ${k + 1}: ${card.patch_classes[k]}` });
     drawPixels(canvas, bytesOf(encoded), card.patch_size);
     return canvas;
   }));
-  patches.setAttribute("aria-label", `the ${card.patches.length} test patches (${card.patch_size}×${card.patch_size} px, the receptive field) where this channel is strongest`);
+  patches.setAttribute("aria-label", `the ${card.patches.length} test patches (${card.patch_size}×${card.patch_size} px, what one cell sees) where this channel is strongest`);
+  $("card-finding").textContent = card.finding;
   const rows = Object.entries(card.top_k_classes).sort((a, b) => b[1] - a[1]);
   $("card-classes").replaceChildren(el("caption", {}, `classes of its top-${card.top_k} test images`),
     ...rows.map(([cls, share]) => {
@@ -600,40 +891,173 @@ function renderCard(now) {
     }));
   $("card-correlations").replaceChildren(el("caption", {}, "correlation r with local image measures"),
     ...Object.entries(card.correlations).map(([measure, r]) => el("tr", {}, el("td", {}, measure), el("td", {}, r.toFixed(2)))));
-  $("card-legend").textContent = "Top-9 patches: the receptive-field patches of the test images where this channel is largest. " +
-    "r: Pearson correlation, over positions, between the channel and a local measure of its patch; R-G is red minus green, " +
-    "B-(R+G)/2 is blue minus yellow, gradient energy is edge strength. d: effect size (Cohen's d) of the top patches against random " +
-    "patches (|d| ≥ 0.8 is large). Corrected p: Bonferroni-corrected p-value of the class share against chance.";
+  const terms = [
+    ["beats random networks", "yes when one of this channel's findings is stronger than in every channel of networks whose layers were reset to random numbers (with their decoders fitted again); no when random channels reach as high."],
+    ["baseline", "a network that has not learned (random layers, shuffled labels, or the trained channels mixed by a random rotation), measured the same way, to tell what training adds."],
+    ["top-9 patches", "the pixels one cell sees, cut from the test images where this channel is largest."],
+    ["class-dominant", "one class makes up at least a set share of the channel's strongest test images."],
+    ["selectivity", "(best class − other classes) / (best class + other classes) of the channel's mean response: 0 = the same for all classes, 1 = only one class."],
+    ["r", "Pearson correlation, over positions, between the channel and a measure of the patch it sees: luminance, R-G (red minus green), B-(R+G)/2 (blue minus yellow), gradient energy (edges)."],
+    ["d", "effect size (Cohen's d) of the top patches against random patches; |d| ≥ 0.8 is large."],
+    ["corrected p", "the p-value of the class share against chance, multiplied by the number of tests (Bonferroni)."],
+    ["± … of N channels (seeds)", "how many channels of the baseline networks meet the same rule: mean ± standard deviation over the random networks drawn."],
+    ["projections, mean r", "how alike the channel's nine top pictures rebuilt by the decoder are; more alike than the patches means they show the decoder more than the images."],
+  ];
+  $("card-legend").replaceChildren(...terms.flatMap(([term, text]) => [el("dt", {}, term), el("dd", {}, text)]));
+}
+// --- occlusion: computed in a Web Worker built from this page's own network code (chunks of rows
+// on the main thread if a worker cannot start), so the page stays responsive ---
+
+const WORKER_CODE = [conv2d, relu, maxPool, linear, normalize, encodeInput, classifyLatents, occlusionMaps];
+let worker = null, workerFailed = false, jobSerial = 0;
+
+function startWorker() {
+  if (worker || workerFailed) return worker;
+  try {
+    const source = ["\"use strict\";",
+      `const ARCH = ${JSON.stringify(ARCH)};`,
+      "const LAYERS = ARCH.layers, SIDE = ARCH.image_size, COLOURS = ARCH.image_channels, PLANE = SIDE * SIDE;",
+      `const range = ${range.toString()};`,
+      ...WORKER_CODE.map(f => f.toString()),
+      "onmessage = event => { const { id, pixels, target, size, stride, W } = event.data;",
+      "  try { const maps = occlusionMaps(pixels, target, size, stride, W, (r, n) => postMessage({ id, progress: (r + 1) / n }));",
+      "        postMessage({ id, maps }); } catch (error) { postMessage({ id, error: String(error) }); } };"].join("\n");
+    const url = URL.createObjectURL(new Blob([source], { type: "text/javascript" }));
+    worker = new Worker(url);
+    worker.addEventListener("error", event => { event.preventDefault(); workerFailed = true; worker = null; });
+  } catch (error) {
+    workerFailed = true;
+    worker = null;
+  }
+  return worker;
 }
 
-// --- occlusion view ---
+// main-thread fallback: one row of positions per task, so no step blocks the page for long
+function occlusionInChunks(pixels, target, size, stride, W, onProgress) {
+  return new Promise((resolve, reject) => {
+    const x0 = normalize(pixels), n = Math.floor((SIDE - size) / stride) + 1;
+    const maps = { side: n, size, stride, target, probability: [], probabilities: [], layers: LAYERS.map(L => range(L.channels).map(() => [])) };
+    let r = 0;
+    const step = () => {
+      try {
+        for (let c = 0; c < n; c++) {
+          const x = x0.slice();
+          for (let ch = 0; ch < COLOURS; ch++) for (let y = r * stride; y < r * stride + size; y++) {
+            x.fill(0, ch * PLANE + y * SIDE + c * stride, ch * PLANE + y * SIDE + c * stride + size);
+          }
+          const latents = encodeInput(x, W), p = classifyLatents(latents, W);
+          maps.probabilities.push(p);
+          maps.probability.push(p[target]);
+          LAYERS.forEach((L, k) => {
+            const z = latents.z[k], m = L.size * L.size;
+            for (let q = 0; q < L.channels; q++) maps.layers[k][q].push(maxOf(z.subarray(q * m, (q + 1) * m)));
+          });
+        }
+      } catch (error) { reject(error); return; }
+      r++;
+      onProgress(r / n);
+      if (r < n) setTimeout(step, 0);
+      else resolve(maps);
+    };
+    setTimeout(step, 0);
+  });
+}
 
-function occlusionFor(size, stride) {
-  const now = current(), target = now.label === null ? argmax(now.probabilities) : now.label;
-  const key = [state.model.id, state.own ? `own:${state.own.serial}` : state.image, size, stride].join(":");
-  if (!state.occlusion || state.occlusion.key !== key) {
-    state.occlusion = { key, maps: occlusionMaps(now.pixels, target, size, stride, weightsOf(state.model)) };
+function computeOcclusion(pixels, target, size, stride, model, onProgress) {
+  const W = weightsOf(model), w = startWorker();
+  if (!w) return occlusionInChunks(pixels, target, size, stride, W, onProgress);
+  const id = ++jobSerial;
+  return new Promise((resolve, reject) => {
+    const listen = event => {
+      if (event.data.id !== id) return;
+      if (event.data.progress !== undefined) { onProgress(event.data.progress); return; }
+      w.removeEventListener("message", listen);
+      if (event.data.error) reject(new Error(event.data.error));
+      else resolve(event.data.maps);
+    };
+    w.addEventListener("message", listen);
+    w.postMessage({ id, pixels: Uint8Array.from(pixels), target, size, stride, W });
+  });
+}
+
+function occlusionSettings() {
+  return { size: Number($("occlusion-size").value), stride: Number($("occlusion-stride").value) };
+}
+
+function occlusionKey() {
+  const { size, stride } = occlusionSettings();
+  return [state.model.id, state.own ? `own:${state.own.serial}` : state.image, size, stride].join(":");
+}
+
+let occlusionRun = null;
+function runOcclusion() {
+  if (!$("occlusion-panel").open) $("occlusion-panel").open = true;
+  const key = occlusionKey();
+  if ((state.occlusion && state.occlusion.key === key) || (occlusionRun && occlusionRun.key === key)) { renderOcclusion(); return; }
+  const { size, stride } = occlusionSettings(), now = current(), model = state.model;
+  const run = occlusionRun = { key };
+  $("occlusion-status").textContent = "computing… 0 %";
+  computeOcclusion(now.pixels, argmax(now.probabilities), size, stride, model, fraction => {
+    if (occlusionRun === run) $("occlusion-status").textContent = `computing… ${Math.round(100 * fraction)} %`;
+  }).then(maps => {
+    if (occlusionRun !== run) return;
+    occlusionRun = null;
+    state.occlusion = { key, maps, model: model.id };
+    renderOcclusion();
+  }).catch(error => {
+    if (occlusionRun === run) { occlusionRun = null; $("occlusion-status").textContent = `could not compute: ${error.message}`; }
+  });
+}
+
+function overlayOn(canvas, pixels, values, maps, low, high) {
+  // each pixel takes the value of the square position centred nearest to it, over the photo
+  canvas.width = canvas.height = SIDE;
+  const ctx = canvas.getContext("2d"), image = ctx.createImageData(SIDE, SIDE), n = maps.side;
+  const nearest = v => Math.max(0, Math.min(n - 1, Math.round((v + 0.5 - maps.size / 2) / maps.stride)));
+  for (let y = 0; y < SIDE; y++) for (let x = 0; x < SIDE; x++) {
+    const p = y * SIDE + x, colour = viridis((values[nearest(y) * n + nearest(x)] - low) / Math.max(high - low, 1e-12));
+    for (let c = 0; c < 3; c++) image.data[4 * p + c] = Math.round(0.35 * pixels[Math.min(c, COLOURS - 1) * PLANE + p] + 0.65 * colour[c]);
+    image.data[4 * p + 3] = 255;
   }
-  return state.occlusion.maps;
+  ctx.putImageData(image, 0, 0);
 }
 
 function renderOcclusion() {
-  const L = layerOf(state.layer), size = Number($("occlusion-size").value), stride = Number($("occlusion-stride").value);
-  $("occlusion-note").textContent = `Zeiler & Fergus (2014), Fig. 7: a ${size}×${size} grey square (zero in the normalised input) ` +
-    `is moved over the image in steps of ${stride} px, and the network is run for each position. Each cell of a map below is one ` +
-    "position of the square's top-left corner. Dark where the square hides what the model needs.";
+  const L = layerOf(state.layer), { size, stride } = occlusionSettings(), now = current();
+  $("occlusion-note").textContent = `A ${size}×${size} grey square is moved over the image in steps of ${stride} px and the network is run ` +
+    "for each position (Zeiler & Fergus 2014, Fig. 7). Left: the probability of the chosen class; right: the card's channel's largest value. " +
+    "Dark where hiding that part of the image lowers it: that is what the network relies on.";
+  $("occlusion-target").disabled = now.label === null;
   if (!$("occlusion-panel").open) return;
-  const maps = occlusionFor(size, stride), c = Math.min(state.card, L.channels - 1);
-  const channel = maps.layers[state.layer - 1][c], now = current();
-  drawMap($("occlusion-probability"), maps.probability, maps.side, 1);
-  const target = className(maps.target), kind = now.label === null ? "top class" : "true class";
-  $("occlusion-probability-caption").textContent = `probability of ${target} (${kind}), scale 0–1; from ${fmt(Math.min(...maps.probability))} to ${fmt(Math.max(...maps.probability))}`;
-  $("occlusion-probability").setAttribute("aria-label", `occlusion map: probability of ${target} for each position of the square, from ${fmt(Math.min(...maps.probability))} to ${fmt(Math.max(...maps.probability))}`);
+  if (!state.occlusion || state.occlusion.key !== occlusionKey()) {
+    if (!occlusionRun || occlusionRun.key !== occlusionKey()) runOcclusion();
+    return;
+  }
+  const maps = state.occlusion.maps, c = Math.min(state.card, L.channels - 1);
+  const predicted = argmax(now.probabilities);
+  const useTrue = $("occlusion-target").value === "true" && now.label !== null;
+  const target = useTrue ? now.label : predicted;
+  const values = maps.probabilities.map(p => p[target]);
+  const own = $("occlusion-scale").value === "own";
+  const low = own ? Math.min(...values) : 0, high = own ? Math.max(...values) : 1;
+  const overlay = $("occlusion-overlay").checked;
+  if (overlay) overlayOn($("occlusion-probability"), now.pixels, values, maps, low, high);
+  else drawMap($("occlusion-probability"), values, maps.side, high, low);
+  const kind = target === predicted ? "predicted class" : "true class";
+  const range_ = `${fmt(Math.min(...values))} to ${fmt(Math.max(...values))}`;
+  $("occlusion-probability-caption").textContent = `probability of ${className(target)} (${kind}), from ${range_}; colours ${fmt(low)}–${fmt(high)}`;
+  $("occlusion-probability").setAttribute("aria-label", `occlusion map: probability of ${className(target)} for each position of the square, from ${range_}`);
+  $("occlusion-low").textContent = fmt(low);
+  $("occlusion-high").textContent = fmt(high);
+  $("occlusion-bar").setAttribute("aria-label", `occlusion colour scale from ${fmt(low)} (dark purple) to ${fmt(high)} (yellow)`);
+  const channel = maps.layers[state.layer - 1][c];
   const unoccluded = maxOf(layerMaps(now.latents, state.layer)[c]), top = Math.max(unoccluded, ...channel);
-  drawMap($("occlusion-channel"), channel, maps.side, top);
-  $("occlusion-channel-caption").textContent = `${L.name} channel ${c}'s largest value (without the square ${fmt(unoccluded)}), scale 0–${fmt(top)}`;
-  $("occlusion-channel").setAttribute("aria-label", `occlusion map: ${L.name} channel ${c}'s largest activation for each position of the square`);
-  $("occlusion-status").textContent = `${maps.side}×${maps.side} positions`;
+  const cLow = own ? Math.min(...channel) : 0, cHigh = own ? Math.max(...channel) : top;
+  if (overlay) overlayOn($("occlusion-channel"), now.pixels, channel, maps, cLow, cHigh);
+  else drawMap($("occlusion-channel"), channel, maps.side, cHigh, cLow);
+  $("occlusion-channel-caption").textContent = `${L.name} channel ${c}'s largest value (${fmt(unoccluded)} without the square); colours ${fmt(cLow)}–${fmt(cHigh)}`;
+  $("occlusion-channel").setAttribute("aria-label", `occlusion map: ${L.name} channel ${c}'s largest value for each position of the square`);
+  $("occlusion-status").textContent = `done: ${maps.side}×${maps.side} positions`;
 }
 
 // --- the link: #test=3000&z=2&ch=3,5[&model=id], #train=N, #own ---
@@ -643,7 +1067,8 @@ function hashOf() {
   if (state.own) params.push("own");
   else params.push(`${images[state.image].split}=${images[state.image].index}`);
   params.push(`z=${state.layer}`, `ch=${state.channels.join(",")}`);
-  if (state.model !== MODELS[0]) params.push(`model=${encodeURIComponent(state.model.id)}`);
+  if (state.model !== TRAINED) params.push(`model=${encodeURIComponent(state.model.id)}`);
+  if (state.side && state.model !== TRAINED) params.push("side=1");
   return "#" + params.join("&");
 }
 
@@ -664,13 +1089,14 @@ function applyHash() {
   const text = location.hash.slice(1), problems = [];
   if (text === "") { showLinkProblems([]); return; }
   const params = new URLSearchParams(text);
-  const known = new Set(["test", "train", "own", "z", "ch", "model", "img"]);
-  for (const key of params.keys()) if (!known.has(key)) problems.push(`"${key}" is not a setting of this page (it knows test, train, z, ch, model)`);
+  const known = new Set(["test", "train", "own", "z", "ch", "model", "img", "side"]);
+  for (const key of params.keys()) if (!known.has(key)) problems.push(`"${key}" is not a setting of this page (it knows test, train, z, ch, model, side)`);
   if (params.has("model")) {
     const model = modelById(params.get("model"));
     if (model) state.model = model;
     else problems.push(`there is no model "${params.get("model")}" (this page has ${MODELS.map(m => m.id).join(", ")})`);
-  } else state.model = MODELS[0];
+  } else state.model = TRAINED;
+  state.side = params.get("side") === "1";
   let split = null;
   for (const key of ["test", "train"]) if (params.has(key)) split = key;
   if (params.has("img")) problems.push('"img=" (a gallery position) is no longer used; links name the test-set index, e.g. #test=12');
@@ -756,12 +1182,17 @@ function filterGallery() {
     for (const t of document.querySelectorAll("#gallery .thumb")) t.tabIndex = -1;
     shown[0].tabIndex = 0;
   }
+  $("gallery-hint").textContent = (shown.length === 0
+    ? `No image matches these filters (0 of ${images.length}); choose “all” in a filter to see more. `
+    : `${shown.length === images.length ? "" : `${shown.length} of `}${images.length} images; `) +
+    "✗ marks a wrong prediction of the chosen model. Keyboard: arrow keys move, Enter picks.";
 }
 
 function chooseImage(i) {
   state.own = null;
   state.image = i;
   clearFileError();
+  showLinkProblems([]);  // an old link's problems no longer describe the view
   update(true);
 }
 
@@ -796,8 +1227,6 @@ function buildGallery() {
       for (const t of document.querySelectorAll("#gallery .thumb")) t.tabIndex = t === event.target ? 0 : -1;
     }
   });
-  $("gallery-hint").textContent = `${images.length} images; ✗ marks a wrong prediction of the chosen model. ` +
-    "Keyboard: Tab into the gallery, arrow keys move, Enter or Space picks.";
   $("class-filter").addEventListener("change", filterGallery);
   $("correct-filter").addEventListener("change", filterGallery);
   markGallery();
@@ -843,6 +1272,11 @@ async function readOwnImage(file) {
   const { width, height } = bitmap;
   if (!width || !height) throw new UserError(`"${name}" has no pixels`);
   const square = Math.min(width, height), sx = (width - square) / 2, sy = (height - square) / 2;
+  const probe = el("canvas", { width: SIDE, height: SIDE }).getContext("2d");  // any transparency?
+  probe.drawImage(bitmap, sx, sy, square, square, 0, 0, SIDE, SIDE);
+  const alpha = probe.getImageData(0, 0, SIDE, SIDE).data;
+  let transparent = false;
+  for (let p = 3; p < alpha.length; p += 4) if (alpha[p] < 255) { transparent = true; break; }
   const canvas = el("canvas", { width: SIDE, height: SIDE });
   const ctx = canvas.getContext("2d");
   ctx.fillStyle = `rgb(${BACKGROUND.join(",")})`;
@@ -853,10 +1287,10 @@ async function readOwnImage(file) {
   bitmap.close();
   const rgba = ctx.getImageData(0, 0, SIDE, SIDE).data, pixels = new Uint8Array(IMAGE_SIZE);
   for (let p = 0; p < PLANE; p++) for (let c = 0; c < COLOURS; c++) pixels[c * PLANE + p] = rgba[4 * p + c];
-  return { name, width, height, square, crop: [sx, sy], pixels };
+  return { name, width, height, square, crop: [sx, sy], pixels, transparent };
 }
 
-async function loadOwn(file) {
+async function loadOwn(file, note = "") {
   const message = $("own-message");
   try {
     if (!file) return;
@@ -864,10 +1298,12 @@ async function loadOwn(file) {
     const image = await readOwnImage(file);
     state.own = lastOwn = { ...image, serial: ++ownSerial, byModel: new Map() };
     clearFileError();
+    showLinkProblems([]);
     const cropped = image.width === image.height ? "already square, so not cropped"
       : `centre ${image.square}×${image.square} square cropped (${image.width > image.height ? "left and right" : "top and bottom"} cut off, not stretched)`;
-    message.textContent = `Your image "${image.name}" is ${image.width}×${image.height} px: ${cropped}, ` +
-      `then resized to ${SIDE}×${SIDE}; transparent parts are shown on white. It is not in the link: own images cannot be shared.`;
+    message.textContent = `${note}Your image "${image.name}" is ${image.width}×${image.height} px: ${cropped}, ` +
+      `then resized to ${SIDE}×${SIDE}` + (image.transparent ? "; its transparent parts are shown on white" : "") +
+      ". It is not in the link: own images cannot be shared.";
     update(true);
   } catch (error) {
     const text = error instanceof UserError ? error.message : `"${file && file.name}" could not be read (${error.message})`;
@@ -879,26 +1315,59 @@ async function loadOwn(file) {
   }
 }
 
+function dropped(event) {
+  const files = [...event.dataTransfer.files];
+  if (!files.length) {
+    $("file-error").textContent = `Nothing was used: what was dropped is ${event.dataTransfer.types.includes("text/plain") ? "text" : "not a file"}; drop an image file (PNG or JPEG). Still showing ${subjectName()}.`;
+    $("file-error").hidden = false;
+    return;
+  }
+  loadOwn(files[0], files.length > 1 ? `${files.length} files were dropped; only the first, "${files[0].name}", is used. ` : "");
+}
+// --- layout helpers: focus is never hidden under the pinned pictures (or the bottom sheet) ---
+
+function updatePadding() {
+  const stage = $("stage"), sticky = getComputedStyle(stage).position === "sticky";
+  const top = sticky ? stage.getBoundingClientRect().height + 8 : 8;
+  document.documentElement.style.scrollPaddingTop = `${Math.ceil(top)}px`;
+  const sheet = state.sheet ? $("card").getBoundingClientRect().height + 8 : 8;
+  document.documentElement.style.scrollPaddingBottom = `${Math.ceil(sheet)}px`;
+}
+
 function setUp() {
-  // first-time readers on a wide screen see the introduction; on small screens it is one tap away
-  $("about").open = window.matchMedia("(min-width: 1200px)").matches;
+  $("tagline").textContent = `A small network sorts photos into ${DATA.classes.length} classes; a decoder turns its maps back into a picture.`;
   $("about-text").textContent =
-    "A small CNN (the PyTorch CIFAR-10 tutorial's) sorts photos into ten classes. In Task 2 it was trained together with " +
-    "a decoder that mirrors it (Zeiler & Fergus 2014: unpool with the max-pool switches, ReLU, transposed convolution), " +
-    "which turns the network's internal maps back into a picture. " +
-    LAYERS.map(L => `${L.name}: ${L.channels} maps of ${L.size}×${L.size} after conv ${L.name.slice(1)}, ReLU and max-pool ` +
-      `(a cell sees ${L.receptive_field}×${L.receptive_field} pixels).`).join(" ") +
-    " The network runs in this page: every prediction, map and reconstruction is computed here, from exactly the channels you tick.";
-  $("try-first").textContent = "Try first: choose z2, press “none”, tick the brightest map and compare the right-hand " +
-    "reconstruction with the original; then open “Occlusion” below the maps to see what the prediction depends on.";
+    `The network (the PyTorch CIFAR-10 tutorial's) looks at a photo through ${LAYERS.length} layers. Each layer produces maps, one per channel: ` +
+    "a bright cell means that channel responds strongly to the patch of the photo under it. A decoder that mirrors the network " +
+    "(Zeiler & Fergus 2014: it undoes the pooling at the remembered positions, then runs the filters backwards) turns maps back into a picture. " +
+    LAYERS.map(L => `${L.name}: ${L.channels} maps of ${L.size}×${L.size} cells, each seeing ${L.receptive_field}×${L.receptive_field} pixels.`).join(" ") +
+    " Everything is computed in this page from the embedded network: predictions, maps, pictures and occlusion.";
+  const steps = [
+    "Tick one channel at a time (click its box, or Space on a focused map): the second picture is rebuilt from the ticked channels only.",
+    "Point at a map, or use the arrow keys: the yellow square on the photo shows the pixels that cell looks at.",
+    MODELS.length > 1 ? "Switch the model to a random one and tick “side by side”: do the pictures survive when the predictions do not?"
+      : "Open “Occlusion” below: where does hiding part of the photo change the prediction?",
+  ];
+  $("try-steps").replaceChildren(...steps.map(text => el("li", {}, text)));
+  // the model switch: trained first, the λ models in order, then the baselines; labels from metadata
   const models = $("model");
-  for (const m of MODELS) models.add(new Option(m.label + (m.precision !== "float32" ? ` (${m.precision})` : ""), m.id));
+  const groups = [["", MODELS.filter(m => m === TRAINED)],
+    ["same training, other λ", MODELS.filter(m => m !== TRAINED && m.kind === "lambda").sort((a, b) => a.lambda - b.lambda)],
+    ["networks that did not learn", MODELS.filter(m => m !== TRAINED && (m.kind === "random" || m.kind === "permuted"))],
+    ["other models", MODELS.filter(m => m !== TRAINED && !["lambda", "random", "permuted"].includes(m.kind))]];
+  for (const [label, list] of groups) {
+    if (!list.length) continue;
+    const parent = label ? models.appendChild(el("optgroup", { label })) : models;
+    for (const m of list) parent.appendChild(new Option(m.name, m.id));
+  }
   models.disabled = MODELS.length < 2;
+  $("side-label").hidden = MODELS.length < 2;
   models.addEventListener("change", () => {
     state.model = modelById(models.value);
     markGallery();
     update();
   });
+  $("side-by-side").addEventListener("change", event => { state.side = event.target.checked; update(); });
   $("layer-choice").replaceChildren(...LAYERS.map((L, k) => {
     const radio = el("input", { type: "radio", name: "layer", value: String(k + 1), checked: k === 0, dataset: { key: `layer-${k + 1}` } });
     radio.addEventListener("change", () => {
@@ -908,21 +1377,20 @@ function setUp() {
       clearCell();
       update();
     });
-    return el("label", {}, radio, ` ${L.name} (${shapeText(L)})`);
+    return el("label", {}, radio, ` ${L.name} (${L.channels})`);
   }));
   drawColourBar($("colour-bar"));
+  drawColourBar($("occlusion-bar"));
   for (const radio of document.querySelectorAll("input[name=scale]")) {
     radio.addEventListener("change", () => { state.scale = radio.value; render(); });
   }
   $("all-channels").addEventListener("click", () => { state.channels = range(layerOf(state.layer).channels); update(); });
   $("no-channels").addEventListener("click", () => { state.channels = []; update(); });
-  $("all-channels").setAttribute("aria-label", "use all channels of the latent");
-  $("no-channels").setAttribute("aria-label", "use no channel (decode the empty latent)");
   $("contribution").addEventListener("change", event => { state.contribution = event.target.checked; render(); });
   $("occlusion-panel").addEventListener("toggle", () => { if ($("occlusion-panel").open) runOcclusion(); });
   $("occlusion-run").addEventListener("click", runOcclusion);
-  $("occlusion-size").addEventListener("change", runOcclusion);
-  $("occlusion-stride").addEventListener("change", runOcclusion);
+  for (const id of ["occlusion-size", "occlusion-stride"]) $(id).addEventListener("change", runOcclusion);
+  for (const id of ["occlusion-target", "occlusion-scale", "occlusion-overlay"]) $(id).addEventListener("change", renderOcclusion);
   $("own-file").addEventListener("change", event => { loadOwn(event.target.files[0]); });
   const drop = $("drop");
   drop.addEventListener("dragover", event => { event.preventDefault(); drop.classList.add("over"); });
@@ -930,21 +1398,36 @@ function setUp() {
   drop.addEventListener("drop", event => {
     event.preventDefault();
     drop.classList.remove("over");
-    loadOwn(event.dataTransfer.files[0]);
+    dropped(event);
   });
+  const step = d => {
+    const list = visibleThumbs().map(t => Number(t.dataset.i));
+    const order = list.length ? list : range(images.length);
+    const at = state.own ? -1 : order.indexOf(state.image);
+    chooseImage(order[(at + d + order.length) % order.length]);
+  };
+  $("previous-image").addEventListener("click", () => step(-1));
+  $("next-image").addEventListener("click", () => step(1));
+  $("card-back").addEventListener("click", closeSheet);
+  document.addEventListener("keydown", event => { if (event.key === "Escape" && state.sheet) closeSheet(); });
   window.addEventListener("hashchange", followLink);
   window.addEventListener("popstate", followLink);
   buildGallery();
+  if (location.hash.slice(1) === "") {
+    // a first visit opens on something to see: the brightest channel of the image, alone
+    const c = brightestChannel(current().latents, state.layer);
+    state.channels = [c];
+    state.card = c;
+  }
   applyHash();
   markGallery();
   clearCell();
   render();
   writeHash(false);
-}
-
-function runOcclusion() {
-  $("occlusion-status").textContent = "computing…";
-  setTimeout(() => { $("occlusion-panel").open = true; render(); }, 0);
+  new ResizeObserver(() => { updatePadding(); layoutMaps(); }).observe($("stage"));
+  new ResizeObserver(layoutMaps).observe($("maps"));
+  window.addEventListener("resize", updatePadding);
+  updatePadding();
 }
 
 // --- the API the tests use (i: gallery position, or "own"; model: a model id, default the chosen one) ---
@@ -959,14 +1442,14 @@ function subjectOf(i, model) {
 
 window.explorer = {
   architecture: ARCH,
-  models: MODELS.map(({ id, label, precision }) => ({ id, label, precision })),
+  models: MODELS.map(({ id, label, name, kind, lambda, precision }) => ({ id, label, name, kind, lambda, precision })),
   images: images.map(({ index, label, split }) => ({ index, label, split })),
   pixels: i => Array.from(subjectOf(i, state.model).pixels),
   classify: (i, model) => subjectOf(i, modelArg(model)).probabilities.slice(),
-  decode: (i, layer, channels, model) => {
+  decode: (i, layer, channels, model, refit = true) => {
     if (!Number.isInteger(layer) || layer < 1 || layer > LAYERS.length) throw new RangeError(`layer must be 1 to ${LAYERS.length}`);
     const m = modelArg(model);
-    return Array.from(decodeLatents(subjectOf(i, m).latents, layer, channels, weightsOf(m)));
+    return Array.from(decodeLatents(subjectOf(i, m).latents, layer, channels, weightsOf(m), refit));
   },
   latents: (i, model) => {  // the pooled maps and PyTorch-style switches (flat index in each plane)
     const { z, index } = subjectOf(i, modelArg(model)).latents, out = {};
@@ -979,10 +1462,15 @@ window.explorer = {
     const maps = occlusionMaps(subject.pixels, target, size, stride, weightsOf(m));
     return { probability: maps.probability, channels: maps.layers[LAYERS.length - 1], target, side: maps.side };
   },
+  // what the occlusion panel last drew: {key, target class per position, every layer's channel maps}
+  shownOcclusion: () => state.occlusion && { key: state.occlusion.key, model: state.occlusion.model,
+    probabilities: state.occlusion.maps.probabilities, layers: state.occlusion.maps.layers, side: state.occlusion.maps.side,
+    worker: Boolean(worker) },
   own: () => state.own && { pixels: Array.from(state.own.pixels), probabilities: ownAnalysed().probabilities.slice(),
                             width: state.own.width, height: state.own.height },
   state: () => ({ model: state.model.id, layer: state.layer, channels: state.channels.slice(), card: state.card,
-                  image: state.own ? "own" : state.image, hash: location.hash }),
+                  image: state.own ? "own" : state.image, hash: location.hash, side: state.side && state.model !== TRAINED,
+                  scaleTop: state.shownScale, cell: state.cell && { ...state.cell } }),
   ready: false,
 };
 

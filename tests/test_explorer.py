@@ -230,8 +230,14 @@ def test_the_occlusion_panel_draws_both_maps(page_session):
     page, seen, *_ = page_session
     page.click("#occlusion-panel summary")
     wait_until(page, "document.getElementById('occlusion-status').textContent.includes('positions')")
+    wait_until(page, "document.getElementById('occlusion-status').textContent.includes('done')")
     caption = page.inner_text("#occlusion-probability-caption")
-    assert "probability of" in caption and "true class" in caption
+    assert "probability of" in caption and "predicted class" in caption
+    page.select_option("#occlusion-target", "true")
+    predicted = int(np.argmax(page.evaluate("window.explorer.classify(window.explorer.state().image)")))
+    label = page.evaluate("window.explorer.images[window.explorer.state().image].label")
+    assert ("true class" if predicted != label else "predicted class") in page.inner_text("#occlusion-probability-caption")
+    page.select_option("#occlusion-target", "predicted")
     assert "channel" in page.inner_text("#occlusion-channel-caption")
     page.click("#occlusion-panel summary")  # closed again for the other tests
     assert seen["errors"] == []
@@ -244,6 +250,7 @@ def _map_names(page):
 def test_a_channel_toggle_changes_the_reconstruction_and_the_link(page_session):
     page, seen, _, folder = page_session
     page.click("#gallery .thumb[data-i='5']")
+    page.click("#all-channels")
     test_index = page.evaluate("window.explorer.images[5].index")
     before = page.evaluate("document.getElementById('selected-decode').toDataURL()")
     page.click(".map input.toggle[data-channel='2']")
@@ -254,7 +261,7 @@ def test_a_channel_toggle_changes_the_reconstruction_and_the_link(page_session):
     page.click("#no-channels")
     page.click(".map button.only >> nth=3")  # only channel 3
     assert page.url.endswith(f"#test={test_index}&z=2&ch=3")
-    assert _map_names(page) == [f"keep z2 channel {c} only" for c in range(16)]
+    assert _map_names(page) == [f"only z2 channel {c}" for c in range(16)]
     assert seen["errors"] == []
 
 
@@ -265,13 +272,14 @@ def test_clicking_a_map_pins_its_card_and_hovering_does_not_replace_it(page_sess
     assert page.inner_text("#card-title") == "z2 channel 7"
     page.hover(".map-view[data-channel='2']")
     assert page.inner_text("#card-title") == "z2 channel 7"
-    assert "z2 channel 2, row" in page.inner_text("#cell-readout")  # the hovered cell's value
+    assert "z2 ch 2, row" in page.inner_text("#cell-readout")  # the hovered cell's value
     assert page.is_visible("#field-box")
     assert seen["errors"] == []
 
 
 def test_the_colour_scale_can_be_per_map_per_layer_or_over_all_images(page_session):
     page, seen, *_ = page_session
+    page.evaluate("document.getElementById('more').open = true")  # the scales wait behind "?"
     page.check("input[name=layer][value='2']")
     brightest = """[...document.querySelectorAll('.map-view canvas')].map(c => {
         const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
@@ -376,17 +384,17 @@ def test_a_keyboard_only_run_picks_an_image_and_toggles_a_channel(fresh):
     assert abs(box["left"] - image["left"] - z1.stride * pixel) < 1
     assert abs(box["top"] - image["top"] - z1.stride * pixel) < 1
     assert abs(box["width"] - z1.receptive_field * pixel) < 1
-    page.keyboard.press("Enter")  # pins the card of the focused map
+    page.keyboard.press("Enter")  # pins the card of the focused map, keeping the cell
     channel = page.evaluate("Number(document.activeElement.dataset.channel)")
     assert page.inner_text("#card-title") == f"z1 channel {channel}"
-    tab_to("e.classList.contains('toggle')")
+    assert "row 1, column 1" in page.inner_text("#cell-readout")
     key = page.evaluate("document.activeElement.dataset.key")
-    channel = page.evaluate("Number(document.activeElement.dataset.channel)")
+    ticked = channel in page.evaluate("window.explorer.state().channels")
     page.keyboard.press("Space")
-    assert channel not in page.evaluate("window.explorer.state().channels")
+    assert (channel in page.evaluate("window.explorer.state().channels")) != ticked
     assert page.evaluate("document.activeElement.dataset.key") == key  # focus stays on it
     page.keyboard.press("Space")
-    assert channel in page.evaluate("window.explorer.state().channels")
+    assert (channel in page.evaluate("window.explorer.state().channels")) == ticked
     assert seen["errors"] == []
 
 
@@ -633,7 +641,7 @@ def test_every_embedded_model_runs_as_pytorch_does(browser, cli_page, tiny_cifar
     # the switch: another model changes the prediction marks, the link and the card
     page.select_option("#model", listed[2]["id"])
     assert f"model={listed[2]['id']}" in page.url
-    assert "describe the trained model" in page.inner_text("#card-finding")
+    assert "describe the trained model" in page.inner_text("#card-headline")
     page.goto(page_file.as_uri() + f"#test=3&z=2&ch=1&model={listed[1]['id']}")
     wait_until(page, f"window.explorer.state().model === {json.dumps(listed[1]['id'])}")
     assert page.input_value("#model") == listed[1]["id"]
@@ -652,8 +660,8 @@ def test_a_page_without_task3_has_no_cards(browser, study_outputs, tiny_cifar, t
     assert "1 model(s), without channel cards" in result.stdout
     seen = {"errors": [], "requests": []}
     page = open_page(browser, out, seen)
-    assert "no Task 3 channel cards" in page.inner_text("#card-finding")
-    assert "own deconv1" in page.inner_text("#decoder-note")
+    assert "no channel descriptions" in page.inner_text("#card-headline")
+    assert "trained together with this network" in page.evaluate("document.getElementById('decoder-note').textContent")
     assert len(page.evaluate("window.explorer.images")) == 40  # no report training image
     assert seen["errors"] == []
     page.close()
@@ -705,3 +713,343 @@ def test_the_command_line_refuses_task3_metrics_of_another_checkpoint(study_outp
                             capture_output=True, text=True, env=env, timeout=240)
     assert result.returncode == 2 and "describes another checkpoint" in result.stderr
     assert not (tmp_path / "page.html").exists()
+
+
+# --- round three: a newcomer's first minute, cards, comparing models, occlusion, phones, axe ---
+
+FIRST_SCREENS = [(390, 844), (740, 360), (1024, 768), (1280, 800), (1920, 1080)]
+JARGON = re.compile(r"Task \d|\bseed|refit|float16", re.I)
+# axe-core, pinned: installed by npm into a cache folder this test owns (never committed)
+AXE_VERSION = "4.10.3"
+WCAG22_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa"]
+
+
+def _shots_folder(tmp_path_factory):
+    folder = Path(os.environ.get("EXPLORER_SCREENSHOTS") or tmp_path_factory.getbasetemp() / "explorer_screenshots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def _first_screen_text(page):
+    """The text a reader sees without scrolling (text nodes with a box inside the viewport)."""
+    return page.evaluate("""(() => {
+        const out = [], walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+        for (let n = walker.nextNode(); n; n = walker.nextNode()) {
+            if (!n.textContent.trim() || n.parentElement.closest('script, style, option')) continue;
+            const closed = n.parentElement.closest('details:not([open])');
+            if (closed && !n.parentElement.closest('summary')) continue;
+            const range = document.createRange(); range.selectNodeContents(n);
+            if ([...range.getClientRects()].some(r => r.width > 0 && r.height > 0 && r.bottom > 0 && r.top < innerHeight))
+                out.push(n.textContent.trim());
+        }
+        for (const s of document.querySelectorAll('select')) {
+            const r = s.getBoundingClientRect();
+            if (r.bottom > 0 && r.top < innerHeight && s.selectedOptions.length) out.push(s.selectedOptions[0].textContent);
+        }
+        return out.join(' | ');
+    })()""")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.parametrize("width,height", FIRST_SCREENS)
+def test_the_first_screen_shows_the_maps_and_no_jargon(fresh, width, height, tmp_path_factory):
+    make, seen = fresh
+    page = make("", (width, height))
+    page.screenshot(path=str(_shots_folder(tmp_path_factory) / f"first_screen_{width}x{height}.png"))
+    first = page.locator("#maps .map").first.bounding_box()
+    toggles = page.locator("#maps input.toggle").first.bounding_box()
+    pictures = page.locator("#selected-decode").bounding_box()
+    if width >= 1024:  # the maps' first row, the pictures and the toggles without scrolling
+        assert first["y"] + first["height"] <= height, first
+        assert toggles["y"] + toggles["height"] <= height and pictures["y"] >= 0
+    text = _first_screen_text(page)
+    assert not JARGON.findall(text), JARGON.findall(text)
+    # it opens on something to see: one channel (the brightest), not all (two equal pictures)
+    state = page.evaluate("window.explorer.state()")
+    assert len(state["channels"]) == 1
+    z = np.array(page.evaluate(f"window.explorer.latents({state['image']}).z1")).reshape(ARCHITECTURE.layer(1).channels, -1)
+    assert state["channels"] == [int((z ** 2).sum(1).argmax())] and state["card"] == state["channels"][0]
+    assert page.evaluate("document.getElementById('selected-decode').toDataURL() !== document.getElementById('full-decode').toDataURL()")
+    # the pinned pictures take at most 40 % of a short screen, and the readout is inside them
+    stage = page.locator("#stage").bounding_box()
+    assert stage["height"] <= 0.4 * height or height > 700, stage
+    readout = page.locator("#cell-readout").bounding_box()
+    assert stage["y"] <= readout["y"] and readout["y"] + readout["height"] <= stage["y"] + stage["height"] + 1
+    assert page.evaluate("document.documentElement.scrollWidth") <= width
+    assert seen["errors"] == []
+
+
+@pytest.fixture(scope="module")
+def axe_source(tmp_path_factory):
+    """axe-core AXE_VERSION from npm into a cache folder (AXE_CACHE, else ./data/axe-core)."""
+    folder = Path(os.environ.get("AXE_CACHE") or REPO / "data" / "axe-core")
+    script = folder / "node_modules" / "axe-core" / "axe.min.js"
+    if not script.is_file() or f"axe v{AXE_VERSION}" not in script.read_text()[:200]:
+        npm = shutil.which("npm")
+        if npm is None:
+            pytest.skip(f"npm is missing, so axe-core {AXE_VERSION} cannot be installed")
+        folder.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run([npm, "install", "--no-save", "--no-audit", "--no-fund", "--prefix", str(folder),
+                                 f"axe-core@{AXE_VERSION}"], capture_output=True, text=True, timeout=300)
+        if result.returncode != 0 or not script.is_file():
+            pytest.skip(f"npm could not install axe-core {AXE_VERSION}: {result.stderr[-300:]}")
+    return script.read_text()
+
+
+def _axe(page, source):
+    page.evaluate(source + "\n;0")  # through the DevTools protocol: the page's CSP allows no eval
+    return page.evaluate("""async tags => {
+        const r = await axe.run(document, {runOnly: {type: 'tag', values: tags},
+            rules: {'label-content-name-mismatch': {enabled: true}, 'scrollable-region-focusable': {enabled: true}}});
+        return r.violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' ')).slice(0, 5)}));
+    }""", WCAG22_AA + ["best-practice"])
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.parametrize("width,height", [(390, 844), (740, 360), (1024, 768), (1920, 1080)])
+def test_axe_finds_no_serious_violation(fresh, axe_source, width, height):
+    make, seen = fresh
+    page = make("", (width, height))
+    page.click("#occlusion-panel summary")
+    wait_until(page, "document.getElementById('occlusion-status').textContent.includes('done')")
+    for layer in (1, 2):
+        page.check(f"input[name=layer][value='{layer}']")
+        violations = _axe(page, axe_source)
+        print(width, height, f"z{layer}", violations)
+        bad = [v for v in violations if v["impact"] in ("serious", "critical")]
+        assert bad == [], bad
+        for rule in ("label-content-name-mismatch", "scrollable-region-focusable", "target-size"):
+            assert rule not in {v["id"] for v in violations}
+    assert seen["errors"] == []
+
+
+def _focus_hidden(page):
+    """The focused element's box is outside the viewport or under the pinned pictures."""
+    return page.evaluate("""(() => {
+        const e = document.activeElement;
+        if (!e || e === document.body) return false;
+        const r = e.getBoundingClientRect(), s = document.getElementById('stage').getBoundingClientRect();
+        const stuck = getComputedStyle(document.getElementById('stage')).position === 'sticky' && s.top <= 0.5;
+        const under = stuck && !document.getElementById('stage').contains(e) && r.top < s.bottom - 1;
+        const sheet = document.getElementById('card');
+        const covered = sheet.classList.contains('sheet') && !sheet.contains(e) && r.bottom > sheet.getBoundingClientRect().top + 1;
+        return under || covered || r.bottom < 0 || r.top > innerHeight;
+    })()""")
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+@pytest.mark.parametrize("width,height", [(1024, 768), (390, 844)])
+def test_a_keyboard_only_run_pins_a_card_switches_model_and_runs_occlusion(fresh, width, height):
+    make, seen = fresh
+    page = make("", (width, height))
+    hidden = []
+
+    def press(key):
+        page.keyboard.press(key)
+        if _focus_hidden(page):
+            hidden.append((key, page.evaluate("document.activeElement.outerHTML.slice(0, 80)")))
+
+    def tab_to(predicate, key="Tab", limit=120):
+        for _ in range(limit):
+            press(key)
+            if page.evaluate(f"(() => {{ const e = document.activeElement; return {predicate}; }})()"):
+                return
+        raise AssertionError(f"{key} never reached {predicate}")
+
+    tab_to("e.type === 'radio' && e.name === 'layer'")
+    press("ArrowRight")
+    assert page.evaluate("window.explorer.state().layer") == 2
+    tab_to("e.classList.contains('map-view')")
+    stops = 0
+    while not page.evaluate("document.activeElement.closest('#occlusion-panel') !== null"):
+        press("Tab")
+        stops += 1
+        assert stops < 20, "the occlusion panel is far from the maps"
+    tab_to("e.classList.contains('map-view')", "Shift+Tab")
+    start = page.evaluate("Number(document.activeElement.dataset.channel)")
+    side = ARCHITECTURE.layer(2).size
+    for _ in range(side):
+        press("ArrowRight")  # across the map and into the next one
+    channel = page.evaluate("Number(document.activeElement.dataset.channel)")
+    assert channel == start + 1
+    press("ArrowDown")
+    cell = page.evaluate("window.explorer.state().cell")
+    press("Enter")  # pins the card, the cell keeps its position
+    assert page.inner_text("#card-title") == f"z2 channel {channel}"
+    assert page.evaluate("window.explorer.state().cell") == cell
+    if width < 760:
+        assert page.evaluate("document.getElementById('card').classList.contains('sheet')")
+        press("Escape")
+        assert page.evaluate("document.activeElement.dataset.channel") == str(channel)
+    tab_to("e.id === 'model'", "Shift+Tab")
+    press("ArrowDown")
+    model = page.evaluate("window.explorer.state().model")
+    assert model != "trained"
+    tab_to("e.matches('#occlusion-panel summary')")
+    press("Enter")
+    wait_until(page, "document.getElementById('occlusion-status').textContent.includes('done')")
+    assert page.evaluate("window.explorer.shownOcclusion().model") == model
+    assert hidden == [], hidden
+    assert seen["errors"] == []
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_side_by_side_shares_one_colour_scale(page_session, study_outputs):
+    page, seen, *_ = page_session
+    models = page.evaluate("window.explorer.models")
+    other = next(m for m in models if m["kind"] == "random")
+    page.select_option("#model", other["id"])
+    page.check("#side-by-side")
+    for layer in (1, 2):
+        page.check(f"input[name=layer][value='{layer}']")
+        state = page.evaluate("window.explorer.state()")
+        assert state["side"] and page.is_visible("#compare-decode") and page.is_visible("#compare-maps")
+        i = state["image"]
+        both = [np.array(page.evaluate(f"window.explorer.latents({i}, {json.dumps(m)}).z{layer}")).max()
+                for m in (other["id"], "trained")]
+        assert abs(state["scaleTop"] - max(both)) < 1e-6
+        assert page.inner_text("#bar-high") == page.evaluate(f"(v => {{ const a = Math.abs(v); return a >= 100 ? v.toFixed(0) : a >= 1 ? v.toFixed(2) : v.toPrecision(2); }})({state['scaleTop']})")
+        # the brightest compare map and the brightest chosen map on the same scale: the stronger model reaches yellow
+        note = page.inner_text("#model-note")
+        assert "Takeaway" in note and "test images here right" in note
+    assert "side=1" in page.url
+    page.uncheck("#side-by-side")
+    page.select_option("#model", "trained")
+    assert seen["errors"] == []
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_model_labels_come_from_their_metadata(browser, cli_page):
+    page_file, _ = cli_page
+    seen = {"errors": [], "requests": []}
+    page = open_page(browser, page_file, seen)
+    options = page.evaluate("[...document.querySelectorAll('#model option')].map(o => [o.value, o.textContent, o.parentElement.tagName])")
+    assert options[0][0] == "trained" and options[0][1].startswith("trained (λ = ")
+    assert not any(JARGON.search(text) for _, text, _ in options)
+    lambdas = [float(re.match(r"λ = ([\d.e-]+)", text).group(1)) for _, text, parent in options if text.startswith("λ")]
+    assert lambdas == sorted(lambdas) and lambdas
+    page.close()
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_occlusion_stays_responsive_and_matches_pytorch(fresh, models):
+    make, seen = fresh
+    page = make()
+    net, _ = models
+    page.click("#occlusion-panel summary")
+    wait_until(page, "document.getElementById('occlusion-status').textContent.includes('done')")
+    page.evaluate("""window.__gaps = []; window.__last = performance.now();
+        window.__timer = setInterval(() => { const t = performance.now(); window.__gaps.push(t - window.__last); window.__last = t; }, 20);""")
+    page.select_option("#occlusion-size", "4")
+    page.select_option("#occlusion-stride", "1")
+    wait_until(page, "document.getElementById('occlusion-status').textContent.includes('done: 29')")
+    gaps = page.evaluate("clearInterval(window.__timer), window.__gaps")
+    assert len(gaps) > 3 and max(gaps) < 100, max(gaps)
+    shown = page.evaluate("window.explorer.shownOcclusion()")
+    assert shown["worker"] and shown["side"] == 29
+    i = page.evaluate("window.explorer.state().image")
+    pixels = _pixels(page, i)
+    target = int(np.argmax(page.evaluate(f"window.explorer.classify({i})")))
+    probability, channels = occlusion_reference(net, pixels, target, 4, 1)
+    got = torch.tensor([p[target] for p in shown["probabilities"]], dtype=torch.float64)
+    assert (got - probability).abs().max() < 1e-4
+    assert (torch.tensor(shown["layers"][-1], dtype=torch.float64) - channels).abs().max() < 1e-4
+    assert "predicted class" in page.inner_text("#occlusion-probability-caption")
+    page.select_option("#occlusion-scale", "own")
+    low, high = float(probability.min()), float(probability.max())
+    assert page.inner_text("#occlusion-high") == page.evaluate(f"(v => {{ const a = Math.abs(v); return a >= 100 ? v.toFixed(0) : a >= 1 ? v.toFixed(2) : v.toPrecision(2); }})({high})")
+    assert low <= high
+    assert seen["errors"] == []
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_card_follows_the_channel_and_gives_a_verdict(fresh, study_outputs):
+    make, seen = fresh
+    page = make()
+    metrics = json.loads((study_outputs / "task3" / "metrics.json").read_text())
+    page.check("input[name=layer][value='2']")
+    for c in (3, 9):
+        page.click(f"#maps input.toggle[data-channel='{c}']")
+        assert page.inner_text("#card-title") == f"z2 channel {c}"
+        claims = metrics["channels"]["z2"][c].get("baseline_claims", [])
+        random_groups = [[b["exceeds"] for g, b in claim["baselines"].items() if re.fullmatch(r"conv\d+(_conv\d+)*", g)]
+                         for claim in claims]
+        random_groups = [g for g in random_groups if g]
+        expected = "not tested" if not random_groups else "yes" if any(all(e is True for e in g) for g in random_groups) else "no"
+        assert page.inner_text("#card-badge") == f"beats random networks: {expected}"
+        headline = page.inner_text("#card-headline")
+        assert "strongest test images are" in headline and len(headline.split()) < 45
+        assert page.locator("#card-patches canvas").count() == 9
+        assert not page.is_visible("#card-finding")  # the statistics wait behind "details"
+    assert seen["errors"] == []
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_small_items_filters_banners_drops_and_map_rows(fresh, tmp_path):
+    make, seen = fresh
+    page = make("#test=99999")
+    assert page.is_visible("#link-message")
+    page.click("#next-image")  # another image: the old link's problem is gone
+    assert page.is_hidden("#link-message")
+    # an empty filter says so
+    wrong = page.evaluate("document.querySelectorAll('#gallery .thumb.wrong').length")
+    for k in range(10):
+        page.select_option("#class-filter", str(k))
+        page.select_option("#correct-filter", "right")
+        if page.evaluate("[...document.querySelectorAll('#gallery .thumb')].every(t => t.hidden)"):
+            assert "No image matches" in page.inner_text("#gallery-hint")
+            break
+    else:
+        assert wrong < len(page.evaluate("window.explorer.images"))
+    page.select_option("#class-filter", "all")
+    page.select_option("#correct-filter", "all")
+    assert "No image" not in page.inner_text("#gallery-hint")
+    # a JPEG says nothing about transparency
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(np.full((20, 20, 3), 120, np.uint8)).save(path)
+    page.set_input_files("#own-file", str(path))
+    wait_until(page, "window.explorer.own() !== null")
+    assert "transparent" not in page.inner_text("#own-message")
+    # dropping text says what happened
+    page.evaluate("""(() => { const d = new DataTransfer(); d.setData('text/plain', 'hello');
+        document.getElementById('drop').dispatchEvent(new DragEvent('drop', {dataTransfer: d, bubbles: true, cancelable: true})); })()""")
+    assert "text" in page.inner_text("#file-error")
+    # z2's maps in balanced rows: no row holds less than half as many maps as the first
+    for width in (1024, 1280, 1920, 390):
+        page.set_viewport_size({"width": width, "height": 800})
+        page.check("input[name=layer][value='2']")
+        page.wait_for_timeout(100)
+        tops = page.evaluate("[...document.querySelectorAll('#maps .map')].map(m => Math.round(m.getBoundingClientRect().top))")
+        rows = [tops.count(t) for t in sorted(set(tops))]
+        assert rows[-1] * 2 >= rows[0], (width, rows)
+    assert seen["errors"] == []
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_on_a_phone_a_tapped_map_opens_the_card_in_a_sheet_with_a_way_back(fresh):
+    make, seen = fresh
+    page = make("", (390, 844))
+    page.check("input[name=layer][value='2']")
+    page.locator(".map-view[data-channel='5']").scroll_into_view_if_needed()
+    before = page.evaluate("scrollY")
+    page.click(".map-view[data-channel='5']")
+    assert abs(page.evaluate("scrollY") - before) < 400  # no jump to the card
+    sheet = page.locator("#card").bounding_box()
+    assert sheet["y"] >= 0 and sheet["y"] + sheet["height"] <= 844 + 1
+    tapped = page.locator(".map-view[data-channel='5']").bounding_box()
+    stage = page.locator("#stage").bounding_box()
+    assert tapped["y"] >= stage["y"] + stage["height"] - 1 and tapped["y"] + tapped["height"] <= sheet["y"] + 1
+    assert page.inner_text("#card-title") == "z2 channel 5"
+    page.click("#card-back")
+    assert not page.evaluate("document.getElementById('card').classList.contains('sheet')")
+    assert page.evaluate("document.activeElement.dataset.channel") == "5"
+    assert seen["errors"] == []
