@@ -161,6 +161,8 @@ def architecture_beside(checkpoint: Path) -> Architecture:
     run records it), or the tutorial's when there is none (the tutorial's own checkpoints)."""
     from study.readers import read_json
 
+    if not Path(checkpoint).name or Path(checkpoint).is_dir():
+        return ARCHITECTURE  # no checkpoint file: its loader says so
     metrics = Path(checkpoint).with_name("metrics.json")
     if not metrics.is_file():
         return ARCHITECTURE

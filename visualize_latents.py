@@ -27,7 +27,7 @@ from study.decoders import controls, decoder_checks, layer1_refit
 from study.evidence import RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats, single_channels, top9
 from study.baselines import randomisation_baselines
 from study.findings import RULES, against_baselines, channel_roles, describe_channel, projections_alike
-from models import ARCHITECTURE, DeconvNet, load_model
+from models import ARCHITECTURE, DeconvNet, architecture_beside, load_model
 from study.occlusion import OCCLUDER
 
 CHANNELS = {stage.index: stage.channels for stage in ARCHITECTURE.layers}  # for --help
@@ -206,8 +206,13 @@ def save_explorer_models(models: list[dict], folder: Path) -> None:
 def main() -> None:
     args = parse_args()
     started = time.perf_counter()
-    for layer, text in ((1, args.z1_channels), (2, args.z2_channels)):  # a malformed flag fails
-        channel_choice(layer, text, count=2 ** 31)  # before anything is loaded; ranges below
+    # The channels to draw, checked against the architecture recorded beside the checkpoint
+    # before anything is loaded; layers past z2 show their six strongest.
+    arch = architecture_beside(args.checkpoint)
+    flags = {1: args.z1_channels, 2: args.z2_channels}
+    choices = {stage.index: channel_choice(
+        stage.index, flags.get(stage.index, f"top{min(6, stage.channels)}"), stage.channels)
+        for stage in arch.layers}
     device = select_device(args.device)
     check_output_dir(args.out, "task3", args.data_dir)
     # These are measurements, not training: full float32 on GPUs too (TF32 would blur the
@@ -215,15 +220,10 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     net, checkpoint_sha256 = load_task2_model(args.checkpoint, device)
-    arch = net.arch
     if any(stage.padding for stage in arch.layers):
         raise UsageError(f"{args.checkpoint} is a network with padded convolutions, whose receptive "
                          "fields reach past the image border; Task 3 reads only unpadded ones "
                          "(the tutorial's net, --arch small3)")
-    flags = {1: args.z1_channels, 2: args.z2_channels}  # deeper layers: their six strongest
-    choices = {stage.index: channel_choice(
-        stage.index, flags.get(stage.index, f"top{min(6, stage.channels)}"), stage.channels)
-        for stage in arch.layers}
     task2_metrics = args.checkpoint.with_name("metrics.json")
     task2 = (read_json(task2_metrics, "Task 2 metrics", "rerun train_deconv.py")
              if task2_metrics.is_file() else {})

@@ -43,6 +43,7 @@ def test_a_full_disk_costs_a_warning_for_the_cache_and_one_error_for_results(tin
     assert not (out / "training_state.pth").exists()
 
 
+@pytest.mark.slow
 def test_stale_temporaries_of_dead_processes_are_removed_and_live_ones_kept(tmp_path):
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True).stdout.strip()
@@ -55,6 +56,7 @@ def test_stale_temporaries_of_dead_processes_are_removed_and_live_ones_kept(tmp_
     assert live.exists() and foreign.exists()
 
 
+@pytest.mark.slow
 def test_loading_data_cleans_the_cache_folder_of_a_killed_run(tmp_path):
     root = write_image_folders(tmp_path / "data", 1, 1)
     cache = tmp_path / "cache"

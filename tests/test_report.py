@@ -215,6 +215,7 @@ def test_a_figure_typst_cannot_read_is_one_line_error(outputs):
 @pytest.mark.skipif(subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"],
                                    capture_output=True).returncode != 0,
                     reason="not a git checkout with commits")
+@pytest.mark.slow
 def test_code_zip_holds_the_code_and_no_data_or_outputs(tmp_path):
     archive = tmp_path / "code.zip"
     subprocess.run(["git", "-C", str(REPO), "archive", "--format=zip", f"--output={archive}",

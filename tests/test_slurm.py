@@ -108,6 +108,7 @@ def test_jobs_are_submitted_in_the_local_order_with_one_array_per_neighbouring_d
     assert sorted(submitted) == sorted(r.name for r in plan)
 
 
+@pytest.mark.slow
 def test_make_passes_the_executor_and_a_partition_to_the_sweep_unharmed(tmp_path):
     show = tmp_path / "show.sh"
     show.write_text('#!/bin/sh\nprintf "%s|" "$@"\n')

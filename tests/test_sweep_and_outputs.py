@@ -194,6 +194,7 @@ def test_a_training_state_without_optimizer_states_is_one_line(trained_outputs, 
 
 # --- 4, 6: the sweep ---
 
+@pytest.mark.slow
 def test_a_run_waiting_for_a_failed_run_is_not_started(tmp_path):
     runs = [sweep.Run("first", [sys.executable, "-c", "raise SystemExit(3)"], tmp_path / "a"),
             sweep.Run("second", [sys.executable, "-c", "open(%r, 'w')" % str(tmp_path / "ran")],
@@ -303,6 +304,7 @@ def test_help_after_the_separator_is_refused(flag, small_data, tmp_path, monkeyp
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_a_run_that_exits_0_without_its_results_failed_and_is_not_summarised(tmp_path):
     """A previous sweep's metrics.json in a folder this sweep marked incomplete is not its result."""
     runs = sweep.plan([0], [1e-2], tmp_path, [])
@@ -318,6 +320,7 @@ def test_a_run_that_exits_0_without_its_results_failed_and_is_not_summarised(tmp
     assert summary["failed_runs"] == ["task1 seed 0", "task2 seed 0"]
 
 
+@pytest.mark.slow
 def test_a_run_that_exits_0_with_its_results_is_a_success(tmp_path):
     out = tmp_path / "a"
     write = f"import os; open({str(out / 'metrics.json')!r}, 'w').write('{{}}'); os.remove({str(out / INCOMPLETE)!r})"
@@ -507,6 +510,7 @@ def test_folders_another_user_cannot_read_are_one_line(tmp_path):
         assert len(errors) == 1 and fragment in errors[0] and "cannot be read" in errors[0]
 
 
+@pytest.mark.slow
 def test_makefile_passes_paths_with_quotes_dollars_and_backticks_unharmed(tmp_path):
     show = tmp_path / "show.sh"
     show.write_text('#!/bin/sh\nprintf "%s|" "$CIFAR10_DIR" "$@"\n')
