@@ -153,8 +153,8 @@ def run_on_slurm(runs: list, log_dir: Path, job_dir: Path, options: SlurmOptions
                                  "--gpus-per-run against sinfo") from None
             if isinstance(error, UsageError):
                 raise UsageError(f"{error}; {done}") from None
-            say(f"error while submitting the sweep's jobs; {done}")
-            raise
+            raise UsageError(f"submitting the sweep's jobs failed ({type(error).__name__}: "
+                             f"{_first_line(str(error))}); {done}") from None
         if not quiet:
             print(f"submitted {len(jobs)} Slurm jobs: "
                   + ", ".join(f"{name} {job.job_id}" for name, job in jobs.items()), flush=True)
