@@ -19,7 +19,7 @@ override PARTITION := $(value PARTITION)
 export CIFAR10_DIR SUBSET DEVICE EXECUTOR PARTITION
 COMMON = --subset "$$SUBSET" --device "$$DEVICE"
 
-.PHONY: all install runs explorer task1 task2 task3 report sweep test test-fast bench submission clean
+.PHONY: all install runs explorer task1 task2 task3 report sweep test test-fast bench submission submission-check clean
 
 # Tasks 1 and 2 (3 seeds each), the lambda sweep and Task 3, then the explorer with every model
 # and the report.
@@ -74,12 +74,25 @@ bench:
 	$(PYTHON) benchmarks/bench_task2.py
 	$(PYTHON) benchmarks/bench_parallel.py
 
-# report.pdf and code.zip (tracked files only: no data, outputs or checkpoints).
-submission: report
-	mkdir -p submission
-	cp outputs/report.pdf submission/report.pdf
-	git archive --format=zip --output=submission/code.zip HEAD
-	@echo "wrote submission/report.pdf and submission/code.zip"
+# report.pdf and code.zip (tracked files only: no data, outputs or checkpoints). code.zip is the
+# committed code (HEAD), so uncommitted or untracked changes are refused first: what is shipped
+# is the code that made the report. Both files are written to temporary names and renamed only
+# when both are whole, so a failure leaves an earlier submission as it was.
+submission: submission-check report
+	@set -e; mkdir -p submission; \
+	trap 'rm -f submission/.report.pdf.tmp submission/.code.zip.tmp' EXIT; \
+	cp outputs/report.pdf submission/.report.pdf.tmp; \
+	git archive --format=zip --output=submission/.code.zip.tmp HEAD; \
+	mv -f submission/.report.pdf.tmp submission/report.pdf; \
+	mv -f submission/.code.zip.tmp submission/code.zip; \
+	echo "wrote submission/report.pdf and submission/code.zip (commit $$(git rev-parse --short HEAD))"
+
+submission-check:
+	@git rev-parse --verify -q HEAD >/dev/null 2>&1 || { \
+	    echo "error: make submission packs the code with git archive, but this is not a git repository with a commit; nothing was written" >&2; exit 2; }
+	@changed=$$(git status --porcelain | head -n 3 | cut -c4- | tr '\n' ' '); \
+	if [ -n "$$changed" ]; then \
+	    echo "error: uncommitted changes ($$changed...): code.zip would not be the code that made the report; commit them (or stash them and remake the report), then run make submission again; nothing was written" >&2; exit 2; fi
 
 clean:
 	rm -rf outputs submission

@@ -28,7 +28,8 @@ import torch
 
 from study.common import ArgumentParser, UsageError, add_data_arguments, run_cli
 from study.files import atomic_path
-from study.readers import load_torch_file, read_json
+from study.readers import field, load_torch_file, read_json, require, require_items
+from study.run_folders import check_output_dir, require_complete
 from data import DISPLAY_NAMES, load_cifar10
 from models import ARCHITECTURE, DeconvNet, load_model
 
@@ -42,7 +43,9 @@ DEFAULT_LABEL = "trained model (Task 2)"
 # loss), "random" (the layers in "randomised" re-initialised, decoders refitted), "permuted"
 # (trained on shuffled labels) or "other".
 MODEL_KINDS = ("trained", "lambda", "random", "permuted", "other")
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+ID_LENGTH = 64
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,%d}$" % (ID_LENGTH - 1))
+PAGE_MARK = 'id="explorer-data"'  # the data script of every page written here
 
 
 def _floats(tensor: torch.Tensor, dtype: str = "float32") -> dict:
@@ -126,6 +129,9 @@ def _extra_model(entry: dict) -> dict:
     missing = {"id", "label", "net"} - set(entry)
     if missing:
         raise ValueError(f"an extra model needs {sorted(missing)} (given {sorted(entry)})")
+    if isinstance(entry["id"], str) and len(entry["id"]) > ID_LENGTH:
+        raise ValueError(f"extra model id {entry['id']!r} is {len(entry['id'])} characters "
+                         f"long, over the limit of {ID_LENGTH} (it goes into the page's links)")
     if not isinstance(entry["id"], str) or not ID_PATTERN.match(entry["id"]):
         raise ValueError(f"extra model id {entry['id']!r} must be letters, digits, '_', '.' or "
                          "'-' (it goes into the page's links)")
@@ -188,7 +194,10 @@ def page_data(net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | None,
 def render(data: dict) -> str:
     """explorer.html with its script, style and data inlined: one self-contained page."""
     html = (ASSETS / "explorer.html").read_text()
-    payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False).replace("</", "<\\/")
+    # No '<' (nor '>', '&') of any embedded text reaches the HTML parser: `</script>` and `<!--`
+    # would end or hide the script. JSON reads the escapes back as the same characters.
+    payload = (json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+               .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
     return (html.replace("/*STYLE*/", (ASSETS / "explorer.css").read_text())
                 .replace("/*DATA*/", payload)
                 .replace("/*SCRIPT*/", (ASSETS / "explorer.js").read_text()))
@@ -227,20 +236,20 @@ def _describe_checkpoint(path: Path) -> tuple[str, str, dict]:
     the permuted labels), else from the Task 2 metrics beside it when there are any."""
     described = path.with_name("model.json")
     if described.is_file():
-        try:
-            label = json.loads(described.read_text()).get("label")
-        except (OSError, ValueError, AttributeError):
-            label = None
-        if isinstance(label, str) and label:
+        label = field(read_json(described, "model description", DESCRIPTION_FIX), "label", str,
+                      1, 200, str(described), DESCRIPTION_FIX)
+        if label:
             ident = re.sub(r"[^A-Za-z0-9_.-]", "_", path.parent.name).lstrip("_.-")[:64] or "model"
             return ident, label, kind_of(path.parent.name)
     metrics = path.with_name("metrics.json")
     config = {}
     if metrics.is_file():
-        try:
-            config = json.loads(metrics.read_text()).get("config") or {}
-        except (OSError, ValueError, AttributeError):
-            config = {}
+        fix = "rerun train_deconv.py into that folder, or leave the checkpoint out"
+        config = require(read_json(metrics, "Task 2 metrics", fix).get("config", {}), dict,
+                         what=f"{metrics}: config", fix=fix)
+        for key, kind, low in (("lambda", float, 0), ("seed", int, 0)):
+            if key in config:
+                require(config[key], kind, low, None, f"{metrics}: config: {key}", fix)
     if "lambda" in config and "seed" in config:
         ident = f"lambda_{config['lambda']:g}_seed{config['seed']}"
         kind = "permuted" if config.get("permute_labels") else "lambda"
@@ -250,22 +259,119 @@ def _describe_checkpoint(path: Path) -> tuple[str, str, dict]:
     return (slug or "model")[:64], str(path), {}
 
 
-def _layer1_decoder(path: Path, net: DeconvNet) -> torch.nn.ConvTranspose2d | None:
-    """The refitted deconv1 Task 3 cached beside this checkpoint, if it was fitted for it."""
+DESCRIPTION_FIX = "rerun visualize_latents.py (which writes it), or leave the checkpoint out"
+REFIT_KEYS = ("checkpoint_sha256", "data_sha256", "epochs", "seed")
+
+
+def _layer1_decoder(path: Path, net: DeconvNet, data_sha256: str,
+                    measured: dict | None = None) -> torch.nn.ConvTranspose2d | None:
+    """The refitted deconv1 Task 3 cached beside this checkpoint, if it was fitted for it.
+
+    A cache fitted on other data than the data loaded here is refused (one line); with
+    `measured` (the layer1_refit of the --task3 metrics, for the first checkpoint) the cache
+    must be the decoder Task 3 measured: same checkpoint, data, epochs and seed.
+    """
     cache = path.with_name("layer1_decoder.pth")
     if not cache.is_file():
+        if measured is not None:
+            raise UsageError(f"{cache} is missing, but the Task 3 metrics describe a layer-1 "
+                             "decoder fitted for this checkpoint; rerun visualize_latents.py")
         return None
     try:
         cached = load_torch_file(cache, "layer-1 decoder cache")
     except UsageError:
+        if measured is not None:
+            raise
         return None
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    if not isinstance(cached, dict) or cached.get("key", {}).get("checkpoint_sha256") != sha:
+    key = cached.get("key") if isinstance(cached, dict) else None
+    if not isinstance(key, dict) or key.get("checkpoint_sha256") != sha:
+        if measured is not None:
+            raise UsageError(f"the layer-1 decoder cached in {cache} was not fitted for "
+                             f"{path}; rerun visualize_latents.py on it")
         return None
+    if measured is not None:
+        differ = [k for k in REFIT_KEYS if key.get(k) != measured.get(k)]
+        if differ:
+            raise UsageError(f"the layer-1 decoder cached in {cache} is not the one the Task 3 "
+                             f"metrics measured (its {', '.join(differ)} differ); rerun "
+                             "visualize_latents.py, then build the page")
+    if "data_sha256" in key and key["data_sha256"] != data_sha256:
+        raise UsageError(f"the layer-1 decoder cached in {cache} was fitted on other data than "
+                         "the data loaded here (another --data-dir, --subset or --seed); pass "
+                         "the data it was fitted on, or rerun visualize_latents.py")
     decoder = torch.nn.ConvTranspose2d(net.deconv1.in_channels, net.deconv1.out_channels,
                                        net.deconv1.kernel_size)
-    decoder.load_state_dict(cached["state"])
+    try:
+        decoder.load_state_dict(cached["state"])
+    except (KeyError, TypeError, RuntimeError):
+        raise UsageError(f"the layer-1 decoder cached in {cache} does not fit this model; "
+                         "rerun visualize_latents.py") from None
     return decoder
+
+
+TASK3_FIX = "rerun visualize_latents.py"
+
+
+def check_task3(task3: dict, path: Path, test_images: int) -> None:
+    """Every field of the Task 3 metrics the page embeds, by type and range (one line each),
+    so that a garbled file is refused here rather than giving a page that throws on load."""
+    what = str(path)
+    channels = field(task3, "channels", dict, what=what, fix=TASK3_FIX)
+    top9 = field(task3, "top9", dict, what=what, fix=TASK3_FIX)
+    for stage in ARCHITECTURE.layers:
+        rows = field(channels, stage.name, list, stage.channels, stage.channels,
+                     f"{what}: channels", TASK3_FIX)
+        tops = field(top9, stage.name, list, stage.channels, stage.channels, f"{what}: top9",
+                     TASK3_FIX)
+        for k, (row, top) in enumerate(zip(rows, tops)):
+            at = f"{what}: channels: {stage.name}[{k}]"
+            field(row, "channel", int, 0, stage.channels - 1, at, TASK3_FIX)
+            field(row, "finding", str, 0, 100_000, at, TASK3_FIX)
+            field(row, "roles", list, 0, 100, at, TASK3_FIX)
+            field(row, "top_k", int, 1, test_images, at, TASK3_FIX)
+            require_items(field(row, "top_k_classes", dict, 1, len(DISPLAY_NAMES), at,
+                                TASK3_FIX), float, 0, 100, f"{at}: top_k_classes", TASK3_FIX)
+            for name in ("r_luminance", "r_red_green", "r_blue_yellow", "r_gradient_energy"):
+                field(row, name, float, -1, 1, at, TASK3_FIX)
+            at = f"{what}: top9: {stage.name}[{k}]"
+            indices = require_items(field(top, "test_indices", list, 1, 100, at, TASK3_FIX),
+                                    int, 0, test_images - 1, f"{at}: test_indices",
+                                    "pass the --data-dir and --subset Task 3 read, or " + TASK3_FIX)
+            boxes = field(top, "boxes", list, len(indices), len(indices), at, TASK3_FIX)
+            size = ARCHITECTURE.image_size
+            for j, box in enumerate(boxes):
+                t, left, side = require_items(require(box, list, 3, 3, f"{at}: boxes[{j}]",
+                                                      TASK3_FIX), int, 0, size,
+                                              f"{at}: boxes[{j}]", TASK3_FIX)
+                if side < 1 or t + side > size or left + side > size or side != boxes[0][2]:
+                    raise UsageError(f"{at}: boxes[{j}] is not a patch inside a {size}x{size} "
+                                     f"image of the size of the others; {TASK3_FIX}")
+            require_items(field(top, "classes", list, len(indices), len(indices), at, TASK3_FIX),
+                          str, 0, 100, f"{at}: classes", TASK3_FIX)
+
+
+def check_page_path(out: Path, data_dir: str | Path | None) -> None:
+    """--out as every script's output is checked: its folder writable and outside the data
+    folder; an existing file there only if it is a page this script wrote (so that a checkpoint
+    or a metrics file is never replaced by the page)."""
+    if out.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--out {out} does not end in .html; the explorer is an HTML page "
+                         "(e.g. --out outputs/task3/explorer.html)")
+    check_output_dir(out.parent, data_dir=data_dir)
+    if out.is_symlink() or out.exists():
+        if out.is_symlink() or not out.is_file():
+            raise UsageError(f"--out {out} is a link or not a regular file; remove it or pass "
+                             "another --out")
+        try:
+            with open(out, "rb") as page:
+                head = page.read(MAX_BYTES + 2 ** 20)
+        except OSError as error:
+            raise UsageError(f"--out {out} cannot be read ({error.strerror}); pass another "
+                             "--out") from None
+        if PAGE_MARK.encode() not in head:
+            raise UsageError(f"--out {out} exists and is not an explorer page; it is not "
+                             "replaced: pass another --out (or remove it)")
 
 
 def parse_args(argv: list[str] | None = None):
@@ -284,39 +390,72 @@ def parse_args(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    task3 = read_json(args.task3, "Task 3 metrics", "rerun visualize_latents.py") if args.task3 else None
+    task3 = read_json(args.task3, "Task 3 metrics", TASK3_FIX) if args.task3 else None
     if task3 is not None and not {"channels", "top9"} <= set(task3):
         raise UsageError(f"{args.task3} has no 'channels' and 'top9': it is not Task 3's metrics")
-    models, seen = [], set()
+    if args.task3 is not None:  # an interrupted Task 3 leaves older cards and models there
+        require_complete(args.task3.parent, "the Task 3 folder",
+                         "rerun visualize_latents.py into it, or leave --task3 out")
     for path in args.checkpoints:
+        folders = [path.parent]
+        if path.parent.parent.name == "baseline_models":  # saved by Task 3 into its folder
+            folders.append(path.parent.parent.parent)
+        for folder in folders:
+            require_complete(folder, "the folder of checkpoint", f"rerun the run that writes "
+                             f"it, or leave {path} out")
+    config = require((task3 or {}).get("config", {}), dict, what=f"{args.task3}: config",
+                     fix=TASK3_FIX)
+    data_dir = args.data_dir or require(config.get("data_dir"), (str, type(None)), 1, 4096,
+                                        f"{args.task3}: config: data_dir", TASK3_FIX)
+    check_page_path(args.out, data_dir)
+    if args.subset is None and task3 is not None:
+        subset = field(config, "subset", float, 0, 1, f"{args.task3}: config", TASK3_FIX)
+        seed = field(config, "seed", int, 0, None, f"{args.task3}: config", TASK3_FIX)
+    else:
+        subset, seed = args.subset or 1.0, args.seed
+    data = load_cifar10(data_dir, subset=subset, seed=seed, quiet=args.quiet)
+    measured = None
+    if task3 is not None:
+        described = field(task3, "data", dict, what=str(args.task3), fix=TASK3_FIX)
+        expected = field(described, "content_sha256", str, 64, 64, f"{args.task3}: data",
+                         TASK3_FIX)
+        if expected != data.content_hash:
+            raise UsageError(f"the data loaded here (after --subset and its seed) is not the "
+                             f"data {args.task3} was computed on (its top-9 patches index that "
+                             "one); pass its --data-dir, --subset and --seed, or leave them out")
+        check_task3(task3, args.task3, len(data.test_labels))
+        measured = field(task3, "layer1_refit", dict, what=str(args.task3), fix=TASK3_FIX)
+        first_sha = hashlib.sha256(args.checkpoints[0].read_bytes()).hexdigest()
+        if measured.get("checkpoint_sha256") != first_sha:
+            raise UsageError(f"{args.task3} describes another checkpoint than "
+                             f"{args.checkpoints[0]}: its channel cards would not be this "
+                             "model's; pass the checkpoint Task 3 read first (or leave --task3 "
+                             "out)")
+    models, seen = [], set()
+    for k, path in enumerate(args.checkpoints):
         net = load_model(path, "DeconvNet", "checkpoint").eval()
         ident, label, meta = _describe_checkpoint(path)
-        while ident in seen or ident == DEFAULT_ID:
-            ident += "_"
+        base, n = ident, 1
+        while ident in seen or ident == DEFAULT_ID:  # a duplicate: numbered, within the limit
+            suffix = f"_{n}"
+            ident, n = base[:ID_LENGTH - len(suffix)] + suffix, n + 1
         seen.add(ident)
         models.append({"id": ident, "label": label, "net": net, **meta,
-                       "layer1_decoder": _layer1_decoder(path, net)})
-    described = ((task3 or {}).get("layer1_refit") or {}).get("checkpoint_sha256")
-    if described and described != hashlib.sha256(args.checkpoints[0].read_bytes()).hexdigest():
-        raise UsageError(f"{args.task3} describes another checkpoint than {args.checkpoints[0]}: "
-                         "its channel cards would not be this model's; pass the checkpoint Task 3 "
-                         "read first (or leave --task3 out)")
-    config = (task3 or {}).get("config", {})
-    data_dir = args.data_dir or config.get("data_dir")
-    subset = args.subset or config.get("subset") or 1.0
-    seed = args.seed if args.subset else config.get("seed", args.seed)
-    data = load_cifar10(data_dir, subset=subset, seed=seed, quiet=args.quiet)
-    if task3 is not None:
-        expected = task3.get("data", {}).get("content_sha256")
-        if expected and expected != data.content_hash:
-            raise UsageError(f"the test set loaded here is not the one {args.task3} was computed "
-                             "on (its top-9 patches index that one); pass its --data-dir/--subset")
+                       "layer1_decoder": _layer1_decoder(path, net, data.content_hash,
+                                                         measured if k == 0 else None)})
     first = models[0]
-    images = (task3 or {}).get("images", {})
-    test_index = images.get("test", {}).get("index", 0)
+    images = require((task3 or {}).get("images", {}), dict, what=f"{args.task3}: images",
+                     fix=TASK3_FIX)
+    test_index = 0
+    if "test" in images:
+        test_index = field(field(images, "test", dict, what=f"{args.task3}: images",
+                                 fix=TASK3_FIX), "index", int, 0, len(data.test_labels) - 1,
+                           f"{args.task3}: images: test", TASK3_FIX)
     report = {"test": {"index": test_index}}
     if "train" in images:
-        i = images["train"]["index"]
+        i = field(field(images, "train", dict, what=f"{args.task3}: images", fix=TASK3_FIX),
+                  "index", int, 0, len(data.train_labels) - 1, f"{args.task3}: images: train",
+                  TASK3_FIX)
         report["train"] = {"index": i, "label": int(data.train_labels[i]),
                            "pixels": data.train_images[i]}
     args.out.parent.mkdir(parents=True, exist_ok=True)

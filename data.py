@@ -176,11 +176,13 @@ def load_cifar10(data_dir: str | Path | None = None, subset: float = 1.0, seed: 
     if subset < 1.0:
         train = stratified_subset(dataset.train_labels, subset, seed)
         test = stratified_subset(dataset.test_labels, subset, seed + 1)
-        dataset = replace(dataset,
-                          train_images=dataset.train_images[train],
-                          train_labels=dataset.train_labels[train],
-                          test_images=dataset.test_images[test],
-                          test_labels=dataset.test_labels[test])
+        tensors = [dataset.train_images[train], dataset.train_labels[train],
+                   dataset.test_images[test], dataset.test_labels[test]]
+        # the hash of the data actually used (this subset, drawn with this seed): every cache
+        # key and "same data?" check that reads it then tells subsets apart
+        dataset = replace(dataset, train_images=tensors[0], train_labels=tensors[1],
+                          test_images=tensors[2], test_labels=tensors[3],
+                          content_hash=_content_hash(tensors))
     return dataset
 
 

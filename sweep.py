@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from study.common import ArgumentParser, MAX_SEED, UsageError, add_data_arguments, number, run_cli
-from study.files import open_no_follow, prepare_output_dir, save_json
+from study.files import open_log, prepare_output_dir, save_json
 from study.run_folders import INCOMPLETE, check_output_dir, mark_incomplete
 from data import load_cifar10
 from study.plan import NO_RESULTS, NOT_STARTED, Run, missing_results, plan
@@ -169,16 +169,17 @@ def run_parallel(runs: list[Run], jobs: int, log_dir: Path, quiet: bool = False)
                 if len(running) >= jobs:
                     break
                 waiting.remove(run)
-                # never through a link planted in the log folder
-                log = open_no_follow(log_dir / (run.name.replace(" ", "_") + ".log"), "w")
+                # never through a link planted in the log folder (the Slurm jobs do the same)
+                path = log_dir / (run.name.replace(" ", "_") + ".log")
+                log = open_log(path)
                 env = dict(os.environ, PYTHONUNBUFFERED="1")
                 running[run.name] = (subprocess.Popen(run.command, stdout=log,
                                                       stderr=subprocess.STDOUT, env=env,
                                                       preexec_fn=_end_with_parent),
-                                     log, time.perf_counter())
+                                     log, time.perf_counter(), path)
                 if not quiet:
                     print(f"started  {run.name}", flush=True)
-            for name, (process, log, started) in list(running.items()):
+            for name, (process, log, started, path) in list(running.items()):
                 if process.poll() is not None:
                     log.close()
                     codes[name] = process.returncode
@@ -188,8 +189,8 @@ def run_parallel(runs: list[Run], jobs: int, log_dir: Path, quiet: bool = False)
                         codes[name] = NO_RESULTS
                     if codes[name] or not quiet:
                         state = ("ok" if codes[name] == 0
-                                 else f"FAILED (exit 0, but {missing}; see {log.name})" if missing
-                                 else f"FAILED (exit {process.returncode}, see {log.name})")
+                                 else f"FAILED (exit 0, but {missing}; see {path})" if missing
+                                 else f"FAILED (exit {process.returncode}, see {path})")
                         print(f"finished {name} in {time.perf_counter() - started:.0f} s: {state}",
                               flush=True)
             time.sleep(0.05)
@@ -210,11 +211,11 @@ def _stop_all(running: dict) -> None:
     """End every running child (SIGTERM, then SIGKILL after 10 s); safe to call again."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    for process, _, _ in running.values():
+    for process, *_ in running.values():
         if process.poll() is None:
             process.terminate()
     deadline = time.monotonic() + 10
-    for process, log, _ in running.values():
+    for process, log, *_ in running.values():
         try:
             process.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
@@ -242,15 +243,18 @@ def default_jobs(device: str) -> int:
 def main() -> None:
     args = parse_args()
     check_extra_flags(args.extra)
-    check_output_dir(args.outputs)
+    # before planning: an --outputs inside the data folder would fail every run one by one
+    check_output_dir(args.outputs, data_dir=args.data_dir)
     if args.executor == "slurm":
         if not args.allow_node_local_outputs:
             check_shared_outputs(args.outputs)
         from study import cluster  # imports submitit; the local sweep never does
+        cluster.check_slurm_path(args.outputs)
         cluster.import_submitit()
         cluster.check_cluster()
         options = cluster.SlurmOptions(args.partition, args.time_minutes, args.cpus_per_run,
                                        args.mem_per_run, args.gpus_per_run, args.max_parallel)
+        cluster.check_resources(options)
     jobs = args.jobs or default_jobs(args.device)
     # Decode (or check) the data once here, so that the runs share one cache and bad data
     # stops everything with one line before any run starts.

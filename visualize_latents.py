@@ -20,7 +20,8 @@ from study import plots
 from study.common import (ArgumentParser, UsageError, add_data_arguments, add_output_arguments,
                     environment_info, number, run_cli, select_device)
 from study.files import save_json, save_torch
-from study.run_folders import check_output_dir, require_complete, run_folder
+from study.run_folders import check_output_dir, remove_tree, require_complete, run_folder
+from study.run_identity import check_permuted
 from study.readers import read_json
 from data import DISPLAY_NAMES, load_cifar10, normalize
 from study.decoders import controls, decoder_checks, layer1_refit
@@ -227,12 +228,17 @@ def main() -> None:
     task2_metrics = args.checkpoint.with_name("metrics.json")
     task2 = (read_json(task2_metrics, "Task 2 metrics", "rerun train_deconv.py")
              if task2_metrics.is_file() else {})
-    permuted = (load_task2_model(args.permuted_checkpoint, device, "--permuted-checkpoint")[0]
-                if args.permuted_checkpoint is not None else None)
+    permuted, permuted_info = None, None
+    if args.permuted_checkpoint is not None:  # must be what it is said to be (run_identity)
+        permuted, permuted_sha256 = load_task2_model(args.permuted_checkpoint, device,
+                                                     "--permuted-checkpoint")
+        permuted_info = check_permuted(args.permuted_checkpoint, permuted_sha256,
+                                       checkpoint_sha256, task2)
     data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=args.quiet)
     picks = {"train": pick_image(data.train_labels, args.train_index, args.train_class, "train"),
              "test": pick_image(data.test_labels, args.test_index, args.test_class, "test")}
     with run_folder(args.out, "visualize_latents.py", args.data_dir) as out:
+        remove_tree(out / "baseline_models")  # an earlier run's models are not this run's
         data = data.to(device)
 
         # 1. Decoders worth reading: refit layer 1 on the real z1, then measure every decoder.
@@ -314,6 +320,7 @@ def main() -> None:
 
         save_json({
             "task": "task3", "checkpoint": str(args.checkpoint),
+            "permuted_checkpoint": permuted_info,
             "task2_config": task2.get("config"), "architecture": arch.describe(),
             "layer1_refit": refit_info, "decoders": decoders, "controls": control_results,
             "rules": RULES, "channels": channels, "baselines": baselines,

@@ -10,19 +10,23 @@ with squeue and the result files submitit writes, so no accounting database (sac
 
 Only this module imports submitit, and only when called: the local sweep never imports it.
 """
+import contextlib
 import os
 import re
 import shlex
 import signal
 import socket
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from study.common import Interrupted, UsageError
+from study.common import Interrupted, UsageError, say
+from study.files import open_log
 from study.plan import NO_RESULTS, NOT_STARTED
 from study.run_folders import INCOMPLETE
 
@@ -32,6 +36,16 @@ INSTALL_HINT = "pip install -r requirements-cluster.txt (or pip install submitit
 ENDED = {"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
          "OUT_OF_MEMORY", "PREEMPTED", "TIMEOUT", "SPECIAL_EXIT", "REVOKED"}
 LOG_TAIL = 8  # lines of a failed run's log printed with its failure
+# Why a job may stay PENDING for ever: what it asks for is more than the partition (or any of its
+# nodes) has or allows, or a node it needs is unavailable. Such a job is reported and cancelled.
+HOPELESS = {"PartitionConfig": "the partition cannot give what each run asks for",
+            "PartitionNodeLimit": "the partition's node limits exclude it",
+            "PartitionTimeLimit": "--time is over the partition's time limit",
+            "ReqNodeNotAvail": "the nodes it needs are not available",
+            "BadConstraints": "no node can meet what each run asks for",
+            "InvalidAccount": "the account is not valid here",
+            "InvalidQOS": "the QOS is not valid here",
+            "DependencyNeverSatisfied": "a run it waits for failed"}
 
 
 @dataclass
@@ -45,6 +59,7 @@ class SlurmOptions:
     gpus: int = 0
     max_parallel: int | None = None  # array tasks at once (None: as many as Slurm starts)
     poll_seconds: float = 2.0
+    quiet_controller_seconds: float = 60.0  # warn at most this often while squeue fails
 
 
 def import_submitit() -> Any:
@@ -72,7 +87,7 @@ def run_job(command: list[str], log: str, out: str, results: str | None) -> str:
     array = os.environ.get("SLURM_ARRAY_JOB_ID")
     job_id = (f"{array}_{os.environ['SLURM_ARRAY_TASK_ID']}" if array
               else os.environ.get("SLURM_JOB_ID", "?"))
-    with open(log, "w") as stream:
+    with open_log(Path(log)) as stream:  # never through a link planted in the log folder
         stream.write(f"slurm job {job_id} on {socket.gethostname()}: {shlex.join(command)}\n")
         stream.flush()
         process = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT,
@@ -116,15 +131,34 @@ def run_on_slurm(runs: list, log_dir: Path, job_dir: Path, options: SlurmOptions
     """
 
     submitit = import_submitit()
+    check_slurm_path(job_dir, "the job folder")
     log_dir.mkdir(parents=True, exist_ok=True)
     job_dir.mkdir(parents=True, exist_ok=True)
+    remove_links(job_dir)
+    # Slurm reuses job ids when its controller's state is lost: a result file already in the
+    # job folder then belongs to an older job. Only result files that were not here before
+    # submission are read (see fresh_result).
+    stale = result_files(job_dir)
     jobs: dict[str, Any] = {}
     try:
-        submit_all(submitit, runs, log_dir, job_dir, options, jobs)
+        try:
+            submit_all(submitit, runs, log_dir, job_dir, options, jobs)
+        except Exception as error:  # all or nothing: no job runs with no sweep watching it
+            ids = cancel(jobs.values())
+            done = (f"cancelled the {len(ids)} job(s) already submitted ({', '.join(ids)}), so "
+                    "none runs unwatched" if ids else "no job had been submitted")
+            if isinstance(error, SubmissionRefused):
+                raise UsageError(f"sbatch refused the sweep's jobs ({error}); {done}; check "
+                                 "--partition, --time, --cpus-per-run, --mem-per-run and "
+                                 "--gpus-per-run against sinfo") from None
+            if isinstance(error, UsageError):
+                raise UsageError(f"{error}; {done}") from None
+            raise UsageError(f"submitting the sweep's jobs failed ({type(error).__name__}: "
+                             f"{_first_line(str(error))}); {done}") from None
         if not quiet:
             print(f"submitted {len(jobs)} Slurm jobs: "
                   + ", ".join(f"{name} {job.job_id}" for name, job in jobs.items()), flush=True)
-        codes = follow(runs, jobs, log_dir, options, quiet, NOT_STARTED, NO_RESULTS)
+        codes = follow(runs, jobs, log_dir, options, quiet, NOT_STARTED, NO_RESULTS, stale)
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not stop the scancel
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
@@ -163,18 +197,104 @@ def submit_all(submitit: Any, runs: list, log_dir: Path, job_dir: Path, options:
                       if after else None)
         executor.update_parameters(**parameters, dependency=dependency)
         try:
-            with executor.batch():
+            with _stderr_kept() as said, executor.batch():
                 submitted = [executor.submit(run_job, run.command, str(log_path(log_dir, run)),
                                              str(run.out),
                                              str(run.results) if run.results else None)
                              for run in group]
         except (submitit.core.utils.FailedJobError,
                 submitit.core.utils.FailedSubmissionError) as error:  # sbatch said no
-            raise UsageError(f"sbatch refused the sweep's jobs: {_first_line(str(error))}; "
-                             "check --partition, --time, --cpus-per-run, --mem-per-run and "
-                             "--gpus-per-run against sinfo") from None
+            raise SubmissionRefused(_first_line(said.get("text") or str(error))) from None
         for run, job in zip(group, submitted):
             jobs[run.name] = job
+
+
+@contextlib.contextmanager
+def _stderr_kept() -> Any:
+    """Keep what child processes (sbatch, run by submitit) write to stderr, instead of letting
+    it through: a refusal is then one line of ours, which quotes sbatch's last line. Yields a
+    dict whose "text" is set on the way out."""
+    sys.stderr.flush()
+    kept = tempfile.TemporaryFile()
+    saved = os.dup(2)
+    os.dup2(kept.fileno(), 2)
+    said: dict[str, str] = {}
+    try:
+        yield said
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        kept.seek(0)
+        said["text"] = kept.read(65536).decode(errors="replace")
+        kept.close()
+
+
+class SubmissionRefused(Exception):
+    """sbatch refused a submission; the text is its last line."""
+
+
+def check_slurm_path(path: Path, what: str = "--outputs") -> None:
+    """Refuse a folder whose path Slurm would rewrite: it expands %j, %u, %x, ... in the
+    names of its output files, so with a '%' in the path each job writes elsewhere."""
+    if "%" in str(Path(path).absolute()):
+        raise UsageError(f"{what} {path} holds a '%', which Slurm expands in the names of the "
+                         "files its jobs write (%j, %u, ...), so every job would write elsewhere; "
+                         "pass a folder without '%' (the local sweep takes it)")
+
+
+def remove_links(job_dir: Path) -> list[Path]:
+    """Remove every symbolic link in the job folder and its subfolders (never their targets).
+
+    Slurm and submitit write the jobs' files there by name, following links: a link planted
+    where a job's folder or output file will be would have them write over its target.
+    """
+    removed = []
+    folders = [Path(job_dir)]
+    with os.scandir(job_dir) as entries:
+        for entry in entries:
+            if entry.is_symlink():
+                removed.append(Path(entry.path))
+            elif entry.is_dir(follow_symlinks=False):
+                folders.append(Path(entry.path))
+    for folder in folders[1:]:
+        try:
+            with os.scandir(folder) as entries:
+                removed += [Path(e.path) for e in entries if e.is_symlink()]
+        except OSError:
+            continue
+    for link in removed:
+        os.unlink(link)
+        say(f"warning: {link} was a symbolic link; removed it (the file it pointed to is "
+            "untouched), so that no job writes through it")
+    return removed
+
+
+def result_files(job_dir: Path) -> dict[str, tuple[int, int, int]]:
+    """Every result file in the job folder now, with its identity (device, inode, mtime)."""
+    found = {}
+    for path in Path(job_dir).glob("*/*_result.pkl"):
+        try:
+            info = path.lstat()
+        except OSError:
+            continue
+        found[str(path)] = (info.st_dev, info.st_ino, info.st_mtime_ns)
+    return found
+
+
+def fresh_result(job: Any, stale: dict[str, tuple[int, int, int]]) -> bool:
+    """Whether the job's result file exists and was written after the sweep submitted it.
+
+    submitit writes it to a temporary name and renames it, so a new result is a new file: one
+    with the identity recorded before submission is an older job's (Slurm reused the id).
+    """
+    path = job.paths.result_pickle
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return False
+    if not stat.S_ISREG(info.st_mode):
+        return False
+    return stale.get(str(path)) != (info.st_dev, info.st_ino, info.st_mtime_ns)
 
 
 def submission_groups(runs: list) -> list[tuple[tuple[str, ...], list]]:
@@ -200,18 +320,30 @@ def log_path(log_dir: Path, run: Any) -> Path:
 
 
 def follow(runs: list, jobs: dict[str, Any], log_dir: Path, options: SlurmOptions, quiet: bool,
-           not_started: int, no_results: int) -> dict[str, int]:
-    """Poll squeue and submitit's result files until every job has ended; print as runs end."""
+           not_started: int, no_results: int,
+           stale: dict[str, tuple[int, int, int]] | None = None) -> dict[str, int]:
+    """Poll squeue and submitit's result files until every job has ended; print as runs end.
+
+    A result file counts only if it was not there at submission (`stale`, see fresh_result).
+    While squeue fails the result files are still read, and a warning says (at most once per
+    options.quiet_controller_seconds) that the controller does not answer. A job pending for a
+    reason that cannot resolve (HOPELESS) is cancelled and reported failed with that reason.
+    """
+    stale = stale or {}
     codes: dict[str, int] = {}
     started: dict[str, float] = {}
     seen: set[str] = set()
     first_start = None
     begun = time.perf_counter()
+    warned = None
     while len(codes) < len(runs):
-        states = squeue_states()
-        if states is None:  # the controller is briefly unreachable: ask again at the next poll
-            time.sleep(options.poll_seconds)
-            continue
+        states, problem = squeue_states()
+        if states is None and (warned is None or time.monotonic() - warned
+                               >= options.quiet_controller_seconds):
+            warned = time.monotonic()
+            say(f"warning: squeue failed ({problem}): the Slurm controller does not answer; "
+                "still watching the jobs' result files (this warning repeats once a minute "
+                "while it lasts)")
         for run in runs:
             if run.name in codes:
                 continue
@@ -223,7 +355,7 @@ def follow(runs: list, jobs: dict[str, Any], log_dir: Path, options: SlurmOption
                 print(f"skipped  {run.name} (Slurm job {job.job_id}): "
                       f"{', '.join(failed_inputs)} failed", flush=True)
                 continue
-            state = states.get(job.job_id)
+            state, reason = (states or {}).get(job.job_id, (None, ""))
             if state is not None:
                 seen.add(run.name)
             if state == "RUNNING" and run.name not in started:
@@ -231,17 +363,30 @@ def follow(runs: list, jobs: dict[str, Any], log_dir: Path, options: SlurmOption
                 first_start = first_start or started[run.name]
                 if not quiet:
                     print(f"started  {run.name} (Slurm job {job.job_id})", flush=True)
-            # ended: its result is written, squeue says so, or squeue has forgotten it (MinJobAge)
-            ended = (job.paths.result_pickle.exists() or state in ENDED
-                     or (state is None and run.name in seen))
+            if state == "PENDING" and reason in HOPELESS:
+                cancel([job])
+                codes[run.name] = 1
+                print(f"finished {run.name}: FAILED (Slurm job {job.job_id} was pending for a "
+                      f"reason that cannot resolve: {reason}, {HOPELESS[reason]}; cancelled it; "
+                      "check --partition, --time, --cpus-per-run, --mem-per-run and "
+                      "--gpus-per-run against sinfo)", flush=True)
+                continue
+            # ended: its new result is written, squeue says so, or squeue has forgotten it
+            # (MinJobAge); while squeue fails, only a new result file tells
+            ended = (fresh_result(job, stale) or state in ENDED
+                     or (states is not None and state is None and run.name in seen))
             if not ended:
                 continue
-            code, reason = outcome(job, state, no_results)
+            code, reason = outcome(job, state, no_results, stale)
             codes[run.name] = code
-            seconds = time.perf_counter() - started.get(run.name, time.perf_counter())
             if code or not quiet:
                 if code == 0:
-                    print(f"finished {run.name} (Slurm job {job.job_id}) in {seconds:.0f} s: ok",
+                    if run.name in started:
+                        took = f"in {time.perf_counter() - started[run.name]:.0f} s"
+                    else:
+                        took = (f"{time.perf_counter() - begun:.0f} s after submission (its "
+                                "start was not seen)")
+                    print(f"finished {run.name} (Slurm job {job.job_id}) {took}: ok",
                           flush=True)
                 else:
                     report_failure(run, job, reason, log_path(log_dir, run))
@@ -254,33 +399,38 @@ def follow(runs: list, jobs: dict[str, Any], log_dir: Path, options: SlurmOption
     return codes
 
 
-def squeue_states() -> dict[str, str] | None:
-    """The state of each of this user's jobs that squeue knows, array tasks one by one.
+def squeue_states() -> tuple[dict[str, tuple[str, str]] | None, str]:
+    """(state, reason) of each of this user's jobs that squeue knows, array tasks one by one.
 
-    None when squeue fails: no job may then be taken for ended because it is not listed.
+    (None, what went wrong) when squeue fails: no job may then be taken for ended because it
+    is not listed.
     """
     try:
         result = subprocess.run(["squeue", "--noheader", "--array", "--states=all", "--me",
-                                 "--format=%i|%T"], capture_output=True, text=True, timeout=60)
+                                 "--format=%i|%T|%r"], capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:
-        return None
+        return None, "no answer in 60 s"
+    except OSError as error:
+        return None, str(error.strerror or error)
     if result.returncode:
-        return None
+        return None, _first_line(result.stderr)
     states = {}
     for line in result.stdout.splitlines():
-        job_id, _, state = line.strip().partition("|")
-        states[job_id] = state
-    return states
+        job_id, _, rest = line.strip().partition("|")
+        state, _, reason = rest.partition("|")
+        states[job_id] = (state, reason.strip())
+    return states, ""
 
 
-def outcome(job: Any, state: str | None, no_results: int) -> tuple[int, str]:
+def outcome(job: Any, state: str | None, no_results: int,
+            stale: dict[str, tuple[int, int, int]] | None = None) -> tuple[int, str]:
     """Exit code and reason of an ended job, from submitit's result file or squeue's state."""
-    path = job.paths.result_pickle
+    stale = stale or {}
     for _ in range(20):  # on a network filesystem the file may show up a moment late
-        if path.exists() or state not in (None, "COMPLETED", "FAILED"):
+        if fresh_result(job, stale) or state not in (None, "COMPLETED", "FAILED"):
             break
         time.sleep(0.5)
-    if path.exists():
+    if fresh_result(job, stale):
         error = job.exception()
         if error is None:
             return 0, ""
@@ -348,6 +498,53 @@ def check_cluster() -> None:
     if result.returncode:
         raise UsageError(f"sinfo failed ({_first_line(result.stderr)}); is the Slurm "
                          "controller up, and SLURM_CONF right?")
+
+
+
+def check_resources(options: SlurmOptions) -> None:
+    """Refuse, before anything is submitted, what no node of the partition can give.
+
+    A job asking for more CPUs or memory than the partition's largest node has is accepted by
+    some Slurm versions and then pends for ever (reason PartitionConfig); one line instead.
+    Nothing is refused when sinfo says nothing usable (sbatch and the watcher judge then).
+    """
+    command = ["sinfo", "--noheader", "--Node", "--format=%P|%c|%m"]
+    if options.partition:
+        command += ["--partition", options.partition]
+    try:
+        result = subprocess.run(command, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return
+    if result.returncode:
+        return
+    nodes = []
+    for line in result.stdout.splitlines():
+        parts = line.strip().split("|")
+        if len(parts) != 3:
+            continue
+        name, cpus, memory = parts
+        if options.partition is None and not name.endswith("*"):
+            continue  # the default partition is the one sinfo marks with *
+        try:
+            nodes.append((name.rstrip("*"), int(cpus.rstrip("+")), int(memory.rstrip("+"))))
+        except ValueError:
+            continue
+    if not nodes:
+        if options.partition:
+            raise UsageError(f"--partition {options.partition} has no nodes sinfo knows of; "
+                             "pass a partition sinfo lists")
+        return
+    partition = nodes[0][0]
+    most_cpus = max(cpus for _, cpus, _ in nodes)
+    most_memory = max(memory for _, _, memory in nodes)
+    if options.cpus > most_cpus:
+        raise UsageError(f"--cpus-per-run {options.cpus} is more than any node of partition "
+                         f"{partition} has ({most_cpus} CPUs), so every job would wait for "
+                         f"ever; pass --cpus-per-run {most_cpus} or less, or another --partition")
+    if round(options.mem_gb * 1024) > most_memory:
+        raise UsageError(f"--mem-per-run {options.mem_gb:g} GB is more than any node of "
+                         f"partition {partition} has ({most_memory / 1024:.1f} GB), so no job "
+                         "could start; pass less, or another --partition")
 
 
 if __name__ == "__main__":

@@ -126,6 +126,13 @@ def open_no_follow(path: Path, mode: str = "w") -> Any:
                      "stop whatever does that, or pass another --out")
 
 
+def open_log(path: Path) -> Any:
+    """A run's log, opened for writing as every run's log is, by both of sweep.py's executors
+    (the local one and each Slurm job): never through a link planted at its name
+    (open_no_follow), emptied first."""
+    return open_no_follow(Path(path), "w")
+
+
 def _process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

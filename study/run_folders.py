@@ -147,6 +147,23 @@ def run_folder(path: Path, script: str, data_dir: str | Path | None = None) -> I
         lock.close()
 
 
+def remove_tree(folder: Path) -> None:
+    """Remove a folder of an earlier run and everything in it; a link there is removed itself,
+    never what it points to (shutil.rmtree never follows links inside)."""
+    import shutil
+
+    folder = Path(folder)
+    if folder.is_symlink() or folder.is_file():
+        folder.unlink()
+    elif folder.is_dir():
+        try:
+            shutil.rmtree(folder)
+        except OSError as error:
+            reason = error.strerror or error
+            raise UsageError(f"cannot clear {folder} of an earlier run ({reason}); remove it "
+                             "by hand") from None
+
+
 def mark_incomplete(folder: Path, script: str) -> None:
     """Mark `folder` as holding an unfinished run of `script` (read by require_complete)."""
     save_json({"script": script, "pid": os.getpid(),

@@ -56,8 +56,10 @@ def test_slurm_without_submitit_is_one_line_saying_how_to_install_it(tiny_cifar,
                                                                      script_env):
     marker = tmp_path / "imported"
     script_env["PYTHONPATH"] = str(poisoned_submitit(tmp_path / "poison", marker))
+    # (--allow-node-local-outputs: in a clone under /tmp the outputs are under /tmp too, and that
+    # check, which comes first, must not hide the one this test is about)
     result = run_script("sweep.py", "--data-dir", tiny_cifar, "--outputs", REPO / "outputs-x",
-                        "--executor", "slurm", env=script_env)
+                        "--executor", "slurm", "--allow-node-local-outputs", env=script_env)
     assert marker.exists()  # it did try
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert_one_line_error(result.returncode, lines, "submitit", "pip install")
