@@ -26,7 +26,8 @@ from data import DISPLAY_NAMES, load_cifar10, normalize
 from study.decoders import controls, decoder_checks, layer1_refit
 from study.evidence import RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats, single_channels, top9
 from study.baselines import randomisation_baselines
-from study.findings import RULES, against_baselines, channel_roles, describe_channel, projections_alike
+from study.findings import (RULES, against_baselines, channel_roles, describe_channel,
+                            projections_alike, surviving_roles)
 from models import ARCHITECTURE, DeconvNet, load_model
 from study.occlusion import OCCLUDER
 
@@ -233,27 +234,29 @@ def main() -> None:
         # 3. Which findings need a trained network? The same statistics, pictures and occlusion
         #    maps on randomised models, a model trained on permuted labels and randomly rotated
         #    channels; then each channel is named by the rules, each claim against its baseline.
+        for layer, layer_rows in rows.items():  # the claims the nulls weigh: each rule met
+            for row in layer_rows:
+                row["roles"] = [role for role, _ in channel_roles(row)]
         baselines, baseline_figures = randomisation_baselines(
             net, data, task2.get("config", {}).get("seed", args.seed),
             {split: index for split, (index, _) in picks.items()}, permuted=permuted,
-            seed=args.seed)
+            trained_rows=rows, seed=args.seed)
         channels = {}
         diversity = baselines["projection_diversity"]["per_model"]["trained"]
-        for layer, layer_rows in rows.items():
-            judged = baselines["rules"][f"z{layer}"]
-            alike = diversity[LEARNED_DECODER[layer]]
-            for row, claims, similar in zip(layer_rows, judged["channels"], alike):
-                row["roles"] = [role for role, _ in channel_roles(row)]
-                row["baseline_claims"] = claims["claims"]
+        for stage in ARCHITECTURE.layers:
+            layer_rows, judged = rows[stage.index], baselines["rules"][stage.name]
+            alike = diversity[LEARNED_DECODER[stage.index]]
+            for row, judgement, similar in zip(layer_rows, judged["channels"], alike):
+                row["baseline_claims"] = judgement
+                row["surviving_roles"] = surviving_roles(row, judgement)
                 row["projection_diversity"] = similar
-                row["rule_sentence"] = describe_channel(layer, row)
+                row["rule_sentence"] = describe_channel(stage.index, row)
                 row["finding"] = " ".join(filter(None, (
-                    row["rule_sentence"],
-                    against_baselines(layer, claims["claims"], judged["counts"], len(layer_rows),
-                                      row["top_k"]),
+                    row["rule_sentence"], against_baselines(row, judgement,
+                                                            baselines["rules"]["protocol"]),
                     projections_alike(similar))))
                 print(row["finding"])
-            channels[f"z{layer}"] = layer_rows
+            channels[stage.name] = layer_rows
         plots.baseline_pictures_figure(baseline_figures, "test", out / "baseline_pictures.png")
         plots.occlusion_figure(baseline_figures, {split: images_of(data, split)[picks[split][0]]
                                                   for split in picks}, OCCLUDER, out / "occlusion.png")
