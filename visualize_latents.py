@@ -24,10 +24,11 @@ from study.run_folders import check_output_dir, require_complete, run_folder
 from study.readers import read_json
 from data import DISPLAY_NAMES, load_cifar10, normalize
 from study.decoders import controls, decoder_checks, layer1_refit
-from study.evidence import RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats, single_channels, top9
+from study.evidence import (RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats,
+                            patch_measures, single_channels, top9)
 from study.baselines import randomisation_baselines
 from study.findings import (RULES, against_baselines, channel_roles, describe_channel,
-                            projections_alike, surviving_roles)
+                            hue_name, projections_alike, surviving_roles)
 from models import ARCHITECTURE, DeconvNet, load_model
 from study.occlusion import OCCLUDER
 
@@ -213,7 +214,7 @@ def main() -> None:
         for result in decoders.values():
             print(f"full-latent test PSNR, {result['label']}: {result['psnr_db']:.2f} dB "
                   f"(r = {result['correlation']:.2f})")
-        layer_models = {1: (refit, "z1 decoder refit on real z1"), 2: (net, "Task 2 decoder")}
+        layer_models = {1: (refit, "refitted"), 2: (net, "Task 2 decoder")}
         control_results = {f"z{layer}": controls(model, layer, data.test_images)
                            for layer, (model, _) in layer_models.items()}
 
@@ -226,8 +227,8 @@ def main() -> None:
         for stage in ARCHITECTURE.layers:
             strongest = top9(layer_models[stage.index][0], activations[stage.index],
                              data.test_images, data.test_labels, stage.index)
-            plots.top9_figure(strongest, stage.index, stage.receptive_field,
-                              out / f"top9_{stage.name}.png")
+            plots.save(plots.top9_figure(strongest, stage.index, stage.receptive_field),
+                       out / f"top9_{stage.name}.png")
             top[stage.name] = strongest.rows
         plots.conv1_filters_figure(net.conv1.weight.detach().cpu(), out / "conv1_filters.png")
 
@@ -257,9 +258,11 @@ def main() -> None:
                     projections_alike(similar))))
                 print(row["finding"])
             channels[stage.name] = layer_rows
-        plots.baseline_pictures_figure(baseline_figures, "test", out / "baseline_pictures.png")
-        plots.occlusion_figure(baseline_figures, {split: images_of(data, split)[picks[split][0]]
-                                                  for split in picks}, OCCLUDER, out / "occlusion.png")
+        plots.save(plots.baseline_pictures_figure(baseline_figures, "test", LEARNED_DECODER),
+                   out / "baseline_pictures.png")
+        plots.save(plots.occlusion_figure(baseline_figures, {
+            split: images_of(data, split)[picks[split][0]] for split in picks},
+            LEARNED_DECODER[ARCHITECTURE.layers[-1].index]), out / "occlusion.png")
 
         # 4. The two images, one channel at a time.
         explained = {}
@@ -272,9 +275,20 @@ def main() -> None:
                 z = model.encode(normalize(images[index][None])).at(layer)[0]
                 shown = shown_channels(choices[layer], z)
                 result = single_channels(model, net, images[index], layer, shown)
-                plots.single_channels_figure(result, images[index], layer,
-                                             f"{split} image {index} ({label})", decoder_name,
-                                             out / f"{split}_z{layer}.png")
+                # Task 2's own decoder read from this layer, where Task 3 reads a refitted one:
+                # its pictures beside them (what the task asks for literally)
+                literal = (single_channels(net, net, images[index], layer, shown)
+                           if model is not net else None)
+                plots.save(plots.single_channels_figure(result, images[index], layer,
+                                                        decoder_name, literal),
+                           out / f"{split}_z{layer}.png")
+                for row in result.rows["channels"]:  # what lies under the strongest unit
+                    top, left, size = result.boxes[row["channel"]]
+                    measured = patch_measures(images[index][None, :, top:top + size,
+                                                            left:left + size].float().cpu() / 255)
+                    row["patch"] = {"saturation": round(measured["saturation"].item(), 3),
+                                    "hue_name": hue_name(measured["hue_deg"].item()),
+                                    "luminance": round(measured["luminance"].item(), 3)}
                 explained[split][f"z{layer}"] = result.rows
                 print(f"{split} image {index} ({label}), z{layer}: channels {shown}")
 
