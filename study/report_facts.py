@@ -155,6 +155,8 @@ def seeds_facts(s: dict) -> dict:
         mean, sd = statistics.mean(differences), statistics.stdev(differences)
         half = stats.t.ppf(0.975, len(differences) - 1) * sd / len(differences) ** 0.5
         facts["difference_ci"] = f"[{mean - half:+.1f}, {mean + half:+.1f}]"
+        facts["difference_mean"] = f"{mean:+.2f}"
+        facts["in_direction"] = str(sum((d < 0) == (mean < 0) and d != 0 for d in differences))
         facts["cost"] = f"{abs(mean):.2f}"
         facts["direction"] = "lower" if mean < 0 else "higher"
     if s.get("paired_t_test"):
@@ -188,10 +190,12 @@ def layer_names(m: dict) -> list[str]:
     return [layer["name"] for layer in m["architecture"]["layers"]]
 
 
-def layer_patterns(rows: list[dict]) -> str:
-    """'colour-opponent (3), brightness (2) and edge (1)': the kinds the rules name, by count."""
+def layer_patterns(rows: list[dict], most: int | None = None) -> str:
+    """'colour-opponent (3), brightness (2) and edge (1)': the kinds the rules name, by count
+    (the `most` most frequent only, when given)."""
     counts = {kind: sum(has_role(r, kind) for r in rows) for kind in PATTERN_WORDS}
     named = [f"{PATTERN_WORDS[k]} ({n})" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n]
+    named = named[:most] if most else named
     return and_list(named) if named else "no pattern the rules name"
 
 
@@ -227,9 +231,9 @@ def verdict_sentence(found: list[dict]) -> str:
     if not survivors:
         best = min(shown, key=lambda v: v["p_holm"])
         return ("None of these patterns needs a trained network: random networks and random "
-                "rotations of the trained channels show each of them as often (smallest "
-                f"Holm-corrected {p_value(best['p_holm'])}, for {best['words']} channels in "
-                f"{best['layer']}).")
+                "rotations of the trained channels show each of them as often ("
+                + ("every Holm-corrected p-value is 1.00)." if best["p_holm"] >= 0.995 else
+                   f"every Holm-corrected p-value ≥ {p_cell(best['p_holm'])})."))
     sentence = f"Only {named(survivors)} are more frequent than in untrained networks"
     if others:
         sentence += ("; " + and_list([f"{v['words']} ({v['layer']})" for v in others])
@@ -250,6 +254,20 @@ def permuted_sentence(found: list[dict]) -> str:
     return ("The network trained on permuted labels shows fewer of them ("
             + and_list([f"{v['permuted']:g} {v['words']} in {v['layer']}" for v in survivors])
             + "), but it is one run, so this is not a test.")
+
+
+def pictures_sanity(m: dict) -> bool:
+    """Adebayo et al.'s check, per layer: the pictures of every randomised model are less like
+    the trained ones than those of the trained encoder with decoders refitted from another seed."""
+    summary = m["baselines"]["picture_similarity"]["summary"]
+    verdict = []
+    for i, name in enumerate(layer_names(m)):
+        found = summary.get(f"{name}_refit" if i == 0 else f"{name}_learned", {})
+        floor = found.get("refit_seed", {}).get("spearman_mean")
+        randomised = [v["spearman_mean"] for g, v in found.items() if g.startswith("conv")]
+        if floor is not None and randomised:
+            verdict.append(max(randomised) < floor)
+    return bool(verdict) and all(verdict)
 
 
 def patch_words(patch: dict) -> str:
@@ -283,6 +301,14 @@ def discussion(m: dict) -> dict:
     answer = ("In plain words: " + "; ".join(
         f"{name} has {layer_patterns(rows[name])} channels of {len(rows[name])}" for name in names)
         + ". " + verdict_sentence(found) + " " + permuted_sentence(found)).strip()
+    sanity = pictures_sanity(m)
+    abstract = ("By fixed rules, " + "; ".join(
+        f"{name} holds mostly {layer_patterns(rows[name], 3)} channels (of {len(rows[name])})"
+        for name in names) + ". " + verdict_sentence(found)
+        + (" Pictures decoded from one channel change when the network is randomised but hardly "
+           "when the decoder is refitted, so they show the trained weights." if sanity else
+           " Pictures decoded from one channel change about as much when the decoder is only "
+           "refitted as when the network is randomised, so they are weak evidence."))
     kept = {name: [r for r in rows[name] if r.get("surviving_roles")] for name in names}
     layer_text = {}
     for name, stage in zip(names, m["architecture"]["layers"]):
@@ -302,25 +328,29 @@ def discussion(m: dict) -> dict:
                               "and B, the rest into luminance: with so few filters the first layer "
                               "spends itself on colour and brightness, where Zeiler & Fergus's "
                               "96 filters also hold oriented edges at many angles.")
-    images = []
+    images, unexplained = [], 0
     for split, image in m["images"].items():
         parts = []
         for name in names:
             shown = image[name]["channels"]
             best = max(shown, key=lambda r: r["energy_share"])
             row = rows[name][best["channel"]]
-            box = best["strongest_box"]
             survive = surviving_words(row)
             text = (f"{name}:{best['channel']} carries {100 * best['energy_share']:.0f} % of the "
-                    f"{name} activation energy (the sum of squared activations) and fires most in the "
-                    f"{where_in_image(box)}")
-            if "patch" in best:
-                text += f", on {patch_words(best['patch'])}"
-            text += (f"; over the test set it is {survive}, which fits" if survive else
-                     "; over the test set nothing in its description survives the null, so the "
-                     "picture shows where this image is strong for it, not a learned detector")
+                    f"{name} activation energy and fires most in the {where_in_image(best['strongest_box'])}"
+                    + (f", on {patch_words(best['patch'])}" if "patch" in best else ""))
+            if survive:
+                text += f"; over the test set it is {survive}"
+            else:
+                unexplained += 1
+                text += (f"; its test-set words ({role_words(row) or 'none'}) do not survive the null"
+                         if role_words(row) else "")
             parts.append(text)
         images.append(f"In the {split} image ({image['class']}), " + "; ".join(parts) + ".")
+    if unexplained:
+        images.append("Where no description survives, a channel's picture shows where this image "
+                      "drives it, which an untrained channel of the same kind would also show; it "
+                      "is not evidence of a learned detector.")
     total = sum(len(r) for r in rows.values())
     textured = sum(r["d_texture_energy"] >= rules["appearance_d"] for name in names for r in rows[name])
     limits = (f"'Class-skewed' describes the top {k} of {m['data']['test_images']} test images, not a "
@@ -333,7 +363,7 @@ def discussion(m: dict) -> dict:
               + f"with {and_list([str(st['channels']) for st in m['architecture']['layers']])} channels, "
               "so its channels are few and broad; nothing here extends to deeper or longer-trained "
               "networks.")
-    return {"answer": answer, "layers": [layer_text[n] for n in names], "images": images,
+    return {"answer": answer, "abstract": abstract, "sanity": sanity, "layers": [layer_text[n] for n in names], "images": images,
             "limits": limits, "verdict": verdict_sentence(found)}
 
 
@@ -548,7 +578,7 @@ def baseline_facts(m: dict) -> dict:
             "draws": str(nulls["draws"]), "null_images": f"{nulls['images']:,}",
             "smallest_p": f"{nulls['smallest_p']:.4f}",
             "tests": str(nulls["families"]["counts"]), "claims": str(nulls["families"]["claims"]),
-            "null_seconds": seconds(nulls["seconds"]["total"]),
+            "null_seconds": seconds(rules["seconds"]["total"]),
             "occlusion_images": str(b["occlusion"]["images"]),
             "occluder": f"{protocol['occluder']['size']}×{protocol['occluder']['size']}",
             "occluder_stride": str(protocol["occluder"]["stride"]),
