@@ -51,7 +51,7 @@ def channel_roles(row: dict) -> list[tuple[dict, str]]:
                        and row["top_k_class_share"] >= RULES["class_over_chance"]
                        * row["top_k_class_base_rate"])
         name = row["top_k_class"]
-        roles.append((role("class", name, f"{name}-dominant"),
+        roles.append((role("class", name, f"{name}-skewed"),
                       f"class-dominant for {name} ({row['top_k_class_share']:.0f} % "
                       f"of its top-{row['top_k']} test images, chance "
                       f"{row['top_k_class_base_rate']:.0f} %, corrected p = "

@@ -314,13 +314,14 @@ def discussion(m: dict) -> dict:
     for name, stage in zip(names, m["architecture"]["layers"]):
         field = stage["receptive_field"]
         survive = kept[name]
+        example = next((r for r in rows[name] if r not in survive and role_words(r)), None)
         text = (f"A {name} unit sees {field}×{field} pixels. "
                 + (f"Against their nulls, {plural(len(survive), 'channel')} keep a description: "
                    + "; ".join(f"{name}:{r['channel']} {surviving_words(r)}" for r in survive) + ". "
                    if survive else "No channel's description survives its null. ")
-                + (f"The others' words (e.g. {name}:{rows[name][0]['channel']}: "
-                   f"{role_words(rows[name][0]) or 'mixed'}) are what random channels also reach."
-                   if len(survive) < len(rows[name]) else ""))
+                + (f"The threshold words of the {'other ' if survive else ''}channels (for example "
+                   f"{name}:{example['channel']}: {role_words(example)}) are reached as often by "
+                   "random channels." if example else ""))
         layer_text[name] = text
     if filters:
         layer_text[first] += (f" Of the {plural(len(filters), 'conv1 filter')}, {colour_filters} put "

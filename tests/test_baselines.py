@@ -148,7 +148,7 @@ def test_replayed_latents_give_task3s_statistics_of_the_model():
 
 
 def test_a_channels_words_keep_only_what_survives_its_null():
-    row = {"roles": [{"kind": "class", "detail": "plane", "words": "plane-dominant"},
+    row = {"roles": [{"kind": "class", "detail": "plane", "words": "plane-skewed"},
                      {"kind": "look", "detail": "saturated blue", "words": "saturated blue patches"}]}
     judgement = {"class_share": {"survives": False, "p_holm": 0.4},
                  "claims": [{"rule": "look", "survives": True, "p_holm": 0.002}]}
@@ -281,7 +281,8 @@ def test_a_short_real_run_has_the_baseline_keys_for_every_rule():
             assert all(b["draws"] == 3 and len(b["counts"]) == 3 for b in entry["baselines"].values())
             assert {"p", "p_value", "p_holm", "survives", "mean_statistic"} <= set(entry)
         for channel in block["rules"][layer]["channels"]:
-            assert channel["class_share"]["p_value"] >= 1 / 4  # 3 draws: p is at least 1/4
+            # pooled over 3 draws of every channel of the layer: p is at least 1 / (1 + 3 C)
+            assert channel["class_share"]["p_value"] >= 1 / (1 + 3 * len(block["rules"][layer]["channels"]))
             assert [c["rule"] for c in channel["claims"]] == ["colour"]
     assert set(block["occlusion"]["summary"]) == {"z2_learned", "z2_tied"}
     similarity = block["picture_similarity"]["summary"]
