@@ -20,7 +20,7 @@ from study.files import atomic_path, prepare_output_dir
 from study.run_folders import check_output_dir, require_complete
 from study.readers import field, read_json, require
 from models import ARCHITECTURE, Architecture
-from study.report_facts import FIGURE_FILES, build_facts, captions
+from study.report_facts import FIGURE_FILES, REPORT_FIGURES, build_facts, captions
 from study.summary import run_settings
 
 MAX_PAGES = 8
@@ -153,7 +153,7 @@ def figure_facts(facts: dict, outputs: Path, out: Path) -> dict[str, list]:
     """Per figure that exists: [absolute path, width as drawn (in), caption]."""
     words = captions(facts)
     files = {key: outputs / path for key, path in FIGURE_FILES.items()}
-    files["architecture"] = out / "architecture.svg"
+    files.update({key: out / f"{key}.svg" for key in REPORT_FIGURES})
     # absolute paths here; `typeset` copies the figures into its own root before compiling
     return {key: [str(path.resolve()), natural_width_in(path), words.get(key, "")]
             for key, path in files.items() if path.is_file()}
@@ -181,6 +181,28 @@ def natural_width_in(path: Path) -> float:
     except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError):
         raise UsageError(f"{path} is not a readable PNG of a sensible size; rerun the script "
                          "that draws it") from None
+
+
+def draw_report_figures(metrics: dict, arch: Architecture, out: Path) -> None:
+    """The figures drawn from the metrics files (not by a task script), into `out`: the
+    architecture, the training losses, the per-class accuracy of both tasks, Task 1's confusion
+    matrix and the λ sweep; each one that its metrics allow, stale ones removed."""
+    from data import DISPLAY_NAMES
+
+    task1, task2, seeds = metrics["task1"], metrics["task2"], metrics["seeds"]
+    figures = {"architecture": lambda: plots.architecture_figure(arch)}
+    if task1 or task2:
+        figures["training"] = lambda: plots.training_figure(task1, task2)
+        figures["per_class"] = lambda: plots.per_class_figure(
+            {label: m["per_class_accuracy"] for label, m in (("Task 1", task1), ("Task 2", task2)) if m})
+    if task1:
+        figures["confusion"] = lambda: plots.confusion_figure(task1["confusion_matrix"], DISPLAY_NAMES)
+    if seeds and seeds.get("lambda_sweep") and seeds.get("per_seed"):
+        figures["lambda_sweep"] = lambda: plots.lambda_figure(seeds)
+    for key in REPORT_FIGURES:
+        (out / f"{key}.svg").unlink(missing_ok=True)
+        if key in figures:
+            plots.save(figures[key](), out / f"{key}.svg")
 
 
 # --- writers ---
@@ -281,9 +303,9 @@ def markdown(facts: dict, outputs: Path, out: Path) -> str:
                   f"({t1['worst'][1]} %).", ""]
         lines += table(["epoch", "mini-batch", "running loss"], t1["losses"])
         lines += table(["class", "accuracy (%)"], t1["per_class"])
-        for key, caption in (("t1_samples", "training images"), ("t1_loss", "training loss"),
+        for key, caption in (("t1_samples", "training images"), ("training", "training losses"),
                              ("t1_predictions", "GroundTruth vs Predicted"),
-                             ("t1_per_class", "accuracy per class"), ("t1_confusion", "confusion matrix")):
+                             ("per_class", "accuracy per class"), ("confusion", "confusion matrix")):
             lines += link(key, caption)
     else:
         lines += ["No outputs/task1/metrics.json was found; run train_classifier.py to fill this "
@@ -295,8 +317,7 @@ def markdown(facts: dict, outputs: Path, out: Path) -> str:
                   f"{md(t2['comparison_message'])}.", ""]
         lines += table(["reconstruction", "test PSNR (dB)"],
                        [["Task 2 decoder", t2["psnr"]], *t2["baselines"]])
-        for key, caption in (("architecture", "architecture"), ("t2_reconstructions", "reconstructions"),
-                             ("t2_loss", "training losses"), ("t2_per_class", "accuracy per class")):
+        for key, caption in (("architecture", "architecture"), ("t2_reconstructions", "reconstructions")):
             lines += link(key, caption)
     else:
         lines += ["No outputs/task2/metrics.json was found; run train_deconv.py to fill this "
@@ -309,24 +330,22 @@ def markdown(facts: dict, outputs: Path, out: Path) -> str:
         lines += link("lambda_sweep", "lambda trade-off")
     lines += ["## Task 3: what the latent channels encode", ""]
     if t3:
+        discussion = t3["discussion"]
+        lines += [md(discussion["answer"]), ""]
         lines += table(["decoder, full latent", "test PSNR (dB)", "r"], t3["decoders"])
         lines += table(["layer", "control", "test PSNR (dB)", "r"], t3["controls"])
-        lines += table(["channel", "r luminance", "r R-G", "r B-Y", "r gradient",
-                        "mean-top class", "selectivity", f"top-{t3['top_k']} class (%)",
-                        "d saturation", "d luminance", "d centre-surround", "d texture"],
-                       t3["channel_rows"])
+        lines += table(["channel", "holds against its null", "r luminance", "r R-G", "r B-Y",
+                        "r gradient", f"top-{t3['top_k']} class (%)", "p share (Holm)",
+                        "d saturation", "d texture"], t3["channel_rows"])
         lines += [f"- {md(finding)}" for finding in t3["findings"]] + [""]
-        lines += ["### Which findings need a trained network?", ""]
+        lines += ["### Which patterns need a trained network?", ""]
         lines += table(t3["baselines"]["header"], t3["baselines"]["rows"])
-        lines += [f"Survive their baselines: {md(t3['baselines']['survived'])}. Met as often "
-                  f"without learning: {md(t3['baselines']['failed'])}.", ""]
         for key, caption in (("t3_baseline_pictures", "pictures, trained vs randomised"),
                              ("t3_occlusion", "occlusion")):
             lines += link(key, caption)
-        discussion = t3["discussion"]
-        lines += ["### Are there meaningful patterns?", "", md(discussion["layer1"]), "",
-                  md(discussion["layer2"]), "", md(" ".join(discussion["images"])), "",
-                  md(discussion["limits"]), ""]
+        lines += ["### Are there meaningful patterns?", "",
+                  *(md(text) for text in discussion["layers"]), "",
+                  md(" ".join(discussion["images"])), "", md(discussion["limits"]), ""]
         for key, caption in (("t3_train_z1", "train image, z1"), ("t3_train_z2", "train image, z2"),
                              ("t3_test_z1", "test image, z1"), ("t3_test_z2", "test image, z2"),
                              ("t3_top9_z1", "top-9, z1"), ("t3_top9_z2", "top-9, z2"),
@@ -362,8 +381,8 @@ def main() -> None:
                          None)
         # The architecture of the runs reported (each metrics file records it), drawn from
         # its description; ARCHITECTURE only when no run recorded one.
-        plots.architecture_figure(Architecture.from_description(described) if described
-                                  else ARCHITECTURE, out / "architecture.svg")
+        draw_report_figures(metrics, Architecture.from_description(described) if described
+                            else ARCHITECTURE, out)
         facts["figs"] = figure_facts(facts, args.outputs, out)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
         raise UsageError(f"a metrics file under {args.outputs} lacks or garbles a value "

@@ -25,9 +25,11 @@ from study.run_identity import check_permuted
 from study.readers import read_json
 from data import DISPLAY_NAMES, load_cifar10, normalize
 from study.decoders import controls, decoder_checks, layer1_refit
-from study.evidence import RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats, single_channels, top9
+from study.evidence import (RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats,
+                            patch_measures, single_channels, top9)
 from study.baselines import randomisation_baselines
-from study.findings import RULES, against_baselines, channel_roles, describe_channel, projections_alike
+from study.findings import (RULES, against_baselines, channel_roles, describe_channel,
+                            hue_name, projections_alike, surviving_roles)
 from models import ARCHITECTURE, DeconvNet, architecture_beside, load_model
 from study.occlusion import OCCLUDER
 
@@ -249,7 +251,7 @@ def main() -> None:
         for result in decoders.values():
             print(f"full-latent test PSNR, {result['label']}: {result['psnr_db']:.2f} dB "
                   f"(r = {result['correlation']:.2f})")
-        layer_models = {stage.index: (refit, "z1 decoder refit on real z1") if stage.index == 1
+        layer_models = {stage.index: (refit, "refitted") if stage.index == 1
                         and arch.depth > 1 else (net, "Task 2 decoder") for stage in arch.layers}
         control_results = {f"z{layer}": controls(model, layer, data.test_images)
                            for layer, (model, _) in layer_models.items()}
@@ -263,38 +265,43 @@ def main() -> None:
         for stage in arch.layers:
             strongest = top9(layer_models[stage.index][0], activations[stage.index],
                              data.test_images, data.test_labels, stage.index)
-            plots.top9_figure(strongest, stage.index, stage.receptive_field,
-                              out / f"top9_{stage.name}.png")
+            plots.save(plots.top9_figure(strongest, stage.index, stage.receptive_field),
+                       out / f"top9_{stage.name}.png")
             top[stage.name] = strongest.rows
         plots.conv1_filters_figure(net.conv1.weight.detach().cpu(), out / "conv1_filters.png")
 
         # 3. Which findings need a trained network? The same statistics, pictures and occlusion
         #    maps on randomised models, a model trained on permuted labels and randomly rotated
         #    channels; then each channel is named by the rules, each claim against its baseline.
+        for layer, layer_rows in rows.items():  # the claims the nulls weigh: each rule met
+            for row in layer_rows:
+                row["roles"] = [role for role, _ in channel_roles(row)]
         baselines, baseline_figures = randomisation_baselines(
             net, data, task2.get("config", {}).get("seed", args.seed),
             {split: index for split, (index, _) in picks.items()}, permuted=permuted,
-            seed=args.seed)
+            trained_rows=rows, seed=args.seed)
         channels = {}
         diversity = baselines["projection_diversity"]["per_model"]["trained"]
-        for layer, layer_rows in rows.items():
-            judged = baselines["rules"][f"z{layer}"]
-            alike = diversity[picture_decoder(arch, layer)]
-            for row, claims, similar in zip(layer_rows, judged["channels"], alike):
-                row["roles"] = [role for role, _ in channel_roles(row)]
-                row["baseline_claims"] = claims["claims"]
+        for stage in arch.layers:
+            layer_rows, judged = rows[stage.index], baselines["rules"][stage.name]
+            alike = diversity[picture_decoder(arch, stage.index)]
+            for row, judgement, similar in zip(layer_rows, judged["channels"], alike):
+                row["baseline_claims"] = judgement
+                row["surviving_roles"] = surviving_roles(row, judgement)
                 row["projection_diversity"] = similar
-                row["rule_sentence"] = describe_channel(layer, row)
+                row["rule_sentence"] = describe_channel(stage.index, row)
                 row["finding"] = " ".join(filter(None, (
-                    row["rule_sentence"],
-                    against_baselines(layer, claims["claims"], judged["counts"], len(layer_rows),
-                                      row["top_k"]),
+                    row["rule_sentence"], against_baselines(row, judgement,
+                                                            baselines["rules"]["protocol"]),
                     projections_alike(similar))))
                 print(row["finding"])
-            channels[f"z{layer}"] = layer_rows
-        plots.baseline_pictures_figure(baseline_figures, "test", out / "baseline_pictures.png")
-        plots.occlusion_figure(baseline_figures, {split: images_of(data, split)[picks[split][0]]
-                                                  for split in picks}, OCCLUDER, out / "occlusion.png")
+            channels[stage.name] = layer_rows
+        pictured_by = {stage.index: picture_decoder(arch, stage.index) for stage in arch.layers}
+        plots.save(plots.baseline_pictures_figure(baseline_figures, "test", pictured_by),
+                   out / "baseline_pictures.png")
+        plots.save(plots.occlusion_figure(baseline_figures, {
+            split: images_of(data, split)[picks[split][0]] for split in picks},
+            pictured_by[arch.depth]), out / "occlusion.png")
 
         # 4. The two images, one channel at a time.
         explained = {}
@@ -307,9 +314,20 @@ def main() -> None:
                 z = model.encode(normalize(images[index][None])).at(layer)[0]
                 shown = shown_channels(choices[layer], z)
                 result = single_channels(model, net, images[index], layer, shown)
-                plots.single_channels_figure(result, images[index], layer,
-                                             f"{split} image {index} ({label})", decoder_name,
-                                             out / f"{split}_z{layer}.png")
+                # Task 2's own decoder read from this layer, where Task 3 reads a refitted one:
+                # its pictures beside them (what the task asks for literally)
+                literal = (single_channels(net, net, images[index], layer, shown)
+                           if model is not net else None)
+                plots.save(plots.single_channels_figure(result, images[index], layer,
+                                                        decoder_name, literal),
+                           out / f"{split}_z{layer}.png")
+                for row in result.rows["channels"]:  # what lies under the strongest unit
+                    top, left, size = result.boxes[row["channel"]]
+                    measured = patch_measures(images[index][None, :, top:top + size,
+                                                            left:left + size].float().cpu() / 255)
+                    row["patch"] = {"saturation": round(measured["saturation"].item(), 3),
+                                    "hue_name": hue_name(measured["hue_deg"].item()),
+                                    "luminance": round(measured["luminance"].item(), 3)}
                 explained[split][f"z{layer}"] = result.rows
                 print(f"{split} image {index} ({label}), z{layer}: channels {shown}")
 

@@ -28,7 +28,9 @@ from study import evidence
 from data import CIFAR10, normalize
 from study.decoders import decoder_checks
 from study.evidence import TOP_K, channel_table, projection_diversity, strongest_units, unit_projections
+from study import nulls
 from study.findings import ROLE_KINDS, channel_roles
+from study.nulls import rule_value  # noqa: F401 (read by tests and findings)
 from models import ARCHITECTURE, DeconvNet, Latents
 from study.occlusion import OCCLUDER, deconvnet_scores, occlusion_agreement, occlusion_maps
 
@@ -40,11 +42,9 @@ FIRST_SEED = 1001  # baseline seeds count up from here, skipping the training se
 # the same images in the same order for every model.
 REFIT = {"steps": 400, "batch_size": 32, "lr": 3e-3, "seed": 0}  # steps: at most 2 passes
 OCCLUSION_IMAGES = 500
-ROTATION_SEEDS = (0, 1, 2)
 CHECK_IMAGES = 2000  # test images on which each refitted decoder's PSNR is measured
 RULE_KINDS = tuple(ROLE_KINDS)  # "class", "look", "brightness", "darkness", "colour", ...
 MODEL_GROUPS = ("conv2", "conv1_conv2", "permuted_labels")  # randomised models
-APPEARANCE_D = ("d_saturation", "d_luminance", "d_centre_surround", "d_texture_energy")
 
 
 # --- models ---
@@ -146,19 +146,6 @@ class Replay:
                        (None,) * len(self.maps))
 
 
-RULE_VALUES = {  # the number each rule thresholds, for one channel (larger = stronger claim)
-    "class": lambda row: row["top_k_class_share"], "brightness": lambda row: row["r_luminance"],
-    "darkness": lambda row: -row["r_luminance"],
-    "colour": lambda row: max(abs(row["r_red_green"]), abs(row["r_blue_yellow"])),
-    "edge": lambda row: row["r_gradient_energy"], "selective": lambda row: row["class_selectivity"],
-    "look": lambda row: max([abs(row[key]) for key in APPEARANCE_D] + [row["d_orientation"]])}
-
-
-def rule_value(rule: str, row: dict) -> float | None:
-    """RULE_VALUES[rule] of the row; None where the rule is undefined (see name_channels)."""
-    return None if rule in row.get("undefined", ()) else RULE_VALUES[rule](row)
-
-
 def name_channels(z: dict[int, torch.Tensor], images: torch.Tensor, labels: torch.Tensor,
                   seed: int, signals: dict | None = None) -> dict[int, list[dict]]:
     """Task 3's rows (evidence.channel_table) for latents z {1: (N, C1, H1, W1), 2: ...} of the
@@ -191,57 +178,166 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
-def compare_rules(named: dict[str, dict[int, list[dict]]], groups: dict[str, str]) -> dict:
-    """Per layer and rule: channels the trained model names against each baseline group.
+# --- null distributions of the rules: many models, forward passes only ---
 
-    named: model -> layer -> rows ("trained" among them); groups: model -> group. Returns
-    {"z1": {"counts": {rule: {"trained", "channels", "baselines": {group: {"models", "counts",
-    "mean", "sd", "max", "exceeded"}}, "evidence_of_learning", "axes_special"}}, "channels": [{"channel",
-    "claims": [{"rule", "value", "baselines": {group: {"count_mean", "count_sd", "models",
-    "strongest_mean", "strongest_sd", "strongest_max", "exceeds"}}}]}]}, "z2": ...}.
+NULL_DRAWS = 299  # per group: a value above every draw then passes Holm over 14 tests (p 1/300)
+NULL_IMAGES = 2000  # test images (seeded choice) the rules are read on, trained and null alike
+NULL_GROUPS = ("conv2", "conv1_conv2", "rotation")  # groups with many draws: the verdicts' nulls
+ALPHA = 0.05
+
+
+def null_groups(layer: int) -> tuple[str, ...]:
+    """The null groups that change a layer: re-initialising conv2 leaves z1 as trained."""
+    return tuple(g for g in NULL_GROUPS if g not in CASCADES or layer in _changed_layers(g))
+
+
+@torch.no_grad()
+def _null_latents(model: DeconvNet, x: torch.Tensor) -> dict[int, torch.Tensor]:
+    latents = model.encode(x)
+    return {stage.index: latents.at(stage.index).cpu() for stage in ARCHITECTURE.layers}
+
+
+def _test(observed: float | None, nulls_by_group: dict[str, list]) -> dict:
+    """Rank p-value of `observed` against each group's draws (None values left out) and the
+    largest of them, the p-value of 'above every kind of null' (intersection-union)."""
+    p = {}
+    for group, values in nulls_by_group.items():
+        values = [v for v in values if v is not None]
+        p[group] = 1.0 if observed is None or not values else nulls.rank_p_value(observed, values)
+    return {"p": {g: round(v, 5) for g, v in p.items()}, "p_value": max(p.values(), default=1.0)}
+
+
+def _describe(values: list) -> dict:
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"draws": 0}
+    mean, sd = _mean_sd(values)
+    return {"draws": len(values), "mean": round(mean, 3), "sd": round(sd, 3),
+            "max": round(max(values), 3), "q95": round(sorted(values)[int(0.95 * (len(values) - 1))], 3)}
+
+
+def null_distributions(net: DeconvNet, data: CIFAR10, training_seed: int, trained_rows: dict,
+                       *, permuted: DeconvNet | None = None, draws: int = NULL_DRAWS,
+                       images: int = NULL_IMAGES, seed: int = 0) -> dict:
+    """Every rule of Task 3 against its null distribution (the "rules" block of metrics.json).
+
+    Draws `draws` re-initialisations per cascade stage and `draws` Haar-random rotations of the
+    trained latents (Bau et al.), and reads every rule on the same `images` test images for the
+    trained model and every draw (nulls.fast_rows). trained_rows: {layer: Task 3's rows of the
+    trained model on the whole test set}; a channel's claims are the rules it meets there.
+
+    Three families of tests, each Holm-corrected, each test's p the largest over NULL_GROUPS:
+    "counts" (per layer and rule, the channels named; the continuous statistic, the rule's mean
+    value over the layer's channels, is tested beside it as its own family), "class_share" (each
+    channel's top-class share against every channel of the null draws of its layer) and "claims"
+    (every other rule a channel meets, its value against the same pooled null). The permuted-
+    labels model is one run: it is described, never tested against.
     """
-    result = {}
-    for layer in (1, 2):
-        members = {g: [m for m, gm in groups.items()
-                       if gm == g and m in named and not (layer == 1 and g == "conv2")]
-                   for g in dict.fromkeys(groups.values()) if g != "trained"}
-        members = {g: ms for g, ms in members.items() if ms}
-        trained = named["trained"][layer]
-        counts, summary = {}, {}
-        for rule in (*RULE_KINDS, "any"):
-            def count(rows: list[dict]) -> int:
-                return sum(bool(r["rules"]) if rule == "any" else rule in r["rules"] for r in rows)
-            entry = {"trained": count(trained), "channels": len(trained), "baselines": {}}
-            for g, ms in members.items():
-                values = [count(named[m][layer]) for m in ms]
-                mean, sd = _mean_sd(values)
-                entry["baselines"][g] = {"models": ms, "counts": values, "mean": round(mean, 2),
-                                         "sd": round(sd, 2), "max": max(values),
-                                         "exceeded": entry["trained"] > max(values)}
-                if rule == "any":
-                    continue
-                # the strongest value each model's channels reach (where the rule can be read)
-                strongest = [v for m in ms if (v := max(
-                    (x for r in named[m][layer] if (x := rule_value(rule, r)) is not None),
-                    default=None)) is not None]
-                s_mean, s_sd = _mean_sd(strongest) if strongest else (None, None)
-                summary[(rule, g)] = {"count_mean": round(mean, 2), "count_sd": round(sd, 2),
-                                      "models": len(ms), "strongest_mean": _round(s_mean, 3),
-                                      "strongest_sd": _round(s_sd, 3),
-                                      "strongest_max": _round(max(strongest, default=None), 3)}
-            present = [g for g in MODEL_GROUPS if g in entry["baselines"]]
-            entry["evidence_of_learning"] = (all(entry["baselines"][g]["exceeded"] for g in present)
-                                             if present else None)
-            entry["axes_special"] = entry["baselines"].get("rotation", {}).get("exceeded")
+    started = time.perf_counter()
+    layers = ARCHITECTURE.layers
+    n = len(data.test_labels)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))
+    chosen = order[:min(images, n)].sort().values
+    x_u8, labels = data.test_images.cpu()[chosen], data.test_labels.cpu()[chosen]
+    signals = {s.index: evidence.local_signals(x_u8, s.index) for s in layers}
+    ref = nulls.Reference(x_u8, labels, signals, layers, seed, TOP_K)
+    x = normalize(x_u8.to(next(net.parameters()).device))
+
+    def summary(z: dict[int, torch.Tensor], only: Iterable[int] | None = None) -> dict:
+        return {s.index: nulls.layer_summary(nulls.fast_rows(z[s.index], s.index, ref))
+                for s in layers if only is None or s.index in only}
+
+    trained_z = _null_latents(net, x)
+    trained = {s.index: nulls.fast_rows(trained_z[s.index], s.index, ref) for s in layers}
+    trained_summary = {layer: nulls.layer_summary(rows) for layer, rows in trained.items()}
+    sampled: dict[str, list[dict]] = {g: [] for g in NULL_GROUPS}
+    seconds = {}
+    for cascade in CASCADES:
+        clock = time.perf_counter()
+        changed = [s.index for s in layers if s.index in _changed_layers(cascade)]
+        for s in baseline_seeds(training_seed, draws):
+            sampled[cascade].append(summary(_null_latents(
+                reinitialised(net, cascade, s, training_seed), x), changed))
+        seconds[cascade] = round(time.perf_counter() - clock, 2)
+    clock = time.perf_counter()
+    for r in range(draws):
+        generator = torch.Generator().manual_seed(r)
+        q = {s.index: random_rotation(s.channels, generator) for s in layers}
+        sampled["rotation"].append(summary({layer: rotate(z, q[layer]) for layer, z in trained_z.items()}))
+    seconds["rotation"] = round(time.perf_counter() - clock, 2)
+    permuted_summary = (summary(_null_latents(permuted.eval(), x)) if permuted is not None else None)
+
+    def pooled(layer: int, rule: str, group: str) -> list:
+        return [v for d in sampled[group] for v in d[layer][rule]["values"] if v is not None]
+
+    result, count_tests, mean_tests, share_tests, claim_tests = {}, [], [], [], []
+    for stage in layers:
+        layer, groups = stage.index, null_groups(stage.index)
+        counts = {}
+        for rule in RULE_KINDS:
+            mine = trained_summary[layer][rule]
+            entry = {"trained": mine["count"], "channels": stage.channels, "baselines": {}}
+            for g in groups:
+                values = [d[layer][rule]["count"] for d in sampled[g]]
+                entry["baselines"][g] = {**_describe(values), "counts": values}
+            if permuted_summary is not None:
+                entry["baselines"]["permuted_labels"] = {
+                    "draws": 1, "mean": permuted_summary[layer][rule]["count"],
+                    "counts": [permuted_summary[layer][rule]["count"]]}
+            entry.update(_test(mine["count"], {g: [d[layer][rule]["count"] for d in sampled[g]]
+                                               for g in groups}))
+            mean_stat = {"trained": None if mine["mean"] is None else round(mine["mean"], 3),
+                         "baselines": {g: _describe([d[layer][rule]["mean"] for d in sampled[g]])
+                                       for g in groups},
+                         **_test(mine["mean"], {g: [d[layer][rule]["mean"] for d in sampled[g]]
+                                                for g in groups})}
+            if permuted_summary is not None and permuted_summary[layer][rule]["mean"] is not None:
+                mean_stat["baselines"]["permuted_labels"] = {
+                    "draws": 1, "mean": round(permuted_summary[layer][rule]["mean"], 3)}
+            entry["mean_statistic"] = mean_stat
             counts[rule] = entry
-        channels = [{"channel": row["channel"], "claims": [
-            {"rule": rule, "value": round(rule_value(rule, row), 3),
-             "baselines": {g: {**summary[(rule, g)], "exceeds": (
-                 None if summary[(rule, g)]["strongest_max"] is None
-                 else rule_value(rule, row) > summary[(rule, g)]["strongest_max"])} for g in members}}
-            for rule in row["rules"]]} for row in trained]
-        result[f"z{layer}"] = {"counts": counts, "channels": channels}
-    return result
+            count_tests.append(entry)
+            mean_tests.append(mean_stat)
+        channels = []
+        for row, fast in zip(trained_rows[layer], trained[layer]):
+            share = {"rule": "class", "value": nulls.rule_value("class", fast),
+                     **_test(nulls.rule_value("class", fast),
+                             {g: pooled(layer, "class", g) for g in groups})}
+            share_tests.append(share)
+            claims = []
+            for kind in (role["kind"] for role in row["roles"]):
+                if kind == "class" or kind in (c["rule"] for c in claims):
+                    continue
+                value = nulls.rule_value(kind, fast)
+                claim = {"rule": kind, "value": None if value is None else round(value, 3),
+                         **_test(value, {g: pooled(layer, kind, g) for g in groups})}
+                claims.append(claim)
+                claim_tests.append(claim)
+            channels.append({"channel": row["channel"], "class_share": share, "claims": claims})
+        result[stage.name] = {"counts": counts, "channels": channels}
+    for family in (count_tests, mean_tests, share_tests, claim_tests):
+        for test, adjusted in zip(family, nulls.holm([t["p_value"] for t in family])):
+            test["p_value"] = round(test["p_value"], 5)
+            test["p_holm"] = round(adjusted, 5)
+            test["survives"] = adjusted < ALPHA
+    for layer_block in result.values():  # the names older readers look for
+        for entry in layer_block["counts"].values():
+            entry["evidence_of_learning"] = entry["survives"]
+    return {**result, "protocol": {
+        "draws": draws, "images": len(chosen), "groups": {s.name: list(null_groups(s.index)) for s in layers},
+        "alpha": ALPHA, "smallest_p": round(1 / (draws + 1), 5),
+        "families": {"counts": len(count_tests), "mean_statistic": len(mean_tests),
+                     "class_share": len(share_tests), "claims": len(claim_tests)},
+        "p_value": "rank p = (1 + draws >= trained) / (1 + draws) per group; the largest over "
+                   "the groups (the trained model above every kind of null); Holm per family",
+        "permuted_labels": "one run: described, not tested against"},
+        "seconds": {**seconds, "total": round(time.perf_counter() - started, 2)}}
+
+
+def _changed_layers(cascade: str) -> set[int]:
+    """Layers whose latents a cascade changes: the first re-initialised convolution and above."""
+    first = min(int(name.removeprefix("conv")) for name in CASCADES[cascade])
+    return {s.index for s in ARCHITECTURE.layers if s.index >= first}
 
 
 # --- pictures ---
@@ -297,15 +393,15 @@ def _by_group(values: dict[str, float | None], groups: dict[str, str]) -> dict:
 @torch.no_grad()
 def _latents(model: DeconvNet, images: torch.Tensor, batch_size: int = 1000) -> dict[int, torch.Tensor]:
     parts = [model.encode(normalize(x)) for x in images.split(batch_size)]
-    return {layer: torch.cat([p.at(layer) for p in parts]).cpu() for layer in (1, 2)}
+    return {stage.index: torch.cat([p.at(stage.index) for p in parts]).cpu()
+            for stage in ARCHITECTURE.layers}
 
 
 def _measure(model: DeconvNet, decoders: dict[str, tuple[DeconvNet, int, bool]], data: CIFAR10,
-             report: dict[str, tuple[torch.Tensor, int]], occluded: torch.Tensor, seed: int,
-             signals: dict) -> dict:
-    """Everything one model contributes: latents, named rows, projection diversity, the report
+             report: dict[str, tuple[torch.Tensor, int]], occluded: torch.Tensor) -> dict:
+    """Everything one model contributes: latents, projection diversity, the report
     images' pictures and occlusion maps, and the occlusion agreement."""
-    images, labels = data.test_images, data.test_labels
+    images = data.test_images
     z = _latents(model, images)
     x = normalize(torch.stack([image for image, _ in report.values()]))
     base, maps = occlusion_maps(deconvnet_scores(model), x)
@@ -318,7 +414,7 @@ def _measure(model: DeconvNet, decoders: dict[str, tuple[DeconvNet, int, bool]],
         strongest = {d: unit_projections(m, expanded, 2, channel, where, tied).view(
             len(x), channels, *x.shape[1:]).cpu() for d, (m, layer, tied) in decoders.items() if layer == 2}
     return {
-        "z": z, "named": name_channels(z, images, labels, seed, signals),
+        "z": z,
         "diversity": {d: projection_diversity(m, z[layer], images, layer, tied)
                       for d, (m, layer, tied) in decoders.items()},
         "pictures": {split: {d: single_channel_pictures(m, image, layer, tied).cpu()
@@ -365,17 +461,19 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
                             picks: dict[str, int], *, permuted: DeconvNet | None = None,
                             seeds: list[int] | None = None, refit: dict = REFIT,
                             occlusion_images: int = OCCLUSION_IMAGES,
-                            rotation_seeds: Iterable[int] = ROTATION_SEEDS,
+                            trained_rows: dict[int, list[dict]], null_draws: int = NULL_DRAWS,
                             seed: int = 0) -> tuple[dict, dict]:
     """Task 3's randomisation baselines: (JSON-ready block, tensors for a figure row).
 
     net: the trained Task 2 model; training_seed: its seed (Task 2 metrics config "seed");
     picks: {"train": index, "test": index} of the report images; permuted: the Task 2 model
-    trained with --permute-labels; seed: Task 3's seed (appearance reference patches, the
+    trained with --permute-labels; trained_rows: Task 3's rows of the trained model per layer,
+    with their "roles" (the claims weighed against the nulls); null_draws: models per null
+    group (null_distributions); seed: Task 3's seed (appearance reference patches, the
     occlusion images). Models are named "trained", "permuted_labels", "conv2_seed1001",
-    "conv1_conv2_seed1001", ..., "rotation_seed0", ...; decoders by DECODERS' identifiers.
+    "conv1_conv2_seed1001", ...; decoders by DECODERS' identifiers.
     The block: "protocol"; "models" {model: {"group", "seed", "refit_seconds", "psnr_db"
-    {decoder: dB}}}; "rules" (compare_rules); "picture_similarity" (similarity_table);
+    {decoder: dB}}}; "rules" (null_distributions); "picture_similarity" (similarity_table);
     "projection_diversity" {"per_model" {model: {decoder: rows}}, "summary" {decoder: {group:
     {"mean", "sd", "values"} of the flagged channels}}}; "occlusion" {"images", "per_model"
     {model: {decoder: {"mean", "sd", "n"}}}, "summary" {decoder: {group: {"mean", "sd",
@@ -404,8 +502,6 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
     report = {split: (images[picks[split]], int(labels[picks[split]])) for split, images, labels in
               (("train", data.train_images, data.train_labels), ("test", data.test_images, data.test_labels))}
     info, measured, refitted = {}, {}, {}
-    # the image measures under the receptive fields depend on the images only: computed once
-    signals = {layer: evidence.local_signals(data.test_images.cpu(), layer) for layer in (1, 2)}
     for name, model in models.items():
         clock = time.perf_counter()
         conv2_only = groups[name] == "conv2"  # z1 is the trained one's: not refitted, not compared
@@ -419,10 +515,9 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
         info[name] = {"group": groups[name], "seed": int(name.rsplit("seed", 1)[1]) if "seed" in name else None,
                       "refit_seconds": round(took, 2),
                       "psnr_db": {d: c["psnr_db"] for d, c in checks.items()}}
-        measured[name] = _measure(model, decoders, data, report, occluded, seed, signals)
-        if name != "trained":  # only the trained latents are read again (rotations)
-            del measured[name]["z"]
-        else:  # the noise floor of the refit: the trained encoder, decoders of another seed
+        measured[name] = _measure(model, decoders, data, report, occluded)
+        del measured[name]["z"]
+        if name == "trained":  # the noise floor of the refit: the trained encoder, decoders of another seed
             other, took = refit_decoders(model, data.train_images, (1, 2), {**refit, "seed": refit["seed"] + 1})
             seconds["refits"] += took
             measured["trained_refit_seed"] = {"pictures": {split: {
@@ -430,15 +525,6 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
                 for d, (layer, tied) in DECODERS.items() if not tied} for split, (image, _) in report.items()}}
             groups["trained_refit_seed"] = "refit_seed"
         seconds[name] = round(time.perf_counter() - clock, 2)
-    clock, z = time.perf_counter(), measured["trained"]["z"]
-    for r in rotation_seeds:  # Bau et al.: the trained features read along random directions
-        generator = torch.Generator().manual_seed(r)
-        q = {layer: random_rotation(z[layer].shape[1], generator) for layer in (1, 2)}
-        measured[f"rotation_seed{r}"] = {"named": name_channels(
-            {layer: rotate(z[layer], q[layer]) for layer in (1, 2)}, data.test_images,
-            data.test_labels, seed, signals)}
-        groups[f"rotation_seed{r}"] = "rotation"
-    seconds["rotations"] = round(time.perf_counter() - clock, 2)
     clock = time.perf_counter()
     pictures = {m: part["pictures"] for m, part in measured.items() if "pictures" in part}
     similarity = similarity_table(pictures, groups)
@@ -456,15 +542,14 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
                                "'selective' on channels with a negative class mean (rotations)",
             "psnr_test_images": min(CHECK_IMAGES, len(data.test_labels)),
             "occluder": {**OCCLUDER, "grey": "0 in the normalised input"},
-            "rotation_seeds": list(rotation_seeds),
-            "rule_verdict": "evidence of learning: the trained count exceeds every randomised model's",
-            "claim_verdict": "exceeds: the channel's value is above every baseline channel's",
+            "rules": "null_distributions: many draws per group, forward passes only (rules.protocol)",
             "similarity": "Spearman of |values|; SSIM of |values| / max, data_range 1",
             "projection_diversity": "mean pairwise r of the top-9 projections vs the top-9 patches"},
         "models": info,
         "psnr_summary": {d: _by_group({m: v["psnr_db"].get(d) for m, v in info.items()}, groups)
                          for d in ("z1_refit", "z2_learned")},
-        "rules": compare_rules({m: part["named"] for m, part in measured.items() if "named" in part}, groups),
+        "rules": null_distributions(net, data, training_seed, trained_rows, permuted=permuted,
+                                    draws=null_draws, seed=seed),
         "picture_similarity": similarity,
         "projection_diversity": {"per_model": diversity, "summary": {d: _by_group(
             {m: sum(r["flagged"] for r in per[d]) if d in per else None for m, per in diversity.items()},

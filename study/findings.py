@@ -51,7 +51,7 @@ def channel_roles(row: dict) -> list[tuple[dict, str]]:
                        and row["top_k_class_share"] >= RULES["class_over_chance"]
                        * row["top_k_class_base_rate"])
         name = row["top_k_class"]
-        roles.append((role("class", name, f"{name}-dominant"),
+        roles.append((role("class", name, f"{name}-skewed"),
                       f"class-dominant for {name} ({row['top_k_class_share']:.0f} % "
                       f"of its top-{row['top_k']} test images, chance "
                       f"{row['top_k_class_base_rate']:.0f} %, corrected p = "
@@ -157,59 +157,39 @@ def role_counts(rows: list[dict]) -> dict[str, int]:
     return counts
 
 
-# --- claims against their randomisation baselines (baselines.py measures them) ---
+# --- claims against their null distributions (baselines.null_distributions measures them) ---
 
-GROUP_WORDS = {"conv2": "a random conv2 over the same conv1",
-               "conv1_conv2": "a random conv1 and conv2",
-               "permuted_labels": "the model trained on permuted labels",
-               "rotation": "a random rotation of the trained channels"}
-# The baseline a layer's claims are weighed against first: the cascade step that randomises it.
-MAIN_BASELINE = {1: "conv1_conv2", 2: "conv2"}
-
-
-def criterion(rule: str, top_k: int) -> str:
-    """What a rule asks of a channel, in words with its threshold."""
-    return {"class": f"one class at >= {RULES['class_share_pct']:g} % of the top-{top_k}",
-            "brightness": f"r >= {RULES['luminance_r']:g} with local luminance",
-            "darkness": f"r <= -{RULES['luminance_r']:g} with local luminance",
-            "colour": f"|r| >= {RULES['colour_r']:g} with a colour opposition",
-            "edge": f"r >= {RULES['edge_r']:g} with gradient energy",
-            "selective": f"class selectivity >= {RULES['class_selectivity']:g}",
-            "look": f"|d| >= {RULES['appearance_d']:g} in a patch appearance"}[rule]
+def surviving_roles(row: dict, judgement: dict) -> list[dict]:
+    """The roles of a channel that hold against their null: the class name only where the
+    channel's top-class share survives (Holm), any other word only where its claim survives."""
+    survived = {claim["rule"] for claim in judgement["claims"] if claim["survives"]}
+    if judgement["class_share"]["survives"]:
+        survived.add("class")
+    return [r for r in row["roles"] if r["kind"] in survived]
 
 
-def baseline_clause(rule: str, group: str, baseline: dict, channels: int, top_k: int) -> str:
-    """'a random conv2 over the same conv1 reaches one class at >= 30 % of the top-100 in
-    4.3 ± 0.6 of 16 channels (3 seeds)', from one entry of a claim's "baselines"."""
-    models = baseline["models"]
-    amount = (f"{baseline['count_mean']:.1f} ± {baseline['count_sd']:.1f}" if models > 1
-              else f"{baseline['count_mean']:.0f}")
-    seeds = "" if models == 1 else f" ({models} {'rotations' if group == 'rotation' else 'seeds'})"
-    return (f"{GROUP_WORDS[group]} reaches {criterion(rule, top_k)} in {amount} of {channels} "
-            f"channels{seeds}")
+def p_text(p: float) -> str:
+    """A p-value as text, to the precision it carries: 'p < 0.001', 'p = 0.004', 'p = 0.31'."""
+    if p < 0.001:
+        return "p < 0.001"
+    return f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
 
 
-def against_baselines(layer: int, claims: list[dict], counts: dict, channels: int,
-                      top_k: int) -> str:
-    """The sentence that follows a channel's finding: for each of its claims, how often the
-    layer's main randomisation baseline meets the same rule, whether this channel's value
-    exceeds every baseline channel's, and, where the baselines name as many channels as the
-    trained model, that the rule is not evidence of learning."""
-    group = MAIN_BASELINE[layer]
+def against_baselines(row: dict, judgement: dict, protocol: dict) -> str:
+    """The sentence that follows a channel's finding: each of its claims against the null of
+    untrained networks and random rotations, with its Holm-corrected rank p-value."""
     parts = []
-    for claim in claims:
-        baseline = claim["baselines"].get(group)
-        if baseline is None:
-            continue
-        rule = claim["rule"]
-        verdict = ("this channel exceeds every baseline channel" if baseline["exceeds"]
-                   else "baseline channels reach as high" if baseline["exceeds"] is not None
-                   else "no baseline channel can be read for it")
-        learned = counts[rule]["evidence_of_learning"]
-        parts.append(f"{ROLE_KINDS[rule]}: {baseline_clause(rule, group, baseline, channels, top_k)}"
-                     f", {verdict}" + ("" if learned or learned is None
-                                       else "; as a rule, not evidence of learning"))
-    return ("Against its baseline: " + "; ".join(parts) + ".") if parts else ""
+    share = judgement["class_share"]
+    if "class" in (r["kind"] for r in row["roles"]):
+        parts.append(f"its top-class share ({p_text(share['p_holm'])})"
+                     + ("" if share["survives"] else ", no higher than untrained channels reach"))
+    for claim in judgement["claims"]:
+        parts.append(f"{ROLE_KINDS[claim['rule']]} ({p_text(claim['p_holm'])})"
+                     + ("" if claim["survives"] else ", no higher than untrained channels reach"))
+    if not parts:
+        return ""
+    return (f"Against {protocol['draws']} draws of each null (random networks, random rotations), "
+            "Holm-corrected: " + "; ".join(parts) + ".")
 
 
 def projections_alike(diversity: dict) -> str:

@@ -1,7 +1,11 @@
-"""Figures that more than one script draws. Every function returns nothing and writes one file.
+"""Figures that more than one script draws.
 
-Sizes are print sizes: a figure 6.3 in wide fills an A4 text width, and no font is below 7 pt
-there. Plots go to SVG (vector), image grids to PNG at 200 dpi.
+Functions named *_figure return a matplotlib figure (the caller saves it, study.files.save_figure
+through `save`); the older ones that take a path save what such a function returns. Sizes are
+print sizes: a figure at most 6.3 in wide is placed at its drawn width, so no font is below 7 pt
+on the page (MIN_FONT_PT; tests/test_figures.py checks every text object). No figure repeats its
+caption as a title: the report's captions say what a figure shows. Plots go to SVG (vector),
+image grids to PNG at 200 dpi.
 """
 import math
 from pathlib import Path
@@ -11,6 +15,7 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display is needed or assumed
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -18,7 +23,8 @@ from study.files import save_figure  # noqa: E402
 from data import denormalize  # noqa: E402
 
 TEXT_WIDTH_IN = 6.3
-plt.rcParams.update({"font.size": 8, "axes.titlesize": 8.5, "axes.labelsize": 8,
+MIN_FONT_PT = 7
+plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8,
                      "xtick.labelsize": 7.5, "ytick.labelsize": 7.5, "legend.fontsize": 7.5,
                      "svg.fonttype": "none", "figure.dpi": 100})
 
@@ -46,8 +52,7 @@ def labelled_strip(images: torch.Tensor, names: Sequence[str], path: Path, title
         ax.imshow(to_hwc(image / 255), interpolation="nearest")
         bare(ax)
         ax.set_xlabel(name)
-    fig.suptitle(title, fontsize=8.5)
-    save(fig, path)
+    save(fig, path)  # `title` is the caller's caption: the report prints it, the figure does not
 
 
 def image_rows(rows: Sequence[Sequence[torch.Tensor]], titles: Sequence[Sequence[str]],
@@ -68,53 +73,73 @@ def image_rows(rows: Sequence[Sequence[torch.Tensor]], titles: Sequence[Sequence
             ax.imshow(to_hwc(row[c]), interpolation="nearest")
             ax.set_xlabel(row_titles[c], fontsize=7.5)
         axes[r][0].set_ylabel(row_labels[r])
-    if title:
-        fig.suptitle(title, fontsize=8.5)
-    fig.tight_layout()
+    fig.tight_layout()  # `title` is the caption's: not drawn
     save(fig, path)
 
 
-def per_class_accuracy(accuracies: dict[str, float], path: Path, title: str) -> None:
-    names, values = list(accuracies), list(accuracies.values())
-    fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN / 2, 2.2))
-    bars = ax.bar(names, values, color="tab:blue")
-    ax.bar_label(bars, fmt="%.1f", fontsize=7)
+def per_class_accuracy(accuracies: dict[str, float], path: Path, title: str = "") -> None:
+    save(per_class_figure({"": accuracies}), path)
+
+
+def per_class_figure(runs: dict[str, dict[str, float]], width: float = TEXT_WIDTH_IN / 2) -> plt.Figure:
+    """Test accuracy per class, one bar per run ({label: {class: %}}) and chance level."""
+    names = list(next(iter(runs.values())))
+    fig, ax = plt.subplots(figsize=(width, 2.25))
+    step = 0.8 / len(runs)
+    for k, ((label, accuracies), colour) in enumerate(zip(runs.items(), ("tab:blue", "tab:orange"))):
+        x = np.arange(len(names)) + (k - (len(runs) - 1) / 2) * step
+        bars = ax.bar(x, [accuracies[n] for n in names], step, color=colour, label=label or None)
+        if len(runs) == 1:
+            ax.bar_label(bars, fmt="%.0f", fontsize=7)
     chance = 100 / len(names)
     ax.axhline(chance, color="grey", linestyle=":", label=f"chance ({chance:g} %)")
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", rotation_mode="anchor")
     ax.set_ylim(0, 100)
     ax.set_ylabel("test accuracy (%)")
-    ax.tick_params(axis="x", rotation=45)
-    ax.set_title(title)
-    ax.legend(loc="upper right")
-    save(fig, path)
+    ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=3, frameon=False,
+              borderaxespad=0.2, fontsize=7)
+    fig.tight_layout(pad=0.2)
+    return fig
 
 
-def confusion_matrix(matrix: list[list[int]], names: Sequence[str], path: Path, title: str) -> None:
+def confusion_matrix(matrix: list[list[int]], names: Sequence[str], path: Path, title: str = "") -> None:
+    save(confusion_figure(matrix, names), path)
+
+
+def confusion_figure(matrix: list[list[int]], names: Sequence[str]) -> plt.Figure:
     counts = np.asarray(matrix)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(2.95, 2.8))
+    fig, ax = plt.subplots(figsize=(3.1, 2.75))
     image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
     for (i, j), count in np.ndenumerate(counts):
-        ax.text(j, i, str(count), ha="center", va="center", fontsize=7 if count < 1000 else 6.5,
+        ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
                 color="white" if rates[i, j] > 0.5 else "black")
-    ax.set_xticks(range(len(names)), names, rotation=60)
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    ax.set_title(title)
     fig.colorbar(image, ax=ax, label="share of the true class", fraction=0.046)
-    save(fig, path)
+    fig.tight_layout(pad=0.2)
+    return fig
 
 
 def loss_curves(history: dict, parts: dict[str, str], n_train: int, batch_size: int,
-                log_every: int, path: Path, title: str, scale: dict[str, float] | None = None) -> None:
-    """Running means (every log_every mini-batches) and epoch means of each logged loss part.
+                log_every: int, path: Path, title: str = "", scale: dict[str, float] | None = None) -> None:
+    fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN / 2, 2.3))
+    draw_losses(ax, history, parts, n_train, batch_size, log_every, scale)
+    fig.tight_layout(pad=0.2)
+    save(fig, path)
+
+
+def draw_losses(ax: plt.Axes, history: dict, parts: dict[str, str], n_train: int, batch_size: int,
+                log_every: int, scale: dict[str, float] | None = None) -> None:
+    """Running means (every log_every mini-batches) and epoch means of each logged loss part,
+    into `ax`; the legend sits above the axes, never over the data.
 
     `parts` maps a logged name to its legend label; `scale` multiplies a part before plotting.
     """
     scale = scale or {}
     steps_per_epoch = math.ceil(n_train / batch_size)
-    fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN / 2, 2.2))
     for (name, label), colour in zip(parts.items(), ("tab:blue", "tab:orange", "tab:green")):
         factor = scale.get(name, 1.0)
         log = history["loss_log"]
@@ -124,14 +149,64 @@ def loss_curves(history: dict, parts: dict[str, str], n_train: int, batch_size: 
                     label=f"{label}, mean of {log_every} mini-batches")
         epochs = history["epoch_loss"]
         ax.plot([r["epoch"] for r in epochs], [factor * r[name] for r in epochs], color=colour,
-                linestyle="none", marker="s", markersize=5, markerfacecolor="none",
+                linestyle="none" if log else "-", marker="s", markersize=5, markerfacecolor="none",
                 label=f"{label}, epoch mean")
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
-    ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    save(fig, path)
+    ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False,
+              borderaxespad=0.2, ncol=1)
+
+
+def training_figure(task1: dict | None, task2: dict | None) -> plt.Figure:
+    """Task 1's loss and Task 2's two loss terms side by side, from their metrics files."""
+    present = [(m, parts, scale) for m, parts, scale in (
+        (task1, {"loss": "Task 1 cross-entropy"}, None),
+        (task2, {"ce": "Task 2 cross-entropy", "rec": "Task 2 λ·L_rec"},
+         {"rec": (task2 or {}).get("lambda", 1.0)})) if m]
+    fig, axes = plt.subplots(1, len(present), figsize=(TEXT_WIDTH_IN, 2.4), squeeze=False)
+    for ax, (m, parts, scale) in zip(axes[0], present):
+        c = m["config"]
+        draw_losses(ax, m, parts, m["data"]["train_images"], c["batch_size"], c["log_every"], scale)
+    fig.tight_layout(pad=0.2, w_pad=1.5)
+    return fig
+
+
+def lambda_figure(summary: dict) -> plt.Figure:
+    """Test accuracy and PSNR against λ, all at seed 0 (one line), and at the default λ the mean
+    ± sd over the seeds as a separate marker; grey: Task 1's seed mean and the PSNR baselines."""
+    rows, per_seed = summary["lambda_sweep"], summary["per_seed"]
+    first = summary["seeds"][0]
+    fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH_IN, 2.35))
+    x = list(range(len(rows)))
+    for ax, key, seed_key, label in ((axes[0], "accuracy", "task2_accuracy", "test accuracy (%)"),
+                                     (axes[1], "psnr_db", "task2_psnr_db", "test PSNR (dB)")):
+        seed0 = []
+        for r in rows:
+            several = len(r["seeds"]) > 1
+            own = next((s[seed_key] for s in per_seed if s["seed"] == first), None) if several else None
+            seed0.append(own if several else r[key]["mean"])
+            if several and r[key]["sd"] is not None:
+                ax.errorbar([rows.index(r) + 0.12], [r[key]["mean"]], yerr=[r[key]["sd"]],
+                            marker="D", markersize=4, capsize=3, color="tab:orange",
+                            linestyle="none", label=f"mean ± sd of seeds {', '.join(map(str, r['seeds']))}")
+        ax.plot(x, seed0, marker="o", color="tab:blue", label=f"seed {first}")
+        ax.set_xticks(x, [f"{r['lambda']:g}" for r in rows])
+        ax.set_xlabel("λ (weight of L_rec)")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+    if "task1_accuracy" in summary:
+        t1 = summary["task1_accuracy"]
+        axes[0].axhline(t1["mean"], color="grey", linestyle="--", linewidth=1,
+                        label=f"Task 1, mean of {t1['n']} seeds")
+    for (name, value), style in zip(summary.get("psnr_baselines_db", {}).items(),
+                                    (":", "-.", "--", (0, (1, 3)))):
+        axes[1].axhline(value, color="grey", linestyle=style, linewidth=1, label=name)
+    for ax in axes:
+        ax.legend(fontsize=7, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False,
+                  borderaxespad=0.2, ncol=2)
+    fig.tight_layout(pad=0.2, w_pad=1.5)
+    return fig
 
 
 # --- Task 3 ---
@@ -152,100 +227,102 @@ def mosaic(tiles: list[torch.Tensor], columns: int = 3) -> torch.Tensor:
     return torchvision.utils.make_grid(torch.stack(tiles), nrow=columns, padding=1, pad_value=1.0)
 
 
-def single_channels_figure(result, image_u8: torch.Tensor, layer: int, title: str,
-                           decoder_name: str, path: Path) -> None:
-    """One figure of evidence.single_channels: where each channel fires, its map, its picture.
+def single_channels_figure(result, image_u8: torch.Tensor, layer: int, decoder: str,
+                           literal=None) -> plt.Figure:
+    """One figure of evidence.single_channels, one column per channel shown.
 
-    Row 1 marks on the original the receptive field of the channel's strongest unit; row 2 is
-    the activation map (the peak circled); row 3 the channel's contribution, decode(only c) -
-    decode(empty latent), all at one symmetric scale (grey = 0); row 4 the tied deconvnet's
-    projection, min-max scaled.
+    Rows: the original with the receptive field of the channel's strongest unit (title: the
+    channel's share of the activation energy); the activation map, one colour scale for all
+    channels (colour bar); the image decoded from this channel alone (`decoder`'s name labels
+    the row); its contribution decode(only c) - decode(empty latent) at one symmetric scale
+    (grey = 0); with `literal` (the same for Task 2's own layer-1 decoder), that decoder's
+    single-channel image too. The left column: the original, and each decoder's full-latent and
+    empty-latent decodes.
     """
     from matplotlib.patches import Rectangle
 
-    z, channels, contributions, tied = result.z, result.channels, result.contributions, result.tied
-    full, empty, share, boxes = result.full, result.empty, result.share, result.boxes
+    z, channels, contributions = result.z, result.channels, result.contributions
     width = z.shape[-1]
-    positions = result.positions[None]
     common = contributions.abs().max().item()
-    per_row, n = 6, 4  # channels per row block, rows per block
-    blocks = [channels[i:i + per_row] for i in range(0, len(channels), per_row)]
-    fig_rows = n * len(blocks)
-    fig, axes = plt.subplots(fig_rows, per_row + 1, figsize=(6.0, 0.88 * fig_rows + 0.5), squeeze=False)
-    reference = [(image_u8.cpu() / 255, "original"), (denormalize(full), "full latent"),
-                 (denormalize(empty), "empty latent"), (None, "")]
-    row_names = ["where it\nfires most", "activation", "contribution", "tied\ndeconvnet"]
+    peak = max(z[c].max().item() for c in channels) or 1.0
+    rows = [("where it\nfires most", None), ("activation", None), (f"alone,\n{decoder}", "single"),
+            ("contri-\nbution", "contribution")]
+    if literal is not None:
+        rows.append(("alone, Task 2\ndecoder", "literal"))
+    panel = 0.7
+    fig, axes = plt.subplots(len(rows), len(channels) + 1,
+                             figsize=(min(TEXT_WIDTH_IN, panel * (len(channels) + 1) + 1.0),
+                                      panel * len(rows) + 0.25), squeeze=False)
+    left = [(image_u8.cpu() / 255, "original"), (None, ""),
+            (denormalize(result.full), "full latent"), (denormalize(result.empty), "empty latent"),
+            (denormalize(literal.full) if literal is not None else None, "full latent")]
     original = to_hwc(image_u8.cpu() / 255)
-    for b, block in enumerate(blocks):
-        for r in range(n):
-            ax = axes[n * b + r][0]
-            picture, caption = reference[r]
-            if picture is not None:
-                ax.imshow(to_hwc(picture), interpolation="nearest")
-                ax.text(0.5, 0.03, caption, transform=ax.transAxes, ha="center", va="bottom",
-                        fontsize=7, bbox=dict(facecolor="white", alpha=0.8, pad=1, linewidth=0))
-            ax.set_ylabel(row_names[r], fontsize=7, labelpad=2)
-        for col in range(per_row):
-            for r in range(n):
-                ax = axes[n * b + r][col + 1]
-                if col >= len(block):
-                    ax.axis("off")
-                    continue
-                c = block[col]
-                k = channels.index(c)
-                if r == 0:
-                    top, left, size = boxes[c]
-                    ax.imshow(original, interpolation="nearest")
-                    ax.add_patch(Rectangle((left - 0.5, top - 0.5), size, size, fill=False,
-                                           edgecolor="yellow", linewidth=1.2))
-                    ax.add_patch(Rectangle((left - 0.5, top - 0.5), size, size, fill=False,
-                                           edgecolor="black", linewidth=0.5, linestyle="--"))
-                    ax.set_title(f"ch {c}: {100 * share[c]:.0f} %", fontsize=7, pad=2)
-                elif r == 1:
-                    ax.imshow(z[c].cpu().numpy(), cmap="viridis", interpolation="nearest")
-                    row_, col_ = divmod(int(positions[0, c]), width)
-                    ax.plot(col_, row_, marker="o", markersize=5, markerfacecolor="none",
-                            markeredgecolor="red", markeredgewidth=0.8)
-                else:
-                    picture = signed_rgb(contributions[k], common) if r == 2 else stretch(tied[k])
-                    ax.imshow(to_hwc(picture), interpolation="nearest")
+    maps = []
+    for r, (label, kind) in enumerate(rows):
+        ax = axes[r][0]
+        picture, caption = left[r]
+        if picture is not None:
+            ax.imshow(to_hwc(picture), interpolation="nearest")
+            ax.set_xlabel(caption, fontsize=7, labelpad=1)
+        ax.set_ylabel(label, fontsize=7, labelpad=2)
+        for col, c in enumerate(channels):
+            ax = axes[r][col + 1]
+            k = channels.index(c)
+            if r == 0:
+                top, left_, size = result.boxes[c]
+                ax.imshow(original, interpolation="nearest")
+                ax.add_patch(Rectangle((left_ - 0.5, top - 0.5), size, size, fill=False,
+                                       edgecolor="yellow", linewidth=1.2))
+                ax.add_patch(Rectangle((left_ - 0.5, top - 0.5), size, size, fill=False,
+                                       edgecolor="black", linewidth=0.5, linestyle="--"))
+                ax.set_title(f"ch {c}: {100 * result.share[c]:.0f} %", fontsize=7, pad=2)
+            elif r == 1:
+                maps.append(ax.imshow(z[c].cpu().numpy(), cmap="viridis", vmin=0, vmax=peak,
+                                      interpolation="nearest"))
+                row_, col_ = divmod(int(result.positions[c]), width)
+                ax.plot(col_, row_, marker="o", markersize=5, markerfacecolor="none",
+                        markeredgecolor="red", markeredgewidth=0.8)
+            elif kind == "single":
+                ax.imshow(to_hwc(denormalize(contributions[k] + result.empty)), interpolation="nearest")
+            elif kind == "contribution":
+                ax.imshow(to_hwc(signed_rgb(contributions[k], common)), interpolation="nearest")
+            else:
+                ax.imshow(to_hwc(denormalize(literal.contributions[k] + literal.empty)),
+                          interpolation="nearest")
     for ax in axes.flat:
         bare(ax)
         if not ax.images:
             ax.set_frame_on(False)
-    fig.suptitle(f"{title}: single z{layer} channels, the others zeroed ({decoder_name})\n"
-                 "%: share of the activation energy; box: receptive field of the strongest unit; "
-                 "contribution = decode(channel) - decode(empty)", fontsize=7.5)
-    fig.tight_layout(pad=0.3, h_pad=0.35, w_pad=0.4, rect=(0, 0, 1, 1 - 0.36 / fig.get_figheight()))
-    save(fig, path)
+    fig.tight_layout(pad=0.2, h_pad=0.3, w_pad=0.3)
+    if maps:
+        bar = fig.colorbar(maps[0], ax=list(axes[1]), fraction=0.02, pad=0.01, aspect=8)
+        bar.ax.tick_params(labelsize=7)
+    return fig
 
 
-def top9_figure(top, layer: int, receptive_field: int, path: Path) -> None:
-    """evidence.top9 as Zeiler & Fergus show it: per channel the k patches, enlarged, beside the
-    projections of those single activations, each at its own symmetric scale (grey = 0)."""
-    k = len(top.patches[0])
-    size = receptive_field
+def top9_figure(top, layer: int, receptive_field: int) -> plt.Figure:
+    """evidence.top9 as Zeiler & Fergus show it: per channel the k patches, enlarged (left), beside
+    the projections of those single activations (right), each at its own symmetric scale
+    (grey = 0); one title per channel over the pair."""
     count = len(top.patches)
     mosaics = [(mosaic(patches), mosaic([signed_rgb(d, d.abs().max().item()) for d in projections]))
                for patches, projections in zip(top.patches, top.projections)]
     per_row = 3 if count <= 6 else 4
     n_rows = math.ceil(count / per_row)
-    fig_width = 6.3 if per_row == 4 else 4.8
-    fig, axes = plt.subplots(n_rows, 2 * per_row, figsize=(fig_width, (fig_width / (2 * per_row) + 0.16) * n_rows + 0.4),
-                             squeeze=False, layout="constrained")
+    fig_width = TEXT_WIDTH_IN if per_row == 4 else 4.8
+    fig, axes = plt.subplots(n_rows, 2 * per_row, figsize=(fig_width, (fig_width / (2 * per_row) + 0.2) * n_rows),
+                             squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.3})
     for c, (patch, projection) in enumerate(mosaics):
         ax_patch, ax_proj = axes[c // per_row][2 * (c % per_row)], axes[c // per_row][2 * (c % per_row) + 1]
         ax_patch.imshow(to_hwc(patch), interpolation="nearest")
         ax_proj.imshow(to_hwc(projection), interpolation="nearest")
-        ax_patch.set_title(f"ch {c}: patches", fontsize=7, pad=2)
-        ax_proj.set_title(f"ch {c}: projections", fontsize=7, pad=2)
+        ax_patch.set_title(f"z{layer} channel {c}", fontsize=7, pad=2, loc="left")
     for ax in axes.flat:
         bare(ax)
         if not ax.images:
             ax.axis("off")
-    fig.suptitle(f"z{layer}: top-{k} test activations per channel ({size}x{size}-pixel receptive "
-                 "fields, enlarged)\nprojections at their own symmetric scale, grey = 0", fontsize=7.5)
-    save(fig, path)
+    fig.subplots_adjust(left=0.01, right=0.99, top=0.95, bottom=0.01)
+    return fig
 
 
 def class_heatmap(means: dict[int, torch.Tensor], class_names: Sequence[str], path: Path) -> None:
@@ -262,7 +339,6 @@ def class_heatmap(means: dict[int, torch.Tensor], class_names: Sequence[str], pa
         ax.set_xlabel(f"z{layer} channel")
     fig.colorbar(image, ax=axes, location="right", fraction=0.04, pad=0.02,
                  label="mean / channel's largest")
-    fig.suptitle("mean activation per class", fontsize=8)
     save(fig, path)
 
 
@@ -282,7 +358,7 @@ def conv1_filters_figure(weights: torch.Tensor, path: Path) -> None:
 
 # --- the report's architecture figure ---
 
-def architecture_figure(arch, path: Path) -> None:
+def architecture_figure(arch) -> plt.Figure:
     """Encoder on top, mirror decoder below, dashed lines for the max-pool switches; every
     box's text is derived from `arch` (models.ARCHITECTURE)."""
     from matplotlib.patches import FancyBboxPatch
@@ -299,95 +375,111 @@ def architecture_figure(arch, path: Path) -> None:
         return f"max-pool\n{stage.name}\n" + "×".join(map(str, stage.shape))
 
     def deconv(stage, out: str) -> str:
-        return (f"deconv{stage.index}\nConvT {stage.channels}→{stage.in_channels}\n"
+        return (f"deconv{stage.index}\n{stage.channels}→{stage.in_channels}, "
                 f"{stage.kernel}×{stage.kernel}" + (f"\n{out}" if out else ""))
 
     def unpool(stage) -> str:
         return f"unpool\n+ ReLU\n{stage.channels}×{stage.conv_size}×{stage.conv_size}"
 
-    xs = [0.55 + 1.45 * i for i in range(7)]
+    xs = [0.68 + 1.54 * i for i in range(7)]
     top = list(zip([f"input x\n{image}", conv(first), pooled(first), conv(second), pooled(second),
                     "fc\n" + "→".join(map(str, fc[:2])) + "\n→" + "→".join(map(str, fc[2:])),
                     f"class\nscores\n{arch.classes}"], xs))
     bottom = list(zip([f"recon-\nstruction\n{image}", deconv(first, ""), unpool(first),
                        deconv(second, "×".join(map(str, first.shape))), unpool(second)], xs))
     fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN, 2.0))
-    ax.set_xlim(0, 10.6)
+    ax.set_xlim(0, 10.9)
     ax.set_ylim(0, 3.1)
     ax.axis("off")
 
     def boxes(items, y, colour):
         for text, x in items:
             ax.add_patch(FancyBboxPatch(
-                (x - 0.55, y - 0.45), 1.1, 0.9, boxstyle="round,pad=0.02", fc=colour, ec="black", lw=0.6))
+                (x - 0.66, y - 0.47), 1.32, 0.94, boxstyle="round,pad=0.02", fc=colour, ec="black", lw=0.6))
             ax.text(x, y, text, ha="center", va="center", fontsize=7)
     boxes(top, 2.55, "#dbe9f6")
     boxes(bottom, 0.55, "#fde2cf")
     arrow = dict(arrowstyle="->", lw=0.8)
     for (_, a), (_, b) in zip(top, top[1:]):
-        ax.annotate("", (b - 0.56, 2.55), (a + 0.56, 2.55), arrowprops=arrow)
+        ax.annotate("", (b - 0.67, 2.55), (a + 0.67, 2.55), arrowprops=arrow)
     for (_, a), (_, b) in zip(bottom, bottom[1:]):
-        ax.annotate("", (a + 0.56, 0.55), (b - 0.56, 0.55), arrowprops=arrow)
+        ax.annotate("", (a + 0.67, 0.55), (b - 0.67, 0.55), arrowprops=arrow)
     ax.annotate("", (xs[4] + 0.3, 1.0), (xs[4] + 0.3, 2.1), arrowprops=arrow)
     ax.text(xs[4] + 0.37, 1.55, second.name, fontsize=7)
     for x, label in ((xs[2], "switches 1"), (xs[4], "switches 2")):
         ax.annotate("", (x - 0.25, 1.0), (x - 0.25, 2.1),
                     arrowprops=dict(arrowstyle="->", lw=0.8, linestyle="--", color="tab:red"))
         ax.text(x - 0.32, 1.55, label, fontsize=7, color="tab:red", ha="right")
-    ax.text(9.0, 0.55, "loss = CE(scores, y)\n+ λ · L_rec(reconstruction, x)", fontsize=7,
+    ax.text(9.4, 0.55, "loss = CE(scores, y)\n+ λ · L_rec(reconstruction, x)", fontsize=7,
             ha="center", va="center")
-    save(fig, path)
+    return fig
 
 
 # --- Task 3's randomisation baselines ---
 
-BASELINE_ROWS = (("trained", "trained"), ("conv2", "random conv2"),
-                 ("conv1_conv2", "random conv1+conv2"), ("permuted_labels", "permuted labels"))
+def baseline_rows() -> list[tuple[str, str]]:
+    """(group, row label) of the baseline-pictures figure, labels from study.settings."""
+    from study.settings import BASELINE_GROUPS, randomised_group
+
+    from models import ARCHITECTURE
+
+    layers = [stage.index for stage in ARCHITECTURE.layers]
+    cascades = [randomised_group(first, layers[-1])[:2] for first in reversed(layers)]
+    return [("trained", BASELINE_GROUPS["trained"][0]), ("refit_seed", "trained, refit\nof another seed"),
+            *cascades, ("permuted_labels", BASELINE_GROUPS["permuted_labels"][0])]
 
 
-def baseline_pictures_figure(figures: dict, split: str, path: Path, z2_shown: int = 6) -> None:
-    """Single-channel pictures of one image, trained model against its randomisation baselines
-    (the first model of each group): z1 through the refitted decoder (all channels), z2 through
-    the learned decoder (the channels with the largest trained picture), each picture at its
-    own symmetric scale (grey = 0). A blank z1 under 'random conv2' is the trained z1."""
+def baseline_pictures_figure(figures: dict, split: str, decoders: dict[int, str],
+                             last_shown: int = 6) -> plt.Figure:
+    """Single-channel pictures of one image, the trained model against its baselines (the first
+    model of each group, and the trained encoder with decoders refitted from another seed: the
+    noise floor): every channel of the first layer and the `last_shown` channels of the last
+    layer with the largest trained picture, through decoders {layer: decoder id}, each picture at
+    its own symmetric scale (grey = 0). A blank panel: that layer is the trained one there."""
     pictures, groups = figures["pictures"], figures["groups"]
     chosen = [(next((m for m, g in groups.items() if g == group and m in pictures), None), label)
-              for group, label in BASELINE_ROWS]
+              for group, label in baseline_rows()]
     chosen = [(m, label) for m, label in chosen if m is not None]
     trained = pictures["trained"][split]
-    z1 = list(range(len(trained["z1_refit"])))
-    energy = trained["z2_learned"].pow(2).flatten(1).sum(1)
-    z2 = sorted(energy.topk(min(z2_shown, len(energy))).indices.tolist())
-    columns = [("z1_refit", c) for c in z1] + [("z2_learned", c) for c in z2]
+    layers = sorted(decoders)
+    columns = []
+    for layer in layers:
+        found = trained[decoders[layer]]
+        if layer == layers[-1] and len(layers) > 1:
+            energy = found.pow(2).flatten(1).sum(1)
+            shown = sorted(energy.topk(min(last_shown, len(energy))).indices.tolist())
+        else:
+            shown = list(range(len(found)))
+        columns += [(layer, c) for c in shown]
     fig, axes = plt.subplots(len(chosen), len(columns), squeeze=False,
-                             figsize=(TEXT_WIDTH_IN, 0.44 * len(chosen) + 0.35))
+                             figsize=(TEXT_WIDTH_IN, 0.5 * len(chosen) + 0.3))
     for r, (model, label) in enumerate(chosen):
-        for k, (decoder, c) in enumerate(columns):
+        for k, (layer, c) in enumerate(columns):
             ax = axes[r][k]
             bare(ax)
-            found = pictures[model][split].get(decoder)
+            found = pictures[model][split].get(decoders[layer])
             if found is None:
                 ax.set_frame_on(False)
             else:
                 d = found[c]
                 ax.imshow(to_hwc(signed_rgb(d, d.abs().max().item())), interpolation="nearest")
             if r == 0:
-                ax.set_title(f"{decoder[:2]} ch {c}", fontsize=7, pad=2)
+                ax.set_title(f"z{layer}:{c}", fontsize=7, pad=2)
         axes[r][0].set_ylabel(label, fontsize=7, rotation=0, ha="right", va="center", labelpad=4)
-    fig.suptitle(f"{split} image: single-channel pictures, trained vs randomised (own scale, "
-                 "grey = 0)", fontsize=7.5)
-    fig.tight_layout(pad=0.3, h_pad=0.2, w_pad=0.2)
-    save(fig, path)
+    fig.tight_layout(pad=0.2, h_pad=0.2, w_pad=0.2)
+    return fig
 
 
-def occlusion_figure(figures: dict, images: dict[str, torch.Tensor], occluder: dict, path: Path,
-                     channels: int = 3) -> None:
+def occlusion_figure(figures: dict, images: dict[str, torch.Tensor], decoder: str,
+                     channels: int = 2) -> plt.Figure:
     """Zeiler & Fergus's Fig. 7 for the trained model: per image, the true class's probability
-    with the grey square at each position, and for the z2 channels whose strongest activation
-    the square lowers most, that drop beside the |projection| of the channel's strongest unit."""
+    with the grey square at each position, and for the last-layer channels whose strongest
+    activation the square lowers most, that drop beside the |projection| of the channel's
+    strongest unit through `decoder`. Every map has its colour bar."""
     maps = figures["occlusion"]["trained"]
-    fig, axes = plt.subplots(len(images), 2 + 2 * channels, squeeze=False,
-                             figsize=(TEXT_WIDTH_IN, 0.82 * len(images) + 0.25))
+    panels_per_row = 2 + 2 * channels
+    fig, axes = plt.subplots(len(images), panels_per_row, squeeze=False,
+                             figsize=(TEXT_WIDTH_IN, 1.05 * len(images) + 0.1))
     for r, (split, image) in enumerate(images.items()):
         found = maps[split]
         drop = found["drop"]
@@ -395,15 +487,17 @@ def occlusion_figure(figures: dict, images: dict[str, torch.Tensor], occluder: d
         panels = [(to_hwc(image.cpu() / 255), f"{split} image", None),
                   (found["probability"].numpy(), "P(true class)", "viridis")]
         for c in strongest:
-            projection = found["strongest_unit_projections"]["z2_learned"][c].abs().sum(0)
-            panels += [(drop[c].numpy(), f"z2 ch {c}: drop", "magma"),
+            projection = found["strongest_unit_projections"][decoder][c].abs().sum(0)
+            panels += [(drop[c].numpy(), f"ch {c}: drop", "magma"),
                        (projection.numpy(), f"ch {c}: |projection|", "magma")]
         for ax, (picture, title, cmap) in zip(axes[r], panels):
-            ax.imshow(picture, cmap=cmap, interpolation="nearest")
+            shown = ax.imshow(picture, cmap=cmap, interpolation="nearest")
             ax.set_title(title, fontsize=7, pad=2)
             bare(ax)
-    size = occluder["size"]
-    fig.suptitle(f"occlusion ({size}x{size} grey square, stride {occluder['stride']}): what each "
-                 "score depends on, against the decoder's picture", fontsize=7.5)
-    fig.tight_layout(pad=0.3, h_pad=0.3, w_pad=0.3)
-    save(fig, path)
+            if cmap is not None:
+                bar = fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.03)
+                bar.ax.tick_params(labelsize=7, length=2, pad=1)
+                bar.locator = matplotlib.ticker.MaxNLocator(3)
+                bar.update_ticks()
+    fig.tight_layout(pad=0.2, h_pad=0.4, w_pad=0.3)
+    return fig

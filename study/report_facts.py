@@ -5,9 +5,10 @@ Nothing here is measured and no result is typed: each value is read from a metri
 architecture and the settings too, so a 1-epoch run's report says one epoch). The channel words
 come from findings.py, the module that wrote them in Task 3.
 """
+import statistics
 from datetime import datetime, timezone
 
-from study.findings import PHYSICAL_KINDS, ROLE_KINDS, channel_list, has_role, role_counts, role_words
+from study.findings import PHYSICAL_KINDS, ROLE_KINDS, has_role, p_text, role_words
 
 # --- numbers as text, rounded to what they carry ---
 
@@ -29,9 +30,33 @@ def spread(stat: dict) -> str:
 
 def p_value(value: float) -> str:
     """A p-value with its relation, to the precision it carries: 'p < 0.001', 'p = 0.004'."""
-    if value < 0.001:
-        return "p < 0.001"
-    return f"p = {value:.3f}" if value < 0.01 else f"p = {value:.2f}"
+    return p_text(value)
+
+
+def p_cell(value: float) -> str:
+    """A p-value for a table cell: '< 0.001', '0.004', '0.31' (never '0.00')."""
+    return p_text(value).removeprefix("p = ").removeprefix("p ")
+
+
+def plural(n: int, word: str, words: str | None = None) -> str:
+    """'1 channel', '3 channels' (`words`: an irregular plural)."""
+    return f"{n} {word if n == 1 else (words or word + 's')}"
+
+
+def and_list(items: list[str], last: str = "and") -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} {last} {items[-1]}" if items else ""
+
+
+def seeds_words(seeds: list) -> str:
+    """'seed 0' or 'seeds 0, 1 and 2'."""
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"seeds {and_list(seeds)}"
+
+
+def median(values: list[float]) -> float:
+    """The median (the mean of the two middle values for an even count)."""
+    return statistics.median(values)
 
 
 def seconds(value: float) -> str:
@@ -39,6 +64,12 @@ def seconds(value: float) -> str:
 
 
 # --- facts per part ---
+
+def device_words(environment: dict) -> str:
+    """'the CPU' or the GPU's name, as a reader would say it."""
+    gpu = environment.get("gpu")
+    return gpu if gpu else "the CPU" if environment.get("device") == "cpu" else environment.get("device", "")
+
 
 def task1_facts(m: dict) -> dict:
     c = m["config"]
@@ -54,7 +85,7 @@ def task1_facts(m: dict) -> dict:
         "epochs": str(c["epochs"]), "epochs_words": f"{c['epochs']} epoch{'s' * (c['epochs'] != 1)}",
         "batch": str(c["batch_size"]), "lr": f"{c['lr']:g}",
         "momentum": f"{c['momentum']:g}", "seed": str(c["seed"]), "log_every": str(c["log_every"]),
-        "train_seconds": seconds(m["train_seconds"]), "device": m["environment"]["device"],
+        "train_seconds": seconds(m["train_seconds"]), "device": device_words(m["environment"]),
         "losses": [[str(r["epoch"]), str(r["step"]), f"{r['loss']:.3f}"] for r in m["loss_log"]],
         "per_class": [[name, f"{value:.1f}"] for name, value in per_class.items()],
         "best": [best, f"{per_class[best]:.1f}"], "worst": [worst, f"{per_class[worst]:.1f}"],
@@ -100,9 +131,11 @@ def task2_facts(m: dict) -> dict:
 
 
 def seeds_facts(s: dict) -> dict:
-    facts = {"seeds": ", ".join(map(str, s["seeds"])), "n": str(len(s["per_seed"])),
+    from scipy import stats
+
+    facts = {"seeds": seeds_words(s["seeds"]), "n": str(len(s["per_seed"])),
              "rows": [[str(r["seed"]), pct(r["task1_accuracy"]), pct(r["task2_accuracy"]),
-                       f"{r['difference']:+.2f}", f"{r['mcnemar']['p_value']:.2f}",
+                       f"{r['difference']:+.2f}", p_cell(r["mcnemar"]["p_value"]),
                        db(r["task2_psnr_db"])] for r in s["per_seed"]],
              "lambda_rows": [[f"{r['lambda']:g}", ", ".join(map(str, r["seeds"])),
                               spread(r["accuracy"]), spread(r["psnr_db"])]
@@ -115,8 +148,17 @@ def seeds_facts(s: dict) -> dict:
     if s["per_seed"]:
         ps = [r["mcnemar"]["p_value"] for r in s["per_seed"]]
         facts["p_range"] = (p_value(min(ps)) if len(ps) == 1 or p_value(min(ps)) == p_value(max(ps))
-                            else f"{p_value(min(ps))} to {p_value(max(ps))[4:]}")
+                            else f"{p_value(min(ps))} to {p_cell(max(ps))}")
         facts["none_significant"] = min(ps) >= 0.05
+    differences = [r["difference"] for r in s["per_seed"]]
+    if len(differences) > 1:
+        mean, sd = statistics.mean(differences), statistics.stdev(differences)
+        half = stats.t.ppf(0.975, len(differences) - 1) * sd / len(differences) ** 0.5
+        facts["difference_ci"] = f"[{mean - half:+.1f}, {mean + half:+.1f}]"
+        facts["difference_mean"] = f"{mean:+.2f}"
+        facts["in_direction"] = str(sum((d < 0) == (mean < 0) and d != 0 for d in differences))
+        facts["cost"] = f"{abs(mean):.2f}"
+        facts["direction"] = "lower" if mean < 0 else "higher"
     if s.get("paired_t_test"):
         facts.update(t_p=p_value(s["paired_t_test"]["p_value"]),
                      t_significant=s["paired_t_test"]["p_value"] < 0.05,
@@ -137,155 +179,271 @@ def where_in_image(box: dict) -> str:
     return "centre" if (row, col) == ("middle", "centre") else f"{row} {col}"
 
 
+# Patterns as a reader names them (kinds of findings.ROLE_KINDS), in the order they are listed.
+PATTERN_WORDS = {"colour": "colour-opponent", "brightness": "brightness", "darkness": "darkness",
+                 "edge": "edge", "look": "distinctive-patch", "class": "class-skewed",
+                 "selective": "class-selective"}
+
+
+def layer_names(m: dict) -> list[str]:
+    """The latent layers the run recorded ("z1", "z2", ...), in order."""
+    return [layer["name"] for layer in m["architecture"]["layers"]]
+
+
+def layer_patterns(rows: list[dict], most: int | None = None) -> str:
+    """'colour-opponent (3), brightness (2) and edge (1)': the kinds the rules name, by count
+    (the `most` most frequent only, when given)."""
+    counts = {kind: sum(has_role(r, kind) for r in rows) for kind in PATTERN_WORDS}
+    named = [f"{PATTERN_WORDS[k]} ({n})" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n]
+    named = named[:most] if most else named
+    return and_list(named) if named else "no pattern the rules name"
+
+
+def verdicts(m: dict) -> list[dict]:
+    """Per layer and rule that the trained model or a null meets: the count test's verdict."""
+    rules = m["baselines"]["rules"]
+    out = []
+    for name in layer_names(m):
+        for rule, entry in rules[name]["counts"].items():
+            nulls = {g: v for g, v in entry["baselines"].items() if g != "permuted_labels"}
+            if not entry["trained"] and not any(v.get("max") for v in nulls.values()):
+                continue
+            permuted = entry["baselines"].get("permuted_labels", {}).get("mean")
+            out.append({"layer": name, "rule": rule, "words": PATTERN_WORDS[rule],
+                        "trained": entry["trained"], "channels": entry["channels"],
+                        "p_holm": entry["p_holm"], "survives": entry["survives"],
+                        "permuted": permuted, "mean_p_holm": entry["mean_statistic"]["p_holm"],
+                        "mean_survives": entry["mean_statistic"]["survives"]})
+    return out
+
+
+def verdict_sentence(found: list[dict]) -> str:
+    """The abstract's and the discussion's answer to 'which patterns need a trained network?',
+    written from the verdicts (a changed verdict changes the sentence)."""
+    shown = [v for v in found if v["trained"]]
+    survivors = [v for v in shown if v["survives"]]
+    others = [v for v in shown if not v["survives"]]
+
+    def named(items: list[dict]) -> str:
+        return and_list([f"{v['words']} channels in {v['layer']} ({p_value(v['p_holm'])})" for v in items])
+    if not shown:
+        return "The rules name no channel, so no pattern is claimed."
+    if not survivors:
+        best = min(shown, key=lambda v: v["p_holm"])
+        return ("None of these patterns needs a trained network: random networks and random "
+                "rotations of the trained channels show each of them as often ("
+                + ("every Holm-corrected p-value is 1.00)." if best["p_holm"] >= 0.995 else
+                   f"every Holm-corrected p-value ≥ {p_cell(best['p_holm'])})."))
+    sentence = f"Only {named(survivors)} are more frequent than in untrained networks"
+    if others:
+        sentence += ("; " + and_list([f"{v['words']} ({v['layer']})" for v in others])
+                     + " appear as often without training")
+    return sentence + "."
+
+
+def permuted_sentence(found: list[dict]) -> str:
+    """What the one network trained on permuted labels shows of the surviving patterns."""
+    survivors = [v for v in found if v["trained"] and v["survives"] and v["permuted"] is not None]
+    as_many = [v for v in survivors if v["permuted"] >= v["trained"]]
+    if not survivors:
+        return ""
+    if as_many:
+        return ("The network trained on permuted labels shows as many "
+                + and_list([f"{v['words']} channels in {v['layer']} ({v['permuted']:g})" for v in as_many])
+                + ", so these patterns need training, not the labels.")
+    return ("The network trained on permuted labels shows fewer of them ("
+            + and_list([f"{v['permuted']:g} {v['words']} in {v['layer']}" for v in survivors])
+            + "), but it is one run, so this is not a test.")
+
+
+def pictures_sanity(m: dict) -> bool:
+    """Adebayo et al.'s check, per layer: the pictures of every randomised model are less like
+    the trained ones than those of the trained encoder with decoders refitted from another seed."""
+    summary = m["baselines"]["picture_similarity"]["summary"]
+    verdict = []
+    for i, name in enumerate(layer_names(m)):
+        found = summary.get(f"{name}_refit" if i == 0 else f"{name}_learned", {})
+        floor = found.get("refit_seed", {}).get("spearman_mean")
+        randomised = [v["spearman_mean"] for g, v in found.items() if g.startswith("conv")]
+        if floor is not None and randomised:
+            verdict.append(max(randomised) < floor)
+    return bool(verdict) and all(verdict)
+
+
+def patch_words(patch: dict) -> str:
+    """'a saturated blue, dark patch' from the measures of one receptive-field patch."""
+    words = []
+    if patch["saturation"] >= 0.35:
+        words.append(f"saturated {patch['hue_name']}")
+    elif patch["saturation"] < 0.15:
+        words.append("grey")
+    words.append("bright" if patch["luminance"] >= 0.6 else "dark" if patch["luminance"] < 0.3
+                 else "mid-bright")
+    return "a " + ", ".join(words) + " patch"
+
+
+def surviving_words(row: dict) -> str:
+    """A channel's description that holds against its null, '' when none does."""
+    return ", ".join(r["words"] for r in row.get("surviving_roles", []))
+
+
 def discussion(m: dict) -> dict:
     """The sentences of 'Are there meaningful patterns?', with examples chosen by the numbers."""
-    z1, z2 = m["channels"]["z1"], m["channels"]["z2"]
+    names = layer_names(m)
+    rows = {name: m["channels"][name] for name in names}
+    found = verdicts(m)
     rules = m["rules"]
-    has = has_role
-    first, second = m["architecture"]["layers"]
     epochs = (m.get("task2_config") or {}).get("epochs")
     filters = m.get("conv1_filters", [])
     colour_filters = sum(f["colour_share"] >= 0.5 for f in filters)
-    physical = [r for r in z1 if any(has(r, k) for k in PHYSICAL_KINDS)]
-    layer1 = (f"{len(physical)} of the {len(z1)} z1 channels follow a local physical signal by the "
-              f"correlation rules ({channel_list(physical, 'z1')}). Of the {len(filters)} conv1 "
-              f"filters, {colour_filters} put at least half of their weight energy into differences "
-              f"between R, G and B (colour filters) and {len(filters) - colour_filters} mostly into "
-              f"luminance. Zeiler & Fergus's first layer, with 96 filters, holds oriented edges at "
-              f"many angles and colour blobs; with {len(filters)} filters this network keeps "
-              f"{sum(has(r, 'edge') for r in z1)} edge channel(s) and spends the rest on brightness "
-              f"and colour.")
-    dominant = sorted((r for r in z2 if has(r, "class")), key=lambda r: -r["top_k_class_share"])
-    looks = [r for r in z2 if has(r, "look")]
-    both = [r for r in dominant if has(r, "look")]
-    k = z2[0]["top_k"]
-    examples = ", ".join(f"z2:{r['channel']} {r['top_k_class']} {r['top_k_class_share']:.0f} %"
-                         for r in dominant[:4])
-    linear_mixed = [r for r in z2 if not any(has(r, kind) for kind in
-                                             ("brightness", "darkness", "colour", "edge", "selective"))]
-    field = second["receptive_field"]
-    chance = sorted({f"{r['top_k_class_base_rate']:g}" for r in z2})
-    layer2 = (f"At z2 a unit sees {field}×{field} pixels. {len(dominant)} of its {len(z2)} channels "
-              f"are class-dominant (one class holds ≥ {rules['class_share_pct']:g} % of the "
-              f"channel's top-{k} test images, chance {' to '.join(chance[::max(1, len(chance) - 1)])} %)"
-              + (f", the strongest {examples}" if dominant else "") + f"; {len(looks)} have "
-              f"strongest patches that differ from random patches by a large effect "
-              f"(|d| ≥ {rules['appearance_d']:g}), and {len(both)} are both"
-              + (f" ({channel_list(both, 'z2', ('class', 'look'))})" if both else "") + ". "
-              f"{len(linear_mixed)} z2 channels pass none of the linear correlation or class-mean "
-              f"rules; of those, {sum(bool(r['roles']) for r in linear_mixed)} are named by the "
-              f"top-{k} rules: what a z2 channel encodes shows in its extremes (conjunctions of "
-              f"colour, brightness and layout that go with a class), not in a linear relation "
-              f"with one pixel statistic.")
-    images = []
+    first = names[0]
+    k = rows[first][0]["top_k"]
+    answer = ("In plain words: " + "; ".join(
+        f"{name} has {layer_patterns(rows[name])} channels of {len(rows[name])}" for name in names)
+        + ". " + verdict_sentence(found) + " " + permuted_sentence(found)).strip()
+    sanity = pictures_sanity(m)
+    abstract = ("By fixed rules, " + "; ".join(
+        f"{name} holds mostly {layer_patterns(rows[name], 3)} channels (of {len(rows[name])})"
+        for name in names) + ". " + verdict_sentence(found)
+        + (" Pictures decoded from one channel change when the network is randomised but hardly "
+           "when the decoder is refitted, so they show the trained weights." if sanity else
+           " Pictures decoded from one channel change about as much when the decoder is only "
+           "refitted as when the network is randomised, so they are weak evidence."))
+    kept = {name: [r for r in rows[name] if r.get("surviving_roles")] for name in names}
+    layer_text = {}
+    for name, stage in zip(names, m["architecture"]["layers"]):
+        field = stage["receptive_field"]
+        survive = kept[name]
+        example = next((r for r in rows[name] if r not in survive and role_words(r)), None)
+        text = (f"A {name} unit sees {field}×{field} pixels. "
+                + (f"Against their nulls, {plural(len(survive), 'channel')} keep a description: "
+                   + "; ".join(f"{name}:{r['channel']} {surviving_words(r)}" for r in survive) + ". "
+                   if survive else "No channel's description survives its null. ")
+                + (f"The threshold words of the {'other ' if survive else ''}channels (for example "
+                   f"{name}:{example['channel']}: {role_words(example)}) are reached as often by "
+                   "random channels." if example else ""))
+        layer_text[name] = text
+    if filters:
+        layer_text[first] += (f" Of the {plural(len(filters), 'conv1 filter')}, {colour_filters} put "
+                              "at least half of their weight energy into differences between R, G "
+                              "and B, the rest into luminance: with so few filters the first layer "
+                              "spends itself on colour and brightness, where Zeiler & Fergus's "
+                              "96 filters also hold oriented edges at many angles.")
+    images, unexplained = [], 0
     for split, image in m["images"].items():
         parts = []
-        for layer in ("z1", "z2"):
-            shown = image[layer]["channels"]
+        for name in names:
+            shown = image[name]["channels"]
             best = max(shown, key=lambda r: r["energy_share"])
-            row = m["channels"][layer][best["channel"]]
-            box = best["strongest_box"]
-            roles = role_words(row) or "mixed"
-            parts.append(f"{layer}:{best['channel']} carries {100 * best['energy_share']:.0f} % of "
-                         f"the {layer} activation energy and fires most strongly in the "
-                         f"{where_in_image(box)} (rows {box['top']}–{box['top'] + box['size'] - 1}, "
-                         f"columns {box['left']}–{box['left'] + box['size'] - 1}); over the test "
-                         f"set it is: {roles}")
+            row = rows[name][best["channel"]]
+            survive = surviving_words(row)
+            text = (f"{name}:{best['channel']} carries {100 * best['energy_share']:.0f} % of the "
+                    f"{name} activation energy and fires most in the {where_in_image(best['strongest_box'])}"
+                    + (f", on {patch_words(best['patch'])}" if "patch" in best else ""))
+            if survive:
+                text += f"; over the test set it is {survive}"
+            else:
+                unexplained += 1
+                text += (f"; its test-set words ({role_words(row) or 'none'}) do not survive the null"
+                         if role_words(row) else "")
+            parts.append(text)
         images.append(f"In the {split} image ({image['class']}), " + "; ".join(parts) + ".")
-    mixed = sum(not r["roles"] for r in z1 + z2)
-    textured = sum(r["d_texture_energy"] >= rules["appearance_d"] for r in z1 + z2)
-    dominant_looks = f"{len(both)} of the {len(dominant)}" if dominant else "none of the"
-    limits = (f"{mixed} of the {len(z1) + len(z2)} channels remain mixed under every "
-              f"rule. 'Class-dominant' describes the top {k} of {m['data']['test_images']} test "
-              f"images, not a detector of the object: {dominant_looks} class-dominant channels also "
-              f"have a large appearance effect, which may carry the class (a colour, a bright "
-              f"background); the mean activation per class (selectivity ≤ "
-              f"{max(r['class_selectivity'] for r in z1 + z2):.2f}) separates the classes far "
-              f"less. {textured} of the {len(z1) + len(z2)} channels fire most on patches more "
-              f"textured than random ones: a strong response needs contrast, so 'textured' alone "
-              f"says little. The network is trained for "
-              + (f"{epochs} epoch{'s' if epochs != 1 else ''} " if epochs is not None else "")
-              + f"with {first['channels']} and {second['channels']} channels, so its channels are "
-              f"few and broad; no statement here extends to deeper or longer-trained networks.")
-    return {"layer1": layer1, "layer2": layer2, "images": images, "limits": limits}
+    if unexplained:
+        images.append("Where no description survives, a channel's picture shows where this image "
+                      "drives it, which an untrained channel of the same kind would also show; it "
+                      "is not evidence of a learned detector.")
+    total = sum(len(r) for r in rows.values())
+    textured = sum(r["d_texture_energy"] >= rules["appearance_d"] for name in names for r in rows[name])
+    limits = (f"'Class-skewed' describes the top {k} of {m['data']['test_images']} test images, not a "
+              "detector of the object; the binomial test of each channel's top class against its "
+              "base rate is only a description (any colour-tuned random unit fails it), the verdicts "
+              f"are the rank tests against the nulls. {textured} of the {plural(total, 'channel')} fire "
+              "most on patches more textured than random ones: a strong response needs contrast, so "
+              "'textured' alone says little. The network is trained for "
+              + (f"{plural(epochs, 'epoch')} " if epochs is not None else "")
+              + f"with {and_list([str(st['channels']) for st in m['architecture']['layers']])} channels, "
+              "so its channels are few and broad; nothing here extends to deeper or longer-trained "
+              "networks.")
+    return {"answer": answer, "abstract": abstract, "sanity": sanity, "layers": [layer_text[n] for n in names], "images": images,
+            "limits": limits, "verdict": verdict_sentence(found)}
 
 
 def task3_facts(m: dict) -> dict:
     decoders = m["decoders"]
-    literal, refit = decoders["z1_literal"], decoders["z1_refit"]
+    names = layer_names(m)
+    literal, refit = decoders[f"{names[0]}_literal"], decoders[f"{names[0]}_refit"]
     channel_rows, findings, rule_sentences = [], [], []
-    for layer in ("z1", "z2"):
-        for row in m["channels"][layer]:
-            channel_rows.append([f"{layer}:{row['channel']}", r2(row["r_luminance"]),
-                                 r2(row["r_red_green"]), r2(row["r_blue_yellow"]),
-                                 r2(row["r_gradient_energy"]), row["top_class"],
-                                 f"{row['class_selectivity']:.2f}",
+    for name in names:
+        for row, judged in zip(m["channels"][name], m["baselines"]["rules"][name]["channels"]):
+            channel_rows.append([f"{name}:{row['channel']}", surviving_words(row) or "–",
+                                 r2(row["r_luminance"]), r2(row["r_red_green"]),
+                                 r2(row["r_blue_yellow"]), r2(row["r_gradient_energy"]),
                                  f"{row['top_k_class']} {row['top_k_class_share']:.0f}",
-                                 f"{row['d_saturation']:+.1f}", f"{row['d_luminance']:+.1f}",
-                                 f"{row['d_centre_surround']:+.1f}", f"{row['d_texture_energy']:+.1f}"])
+                                 p_cell(judged["class_share"]["p_holm"]),
+                                 f"{row['d_saturation']:+.1f}", f"{row['d_texture_energy']:+.1f}"])
             findings.append(row["finding"])
             rule_sentences.append(row["rule_sentence"])
-    rows = m["channels"]["z1"] + m["channels"]["z2"]
-    named = sum(bool(r["roles"]) for r in rows)
     images = {split: {"index": str(v["index"]), "class": v["class"], "chosen_as": v["chosen_as"],
-                      "z2_channels": ", ".join(str(r["channel"]) for r in v["z2"]["channels"]),
-                      "z1_shown": str(len(v["z1"]["channels"])), "z2_shown": ", ".join(
-                          str(r["channel"]) for r in v["z2"]["channels"])}
+                      "shown": {name: ", ".join(str(r["channel"]) for r in v[name]["channels"])
+                                for name in names},
+                      "first_shown": str(len(v[names[0]]["channels"]))}
               for split, v in m["images"].items()}
-    rules = m["rules"]
-    roles = {}
-    for layer in ("z1", "z2"):
-        counts = role_counts(m["channels"][layer])
-        roles[layer] = ", ".join(f"{n} {ROLE_KINDS.get(kind, kind)}" for kind, n in counts.items() if n)
-    similarity = {layer: sorted(r["projection_similarity"] for r in rows)[len(rows) // 2]
-                  for layer, rows in m.get("top9", {}).items()}
+    similarity = {name: f"{median([r['projection_similarity'] for r in rows]):.2f}"
+                  for name, rows in m.get("top9", {}).items()}
     controls_z = m["controls"]
     return {
-        "baselines": baseline_facts(m),
-        "roles": roles, "discussion": discussion(m), "top_k": str(m["channels"]["z2"][0]["top_k"]),
+        "layers": names, "baselines": baseline_facts(m), "discussion": discussion(m),
+        "top_k": str(m["channels"][names[0]][0]["top_k"]),
         "random_patches": f"{m['appearance_reference']['random_patches']:,}",
-        "projection_similarity": {layer: f"{v:.2f}" for layer, v in similarity.items()},
-        "latent_matters": all(
-            c["own"]["psnr_db"] - c["other_latent"]["psnr_db"] >= 3
-            for c in controls_z.values()),
+        "projection_similarity": similarity,
+        "latent_matters": all(c["own"]["psnr_db"] - c["other_latent"]["psnr_db"] >= 3
+                              for c in controls_z.values()),
+        "decoder_rows": [[v["label"], db(v["psnr_db"]), f"{v['correlation']:.2f}"]
+                         for v in decoders.values()]
+                        + [[f"{layer}, {v['label']}", db(v["psnr_db"]), f"{v['correlation']:.2f}"]
+                           for layer, cases in controls_z.items() for case, v in cases.items()
+                           if case != "own"],
         "decoders": [[v["label"], db(v["psnr_db"]), f"{v['correlation']:.2f}"] for v in decoders.values()],
         "literal_psnr": db(literal["psnr_db"]), "refit_psnr": db(refit["psnr_db"]),
-        "refit_epochs": str(m["layer1_refit"]["epochs"]),
+        "refit_epochs": plural(m["layer1_refit"]["epochs"], "epoch"),
         "refit_seconds": seconds(m["layer1_refit"]["fit_seconds"]),
         "controls": [[layer, v["label"], db(v["psnr_db"]), f"{v['correlation']:.2f}"]
                      for layer, cases in m["controls"].items() for case, v in cases.items()],
         "controls_by": {layer: {case: db(v["psnr_db"]) for case, v in cases.items()}
                         for layer, cases in m["controls"].items()},
         "channel_rows": channel_rows, "findings": findings, "rule_sentences": rule_sentences,
-        "named": str(named),
-        "mixed": str(len(findings) - named), "total": str(len(findings)), "images": images,
-        "rules": {k: f"{v:g}" for k, v in rules.items()},
-        "linearity": f"{m['images']['test']['z1']['sum_of_contributions_minus_full_max_abs']:.0e}"
-        if m["images"]["test"]["z1"]["sum_of_contributions_minus_full_max_abs"] is not None else "",
+        "total": str(len(findings)), "images": images,
+        "rules": {k: f"{v:g}" for k, v in m["rules"].items()},
+        "linearity": f"{m['images']['test'][names[0]]['sum_of_contributions_minus_full_max_abs']:.0e}"
+        if m["images"]["test"][names[0]]["sum_of_contributions_minus_full_max_abs"] is not None else "",
     }
 
 
 def architecture_facts(arch: dict) -> dict:
     """The network's shapes as text, from a metrics file's "architecture" (models.ARCHITECTURE)."""
-    first, second = arch["layers"]
     side, channels = arch["image_size"], arch["image_channels"]
 
     def square(n: int) -> str:
         return f"{n}×{n}"
 
     def stage(layer: dict) -> dict:
-        return {"channels": str(layer["channels"]), "shape": f"{layer['channels']}×{square(layer['size'])}",
+        return {"name": layer["name"], "channels": str(layer["channels"]),
+                "shape": f"{layer['channels']}×{square(layer['size'])}",
                 "field": square(layer["receptive_field"]), "stride": str(layer["stride"]),
                 "kernel": square(layer["kernel"])}
-    net = ", ".join(
-        [f"conv {first['in_channels']}→{first['channels']} {square(first['kernel'])}", "ReLU",
-         f"{square(first['pool'])} max-pool",
-         f"conv {second['in_channels']}→{second['channels']} {square(second['kernel'])}", "ReLU",
-         "max-pool", "fully connected " + "→".join(map(str, arch["fc"]))])
+    parts = []
+    for layer in arch["layers"]:
+        parts += [f"conv {layer['in_channels']}→{layer['channels']} {square(layer['kernel'])}", "ReLU",
+                  f"{square(layer['pool'])} max-pool"]
+    net = ", ".join(parts + ["fully connected " + "→".join(map(str, arch["fc"]))])
+    first = arch["layers"][0]
     return {"image": f"{channels}×{square(side)}", "side": square(side), "pixels": str(side * side),
-            "classes": str(arch["fc"][-1]), "net": net, "z1": stage(first), "z2": stage(second),
-            "refit_layer": f"ConvTranspose2d({first['channels']}, {first['in_channels']}, "
-                           f"{first['kernel']})"}
+            "classes": str(arch["fc"][-1]), "net": net, "depth": str(len(arch["layers"])),
+            "layers": [stage(layer) for layer in arch["layers"]],
+            "stage": {layer["name"]: stage(layer) for layer in arch["layers"]},
+            "first": stage(first), "last": stage(arch["layers"][-1]),
+            "refit_layer": f"a transposed convolution from {first['channels']} channels to "
+                           f"{first['in_channels']}, {square(first['kernel'])}"}
 
 
 def data_facts(task1: dict) -> dict:
@@ -295,131 +453,137 @@ def data_facts(task1: dict) -> dict:
     low, high = min(per_class), max(per_class)
     return {"jpeg": "(folders)" in data["source"],
             "source": "image folders" if "(folders)" in data["source"] else "python batches",
-            "sha": data["content_sha256"][:12], "subset": f"{task1['config']['subset']:g}",
+            "subset": f"{task1['config']['subset']:g}", "whole": task1["config"]["subset"] >= 1,
             "n_train": f"{data['train_images']:,}", "n_test": f"{data['test_images']:,}",
             "per_class": f"{low:,}" if low == high else f"{low:,} to {high:,}",
             "seed": str(task1["config"]["seed"])}
 
 
-# Every figure of the report: its file under the outputs folder. Captions follow from the facts.
+# Every figure of the report made by the task scripts: its file under the outputs folder.
+# make_report draws the others (architecture, training curves, per-class accuracy, confusion
+# matrix, λ sweep) from the metrics files. Captions follow from the facts.
 FIGURE_FILES = {
-    "t1_samples": "task1/train_samples.png", "t1_loss": "task1/loss_curve.svg",
-    "t1_predictions": "task1/test_predictions.png", "t1_per_class": "task1/per_class_accuracy.svg",
-    "t1_confusion": "task1/confusion_matrix.svg", "t2_reconstructions": "task2/reconstructions.png",
-    "t2_loss": "task2/loss_curves.svg", "t2_per_class": "task2/per_class_accuracy.svg",
-    "lambda_sweep": "runs/lambda_sweep.svg", "t3_train_z1": "task3/train_z1.png",
-    "t3_train_z2": "task3/train_z2.png", "t3_test_z1": "task3/test_z1.png",
-    "t3_test_z2": "task3/test_z2.png", "t3_top9_z1": "task3/top9_z1.png",
-    "t3_top9_z2": "task3/top9_z2.png", "t3_classes": "task3/class_selectivity.svg",
-    "t3_filters": "task3/conv1_filters.png", "t3_baseline_pictures": "task3/baseline_pictures.png",
-    "t3_occlusion": "task3/occlusion.png"}
+    "t1_samples": "task1/train_samples.png", "t1_predictions": "task1/test_predictions.png",
+    "t2_reconstructions": "task2/reconstructions.png",
+    "t3_train_z1": "task3/train_z1.png", "t3_train_z2": "task3/train_z2.png",
+    "t3_test_z1": "task3/test_z1.png", "t3_test_z2": "task3/test_z2.png",
+    "t3_top9_z1": "task3/top9_z1.png", "t3_top9_z2": "task3/top9_z2.png",
+    "t3_classes": "task3/class_selectivity.svg", "t3_filters": "task3/conv1_filters.png",
+    "t3_baseline_pictures": "task3/baseline_pictures.png", "t3_occlusion": "task3/occlusion.png"}
+# Drawn by make_report into its output folder.
+REPORT_FIGURES = ("architecture", "training", "per_class", "confusion", "lambda_sweep")
 
 
 def captions(facts: dict) -> dict[str, str]:
     """The caption of every figure (plain text, for the PDF and report.md alike)."""
-    a, t2, s = facts["arch"] or {}, facts["t2"] or {}, facts["seeds"]
-    z1, z2 = a.get("z1", {}), a.get("z2", {})
-    lam = t2.get("lambda", "")
-    shown = (facts["t3"] or {}).get("images", {}).get("test", {}).get("z2_shown", "")
+    a, t2, s, t3 = facts["arch"] or {}, facts["t2"] or {}, facts["seeds"], facts["t3"] or {}
+    first = (a.get("layers") or [{}])[0]
+    last = (a.get("layers") or [{}])[-1]
+    shown = t3.get("images", {}).get("test", {}).get("shown", {})
     return {
-        "t1_samples": "Training images with their labels.",
-        "t1_predictions": "Test images: ground truth and the reloaded network's prediction.",
-        "t1_confusion": "Confusion matrix (test set); numbers are image counts.",
-        "t1_loss": "Training loss: running means and epoch means.",
-        "t1_per_class": "Test accuracy per class.",
+        "t1_samples": "Top: training images with their labels. Bottom: test images, ground truth "
+                      "(below each image) and the prediction of the saved and reloaded network.",
+        "t1_predictions": "",
+        "training": "Training losses per epoch: Task 1's cross-entropy (left); Task 2's "
+                    "cross-entropy and its weighted reconstruction term λ·L_rec (right).",
+        "confusion": "Task 1's confusion matrix on the test set: image counts, shaded by the share "
+                     "of the true class.",
+        "per_class": "Test accuracy per class of Task 1 and Task 2 (seed 0); dotted: chance.",
         "architecture": "The network of Task 2 with tensor shapes (channels × height × width). "
                         "Top: the encoder and head of Task 1; bottom: the mirror decoder; red: "
                         "the max-pool switches passed from each pooling layer to its unpooling layer.",
         "t2_reconstructions": "Three training and three test images (top) and their "
                               "reconstructions (bottom), with each image's PSNR.",
-        "lambda_sweep": f"Test accuracy and PSNR against λ (seed 0; at λ = {lam} the mean and sd of "
-                        "the seeds). Grey: Task 1's seed mean ± sd, and the PSNR baselines."
-                        if s else "",
-        "t2_loss": "Training losses: cross-entropy and λ·L_rec.",
-        "t2_per_class": "Task 2 test accuracy per class.",
-        "t3_test_z1": "Test image, z1. Row 1: the original with the receptive field of the "
-                      "channel's strongest unit (box) and the channel's share of the activation "
-                      "energy; row 2: the activation map (own colour scale, the peak circled); row "
-                      "3: the channel's contribution at one scale common to all channels; row 4: "
-                      "the tied deconvnet's projection (min-max scaled). Left column: the original, "
-                      "the full and the empty-latent decode.",
-        "t3_train_z1": "Training image, z1; rows as in the test image's z1 figure.",
-        "t3_test_z2": f"Test image, z2 channels {shown} (largest activation energy); rows as in "
-                      "the z1 figure, decoded by the Task 2 decoder.",
-        "t3_train_z2": "Training image, z2; rows as in the test image's z2 figure.",
-        "t3_top9_z1": f"z1: for each channel the nine test images with its strongest activation: "
-                      f"the {z1.get('field', '')}-pixel patch under that unit (enlarged) and the "
-                      "projection of that single activation (contribution, own symmetric scale, "
-                      "grey = 0).",
-        "t3_top9_z2": f"z2: as for z1, with the {z2.get('field', '')}-pixel receptive fields.",
-        "t3_classes": "Left: mean activation per class, each channel's row divided by its largest "
-                      f"class mean. Right: the {z1.get('channels', '')} conv1 filters (RGB, min-max "
-                      "scaled).",
-        "t3_filters": "",
-        "t3_baseline_pictures": "The test image's single-channel pictures (z1 through the refitted "
-                                "decoder, z2 through the learned one) of the trained model and of "
-                                "the first model of each randomisation baseline, each at its own "
-                                "symmetric scale (grey = 0).",
-        "t3_occlusion": "Occlusion: the true class's probability with the grey square at each "
-                        "position, and for the z2 channels the square lowers most, the drop of "
-                        "their strongest activation beside the |projection| of that unit.",
+        "lambda_sweep": "Test accuracy and PSNR against λ, all at seed 0 (blue); at the default λ "
+                        "also the mean ± sd over the seeds (orange). Grey: Task 1's seed mean, and "
+                        "the PSNR of reconstructions that need no network." if s else "",
+        "t3_test_z1": f"Test image ({t3.get('images', {}).get('test', {}).get('class', '')}), every "
+                      f"{first.get('name', '')} channel decoded alone (the others set to zero). "
+                      "Row 1: the receptive field of the channel's strongest unit, and the channel's "
+                      "share of the activation energy; row 2: its activation map (one colour scale); "
+                      "row 3: the image decoded from this channel alone by the refitted decoder; "
+                      "row 4: that image minus the empty-latent decode (grey = 0, one scale for all "
+                      "channels); row 5: the same channel decoded by Task 2's own layer-1 decoder. "
+                      "Left: the original and each decoder's full and empty-latent decodes.",
+        "t3_train_z1": f"Training image ({t3.get('images', {}).get('train', {}).get('class', '')}), "
+                       f"{first.get('name', '')}; rows as in the test image's figure.",
+        "t3_test_z2": f"{last.get('name', '')} channels decoded alone by the Task 2 decoder, for the "
+                      f"test image (top, channels {shown.get(last.get('name', ''), '')}) and the "
+                      "training image (bottom), the channels of largest activation energy; rows 1-4 "
+                      "as in the first-layer figures.",
+        "t3_top9_z1": f"For each channel, the nine test images where it is strongest: the "
+                      f"receptive-field patches, enlarged ({first.get('field', '')} pixels for "
+                      f"{first.get('name', '')}, {last.get('field', '')} for {last.get('name', '')}; "
+                      "left of each pair), and the projection of that single activation, i.e. the "
+                      "decode of that one unit alone minus the empty decode (right; own symmetric "
+                      "scale, grey = 0).",
+        "t3_classes": "Left: mean activation per class; rows are classes, columns channels, each "
+                      "channel's column divided by its largest class mean. Right: the "
+                      f"{first.get('channels', '')} conv1 filters (RGB, min-max scaled).",
+        "t3_baseline_pictures": "Top: the test image's single-channel contributions (each at its "
+                                "own symmetric scale, grey = 0) of the trained model, of the trained "
+                                "encoder with decoders refitted from another seed, and of the first "
+                                "model of each baseline; a blank panel is a layer left as trained. "
+                                "Bottom: occlusion (a grey square slid over the image): the true "
+                                "class's probability at each square position, and for the two "
+                                f"{last.get('name', '')} channels the square lowers most, the drop "
+                                "of their strongest activation beside the |projection| of that unit.",
     }
 
 
-BASELINE_COLUMNS = (("conv2", "random conv2"), ("conv1_conv2", "random conv1+conv2"),
-                    ("permuted_labels", "permuted labels"), ("rotation", "rotated"))
-# The rules the PDF's table shows (report.md and metrics.json have every rule)
-RULE_ROWS = (("any", "any rule"), ("class", "class-dominant"), ("look", "appearance"),
-             ("colour", "colour-opponent"))
+BASELINE_COLUMNS = ("conv2", "conv1_conv2", "rotation", "permuted_labels")
 
 
 def baseline_facts(m: dict) -> dict:
-    """The table 'Which findings need a trained network?': each test against the trained model,
-    the randomised models, the model trained on permuted labels and rotated channels."""
+    """The table 'Which patterns need a trained network?': per layer and rule, the trained count
+    against each null (mean ± sd over its draws; the permuted-labels run's count) and the
+    Holm-corrected rank p-values of the count and of the rule's mean value."""
+    from study.settings import BASELINE_GROUPS, randomised_group
+
     b = m["baselines"]
-    groups = [g for g, _ in BASELINE_COLUMNS]
+    rules = b["rules"]
+    names = layer_names(m)
+    indices = [layer["name"] for layer in m["architecture"]["layers"]]
+    labels = {"rotation": BASELINE_GROUPS["rotation"][0],
+              "permuted_labels": BASELINE_GROUPS["permuted_labels"][0]}
+    for first in range(1, len(indices) + 1):
+        ident, short, _ = randomised_group(first, len(indices))
+        labels[ident] = short
+    columns = [g for g in BASELINE_COLUMNS if any(
+        g in e["baselines"] for n in names for e in rules[n]["counts"].values())]
+    rows = []
+    for v in verdicts(m):
+        entry = rules[v["layer"]]["counts"][v["rule"]]
 
-    def cell(summary: dict | None, digits: int) -> str:
-        """A group's mean ± sd as the metrics file has it (sd only where several models ran)."""
-        if not summary:
-            return "–"
-        several = len(summary.get("values", summary.get("counts", []))) > 1
-        return f"{summary['mean']:.{digits}f}" + (f" ± {summary['sd']:.{digits}f}" if several else "")
-
-    rows, survived, failed = [], [], []
-    for decoder, label in (("z1_refit", "PSNR z1 refit (dB)"), ("z2_learned", "PSNR z2 learned (dB)")):
-        by = b["psnr_summary"][decoder]
-        rows.append([label, *(cell(by.get(g), 2) for g in ["trained", *groups])])
-    for layer in ("z1", "z2"):
-        counts = b["rules"][layer]["counts"]
-        for rule, entry in counts.items():  # the verdicts cover every rule, shown or not
-            if entry["trained"] and rule != "any":
-                (survived if entry["evidence_of_learning"] else failed).append(
-                    f"{layer} {ROLE_KINDS.get(rule, rule)}")
-        for rule, label in RULE_ROWS:
-            entry = counts[rule]
-            if not entry["trained"] and not any(g["max"] for g in entry["baselines"].values()):
-                continue  # no model names a channel by this rule (metrics.json still has it)
-            rows.append([f"{layer} channels: {label}", f"{entry['trained']} of {entry['channels']}",
-                         *(cell(entry["baselines"].get(g), 1) for g in groups)])
-    for decoder, label in (("z1_refit", "z1 refit"), ("z2_learned", "z2 learned")):
-        summary = b["picture_similarity"]["summary"].get(decoder, {})
-        rows.append([f"pictures like trained, {label} (ρ)", "–",
-                     *(f"{summary[g]['spearman_mean']:.2f}" if g in summary else "–" for g in groups)])
-    for decoder, label in (("z2_learned", "learned"),):  # the tied decoder's: in metrics.json
-        summary = b["occlusion"]["summary"][decoder]
-        rows.append([f"occlusion vs projection, z2 {label} (ρ)",
-                     *(cell(summary.get(g), 2) for g in ["trained", *groups])])
-    flagged = b["projection_diversity"]["summary"]["z2_learned"]
-    rows.append(["z2 projections more alike than patches",
-                 *(cell(flagged.get(g), 1) for g in ["trained", *groups])])
-    protocol = b["protocol"]
-    return {"rows": rows, "header": ["test", "trained", *(label for _, label in BASELINE_COLUMNS)],
-            "seeds": ", ".join(map(str, protocol["seeds"])), "refit_steps": str(protocol["refit"]["steps"]),
-            "rotations": str(len(protocol["rotation_seeds"])), "occlusion_images": str(b["occlusion"]["images"]),
+        def cell(group: str) -> str:
+            found = entry["baselines"].get(group)
+            if not found:
+                return "–"
+            return (f"{found['mean']:.1f} ± {found['sd']:.1f}" if found.get("draws", 1) > 1
+                    else f"{found['mean']:g}")
+        rows.append([f"{v['layer']} {v['words']}", f"{v['trained']} of {v['channels']}",
+                     *(cell(g) for g in columns), p_cell(v["p_holm"]), p_cell(v["mean_p_holm"])])
+    similarity = b["picture_similarity"]["summary"]
+    decoders = {name: f"{name}_refit" if i == 0 else f"{name}_learned" for i, name in enumerate(names)}
+    rho = {name: {g: f"{similarity[d][g]['spearman_mean']:.2f}" for g in similarity.get(d, {})}
+           for name, d in decoders.items()}
+    psnr = {name: {g: db(v["mean"]) for g, v in b["psnr_summary"].get(d, {}).items()}
+            for name, d in decoders.items()}
+    occlusion = {g: f"{v['mean']:.2f}" for g, v in
+                 b["occlusion"]["summary"].get(decoders[names[-1]], {}).items()}
+    protocol, nulls = b["protocol"], rules["protocol"]
+    return {"rows": rows, "header": ["pattern", "trained", *(labels[g] for g in columns),
+                                     "p count", "p mean"],
+            "labels": labels, "rho": rho, "psnr": psnr, "occlusion": occlusion,
+            "seeds": seeds_words(protocol["seeds"]), "refit_steps": str(protocol["refit"]["steps"]),
+            "draws": str(nulls["draws"]), "null_images": f"{nulls['images']:,}",
+            "smallest_p": f"{nulls['smallest_p']:.4f}",
+            "tests": str(nulls["families"]["counts"]), "claims": str(nulls["families"]["claims"]),
+            "null_seconds": seconds(rules["seconds"]["total"]),
+            "occlusion_images": str(b["occlusion"]["images"]),
             "occluder": f"{protocol['occluder']['size']}×{protocol['occluder']['size']}",
             "occluder_stride": str(protocol["occluder"]["stride"]),
-            "survived": ", ".join(survived) or "none", "failed": ", ".join(failed) or "none",
+            "survived": [f"{v['layer']} {v['words']}" for v in verdicts(m) if v["trained"] and v["survives"]],
             "permuted": "permuted_labels" in {v["group"] for v in b["models"].values()}}
 
 
@@ -427,7 +591,7 @@ def build_facts(metrics: dict) -> dict:
     """All facts of the report (figures are attached by make_report, which reads their files)."""
     environments = [m["environment"] for m in (metrics["task1"], metrics["task2"], metrics["task3"])
                     if m and "environment" in m]
-    device = environments[0].get("gpu", environments[0]["device"]) if environments else "unknown"
+    device = device_words(environments[0]) if environments else "an unrecorded machine"
     seeds = metrics["seeds"] or {}
     total = seeds.get("wall_seconds", 0) + (0 if seeds.get("includes_task3") else
                                             (metrics["task3"] or {}).get("wall_seconds", 0))
@@ -436,7 +600,7 @@ def build_facts(metrics: dict) -> dict:
     return {
         "title": "Visualising a CIFAR-10 CNN with a deconvolutional mirror",
         "built": {"date": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
-                  "device": device, "torch": environments[0]["torch"] if environments else "",
+                  "device": device, "torch": environments[0]["torch"].split("+")[0] if environments else "",
                   "total_minutes": f"{total / 60:.1f}"},
         "arch": architecture_facts(arch) if arch else None,
         "t1": task1_facts(metrics["task1"]) if metrics["task1"] else None,

@@ -1,0 +1,75 @@
+"""The null distributions of Task 3's rules: rank p-values, Holm, and the vectorised rows."""
+import pytest
+import torch
+
+from conftest import REPO  # noqa: F401 (puts the repository on the path)
+from models import ARCHITECTURE, DeconvNet
+from study import baselines, evidence, nulls
+from study.findings import ROLE_KINDS
+
+
+def test_holm_matches_a_hand_computed_example():
+    # sorted: 0.005 x 4 = 0.02; 0.01 x 3 = 0.03; 0.03 x 2 = 0.06; 0.04 x 1 = 0.04 -> 0.06 (monotone)
+    assert nulls.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert nulls.holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])  # capped at 1
+    assert nulls.holm([]) == []
+
+
+def test_rank_p_value_of_a_uniform_null_is_known_by_hand():
+    null = list(range(99))  # 99 draws, 0..98
+    assert nulls.rank_p_value(95, null) == pytest.approx(5 / 100)  # 95, 96, 97, 98 and itself
+    assert nulls.rank_p_value(1000, null) == pytest.approx(1 / 100)  # above every draw
+    assert nulls.rank_p_value(-1, null) == 1.0
+    assert nulls.rank_p_value(3, [3, 3, 3]) == 1.0  # ties count against the claim
+
+
+def test_enough_draws_for_a_value_above_all_to_pass_holm():
+    tests = len(ROLE_KINDS) * len(ARCHITECTURE.layers)
+    assert nulls.smallest_draws(14) == 279
+    assert baselines.NULL_DRAWS >= nulls.smallest_draws(tests)
+    assert nulls.holm([1 / (baselines.NULL_DRAWS + 1)] + [1.0] * (tests - 1))[0] < baselines.ALPHA
+
+
+def _row(channel: int, rules: list[str]) -> dict:
+    """A channel row with every rule value at 0 except those of `rules`, which hold."""
+    row = {"channel": channel, "r_luminance": 0.0, "r_red_green": 0.0, "r_blue_yellow": 0.0,
+           "r_gradient_energy": 0.0, "class_selectivity": 0.0, "top_k_class_share": 10.0,
+           "d_saturation": 0.0, "d_luminance": 0.0, "d_centre_surround": 0.0,
+           "d_texture_energy": 0.0, "d_orientation": 0.0, "rules": rules, "undefined": []}
+    return row
+
+
+@pytest.mark.parametrize("rule", list(ROLE_KINDS))
+def test_each_rules_count_and_p_value_against_a_known_null(rule):
+    """7 of 10 channels meet the rule; the null's counts are 0..9, ten draws each (100 draws):
+    30 draws reach 7 or more, so p = (1 + 30) / (1 + 100)."""
+    rows = [_row(c, [rule] if c < 7 else []) for c in range(10)]
+    summary = nulls.layer_summary(rows)
+    assert summary[rule]["count"] == 7
+    assert all(summary[other]["count"] == 0 for other in ROLE_KINDS if other != rule)
+    null = [k for k in range(10) for _ in range(10)]
+    tested = baselines._test(summary[rule]["count"], {"a": null, "b": [0] * 100})
+    assert tested["p"]["a"] == pytest.approx(31 / 101, abs=1e-5)
+    assert tested["p"]["b"] == pytest.approx(1 / 101, abs=1e-5)
+    assert tested["p_value"] == pytest.approx(31 / 101, abs=1e-5)  # the largest: above every null
+
+
+def test_fast_rows_give_task3s_statistics_and_rules():
+    torch.manual_seed(0)
+    net = DeconvNet().eval()
+    g = torch.Generator().manual_seed(4)
+    images = torch.randint(0, 256, (400, 3, 32, 32), generator=g, dtype=torch.uint8)
+    labels = torch.arange(10).repeat(40)
+    z = baselines._latents(net, images)
+    named = baselines.name_channels(z, images, labels, seed=0)
+    signals = {s.index: evidence.local_signals(images, s.index) for s in ARCHITECTURE.layers}
+    ref = nulls.Reference(images, labels, signals, ARCHITECTURE.layers, 0, 100)
+    for stage in ARCHITECTURE.layers:
+        fast = nulls.fast_rows(z[stage.index], stage.index, ref)
+        for slow, quick in zip(named[stage.index], fast):
+            assert quick["rules"] == slow["rules"]
+            for key, value in quick.items():
+                if key in slow and isinstance(value, float):
+                    assert value == pytest.approx(slow[key], abs=1.01e-3), key
+                elif key in slow:
+                    assert value == slow[key], key
