@@ -16,7 +16,8 @@ def check_permuted(path: Path, sha256: str, trained_sha256: str, trained_metrics
     Its folder's metrics.json must say `permute_labels` in its settings, and its data (the
     hash of the data actually used, after --subset with its seed) and --subset must be the
     trained model's (when the trained model's metrics are there to compare). The trained
-    checkpoint itself (same hash) is refused. Returns {"checkpoint", "sha256", "seed"}.
+    checkpoint itself (same hash) is refused.
+    Returns {"checkpoint", "checkpoint_sha256", "seed"}.
     """
     if sha256 == trained_sha256:
         raise UsageError(f"--permuted-checkpoint {path} is the trained checkpoint itself (same "
@@ -41,5 +42,5 @@ def check_permuted(path: Path, sha256: str, trained_sha256: str, trained_metrics
                 raise UsageError(f"--permuted-checkpoint {path} was trained on other data than "
                                  f"the trained model ({key} differs); {PERMUTED_FIX}")
     seed = config.get("seed")
-    return {"checkpoint": str(path), "sha256": sha256,
+    return {"checkpoint": str(path), "checkpoint_sha256": sha256,
             "seed": seed if isinstance(seed, int) and not isinstance(seed, bool) else None}

@@ -109,7 +109,7 @@ def test_a_real_permuted_checkpoint_is_accepted_and_its_hash_recorded(task2_runs
     sha = hashlib.sha256(permuted.read_bytes()).hexdigest()
     info = check_permuted(permuted, sha, hashlib.sha256(trained.read_bytes()).hexdigest(),
                           json.loads(trained.with_name("metrics.json").read_text()))
-    assert info == {"checkpoint": str(permuted), "sha256": sha, "seed": 0}
+    assert info == {"checkpoint": str(permuted), "checkpoint_sha256": sha, "seed": 0}
 
 
 @pytest.mark.slow
