@@ -322,9 +322,9 @@ def main() -> None:
                                                         decoder_name, literal),
                            out / f"{split}_z{layer}.png")
                 for row in result.rows["channels"]:  # what lies under the strongest unit
-                    top, left, size = result.boxes[row["channel"]]
-                    measured = patch_measures(images[index][None, :, top:top + size,
-                                                            left:left + size].float().cpu() / 255)
+                    y, x, size = result.boxes[row["channel"]]
+                    measured = patch_measures(images[index][None, :, y:y + size,
+                                                            x:x + size].float().cpu() / 255)
                     row["patch"] = {"saturation": round(measured["saturation"].item(), 3),
                                     "hue_name": hue_name(measured["hue_deg"].item()),
                                     "luminance": round(measured["luminance"].item(), 3)}

@@ -294,8 +294,6 @@ def discussion(m: dict) -> dict:
     found = verdicts(m)
     rules = m["rules"]
     epochs = (m.get("task2_config") or {}).get("epochs")
-    filters = m.get("conv1_filters", [])
-    colour_filters = sum(f["colour_share"] >= 0.5 for f in filters)
     first = names[0]
     k = rows[first][0]["top_k"]
     answer = ("In plain words: " + "; ".join(
@@ -319,16 +317,10 @@ def discussion(m: dict) -> dict:
                 + (f"Against their nulls, {plural(len(survive), 'channel')} keep a description: "
                    + "; ".join(f"{name}:{r['channel']} {surviving_words(r)}" for r in survive) + ". "
                    if survive else "No channel's description survives its null. ")
-                + (f"The threshold words of the {'other ' if survive else ''}channels (for example "
-                   f"{name}:{example['channel']}: {role_words(example)}) are reached as often by "
-                   "random channels." if example else ""))
+                + (f"The thresholds' words for the {'other ' if survive else ''}channels (for "
+                   f"example {name}:{example['channel']}: {role_words(example)}) are reached as "
+                   "often by random channels." if example else ""))
         layer_text[name] = text
-    if filters:
-        layer_text[first] += (f" Of the {plural(len(filters), 'conv1 filter')}, {colour_filters} put "
-                              "at least half of their weight energy into differences between R, G "
-                              "and B, the rest into luminance: with so few filters the first layer "
-                              "spends itself on colour and brightness, where Zeiler & Fergus's "
-                              "96 filters also hold oriented edges at many angles.")
     images, unexplained = [], 0
     for split, image in m["images"].items():
         parts = []
@@ -340,18 +332,24 @@ def discussion(m: dict) -> dict:
             text = (f"{name}:{best['channel']} carries {100 * best['energy_share']:.0f} % of the "
                     f"{name} activation energy and fires most in the {where_in_image(best['strongest_box'])}"
                     + (f", on {patch_words(best['patch'])}" if "patch" in best else ""))
+            words = survive or role_words(row)
+            shared = (set(patch_words(best["patch"]).replace(",", "").split()) & set(
+                words.replace(",", "").replace("-", " ").split()) - {"a", "patch", "patches"}
+                if "patch" in best and words else set())
             if survive:
                 text += f"; over the test set it is {survive}"
-            else:
+            elif words:
                 unexplained += 1
-                text += (f"; its test-set words ({role_words(row) or 'none'}) do not survive the null"
-                         if role_words(row) else "")
+                text += f"; its test-set words ({words}) do not survive the null"
+            if shared:
+                text += f", and here it does what they say ({and_list(sorted(shared))})"
             parts.append(text)
-        images.append(f"In the {split} image ({image['class']}), " + "; ".join(parts) + ".")
+        images.append(f"In the {'training' if split == 'train' else split} image "
+                      f"({image['class']}), " + "; ".join(parts) + ".")
     if unexplained:
         images.append("Where no description survives, a channel's picture shows where this image "
-                      "drives it, which an untrained channel of the same kind would also show; it "
-                      "is not evidence of a learned detector.")
+                      "drives it, as an untrained channel of the same kind would; it is not "
+                      "evidence of a learned detector.")
     total = sum(len(r) for r in rows.values())
     textured = sum(r["d_texture_energy"] >= rules["appearance_d"] for name in names for r in rows[name])
     limits = (f"'Class-skewed' describes the top {k} of {m['data']['test_images']} test images, not a "
@@ -572,9 +570,20 @@ def baseline_facts(m: dict) -> dict:
     occlusion = {g: f"{v['mean']:.2f}" for g, v in
                  b["occlusion"]["summary"].get(decoders[names[-1]], {}).items()}
     protocol, nulls = b["protocol"], rules["protocol"]
+    means = {g: v["mean"] for g, v in b["occlusion"]["summary"].get(decoders[names[-1]], {}).items()}
+    others = {g: v for g, v in means.items() if g != "trained"}
+    occlusion_words = ""
+    if "trained" in means and others:
+        beaten = [labels.get(g, g) for g, v in others.items() if v >= means["trained"]]
+        occlusion_words = ("So the projections point at what the channels depend on better "
+                           "than an untrained network's" + (f", but not better than the "
+                           f"{and_list(beaten, 'or')} baseline." if beaten else ".")
+                           if len(beaten) < len(others) else
+                           "So the trained projections point at what the channels depend on no "
+                           "better than the baselines' do.")
     return {"rows": rows, "header": ["pattern", "trained", *(labels[g] for g in columns),
                                      "p count", "p mean"],
-            "labels": labels, "rho": rho, "psnr": psnr, "occlusion": occlusion,
+            "labels": labels, "rho": rho, "occlusion_words": occlusion_words, "psnr": psnr, "occlusion": occlusion,
             "seeds": seeds_words(protocol["seeds"]), "refit_steps": str(protocol["refit"]["steps"]),
             "draws": str(nulls["draws"]), "null_images": f"{nulls['images']:,}",
             "smallest_p": f"{nulls['smallest_p']:.4f}",
