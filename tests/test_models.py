@@ -136,3 +136,54 @@ def test_load_model_reads_a_plain_state_dict(tmp_path):
     loaded = load_model(tmp_path / "deconv_net.pth", "DeconvNet", "checkpoint")
     x = torch.randn(2, 3, 32, 32)
     assert all(torch.equal(a, b) for a, b in zip(net(x), loaded(x)))
+
+
+def test_a_three_stage_net_has_the_sizes_and_fields_worked_out_by_hand():
+    """small3: 3x3 convolutions, pool 2: 32 -> 30 -> 15, 15 -> 13 -> 6, 6 -> 4 -> 2; fields
+    3 + 1 = 4 every 2, 4 + 2*2 + 2 = 10 every 4, 10 + 2*4 + 4 = 22 every 8."""
+    from models import ARCHITECTURES
+    arch = ARCHITECTURES["small3"]
+    found = [(s.conv_size, s.size, s.receptive_field, s.stride) for s in arch.layers]
+    assert found == [(30, 15, 4, 2), (13, 6, 10, 4), (4, 2, 22, 8)]
+    assert arch.widths == (32 * 2 * 2, 64, 10)
+    torch.manual_seed(0)
+    x = torch.randn(1, 3, 32, 32, requires_grad=True)
+    net = DeconvNet(arch)
+    assert [name for name, _ in net.named_children()] == [
+        "conv1", "conv2", "conv3", "fc1", "fc2", "deconv3", "deconv2", "deconv1"]
+    for stage in arch.layers:
+        z = net.encode(x).at(stage.index)
+        assert tuple(z.shape[1:]) == stage.shape
+        grad, = torch.autograd.grad(z[0, :, 1, 1].sum(), x)
+        for summed in (1, 0):
+            support = grad.abs().sum((0, 1)).sum(summed).nonzero().flatten()
+            assert len(support) and support.min() >= stage.stride
+            assert support.max() < stage.stride + stage.receptive_field
+
+
+def test_decoding_a_three_stage_net_is_unpool_relu_and_transposed_conv_per_stage():
+    """decode from z3 written out stage by stage with PyTorch's own modules."""
+    from models import ARCHITECTURES
+    arch = ARCHITECTURES["small3"]
+    torch.manual_seed(1)
+    net = DeconvNet(arch)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        h, switches = x, []
+        for conv in (net.conv1, net.conv2, net.conv3):
+            h, where = F.max_pool2d(F.relu(conv(h)), 2, 2, return_indices=True)
+            switches.append(where)
+        logits = net.fc2(F.relu(net.fc1(h.flatten(1))))
+        for deconv, where, side in ((net.deconv3, switches[2], 4), (net.deconv2, switches[1], 13),
+                                    (net.deconv1, switches[0], 30)):
+            h = deconv(F.relu(F.max_unpool2d(h, where, 2, 2, output_size=(side, side))))
+        got_logits, got_image = net(x)
+    assert torch.equal(got_logits, logits)
+    assert torch.allclose(got_image, h, atol=1e-6)
+
+
+def test_an_architecture_without_units_left_is_refused():
+    import pytest
+    from models import Architecture
+    with pytest.raises(ValueError, match="no units left"):
+        Architecture(channels=(6, 16, 32), kernel=5).layers
