@@ -215,6 +215,16 @@ class TutorialNet(nn.Module):
             x = F.max_pool2d(F.relu(conv(x)), stage.pool, stage.pool)
         return self.head(x)
 
+    def encode(self, x: torch.Tensor) -> "Latents":
+        """Every stage's pooled map and max-pool switches (what the decoder and the probes read;
+        the classifier itself needs only the last map)."""
+        maps, switches = [], []
+        for stage, conv in zip(self.arch.layers, self.convs()):
+            x, where = F.max_pool2d(F.relu(conv(x)), stage.pool, stage.pool, return_indices=True)
+            maps.append(x)
+            switches.append(where)
+        return Latents(tuple(maps), tuple(switches))
+
 
 class Latents(NamedTuple):
     """What the encoder hands the decoder: every stage's pooled map and its max-pool switches
@@ -266,14 +276,6 @@ class DeconvNet(TutorialNet):
     def deconvs(self) -> list[nn.ConvTranspose2d]:
         """deconv1, deconv2, ...: deconv k maps stage k's unpooled map back to stage k's input."""
         return [getattr(self, f"deconv{stage.index}") for stage in self.arch.layers]
-
-    def encode(self, x: torch.Tensor) -> Latents:
-        maps, switches = [], []
-        for stage, conv in zip(self.arch.layers, self.convs()):
-            x, where = F.max_pool2d(F.relu(conv(x)), stage.pool, stage.pool, return_indices=True)
-            maps.append(x)
-            switches.append(where)
-        return Latents(tuple(maps), tuple(switches))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         latents = self.encode(x)
