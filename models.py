@@ -27,6 +27,9 @@ class ConvLayer:
 
     Sizes are map sides in units; `receptive_field` and `stride` are in input pixels: a pooled
     unit sees a `receptive_field`-pixel square, and neighbouring units sit `stride` pixels apart.
+    `offset` is how many pixels unit 0's field starts before the image's first pixel (0 without
+    padding): unit i's field covers pixels i*stride - offset up to that plus receptive_field - 1,
+    on each axis, and may reach past the border.
     """
 
     index: int  # 1 for z1, 2 for z2, ...
@@ -38,6 +41,7 @@ class ConvLayer:
     receptive_field_in: int  # receptive field (pixels) of one unit of that map
     stride_in: int  # pixels between neighbouring units of that map
     padding: int = 0
+    offset_in: int = 0  # pixels by which unit 0 of that map's field starts before pixel 0
 
     @property
     def name(self) -> str:
@@ -68,12 +72,21 @@ class ConvLayer:
     def stride(self) -> int:
         return self.stride_in * self.pool
 
+    @property
+    def offset(self) -> int:
+        """Pixels by which unit 0's field starts before pixel 0: the conv's unit 0 reads input
+        units -padding.., whose fields start padding * stride_in pixels further out (pooling
+        starts its windows at conv unit 0, so it moves nothing)."""
+        return self.offset_in + self.padding * self.stride_in
+
     def describe(self) -> dict:
         """The stage as plain numbers (for metrics files, the explorer page and the report)."""
         return {"name": self.name, "in_channels": self.in_channels, "channels": self.channels,
                 "kernel": self.kernel, "padding": self.padding, "pool": self.pool,
                 "size_in": self.size_in, "conv_size": self.conv_size, "size": self.size,
-                "receptive_field": self.receptive_field, "stride": self.stride}
+                "receptive_field": self.receptive_field, "stride": self.stride,
+                # only where nonzero: the descriptions of unpadded nets stay as they were
+                **({"offset": self.offset} if self.offset else {})}
 
 
 @dataclass(frozen=True)
@@ -101,14 +114,16 @@ class Architecture:
     @property
     def layers(self) -> tuple[ConvLayer, ...]:
         stages, size, field, stride, previous = [], self.image_size, 1, 1, self.image_channels
+        offset = 0
         for index, channels in enumerate(self.channels, start=1):
             stage = ConvLayer(index, previous, channels, self.kernel, self.pool, size, field, stride,
-                              self.padding)
+                              self.padding, offset)
             if stage.size < 1:
                 raise ValueError(f"stage {index} of {self} has no units left "
                                  f"(a {size}-unit map, kernel {self.kernel}, pool {self.pool})")
             stages.append(stage)
             size, field, stride, previous = stage.size, stage.receptive_field, stage.stride, channels
+            offset = stage.offset
         return tuple(stages)
 
     def layer(self, index: int) -> ConvLayer:
