@@ -6,7 +6,7 @@ loads into it) and adds a decoder that mirrors the two convolutional layers the 
 Fergus's deconvnet does: unpool with the max-pool switches, rectify, transposed convolution.
 Checkpoints are plain state dicts, exactly what the tutorial saves and reloads.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import NamedTuple, Sequence
 
@@ -27,6 +27,9 @@ class ConvLayer:
 
     Sizes are map sides in units; `receptive_field` and `stride` are in input pixels: a pooled
     unit sees a `receptive_field`-pixel square, and neighbouring units sit `stride` pixels apart.
+    `offset` is how many pixels unit 0's field starts before the image's first pixel (0 without
+    padding): unit i's field covers pixels i*stride - offset up to that plus receptive_field - 1,
+    on each axis, and may reach past the border.
     """
 
     index: int  # 1 for z1, 2 for z2, ...
@@ -38,6 +41,7 @@ class ConvLayer:
     receptive_field_in: int  # receptive field (pixels) of one unit of that map
     stride_in: int  # pixels between neighbouring units of that map
     padding: int = 0
+    offset_in: int = 0  # pixels by which unit 0 of that map's field starts before pixel 0
 
     @property
     def name(self) -> str:
@@ -68,12 +72,21 @@ class ConvLayer:
     def stride(self) -> int:
         return self.stride_in * self.pool
 
+    @property
+    def offset(self) -> int:
+        """Pixels by which unit 0's field starts before pixel 0: the conv's unit 0 reads input
+        units -padding.., whose fields start padding * stride_in pixels further out (pooling
+        starts its windows at conv unit 0, so it moves nothing)."""
+        return self.offset_in + self.padding * self.stride_in
+
     def describe(self) -> dict:
         """The stage as plain numbers (for metrics files, the explorer page and the report)."""
         return {"name": self.name, "in_channels": self.in_channels, "channels": self.channels,
                 "kernel": self.kernel, "padding": self.padding, "pool": self.pool,
                 "size_in": self.size_in, "conv_size": self.conv_size, "size": self.size,
-                "receptive_field": self.receptive_field, "stride": self.stride}
+                "receptive_field": self.receptive_field, "stride": self.stride,
+                # only where nonzero: the descriptions of unpadded nets stay as they were
+                **({"offset": self.offset} if self.offset else {})}
 
 
 @dataclass(frozen=True)
@@ -81,7 +94,12 @@ class Architecture:
     """A network of the tutorial's kind: conv stages (one per entry of `channels`, each
     kernel x kernel with `padding`, ReLU, pool x pool max-pool), then fully connected layers of
     widths `hidden` and a `classes`-way output. Depth is len(channels): nothing else in the
-    repository assumes two stages."""
+    repository assumes two stages.
+
+    `batchnorm` puts a BatchNorm2d between each conv and its ReLU (for training deeper nets;
+    off by default, so the tutorial's modules, state dicts and numbers are untouched).
+    `fold_batchnorm` turns a trained one into the same function without BatchNorm, which is
+    what the deconvnet and Task 3 read."""
 
     image_channels: int = 3
     image_size: int = 32
@@ -91,18 +109,21 @@ class Architecture:
     hidden: tuple[int, ...] = (120, 84)
     classes: int = 10
     padding: int = 0
+    batchnorm: bool = False
 
     @property
     def layers(self) -> tuple[ConvLayer, ...]:
         stages, size, field, stride, previous = [], self.image_size, 1, 1, self.image_channels
+        offset = 0
         for index, channels in enumerate(self.channels, start=1):
             stage = ConvLayer(index, previous, channels, self.kernel, self.pool, size, field, stride,
-                              self.padding)
+                              self.padding, offset)
             if stage.size < 1:
                 raise ValueError(f"stage {index} of {self} has no units left "
                                  f"(a {size}-unit map, kernel {self.kernel}, pool {self.pool})")
             stages.append(stage)
             size, field, stride, previous = stage.size, stage.receptive_field, stage.stride, channels
+            offset = stage.offset
         return tuple(stages)
 
     def layer(self, index: int) -> ConvLayer:
@@ -132,11 +153,15 @@ class Architecture:
                    channels=tuple(layer["channels"] for layer in layers),
                    kernel=layers[0]["kernel"], pool=layers[0]["pool"],
                    padding=layers[0].get("padding", 0),
-                   hidden=tuple(described["fc"][1:-1]), classes=described["fc"][-1])
+                   hidden=tuple(described["fc"][1:-1]), classes=described["fc"][-1],
+                   batchnorm=bool(described.get("batchnorm", False)))
 
     def describe(self) -> dict:
-        return {"image_channels": self.image_channels, "image_size": self.image_size,
-                "layers": [stage.describe() for stage in self.layers], "fc": list(self.widths)}
+        """The architecture as plain values; "batchnorm" appears only when set, so the
+        descriptions of networks without it are what they were before the flag existed."""
+        described = {"image_channels": self.image_channels, "image_size": self.image_size,
+                     "layers": [stage.describe() for stage in self.layers], "fc": list(self.widths)}
+        return {**described, "batchnorm": True} if self.batchnorm else described
 
 
 ARCHITECTURE = Architecture()  # the tutorial's network, the default everywhere
@@ -147,6 +172,10 @@ ARCHITECTURES = {
     # three 3x3 stages (maps 15, 6 and 2 units wide): the smallest deeper net, for tests and
     # quick looks
     "small3": Architecture(channels=(8, 16, 32), kernel=3, hidden=(64,)),
+    # four 3x3 stages with padding 1 (maps 16, 8, 4 and 2 units wide) of 32-64-128-256
+    # channels, BatchNorm in training, a linear head: the deeper net of the same kind
+    "deep4": Architecture(channels=(32, 64, 128, 256), kernel=3, padding=1, hidden=(),
+                          batchnorm=True),
 }
 
 
@@ -176,6 +205,20 @@ def architecture_beside(checkpoint: Path) -> Architecture:
                          "rerun the script that wrote it") from None
 
 
+class BatchNorm(nn.BatchNorm2d):
+    """BatchNorm2d without its integer step counter (`num_batches_tracked`, used only when
+    momentum is None): every value of a state dict stays a float weight, which the checkpoint
+    and training-state checks require."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__(channels)
+        self.num_batches_tracked = None
+
+    def _load_from_state_dict(self, state_dict, prefix, local_metadata, *args) -> None:
+        # BatchNorm2d's own version adds the counter to state dicts without version metadata
+        nn.Module._load_from_state_dict(self, state_dict, prefix, local_metadata, *args)
+
+
 class TutorialNet(nn.Module):
     """conv -> ReLU -> max-pool per stage of `arch`, then fully connected layers with ReLU
     between them; for ARCHITECTURE: conv 3->6 5x5, pool 2, conv 6->16 5x5, pool 2,
@@ -191,6 +234,8 @@ class TutorialNet(nn.Module):
         for stage in arch.layers:
             self.add_module(f"conv{stage.index}", nn.Conv2d(stage.in_channels, stage.channels,
                                                             stage.kernel, padding=stage.padding))
+            if arch.batchnorm:  # draws no random numbers: the convs' initial weights stay
+                self.add_module(f"bn{stage.index}", BatchNorm(stage.channels))
         widths = arch.widths
         for k in range(1, len(widths)):
             self.add_module(f"fc{k}", nn.Linear(widths[k - 1], widths[k]))
@@ -198,6 +243,12 @@ class TutorialNet(nn.Module):
     def convs(self) -> list[nn.Conv2d]:
         """conv1, conv2, ...: the encoder's convolutions, first stage first."""
         return [getattr(self, f"conv{stage.index}") for stage in self.arch.layers]
+
+    def pre_activation(self, stage: ConvLayer, x: torch.Tensor) -> torch.Tensor:
+        """Stage `stage`'s map before its ReLU: conv, then BatchNorm where the architecture
+        has it (without it, exactly the conv: the tutorial's computation)."""
+        h = getattr(self, f"conv{stage.index}")(x)
+        return getattr(self, f"bn{stage.index}")(h) if self.arch.batchnorm else h
 
     def fcs(self) -> list[nn.Linear]:
         return [getattr(self, f"fc{k}") for k in range(1, len(self.arch.widths))]
@@ -211,9 +262,20 @@ class TutorialNet(nn.Module):
         return last(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        for stage, conv in zip(self.arch.layers, self.convs()):
-            x = F.max_pool2d(F.relu(conv(x)), stage.pool, stage.pool)
+        for stage in self.arch.layers:
+            x = F.max_pool2d(F.relu(self.pre_activation(stage, x)), stage.pool, stage.pool)
         return self.head(x)
+
+    def encode(self, x: torch.Tensor) -> "Latents":
+        """Every stage's pooled map and max-pool switches (what the decoder and the probes read;
+        the classifier itself needs only the last map)."""
+        maps, switches = [], []
+        for stage in self.arch.layers:
+            x, where = F.max_pool2d(F.relu(self.pre_activation(stage, x)), stage.pool, stage.pool,
+                                    return_indices=True)
+            maps.append(x)
+            switches.append(where)
+        return Latents(tuple(maps), tuple(switches))
 
 
 class Latents(NamedTuple):
@@ -267,14 +329,6 @@ class DeconvNet(TutorialNet):
         """deconv1, deconv2, ...: deconv k maps stage k's unpooled map back to stage k's input."""
         return [getattr(self, f"deconv{stage.index}") for stage in self.arch.layers]
 
-    def encode(self, x: torch.Tensor) -> Latents:
-        maps, switches = [], []
-        for stage, conv in zip(self.arch.layers, self.convs()):
-            x, where = F.max_pool2d(F.relu(conv(x)), stage.pool, stage.pool, return_indices=True)
-            maps.append(x)
-            switches.append(where)
-        return Latents(tuple(maps), tuple(switches))
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         latents = self.encode(x)
         return self.head(latents.last), self.decode(latents, layer=self.arch.depth)
@@ -289,6 +343,9 @@ class DeconvNet(TutorialNet):
         Switches always come from `latents`. `tied` decodes with the encoder's own filters,
         transposed and without bias (Zeiler & Fergus's deconvnet) instead of the learned ones.
         """
+        if tied and self.arch.batchnorm:
+            raise UsageError("the tied deconvnet reads conv weights without BatchNorm: decode "
+                             "with models.fold_batchnorm(net) instead")
         z = latents.at(layer)
         if keep is not None:
             mask = torch.zeros(len(keep), z.shape[1], 1, 1, dtype=z.dtype, device=z.device)
@@ -314,6 +371,31 @@ class DeconvNet(TutorialNet):
     def encoder_and_head_parameters(self) -> list[nn.Parameter]:
         decoder = {id(p) for p in self.decoder_parameters()}
         return [p for p in self.parameters() if id(p) not in decoder]
+
+
+@torch.no_grad()
+def fold_batchnorm(net: TutorialNet) -> TutorialNet:
+    """The same network without BatchNorm, each one folded into its conv (eval-mode function:
+    BN(conv(x)) = conv'(x) with w' = w * g, b' = (b - running_mean) * g + beta,
+    g = gamma / sqrt(running_var + eps)). A network without BatchNorm comes back as a copy.
+
+    The folded net is a plain network of the tutorial's kind, so its tied deconvnet, Task 3's
+    receptive fields and the explorer read it like any other; its logits equal the original's
+    in eval mode.
+    """
+    with torch.random.fork_rng(devices=[]):  # building it must not move the caller's seed
+        folded = type(net)(replace(net.arch, batchnorm=False))
+    folded.to(next(net.parameters()))  # the original's device and dtype
+    state = {k: v.clone() for k, v in net.state_dict().items() if not k.startswith("bn")}
+    if net.arch.batchnorm:
+        for stage in net.arch.layers:
+            bn = getattr(net, f"bn{stage.index}")
+            gain = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+            conv = f"conv{stage.index}"
+            state[f"{conv}.weight"] = net.state_dict()[f"{conv}.weight"] * gain.view(-1, 1, 1, 1)
+            state[f"{conv}.bias"] = (net.state_dict()[f"{conv}.bias"] - bn.running_mean) * gain + bn.bias
+    folded.load_state_dict(state)
+    return folded.train(net.training)
 
 
 def reconstruction_loss(x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ a few test images, overall accuracy and accuracy per class.
 
     python train_classifier.py --data-dir ../shared/cifar10
 """
+import math
 import time
 
 import torch
@@ -19,7 +20,9 @@ from study.common import (ArgumentParser, add_data_arguments, add_output_argumen
 from study.files import save_json, save_torch
 from study.run_folders import check_output_dir, run_folder
 from data import DISPLAY_NAMES, load_cifar10
-from models import ARCHITECTURES, TutorialNet, load_model
+from models import ARCHITECTURES, TutorialNet, fold_batchnorm, load_model
+from study.recipes import (FAST_LABEL_SMOOTHING, FastRecipe, describe_fast_recipe, fast_sgd,
+                           parse_with_recipe)
 from study.training import accuracy_summary, add_training_arguments, evaluate, fit
 from study.training_state import STATE_FILE, check_training_state, require_training_state
 
@@ -34,7 +37,7 @@ def build_parser() -> ArgumentParser:
 
 
 def parse_args(argv: list[str] | None = None):
-    return build_parser().parse_args(argv)
+    return parse_with_recipe(build_parser(), argv)
 
 
 def cross_entropy(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
@@ -43,11 +46,19 @@ def cross_entropy(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
     return loss, loss.detach().reshape(1)
 
 
+def smoothed_cross_entropy(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
+    """The fast recipe's criterion: cross-entropy with label smoothing."""
+    loss = F.cross_entropy(net(x), y, label_smoothing=FAST_LABEL_SMOOTHING)
+    return loss, loss.detach().reshape(1)
+
+
 PART_NAMES = ("loss",)  # what the running loss log holds
 
 
 def sgd(net: nn.Module, args) -> torch.optim.Optimizer:
-    """The tutorial's optimiser."""
+    """The tutorial's optimiser (with --recipe fast: Nesterov SGD with weight decay)."""
+    if getattr(args, "recipe", "tutorial") == "fast":
+        return fast_sgd(net.parameters(), args.lr, args.momentum)
     return torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum, foreach=True)
 
 
@@ -55,7 +66,9 @@ def run_settings(args, data_sha256: str) -> dict:
     """What determines the trained model: checked on --resume, compared by Task 2."""
     return {"model": "TutorialNet", "batch_size": args.batch_size, "lr": args.lr,
             "momentum": args.momentum, "seed": args.seed, "subset": args.subset, "arch": args.arch,
-            "log_every": args.log_every, "data_sha256": data_sha256}
+            "log_every": args.log_every, "data_sha256": data_sha256,
+            # only a fast run records its recipe: the tutorial's settings stay as they were
+            **({"recipe": "fast", "epochs": args.epochs} if args.recipe == "fast" else {})}
 
 
 def main() -> None:
@@ -87,20 +100,28 @@ def main() -> None:
         # 2. Define a convolutional neural network; 3. a loss function and optimiser.
         net = TutorialNet(ARCHITECTURES[args.arch]).to(device)
         optimizer = sgd(net, args)
+        loss_fn, before_step = cross_entropy, None
+        if args.recipe == "fast":
+            steps = args.epochs * math.ceil(len(data.train_labels) / args.batch_size)
+            recipe = FastRecipe(optimizer, args.lr, steps, args.seed)
+            loss_fn, before_step = recipe.loss(smoothed_cross_entropy), recipe.before_step
 
         # 4. Train the network.
-        history = fit(net, cross_entropy, [optimizer], data.train_images, data.train_labels,
+        history = fit(net, loss_fn, [optimizer], data.train_images, data.train_labels,
                       part_names=PART_NAMES, epochs=args.epochs, batch_size=args.batch_size,
                       seed=args.seed, log_every=args.log_every, settings=settings,
                       state_path=out / STATE_FILE, resume=args.resume, quiet=args.quiet,
-                      cuda_graph=not args.no_cuda_graph)
+                      cuda_graph=not args.no_cuda_graph, before_step=before_step)
         print("Finished Training")
+        arch = net.arch
+        if arch.batchnorm:  # saved folded: every reader of the checkpoint sees a plain net
+            net = fold_batchnorm(net.eval())
+            arch = net.arch
 
         # Save the trained model as the tutorial does (a plain state dict), and load it back.
         model_path = out / "cifar_net.pth"
         save_torch(net.state_dict(), model_path)
-        net = load_model(model_path, "TutorialNet", "checkpoint",
-                         arch=ARCHITECTURES[args.arch]).to(device)
+        net = load_model(model_path, "TutorialNet", "checkpoint", arch=arch).to(device)
 
         # 5. Test the network on the test data: a few images first, then the whole test set.
         predictions = evaluate(net, data.test_images, data.test_labels)["predictions"]
@@ -126,8 +147,10 @@ def main() -> None:
                           args.log_every, out / "loss_curve.svg", "Task 1: training loss")
 
         save_json({
-            "task": "task1", "model": "TutorialNet", "architecture": ARCHITECTURES[args.arch].describe(),
-            "config": {**settings, "epochs": args.epochs, "data_dir": str(args.data_dir)},
+            "task": "task1", "model": "TutorialNet", "architecture": arch.describe(),
+            "config": {**settings, "epochs": args.epochs, "data_dir": str(args.data_dir),
+                       **({"recipe_details": describe_fast_recipe()} if args.recipe == "fast" else {}),
+                       **({"batchnorm_folded": True} if ARCHITECTURES[args.arch].batchnorm else {})},
             **summary,
             # One class digit per test image: Task 2 and sweep.py pair them for McNemar's test.
             "test_predictions": "".join(map(str, predictions.tolist())),

@@ -7,6 +7,7 @@ the decoder, whose parameters only L_rec reaches, has its own optimiser (Adam by
 
     python train_deconv.py --data-dir ../shared/cifar10
 """
+import math
 import time
 from pathlib import Path
 
@@ -22,7 +23,10 @@ from study.files import save_json, save_torch
 from study.run_folders import INCOMPLETE, check_output_dir, run_folder
 from study.readers import field, read_json
 from data import DISPLAY_NAMES, denormalize, load_cifar10, normalize
-from models import ARCHITECTURES, Architecture, DeconvNet, load_weights, read_state_dict, reconstruction_loss
+from models import (ARCHITECTURES, Architecture, DeconvNet, fold_batchnorm, load_weights,
+                    read_state_dict, reconstruction_loss)
+from study.recipes import (FAST_LABEL_SMOOTHING, FastRecipe, describe_fast_recipe, fast_sgd,
+                           parse_with_recipe)
 from study.training import accuracy_summary, add_training_arguments, evaluate, fit, mcnemar, psnr_db
 from study.training_state import STATE_FILE, check_training_state, require_training_state
 from study.settings import COMPARED_WITH_TASK1, DEFAULT_LAMBDA
@@ -59,14 +63,15 @@ def build_parser() -> ArgumentParser:
 
 
 def parse_args(argv: list[str] | None = None):
-    return build_parser().parse_args(argv)
+    return parse_with_recipe(build_parser(), argv)
 
 
-def eq1(lam: float):
-    """Eq. (1) as a loss function for training.fit; logs CE and L_rec separately."""
+def eq1(lam: float, label_smoothing: float = 0.0):
+    """Eq. (1) as a loss function for training.fit; logs CE and L_rec separately (the fast
+    recipe smooths the labels of the CE part)."""
     def loss_fn(net: DeconvNet, x: torch.Tensor, y: torch.Tensor):
         logits, x_hat = net(x)
-        ce = F.cross_entropy(logits, y)
+        ce = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
         rec = reconstruction_loss(x_hat, x)
         return ce + lam * rec, torch.stack([ce, rec])
     return loss_fn
@@ -74,6 +79,9 @@ def eq1(lam: float):
 
 def encoder_weights(path: Path, arch: Architecture) -> dict:
     """Encoder and head weights of a Task 1 (or Task 2) checkpoint, checked against the net."""
+    if arch.batchnorm:  # checkpoints are saved folded: their convs already hold the BatchNorm
+        raise UsageError("--init-from cannot start a BatchNorm network (its checkpoints are "
+                         "saved with BatchNorm folded into the convolutions); train from scratch")
     _, state = read_state_dict(path, "--init-from", arch=arch)
     state = {k: v for k, v in state.items() if not k.startswith("deconv")}
     load_weights(DeconvNet(arch), state, path, "--init-from", strict=False)  # fails on a wrong shape
@@ -81,11 +89,17 @@ def encoder_weights(path: Path, arch: Architecture) -> dict:
 
 
 def optimizers_for(net: DeconvNet, args, device: torch.device) -> list[torch.optim.Optimizer]:
-    """The tutorial's SGD for encoder and head; the decoder's own Adam (or one joint SGD)."""
+    """The tutorial's SGD for encoder and head; the decoder's own Adam (or one joint SGD).
+    With --recipe fast the SGD is Nesterov with weight decay (and scheduled by FastRecipe)."""
+    fast = getattr(args, "recipe", "tutorial") == "fast"
+
+    def sgd(parameters) -> torch.optim.Optimizer:
+        if fast:
+            return fast_sgd(parameters, args.lr, args.momentum)
+        return torch.optim.SGD(parameters, lr=args.lr, momentum=args.momentum, foreach=True)
     if args.decoder_optimizer == "sgd":
-        return [torch.optim.SGD(net.parameters(), lr=args.lr, momentum=args.momentum, foreach=True)]
-    return [torch.optim.SGD(net.encoder_and_head_parameters(), lr=args.lr,
-                            momentum=args.momentum, foreach=True),
+        return [sgd(net.parameters())]
+    return [sgd(net.encoder_and_head_parameters()),
             # capturable: its step counter lives on the GPU, so the step fits in a CUDA graph
             torch.optim.Adam(net.decoder_parameters(), lr=args.decoder_lr, foreach=True,
                              capturable=device.type == "cuda")]
@@ -111,7 +125,9 @@ def run_settings(args, data_sha256: str) -> dict:
             "decoder_lr": args.decoder_lr, "seed": args.seed, "subset": args.subset, "arch": args.arch,
             "log_every": args.log_every,
             "init_from": str(args.init_from) if args.init_from else None,
-            "data_sha256": data_sha256}
+            "data_sha256": data_sha256,
+            # only a fast run records its recipe: the tutorial's settings stay as they were
+            **({"recipe": "fast", "epochs": args.epochs} if getattr(args, "recipe", "tutorial") == "fast" else {})}
 
 
 def main() -> None:
@@ -126,7 +142,9 @@ def main() -> None:
     data = data.to(device)
     settings = run_settings(args, data.content_hash)
     config = {**settings, "permute_labels": args.permute_labels, "epochs": args.epochs,
-              "data_dir": str(args.data_dir)}
+              "data_dir": str(args.data_dir),
+              **({"recipe_details": describe_fast_recipe()} if args.recipe == "fast" else {}),
+              **({"batchnorm_folded": True} if ARCHITECTURES[args.arch].batchnorm else {})}
     train_labels = (permuted_labels(data.train_labels, args.seed) if args.permute_labels
                     else data.train_labels)
     if args.resume:  # other settings and damaged states are refused before anything is written
@@ -145,13 +163,21 @@ def main() -> None:
         if init_state is not None:
             net.load_state_dict(init_state, strict=False)
         net.to(device)
-        history = fit(net, eq1(args.lam), optimizers_for(net, args, device),
+        optimizers = optimizers_for(net, args, device)
+        loss_fn, before_step = eq1(args.lam), None
+        if args.recipe == "fast":  # the schedule drives the encoder's SGD, not the decoder's Adam
+            steps = args.epochs * math.ceil(len(train_labels) / args.batch_size)
+            recipe = FastRecipe(optimizers[0], args.lr, steps, args.seed)
+            loss_fn, before_step = recipe.loss(eq1(args.lam, FAST_LABEL_SMOOTHING)), recipe.before_step
+        history = fit(net, loss_fn, optimizers,
                       data.train_images, train_labels, part_names=PART_NAMES,
                       epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                       log_every=args.log_every, settings=settings, state_path=out / STATE_FILE,
                       resume=args.resume, quiet=args.quiet, cuda_graph=not args.no_cuda_graph,
-                      divergence_hint="lower --lr or --lambda")
+                      divergence_hint="lower --lr or --lambda", before_step=before_step)
         print("Finished Training")
+        if net.arch.batchnorm:  # saved folded: every reader of the checkpoint sees a plain net
+            net = fold_batchnorm(net.eval())
         save_torch(net.state_dict(), out / "deconv_net.pth")
 
         # Test: accuracy as in Task 1, and how well the image comes back, beside simple baselines.
@@ -176,7 +202,7 @@ def main() -> None:
                           f"Task 2: training losses (λ = {args.lam:g})", scale={"rec": args.lam})
 
         save_json({
-            "task": "task2", "model": "DeconvNet", "architecture": ARCHITECTURES[args.arch].describe(),
+            "task": "task2", "model": "DeconvNet", "architecture": net.arch.describe(),
             "config": config, "lambda": args.lam,
             # L_rec sums over the 32x32 pixels: lambda weighs a mean-squared-error term by 1024 lambda
             "lambda_as_mse_weight": round(1024 * args.lam, 6),

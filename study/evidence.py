@@ -3,7 +3,13 @@
 Per channel: correlations with image measures under its receptive field, mean activation per
 class, the class make-up of its K strongest test images and how their patches look against
 random patches, the top-9 projections Zeiler & Fergus show, and for one image the single-channel
-decodes that Task 3 draws. Receptive fields come from models.ARCHITECTURE.
+decodes that Task 3 draws. Receptive fields come from the network's architecture
+(models.ARCHITECTURE by default).
+
+Padded networks: a unit's field starts `offset` pixels before the image (models.ConvLayer) and
+may reach past the border. Measures under a field average the pixels of the image inside it;
+patches and projection crops are cut from the image padded with zeros (black), so every patch
+has the field's full size; boxes drawn on a figure are clipped to the image (`clip_box`).
 """
 import math
 from typing import NamedTuple
@@ -38,8 +44,27 @@ def local_signals(images_u8: torch.Tensor, layer: int,
         across = math.radians(angle + 90)
         maps[f"edge_{angle}"] = (math.cos(across) * gx - math.sin(across) * gy) ** 2
     stage = arch.layer(layer)
-    return {name: F.avg_pool2d(m, stage.receptive_field, stage.stride)[:, 0]
-            for name, m in maps.items()}
+    return {name: field_average(m, stage)[:, 0] for name, m in maps.items()}
+
+
+def field_average(maps: torch.Tensor, stage) -> torch.Tensor:
+    """(N, 1, size, size): the average of each (N, 1, H, W) map over every unit's receptive
+    field, counting only the pixels inside the image (a padded net's border units see fewer).
+
+    The maps are zero-padded by the offset before the first pixel and as far as the last unit's
+    field reaches after the last one, so that avg_pool2d yields one value per unit; dividing by
+    the same pooling of a mask of ones turns the padded sums into averages of real pixels.
+    Without padding (offset 0, fields inside the image) this is avg_pool2d itself.
+    """
+    size, field, stride, before = stage.size, stage.receptive_field, stage.stride, stage.offset
+    height = maps.shape[-1]
+    after = max(0, (size - 1) * stride + field - before - height)
+    if before == 0 and after == 0:
+        return F.avg_pool2d(maps, field, stride)[..., :size, :size]
+    padding = (before, after, before, after)
+    sums = F.avg_pool2d(F.pad(maps, padding), field, stride)[..., :size, :size]
+    inside = F.avg_pool2d(F.pad(torch.ones_like(maps[:1]), padding), field, stride)[..., :size, :size]
+    return sums / inside
 
 
 def arch_of(encoder) -> Architecture:
@@ -106,10 +131,34 @@ def strongest_units(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def receptive_box(layer: int, position: int, width: int,
                   arch: Architecture = ARCHITECTURE) -> tuple[int, int, int]:
-    """(top, left, size) in pixels of the receptive field of the unit at flat `position`."""
+    """(top, left, size) in pixels of the receptive field of the unit at flat `position`; in a
+    padded net top and left may be negative and the box may end past the image."""
     stage = arch.layer(layer)
-    size, stride = stage.receptive_field, stage.stride
-    return (position // width) * stride, (position % width) * stride, size
+    size, stride, offset = stage.receptive_field, stage.stride, stage.offset
+    return (position // width) * stride - offset, (position % width) * stride - offset, size
+
+
+def clip_box(box: tuple[int, int, int], image_size: int) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of a receptive box's part inside the image: what a figure
+    draws (a field reaching past the border would otherwise be drawn outside the picture)."""
+    top, left, size = box
+    t, l = max(top, 0), max(left, 0)
+    return t, l, max(0, min(top + size, image_size) - t), max(0, min(left + size, image_size) - l)
+
+
+def crop(image: torch.Tensor, box: tuple[int, int, int]) -> torch.Tensor:
+    """(C, s, s): the part of a (C, H, W) tensor under a receptive box, zeros where the box
+    reaches past the border."""
+    top, left, size = box
+    height, width = image.shape[-2:]
+    if top >= 0 and left >= 0 and top + size <= height and left + size <= width:
+        return image[:, top:top + size, left:left + size]
+    out = torch.zeros(image.shape[0], size, size, dtype=image.dtype, device=image.device)
+    t0, l0 = max(top, 0), max(left, 0)
+    t1, l1 = min(top + size, height), min(left + size, width)
+    if t1 > t0 and l1 > l0:
+        out[:, t0 - top:t1 - top, l0 - left:l1 - left] = image[:, t0:t1, l0:l1]
+    return out
 
 
 def class_makeup(peaks: torch.Tensor, labels: torch.Tensor, k: int, tests: int) -> list[dict]:
@@ -188,8 +237,8 @@ def patches_at(images_u8: torch.Tensor, indices: torch.Tensor, positions: torch.
                layer: int, width: int, arch: Architecture = ARCHITECTURE) -> torch.Tensor:
     """The receptive-field patches (N, 3, s, s) in [0, 1] of the units at flat `positions`."""
     boxes = [receptive_box(layer, int(p), width, arch) for p in positions]
-    return torch.stack([images_u8[int(i), :, top:top + size, left:left + size]
-                        for i, (top, left, size) in zip(indices, boxes)]).float().cpu() / 255
+    return torch.stack([crop(images_u8[int(i)], box)
+                        for i, box in zip(indices, boxes)]).float().cpu() / 255
 
 
 def patch_appearance(images_u8: torch.Tensor, peaks: torch.Tensor, positions: torch.Tensor,
@@ -265,9 +314,8 @@ def top9(model: DeconvNet, z: torch.Tensor, images: torch.Tensor, labels: torch.
         projection = (model.decode(latents.with_map(layer, single), layer)
                       - model.decode(latents.with_map(layer, torch.zeros_like(field)), layer))
         boxes = [receptive_box(layer, int(p), width, model.arch) for p in where.tolist()]
-        patches = [images[chosen[i], :, t:t + s, l:l + s].cpu() / 255
-                   for i, (t, l, s) in enumerate(boxes)]
-        projections = [projection[i, :, t:t + s, l:l + s].cpu() for i, (t, l, s) in enumerate(boxes)]
+        patches = [crop(images[chosen[i]], box).cpu() / 255 for i, box in enumerate(boxes)]
+        projections = [crop(projection[i], box).cpu() for i, box in enumerate(boxes)]
         all_patches.append(patches)
         all_projections.append(projections)
         flat = torch.stack([p.flatten() for p in projections])
@@ -408,9 +456,9 @@ def projection_diversity(model: DeconvNet, z: torch.Tensor, images: torch.Tensor
     for c in range(channels):
         patches, crops = [], []
         for m in range(c * k, (c + 1) * k):
-            top, left, size = receptive_box(layer, int(where[m]), z.shape[-1], model.arch)
-            patches.append(images[chosen[m], :, top:top + size, left:left + size].float().cpu())
-            crops.append(projections[m, :, top:top + size, left:left + size])
+            box = receptive_box(layer, int(where[m]), z.shape[-1], model.arch)
+            patches.append(crop(images[chosen[m]], box).float().cpu())
+            crops.append(crop(projections[m], box))
         proj, patch = mean_pairwise_correlation(torch.stack(crops)), mean_pairwise_correlation(torch.stack(patches))
         rows.append({"channel": c, "projection_similarity": round(proj, 3),
                      "patch_similarity": round(patch, 3), "flagged": proj > patch})

@@ -241,6 +241,8 @@ def single_channels_figure(result, image_u8: torch.Tensor, layer: int, decoder: 
     """
     from matplotlib.patches import Rectangle
 
+    from study.evidence import clip_box
+
     z, channels, contributions = result.z, result.channels, result.contributions
     width = z.shape[-1]
     common = contributions.abs().max().item()
@@ -269,11 +271,12 @@ def single_channels_figure(result, image_u8: torch.Tensor, layer: int, decoder: 
             ax = axes[r][col + 1]
             k = channels.index(c)
             if r == 0:
-                top, left_, size = result.boxes[c]
+                # a padded net's field may reach past the border: draw its part in the image
+                top, left_, height, width = clip_box(result.boxes[c], original.shape[0])
                 ax.imshow(original, interpolation="nearest")
-                ax.add_patch(Rectangle((left_ - 0.5, top - 0.5), size, size, fill=False,
+                ax.add_patch(Rectangle((left_ - 0.5, top - 0.5), width, height, fill=False,
                                        edgecolor="yellow", linewidth=1.2))
-                ax.add_patch(Rectangle((left_ - 0.5, top - 0.5), size, size, fill=False,
+                ax.add_patch(Rectangle((left_ - 0.5, top - 0.5), width, height, fill=False,
                                        edgecolor="black", linewidth=0.5, linestyle="--"))
                 ax.set_title(f"ch {c}: {100 * result.share[c]:.0f} %", fontsize=7, pad=2)
             elif r == 1:

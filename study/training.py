@@ -31,6 +31,10 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     """The tutorial's training protocol, shared by Tasks 1 and 2 so their defaults stay equal."""
     parser.add_argument("--arch", choices=tuple(ARCHITECTURES), default="tutorial",
                         help="the network: the tutorial's, or another of the same kind (models.py)")
+    parser.add_argument("--recipe", choices=("tutorial", "fast"), default="tutorial",
+                        help="fast: Nesterov SGD with a one-cycle schedule, label smoothing and "
+                             "flips, batch 256, peak lr 0.1, 15 epochs unless given "
+                             "(study/recipes.py, docs/depth.md)")
     parser.add_argument("--epochs", type=number(int, 1), default=2, help="passes over the training set")
     parser.add_argument("--batch-size", type=number(int, 1), default=4, help="mini-batch size")
     # bounded by float32's range: torch refuses (with a traceback) a step size it cannot hold
@@ -156,8 +160,12 @@ def train_epoch(run_step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                 images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
                 generator: torch.Generator, log_every: int, part_names: tuple[str, ...],
                 epoch: int, epochs: int, quiet: bool = False,
-                divergence_hint: str = "lower --lr") -> tuple[list[dict], dict]:
+                divergence_hint: str = "lower --lr",
+                before_step: Callable[[int], None] | None = None) -> tuple[list[dict], dict]:
     """One pass over the shuffled training set: (running-loss log rows, epoch means).
+
+    `before_step(global step)`, if given, runs before each mini-batch (a learning-rate
+    schedule: steps are counted from 0 over the whole run).
 
     Losses are summed on the device and read only every `log_every` mini-batches and at the
     end, which is also where a non-finite loss stops the run.
@@ -170,6 +178,8 @@ def train_epoch(run_step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     total = torch.zeros_like(window)
     log, window_start = [], 1
     for i, (x, y) in enumerate(progress, start=1):
+        if before_step is not None:
+            before_step((epoch - 1) * steps + i - 1)
         window += run_step(x, y)
         if i % log_every == 0 or i == steps:
             values = window.tolist()
@@ -197,8 +207,13 @@ def fit(model: nn.Module, loss_fn: LossFn, optimizers: list[torch.optim.Optimize
         images: torch.Tensor, labels: torch.Tensor, *, part_names: tuple[str, ...], epochs: int,
         batch_size: int, seed: int, log_every: int, settings: dict, state_path: Path | None,
         resume: bool = False, quiet: bool = False, cuda_graph: bool = True,
-        divergence_hint: str = "lower --lr") -> dict:
+        divergence_hint: str = "lower --lr",
+        before_step: Callable[[int], None] | None = None) -> dict:
     """Train for `epochs`; with a state_path, save a resumable state after every epoch.
+
+    `before_step` (see train_epoch) must depend on the global step alone, so a resumed run
+    follows the one that never stopped; with it every step runs eagerly (a CUDA graph would
+    replay the captured learning rate).
 
     `settings` are what determines the trained model (saved with the state, and compared on
     --resume). Returns the history: loss_log, epoch_loss and train_seconds.
@@ -212,7 +227,7 @@ def fit(model: nn.Module, loss_fn: LossFn, optimizers: list[torch.optim.Optimize
         print(f"resumed after epoch {done} from {state_path}")
     device = labels.device
     run_step = StepRunner(model, loss_fn, optimizers, min(batch_size, len(labels)), device,
-                          step_mode(device, cuda_graph))
+                          step_mode(device, cuda_graph and before_step is None))
     model.train()
     saved_epoch, saving = done, 0  # saving: the epoch whose state is being written
     try:
@@ -221,7 +236,8 @@ def fit(model: nn.Module, loss_fn: LossFn, optimizers: list[torch.optim.Optimize
             log, means = train_epoch(run_step, images, labels, batch_size=batch_size,
                                      generator=generator, log_every=log_every,
                                      part_names=part_names, epoch=epoch, epochs=epochs,
-                                     quiet=quiet, divergence_hint=divergence_hint)
+                                     quiet=quiet, divergence_hint=divergence_hint,
+                                     before_step=before_step)
             history["train_seconds"] += time.perf_counter() - started
             history["loss_log"] += log
             history["epoch_loss"].append(means)

@@ -1,6 +1,7 @@
 """A run's training state, saved after every epoch and read back by --resume, with every
 saved value checked before it is used (settings, epoch, history, generators, optimiser states).
 """
+import math
 from pathlib import Path
 
 import torch
@@ -90,7 +91,8 @@ def check_training_state(path: Path | None, settings: dict, epochs: int,
             raise UsageError(f"{what}: {name} is not a random generator state; {fix}")
     if not isinstance(optimizers, int):
         for i, (saved_opt, optimizer) in enumerate(zip(state["optimizer_states"], optimizers)):
-            _check_optimizer_state(saved_opt, optimizer, f"{what}: optimizer_states[{i}]", fix)
+            _check_optimizer_state(saved_opt, optimizer, f"{what}: optimizer_states[{i}]", fix,
+                                   scheduled=settings.get("recipe") == "fast")
     return state
 
 
@@ -142,9 +144,11 @@ def _same(saved: object, live: object) -> bool:
 
 
 def _check_optimizer_state(saved: object, optimizer: torch.optim.Optimizer, what: str,
-                           fix: str) -> None:
+                           fix: str, scheduled: bool = False) -> None:
     """An optimizer.state_dict() that fits `optimizer`: its groups, hyperparameters and
-    per-parameter tensors (dense, finite floats of the parameter's shape; a step a scalar)."""
+    per-parameter tensors (dense, finite floats of the parameter's shape; a step a scalar).
+    `scheduled`: the run sets lr before every step (--recipe fast), so the saved lr is where
+    the schedule stood, not a flag; it must still be a finite positive number."""
     require(saved, dict, what=what, fix=fix)
     if set(saved) != {"state", "param_groups"}:
         raise UsageError(f"{what} is not an optimiser state (keys state and param_groups); {fix}")
@@ -164,6 +168,11 @@ def _check_optimizer_state(saved: object, optimizer: torch.optim.Optimizer, what
                 if not isinstance(group.get(key), (bool, type(None))):
                     raise UsageError(f"{what}: param_groups[{g}]: {key} is "
                                      f"{describe(group.get(key))}, not true, false or None; {fix}")
+            elif scheduled and key == "lr":
+                found = group.get(key)
+                if not (type(found) is float and math.isfinite(found) and found > 0):
+                    raise UsageError(f"{what}: param_groups[{g}]: lr is {describe(found)}, not "
+                                     f"a positive number; {fix}")
             elif not _same(group.get(key), value):
                 raise UsageError(f"{what} was made with another {printable(key)} "
                                  f"({describe(group.get(key))}, this run {value!r}); use the "
