@@ -24,7 +24,7 @@ from study.run_folders import check_output_dir, remove_tree, require_complete, r
 from study.run_identity import check_permuted
 from study.readers import read_json
 from data import DISPLAY_NAMES, load_cifar10, normalize
-from study.decoders import controls, decoder_checks, layer1_refit
+from study.decoders import controls, decoder_checks, decoders_of, layer1_refit, picture_decoder
 from study.evidence import (RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats,
                             patch_measures, single_channels, top9)
 from study.baselines import randomisation_baselines
@@ -34,28 +34,6 @@ from models import ARCHITECTURE, DeconvNet, architecture_beside, load_model
 from study.occlusion import OCCLUDER
 
 CHANNELS = {stage.index: stage.channels for stage in ARCHITECTURE.layers}  # for --help
-
-
-def decoders_of(net: DeconvNet, refit: DeconvNet) -> dict[str, tuple[DeconvNet, int, bool]]:
-    """Every decoder Task 3 measures, by identifier: (model, layer, tied). Layer 1 has Task 2's
-    literal decoder, the one refitted on the real z1 and the tied deconvnet; the last layer the
-    decoder Task 2 trained on it and the tied one; a layer between them its literal Task 2
-    decoder (trained only on the outputs of the layer above) and the tied one."""
-    decoders = {}
-    for stage in net.arch.layers:
-        name, last = stage.name, stage.index == net.arch.depth
-        decoders[f"{name}_learned" if last else f"{name}_literal"] = (net, stage.index, False)
-        if stage.index == 1 and not last:
-            decoders[f"{name}_refit"] = (refit, 1, False)
-        decoders[f"{name}_tied"] = (net, stage.index, True)
-    return decoders
-
-
-def picture_decoder(arch, layer: int) -> str:
-    """The decoder each layer's pictures use: the refitted one for z1, Task 2's otherwise."""
-    if layer == 1 and arch.depth > 1:
-        return "z1_refit"
-    return f"z{layer}_learned" if layer == arch.depth else f"z{layer}_literal"
 
 
 def parse_args(argv: list[str] | None = None):
@@ -223,10 +201,6 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     net, checkpoint_sha256 = load_task2_model(args.checkpoint, device)
-    if any(stage.padding for stage in arch.layers):
-        raise UsageError(f"{args.checkpoint} is a network with padded convolutions, whose receptive "
-                         "fields reach past the image border; Task 3 reads only unpadded ones "
-                         "(the tutorial's net, --arch small3)")
     task2_metrics = args.checkpoint.with_name("metrics.json")
     task2 = (read_json(task2_metrics, "Task 2 metrics", "rerun train_deconv.py")
              if task2_metrics.is_file() else {})

@@ -26,15 +26,27 @@ import torch.nn.functional as F
 
 from study import evidence
 from data import CIFAR10, normalize
-from study.decoders import decoder_checks
+from study.decoders import decoder_checks, picture_decoder
 from study.evidence import TOP_K, channel_table, projection_diversity, strongest_units, unit_projections
 from study import nulls
 from study.findings import ROLE_KINDS, channel_roles
 from study.nulls import rule_value  # noqa: F401 (read by tests and findings)
-from models import ARCHITECTURE, DeconvNet, Latents
+from models import ARCHITECTURE, Architecture, DeconvNet, Latents
+from study.settings import randomised_group
 from study.occlusion import OCCLUDER, deconvnet_scores, occlusion_agreement, occlusion_maps
 
-CASCADES = {"conv2": ("conv2",), "conv1_conv2": ("conv2", "conv1")}  # re-initialised, in order
+
+
+def cascades(arch: Architecture) -> dict[str, tuple[str, ...]]:
+    """Cascading randomisation (Adebayo et al.) from the top convolution down: group id -> the
+    convolutions re-initialised, in order. The tutorial's net: {"conv2": ("conv2",),
+    "conv1_conv2": ("conv2", "conv1")}."""
+    depth = arch.depth
+    return {randomised_group(first, depth)[0]: tuple(f"conv{k}" for k in range(depth, first - 1, -1))
+            for first in range(depth, 0, -1)}
+
+
+CASCADES = cascades(ARCHITECTURE)  # the tutorial's
 SEEDS_PER_CASCADE = 3
 FIRST_SEED = 1001  # baseline seeds count up from here, skipping the training seed
 # The reduced refit (Task 3's own refit is 2 epochs of 50k images, ~22 s per decoder): the same
@@ -44,7 +56,7 @@ REFIT = {"steps": 400, "batch_size": 32, "lr": 3e-3, "seed": 0}  # steps: at mos
 OCCLUSION_IMAGES = 500
 CHECK_IMAGES = 2000  # test images on which each refitted decoder's PSNR is measured
 RULE_KINDS = tuple(ROLE_KINDS)  # "class", "look", "brightness", "darkness", "colour", ...
-MODEL_GROUPS = ("conv2", "conv1_conv2", "permuted_labels")  # randomised models
+MODEL_GROUPS = (*CASCADES, "permuted_labels")  # the tutorial's randomised models
 
 
 # --- models ---
@@ -56,7 +68,7 @@ def baseline_seeds(training_seed: int, count: int = SEEDS_PER_CASCADE,
 
 
 def reinitialised(net: DeconvNet, cascade: str, seed: int, training_seed: int) -> DeconvNet:
-    """A deep copy of `net` with the layers of CASCADES[cascade] re-initialised (PyTorch's default
+    """A deep copy of `net` with the layers of cascades(net.arch)[cascade] re-initialised (PyTorch's default
     init, reset_parameters, on the CPU so the seed means the same on any device). `net` and the
     global random state are untouched; a seed equal to the training seed is refused."""
     if seed == training_seed:
@@ -65,7 +77,7 @@ def reinitialised(net: DeconvNet, cascade: str, seed: int, training_seed: int) -
     model = copy.deepcopy(net).cpu()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        for name in CASCADES[cascade]:
+        for name in cascades(net.arch)[cascade]:
             getattr(model, name).reset_parameters()
     return model.to(device).eval().requires_grad_(False)
 
@@ -81,29 +93,31 @@ def rotate(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return torch.einsum("cj,nchw->njhw", q.to(z), z)
 
 
-def refit_decoders(model: DeconvNet, train_images: torch.Tensor, layers: Iterable[int] = (1, 2),
+def refit_decoders(model: DeconvNet, train_images: torch.Tensor, layers: Iterable[int] | None = None,
                    protocol: dict = REFIT) -> tuple[dict[int, DeconvNet], float]:
     """Fresh learned decoders fitted on `model`'s frozen encoder: {layer: copy of model}, seconds.
 
-    Layer 1: a new deconv1 fitted through decode(latents, 1) (as fit_layer1_decoder does); layer
-    2: new deconv2 and deconv1 through decode(latents, 2). Adam, one-cycle to protocol["lr"], MSE,
+    Layer k (every layer by default): new deconv1 .. deconv k fitted through decode(latents, k)
+    (layer 1 as fit_layer1_decoder does). Adam, one-cycle to protocol["lr"], MSE,
     protocol["steps"] batches of protocol["batch_size"] training images; the initial weights and
     the batches depend on protocol["seed"] only, so every model gets the same. One encoder pass
     per batch serves both layers.
     """
     started = time.perf_counter()
-    first, second = ARCHITECTURE.layers
+    stages = model.arch.layers
+    layers = [s.index for s in stages] if layers is None else list(layers)
     device = train_images.device
     fitted, optimisers, schedules = {}, {}, {}
     for layer in layers:
         copy_ = copy.deepcopy(model).eval().requires_grad_(False)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(protocol["seed"] + layer)
-            copy_.deconv1 = nn.ConvTranspose2d(first.channels, first.in_channels, first.kernel)
-            copy_.deconv2 = nn.ConvTranspose2d(second.channels, second.in_channels, second.kernel)
+            for stage in stages:  # all made, first stage first, so a seed means the same
+                setattr(copy_, f"deconv{stage.index}", nn.ConvTranspose2d(
+                    stage.channels, stage.in_channels, stage.kernel, padding=stage.padding))
         copy_.to(device)
-        trained = list(copy_.deconv1.parameters()) + (list(copy_.deconv2.parameters())
-                                                      if layer == 2 else [])
+        trained = [p for stage in stages[:layer]
+                   for p in getattr(copy_, f"deconv{stage.index}").parameters()]
         fitted[layer] = copy_
         optimisers[layer] = torch.optim.Adam(trained, lr=protocol["lr"])
         schedules[layer] = torch.optim.lr_scheduler.OneCycleLR(
@@ -182,19 +196,25 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
 
 NULL_DRAWS = 299  # per group: a value above every draw then passes Holm over 14 tests (p 1/300)
 NULL_IMAGES = 2000  # test images (seeded choice) the rules are read on, trained and null alike
-NULL_GROUPS = ("conv2", "conv1_conv2", "rotation")  # groups with many draws: the verdicts' nulls
+NULL_GROUPS = (*CASCADES, "rotation")  # the tutorial's groups with many draws: the verdicts' nulls
+
+
+def null_group_names(arch: Architecture) -> tuple[str, ...]:
+    """The groups with many draws, the verdicts' nulls: every cascade stage, and rotations."""
+    return (*cascades(arch), "rotation")
 ALPHA = 0.05
 
 
-def null_groups(layer: int) -> tuple[str, ...]:
+def null_groups(layer: int, arch: Architecture = ARCHITECTURE) -> tuple[str, ...]:
     """The null groups that change a layer: re-initialising conv2 leaves z1 as trained."""
-    return tuple(g for g in NULL_GROUPS if g not in CASCADES or layer in _changed_layers(g))
+    return tuple(g for g in null_group_names(arch)
+                 if g == "rotation" or layer in _changed_layers(g, arch))
 
 
 @torch.no_grad()
 def _null_latents(model: DeconvNet, x: torch.Tensor) -> dict[int, torch.Tensor]:
     latents = model.encode(x)
-    return {stage.index: latents.at(stage.index).cpu() for stage in ARCHITECTURE.layers}
+    return {stage.index: latents.at(stage.index).cpu() for stage in model.arch.layers}
 
 
 def _test(observed: float | None, nulls_by_group: dict[str, list]) -> dict:
@@ -234,12 +254,12 @@ def null_distributions(net: DeconvNet, data: CIFAR10, training_seed: int, traine
     labels model is one run: it is described, never tested against.
     """
     started = time.perf_counter()
-    layers = ARCHITECTURE.layers
+    layers = net.arch.layers
     n = len(data.test_labels)
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))
     chosen = order[:min(images, n)].sort().values
     x_u8, labels = data.test_images.cpu()[chosen], data.test_labels.cpu()[chosen]
-    signals = {s.index: evidence.local_signals(x_u8, s.index) for s in layers}
+    signals = {s.index: evidence.local_signals(x_u8, s.index, net.arch) for s in layers}
     ref = nulls.Reference(x_u8, labels, signals, layers, seed, TOP_K)
     x = normalize(x_u8.to(next(net.parameters()).device))
 
@@ -250,11 +270,11 @@ def null_distributions(net: DeconvNet, data: CIFAR10, training_seed: int, traine
     trained_z = _null_latents(net, x)
     trained = {s.index: nulls.fast_rows(trained_z[s.index], s.index, ref) for s in layers}
     trained_summary = {layer: nulls.layer_summary(rows) for layer, rows in trained.items()}
-    sampled: dict[str, list[dict]] = {g: [] for g in NULL_GROUPS}
+    sampled: dict[str, list[dict]] = {g: [] for g in null_group_names(net.arch)}
     seconds = {}
-    for cascade in CASCADES:
+    for cascade in cascades(net.arch):
         clock = time.perf_counter()
-        changed = [s.index for s in layers if s.index in _changed_layers(cascade)]
+        changed = [s.index for s in layers if s.index in _changed_layers(cascade, net.arch)]
         for s in baseline_seeds(training_seed, draws):
             sampled[cascade].append(summary(_null_latents(
                 reinitialised(net, cascade, s, training_seed), x), changed))
@@ -272,7 +292,7 @@ def null_distributions(net: DeconvNet, data: CIFAR10, training_seed: int, traine
 
     result, count_tests, mean_tests, share_tests, claim_tests = {}, [], [], [], []
     for stage in layers:
-        layer, groups = stage.index, null_groups(stage.index)
+        layer, groups = stage.index, null_groups(stage.index, net.arch)
         counts = {}
         for rule in RULE_KINDS:
             mine = trained_summary[layer][rule]
@@ -324,7 +344,7 @@ def null_distributions(net: DeconvNet, data: CIFAR10, training_seed: int, traine
         for entry in layer_block["counts"].values():
             entry["evidence_of_learning"] = entry["survives"]
     return {**result, "protocol": {
-        "draws": draws, "images": len(chosen), "groups": {s.name: list(null_groups(s.index)) for s in layers},
+        "draws": draws, "images": len(chosen), "groups": {s.name: list(null_groups(s.index, net.arch)) for s in layers},
         "alpha": ALPHA, "smallest_p": round(1 / (draws + 1), 5),
         "families": {"counts": len(count_tests), "mean_statistic": len(mean_tests),
                      "class_share": len(share_tests), "claims": len(claim_tests)},
@@ -334,10 +354,10 @@ def null_distributions(net: DeconvNet, data: CIFAR10, training_seed: int, traine
         "seconds": {**seconds, "total": round(time.perf_counter() - started, 2)}}
 
 
-def _changed_layers(cascade: str) -> set[int]:
+def _changed_layers(cascade: str, arch: Architecture = ARCHITECTURE) -> set[int]:
     """Layers whose latents a cascade changes: the first re-initialised convolution and above."""
-    first = min(int(name.removeprefix("conv")) for name in CASCADES[cascade])
-    return {s.index for s in ARCHITECTURE.layers if s.index >= first}
+    first = min(int(name.removeprefix("conv")) for name in cascades(arch)[cascade])
+    return {s.index for s in arch.layers if s.index >= first}
 
 
 # --- pictures ---
@@ -374,9 +394,18 @@ def picture_similarity(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
 
 # --- the whole block ---
 
-# identifiers of decoders.DECODERS: (layer, tied); "z1_refit" and "z2_learned" are refitted here
-DECODERS = {"z1_refit": (1, False), "z1_tied": (1, True), "z2_learned": (2, False),
-            "z2_tied": (2, True)}
+def baseline_decoders(arch: Architecture) -> dict[str, tuple[int, bool]]:
+    """The decoders every model is read with: identifier -> (layer, tied). Per layer the one its
+    pictures use (decoders.picture_decoder: "z1_refit", ..., "z2_learned" for the tutorial),
+    refitted here on each model, and the tied deconvnet."""
+    decoders = {}
+    for stage in arch.layers:
+        decoders[picture_decoder(arch, stage.index)] = (stage.index, False)
+        decoders[f"{stage.name}_tied"] = (stage.index, True)
+    return decoders
+
+
+DECODERS = baseline_decoders(ARCHITECTURE)  # the tutorial's
 
 
 def _by_group(values: dict[str, float | None], groups: dict[str, str]) -> dict:
@@ -394,7 +423,7 @@ def _by_group(values: dict[str, float | None], groups: dict[str, str]) -> dict:
 def _latents(model: DeconvNet, images: torch.Tensor, batch_size: int = 1000) -> dict[int, torch.Tensor]:
     parts = [model.encode(normalize(x)) for x in images.split(batch_size)]
     return {stage.index: torch.cat([p.at(stage.index) for p in parts]).cpu()
-            for stage in ARCHITECTURE.layers}
+            for stage in model.arch.layers}
 
 
 def _measure(model: DeconvNet, decoders: dict[str, tuple[DeconvNet, int, bool]], data: CIFAR10,
@@ -405,14 +434,15 @@ def _measure(model: DeconvNet, decoders: dict[str, tuple[DeconvNet, int, bool]],
     z = _latents(model, images)
     x = normalize(torch.stack([image for image, _ in report.values()]))
     base, maps = occlusion_maps(deconvnet_scores(model), x)
-    classes, channels = ARCHITECTURE.classes, ARCHITECTURE.layer(2).channels
-    with torch.no_grad():  # each z2 channel's strongest unit, projected (Zeiler & Fergus Fig. 7c)
+    top = model.arch.depth  # occlusion reads the last layer (z2 for the tutorial's net)
+    classes, channels = model.arch.classes, model.arch.layer(top).channels
+    with torch.no_grad():  # each last-layer channel's strongest unit, projected (Z&F Fig. 7c)
         latents = model.encode(x)
         where = strongest_units(latents.last)[1].flatten()
         expanded = latents.apply(lambda t: t.repeat_interleave(channels, 0))
         channel = torch.arange(channels, device=x.device).repeat(len(x))
-        strongest = {d: unit_projections(m, expanded, 2, channel, where, tied).view(
-            len(x), channels, *x.shape[1:]).cpu() for d, (m, layer, tied) in decoders.items() if layer == 2}
+        strongest = {d: unit_projections(m, expanded, top, channel, where, tied).view(
+            len(x), channels, *x.shape[1:]).cpu() for d, (m, layer, tied) in decoders.items() if layer == top}
     return {
         "z": z,
         "diversity": {d: projection_diversity(m, z[layer], images, layer, tied)
@@ -421,7 +451,7 @@ def _measure(model: DeconvNet, decoders: dict[str, tuple[DeconvNet, int, bool]],
                              for d, (m, layer, tied) in decoders.items()}
                      for split, (image, _) in report.items()},
         "occlusion": occlusion_agreement(model, {d: (m, tied) for d, (m, layer, tied)
-                                                 in decoders.items() if layer == 2},
+                                                 in decoders.items() if layer == top},
                                          images[occluded.to(images.device)]),
         "occlusion_figure": {split: {"probability": maps[i, label].cpu(),
                                      "probability_unoccluded": base[i, label].item(),
@@ -446,7 +476,7 @@ def similarity_table(pictures: dict[str, dict], groups: dict[str, str]) -> dict:
                     rows.append({"image": split, "decoder": d, "channel": c, "model": name,
                                  "group": groups[name], **{k: round(v, 4) for k, v in scores.items()}})
     summary = {}
-    for d in DECODERS:
+    for d in dict.fromkeys(r["decoder"] for r in rows):
         for group in dict.fromkeys(groups.values()):
             own = [r for r in rows if r["decoder"] == d and r["group"] == group]
             if own:
@@ -490,10 +520,11 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
     passes = math.ceil(2 * len(data.train_labels) / refit["batch_size"])
     refit = {**refit, "steps": max(1, min(refit["steps"], passes))}
     seeds = seeds if seeds is not None else baseline_seeds(training_seed)
+    arch, decoder_kinds = net.arch, baseline_decoders(net.arch)
     models, groups = {"trained": net}, {"trained": "trained"}
     if permuted is not None:
         models["permuted_labels"], groups["permuted_labels"] = permuted.eval(), "permuted_labels"
-    for cascade in CASCADES:
+    for cascade in cascades(arch):
         for s in seeds:
             models[f"{cascade}_seed{s}"] = reinitialised(net, cascade, s, training_seed)
             groups[f"{cascade}_seed{s}"] = cascade
@@ -504,12 +535,15 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
     info, measured, refitted = {}, {}, {}
     for name, model in models.items():
         clock = time.perf_counter()
-        conv2_only = groups[name] == "conv2"  # z1 is the trained one's: not refitted, not compared
-        fitted, took = refit_decoders(model, data.train_images, (2,) if conv2_only else (1, 2), refit)
+        # under a cascade the layers below its first convolution are the trained ones: not
+        # refitted, not compared
+        changed = (_changed_layers(groups[name], arch) if groups[name] in cascades(arch)
+                   else {s.index for s in arch.layers})
+        fitted, took = refit_decoders(model, data.train_images, sorted(changed), refit)
         seconds["refits"] += took
         refitted[name] = fitted
         decoders = {d: ((model if tied else fitted[layer]), layer, tied) for d, (layer, tied)
-                    in DECODERS.items() if not (conv2_only and layer == 1)}
+                    in decoder_kinds.items() if layer in changed}
         checks = decoder_checks({d: v for d, v in decoders.items() if not v[2]},
                                 data.test_images[:CHECK_IMAGES])
         info[name] = {"group": groups[name], "seed": int(name.rsplit("seed", 1)[1]) if "seed" in name else None,
@@ -518,11 +552,11 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
         measured[name] = _measure(model, decoders, data, report, occluded)
         del measured[name]["z"]
         if name == "trained":  # the noise floor of the refit: the trained encoder, decoders of another seed
-            other, took = refit_decoders(model, data.train_images, (1, 2), {**refit, "seed": refit["seed"] + 1})
+            other, took = refit_decoders(model, data.train_images, None, {**refit, "seed": refit["seed"] + 1})
             seconds["refits"] += took
             measured["trained_refit_seed"] = {"pictures": {split: {
                 d: single_channel_pictures(other[layer], image, layer).cpu()
-                for d, (layer, tied) in DECODERS.items() if not tied} for split, (image, _) in report.items()}}
+                for d, (layer, tied) in decoder_kinds.items() if not tied} for split, (image, _) in report.items()}}
             groups["trained_refit_seed"] = "refit_seed"
         seconds[name] = round(time.perf_counter() - clock, 2)
     clock = time.perf_counter()
@@ -534,9 +568,10 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
     block = {
         "protocol": {
             "training_seed": training_seed, "seeds": seeds,
-            "cascades": {k: list(v) for k, v in CASCADES.items()}, "head": "trained in every model",
+            "cascades": {k: list(v) for k, v in cascades(arch).items()}, "head": "trained in every model",
             "refit": {**refit, "optimiser": "Adam, one-cycle", "loss": "MSE", "models": "all, alike"},
-            "z1 under conv2": "identical to the trained z1: not refitted, not compared",
+            "below a cascade": "the layers under its first re-initialised convolution are the "
+                               "trained ones: not refitted, not compared",
             "refit_seed": "the trained encoder with decoders refitted from seed + 1: the pictures' noise floor",
             "undefined rules": "'class', 'look' on channels active on < top_k test images; "
                                "'selective' on channels with a negative class mean (rotations)",
@@ -547,16 +582,16 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
             "projection_diversity": "mean pairwise r of the top-9 projections vs the top-9 patches"},
         "models": info,
         "psnr_summary": {d: _by_group({m: v["psnr_db"].get(d) for m, v in info.items()}, groups)
-                         for d in ("z1_refit", "z2_learned")},
+                         for d, (_, tied) in decoder_kinds.items() if not tied},
         "rules": null_distributions(net, data, training_seed, trained_rows, permuted=permuted,
                                     draws=null_draws, seed=seed),
         "picture_similarity": similarity,
         "projection_diversity": {"per_model": diversity, "summary": {d: _by_group(
             {m: sum(r["flagged"] for r in per[d]) if d in per else None for m, per in diversity.items()},
-            groups) for d in DECODERS}},
+            groups) for d in decoder_kinds}},
         "occlusion": {"images": len(occluded), "per_model": occlusion, "summary": {d: _by_group(
             {m: per[d]["mean"] for m, per in occlusion.items()}, groups)
-            for d in DECODERS if DECODERS[d][0] == 2}},
+            for d in decoder_kinds if decoder_kinds[d][0] == arch.depth}},
     }
     block["seconds"] = {**{k: round(v, 2) for k, v in seconds.items()},
                         "total": round(time.perf_counter() - started, 2),

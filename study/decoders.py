@@ -20,7 +20,7 @@ from study.common import UsageError
 from study.files import save_torch
 from study.readers import load_torch_file
 from data import batches, denormalize, normalize, warn
-from models import DeconvNet, Latents
+from models import Architecture, DeconvNet, Latents
 from study.settings import DECODER_KINDS
 from study.training import psnr_db
 
@@ -37,6 +37,30 @@ CONTROLS = {"own": "own latent and switches",
             "empty_latent": "empty latent, own switches",
             "other_latent": "other image's latent, own switches",
             "other_switches": "own latent, other image's switches"}
+
+
+# --- which decoder reads which layer ---
+
+def decoders_of(net: DeconvNet, refit: DeconvNet) -> dict[str, tuple[DeconvNet, int, bool]]:
+    """Every decoder Task 3 measures, by identifier: (model, layer, tied). Layer 1 has Task 2's
+    literal decoder, the one refitted on the real z1 and the tied deconvnet; the last layer the
+    decoder Task 2 trained on it and the tied one; a layer between them its literal Task 2
+    decoder (trained only on the outputs of the layer above) and the tied one."""
+    decoders = {}
+    for stage in net.arch.layers:
+        name, last = stage.name, stage.index == net.arch.depth
+        decoders[f"{name}_learned" if last else f"{name}_literal"] = (net, stage.index, False)
+        if stage.index == 1 and not last:
+            decoders[f"{name}_refit"] = (refit, 1, False)
+        decoders[f"{name}_tied"] = (net, stage.index, True)
+    return decoders
+
+
+def picture_decoder(arch: Architecture, layer: int) -> str:
+    """The decoder each layer's pictures use: the refitted one for z1, Task 2's otherwise."""
+    if layer == 1 and arch.depth > 1:
+        return "z1_refit"
+    return f"z{layer}_learned" if layer == arch.depth else f"z{layer}_literal"
 
 
 # --- a layer-1 decoder that is valid on the real z1 ---

@@ -15,7 +15,7 @@ SWEEP_LAMBDAS = tuple(sorted({0.0, 1e-4, 1e-3, DEFAULT_LAMBDA, 1e-1}))  # Task 2
 # A Task 2 run is compared with Task 1 (McNemar, the report's provenance check) only when these
 # settings of the two runs agree.
 COMPARED_WITH_TASK1 = ("data_sha256", "subset", "seed", "epochs", "batch_size", "lr", "momentum",
-                       "arch")
+                       "arch", "recipe")
 
 
 def lambda_name(lam: float) -> str:
