@@ -31,7 +31,8 @@ from study.files import atomic_path
 from study.readers import field, load_torch_file, read_json, require, require_items
 from study.run_folders import check_output_dir, require_complete
 from data import DISPLAY_NAMES, load_cifar10
-from models import ARCHITECTURE, DeconvNet, load_model
+from models import ARCHITECTURE, Architecture, DeconvNet, architecture_beside, load_model
+from study.evidence import crop
 
 ASSETS = Path(__file__).resolve().parent / "explorer"
 IMAGES_PER_CLASS = 10
@@ -71,9 +72,9 @@ def model_weights(net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | Non
     weights; the convolutions and the decoder stay float32, so the maps, the max-pool switches
     and every reconstruction stay exact (a float16 conv would flip near-tied switches).
     """
-    stages = len(ARCHITECTURE.layers)
+    stages = net.arch.depth
     layers = {f"conv{k}": getattr(net, f"conv{k}") for k in range(1, stages + 1)}
-    head = {f"fc{k}": getattr(net, f"fc{k}") for k in range(1, len(ARCHITECTURE.hidden) + 2)}
+    head = {f"fc{k}": getattr(net, f"fc{k}") for k in range(1, len(net.arch.hidden) + 2)}
     layers.update({f"deconv{k}": getattr(net, f"deconv{k}") for k in range(1, stages + 1)})
     if layer1_decoder is not None:
         layers["deconv1_refit"] = layer1_decoder
@@ -100,13 +101,14 @@ def gallery(test_labels: torch.Tensor, per_class: int, extra_test: list[int]) ->
     return sorted(chosen)
 
 
-def channel_cards(task3: dict, test_images: torch.Tensor) -> dict:
-    """Per layer, per channel: the finding, its numbers and its top-9 patches (uint8, base64)."""
+def channel_cards(task3: dict, test_images: torch.Tensor, arch: Architecture = ARCHITECTURE) -> dict:
+    """Per layer, per channel: the finding, its numbers and its top-9 patches (uint8, base64;
+    zeros where a padded network's field reaches past the border)."""
     cards = {}
-    for stage in ARCHITECTURE.layers:
+    for stage in arch.layers:
         cards[stage.name] = []
         for row, top in zip(task3["channels"][stage.name], task3["top9"][stage.name]):
-            patches = [_bytes(test_images[i, :, t:t + s, l:l + s])
+            patches = [_bytes(crop(test_images[i], (t, l, s)))
                        for i, (t, l, s) in zip(top["test_indices"], top["boxes"])]
             cards[stage.name].append({
                 "channel": row["channel"], "finding": row["finding"], "roles": row["roles"],
@@ -116,12 +118,19 @@ def channel_cards(task3: dict, test_images: torch.Tensor) -> dict:
                                  "gradient energy": row["r_gradient_energy"]},
                 "patch_size": top["boxes"][0][2], "patches": patches,
                 "patch_classes": top["classes"],
-                # each claim against its baselines: the card's "beats random networks" badge
-                "claims": [{"rule": claim["rule"],
-                            "baselines": {group: {"exceeds": b.get("exceeds")}
-                                          for group, b in claim.get("baselines", {}).items()}}
-                           for claim in row.get("baseline_claims", [])]})
+                # each claim against its null distributions (Holm-corrected): the card's
+                # "beats random networks" badge
+                "claims": [{"rule": claim["rule"], "survives": bool(claim.get("survives")),
+                            "p_holm": claim.get("p_holm")}
+                           for claim in _claims_of(row.get("baseline_claims") or {})]})
     return cards
+
+
+def _claims_of(judged: dict) -> list[dict]:
+    """A channel's tested claims (Task 3's baseline_claims): its class share, then the rest."""
+    share = judged.get("class_share")
+    return ([share] if isinstance(share, dict) else []) + [
+        claim for claim in judged.get("claims", []) if isinstance(claim, dict)]
 
 
 def _extra_model(entry: dict) -> dict:
@@ -185,9 +194,9 @@ def page_data(net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | None,
     ids = [m["id"] for m in models]
     if len(set(ids)) != len(ids):
         raise ValueError(f"model ids must be unique (and not {DEFAULT_ID!r}): {ids}")
-    return {"architecture": ARCHITECTURE.describe(), "classes": list(DISPLAY_NAMES),
+    return {"architecture": net.arch.describe(), "classes": list(DISPLAY_NAMES),
             "models": models, "images": images, "pixels": _bytes(torch.stack(pixels)),
-            "cards": channel_cards(task3, test_images) if task3 else None,
+            "cards": channel_cards(task3, test_images, net.arch) if task3 else None,
             "start": indices.index(report_test)}
 
 
@@ -313,13 +322,13 @@ def _layer1_decoder(path: Path, net: DeconvNet, data_sha256: str,
 TASK3_FIX = "rerun visualize_latents.py"
 
 
-def check_task3(task3: dict, path: Path, test_images: int) -> None:
+def check_task3(task3: dict, path: Path, test_images: int, arch: Architecture = ARCHITECTURE) -> None:
     """Every field of the Task 3 metrics the page embeds, by type and range (one line each),
     so that a garbled file is refused here rather than giving a page that throws on load."""
     what = str(path)
     channels = field(task3, "channels", dict, what=what, fix=TASK3_FIX)
     top9 = field(task3, "top9", dict, what=what, fix=TASK3_FIX)
-    for stage in ARCHITECTURE.layers:
+    for stage in arch.layers:
         rows = field(channels, stage.name, list, stage.channels, stage.channels,
                      f"{what}: channels", TASK3_FIX)
         tops = field(top9, stage.name, list, stage.channels, stage.channels, f"{what}: top9",
@@ -339,12 +348,13 @@ def check_task3(task3: dict, path: Path, test_images: int) -> None:
                                     int, 0, test_images - 1, f"{at}: test_indices",
                                     "pass the --data-dir and --subset Task 3 read, or " + TASK3_FIX)
             boxes = field(top, "boxes", list, len(indices), len(indices), at, TASK3_FIX)
-            size = ARCHITECTURE.image_size
+            size, reach = arch.image_size, stage.offset  # a padded net's fields pass the border
             for j, box in enumerate(boxes):
                 t, left, side = require_items(require(box, list, 3, 3, f"{at}: boxes[{j}]",
-                                                      TASK3_FIX), int, 0, size,
+                                                      TASK3_FIX), int, -reach, size,
                                               f"{at}: boxes[{j}]", TASK3_FIX)
-                if side < 1 or t + side > size or left + side > size or side != boxes[0][2]:
+                if side < 1 or t + side > size + reach or left + side > size + reach \
+                        or side != boxes[0][2]:
                     raise UsageError(f"{at}: boxes[{j}] is not a patch inside a {size}x{size} "
                                      f"image of the size of the others; {TASK3_FIX}")
             require_items(field(top, "classes", list, len(indices), len(indices), at, TASK3_FIX),
@@ -423,7 +433,7 @@ def main(argv: list[str] | None = None) -> None:
             raise UsageError(f"the data loaded here (after --subset and its seed) is not the "
                              f"data {args.task3} was computed on (its top-9 patches index that "
                              "one); pass its --data-dir, --subset and --seed, or leave them out")
-        check_task3(task3, args.task3, len(data.test_labels))
+        check_task3(task3, args.task3, len(data.test_labels), architecture_beside(args.checkpoints[0]))
         measured = field(task3, "layer1_refit", dict, what=str(args.task3), fix=TASK3_FIX)
         first_sha = hashlib.sha256(args.checkpoints[0].read_bytes()).hexdigest()
         if measured.get("checkpoint_sha256") != first_sha:
@@ -434,6 +444,10 @@ def main(argv: list[str] | None = None) -> None:
     models, seen = [], set()
     for k, path in enumerate(args.checkpoints):
         net = load_model(path, "DeconvNet", "checkpoint").eval()
+        if models and net.arch != models[0]["net"].arch:  # the page runs one architecture
+            raise UsageError(f"{path} is a network of another architecture than "
+                             f"{args.checkpoints[0]}; a page compares models of one architecture: "
+                             "build a page for each")
         ident, label, meta = _describe_checkpoint(path)
         base, n = ident, 1
         while ident in seen or ident == DEFAULT_ID:  # a duplicate: numbered, within the limit

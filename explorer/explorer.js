@@ -828,14 +828,12 @@ function cardsOf() {  // the channel cards describe the default (trained) model 
   return DATA.cards[layerOf(state.layer).name] || null;
 }
 
-const RANDOM_GROUP = /^conv\d+(_conv\d+)*$/;  // baselines that re-initialise layers (not labels, not rotations)
-
 function verdictOf(card) {
-  // yes: some claim of the channel is above every channel of every random-network baseline
-  const claims = (card.claims || []).map(claim => Object.entries(claim.baselines || {}).filter(([g]) => RANDOM_GROUP.test(g)))
-    .filter(groups => groups.length);
+  // yes: some claim of the channel survives its null distributions (random networks and random
+  // directions, Holm-corrected over every test), as the report reads it
+  const claims = card.claims || [];
   if (!claims.length) return null;
-  return claims.some(groups => groups.every(([, b]) => b.exceeds === true));
+  return claims.some(claim => claim.survives === true);
 }
 
 function headlineOf(card) {
@@ -892,7 +890,7 @@ function renderCard(now) {
   $("card-correlations").replaceChildren(el("caption", {}, "correlation r with local image measures"),
     ...Object.entries(card.correlations).map(([measure, r]) => el("tr", {}, el("td", {}, measure), el("td", {}, r.toFixed(2)))));
   const terms = [
-    ["beats random networks", "yes when one of this channel's findings is stronger than in every channel of networks whose layers were reset to random numbers (with their decoders fitted again); no when random channels reach as high."],
+    ["beats random networks", "yes when one of this channel's findings is stronger than in hundreds of networks whose layers were reset to random numbers and than the trained channels mixed along random directions, after allowing for the number of findings tested; no when they reach as high."],
     ["baseline", "a network that has not learned (random layers, shuffled labels, or the trained channels mixed by a random rotation), measured the same way, to tell what training adds."],
     ["top-9 patches", "the pixels one cell sees, cut from the test images where this channel is largest."],
     ["class-dominant", "one class makes up at least a set share of the channel's strongest test images."],

@@ -260,7 +260,7 @@ def null_distributions(net: DeconvNet, data: CIFAR10, training_seed: int, traine
     chosen = order[:min(images, n)].sort().values
     x_u8, labels = data.test_images.cpu()[chosen], data.test_labels.cpu()[chosen]
     signals = {s.index: evidence.local_signals(x_u8, s.index, net.arch) for s in layers}
-    ref = nulls.Reference(x_u8, labels, signals, layers, seed, TOP_K)
+    ref = nulls.Reference(x_u8, labels, signals, layers, seed, TOP_K, net.arch)
     x = normalize(x_u8.to(next(net.parameters()).device))
 
     def summary(z: dict[int, torch.Tensor], only: Iterable[int] | None = None) -> dict:

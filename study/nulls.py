@@ -15,8 +15,10 @@ import math
 from typing import Callable, Iterable, Sequence
 
 import torch
+import torch.nn.functional as F
 
 from data import DISPLAY_NAMES
+from models import ARCHITECTURE, Architecture
 from study.evidence import EDGE_ANGLES, RANDOM_PATCHES, patch_measures, patches_at
 from study.findings import ROLE_KINDS, channel_roles, hue_name
 
@@ -69,7 +71,8 @@ class Reference:
     appearance of the random reference patches (they depend on the images and the seed only)."""
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, signals: dict[int, dict],
-                 layers: Iterable, seed: int, k: int) -> None:
+                 layers: Iterable, seed: int, k: int, arch: Architecture = ARCHITECTURE) -> None:
+        self.arch = arch
         self.images, self.labels = images.cpu(), labels.cpu()
         self.k = min(k, len(labels))
         self.base = torch.bincount(self.labels, minlength=len(DISPLAY_NAMES)).double() / len(labels)
@@ -86,7 +89,7 @@ class Reference:
             images_ = torch.randint(0, len(images), (RANDOM_PATCHES,), generator=generator)
             where = torch.randint(0, stage.size * stage.size, (RANDOM_PATCHES,), generator=generator)
             self.random[index] = patch_measures(patches_at(self.images, images_, where, index,
-                                                           stage.size))
+                                                           stage.size, arch))
 
 
 def _effect_sizes(top: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -137,13 +140,15 @@ def fast_rows(z: torch.Tensor, layer: int, ref: Reference) -> list[dict]:
     # the top-k receptive-field patches of every channel at once
     chosen = winners.T.flatten()  # C*k, channel-major
     where = positions[chosen, torch.arange(channels).repeat_interleave(k)]
-    size, stride = stage.receptive_field, stage.stride
+    size, stride, offset = stage.receptive_field, stage.stride, stage.offset
+    # fields of a padded network reach past the border: cut them from zero-padded images
+    images = F.pad(ref.images, (offset, size, offset, size)) if offset else ref.images
     tops, lefts = (where // stage.size) * stride, (where % stage.size) * stride
     span = torch.arange(size)
     rows_ = (tops[:, None] + span)[:, None, :, None]
     cols_ = (lefts[:, None] + span)[:, None, None, :]
-    patches = ref.images[chosen[:, None, None, None], torch.arange(3)[None, :, None, None],
-                         rows_, cols_].float() / 255
+    patches = images[chosen[:, None, None, None], torch.arange(3)[None, :, None, None],
+                     rows_, cols_].float() / 255
     top = {key: value.view(channels, k) for key, value in patch_measures(patches).items()}
     random = ref.random[layer]
     hue, hue_consistency = _weighted_angles(top["hue_deg"], top["saturation"], 360)

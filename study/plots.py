@@ -366,55 +366,72 @@ def architecture_figure(arch) -> plt.Figure:
     box's text is derived from `arch` (models.ARCHITECTURE)."""
     from matplotlib.patches import FancyBboxPatch
 
-    first, second = arch.layers
+    stages = arch.layers
     fc = arch.describe()["fc"]
     image = f"{arch.image_channels}×{arch.image_size}×{arch.image_size}"
 
+    compact = len(stages) > 2  # narrower columns: shorter words, the same numbers
+
     def conv(stage) -> str:
-        return (f"conv{stage.index} {stage.kernel}×{stage.kernel}\n+ ReLU\n"
-                f"{stage.channels}×{stage.conv_size}×{stage.conv_size}")
+        kind = f"conv{stage.index}\n{stage.kernel}×{stage.kernel}" if compact else \
+            f"conv{stage.index} {stage.kernel}×{stage.kernel}\n+ ReLU"
+        return f"{kind}\n{stage.channels}×{stage.conv_size}×{stage.conv_size}"
 
     def pooled(stage) -> str:
-        return f"max-pool\n{stage.name}\n" + "×".join(map(str, stage.shape))
+        return f"{'pool' if compact else 'max-pool'}\n{stage.name}\n" + "×".join(map(str, stage.shape))
 
     def deconv(stage, out: str) -> str:
+        if compact:
+            return (f"deconv{stage.index}\n{stage.channels}→{stage.in_channels}"
+                    + (f"\n{out}" if out else ""))
         return (f"deconv{stage.index}\n{stage.channels}→{stage.in_channels}, "
                 f"{stage.kernel}×{stage.kernel}" + (f"\n{out}" if out else ""))
 
     def unpool(stage) -> str:
-        return f"unpool\n+ ReLU\n{stage.channels}×{stage.conv_size}×{stage.conv_size}"
+        return (f"unpool\n{'' if compact else '+ ReLU'}\n"
+                f"{stage.channels}×{stage.conv_size}×{stage.conv_size}").replace("\n\n", "\n")
 
-    xs = [0.68 + 1.54 * i for i in range(7)]
-    top = list(zip([f"input x\n{image}", conv(first), pooled(first), conv(second), pooled(second),
-                    "fc\n" + "→".join(map(str, fc[:2])) + "\n→" + "→".join(map(str, fc[2:])),
-                    f"class\nscores\n{arch.classes}"], xs))
-    bottom = list(zip([f"recon-\nstruction\n{image}", deconv(first, ""), unpool(first),
-                       deconv(second, "×".join(map(str, first.shape))), unpool(second)], xs))
+    # one column per box: input, conv and pool per stage, fc, scores (7 for the tutorial's net)
+    columns = 3 + 2 * len(stages)
+    step = min(1.54, 9.9 / (columns - 1))
+    xs = [0.68 + step * i for i in range(columns)]
+    head = "fc\n" + "\n→".join("→".join(map(str, fc[i:i + 2])) for i in range(0, len(fc), 2))
+    top = list(zip([f"input x\n{image}", *[text for stage in stages for text in (conv(stage), pooled(stage))],
+                    head, f"class\nscores\n{arch.classes}"], xs))
+    below = [stage_ and "×".join(map(str, stage_.shape)) for stage_ in (None, *stages[:-1])]
+    bottom = list(zip([f"recon-\nstruction\n{image}",
+                       *[text for stage, out in zip(stages, below)
+                         for text in (deconv(stage, out if stage.index > 1 else ""), unpool(stage))]], xs))
     fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN, 2.0))
-    ax.set_xlim(0, 10.9)
+    width = min(1.32, step - 0.1)
+    ax.set_xlim(0, max(10.9, xs[-1] + width / 2 + 0.05))
     ax.set_ylim(0, 3.1)
     ax.axis("off")
 
     def boxes(items, y, colour):
         for text, x in items:
             ax.add_patch(FancyBboxPatch(
-                (x - 0.66, y - 0.47), 1.32, 0.94, boxstyle="round,pad=0.02", fc=colour, ec="black", lw=0.6))
+                (x - width / 2, y - 0.47), width, 0.94, boxstyle="round,pad=0.02", fc=colour, ec="black", lw=0.6))
             ax.text(x, y, text, ha="center", va="center", fontsize=7)
     boxes(top, 2.55, "#dbe9f6")
     boxes(bottom, 0.55, "#fde2cf")
     arrow = dict(arrowstyle="->", lw=0.8)
     for (_, a), (_, b) in zip(top, top[1:]):
-        ax.annotate("", (b - 0.67, 2.55), (a + 0.67, 2.55), arrowprops=arrow)
+        ax.annotate("", (b - width / 2 - 0.01, 2.55), (a + width / 2 + 0.01, 2.55), arrowprops=arrow)
     for (_, a), (_, b) in zip(bottom, bottom[1:]):
-        ax.annotate("", (a + 0.67, 0.55), (b - 0.67, 0.55), arrowprops=arrow)
-    ax.annotate("", (xs[4] + 0.3, 1.0), (xs[4] + 0.3, 2.1), arrowprops=arrow)
-    ax.text(xs[4] + 0.37, 1.55, second.name, fontsize=7)
-    for x, label in ((xs[2], "switches 1"), (xs[4], "switches 2")):
+        ax.annotate("", (a + width / 2 + 0.01, 0.55), (b - width / 2 - 0.01, 0.55), arrowprops=arrow)
+    last = xs[2 * len(stages)]  # the last pooled map, which the decoder reads
+    ax.annotate("", (last + 0.3, 1.0), (last + 0.3, 2.1), arrowprops=arrow)
+    ax.text(last + 0.37, 1.55, stages[-1].name, fontsize=7)
+    for stage in stages:
+        x = xs[2 * stage.index]
         ax.annotate("", (x - 0.25, 1.0), (x - 0.25, 2.1),
                     arrowprops=dict(arrowstyle="->", lw=0.8, linestyle="--", color="tab:red"))
-        ax.text(x - 0.32, 1.55, label, fontsize=7, color="tab:red", ha="right")
-    ax.text(9.4, 0.55, "loss = CE(scores, y)\n+ λ · L_rec(reconstruction, x)", fontsize=7,
-            ha="center", va="center")
+        ax.text(x - 0.32, 1.55, f"switches {stage.index}", fontsize=7, color="tab:red", ha="right")
+    loss = ("loss = CE(scores, y)\n+ λ · L_rec(reconstruction, x)" if not compact
+            else "loss =\nCE(scores, y)\n+ λ · L_rec")
+    ax.text((xs[-2] + xs[-1]) / 2 + (0.25 if not compact else 0), 0.55, loss,
+            fontsize=7, ha="center", va="center")
     return fig
 
 
