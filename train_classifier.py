@@ -23,7 +23,7 @@ from data import DISPLAY_NAMES, load_cifar10
 from models import ARCHITECTURES, TutorialNet, fold_batchnorm, load_model
 from study.recipes import (FAST_LABEL_SMOOTHING, FastRecipe, describe_fast_recipe, fast_sgd,
                            parse_with_recipe)
-from study.training import accuracy_summary, add_training_arguments, evaluate, fit
+from study.training import TrainingRun, accuracy_summary, add_training_arguments, evaluate, fit
 from study.training_state import STATE_FILE, check_training_state, require_training_state
 
 
@@ -108,10 +108,8 @@ def main() -> None:
 
         # 4. Train the network.
         history = fit(net, loss_fn, [optimizer], data.train_images, data.train_labels,
-                      part_names=PART_NAMES, epochs=args.epochs, batch_size=args.batch_size,
-                      seed=args.seed, log_every=args.log_every, settings=settings,
-                      state_path=out / STATE_FILE, resume=args.resume, quiet=args.quiet,
-                      cuda_graph=not args.no_cuda_graph, before_step=before_step)
+                      TrainingRun.from_args(args, settings=settings, part_names=PART_NAMES,
+                                            state_path=out / STATE_FILE, before_step=before_step))
         print("Finished Training")
         arch = net.arch
         if arch.batchnorm:  # saved folded: every reader of the checkpoint sees a plain net

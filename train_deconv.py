@@ -27,7 +27,8 @@ from models import (ARCHITECTURES, Architecture, DeconvNet, fold_batchnorm, load
                     read_state_dict, reconstruction_loss)
 from study.recipes import (FAST_LABEL_SMOOTHING, FastRecipe, describe_fast_recipe, fast_sgd,
                            parse_with_recipe)
-from study.training import accuracy_summary, add_training_arguments, evaluate, fit, mcnemar, psnr_db
+from study.training import (TrainingRun, accuracy_summary, add_training_arguments, evaluate, fit,
+                            mcnemar, psnr_db)
 from study.training_state import STATE_FILE, check_training_state, require_training_state
 from study.settings import COMPARED_WITH_TASK1, DEFAULT_LAMBDA
 
@@ -169,12 +170,10 @@ def main() -> None:
             steps = args.epochs * math.ceil(len(train_labels) / args.batch_size)
             recipe = FastRecipe(optimizers[0], args.lr, steps, args.seed)
             loss_fn, before_step = recipe.loss(eq1(args.lam, FAST_LABEL_SMOOTHING)), recipe.before_step
-        history = fit(net, loss_fn, optimizers,
-                      data.train_images, train_labels, part_names=PART_NAMES,
-                      epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                      log_every=args.log_every, settings=settings, state_path=out / STATE_FILE,
-                      resume=args.resume, quiet=args.quiet, cuda_graph=not args.no_cuda_graph,
-                      divergence_hint="lower --lr or --lambda", before_step=before_step)
+        history = fit(net, loss_fn, optimizers, data.train_images, train_labels,
+                      TrainingRun.from_args(args, settings=settings, part_names=PART_NAMES,
+                                            state_path=out / STATE_FILE, before_step=before_step,
+                                            divergence_hint="lower --lr or --lambda"))
         print("Finished Training")
         if net.arch.batchnorm:  # saved folded: every reader of the checkpoint sees a plain net
             net = fold_batchnorm(net.eval())

@@ -9,6 +9,7 @@ once in a CUDA graph and replayed for every mini-batch: at batch 4 an eager step
 kernel launches plus Python, which leaves the GPU idle most of the time.
 """
 import argparse
+from dataclasses import dataclass
 import math
 import sys
 import time
@@ -203,21 +204,45 @@ def _check_finite(window_sums: list[float], epoch: int, first: int, last: int, h
         raise UsageError(f"the loss became {bad} at epoch {epoch}, {where}; {hint}")
 
 
-def fit(model: nn.Module, loss_fn: LossFn, optimizers: list[torch.optim.Optimizer],
-        images: torch.Tensor, labels: torch.Tensor, *, part_names: tuple[str, ...], epochs: int,
-        batch_size: int, seed: int, log_every: int, settings: dict, state_path: Path | None,
-        resume: bool = False, quiet: bool = False, cuda_graph: bool = True,
-        divergence_hint: str = "lower --lr",
-        before_step: Callable[[int], None] | None = None) -> dict:
-    """Train for `epochs`; with a state_path, save a resumable state after every epoch.
-
-    `before_step` (see train_epoch) must depend on the global step alone, so a resumed run
-    follows the one that never stopped; with it every step runs eagerly (a CUDA graph would
-    replay the captured learning rate).
+@dataclass(frozen=True)
+class TrainingRun:
+    """How one training run goes, apart from the model, its loss and its optimisers.
 
     `settings` are what determines the trained model (saved with the state, and compared on
-    --resume). Returns the history: loss_log, epoch_loss and train_seconds.
+    --resume); `part_names` name the loss's parts in the log; with a `state_path` a resumable
+    state is saved after every epoch. `before_step` (see train_epoch) must depend on the global
+    step alone, so a resumed run follows the one that never stopped; with it every step runs
+    eagerly (a CUDA graph would replay the captured learning rate).
     """
+
+    epochs: int
+    batch_size: int
+    seed: int
+    log_every: int
+    settings: dict
+    part_names: tuple[str, ...]
+    state_path: Path | None = None
+    resume: bool = False
+    quiet: bool = False
+    cuda_graph: bool = True
+    divergence_hint: str = "lower --lr"
+    before_step: Callable[[int], None] | None = None
+
+    @classmethod
+    def from_args(cls, args, **rest) -> "TrainingRun":
+        """The run the command-line flags of add_training_arguments describe."""
+        return cls(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                   log_every=args.log_every, resume=args.resume, quiet=args.quiet,
+                   cuda_graph=not args.no_cuda_graph, **rest)
+
+
+def fit(model: nn.Module, loss_fn: LossFn, optimizers: list[torch.optim.Optimizer],
+        images: torch.Tensor, labels: torch.Tensor, run: TrainingRun) -> dict:
+    """Train for run.epochs; returns the history: loss_log, epoch_loss and train_seconds."""
+    part_names, epochs, batch_size, seed = run.part_names, run.epochs, run.batch_size, run.seed
+    log_every, settings, state_path, resume = run.log_every, run.settings, run.state_path, run.resume
+    quiet, cuda_graph, divergence_hint = run.quiet, run.cuda_graph, run.divergence_hint
+    before_step = run.before_step
     generator = torch.Generator().manual_seed(seed)  # the shuffling order, on the CPU
     history = {"loss_log": [], "epoch_loss": [], "train_seconds": 0.0}
     done = 0

@@ -11,7 +11,7 @@ import train_classifier
 import train_deconv
 from models import Architecture, TutorialNet
 from study.recipes import FAST_DEFAULTS, FastRecipe, fast_sgd, one_cycle_lr
-from study.training import fit
+from study.training import TrainingRun, fit
 
 
 @pytest.mark.parametrize("total", [7, 100, 391])
@@ -82,9 +82,10 @@ def _tiny_run(tmp_path, epochs: int, resume: bool = False, total_epochs: int = 2
     def loss_fn(model, x, y):
         loss = F.cross_entropy(model(x), y, label_smoothing=0.1)
         return loss, loss.detach().reshape(1)
-    fit(net, recipe.loss(loss_fn), [optimizer], images, labels, part_names=("loss",),
-        epochs=epochs, batch_size=16, seed=0, log_every=100, settings={"recipe": "fast"},
-        state_path=tmp_path / "state.pth", resume=resume, quiet=True, before_step=before_step)
+    fit(net, recipe.loss(loss_fn), [optimizer], images, labels, TrainingRun(
+        part_names=("loss",), epochs=epochs, batch_size=16, seed=0, log_every=100,
+        settings={"recipe": "fast"}, state_path=tmp_path / "state.pth", resume=resume, quiet=True,
+        before_step=before_step))
     return net, seen, optimizer
 
 
