@@ -31,7 +31,8 @@ from study.files import atomic_path
 from study.readers import field, load_torch_file, read_json, require, require_items
 from study.run_folders import check_output_dir, require_complete
 from data import DISPLAY_NAMES, load_cifar10
-from models import ARCHITECTURE, Architecture, DeconvNet, architecture_beside, load_model
+from models import ARCHITECTURE, Architecture, DeconvNet
+from study.checkpoints import architecture_beside, load_model
 from study.evidence import crop
 
 ASSETS = Path(__file__).resolve().parent / "explorer"

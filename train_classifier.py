@@ -20,7 +20,8 @@ from study.common import (ArgumentParser, add_data_arguments, add_output_argumen
 from study.files import save_json, save_torch
 from study.run_folders import check_output_dir, run_folder
 from data import DISPLAY_NAMES, load_cifar10
-from models import ARCHITECTURES, TutorialNet, fold_batchnorm, load_model
+from models import ARCHITECTURES, TutorialNet, fold_batchnorm
+from study.checkpoints import load_model
 from study.recipes import (FAST_LABEL_SMOOTHING, FastRecipe, describe_fast_recipe, fast_sgd,
                            parse_with_recipe)
 from study.training import TrainingRun, accuracy_summary, add_training_arguments, evaluate, fit

@@ -23,8 +23,8 @@ from study.files import save_json, save_torch
 from study.run_folders import INCOMPLETE, check_output_dir, run_folder
 from study.readers import field, read_json
 from data import DISPLAY_NAMES, denormalize, load_cifar10, normalize
-from models import (ARCHITECTURES, Architecture, DeconvNet, fold_batchnorm, load_weights,
-                    read_state_dict, reconstruction_loss)
+from models import ARCHITECTURES, Architecture, DeconvNet, fold_batchnorm, reconstruction_loss
+from study.checkpoints import load_weights, read_state_dict
 from study.recipes import (FAST_LABEL_SMOOTHING, FastRecipe, describe_fast_recipe, fast_sgd,
                            parse_with_recipe)
 from study.training import (TrainingRun, accuracy_summary, add_training_arguments, evaluate, fit,

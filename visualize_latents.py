@@ -30,7 +30,8 @@ from study.evidence import (RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_s
 from study.baselines import randomisation_baselines
 from study.findings import (RULES, against_baselines, channel_roles, describe_channel,
                             hue_name, projections_alike, surviving_roles)
-from models import ARCHITECTURE, DeconvNet, architecture_beside, load_model
+from models import ARCHITECTURE, DeconvNet
+from study.checkpoints import architecture_beside, load_model
 from study.occlusion import OCCLUDER
 
 CHANNELS = {stage.index: stage.channels for stage in ARCHITECTURE.layers}  # for --help

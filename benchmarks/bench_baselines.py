@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from study import baselines  # noqa: E402
 from study.common import ArgumentParser, number, read_json  # noqa: E402
 from data import default_data_dir, load_cifar10  # noqa: E402
-from models import load_model  # noqa: E402
+from study.checkpoints import load_model  # noqa: E402
 from visualize_latents import pick_image  # noqa: E402
 
 GROUPS = ("conv2", "conv1_conv2", "permuted_labels", "rotation")

@@ -9,7 +9,7 @@ import torch.nn as nn
 
 from study.common import UsageError, printable
 from study.files import save_torch
-from models import check_state_dict, load_weights
+from study.checkpoints import check_state_dict, load_weights
 from study.readers import describe, load_torch_file, require, require_items
 
 STATE_FILE = "training_state.pth"  # in the output folder, after every epoch; read by --resume

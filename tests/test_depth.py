@@ -5,8 +5,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models import (ARCHITECTURES, Architecture, DeconvNet, TutorialNet, check_state_dict,
-                    fold_batchnorm)
+from models import ARCHITECTURES, Architecture, DeconvNet, TutorialNet, fold_batchnorm
+
+from study.checkpoints import check_state_dict
 from study.common import UsageError
 
 

@@ -20,7 +20,8 @@ import torch
 from PIL import Image
 
 from data import normalize
-from models import ARCHITECTURE, DeconvNet, load_model
+from models import ARCHITECTURE, DeconvNet
+from study.checkpoints import load_model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None and not os.environ.get("CI"):

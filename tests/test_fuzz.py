@@ -131,7 +131,8 @@ torch.set_num_threads(1)  # as the scripts run on the CPU; many threads only wai
 import train_classifier, train_deconv
 from study.common import UsageError
 from study.readers import read_json
-from models import TutorialNet, load_weights, read_state_dict
+from models import TutorialNet
+from study.checkpoints import load_weights, read_state_dict
 from study.training_state import resume_training_state
 import argparse
 args = argparse.Namespace(lr=0.001, momentum=0.9)

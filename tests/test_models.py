@@ -4,7 +4,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models import Architecture, DeconvNet, TutorialNet, architecture_of, load_model, reconstruction_loss
+from models import Architecture, DeconvNet, TutorialNet, reconstruction_loss
+
+from study.checkpoints import architecture_of, load_model
 
 
 def test_tutorial_net_outputs_ten_scores():

@@ -106,7 +106,7 @@ def test_the_scripts_train_deep4_with_the_fast_recipe_and_save_it_folded(tmp_pat
     """Both scripts, end to end on the tiny data: the checkpoint is a plain (folded) network
     that the metrics file beside it describes, and it loads as such."""
     from conftest import run_script
-    from models import architecture_beside, load_model
+    from study.checkpoints import architecture_beside, load_model
     from study.readers import read_json
 
     common = ["--data-dir", tiny_cifar, "--arch", "deep4", "--recipe", "fast", "--epochs", "1",

@@ -26,7 +26,8 @@ from study.files import open_no_follow, save_json
 from study.run_folders import INCOMPLETE, LOCK, check_output_dir, require_complete, run_folder
 from study.readers import field, read_json, require, require_items
 from conftest import write_image_folders
-from models import DeconvNet, TutorialNet, read_state_dict
+from models import DeconvNet, TutorialNet
+from study.checkpoints import read_state_dict
 from test_bad_input import assert_one_line_error, run_in_process
 from study.training_state import check_training_state, save_training_state
 
