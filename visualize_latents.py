@@ -30,9 +30,10 @@ from study.evidence import (RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_s
 from study.baselines import randomisation_baselines
 from study.findings import (RULES, against_baselines, channel_roles, describe_channel,
                             hue_name, projections_alike, surviving_roles)
-from models import ARCHITECTURE, DeconvNet
+from models import ARCHITECTURE, Architecture, DeconvNet
 from study.checkpoints import architecture_beside, load_model
 from study.occlusion import OCCLUDER
+from study.settings import BASELINE_GROUPS, randomised_group
 
 CHANNELS = {stage.index: stage.channels for stage in ARCHITECTURE.layers}  # for --help
 
@@ -155,11 +156,15 @@ def shown_channels(choice: tuple[str, list[int] | int | None], z: torch.Tensor) 
     return value
 
 
-def explorer_models(figures: dict, trained_layer1: torch.nn.ConvTranspose2d) -> list[dict]:
+def explorer_models(figures: dict, trained_layer1: torch.nn.ConvTranspose2d,
+                    arch: Architecture) -> list[dict]:
     """The first model of each randomisation group for the explorer's model switch, each with
-    the decoders refitted on its own features (under 'conv2' z1 is the trained model's)."""
-    words = {"conv2": "conv2 re-initialised", "conv1_conv2": "conv1 and conv2 re-initialised",
-             "permuted_labels": "trained on permuted labels"}
+    the decoders refitted on its own features (where a cascade leaves z1 as trained, the trained
+    model's refitted layer-1 decoder)."""
+    depth = arch.depth
+    words = {randomised_group(first, depth)[0]: randomised_group(first, depth)[2]
+             for first in range(depth, 0, -1)}
+    words["permuted_labels"] = BASELINE_GROUPS["permuted_labels"][1]
     models = []
     for group, word in words.items():
         name = next((m for m, g in figures["groups"].items() if g == group), None)
@@ -167,7 +172,7 @@ def explorer_models(figures: dict, trained_layer1: torch.nn.ConvTranspose2d) -> 
             continue
         fitted = figures["refitted"][name]
         models.append({"id": name, "label": f"{word} ({name.replace('_', ' ')})",
-                       "net": fitted[2], "layer1_decoder": fitted[1].deconv1 if 1 in fitted
+                       "net": fitted[depth], "layer1_decoder": fitted[1].deconv1 if 1 in fitted
                        else trained_layer1})
     return models
 
@@ -308,7 +313,7 @@ def main() -> None:
 
         # 5. What the explorer page shows beside the trained model: the first randomised model
         #    of each group, with the decoders refitted for it (build_explorer.py reads them).
-        save_explorer_models(explorer_models(baseline_figures, refit.deconv1),
+        save_explorer_models(explorer_models(baseline_figures, refit.deconv1, arch),
                              out / "baseline_models")
 
         save_json({
