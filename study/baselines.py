@@ -10,9 +10,10 @@ conv2), seeds never the training seed, head kept; "permuted_labels" (train_decon
 --permute-labels), if given; "rotation": the trained z1 and z2 along random orthonormal directions.
 The learned decoders are refitted on every frozen encoder, the trained one's too, by one reduced
 protocol (REFIT); the tied deconvnet needs none. z1 is untouched under "conv2", so it is compared
-with the other groups only. A rule is evidence of learning where the trained model names more
-channels than every randomised model; a channel's claim exceeds a group where its value is above
-the strongest any channel of that group's models reaches.
+with the other groups only. Pictures, refits, PSNRs and occlusion use the first few seeds;
+the rules are weighed against null distributions of many more draws (null_distributions:
+NULL_DRAWS re-initialisations per cascade stage and as many random rotations, forward passes
+only), with rank p-values and Holm's correction (study/nulls.py).
 """
 import copy
 import math

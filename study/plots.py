@@ -164,7 +164,7 @@ def training_figure(task1: dict | None, task2: dict | None) -> plt.Figure:
         (task1, {"loss": "Task 1 cross-entropy"}, None),
         (task2, {"ce": "Task 2 cross-entropy", "rec": "Task 2 λ·L_rec"},
          {"rec": (task2 or {}).get("lambda", 1.0)})) if m]
-    fig, axes = plt.subplots(1, len(present), figsize=(TEXT_WIDTH_IN, 2.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(present), figsize=(TEXT_WIDTH_IN, 1.95), squeeze=False)
     for ax, (m, parts, scale) in zip(axes[0], present):
         c = m["config"]
         draw_losses(ax, m, parts, m["data"]["train_images"], c["batch_size"], c["log_every"], scale)
@@ -177,7 +177,7 @@ def lambda_figure(summary: dict) -> plt.Figure:
     ± sd over the seeds as a separate marker; grey: Task 1's seed mean and the PSNR baselines."""
     rows, per_seed = summary["lambda_sweep"], summary["per_seed"]
     first = summary["seeds"][0]
-    fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH_IN, 2.35))
+    fig, axes = plt.subplots(1, 2, figsize=(TEXT_WIDTH_IN, 2.05))
     x = list(range(len(rows)))
     for ax, key, seed_key, label in ((axes[0], "accuracy", "task2_accuracy", "test accuracy (%)"),
                                      (axes[1], "psnr_db", "task2_psnr_db", "test PSNR (dB)")):
@@ -251,7 +251,7 @@ def single_channels_figure(result, image_u8: torch.Tensor, layer: int, decoder: 
             ("contri-\nbution", "contribution")]
     if literal is not None:
         rows.append(("alone, Task 2\ndecoder", "literal"))
-    panel = 0.7
+    panel = 0.62
     fig, axes = plt.subplots(len(rows), len(channels) + 1,
                              figsize=(min(TEXT_WIDTH_IN, panel * (len(channels) + 1) + 1.0),
                                       panel * len(rows) + 0.25), squeeze=False)
@@ -312,7 +312,7 @@ def top9_figure(top, layer: int, receptive_field: int) -> plt.Figure:
                for patches, projections in zip(top.patches, top.projections)]
     per_row = 3 if count <= 6 else 4
     n_rows = math.ceil(count / per_row)
-    fig_width = TEXT_WIDTH_IN if per_row == 4 else 4.8
+    fig_width = 5.6 if per_row == 4 else 4.2
     fig, axes = plt.subplots(n_rows, 2 * per_row, figsize=(fig_width, (fig_width / (2 * per_row) + 0.2) * n_rows),
                              squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.3})
     for c, (patch, projection) in enumerate(mosaics):

@@ -355,7 +355,7 @@ def discussion(m: dict) -> dict:
     limits = (f"'Class-skewed' describes the top {k} of {m['data']['test_images']} test images, not a "
               "detector of the object; the binomial test of each channel's top class against its "
               "base rate is only a description (any colour-tuned random unit fails it), the verdicts "
-              f"are the rank tests against the nulls. {textured} of the {plural(total, 'channel')} fire "
+              f"are the rank tests against the nulls. {textured} of all {total} channels fire "
               "most on patches more textured than random ones: a strong response needs contrast, so "
               "'textured' alone says little. The network is trained for "
               + (f"{plural(epochs, 'epoch')} " if epochs is not None else "")
@@ -403,7 +403,7 @@ def task3_facts(m: dict) -> dict:
                            if case != "own"],
         "decoders": [[v["label"], db(v["psnr_db"]), f"{v['correlation']:.2f}"] for v in decoders.values()],
         "literal_psnr": db(literal["psnr_db"]), "refit_psnr": db(refit["psnr_db"]),
-        "refit_epochs": plural(m["layer1_refit"]["epochs"], "epoch"),
+        "refit_epochs": plural(m["layer1_refit"]["epochs"], "pass", "passes") + " over the training images",
         "refit_seconds": seconds(m["layer1_refit"]["fit_seconds"]),
         "controls": [[layer, v["label"], db(v["psnr_db"]), f"{v['correlation']:.2f}"]
                      for layer, cases in m["controls"].items() for case, v in cases.items()],
