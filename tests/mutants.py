@@ -92,6 +92,15 @@ SLIPS = [
      "    epochs = 2", "the discussion types the tutorial's two epochs"),
     ("study/evidence.py", "    return mean, (x.hypot(y) / w.sum().clamp_min(1e-12)).item()",
      "    return mean, (x.hypot(y) / len(w)).item()", "the hue consistency ignores the weights"),
+    ("study/nulls.py", "        running = max(running, min(1.0, (m - rank) * p_values[i]))",
+     "        running = max(running, min(1.0, m * p_values[i]))",
+     "the Holm correction is Bonferroni's"),
+    ("models.py", "        for stage in reversed(self.arch.layers[:layer]):",
+     "        for stage in reversed(self.arch.layers[:max(layer - 1, 1)]):",
+     "decoding a deep layer skips a stage of the mirror"),
+    ("study/summary.py", '        task2 = metrics.get(("task2", seed, DEFAULT_LAMBDA))',
+     '        task2 = metrics.get(("task2", seed, 1e-2))',
+     "the summary finds the seed runs at a typed lambda, not at the default"),
 ]
 
 
