@@ -70,7 +70,13 @@ def trained_outputs(tmp_path_factory, tiny_cifar) -> Path:
 
 @pytest.fixture(scope="session")
 def study_outputs(tmp_path_factory, tiny_cifar) -> Path:
-    """The whole study on the tiny data: sweep.py --task3 (2 seeds, 2 lambdas, 1 epoch)."""
+    """The whole study on the tiny data: sweep.py --task3 (2 seeds, 2 lambdas, 1 epoch).
+
+    STUDY_OUTPUTS=<outputs of make all> reads an existing study instead, e.g. to run the page's
+    tests against the full-data page (the tests that compare with the tiny data itself do not
+    apply then: -k "not gallery and not embedded and not task3 and not extra_models")."""
+    if os.environ.get("STUDY_OUTPUTS"):
+        return Path(os.environ["STUDY_OUTPUTS"]).resolve()
     root = tmp_path_factory.mktemp("study")
     env = dict(os.environ, CIFAR10_CACHE=str(root / "cache"))
     sweep = run_script("sweep.py", "--data-dir", tiny_cifar, "--outputs", root / "outputs",
