@@ -190,10 +190,14 @@ def layer_names(m: dict) -> list[str]:
     return [layer["name"] for layer in m["architecture"]["layers"]]
 
 
-def layer_patterns(rows: list[dict], most: int | None = None) -> str:
+def layer_patterns(rows: list[dict], most: int | None = None,
+                   counts: dict[str, int] | None = None) -> str:
     """'colour-opponent (3), brightness (2) and edge (1)': the kinds the rules name, by count
-    (the `most` most frequent only, when given)."""
-    counts = {kind: sum(has_role(r, kind) for r in rows) for kind in PATTERN_WORDS}
+    (the `most` most frequent only, when given). `counts`: the counts the null test read (the
+    same rules on the null images), so the text quotes the numbers that were tested."""
+    if counts is None:
+        counts = {kind: sum(has_role(r, kind) for r in rows) for kind in PATTERN_WORDS}
+    counts = {kind: counts.get(kind, 0) for kind in PATTERN_WORDS}
     named = [f"{PATTERN_WORDS[k]} ({n})" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]) if n]
     named = named[:most] if most else named
     return and_list(named) if named else "no pattern the rules name"
@@ -296,12 +300,15 @@ def discussion(m: dict) -> dict:
     epochs = (m.get("task2_config") or {}).get("epochs")
     first = names[0]
     k = rows[first][0]["top_k"]
+    tested = {name: {rule: e["trained"] for rule, e in m["baselines"]["rules"][name]["counts"].items()}
+              for name in names}  # the counts Table 4 and the verdicts use
     answer = ("In plain words: " + "; ".join(
-        f"{name} has {layer_patterns(rows[name])} channels of {len(rows[name])}" for name in names)
+        f"{name} has {layer_patterns(rows[name], counts=tested[name])} channels of {len(rows[name])}"
+        for name in names)
         + ". " + verdict_sentence(found) + " " + permuted_sentence(found)).strip()
     sanity = pictures_sanity(m)
     abstract = ("By fixed rules, " + "; ".join(
-        f"{name} holds mostly {layer_patterns(rows[name], 3)} channels (of {len(rows[name])})"
+        f"{name} holds mostly {layer_patterns(rows[name], 3, tested[name])} channels (of {len(rows[name])})"
         for name in names) + ". " + verdict_sentence(found)
         + (" Pictures decoded from one channel change when the network is randomised but hardly "
            "when the decoder is refitted, so they show the trained weights." if sanity else

@@ -187,11 +187,12 @@ def test_switches_break_ties_as_pytorch_does(page_session, models):
             latents = net.encode(normalize(_pixels(page, i)[None]))
         got = page.evaluate(f"window.explorer.latents({i})")
         ties = 0
-        for z, index, field in (("z1", "index1", "indices1"), ("z2", "index2", "indices2")):
-            expected = getattr(latents, field)[0].flatten()
+        for stage in net.arch.layers:
+            z, index = stage.name, f"index{stage.index}"
+            expected = latents.switches_at(stage.index)[0].flatten()
             assert torch.equal(torch.tensor(got[index]), expected), index
-            assert (torch.tensor(got[z]) - getattr(latents, z)[0].flatten()).abs().max() < 1e-4
-            ties += int((getattr(latents, z)[0] == 0).sum())
+            assert (torch.tensor(got[z]) - latents.at(stage.index)[0].flatten()).abs().max() < 1e-4
+            ties += int((latents.at(stage.index)[0] == 0).sum())
         assert ties > 0  # there were tied (all-zero) windows to break
 
 
