@@ -20,13 +20,12 @@ import argparse
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from study.common import ArgumentParser, MAX_SEED, UsageError, add_data_arguments, number, run_cli
 from study.files import open_log, prepare_output_dir, save_json
-from study.run_folders import INCOMPLETE, check_output_dir, mark_incomplete
+from study.run_folders import check_output_dir, mark_incomplete
 from data import load_cifar10
 from study.plan import NO_RESULTS, NOT_STARTED, Run, missing_results, plan
 from study.settings import SWEEP_LAMBDAS, SWEEP_SEEDS

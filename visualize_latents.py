@@ -32,7 +32,6 @@ from study.findings import (RULES, against_baselines, channel_roles, describe_ch
                             hue_name, projections_alike, surviving_roles)
 from models import ARCHITECTURE, Architecture, DeconvNet
 from study.checkpoints import architecture_beside, load_model
-from study.occlusion import OCCLUDER
 from study.settings import BASELINE_GROUPS, randomised_group
 
 CHANNELS = {stage.index: stage.channels for stage in ARCHITECTURE.layers}  # for --help

@@ -20,7 +20,7 @@ from study.common import UsageError
 from study.files import save_torch
 from study.readers import load_torch_file
 from data import batches, denormalize, normalize, warn
-from models import Architecture, DeconvNet, Latents
+from models import Architecture, DeconvNet
 from study.settings import DECODER_KINDS
 from study.training import psnr_db
 

@@ -8,14 +8,12 @@ import os
 import re
 import stat
 import tempfile
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
 import torch
 
-from study.common import Interrupted, UsageError, say
-from study.readers import read_json, require
+from study.common import UsageError, say
 
 
 # --- files: written to a temporary name and renamed, so no file is ever half-written ---

@@ -8,7 +8,7 @@ come from findings.py, the module that wrote them in Task 3.
 import statistics
 from datetime import datetime, timezone
 
-from study.findings import PHYSICAL_KINDS, ROLE_KINDS, has_role, p_text, role_words
+from study.findings import has_role, p_text, role_words
 
 # --- numbers as text, rounded to what they carry ---
 

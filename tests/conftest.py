@@ -6,6 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
@@ -132,3 +135,24 @@ def no_process_in_the_fast_tier(request, monkeypatch):
             raise AssertionError(f"{request.node.nodeid} starts a process: mark it "
                                  "@pytest.mark.slow")
         monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
+
+
+class TutorialsOwnNet(nn.Module):
+    """The tutorial's own class, as the tutorial writes it."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 5)
+        self.pool = nn.MaxPool2d(2, 2)
+        self.conv2 = nn.Conv2d(6, 16, 5)
+        self.fc1 = nn.Linear(16 * 5 * 5, 120)
+        self.fc2 = nn.Linear(120, 84)
+        self.fc3 = nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = self.pool(F.relu(self.conv1(x)))
+        x = self.pool(F.relu(self.conv2(x)))
+        x = torch.flatten(x, 1)
+        x = F.relu(self.fc1(x))
+        x = F.relu(self.fc2(x))
+        return self.fc3(x)

@@ -9,33 +9,13 @@ from models import ARCHITECTURES, Architecture, DeconvNet, TutorialNet, fold_bat
 
 from study.checkpoints import check_state_dict
 from study.common import UsageError
-
-
-class TutorialsNet(nn.Module):
-    """The network of the PyTorch tutorial "Training a Classifier", as written there."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 6, 5)
-        self.pool = nn.MaxPool2d(2, 2)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = self.pool(F.relu(self.conv1(x)))
-        x = self.pool(F.relu(self.conv2(x)))
-        x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
+from conftest import TutorialsOwnNet
 
 
 def test_the_tutorial_net_is_the_tutorials_bit_for_bit_with_the_same_seed():
     x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     torch.manual_seed(0)
-    theirs = TutorialsNet()
+    theirs = TutorialsOwnNet()
     torch.manual_seed(0)
     ours = TutorialNet(ARCHITECTURES["tutorial"])
     assert list(ours.state_dict()) == list(theirs.state_dict())
@@ -48,7 +28,7 @@ def test_the_tutorial_net_is_the_tutorials_bit_for_bit_with_the_same_seed():
 def test_the_tutorial_deconvnet_is_the_tutorials_net_plus_a_mirror_bit_for_bit():
     x = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(3))
     torch.manual_seed(0)
-    theirs = TutorialsNet()
+    theirs = TutorialsOwnNet()
     deconv2, deconv1 = nn.ConvTranspose2d(16, 6, 5), nn.ConvTranspose2d(6, 3, 5)
     torch.manual_seed(0)
     ours = DeconvNet(ARCHITECTURES["tutorial"])

@@ -8,10 +8,8 @@ import time
 
 import pytest
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
-from conftest import REPO, run_script, write_image_folders
+from conftest import TutorialsOwnNet, REPO, run_script, write_image_folders
 from models import DeconvNet
 
 TASK1_FILES = ["train_samples.png", "loss_curve.svg", "cifar_net.pth", "test_predictions.png",
@@ -52,30 +50,9 @@ def test_task1_prints_the_tutorial_lines(tiny_cifar, tmp_path, script_env):
     assert result.stdout.count("Accuracy for class:") == 10
 
 
-class Net(nn.Module):
-    """The tutorial's own class, as the tutorial writes it."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(3, 6, 5)
-        self.pool = nn.MaxPool2d(2, 2)
-        self.conv2 = nn.Conv2d(6, 16, 5)
-        self.fc1 = nn.Linear(16 * 5 * 5, 120)
-        self.fc2 = nn.Linear(120, 84)
-        self.fc3 = nn.Linear(84, 10)
-
-    def forward(self, x):
-        x = self.pool(F.relu(self.conv1(x)))
-        x = self.pool(F.relu(self.conv2(x)))
-        x = torch.flatten(x, 1)
-        x = F.relu(self.fc1(x))
-        x = F.relu(self.fc2(x))
-        return self.fc3(x)
-
-
 def test_the_tutorial_reloads_cifar_net_pth_with_its_own_two_lines(trained_outputs):
     PATH = trained_outputs / "task1" / "cifar_net.pth"
-    net = Net()
+    net = TutorialsOwnNet()
     net.load_state_dict(torch.load(PATH, weights_only=True))
     assert net(torch.zeros(1, 3, 32, 32)).shape == (1, 10)
 
