@@ -15,131 +15,28 @@ the rules are weighed against null distributions of many more draws (null_distri
 NULL_DRAWS re-initialisations per cascade stage and as many random rotations, forward passes
 only), with rank p-values and Holm's correction (study/nulls.py).
 """
-import copy
 import math
-import statistics
 import time
-from typing import Iterable
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
 
-from study import evidence
 from data import CIFAR10, normalize
 from study.decoders import decoder_checks, picture_decoder
 from study.evidence import TOP_K, channel_table, projection_diversity, strongest_units, unit_projections
-from study import nulls
+from study.nulls import NULL_DRAWS, mean_sd, null_distributions
 from study.findings import ROLE_KINDS, channel_roles
-from study.nulls import rule_value  # noqa: F401 (read by tests and findings)
 from models import ARCHITECTURE, Architecture, DeconvNet, Latents
-from study.settings import randomised_group
+from study.random_models import (REFIT, baseline_seeds, cascades, changed_layers, refit_decoders,
+                                  reinitialised)
 from study.occlusion import OCCLUDER, deconvnet_scores, occlusion_agreement, occlusion_maps
 
 
 
-def cascades(arch: Architecture) -> dict[str, tuple[str, ...]]:
-    """Cascading randomisation (Adebayo et al.) from the top convolution down: group id -> the
-    convolutions re-initialised, in order. The tutorial's net: {"conv2": ("conv2",),
-    "conv1_conv2": ("conv2", "conv1")}."""
-    depth = arch.depth
-    return {randomised_group(first, depth)[0]: tuple(f"conv{k}" for k in range(depth, first - 1, -1))
-            for first in range(depth, 0, -1)}
-
-
 CASCADES = cascades(ARCHITECTURE)  # the tutorial's
-SEEDS_PER_CASCADE = 3
-FIRST_SEED = 1001  # baseline seeds count up from here, skipping the training seed
-# The reduced refit (Task 3's own refit is 2 epochs of 50k images, ~22 s per decoder): the same
-# optimiser, learning rate, one-cycle schedule, batch and loss, for a fixed number of steps on
-# the same images in the same order for every model.
-REFIT = {"steps": 400, "batch_size": 32, "lr": 3e-3, "seed": 0}  # steps: at most 2 passes
 OCCLUSION_IMAGES = 500
 CHECK_IMAGES = 2000  # test images on which each refitted decoder's PSNR is measured
 RULE_KINDS = tuple(ROLE_KINDS)  # "class", "look", "brightness", "darkness", "colour", ...
 MODEL_GROUPS = (*CASCADES, "permuted_labels")  # the tutorial's randomised models
-
-
-# --- models ---
-
-def baseline_seeds(training_seed: int, count: int = SEEDS_PER_CASCADE,
-                   first: int = FIRST_SEED) -> list[int]:
-    """`count` initialisation seeds from `first` upwards, never the training seed."""
-    return [s for s in range(first, first + count + 1) if s != training_seed][:count]
-
-
-def reinitialised(net: DeconvNet, cascade: str, seed: int, training_seed: int) -> DeconvNet:
-    """A deep copy of `net` with the layers of cascades(net.arch)[cascade] re-initialised (PyTorch's default
-    init, reset_parameters, on the CPU so the seed means the same on any device). `net` and the
-    global random state are untouched; a seed equal to the training seed is refused."""
-    if seed == training_seed:
-        raise ValueError(f"seed {seed} is the training seed; a baseline needs another")
-    device = next(net.parameters()).device
-    model = copy.deepcopy(net).cpu()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        for name in cascades(net.arch)[cascade]:
-            getattr(model, name).reset_parameters()
-    return model.to(device).eval().requires_grad_(False)
-
-
-def random_rotation(channels: int, generator: torch.Generator) -> torch.Tensor:
-    """A Haar-random orthonormal (channels x channels) matrix: QR of a Gaussian, sign-fixed."""
-    q, r = torch.linalg.qr(torch.randn(channels, channels, generator=generator, dtype=torch.float64))
-    return (q * torch.sign(torch.diagonal(r))).float()
-
-
-def rotate(z: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-    """z (N, C, H, W) read along the columns of q: new channel j = sum_c q[c, j] z[:, c]."""
-    return torch.einsum("cj,nchw->njhw", q.to(z), z)
-
-
-def refit_decoders(model: DeconvNet, train_images: torch.Tensor, layers: Iterable[int] | None = None,
-                   protocol: dict = REFIT) -> tuple[dict[int, DeconvNet], float]:
-    """Fresh learned decoders fitted on `model`'s frozen encoder: {layer: copy of model}, seconds.
-
-    Layer k (every layer by default): new deconv1 .. deconv k fitted through decode(latents, k)
-    (layer 1 as fit_layer1_decoder does). Adam, one-cycle to protocol["lr"], MSE,
-    protocol["steps"] batches of protocol["batch_size"] training images; the initial weights and
-    the batches depend on protocol["seed"] only, so every model gets the same. One encoder pass
-    per batch serves both layers.
-    """
-    started = time.perf_counter()
-    stages = model.arch.layers
-    layers = [s.index for s in stages] if layers is None else list(layers)
-    device = train_images.device
-    fitted, optimisers, schedules = {}, {}, {}
-    for layer in layers:
-        copy_ = copy.deepcopy(model).eval().requires_grad_(False)
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(protocol["seed"] + layer)
-            for stage in stages:  # all made, first stage first, so a seed means the same
-                setattr(copy_, f"deconv{stage.index}", nn.ConvTranspose2d(
-                    stage.channels, stage.in_channels, stage.kernel, padding=stage.padding))
-        copy_.to(device)
-        trained = [p for stage in stages[:layer]
-                   for p in getattr(copy_, f"deconv{stage.index}").parameters()]
-        fitted[layer] = copy_
-        optimisers[layer] = torch.optim.Adam(trained, lr=protocol["lr"])
-        schedules[layer] = torch.optim.lr_scheduler.OneCycleLR(
-            optimisers[layer], max_lr=protocol["lr"], total_steps=protocol["steps"])
-    generator = torch.Generator().manual_seed(protocol["seed"])
-    n, size = len(train_images), protocol["batch_size"]
-    order = torch.cat([torch.randperm(n, generator=generator)
-                       for _ in range(math.ceil(protocol["steps"] * size / n))]).to(device)
-    for step in range(protocol["steps"]):
-        x = normalize(train_images[order[step * size:(step + 1) * size]])
-        with torch.no_grad():
-            latents = model.encode(x)
-        for layer, copy_ in fitted.items():
-            loss = F.mse_loss(copy_.decode(latents, layer), x)
-            optimisers[layer].zero_grad()
-            loss.backward()
-            optimisers[layer].step()
-            schedules[layer].step()
-    for copy_ in fitted.values():
-        copy_.requires_grad_(False)
-    return fitted, time.perf_counter() - started
 
 
 # --- naming channels by the rules ---
@@ -187,178 +84,6 @@ def name_channels(z: dict[int, torch.Tensor], images: torch.Tensor, labels: torc
 
 def _round(value: float | None, digits: int) -> float | None:
     return None if value is None else round(value, digits)
-
-
-def _mean_sd(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
-
-
-# --- null distributions of the rules: many models, forward passes only ---
-
-NULL_DRAWS = 299  # per group: a value above every draw then passes Holm over 14 tests (p 1/300)
-NULL_IMAGES = 2000  # test images (seeded choice) the rules are read on, trained and null alike
-NULL_GROUPS = (*CASCADES, "rotation")  # the tutorial's groups with many draws: the verdicts' nulls
-
-
-def null_group_names(arch: Architecture) -> tuple[str, ...]:
-    """The groups with many draws, the verdicts' nulls: every cascade stage, and rotations."""
-    return (*cascades(arch), "rotation")
-ALPHA = 0.05
-
-
-def null_groups(layer: int, arch: Architecture = ARCHITECTURE) -> tuple[str, ...]:
-    """The null groups that change a layer: re-initialising conv2 leaves z1 as trained."""
-    return tuple(g for g in null_group_names(arch)
-                 if g == "rotation" or layer in _changed_layers(g, arch))
-
-
-@torch.no_grad()
-def _null_latents(model: DeconvNet, x: torch.Tensor) -> dict[int, torch.Tensor]:
-    latents = model.encode(x)
-    return {stage.index: latents.at(stage.index).cpu() for stage in model.arch.layers}
-
-
-def _test(observed: float | None, nulls_by_group: dict[str, list]) -> dict:
-    """Rank p-value of `observed` against each group's draws (None values left out) and the
-    largest of them, the p-value of 'above every kind of null' (intersection-union)."""
-    p = {}
-    for group, values in nulls_by_group.items():
-        values = [v for v in values if v is not None]
-        p[group] = 1.0 if observed is None or not values else nulls.rank_p_value(observed, values)
-    return {"p": {g: round(v, 5) for g, v in p.items()}, "p_value": max(p.values(), default=1.0)}
-
-
-def _describe(values: list) -> dict:
-    values = [v for v in values if v is not None]
-    if not values:
-        return {"draws": 0}
-    mean, sd = _mean_sd(values)
-    return {"draws": len(values), "mean": round(mean, 3), "sd": round(sd, 3),
-            "max": round(max(values), 3), "q95": round(sorted(values)[int(0.95 * (len(values) - 1))], 3)}
-
-
-def null_distributions(net: DeconvNet, data: CIFAR10, training_seed: int, trained_rows: dict,
-                       *, permuted: DeconvNet | None = None, draws: int = NULL_DRAWS,
-                       images: int = NULL_IMAGES, seed: int = 0) -> dict:
-    """Every rule of Task 3 against its null distribution (the "rules" block of metrics.json).
-
-    Draws `draws` re-initialisations per cascade stage and `draws` Haar-random rotations of the
-    trained latents (Bau et al.), and reads every rule on the same `images` test images for the
-    trained model and every draw (nulls.fast_rows). trained_rows: {layer: Task 3's rows of the
-    trained model on the whole test set}; a channel's claims are the rules it meets there.
-
-    Three families of tests, each Holm-corrected, each test's p the largest over NULL_GROUPS:
-    "counts" (per layer and rule, the channels named; the continuous statistic, the rule's mean
-    value over the layer's channels, is tested beside it as its own family), "class_share" (each
-    channel's top-class share against every channel of the null draws of its layer) and "claims"
-    (every other rule a channel meets, its value against the same pooled null). The permuted-
-    labels model is one run: it is described, never tested against.
-    """
-    started = time.perf_counter()
-    layers = net.arch.layers
-    n = len(data.test_labels)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))
-    chosen = order[:min(images, n)].sort().values
-    x_u8, labels = data.test_images.cpu()[chosen], data.test_labels.cpu()[chosen]
-    signals = {s.index: evidence.local_signals(x_u8, s.index, net.arch) for s in layers}
-    ref = nulls.Reference(x_u8, labels, signals, layers, seed, TOP_K, net.arch)
-    x = normalize(x_u8.to(next(net.parameters()).device))
-
-    def summary(z: dict[int, torch.Tensor], only: Iterable[int] | None = None) -> dict:
-        return {s.index: nulls.layer_summary(nulls.fast_rows(z[s.index], s.index, ref))
-                for s in layers if only is None or s.index in only}
-
-    trained_z = _null_latents(net, x)
-    trained = {s.index: nulls.fast_rows(trained_z[s.index], s.index, ref) for s in layers}
-    trained_summary = {layer: nulls.layer_summary(rows) for layer, rows in trained.items()}
-    sampled: dict[str, list[dict]] = {g: [] for g in null_group_names(net.arch)}
-    seconds = {}
-    for cascade in cascades(net.arch):
-        clock = time.perf_counter()
-        changed = [s.index for s in layers if s.index in _changed_layers(cascade, net.arch)]
-        for s in baseline_seeds(training_seed, draws):
-            sampled[cascade].append(summary(_null_latents(
-                reinitialised(net, cascade, s, training_seed), x), changed))
-        seconds[cascade] = round(time.perf_counter() - clock, 2)
-    clock = time.perf_counter()
-    for r in range(draws):
-        generator = torch.Generator().manual_seed(r)
-        q = {s.index: random_rotation(s.channels, generator) for s in layers}
-        sampled["rotation"].append(summary({layer: rotate(z, q[layer]) for layer, z in trained_z.items()}))
-    seconds["rotation"] = round(time.perf_counter() - clock, 2)
-    permuted_summary = (summary(_null_latents(permuted.eval(), x)) if permuted is not None else None)
-
-    def pooled(layer: int, rule: str, group: str) -> list:
-        return [v for d in sampled[group] for v in d[layer][rule]["values"] if v is not None]
-
-    result, count_tests, mean_tests, share_tests, claim_tests = {}, [], [], [], []
-    for stage in layers:
-        layer, groups = stage.index, null_groups(stage.index, net.arch)
-        counts = {}
-        for rule in RULE_KINDS:
-            mine = trained_summary[layer][rule]
-            entry = {"trained": mine["count"], "channels": stage.channels, "baselines": {}}
-            for g in groups:
-                values = [d[layer][rule]["count"] for d in sampled[g]]
-                entry["baselines"][g] = {**_describe(values), "counts": values}
-            if permuted_summary is not None:
-                entry["baselines"]["permuted_labels"] = {
-                    "draws": 1, "mean": permuted_summary[layer][rule]["count"],
-                    "counts": [permuted_summary[layer][rule]["count"]]}
-            entry.update(_test(mine["count"], {g: [d[layer][rule]["count"] for d in sampled[g]]
-                                               for g in groups}))
-            mean_stat = {"trained": None if mine["mean"] is None else round(mine["mean"], 3),
-                         "baselines": {g: _describe([d[layer][rule]["mean"] for d in sampled[g]])
-                                       for g in groups},
-                         **_test(mine["mean"], {g: [d[layer][rule]["mean"] for d in sampled[g]]
-                                                for g in groups})}
-            if permuted_summary is not None and permuted_summary[layer][rule]["mean"] is not None:
-                mean_stat["baselines"]["permuted_labels"] = {
-                    "draws": 1, "mean": round(permuted_summary[layer][rule]["mean"], 3)}
-            entry["mean_statistic"] = mean_stat
-            counts[rule] = entry
-            count_tests.append(entry)
-            mean_tests.append(mean_stat)
-        channels = []
-        for row, fast in zip(trained_rows[layer], trained[layer]):
-            share = {"rule": "class", "value": nulls.rule_value("class", fast),
-                     **_test(nulls.rule_value("class", fast),
-                             {g: pooled(layer, "class", g) for g in groups})}
-            share_tests.append(share)
-            claims = []
-            for kind in (role["kind"] for role in row["roles"]):
-                if kind == "class" or kind in (c["rule"] for c in claims):
-                    continue
-                value = nulls.rule_value(kind, fast)
-                claim = {"rule": kind, "value": None if value is None else round(value, 3),
-                         **_test(value, {g: pooled(layer, kind, g) for g in groups})}
-                claims.append(claim)
-                claim_tests.append(claim)
-            channels.append({"channel": row["channel"], "class_share": share, "claims": claims})
-        result[stage.name] = {"counts": counts, "channels": channels}
-    for family in (count_tests, mean_tests, share_tests, claim_tests):
-        for test, adjusted in zip(family, nulls.holm([t["p_value"] for t in family])):
-            test["p_value"] = round(test["p_value"], 5)
-            test["p_holm"] = round(adjusted, 5)
-            test["survives"] = adjusted < ALPHA
-    for layer_block in result.values():  # the names older readers look for
-        for entry in layer_block["counts"].values():
-            entry["evidence_of_learning"] = entry["survives"]
-    return {**result, "protocol": {
-        "draws": draws, "images": len(chosen), "groups": {s.name: list(null_groups(s.index, net.arch)) for s in layers},
-        "alpha": ALPHA, "smallest_p": round(1 / (draws + 1), 5),
-        "families": {"counts": len(count_tests), "mean_statistic": len(mean_tests),
-                     "class_share": len(share_tests), "claims": len(claim_tests)},
-        "p_value": "rank p = (1 + draws >= trained) / (1 + draws) per group; the largest over "
-                   "the groups (the trained model above every kind of null); Holm per family",
-        "permuted_labels": "one run: described, not tested against"},
-        "seconds": {**seconds, "total": round(time.perf_counter() - started, 2)}}
-
-
-def _changed_layers(cascade: str, arch: Architecture = ARCHITECTURE) -> set[int]:
-    """Layers whose latents a cascade changes: the first re-initialised convolution and above."""
-    first = min(int(name.removeprefix("conv")) for name in cascades(arch)[cascade])
-    return {s.index for s in arch.layers if s.index >= first}
 
 
 # --- pictures ---
@@ -415,7 +140,7 @@ def _by_group(values: dict[str, float | None], groups: dict[str, str]) -> dict:
     for group in dict.fromkeys(groups.values()):
         own = [v for m, v in values.items() if groups.get(m) == group and v is not None]
         if own:
-            mean, sd = _mean_sd(own)
+            mean, sd = mean_sd(own)
             out[group] = {"mean": round(mean, 4), "sd": round(sd, 4), "values": own}
     return out
 
@@ -481,7 +206,7 @@ def similarity_table(pictures: dict[str, dict], groups: dict[str, str]) -> dict:
         for group in dict.fromkeys(groups.values()):
             own = [r for r in rows if r["decoder"] == d and r["group"] == group]
             if own:
-                (rho, rho_sd), (ssim, ssim_sd) = (_mean_sd([r[k] for r in own]) for k in ("spearman", "ssim"))
+                (rho, rho_sd), (ssim, ssim_sd) = (mean_sd([r[k] for r in own]) for k in ("spearman", "ssim"))
                 summary.setdefault(d, {})[group] = {
                     "spearman_mean": round(rho, 4), "spearman_sd": round(rho_sd, 4),
                     "ssim_mean": round(ssim, 4), "ssim_sd": round(ssim_sd, 4), "n": len(own)}
@@ -538,7 +263,7 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
         clock = time.perf_counter()
         # under a cascade the layers below its first convolution are the trained ones: not
         # refitted, not compared
-        changed = (_changed_layers(groups[name], arch) if groups[name] in cascades(arch)
+        changed = (changed_layers(groups[name], arch) if groups[name] in cascades(arch)
                    else {s.index for s in arch.layers})
         fitted, took = refit_decoders(model, data.train_images, sorted(changed), refit)
         seconds["refits"] += took

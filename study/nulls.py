@@ -12,15 +12,20 @@ the claim "the trained model shows more of this than every kind of untrained mod
 of them (an intersection-union test), and Holm's correction across the tests of one family.
 """
 import math
+import statistics
+import time
 from typing import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from data import DISPLAY_NAMES
-from models import ARCHITECTURE, Architecture
-from study.evidence import EDGE_ANGLES, RANDOM_PATCHES, patch_measures, patches_at
+from data import CIFAR10, DISPLAY_NAMES, normalize
+from models import ARCHITECTURE, Architecture, DeconvNet
+from study import evidence
+from study.evidence import EDGE_ANGLES, RANDOM_PATCHES, TOP_K, patch_measures, patches_at
 from study.findings import ROLE_KINDS, channel_roles, hue_name
+from study.random_models import (baseline_seeds, cascades, changed_layers, random_rotation,
+                                  reinitialised, rotate)
 
 RULE_KINDS = tuple(ROLE_KINDS)
 APPEARANCE_D = ("d_saturation", "d_luminance", "d_centre_surround", "d_texture_energy")
@@ -214,3 +219,170 @@ def layer_summary(rows: list[dict]) -> dict:
         out[rule] = {"count": sum(rule in row["rules"] for row in rows),
                      "mean": sum(defined) / len(defined) if defined else None, "values": values}
     return out
+
+
+# --- null distributions of the rules: many models, forward passes only ---
+
+NULL_DRAWS = 299  # per group: a value above every draw then passes Holm over 14 tests (p 1/300)
+NULL_IMAGES = 2000  # test images (seeded choice) the rules are read on, trained and null alike
+NULL_GROUPS = (*cascades(ARCHITECTURE), "rotation")  # the tutorial's groups with many draws: the verdicts' nulls
+
+
+def null_group_names(arch: Architecture) -> tuple[str, ...]:
+    """The groups with many draws, the verdicts' nulls: every cascade stage, and rotations."""
+    return (*cascades(arch), "rotation")
+ALPHA = 0.05
+
+
+def null_groups(layer: int, arch: Architecture = ARCHITECTURE) -> tuple[str, ...]:
+    """The null groups that change a layer: re-initialising conv2 leaves z1 as trained."""
+    return tuple(g for g in null_group_names(arch)
+                 if g == "rotation" or layer in changed_layers(g, arch))
+
+
+@torch.no_grad()
+def _null_latents(model: DeconvNet, x: torch.Tensor) -> dict[int, torch.Tensor]:
+    latents = model.encode(x)
+    return {stage.index: latents.at(stage.index).cpu() for stage in model.arch.layers}
+
+
+def _test(observed: float | None, nulls_by_group: dict[str, list]) -> dict:
+    """Rank p-value of `observed` against each group's draws (None values left out) and the
+    largest of them, the p-value of 'above every kind of null' (intersection-union)."""
+    p = {}
+    for group, values in nulls_by_group.items():
+        values = [v for v in values if v is not None]
+        p[group] = 1.0 if observed is None or not values else rank_p_value(observed, values)
+    return {"p": {g: round(v, 5) for g, v in p.items()}, "p_value": max(p.values(), default=1.0)}
+
+
+def _describe(values: list) -> dict:
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"draws": 0}
+    mean, sd = mean_sd(values)
+    return {"draws": len(values), "mean": round(mean, 3), "sd": round(sd, 3),
+            "max": round(max(values), 3), "q95": round(sorted(values)[int(0.95 * (len(values) - 1))], 3)}
+
+
+def null_distributions(net: DeconvNet, data: CIFAR10, training_seed: int, trained_rows: dict,
+                       *, permuted: DeconvNet | None = None, draws: int = NULL_DRAWS,
+                       images: int = NULL_IMAGES, seed: int = 0) -> dict:
+    """Every rule of Task 3 against its null distribution (the "rules" block of metrics.json).
+
+    Draws `draws` re-initialisations per cascade stage and `draws` Haar-random rotations of the
+    trained latents (Bau et al.), and reads every rule on the same `images` test images for the
+    trained model and every draw (fast_rows). trained_rows: {layer: Task 3's rows of the
+    trained model on the whole test set}; a channel's claims are the rules it meets there.
+
+    Three families of tests, each Holm-corrected, each test's p the largest over NULL_GROUPS:
+    "counts" (per layer and rule, the channels named; the continuous statistic, the rule's mean
+    value over the layer's channels, is tested beside it as its own family), "class_share" (each
+    channel's top-class share against every channel of the null draws of its layer) and "claims"
+    (every other rule a channel meets, its value against the same pooled null). The permuted-
+    labels model is one run: it is described, never tested against.
+    """
+    started = time.perf_counter()
+    layers = net.arch.layers
+    n = len(data.test_labels)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))
+    chosen = order[:min(images, n)].sort().values
+    x_u8, labels = data.test_images.cpu()[chosen], data.test_labels.cpu()[chosen]
+    signals = {s.index: evidence.local_signals(x_u8, s.index, net.arch) for s in layers}
+    ref = Reference(x_u8, labels, signals, layers, seed, TOP_K, net.arch)
+    x = normalize(x_u8.to(next(net.parameters()).device))
+
+    def summary(z: dict[int, torch.Tensor], only: Iterable[int] | None = None) -> dict:
+        return {s.index: layer_summary(fast_rows(z[s.index], s.index, ref))
+                for s in layers if only is None or s.index in only}
+
+    trained_z = _null_latents(net, x)
+    trained = {s.index: fast_rows(trained_z[s.index], s.index, ref) for s in layers}
+    trained_summary = {layer: layer_summary(rows) for layer, rows in trained.items()}
+    sampled: dict[str, list[dict]] = {g: [] for g in null_group_names(net.arch)}
+    seconds = {}
+    for cascade in cascades(net.arch):
+        clock = time.perf_counter()
+        changed = [s.index for s in layers if s.index in changed_layers(cascade, net.arch)]
+        for s in baseline_seeds(training_seed, draws):
+            sampled[cascade].append(summary(_null_latents(
+                reinitialised(net, cascade, s, training_seed), x), changed))
+        seconds[cascade] = round(time.perf_counter() - clock, 2)
+    clock = time.perf_counter()
+    for r in range(draws):
+        generator = torch.Generator().manual_seed(r)
+        q = {s.index: random_rotation(s.channels, generator) for s in layers}
+        sampled["rotation"].append(summary({layer: rotate(z, q[layer]) for layer, z in trained_z.items()}))
+    seconds["rotation"] = round(time.perf_counter() - clock, 2)
+    permuted_summary = (summary(_null_latents(permuted.eval(), x)) if permuted is not None else None)
+
+    def pooled(layer: int, rule: str, group: str) -> list:
+        return [v for d in sampled[group] for v in d[layer][rule]["values"] if v is not None]
+
+    result, count_tests, mean_tests, share_tests, claim_tests = {}, [], [], [], []
+    for stage in layers:
+        layer, groups = stage.index, null_groups(stage.index, net.arch)
+        counts = {}
+        for rule in RULE_KINDS:
+            mine = trained_summary[layer][rule]
+            entry = {"trained": mine["count"], "channels": stage.channels, "baselines": {}}
+            for g in groups:
+                values = [d[layer][rule]["count"] for d in sampled[g]]
+                entry["baselines"][g] = {**_describe(values), "counts": values}
+            if permuted_summary is not None:
+                entry["baselines"]["permuted_labels"] = {
+                    "draws": 1, "mean": permuted_summary[layer][rule]["count"],
+                    "counts": [permuted_summary[layer][rule]["count"]]}
+            entry.update(_test(mine["count"], {g: [d[layer][rule]["count"] for d in sampled[g]]
+                                               for g in groups}))
+            mean_stat = {"trained": None if mine["mean"] is None else round(mine["mean"], 3),
+                         "baselines": {g: _describe([d[layer][rule]["mean"] for d in sampled[g]])
+                                       for g in groups},
+                         **_test(mine["mean"], {g: [d[layer][rule]["mean"] for d in sampled[g]]
+                                                for g in groups})}
+            if permuted_summary is not None and permuted_summary[layer][rule]["mean"] is not None:
+                mean_stat["baselines"]["permuted_labels"] = {
+                    "draws": 1, "mean": round(permuted_summary[layer][rule]["mean"], 3)}
+            entry["mean_statistic"] = mean_stat
+            counts[rule] = entry
+            count_tests.append(entry)
+            mean_tests.append(mean_stat)
+        channels = []
+        for row, fast in zip(trained_rows[layer], trained[layer]):
+            share = {"rule": "class", "value": rule_value("class", fast),
+                     **_test(rule_value("class", fast),
+                             {g: pooled(layer, "class", g) for g in groups})}
+            share_tests.append(share)
+            claims = []
+            for kind in (role["kind"] for role in row["roles"]):
+                if kind == "class" or kind in (c["rule"] for c in claims):
+                    continue
+                value = rule_value(kind, fast)
+                claim = {"rule": kind, "value": None if value is None else round(value, 3),
+                         **_test(value, {g: pooled(layer, kind, g) for g in groups})}
+                claims.append(claim)
+                claim_tests.append(claim)
+            channels.append({"channel": row["channel"], "class_share": share, "claims": claims})
+        result[stage.name] = {"counts": counts, "channels": channels}
+    for family in (count_tests, mean_tests, share_tests, claim_tests):
+        for test, adjusted in zip(family, holm([t["p_value"] for t in family])):
+            test["p_value"] = round(test["p_value"], 5)
+            test["p_holm"] = round(adjusted, 5)
+            test["survives"] = adjusted < ALPHA
+    for layer_block in result.values():  # the names older readers look for
+        for entry in layer_block["counts"].values():
+            entry["evidence_of_learning"] = entry["survives"]
+    return {**result, "protocol": {
+        "draws": draws, "images": len(chosen), "groups": {s.name: list(null_groups(s.index, net.arch)) for s in layers},
+        "alpha": ALPHA, "smallest_p": round(1 / (draws + 1), 5),
+        "families": {"counts": len(count_tests), "mean_statistic": len(mean_tests),
+                     "class_share": len(share_tests), "claims": len(claim_tests)},
+        "p_value": "rank p = (1 + draws >= trained) / (1 + draws) per group; the largest over "
+                   "the groups (the trained model above every kind of null); Holm per family",
+        "permuted_labels": "one run: described, not tested against"},
+        "seconds": {**seconds, "total": round(time.perf_counter() - started, 2)}}
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    """(mean, sample sd; 0 for one value)."""
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)

@@ -8,7 +8,7 @@ import pytest
 import torch
 from scipy.stats import spearmanr
 
-from study import baselines
+from study import baselines, nulls, random_models
 from study import evidence
 from study import findings
 from study import occlusion
@@ -47,13 +47,13 @@ def test_reinitialisation_never_touches_the_trained_model_and_avoids_the_trainin
     net = DeconvNet()
     before = copy.deepcopy(net.state_dict())
     rng_before = torch.get_rng_state()
-    seeds = baselines.baseline_seeds(training_seed=1002, count=3)
+    seeds = random_models.baseline_seeds(training_seed=1002, count=3)
     assert seeds == [1001, 1003, 1004] and 1002 not in seeds
     with pytest.raises(ValueError):
-        baselines.reinitialised(net, "conv2", 1002, training_seed=1002)
-    only2 = baselines.reinitialised(net, "conv2", seeds[0], training_seed=1002)
-    both = baselines.reinitialised(net, "conv1_conv2", seeds[0], training_seed=1002)
-    other = baselines.reinitialised(net, "conv2", seeds[1], training_seed=1002)
+        random_models.reinitialised(net, "conv2", 1002, training_seed=1002)
+    only2 = random_models.reinitialised(net, "conv2", seeds[0], training_seed=1002)
+    both = random_models.reinitialised(net, "conv1_conv2", seeds[0], training_seed=1002)
+    other = random_models.reinitialised(net, "conv2", seeds[1], training_seed=1002)
     for key, value in net.state_dict().items():  # the trained model is untouched
         assert torch.equal(value, before[key]), key
     assert torch.equal(torch.get_rng_state(), rng_before)  # and so is the global random state
@@ -66,7 +66,7 @@ def test_reinitialisation_never_touches_the_trained_model_and_avoids_the_trainin
     # PyTorch's default init: uniform within +-1/sqrt(fan_in) (kaiming_uniform with a = sqrt(5))
     bound = 1 / (ARCHITECTURE.layer(2).in_channels * ARCHITECTURE.kernel ** 2) ** 0.5
     assert only2.conv2.weight.abs().max() <= bound
-    again = baselines.reinitialised(net, "conv2", seeds[0], training_seed=1002)
+    again = random_models.reinitialised(net, "conv2", seeds[0], training_seed=1002)
     assert torch.equal(again.conv2.weight, only2.conv2.weight)
 
 
@@ -75,7 +75,7 @@ def test_reinitialisation_never_touches_the_trained_model_and_avoids_the_trainin
 def test_a_decoder_that_ignores_its_input_gives_trained_vs_random_similarity_one():
     torch.manual_seed(0)
     trained = InputBlind().eval()
-    random = baselines.reinitialised(trained, "conv1_conv2", 1001, training_seed=0)
+    random = random_models.reinitialised(trained, "conv1_conv2", 1001, training_seed=0)
     image = _images(1)[0]
     for layer in (1, 2):
         a = baselines.single_channel_pictures(trained, image, layer)
@@ -86,7 +86,7 @@ def test_a_decoder_that_ignores_its_input_gives_trained_vs_random_similarity_one
             assert score["spearman"] == pytest.approx(1) and score["ssim"] == pytest.approx(1)
     # ... while a decoder that reads its input does not
     real = DeconvNet().eval()
-    moved = baselines.reinitialised(real, "conv1_conv2", 1001, training_seed=0)
+    moved = random_models.reinitialised(real, "conv1_conv2", 1001, training_seed=0)
     a, b = (baselines.single_channel_pictures(m, image, 1) for m in (real, moved))
     assert baselines.picture_similarity(a[0], b[0])["ssim"] < 0.9
 
@@ -124,16 +124,16 @@ def test_a_class_pure_axis_is_named_on_that_axis_and_loses_the_claim_under_rotat
     assert (labels[top] == 3).all() and named[2][0]["top_k_class_share"] == 100
     for seed in (0, 1, 2):
         generator = torch.Generator().manual_seed(seed)
-        q = {layer: baselines.random_rotation(z.shape[1], generator) for layer, z in ((1, z1), (2, z2))}
+        q = {layer: random_models.random_rotation(z.shape[1], generator) for layer, z in ((1, z1), (2, z2))}
         for layer in (1, 2):
             assert torch.allclose(q[layer].T @ q[layer], torch.eye(len(q[layer])), atol=1e-5)
-        rotated = baselines.name_channels({1: baselines.rotate(z1, q[1]), 2: baselines.rotate(z2, q[2])},
+        rotated = baselines.name_channels({1: random_models.rotate(z1, q[1]), 2: random_models.rotate(z2, q[2])},
                                           images, labels, seed=0)
         assert not any("class" in row["rules"] for row in rotated[2]), seed
     # rotation by hand: new channel j = sum_c q[c, j] z_c
-    q2 = baselines.random_rotation(16, torch.Generator().manual_seed(9))
+    q2 = random_models.random_rotation(16, torch.Generator().manual_seed(9))
     by_hand = sum(q2[c, 5] * z2[:, c] for c in range(16))
-    assert torch.allclose(baselines.rotate(z2, q2)[:, 5], by_hand, atol=1e-5)
+    assert torch.allclose(random_models.rotate(z2, q2)[:, 5], by_hand, atol=1e-5)
 
 
 @pytest.mark.slow
@@ -272,7 +272,7 @@ def test_a_short_real_run_has_the_baseline_keys_for_every_rule():
     net = DeconvNet().eval()
     block, figure = baselines.randomisation_baselines(
         net, data, training_seed=0, picks={"train": 0, "test": 0}, seeds=[1001, 1002],
-        refit={**baselines.REFIT, "steps": 10}, occlusion_images=6, null_draws=3,
+        refit={**random_models.REFIT, "steps": 10}, occlusion_images=6, null_draws=3,
         trained_rows={stage.index: [{"channel": c, "roles": [{"kind": "colour"}]}
                                     for c in range(stage.channels)] for stage in ARCHITECTURE.layers})
     json.dumps(block, allow_nan=False)
@@ -338,4 +338,4 @@ def test_class_selectivity_is_not_read_from_signed_directions():
     signed, plain = named[2][2], named[2][3]
     assert "selective" in signed["undefined"] and "selective" not in signed["rules"]
     assert "selective" in plain["rules"] and plain["undefined"] == []
-    assert baselines.rule_value("selective", signed) is None
+    assert nulls.rule_value("selective", signed) is None

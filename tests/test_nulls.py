@@ -26,8 +26,8 @@ def test_rank_p_value_of_a_uniform_null_is_known_by_hand():
 def test_enough_draws_for_a_value_above_all_to_pass_holm():
     tests = len(ROLE_KINDS) * len(ARCHITECTURE.layers)
     assert nulls.smallest_draws(14) == 279
-    assert baselines.NULL_DRAWS >= nulls.smallest_draws(tests)
-    assert nulls.holm([1 / (baselines.NULL_DRAWS + 1)] + [1.0] * (tests - 1))[0] < baselines.ALPHA
+    assert nulls.NULL_DRAWS >= nulls.smallest_draws(tests)
+    assert nulls.holm([1 / (nulls.NULL_DRAWS + 1)] + [1.0] * (tests - 1))[0] < nulls.ALPHA
 
 
 def _row(channel: int, rules: list[str]) -> dict:
@@ -48,7 +48,7 @@ def test_each_rules_count_and_p_value_against_a_known_null(rule):
     assert summary[rule]["count"] == 7
     assert all(summary[other]["count"] == 0 for other in ROLE_KINDS if other != rule)
     null = [k for k in range(10) for _ in range(10)]
-    tested = baselines._test(summary[rule]["count"], {"a": null, "b": [0] * 100})
+    tested = nulls._test(summary[rule]["count"], {"a": null, "b": [0] * 100})
     assert tested["p"]["a"] == pytest.approx(31 / 101, abs=1e-5)
     assert tested["p"]["b"] == pytest.approx(1 / 101, abs=1e-5)
     assert tested["p_value"] == pytest.approx(31 / 101, abs=1e-5)  # the largest: above every null
