@@ -88,7 +88,7 @@ SLIPS = [
     ("models.py", "                z = F.conv_transpose2d(h, weight, padding=stage.padding)",
      "                z = F.conv_transpose2d(h, weight, weight.new_full((weight.shape[1],), 0.1), padding=stage.padding)",
      "the tied deconvnet adds a bias"),
-    ("study/report_facts.py", "    epochs = (m.get(\"task2_config\") or {}).get(\"epochs\")",
+    ("study/report_discussion.py", "    epochs = (m.get(\"task2_config\") or {}).get(\"epochs\")",
      "    epochs = 2", "the discussion types the tutorial's two epochs"),
     ("study/evidence.py", "    return mean, (x.hypot(y) / w.sum().clamp_min(1e-12)).item()",
      "    return mean, (x.hypot(y) / len(w)).item()", "the hue consistency ignores the weights"),
