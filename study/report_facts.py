@@ -282,9 +282,6 @@ def captions(facts: dict) -> dict[str, str]:
     }
 
 
-BASELINE_COLUMNS = ("conv2", "conv1_conv2", "rotation", "permuted_labels")
-
-
 def baseline_facts(m: dict) -> dict:
     """The table 'Which patterns need a trained network?': per layer and rule, the trained count
     against each null (mean ± sd over its draws; the permuted-labels run's count) and the
@@ -300,7 +297,8 @@ def baseline_facts(m: dict) -> dict:
     for first in range(1, len(indices) + 1):
         ident, short, _ = randomised_group(first, len(indices))
         labels[ident] = short
-    columns = [g for g in BASELINE_COLUMNS if any(
+    cascade = [randomised_group(first, len(indices))[0] for first in range(len(indices), 0, -1)]
+    columns = [g for g in (*cascade, "rotation", "permuted_labels") if any(
         g in e["baselines"] for n in names for e in rules[n]["counts"].values())]
     rows = []
     for v in verdicts(m):
