@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from study import plots
+from study import latent_plots, plots
 from study.common import (ArgumentParser, UsageError, add_data_arguments, add_output_arguments,
                     environment_info, number, run_cli, select_device)
 from study.files import save_json, save_torch
@@ -239,15 +239,15 @@ def main() -> None:
         #    appearance of its K strongest test images, its top-9 projections.
         rows, activations, class_means = channel_table(net, data.test_images, data.test_labels,
                                                        args.seed)
-        plots.class_heatmap(class_means, DISPLAY_NAMES, out / "class_selectivity.svg")
+        latent_plots.class_heatmap(class_means, DISPLAY_NAMES, out / "class_selectivity.svg")
         top = {}
         for stage in arch.layers:
             strongest = top9(layer_models[stage.index][0], activations[stage.index],
                              data.test_images, data.test_labels, stage.index)
-            plots.save(plots.top9_figure(strongest, stage.index, stage.receptive_field),
+            plots.save(latent_plots.top9_figure(strongest, stage.index, stage.receptive_field),
                        out / f"top9_{stage.name}.png")
             top[stage.name] = strongest.rows
-        plots.conv1_filters_figure(net.conv1.weight.detach().cpu(), out / "conv1_filters.png")
+        latent_plots.conv1_filters_figure(net.conv1.weight.detach().cpu(), out / "conv1_filters.png")
 
         # 3. Which findings need a trained network? The same statistics, pictures and occlusion
         #    maps on randomised models, a model trained on permuted labels and randomly rotated
@@ -276,9 +276,9 @@ def main() -> None:
                 print(row["finding"])
             channels[stage.name] = layer_rows
         pictured_by = {stage.index: picture_decoder(arch, stage.index) for stage in arch.layers}
-        plots.save(plots.baseline_pictures_figure(baseline_figures, "test", pictured_by),
+        plots.save(latent_plots.baseline_pictures_figure(baseline_figures, "test", pictured_by),
                    out / "baseline_pictures.png")
-        plots.save(plots.occlusion_figure(baseline_figures, {
+        plots.save(latent_plots.occlusion_figure(baseline_figures, {
             split: images_of(data, split)[picks[split][0]] for split in picks},
             pictured_by[arch.depth]), out / "occlusion.png")
 
@@ -297,7 +297,7 @@ def main() -> None:
                 # its pictures beside them (what the task asks for literally)
                 literal = (single_channels(net, net, images[index], layer, shown)
                            if model is not net else None)
-                plots.save(plots.single_channels_figure(result, images[index], layer,
+                plots.save(latent_plots.single_channels_figure(result, images[index], layer,
                                                         decoder_name, literal),
                            out / f"{split}_z{layer}.png")
                 for row in result.rows["channels"]:  # what lies under the strongest unit

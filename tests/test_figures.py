@@ -8,7 +8,7 @@ import torch
 from conftest import REPO  # noqa: F401 (puts the repository on the path)
 from data import DISPLAY_NAMES
 from models import ARCHITECTURE
-from study import plots
+from study import latent_plots, plots
 
 
 def smallest_font(fig) -> float:
@@ -76,7 +76,7 @@ def test_single_channel_figure_has_a_colour_bar_and_the_literal_row(literal):
                             torch.zeros(3, 32, 32), torch.zeros(3, 32, 32), torch.full((6,), 1 / 6),
                             torch.zeros(6, dtype=torch.long), {c: (0, 0, 6) for c in channels}, {})
     image = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=g)
-    fig = plots.single_channels_figure(result, image, 1, "refitted", result if literal else None)
+    fig = latent_plots.single_channels_figure(result, image, 1, "refitted", result if literal else None)
     rows = 5 if literal else 4
     assert len([ax for ax in fig.axes if ax.get_label() != "<colorbar>"]) == rows * 7
     assert any(ax.get_label() == "<colorbar>" for ax in fig.axes)
