@@ -25,7 +25,7 @@ from study.run_identity import check_permuted
 from study.readers import read_json
 from data import DISPLAY_NAMES, load_cifar10, normalize
 from study.decoders import controls, decoder_checks, decoders_of, layer1_refit, picture_decoder
-from study.evidence import (RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats,
+from study.evidence import (RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats, crop,
                             patch_measures, single_channels, top9)
 from study.baselines import randomisation_baselines
 from study.findings import (RULES, against_baselines, channel_roles, describe_channel,
@@ -120,8 +120,8 @@ def pick_image(labels: torch.Tensor, index: int | None, class_name: str | None, 
     return int(members[0]), f"the first {split} image of class {class_name}"
 
 
-def load_task2_model(checkpoint: Path, device: torch.device,
-                     flag: str = "--checkpoint") -> tuple[DeconvNet, str]:
+def load_task2_model(checkpoint: Path, device: torch.device, flag: str = "--checkpoint",
+                     arch: Architecture | None = None) -> tuple[DeconvNet, str]:
     """The Task 2 model and the SHA-256 of its checkpoint file, or a one-line error."""
     if checkpoint.is_dir():
         raise UsageError(f"{flag} {checkpoint} is a folder; pass the deconv_net.pth inside it")
@@ -137,7 +137,7 @@ def load_task2_model(checkpoint: Path, device: torch.device,
     except OSError as error:
         raise UsageError(f"{flag} {checkpoint} cannot be read ({error.strerror or error}); "
                          "check its permissions") from None
-    net = load_model(checkpoint, "DeconvNet", flag, data=data)
+    net = load_model(checkpoint, "DeconvNet", flag, data=data, arch=arch)
     return net.to(device).eval(), hashlib.sha256(data).hexdigest()
 
 
@@ -205,7 +205,7 @@ def main() -> None:
     # layer-1 affinity check and the PSNRs in the fourth digit).
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    net, checkpoint_sha256 = load_task2_model(args.checkpoint, device)
+    net, checkpoint_sha256 = load_task2_model(args.checkpoint, device, arch=arch)
     task2_metrics = args.checkpoint.with_name("metrics.json")
     task2 = (read_json(task2_metrics, "Task 2 metrics", "rerun train_deconv.py")
              if task2_metrics.is_file() else {})
@@ -226,12 +226,14 @@ def main() -> None:
         refit, refit_info = layer1_refit(net, args.checkpoint, checkpoint_sha256,
                                          data.train_images, data.content_hash, args.fit_epochs,
                                          args.seed, args.quiet)
-        decoders = decoder_checks(decoders_of(net, refit), data.test_images)
+        readers = decoders_of(net, refit)
+        decoders = decoder_checks(readers, data.test_images)
         for result in decoders.values():
             print(f"full-latent test PSNR, {result['label']}: {result['psnr_db']:.2f} dB "
                   f"(r = {result['correlation']:.2f})")
-        layer_models = {stage.index: (refit, "refitted") if stage.index == 1
-                        and arch.depth > 1 else (net, "Task 2 decoder") for stage in arch.layers}
+        pictured_by = {stage.index: picture_decoder(arch, stage.index) for stage in arch.layers}
+        layer_models = {layer: (readers[name][0], "refitted" if name.endswith("_refit")
+                                else "Task 2 decoder") for layer, name in pictured_by.items()}
         control_results = {f"z{layer}": controls(model, layer, data.test_images)
                            for layer, (model, _) in layer_models.items()}
 
@@ -263,7 +265,7 @@ def main() -> None:
         diversity = baselines["projection_diversity"]["per_model"]["trained"]
         for stage in arch.layers:
             layer_rows, judged = rows[stage.index], baselines["rules"][stage.name]
-            alike = diversity[picture_decoder(arch, stage.index)]
+            alike = diversity[pictured_by[stage.index]]
             for row, judgement, similar in zip(layer_rows, judged["channels"], alike):
                 row["baseline_claims"] = judgement
                 row["surviving_roles"] = surviving_roles(row, judgement)
@@ -275,7 +277,6 @@ def main() -> None:
                     projections_alike(similar))))
                 print(row["finding"])
             channels[stage.name] = layer_rows
-        pictured_by = {stage.index: picture_decoder(arch, stage.index) for stage in arch.layers}
         plots.save(latent_plots.baseline_pictures_figure(baseline_figures, "test", pictured_by),
                    out / "baseline_pictures.png")
         plots.save(latent_plots.occlusion_figure(baseline_figures, {
@@ -301,9 +302,8 @@ def main() -> None:
                                                         decoder_name, literal),
                            out / f"{split}_z{layer}.png")
                 for row in result.rows["channels"]:  # what lies under the strongest unit
-                    y, x, size = result.boxes[row["channel"]]
-                    measured = patch_measures(images[index][None, :, y:y + size,
-                                                            x:x + size].float().cpu() / 255)
+                    patch = crop(images[index], result.boxes[row["channel"]])
+                    measured = patch_measures(patch[None].float().cpu() / 255)
                     row["patch"] = {"saturation": round(measured["saturation"].item(), 3),
                                     "hue_name": hue_name(measured["hue_deg"].item()),
                                     "luminance": round(measured["luminance"].item(), 3)}
