@@ -239,50 +239,46 @@ class TrainingRun:
 def fit(model: nn.Module, loss_fn: LossFn, optimizers: list[torch.optim.Optimizer],
         images: torch.Tensor, labels: torch.Tensor, run: TrainingRun) -> dict:
     """Train for run.epochs; returns the history: loss_log, epoch_loss and train_seconds."""
-    part_names, epochs, batch_size, seed = run.part_names, run.epochs, run.batch_size, run.seed
-    log_every, settings, state_path, resume = run.log_every, run.settings, run.state_path, run.resume
-    quiet, cuda_graph, divergence_hint = run.quiet, run.cuda_graph, run.divergence_hint
-    before_step = run.before_step
-    generator = torch.Generator().manual_seed(seed)  # the shuffling order, on the CPU
+    generator = torch.Generator().manual_seed(run.seed)  # the shuffling order, on the CPU
     history = {"loss_log": [], "epoch_loss": [], "train_seconds": 0.0}
     done = 0
-    if resume:
-        done, history = resume_training_state(state_path, settings, epochs, model, optimizers,
-                                              generator, part_names)
-        print(f"resumed after epoch {done} from {state_path}")
+    if run.resume:
+        done, history = resume_training_state(run.state_path, run.settings, run.epochs, model,
+                                              optimizers, generator, run.part_names)
+        print(f"resumed after epoch {done} from {run.state_path}")
     device = labels.device
-    run_step = StepRunner(model, loss_fn, optimizers, min(batch_size, len(labels)), device,
-                          step_mode(device, cuda_graph and before_step is None))
+    run_step = StepRunner(model, loss_fn, optimizers, min(run.batch_size, len(labels)), device,
+                          step_mode(device, run.cuda_graph and run.before_step is None))
     model.train()
     saved_epoch, saving = done, 0  # saving: the epoch whose state is being written
     try:
-        for epoch in range(done + 1, epochs + 1):
+        for epoch in range(done + 1, run.epochs + 1):
             started = time.perf_counter()
-            log, means = train_epoch(run_step, images, labels, batch_size=batch_size,
-                                     generator=generator, log_every=log_every,
-                                     part_names=part_names, epoch=epoch, epochs=epochs,
-                                     quiet=quiet, divergence_hint=divergence_hint,
-                                     before_step=before_step)
+            log, means = train_epoch(run_step, images, labels, batch_size=run.batch_size,
+                                     generator=generator, log_every=run.log_every,
+                                     part_names=run.part_names, epoch=epoch, epochs=run.epochs,
+                                     quiet=run.quiet, divergence_hint=run.divergence_hint,
+                                     before_step=run.before_step)
             history["train_seconds"] += time.perf_counter() - started
             history["loss_log"] += log
             history["epoch_loss"].append(means)
-            if state_path is not None:
+            if run.state_path is not None:
                 saving = epoch
-                save_training_state(state_path, settings, epoch, model, optimizers, generator,
-                                    history)
+                save_training_state(run.state_path, run.settings, epoch, model, optimizers,
+                                    generator, history)
                 saved_epoch, saving = epoch, 0
     except KeyboardInterrupt:
         # A signal that lands after this epoch's state was renamed into place, but before the
         # save returned, still leaves the epoch resumable: ask the file.
-        if saving and epoch_on_disk(state_path) == saving:
+        if saving and epoch_on_disk(run.state_path) == saving:
             saved_epoch = saving
         if saved_epoch:
-            raise Interrupted(f"the training state after epoch {saved_epoch} is in {state_path}; "
-                              "rerun the same command with --resume to continue") from None
+            raise Interrupted(f"the training state after epoch {saved_epoch} is in "
+                              f"{run.state_path}; rerun the same command with --resume to continue") from None
         raise Interrupted("stopped before the first epoch ended, so there is nothing to resume; "
                           "rerun the same command to start again") from None
     except UsageError as error:
-        kept = (f" (the state after epoch {saved_epoch} is kept in {state_path})"
+        kept = (f" (the state after epoch {saved_epoch} is kept in {run.state_path})"
                 if saved_epoch else "")
         raise UsageError(f"{error}{kept}") from None
     history["train_seconds"] = round(history["train_seconds"], 2)
