@@ -161,8 +161,8 @@ def explorer_models(figures: dict, trained_layer1: torch.nn.ConvTranspose2d,
     the decoders refitted on its own features (where a cascade leaves z1 as trained, the trained
     model's refitted layer-1 decoder)."""
     depth = arch.depth
-    words = {randomised_group(first, depth)[0]: randomised_group(first, depth)[2]
-             for first in range(depth, 0, -1)}
+    words = {ident: long for ident, _, long in
+             (randomised_group(first, depth) for first in range(depth, 0, -1))}
     words["permuted_labels"] = BASELINE_GROUPS["permuted_labels"][1]
     models = []
     for group, word in words.items():
