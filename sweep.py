@@ -53,6 +53,8 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--lambdas", type=number_list(float, 0),
                         default=list(SWEEP_LAMBDAS),
                         help="lambda values of Task 2 (seed 0; the default lambda with every seed)")
+    parser.add_argument("--no-lambda-sweep", action="store_true",
+                        help="Task 2 at the default lambda only (one run per seed; make depth)")
     parser.add_argument("--jobs", type=number(int, 1), default=None,
                         help="runs at once (default: CPU cores on the CPU, 1 with a GPU)")
     parser.add_argument("--outputs", type=Path, default=Path("outputs"),
@@ -62,6 +64,8 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--task3", action="store_true",
                         help="also run Task 3 (visualize_latents.py) on seed 0's Task 2 model, as "
                              "soon as that exists, beside the remaining training runs")
+    parser.add_argument("--null-draws", type=number(int, 19), default=None,
+                        help="with --task3: models drawn per null group (default: Task 3's own)")
     add_data_arguments(parser, seed=False)
     parser.add_argument("--executor", choices=("local", "slurm"), default="local",
                         help="local: processes on this machine; slurm: every run a Slurm job "
@@ -264,8 +268,10 @@ def main() -> None:
     if args.quiet:
         data_flags.append("--quiet")
     runs_dir = prepare_output_dir(args.outputs / "runs")
-    runs = plan(args.seeds, args.lambdas, args.outputs, [*data_flags, *args.extra],
-                data_flags if args.task3 else None)
+    lambdas = [] if args.no_lambda_sweep else args.lambdas
+    task3_flags = [*data_flags, *(["--null-draws", str(args.null_draws)] if args.null_draws else [])]
+    runs = plan(args.seeds, lambdas, args.outputs, [*data_flags, *args.extra],
+                task3_flags if args.task3 else None)
     for run in runs:  # results of an earlier sweep must not pass for this one's
         mark_incomplete(prepare_output_dir(run.out), "sweep.py (not yet run)")
     started = time.perf_counter()
@@ -277,7 +283,7 @@ def main() -> None:
     else:
         print(f"{len(runs)} training runs, {jobs} at once; logs in {runs_dir / 'logs'}")
         codes, job_ids = run_parallel(runs, jobs, runs_dir / "logs"), None
-    summary = summarize(runs, codes, args.seeds, args.lambdas)
+    summary = summarize(runs, codes, args.seeds, lambdas)
     summary.update(jobs=jobs, wall_seconds=round(time.perf_counter() - started, 1),
                    includes_task3=args.task3, executor=args.executor)
     if job_ids is not None:

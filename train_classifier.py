@@ -106,6 +106,7 @@ def main() -> None:
             steps = args.epochs * math.ceil(len(data.train_labels) / args.batch_size)
             recipe = FastRecipe(optimizer, args.lr, steps, args.seed)
             loss_fn, before_step = recipe.loss(smoothed_cross_entropy), recipe.before_step
+            recipe.prepare(net)
 
         # 4. Train the network.
         history = fit(net, loss_fn, [optimizer], data.train_images, data.train_labels,

@@ -170,6 +170,7 @@ def main() -> None:
             steps = args.epochs * math.ceil(len(train_labels) / args.batch_size)
             recipe = FastRecipe(optimizers[0], args.lr, steps, args.seed)
             loss_fn, before_step = recipe.loss(eq1(args.lam, FAST_LABEL_SMOOTHING)), recipe.before_step
+            recipe.prepare(net)
         history = fit(net, loss_fn, optimizers, data.train_images, train_labels,
                       TrainingRun.from_args(args, settings=settings, part_names=PART_NAMES,
                                             state_path=out / STATE_FILE, before_step=before_step,

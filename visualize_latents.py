@@ -27,7 +27,8 @@ from data import DISPLAY_NAMES, load_cifar10, normalize
 from study.decoders import controls, decoder_checks, decoders_of, layer1_refit, picture_decoder
 from study.evidence import (RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats, crop,
                             patch_measures, single_channels, top9)
-from study.baselines import randomisation_baselines
+from study.baselines import BaselineFigures, randomisation_baselines
+from study.nulls import NULL_DRAWS
 from study.findings import (RULES, against_baselines, channel_roles, describe_channel,
                             hue_name, projections_alike, surviving_roles)
 from models import ARCHITECTURE, Architecture, DeconvNet
@@ -62,6 +63,9 @@ def parse_args(argv: list[str] | None = None):
                         help="a DeconvNet trained on permuted labels (train_deconv.py "
                              "--permute-labels; sweep.py makes one): the data-randomisation "
                              "baseline; without it only the model randomisations are run")
+    parser.add_argument("--null-draws", type=number(int, 19), default=NULL_DRAWS,
+                        help="models drawn per null group (re-initialisations per cascade "
+                             "stage, and rotations): the smallest p-value is 1/(draws + 1)")
     add_data_arguments(parser)
     add_output_arguments(parser, out="outputs/task3")
     return parser.parse_args(argv)
@@ -155,7 +159,7 @@ def shown_channels(choice: tuple[str, list[int] | int | None], z: torch.Tensor) 
     return value
 
 
-def explorer_models(figures: dict, trained_layer1: torch.nn.ConvTranspose2d,
+def explorer_models(figures: BaselineFigures, trained_layer1: torch.nn.ConvTranspose2d,
                     arch: Architecture) -> list[dict]:
     """The first model of each randomisation group for the explorer's model switch, each with
     the decoders refitted on its own features (where a cascade leaves z1 as trained, the trained
@@ -166,10 +170,10 @@ def explorer_models(figures: dict, trained_layer1: torch.nn.ConvTranspose2d,
     words["permuted_labels"] = BASELINE_GROUPS["permuted_labels"][1]
     models = []
     for group, word in words.items():
-        name = next((m for m, g in figures["groups"].items() if g == group), None)
+        name = next((m for m, g in figures.groups.items() if g == group), None)
         if name is None:
             continue
-        fitted = figures["refitted"][name]
+        fitted = figures.refitted[name]
         models.append({"id": name, "label": f"{word} ({name.replace('_', ' ')})",
                        "net": fitted[depth], "layer1_decoder": fitted[1].deconv1 if 1 in fitted
                        else trained_layer1})
@@ -260,11 +264,11 @@ def main() -> None:
         baselines, baseline_figures = randomisation_baselines(
             net, data, task2.get("config", {}).get("seed", args.seed),
             {split: index for split, (index, _) in picks.items()}, permuted=permuted,
-            trained_rows=rows, seed=args.seed)
+            trained_rows=rows, null_draws=args.null_draws, seed=args.seed)
         channels = {}
-        diversity = baselines["projection_diversity"]["per_model"]["trained"]
+        diversity = baselines.projection_diversity["per_model"]["trained"]
         for stage in arch.layers:
-            layer_rows, judged = rows[stage.index], baselines["rules"][stage.name]
+            layer_rows, judged = rows[stage.index], baselines.rules[stage.name]
             alike = diversity[pictured_by[stage.index]]
             for row, judgement, similar in zip(layer_rows, judged["channels"], alike):
                 row["baseline_claims"] = judgement
@@ -273,7 +277,7 @@ def main() -> None:
                 row["rule_sentence"] = describe_channel(stage.index, row)
                 row["finding"] = " ".join(filter(None, (
                     row["rule_sentence"], against_baselines(row, judgement,
-                                                            baselines["rules"]["protocol"]),
+                                                            baselines.rules["protocol"]),
                     projections_alike(similar))))
                 print(row["finding"])
             channels[stage.name] = layer_rows
@@ -320,7 +324,7 @@ def main() -> None:
             "permuted_checkpoint": permuted_info,
             "task2_config": task2.get("config"), "architecture": arch.describe(),
             "layer1_refit": refit_info, "decoders": decoders, "controls": control_results,
-            "rules": RULES, "channels": channels, "baselines": baselines,
+            "rules": RULES, "channels": channels, "baselines": baselines.to_json(),
             "appearance_reference": {"random_patches": RANDOM_PATCHES,
                                      "top_k": min(TOP_K, len(data.test_labels)),
                                      "seed": args.seed},

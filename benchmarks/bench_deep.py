@@ -54,6 +54,7 @@ def main() -> None:
     optimizer = fast_sgd(net.parameters(), args.lr, 0.9)
     n = len(data.train_labels)
     recipe = FastRecipe(optimizer, args.lr, args.epochs * math.ceil(n / args.batch_size), args.seed)
+    recipe.prepare(net)
     runner = StepRunner(net, recipe.loss(smoothed_cross_entropy), [optimizer],
                         min(args.batch_size, n), device, step_mode(device, False))
     generator = torch.Generator().manual_seed(args.seed)

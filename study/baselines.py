@@ -2,7 +2,8 @@
 
 Would an untrained network give the same picture and the same sentence (Adebayo et al. 2018; He et
 al. 2017; Bau et al. 2017; Zeiler & Fergus 2014, Fig. 7)? Compute only: `randomisation_baselines`
-returns the JSON-ready block for task3/metrics.json and the tensors a figure row needs.
+returns a BaselineResult (written to task3/metrics.json by its to_json) and the BaselineFigures
+tensors a figure row needs.
 
 Models: "trained"; cascading randomisation of a deep copy, "conv2" (conv2 re-initialised by
 PyTorch's default init, conv1 trained) then "conv1_conv2" (the same seed gives both the same random
@@ -17,6 +18,7 @@ only), with rank p-values and Holm's correction (study/nulls.py).
 """
 import math
 import time
+from dataclasses import asdict, dataclass
 
 import torch
 
@@ -70,7 +72,8 @@ def name_channels(z: dict[int, torch.Tensor], images: torch.Tensor, labels: torc
     * "selective" for a channel with a negative class mean (a rotated direction): the index
       (top - others) / (top + others) assumes activations >= 0.
     """
-    rows, _, class_means = channel_table(Replay(z[1], z[2]), images, labels, seed, signals=signals)
+    rows, _, class_means = channel_table(Replay(*(z[layer] for layer in sorted(z))), images, labels,
+                                         seed, signals=signals)
     k = min(TOP_K, len(labels))
     for layer, layer_rows in rows.items():
         active = (strongest_units(z[layer])[0] > 0).sum(0)
@@ -116,6 +119,68 @@ def picture_similarity(a: torch.Tensor, b: torch.Tensor) -> dict[str, float]:
     scaled = [(t / t.max()).numpy() for t in (a, b)]
     ssim = structural_similarity(scaled[0], scaled[1], data_range=1.0, channel_axis=0)
     return {"spearman": float(rho), "ssim": float(ssim)}
+
+
+# --- the result ---
+
+@dataclass(frozen=True)
+class BaselineModel:
+    """One model the baselines read: its group ("trained", "conv2", "permuted_labels", ...), the
+    seed of its re-initialisation (None for trained models), the seconds its decoders took to
+    refit, and each learned decoder's test PSNR {decoder id: dB}."""
+
+    group: str
+    seed: int | None
+    refit_seconds: float
+    psnr_db: dict[str, float]
+
+
+@dataclass(frozen=True)
+class BaselineResult:
+    """Task 3's randomisation baselines, as written under "baselines" in task3/metrics.json.
+
+    protocol: the settings and what each group means; models: {model name: BaselineModel};
+    psnr_summary: {decoder: {group: {"mean", "sd", "values"}}}; rules: null_distributions' block
+    (per layer the rule counts and each channel's claims against the nulls, Holm-corrected);
+    picture_similarity: similarity_table's {"rows", "summary"}; projection_diversity:
+    {"per_model" {model: {decoder: rows}}, "summary" {decoder: {group: {"mean", "sd", "values"}
+    of the flagged channels}}}; occlusion: {"images", "per_model" {model: {decoder: {"mean",
+    "sd", "n"}}}, "summary" {decoder: {group: {"mean", "sd", "values"} of the per-model
+    means}}}; seconds: wall per part, "total", and "cpu_total" (the process's CPU time over all
+    threads).
+    """
+
+    protocol: dict
+    models: dict[str, BaselineModel]
+    psnr_summary: dict
+    rules: dict
+    picture_similarity: dict
+    projection_diversity: dict
+    occlusion: dict
+    seconds: dict
+
+    def to_json(self) -> dict:
+        """The JSON-ready block: every field, in this order, the models as plain objects."""
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BaselineFigures:
+    """The tensors Task 3's baseline figures and the explorer's models are drawn from.
+
+    pictures: {model: {split: {decoder: (C, 3, H, W) single-channel pictures}}}; groups: {model:
+    group}; models: {model: DeconvNet}; refitted: {model: {layer: the copy whose learned decoder
+    was refitted for that layer}}; occlusion: {model: {split: {"probability": (P, P) of the true
+    class occluded there, "probability_unoccluded", "drop": (C, P, P) of each last-layer
+    channel's strongest value (unoccluded - occluded), "strongest_unit_projections": {decoder:
+    (C, 3, H, W)}}}}.
+    """
+
+    pictures: dict
+    groups: dict[str, str]
+    models: dict[str, DeconvNet]
+    refitted: dict
+    occlusion: dict
 
 
 # --- the whole block ---
@@ -218,8 +283,9 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
                             seeds: list[int] | None = None, refit: dict = REFIT,
                             occlusion_images: int = OCCLUSION_IMAGES,
                             trained_rows: dict[int, list[dict]], null_draws: int = NULL_DRAWS,
-                            seed: int = 0) -> tuple[dict, dict]:
-    """Task 3's randomisation baselines: (JSON-ready block, tensors for a figure row).
+                            seed: int = 0) -> tuple[BaselineResult, BaselineFigures]:
+    """Task 3's randomisation baselines: the result (BaselineResult) and the tensors for its
+    figures (BaselineFigures).
 
     net: the trained Task 2 model; training_seed: its seed (Task 2 metrics config "seed");
     picks: {"train": index, "test": index} of the report images; permuted: the Task 2 model
@@ -228,18 +294,6 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
     group (null_distributions); seed: Task 3's seed (appearance reference patches, the
     occlusion images). Models are named "trained", "permuted_labels", "conv2_seed1001",
     "conv1_conv2_seed1001", ...; decoders by DECODERS' identifiers.
-    The block: "protocol"; "models" {model: {"group", "seed", "refit_seconds", "psnr_db"
-    {decoder: dB}}}; "rules" (null_distributions); "picture_similarity" (similarity_table);
-    "projection_diversity" {"per_model" {model: {decoder: rows}}, "summary" {decoder: {group:
-    {"mean", "sd", "values"} of the flagged channels}}}; "occlusion" {"images", "per_model"
-    {model: {decoder: {"mean", "sd", "n"}}}, "summary" {decoder: {group: {"mean", "sd",
-    "values"} of the per-model means}}}; "seconds" (wall per part, "total", and "cpu_total", the
-    process's CPU time over all threads). The figure data: {"pictures" {model:
-    {split: {decoder: (C, 3, H, W)}}}, "occlusion" {model: {split: {"probability": (P, P) of
-    the true class occluded there, "probability_unoccluded", "drop": (C, P, P) of each z2
-    channel's strongest value (unoccluded - occluded), "strongest_unit_projections": {decoder:
-    (C, 3, H, W)}}}}, "groups" {model: group}, "models" {model: DeconvNet}, "refitted" {model:
-    {layer: the copy whose learned decoder was refitted for that layer}}.
     """
     started, cpu, seconds = time.perf_counter(), time.process_time(), {"refits": 0.0}
     # at most two passes over the training images (a small --subset needs far fewer steps)
@@ -272,9 +326,8 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
                     in decoder_kinds.items() if layer in changed}
         checks = decoder_checks({d: v for d, v in decoders.items() if not v[2]},
                                 data.test_images[:CHECK_IMAGES])
-        info[name] = {"group": groups[name], "seed": int(name.rsplit("seed", 1)[1]) if "seed" in name else None,
-                      "refit_seconds": round(took, 2),
-                      "psnr_db": {d: c["psnr_db"] for d, c in checks.items()}}
+        info[name] = BaselineModel(groups[name], int(name.rsplit("seed", 1)[1]) if "seed" in name else None,
+                                   round(took, 2), {d: c["psnr_db"] for d, c in checks.items()})
         measured[name] = _measure(model, decoders, data, report, occluded)
         del measured[name]["z"]
         if name == "trained":  # the noise floor of the refit: the trained encoder, decoders of another seed
@@ -291,37 +344,39 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
     seconds["similarity"] = round(time.perf_counter() - clock, 2)
     diversity = {m: part["diversity"] for m, part in measured.items() if "diversity" in part}
     occlusion = {m: part["occlusion"] for m, part in measured.items() if "occlusion" in part}
-    block = {
-        "protocol": {
-            "training_seed": training_seed, "seeds": seeds,
-            "cascades": {k: list(v) for k, v in cascades(arch).items()}, "head": "trained in every model",
-            "refit": {**refit, "optimiser": "Adam, one-cycle", "loss": "MSE", "models": "all, alike"},
-            "below a cascade": "the layers under its first re-initialised convolution are the "
-                               "trained ones: not refitted, not compared",
-            "refit_seed": "the trained encoder with decoders refitted from seed + 1: the pictures' noise floor",
-            "undefined rules": "'class', 'look' on channels active on < top_k test images; "
-                               "'selective' on channels with a negative class mean (rotations)",
-            "psnr_test_images": min(CHECK_IMAGES, len(data.test_labels)),
-            "occluder": {**OCCLUDER, "grey": "0 in the normalised input"},
-            "rules": "null_distributions: many draws per group, forward passes only (rules.protocol)",
-            "similarity": "Spearman of |values|; SSIM of |values| / max, data_range 1",
-            "projection_diversity": "mean pairwise r of the top-9 projections vs the top-9 patches"},
-        "models": info,
-        "psnr_summary": {d: _by_group({m: v["psnr_db"].get(d) for m, v in info.items()}, groups)
-                         for d, (_, tied) in decoder_kinds.items() if not tied},
-        "rules": null_distributions(net, data, training_seed, trained_rows, permuted=permuted,
-                                    draws=null_draws, seed=seed),
-        "picture_similarity": similarity,
-        "projection_diversity": {"per_model": diversity, "summary": {d: _by_group(
+    protocol = {
+        "training_seed": training_seed, "seeds": seeds,
+        "cascades": {k: list(v) for k, v in cascades(arch).items()}, "head": "trained in every model",
+        "refit": {**refit, "optimiser": "Adam, one-cycle", "loss": "MSE", "models": "all, alike"},
+        "below a cascade": "the layers under its first re-initialised convolution are the "
+                           "trained ones: not refitted, not compared",
+        "refit_seed": "the trained encoder with decoders refitted from seed + 1: the pictures' noise floor",
+        "undefined rules": "'class', 'look' on channels active on < top_k test images; "
+                           "'selective' on channels with a negative class mean (rotations)",
+        "psnr_test_images": min(CHECK_IMAGES, len(data.test_labels)),
+        "occluder": {**OCCLUDER, "grey": "0 in the normalised input"},
+        "rules": "null_distributions: many draws per group, forward passes only (rules.protocol)",
+        "similarity": "Spearman of |values|; SSIM of |values| / max, data_range 1",
+        "projection_diversity": "mean pairwise r of the top-9 projections vs the top-9 patches"}
+    rules = null_distributions(net, data, training_seed, trained_rows, permuted=permuted,
+                               draws=null_draws, seed=seed)
+    result = BaselineResult(
+        protocol=protocol,
+        models=info,
+        psnr_summary={d: _by_group({m: v.psnr_db.get(d) for m, v in info.items()}, groups)
+                      for d, (_, tied) in decoder_kinds.items() if not tied},
+        rules=rules,
+        picture_similarity=similarity,
+        projection_diversity={"per_model": diversity, "summary": {d: _by_group(
             {m: sum(r["flagged"] for r in per[d]) if d in per else None for m, per in diversity.items()},
             groups) for d in decoder_kinds}},
-        "occlusion": {"images": len(occluded), "per_model": occlusion, "summary": {d: _by_group(
+        occlusion={"images": len(occluded), "per_model": occlusion, "summary": {d: _by_group(
             {m: per[d]["mean"] for m, per in occlusion.items()}, groups)
             for d in decoder_kinds if decoder_kinds[d][0] == arch.depth}},
-    }
-    block["seconds"] = {**{k: round(v, 2) for k, v in seconds.items()},
-                        "total": round(time.perf_counter() - started, 2),
-                        "cpu_total": round(time.process_time() - cpu, 2)}  # all threads
-    return block, {"pictures": pictures, "groups": groups, "models": models, "refitted": refitted,
-                   "occlusion": {m: part["occlusion_figure"] for m, part in measured.items()
-                                 if "occlusion_figure" in part}}
+        seconds={**{k: round(v, 2) for k, v in seconds.items()},
+                 "total": round(time.perf_counter() - started, 2),
+                 "cpu_total": round(time.process_time() - cpu, 2)})  # all threads
+    figures = BaselineFigures(pictures, groups, models, refitted,
+                              {m: part["occlusion_figure"] for m, part in measured.items()
+                               if "occlusion_figure" in part})
+    return result, figures

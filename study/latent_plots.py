@@ -3,13 +3,16 @@ filters, and the pictures and occlusion maps of the randomisation baselines. Eac
 returns a figure that the caller saves; sizes follow study/plots.py (no font under 7 pt)."""
 import math
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import matplotlib
 import torch
 
 from data import denormalize
 from study.plots import save, to_hwc, bare, TEXT_WIDTH_IN, plt
+
+if TYPE_CHECKING:  # drawing never runs the baselines; it only reads their figure data
+    from study.baselines import BaselineFigures
 
 
 def signed_rgb(d: torch.Tensor, scale: float) -> torch.Tensor:
@@ -173,14 +176,14 @@ def baseline_rows() -> list[tuple[str, str]]:
             *cascades, ("permuted_labels", BASELINE_GROUPS["permuted_labels"][0])]
 
 
-def baseline_pictures_figure(figures: dict, split: str, decoders: dict[int, str],
+def baseline_pictures_figure(figures: "BaselineFigures", split: str, decoders: dict[int, str],
                              last_shown: int = 6) -> plt.Figure:
     """Single-channel pictures of one image, the trained model against its baselines (the first
     model of each group, and the trained encoder with decoders refitted from another seed: the
     noise floor): every channel of the first layer and the `last_shown` channels of the last
     layer with the largest trained picture, through decoders {layer: decoder id}, each picture at
     its own symmetric scale (grey = 0). A blank panel: that layer is the trained one there."""
-    pictures, groups = figures["pictures"], figures["groups"]
+    pictures, groups = figures.pictures, figures.groups
     chosen = [(next((m for m, g in groups.items() if g == group and m in pictures), None), label)
               for group, label in baseline_rows()]
     chosen = [(m, label) for m, label in chosen if m is not None]
@@ -214,13 +217,13 @@ def baseline_pictures_figure(figures: dict, split: str, decoders: dict[int, str]
     return fig
 
 
-def occlusion_figure(figures: dict, images: dict[str, torch.Tensor], decoder: str,
+def occlusion_figure(figures: "BaselineFigures", images: dict[str, torch.Tensor], decoder: str,
                      channels: int = 2) -> plt.Figure:
     """Zeiler & Fergus's Fig. 7 for the trained model: per image, the true class's probability
     with the grey square at each position, and for the last-layer channels whose strongest
     activation the square lowers most, that drop beside the |projection| of the channel's
     strongest unit through `decoder`. Every map has its colour bar."""
-    maps = figures["occlusion"]["trained"]
+    maps = figures.occlusion["trained"]
     panels_per_row = 2 + 2 * channels
     fig, axes = plt.subplots(len(images), panels_per_row, squeeze=False,
                              figsize=(TEXT_WIDTH_IN, 1.05 * len(images) + 0.1))

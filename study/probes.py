@@ -31,9 +31,9 @@ PROBE_MAX_ITER = 1000
 PROBE_TRAIN_IMAGES = 10_000  # lbfgs on 50,000 x 3072 pixels would take many minutes on a CPU
 
 
-def probe_accuracy(train_features: np.ndarray, train_labels: np.ndarray,
-                   test_features: np.ndarray, test_labels: np.ndarray) -> float:
-    """Test accuracy (0..1) of the fixed probe (standardise, then logistic regression) fitted
+def probe_predictions(train_features: np.ndarray, train_labels: np.ndarray,
+                      test_features: np.ndarray) -> np.ndarray:
+    """The test predictions of the fixed probe (standardise, then logistic regression) fitted
     on the training features: the one classifier every layer and the pixels are read with."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
@@ -48,7 +48,13 @@ def probe_accuracy(train_features: np.ndarray, train_labels: np.ndarray,
         # an unconverged fit after PROBE_MAX_ITER steps is part of the fixed protocol
         warnings.simplefilter("ignore", ConvergenceWarning)
         probe.fit(train_features, train_labels)
-    return float(probe.score(test_features, test_labels))
+    return probe.predict(test_features)
+
+
+def probe_accuracy(train_features: np.ndarray, train_labels: np.ndarray,
+                   test_features: np.ndarray, test_labels: np.ndarray) -> float:
+    """Test accuracy (0..1) of the fixed probe fitted on the training features."""
+    return float(np.mean(probe_predictions(train_features, train_labels, test_features) == test_labels))
 
 
 def layer_name(layer: int | str) -> str:
@@ -98,27 +104,49 @@ def probe_training_images(data: CIFAR10, seed: int = 0,
     return stratified_subset(data.train_labels.cpu(), limit / n, seed)
 
 
-def probe_accuracies(net: torch.nn.Module, data: CIFAR10,
-                     layers: Sequence[int | str] | None = None, seed: int = 0,
-                     limit: int = PROBE_TRAIN_IMAGES) -> dict[str, float]:
-    """{"z1": accuracy, ...}: the test accuracy of the fixed linear probe on each layer's
-    pooled features of `net` (a TutorialNet or DeconvNet; every layer when `layers` is None)."""
+def probe_layer_predictions(net: torch.nn.Module, data: CIFAR10,
+                            layers: Sequence[int | str] | None = None, seed: int = 0,
+                            limit: int = PROBE_TRAIN_IMAGES) -> dict[str, np.ndarray]:
+    """{"z1": test predictions, ...}: the fixed linear probe on each layer's pooled features of
+    `net` (a TutorialNet or DeconvNet; every layer when `layers` is None)."""
     indices = _layer_indices(net, layers)
     train = probe_training_images(data, seed, limit).to(data.train_labels.device)
     train_features = layer_features(net, data.train_images[train], indices)
     test_features = layer_features(net, data.test_images, indices)
     train_labels = data.train_labels[train].cpu().numpy()
-    test_labels = data.test_labels.cpu().numpy()
-    return {f"z{layer}": probe_accuracy(train_features[layer], train_labels,
-                                        test_features[layer], test_labels)
+    return {f"z{layer}": probe_predictions(train_features[layer], train_labels, test_features[layer])
             for layer in indices}
 
 
-def pixel_probe(data: CIFAR10, seed: int = 0, limit: int = PROBE_TRAIN_IMAGES) -> float:
-    """The floor: the same probe on the raw pixels (in [0, 1]) of the same training images."""
+def probe_accuracies(net: torch.nn.Module, data: CIFAR10,
+                     layers: Sequence[int | str] | None = None, seed: int = 0,
+                     limit: int = PROBE_TRAIN_IMAGES) -> dict[str, float]:
+    """{"z1": accuracy, ...}: the test accuracy (0..1) of probe_layer_predictions."""
+    test_labels = data.test_labels.cpu().numpy()
+    return {layer: float(np.mean(predicted == test_labels)) for layer, predicted
+            in probe_layer_predictions(net, data, layers, seed, limit).items()}
+
+
+def pixel_probe_predictions(data: CIFAR10, seed: int = 0, limit: int = PROBE_TRAIN_IMAGES) -> np.ndarray:
+    """The floor's test predictions: the same probe on the raw pixels (in [0, 1]) of the same
+    training images."""
     train = probe_training_images(data, seed, limit).to(data.train_labels.device)
 
     def pixels(images: torch.Tensor) -> np.ndarray:
         return (images.flatten(1).double() / 255).cpu().numpy()
-    return probe_accuracy(pixels(data.train_images[train]), data.train_labels[train].cpu().numpy(),
-                          pixels(data.test_images), data.test_labels.cpu().numpy())
+    return probe_predictions(pixels(data.train_images[train]), data.train_labels[train].cpu().numpy(),
+                             pixels(data.test_images))
+
+
+def pixel_probe(data: CIFAR10, seed: int = 0, limit: int = PROBE_TRAIN_IMAGES) -> float:
+    """The floor's test accuracy (0..1)."""
+    return float(np.mean(pixel_probe_predictions(data, seed, limit) == data.test_labels.cpu().numpy()))
+
+
+def describe_protocol(limit: int = PROBE_TRAIN_IMAGES) -> dict:
+    """The fixed protocol, as metrics.json records it beside the accuracies."""
+    return {"features": "per channel of each pooled map: mean and maximum over positions",
+            "classifier": f"standardised features, multinomial logistic regression (lbfgs, "
+                          f"C = {PROBE_C:g}, at most {PROBE_MAX_ITER} iterations)",
+            "train_images": f"at most {limit}, a stratified subset of the training split",
+            "test_images": "the whole test split", "floor": "raw pixels in [0, 1]"}

@@ -15,7 +15,7 @@ from study.readers import read_json, require
 # Which task's results each script writes (the "task" of its metrics.json): an output folder
 # holding another task's metrics.json is refused, so one task never overwrites another's results.
 TASK_OF_SCRIPT = {"train_classifier.py": "task1", "train_deconv.py": "task2",
-                  "visualize_latents.py": "task3"}
+                  "visualize_latents.py": "task3", "probe_layers.py": "probes"}
 METRICS = "metrics.json"
 
 

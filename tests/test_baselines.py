@@ -270,11 +270,17 @@ def test_a_short_real_run_has_the_baseline_keys_for_every_rule():
     data = load_cifar10(SHARED_CIFAR10, subset=0.02, seed=0, quiet=True)
     torch.manual_seed(0)
     net = DeconvNet().eval()
-    block, figure = baselines.randomisation_baselines(
+    result, figure = baselines.randomisation_baselines(
         net, data, training_seed=0, picks={"train": 0, "test": 0}, seeds=[1001, 1002],
         refit={**random_models.REFIT, "steps": 10}, occlusion_images=6, null_draws=3,
         trained_rows={stage.index: [{"channel": c, "roles": [{"kind": "colour"}]}
                                     for c in range(stage.channels)] for stage in ARCHITECTURE.layers})
+    block = result.to_json()
+    assert list(block) == ["protocol", "models", "psnr_summary", "rules", "picture_similarity",
+                           "projection_diversity", "occlusion", "seconds"]
+    assert block["models"]["conv2_seed1001"] == {"group": "conv2", "seed": 1001, "refit_seconds":
+                                                 result.models["conv2_seed1001"].refit_seconds,
+                                                 "psnr_db": result.models["conv2_seed1001"].psnr_db}
     json.dumps(block, allow_nan=False)
     for layer, groups in (("z1", {"conv1_conv2", "rotation"}), ("z2", {"conv2", "conv1_conv2", "rotation"})):
         counts = block["rules"][layer]["counts"]
@@ -292,8 +298,8 @@ def test_a_short_real_run_has_the_baseline_keys_for_every_rule():
     assert set(similarity["z2_learned"]) == {"conv2", "conv1_conv2", "refit_seed"}
     assert set(similarity["z1_tied"]) == {"conv1_conv2"}  # z1 is the trained one under conv2
     assert block["occlusion"]["per_model"]["trained"]["z2_tied"]["n"] > 0
-    assert figure["pictures"]["conv2_seed1001"]["test"].keys() == {"z2_learned", "z2_tied"}
-    occlusion = figure["occlusion"]["trained"]["test"]
+    assert figure.pictures["conv2_seed1001"]["test"].keys() == {"z2_learned", "z2_tied"}
+    occlusion = figure.occlusion["trained"]["test"]
     assert occlusion["drop"].shape == (16, 13, 13) and occlusion["probability"].shape == (13, 13)
     assert occlusion["strongest_unit_projections"]["z2_tied"].shape == (16, 3, 32, 32)
     assert 0 <= occlusion["probability_unoccluded"] <= 1

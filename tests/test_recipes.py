@@ -2,6 +2,7 @@
 beside the tutorial's (which stay the default), its flips, and a resumed run that follows an
 unbroken one."""
 import math
+from unittest import mock
 
 import pytest
 import torch
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 import train_classifier
 import train_deconv
 from models import Architecture, TutorialNet
-from study.recipes import FAST_DEFAULTS, FastRecipe, fast_sgd, one_cycle_lr
+from study.recipes import FAST_DEFAULTS, FAST_SHIFT, FastRecipe, fast_sgd, one_cycle_lr
 from study.training import TrainingRun, fit
 
 
@@ -48,19 +49,41 @@ def test_the_fast_optimiser_is_nesterov_sgd_with_weight_decay():
 def test_flips_mirror_the_images_drawn_for_the_step_and_depend_on_seed_and_step_only():
     recipe = FastRecipe(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1), 0.1, 10, seed=3)
     x = torch.randn(64, 3, 4, 4)
-    seen = {}
-    loss = recipe.loss(lambda model, images, y: (seen.setdefault("x", images).sum(), None))
     recipe.before_step(5)
     mask = recipe.flips(64)
-    loss(None, x, None)
-    assert torch.equal(seen["x"][mask], x[mask].flip(3))
-    assert torch.equal(seen["x"][~mask], x[~mask])
+    with mock.patch("study.recipes.FAST_SHIFT", 0):  # flips alone
+        seen = recipe.augment(x)
+    assert torch.equal(seen[mask], x[mask].flip(3))
+    assert torch.equal(seen[~mask], x[~mask])
     assert 16 < int(mask.sum()) < 48  # about half: 64 fair coins
     again = FastRecipe(recipe.optimizer, 0.1, 10, seed=3)  # the same (seed, step): the same draw
     again.before_step(5)
     assert torch.equal(again.flips(64), mask)
     again.before_step(6)
     assert not torch.equal(again.flips(64), mask)
+
+
+def test_translations_move_each_image_by_its_drawn_shift_with_reflected_borders():
+    recipe = FastRecipe(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1), 0.1, 10, seed=1)
+    x = torch.arange(40 * 3 * 8 * 8, dtype=torch.float32).view(40, 3, 8, 8)
+    recipe.before_step(2)
+    flips, shifts = recipe.flips(40), recipe.shifts(40)
+    out = recipe.augment(x)
+    assert out.shape == x.shape
+    assert shifts.abs().max() <= FAST_SHIFT and len({tuple(s) for s in shifts.tolist()}) > 5
+
+    def reflect(i: int, n: int) -> int:  # numpy's "reflect": -1 -> 1, n -> n - 2
+        return -i if i < 0 else 2 * (n - 1) - i if i >= n else i
+    for i, (down, right) in enumerate(shifts.tolist()):
+        source = x[i].flip(2) if flips[i] else x[i]
+        for r in range(8):
+            for c in range(8):
+                expected = source[:, reflect(r + down, 8), reflect(c + right, 8)]
+                assert torch.equal(out[i, :, r, c], expected)
+    # the loss sees the same augmented batch, in channels-last layout
+    seen = {}
+    recipe.loss(lambda model, images, y: (seen.setdefault("x", images).sum(), None))(None, x, None)
+    assert torch.equal(seen["x"], out) and seen["x"].is_contiguous(memory_format=torch.channels_last)
 
 
 def _tiny_run(tmp_path, epochs: int, resume: bool = False, total_epochs: int = 2):

@@ -1,0 +1,143 @@
+"""Linear probes per layer (Alain & Bengio 2016): how much of the class each layer of a trained
+encoder makes linearly readable, against the same encoder with its convolutions re-initialised
+from the top down (cascading randomisation), the same network trained on permuted labels, and
+the raw pixels (the floor).
+
+The probe's protocol (features, classifier, images) is fixed in study/probes.py. A layer is
+probed on a re-initialised model only where the re-initialisation reaches it (a cascade from
+the top leaves the layers below its first re-initialised convolution as they were trained).
+Each baseline's probe, and the pixels' one, is compared with the trained one's on the same test
+images by an exact McNemar test; Holm's correction runs over all of them (every layer, every
+baseline).
+
+    python probe_layers.py                # the tutorial's Task 2 model (outputs/task2)
+    python probe_layers.py --checkpoint outputs/depth/task2/deconv_net.pth \\
+        --permuted-checkpoint outputs/depth/runs/task2_permuted_seed0/deconv_net.pth \\
+        --out outputs/depth/probes
+"""
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from data import load_cifar10
+from study.checkpoints import architecture_beside, load_model
+from study.common import (ArgumentParser, add_data_arguments, add_output_arguments,
+                          environment_info, number, run_cli, select_device, UsageError)
+from study.files import save_json
+from study.nulls import holm
+from study.probes import (PROBE_TRAIN_IMAGES, describe_protocol, pixel_probe_predictions,
+                          probe_layer_predictions)
+from study.random_models import baseline_seeds, cascades, changed_layers, reinitialised
+from study.readers import read_json
+from study.run_folders import check_output_dir, require_complete, run_folder
+from study.training import mcnemar
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, default=Path("outputs/task2/deconv_net.pth"),
+                        help="the trained network: a DeconvNet written by train_deconv.py")
+    parser.add_argument("--permuted-checkpoint", type=Path, default=None,
+                        help="the same network trained on permuted labels (train_deconv.py "
+                             "--permute-labels); without it that baseline is left out")
+    parser.add_argument("--train-images", type=number(int, 10), default=PROBE_TRAIN_IMAGES,
+                        help="training images each probe is fitted on (a stratified subset)")
+    add_data_arguments(parser)
+    add_output_arguments(parser, out="outputs/probes")
+    return parser.parse_args(argv)
+
+
+def load_network(path: Path, flag: str) -> torch.nn.Module:
+    """A finished Task 2 model, in eval mode, or a one-line error saying how to make it."""
+    if not path.is_file():
+        raise UsageError(f"no Task 2 checkpoint at {path}; run train_deconv.py first (or pass {flag})")
+    require_complete(path.parent, "the Task 2 folder", f"rerun train_deconv.py into it (or pass another {flag})")
+    return load_model(path, "DeconvNet", flag).eval().requires_grad_(False)
+
+
+def training_seed(checkpoint: Path) -> int:
+    """The seed the network was trained with (its metrics.json), so that no baseline reuses it."""
+    metrics = checkpoint.with_name("metrics.json")
+    if not metrics.is_file():
+        return 0
+    seed = read_json(metrics, "Task 2 metrics", "rerun train_deconv.py").get("config", {}).get("seed", 0)
+    return seed if isinstance(seed, int) else 0
+
+
+def main() -> None:
+    args = parse_args()
+    started = time.perf_counter()
+    arch = architecture_beside(args.checkpoint)
+    device = select_device(args.device)
+    check_output_dir(args.out, "probes", args.data_dir)
+    net = load_network(args.checkpoint, "--checkpoint")
+    permuted = (load_network(args.permuted_checkpoint, "--permuted-checkpoint")
+                if args.permuted_checkpoint is not None else None)
+    if permuted is not None and permuted.arch != arch:
+        raise UsageError(f"--permuted-checkpoint {args.permuted_checkpoint} is another architecture "
+                         f"than --checkpoint {args.checkpoint}")
+    data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=args.quiet)
+
+    # The encoders: trained, each cascade of re-initialisations (one seed, never the training
+    # seed), and the permuted-labels twin; each with the layers it changes.
+    trained_with = training_seed(args.checkpoint)
+    seed = baseline_seeds(trained_with)[0]
+    every_layer = {stage.index for stage in arch.layers}
+    models = {"trained": (net, every_layer)}
+    for cascade in cascades(arch):
+        models[cascade] = (reinitialised(net, cascade, seed, trained_with), changed_layers(cascade, arch))
+    if permuted is not None:
+        models["permuted_labels"] = (permuted, every_layer)
+
+    with run_folder(args.out, "probe_layers.py", args.data_dir) as out:
+        data = data.to(device)
+        layers: dict[str, dict] = {stage.name: {"accuracy": {}, "mcnemar": {}} for stage in arch.layers}
+        predictions: dict[str, dict] = {stage.name: {} for stage in arch.layers}
+        seconds = {}
+        progress = tqdm(total=sum(len(changed) for _, changed in models.values()) + 1,
+                        desc="linear probes", unit="probe", disable=args.quiet)
+        test_labels = data.test_labels.cpu().numpy()
+        for name, (model, changed) in models.items():
+            clock = time.perf_counter()
+            found = probe_layer_predictions(model.to(device), data, sorted(changed), args.seed,
+                                            args.train_images)
+            for layer, predicted in found.items():
+                predictions[layer][name] = (predicted == test_labels).tolist()
+                layers[layer]["accuracy"][name] = round(float((predicted == test_labels).mean()), 4)
+            seconds[name] = round(time.perf_counter() - clock, 2)
+            progress.update(len(changed))
+        clock = time.perf_counter()
+        pixels_correct = pixel_probe_predictions(data, args.seed, args.train_images) == test_labels
+        pixels = round(float(pixels_correct.mean()), 4)
+        for layer in predictions:  # the floor, compared with every layer
+            predictions[layer]["pixels"] = pixels_correct.tolist()
+        seconds["pixels"] = round(time.perf_counter() - clock, 2)
+        progress.update(1)
+        progress.close()
+        # trained against each baseline, per layer: McNemar, then Holm over the whole family
+        tests = [(layer, name, mcnemar(correct["trained"], correct[name]))
+                 for layer, correct in predictions.items() for name in correct if name != "trained"]
+        for (layer, name, test), adjusted in zip(tests, holm([t["p_value"] for _, _, t in tests])):
+            layers[layer]["mcnemar"][name] = {**test, "p_holm": round(adjusted, 4)}
+        for layer, found in layers.items():
+            shown = ", ".join(f"{name} {100 * accuracy:.1f} %" for name, accuracy in found["accuracy"].items())
+            print(f"{layer}: {shown}")
+        print(f"raw pixels: {100 * pixels:.1f} %")
+        save_json({
+            "task": "probes", "checkpoint": str(args.checkpoint),
+            "permuted_checkpoint": None if args.permuted_checkpoint is None else str(args.permuted_checkpoint),
+            "architecture": arch.describe(), "protocol": describe_protocol(args.train_images),
+            "randomised": {"seed": seed, "training_seed": trained_with,
+                           "cascades": {k: list(v) for k, v in cascades(arch).items()}},
+            "layers": layers, "pixels": pixels, "seconds": seconds,
+            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "wall_seconds": round(time.perf_counter() - started, 2),
+            "data": data.describe(), "environment": environment_info(device),
+        }, out / "metrics.json")
+        print(f"wrote {out / 'metrics.json'}")
+
+
+if __name__ == "__main__":
+    run_cli(main)
