@@ -19,7 +19,7 @@ override PARTITION := $(value PARTITION)
 export CIFAR10_DIR SUBSET DEVICE EXECUTOR PARTITION
 COMMON = --subset "$$SUBSET" --device "$$DEVICE"
 
-.PHONY: all install runs explorer task1 task2 task3 report sweep test test-fast bench submission submission-check clean
+.PHONY: all install runs explorer task1 task2 task3 report sweep depth test test-fast bench submission submission-check clean
 
 # Tasks 1 and 2 (3 seeds each), the lambda sweep and Task 3, then the explorer with every model
 # and the report.
@@ -60,6 +60,38 @@ report:
 # The lambda sweep alone (seed 0 only).
 sweep:
 	$(PYTHON) sweep.py $(COMMON) --seeds 0
+
+# The same study on a deeper network (docs/depth.md), after `make all` (whose Task 2 models the
+# tutorial's probes read): Task 1, Task 2 and its permuted-labels twin with the fast recipe
+# (one seed, DEPTH_EPOCHS epochs, one thread per run, two runs at once), Task 3 per layer with
+# DEPTH_NULL_DRAWS draws per null, linear probes per layer for both networks, then depth.pdf.
+DEPTH_ARCH ?= deep4
+DEPTH_EPOCHS ?= 6
+DEPTH_NULL_DRAWS ?= 99
+DEPTH_THREADS ?= $(shell $(PYTHON) -c "import os; print(len(os.sched_getaffinity(0)))")
+override DEPTH_ARCH := $(value DEPTH_ARCH)
+override DEPTH_EPOCHS := $(value DEPTH_EPOCHS)
+override DEPTH_NULL_DRAWS := $(value DEPTH_NULL_DRAWS)
+export DEPTH_ARCH DEPTH_EPOCHS DEPTH_NULL_DRAWS DEPTH_THREADS
+DEPTH = outputs/depth
+depth: install outputs/task2/deconv_net.pth
+	$(PYTHON) sweep.py $(COMMON) --seeds 0 --no-lambda-sweep --permuted --outputs $(DEPTH) \
+	    --executor "$$EXECUTOR" $${PARTITION:+--partition "$$PARTITION"} \
+	    -- --arch "$$DEPTH_ARCH" --recipe fast --epochs "$$DEPTH_EPOCHS" --threads 1
+	$(PYTHON) visualize_latents.py $(COMMON) --checkpoint $(DEPTH)/task2/deconv_net.pth \
+	    --permuted-checkpoint $(DEPTH)/runs/task2_permuted_seed0/deconv_net.pth \
+	    --null-draws "$$DEPTH_NULL_DRAWS" --threads "$$DEPTH_THREADS" --out $(DEPTH)/task3
+	$(PYTHON) probe_layers.py $(COMMON) --checkpoint $(DEPTH)/task2/deconv_net.pth \
+	    --permuted-checkpoint $(DEPTH)/runs/task2_permuted_seed0/deconv_net.pth \
+	    --threads "$$DEPTH_THREADS" --out $(DEPTH)/probes
+	$(PYTHON) probe_layers.py $(COMMON) --checkpoint outputs/task2/deconv_net.pth \
+	    $$(test -f outputs/runs/task2_permuted_seed0/deconv_net.pth && echo --permuted-checkpoint outputs/runs/task2_permuted_seed0/deconv_net.pth) \
+	    --out $(DEPTH)/probes_tutorial
+	$(PYTHON) make_depth_report.py
+
+# The tutorial's models the depth study compares with: made by make all's runs when missing.
+outputs/task2/deconv_net.pth:
+	$(MAKE) runs
 
 # Every test (what CI runs; about 6 minutes on a 2-core CPU), and the fast tier for the
 # edit-test loop (no process started, nothing trained: under a minute).

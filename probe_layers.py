@@ -22,8 +22,9 @@ import torch
 from tqdm import tqdm
 
 from data import load_cifar10
+from models import ARCHITECTURE
 from study.checkpoints import architecture_beside, load_model
-from study.common import (ArgumentParser, add_data_arguments, add_output_arguments,
+from study.common import (ArgumentParser, add_data_arguments, add_output_arguments, add_threads_argument,
                           environment_info, number, run_cli, select_device, UsageError)
 from study.files import save_json
 from study.nulls import holm
@@ -46,6 +47,7 @@ def parse_args(argv: list[str] | None = None):
                         help="training images each probe is fitted on (a stratified subset)")
     add_data_arguments(parser)
     add_output_arguments(parser, out="outputs/probes")
+    add_threads_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -70,7 +72,7 @@ def main() -> None:
     args = parse_args()
     started = time.perf_counter()
     arch = architecture_beside(args.checkpoint)
-    device = select_device(args.device)
+    device = select_device(args.device, args.threads, onednn=arch != ARCHITECTURE)
     check_output_dir(args.out, "probes", args.data_dir)
     net = load_network(args.checkpoint, "--checkpoint")
     permuted = (load_network(args.permuted_checkpoint, "--permuted-checkpoint")

@@ -64,8 +64,9 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--task3", action="store_true",
                         help="also run Task 3 (visualize_latents.py) on seed 0's Task 2 model, as "
                              "soon as that exists, beside the remaining training runs")
-    parser.add_argument("--null-draws", type=number(int, 19), default=None,
-                        help="with --task3: models drawn per null group (default: Task 3's own)")
+    parser.add_argument("--permuted", action="store_true",
+                        help="also train seed 0's Task 2 on permuted labels (the baseline Task 3 "
+                             "and probe_layers.py read; implied by --task3)")
     add_data_arguments(parser, seed=False)
     parser.add_argument("--executor", choices=("local", "slurm"), default="local",
                         help="local: processes on this machine; slurm: every run a Slurm job "
@@ -269,9 +270,8 @@ def main() -> None:
         data_flags.append("--quiet")
     runs_dir = prepare_output_dir(args.outputs / "runs")
     lambdas = [] if args.no_lambda_sweep else args.lambdas
-    task3_flags = [*data_flags, *(["--null-draws", str(args.null_draws)] if args.null_draws else [])]
     runs = plan(args.seeds, lambdas, args.outputs, [*data_flags, *args.extra],
-                task3_flags if args.task3 else None)
+                data_flags if args.task3 else None, permuted=args.permuted)
     for run in runs:  # results of an earlier sweep must not pass for this one's
         mark_incomplete(prepare_output_dir(run.out), "sweep.py (not yet run)")
     started = time.perf_counter()

@@ -75,7 +75,7 @@ def run_settings(args, data_sha256: str) -> dict:
 def main() -> None:
     args = parse_args()
     started = time.perf_counter()
-    device = select_device(args.device)
+    device = select_device(args.device, args.threads, onednn=args.recipe == "fast")
     check_output_dir(args.out, "task1", args.data_dir)
     if args.resume:
         require_training_state(args.out / STATE_FILE)  # before anything is written

@@ -134,7 +134,7 @@ def run_settings(args, data_sha256: str) -> dict:
 def main() -> None:
     args = parse_args()
     started = time.perf_counter()
-    device = select_device(args.device)
+    device = select_device(args.device, args.threads, onednn=args.recipe == "fast")
     check_output_dir(args.out, "task2", args.data_dir)
     init_state = encoder_weights(args.init_from, ARCHITECTURES[args.arch]) if args.init_from else None  # fail early
     if args.resume:

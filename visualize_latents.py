@@ -18,6 +18,7 @@ import torch
 
 from study import latent_plots, plots
 from study.common import (ArgumentParser, UsageError, add_data_arguments, add_output_arguments,
+                          add_threads_argument,
                     environment_info, number, run_cli, select_device)
 from study.files import save_json, save_torch
 from study.run_folders import check_output_dir, remove_tree, require_complete, run_folder
@@ -68,6 +69,7 @@ def parse_args(argv: list[str] | None = None):
                              "stage, and rotations): the smallest p-value is 1/(draws + 1)")
     add_data_arguments(parser)
     add_output_arguments(parser, out="outputs/task3")
+    add_threads_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -203,7 +205,7 @@ def main() -> None:
     choices = {stage.index: channel_choice(
         stage.index, flags.get(stage.index, f"top{min(6, stage.channels)}"), stage.channels)
         for stage in arch.layers}
-    device = select_device(args.device)
+    device = select_device(args.device, args.threads, onednn=arch != ARCHITECTURE)
     check_output_dir(args.out, "task3", args.data_dir)
     # These are measurements, not training: full float32 on GPUs too (TF32 would blur the
     # layer-1 affinity check and the PSNRs in the fourth digit).

@@ -44,10 +44,11 @@ def main() -> None:
     parser.add_argument("--budget", type=number(float, 0, low_open=True), default=600.0,
                         help="seconds of training after which no new epoch starts")
     parser.add_argument("--seed", type=number(int, 0), default=0)
+    parser.add_argument("--threads", type=number(int, 1), default=FAST_DEFAULTS["threads"])
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     args = parser.parse_args()
 
-    device = select_device(args.device)
+    device = select_device(args.device, args.threads, onednn=True)
     data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=True).to(device)
     torch.manual_seed(args.seed)
     net = TutorialNet(ARCHITECTURES[args.arch]).to(device)

@@ -47,12 +47,13 @@ def missing_results(run: Run) -> str | None:
 
 
 def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str],
-         task3: list[str] | None = None) -> list[Run]:
+         task3: list[str] | None = None, permuted: bool = False) -> list[Run]:
     """Task 1 per seed, Task 2 per seed at the default lambda, Task 2 per other lambda at seed 0.
 
     A Task 2 run waits for the Task 1 run of its seed, so that it can compare itself with it.
     With `task3` (its flags), Task 3 follows the first seed's Task 2 and the Task 2 trained on
-    permuted labels (its data-randomisation baseline), before the other runs.
+    permuted labels (its data-randomisation baseline), before the other runs; `permuted` plans
+    that permuted-labels run without Task 3.
     """
     def folder(task: str, seed: int, lam: float | None = None) -> Path:
         if seed == seeds[0] and lam is None:
@@ -76,15 +77,16 @@ def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str
         add(f"task2 seed {seed}", "train_deconv.py", folder("task2", seed),
             ["--seed", str(seed), "--lambda", str(DEFAULT_LAMBDA), "--task1-metrics", str(task1),
              *shared], after=(f"task1 seed {seed}",), task="task2", seed=seed, lam=DEFAULT_LAMBDA)
-        if task3 is not None and seed == seeds[0]:
+        if (task3 is not None or permuted) and seed == seeds[0]:
             # Task 3's data-randomisation baseline: the same Task 2 protocol on permuted labels
-            permuted = outputs / "runs" / f"task2_permuted_seed{seed}"
-            add(f"task2 permuted labels seed {seed}", "train_deconv.py", permuted,
+            twin = outputs / "runs" / f"task2_permuted_seed{seed}"
+            add(f"task2 permuted labels seed {seed}", "train_deconv.py", twin,
                 ["--seed", str(seed), "--lambda", str(DEFAULT_LAMBDA), "--permute-labels",
                  *shared], task="task2", seed=seed, lam=DEFAULT_LAMBDA, permuted=True)
+        if task3 is not None and seed == seeds[0]:
             add("task3", "visualize_latents.py", outputs / "task3",
                 ["--checkpoint", str(folder("task2", seed) / "deconv_net.pth"),
-                 "--permuted-checkpoint", str(permuted / "deconv_net.pth"), *task3],
+                 "--permuted-checkpoint", str(twin / "deconv_net.pth"), *task3],
                 after=(f"task2 seed {seed}", f"task2 permuted labels seed {seed}"), task="task3",
                 seed=seed)
     for lam in lambdas:

@@ -47,6 +47,9 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
                         help="print the running loss every N mini-batches")
     parser.add_argument("--resume", action="store_true",
                         help="continue a stopped run from OUT/training_state.pth")
+    parser.add_argument("--threads", type=number(int, 1), default=1,
+                        help="CPU threads (the tutorial's batch-4 steps are fastest on one; "
+                             "--recipe fast uses every core, with oneDNN, unless given)")
     parser.add_argument("--no-cuda-graph", action="store_true",
                         help="on CUDA, run every step eagerly instead of replaying a CUDA graph")
 

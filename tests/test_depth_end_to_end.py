@@ -1,7 +1,9 @@
 """Depth is a setting: a three-stage network (--arch small3) goes through Task 2, Task 3, the
-report and the explorer page on tiny data, with every layer analysed and shown."""
+report, the explorer page, the linear probes and the depth report on tiny data, with every layer
+analysed and shown (laid out as make depth lays it out: OUTPUTS/depth/...)."""
 import json
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,7 @@ def three_stage_study(tmp_path_factory, tiny_cifar) -> Path:
     env = dict(os.environ, **env)
     common = ["--data-dir", tiny_cifar, "--epochs", "1", "--log-every", "10", "--quiet",
               "--arch", "small3"]
-    outputs = root / "outputs"
+    outputs = root / "outputs" / "depth"
     for script, folder in (("train_classifier.py", "task1"), ("train_deconv.py", "task2")):
         extra = ["--task1-metrics", outputs / "task1" / "metrics.json"] if folder == "task2" else []
         result = run_script(script, *common, *extra, "--out", outputs / folder, env=env)
@@ -35,6 +37,12 @@ def three_stage_study(tmp_path_factory, tiny_cifar) -> Path:
                       "--task3", outputs / "task3" / "metrics.json",
                       "--out", outputs / "task3" / "explorer.html", "--quiet", env=env)
     assert page.returncode == 0, page.stderr[-3000:]
+    probes = run_script("probe_layers.py", "--checkpoint", outputs / "task2" / "deconv_net.pth",
+                        "--data-dir", tiny_cifar, "--quiet", "--train-images", "60",
+                        "--out", outputs / "probes", env=env)
+    assert probes.returncode == 0, probes.stderr[-3000:]
+    depth = run_script("make_depth_report.py", "--outputs", outputs.parent, env=env, timeout=300)
+    assert depth.returncode == 0, depth.stderr[-3000:]
     return outputs
 
 
@@ -68,3 +76,32 @@ def test_the_report_and_the_page_show_the_third_layer(three_stage_study):
     embedded = json.loads(data.group(1))
     assert [layer["channels"] for layer in embedded["architecture"]["layers"]] == [8, 16, 32]
     assert set(embedded["cards"]) == {"z1", "z2", "z3"}
+
+
+def test_the_probes_read_every_layer_against_the_baselines_that_reach_it(three_stage_study):
+    metrics = json.loads((three_stage_study / "probes" / "metrics.json").read_text())
+    # a cascade from the top re-initialises conv3, then conv2 too, then conv1: layer k is changed
+    # by the cascades whose first re-initialised convolution is at or below k
+    expected = {"z1": {"trained", "conv1_conv2_conv3"},
+                "z2": {"trained", "conv2_conv3", "conv1_conv2_conv3"},
+                "z3": {"trained", "conv3", "conv2_conv3", "conv1_conv2_conv3"}}
+    assert {name: set(layer["accuracy"]) for name, layer in metrics["layers"].items()} == expected
+    test_images = metrics["data"]["test_images"]
+    for name, layer in metrics["layers"].items():
+        assert set(layer["mcnemar"]) == expected[name] - {"trained"} | {"pixels"}
+        for baseline, test in layer["mcnemar"].items():
+            # the discordant counts agree with the two accuracies: a - b = (only a - only b) / n
+            other = layer["accuracy"].get(baseline, metrics["pixels"])
+            assert layer["accuracy"]["trained"] - other == pytest.approx(
+                (test["only_first_correct"] - test["only_second_correct"]) / test_images, abs=1e-3)
+            assert test["p_value"] <= test["p_holm"] <= 1
+
+
+def test_the_depth_report_has_a_sentence_per_layer(three_stage_study):
+    pdf = three_stage_study / "depth.pdf"
+    assert pdf.is_file() and pdf.read_bytes().startswith(b"%PDF")
+    text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
+                          text=True).stdout
+    for layer in ("z1:", "z2:", "z3:"):
+        assert layer in text
+    assert "learning" in text and "Does learning show with depth?" in text

@@ -1,0 +1,256 @@
+"""The companion report depth.pdf: does learning show with depth? Per layer of the tutorial's
+net and of the deeper net, the class-dominant channels and the linear probe's accuracy, each
+against networks that learned nothing.
+
+Reads what `make depth` writes (outputs/depth/: task1, task2, task3, probes) and, for the
+tutorial's net, outputs/task3 (make all) and outputs/depth/probes_tutorial; typesets
+report/depth.typ with them (at most MAX_PAGES pages). No number is typed here or in the
+template; a part that has not been run is said to be missing.
+
+Per layer, two tests, each against every null that reaches the layer:
+* the count of class-dominant channels (Task 3's "class" rule) against its null draws (the
+  rank p-value Task 3 computed, the largest over the null groups), Holm-corrected over the
+  layers of the network;
+* the linear probe's test accuracy against each baseline's (exact McNemar, Holm over the
+  network's layers and baselines, computed by probe_layers.py).
+
+    python make_depth_report.py          # after make depth
+"""
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from study import plots
+from study.common import ArgumentParser, UsageError, output_folder, run_cli
+from study.files import atomic_path, prepare_output_dir
+from study.nulls import ALPHA, holm
+from study.readers import read_json
+from study.run_folders import check_output_dir
+from study.settings import BASELINE_GROUPS, randomised_group
+
+MAX_PAGES = 4
+TEMPLATE = Path(__file__).resolve().parent / "report" / "depth.typ"
+RULE = "class"  # Task 3's rule for a class-dominant channel
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--outputs", type=Path, default=Path("outputs"),
+                        help="folder holding task3/ (make all) and depth/ (make depth)")
+    parser.add_argument("--out", type=output_folder, default=argparse.SUPPRESS,
+                        help="where depth.pdf goes (default: OUTPUTS/depth)")
+    return parser.parse_args(argv)
+
+
+def optional(path: Path, what: str) -> dict | None:
+    """A metrics file's JSON, or None when that part has not been run."""
+    return read_json(path, what, "rerun make depth") if path.is_file() else None
+
+
+def group_label(group: str, depth: int) -> str:
+    """Short words for a baseline group id of a network with `depth` stages."""
+    if group in BASELINE_GROUPS:
+        return BASELINE_GROUPS[group][0]
+    if group == "pixels":
+        return "raw pixels"
+    for first in range(1, depth + 1):
+        ident, short, _ = randomised_group(first, depth)
+        if ident == group:
+            return short
+    return group
+
+
+def layer_facts(task3: dict | None, probes: dict | None) -> list[dict]:
+    """Per layer: the class-dominant count against its nulls and the probe against its
+    baselines, with Holm over the layers (counts) as the docstring above says."""
+    layers = []
+    rules = (task3 or {}).get("baselines", {}).get("rules", {})
+    names = [n for n in (probes or {}).get("layers", {})] or [n for n in rules if n.startswith("z")]
+    for name in names:
+        entry = {"layer": name}
+        count = rules.get(name, {}).get("counts", {}).get(RULE)
+        if count is not None:
+            channels = rules[name].get("channels")
+            entry["count"] = {"trained": count["trained"],
+                              "channels": channels if isinstance(channels, int) else len(channels),
+                              "nulls": {g: b.get("mean") for g, b in count["baselines"].items()},
+                              "p_value": count["p_value"]}
+        probe = (probes or {}).get("layers", {}).get(name)
+        if probe is not None:
+            entry["probe"] = {"accuracy": probe["accuracy"], "mcnemar": probe["mcnemar"],
+                              "pixels": probes["pixels"]}
+        layers.append(entry)
+    counted = [e for e in layers if "count" in e]
+    for entry, adjusted in zip(counted, holm([e["count"]["p_value"] for e in counted])):
+        entry["count"]["p_holm"] = adjusted
+    return layers
+
+
+def percent(value: float) -> str:
+    return f"{100 * value:.1f} %"
+
+
+def p_text(p: float) -> str:
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
+
+
+def layer_sentence(entry: dict, depth: int) -> str:
+    """One sentence saying whether learning shows at this layer, from the two tests."""
+    parts, shows = [], []
+    probe = entry.get("probe")
+    if probe:
+        trained = probe["accuracy"]["trained"]
+        others = {g: a for g, a in probe["accuracy"].items() if g != "trained"}
+        worst = max(probe["mcnemar"].values(), key=lambda t: t["p_holm"]) if probe["mcnemar"] else None
+        beats = bool(others) and all(trained > a for a in others.values()) and trained > probe["pixels"] \
+            and worst is not None and worst["p_holm"] < ALPHA
+        best_group, best = max(others.items(), key=lambda item: item[1]) if others else ("", 0.0)
+        parts.append(f"the linear probe reads {percent(trained)} of the test images right, against "
+                     f"at most {percent(best)} for a baseline ({group_label(best_group, depth)}) and "
+                     f"{percent(probe['pixels'])} for raw pixels"
+                     + (f" (every difference Holm {p_text(worst['p_holm'])} or smaller)" if beats else
+                        " (not above every baseline at Holm p < 0.05)"))
+        shows.append(beats)
+    count = entry.get("count")
+    if count:
+        nulls = ", ".join(f"{group_label(g, depth)} {m:.1f}" for g, m in count["nulls"].items()
+                          if m is not None)
+        survives = count["p_holm"] < ALPHA
+        parts.append(f"{count['trained']} of its {count['channels']} channels are class-dominant "
+                     f"against means of {nulls} in models that learned nothing (Holm "
+                     f"{p_text(count['p_holm'])}{'' if survives else ', not significant'})")
+        shows.append(survives)
+    if not parts:
+        return f"{entry['layer']}: not measured."
+    verdict = ("learning shows in both tests" if all(shows) and len(shows) == 2 else
+               "learning shows in the probe only" if shows[:1] == [True] and len(shows) == 2 else
+               "learning shows in the channel count only" if len(shows) == 2 and shows[1] else
+               "learning shows" if all(shows) else "learning does not show")
+    return f"{entry['layer']}: {verdict}: " + "; ".join(parts) + "."
+
+
+def depth_figure(networks: dict[str, dict]) -> plots.plt.Figure:
+    """Per network (columns), per layer: the share of class-dominant channels (top) and the
+    probe's test accuracy (bottom), trained against the baselines."""
+    fig, axes = plots.plt.subplots(2, len(networks), figsize=(plots.TEXT_WIDTH_IN, 4.4),
+                                   squeeze=False)
+    styles = {"trained": ("black", "o", "-")}
+    palette = iter(["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
+                    "tab:pink", "tab:olive"])
+    for column, (title, network) in enumerate(networks.items()):
+        depth, layers = network["depth"], network["layers"]
+        x = list(range(1, len(layers) + 1))
+        top, bottom = axes[0][column], axes[1][column]
+        series: dict[str, list] = {}
+        for entry in layers:
+            count = entry.get("count")
+            if count:
+                series.setdefault("trained", []).append((int(entry["layer"][1:]), count["trained"] / count["channels"]))
+                for g, m in count["nulls"].items():
+                    if m is not None:
+                        series.setdefault(g, []).append((int(entry["layer"][1:]), m / count["channels"]))
+        for g, points in series.items():
+            if g not in styles:
+                styles[g] = (next(palette), "s", "--")
+            colour, marker, line = styles[g]
+            top.plot(*zip(*points), color=colour, marker=marker, linestyle=line, label=group_label(g, depth))
+        probes: dict[str, list] = {}
+        for entry in layers:
+            for g, a in entry.get("probe", {}).get("accuracy", {}).items():
+                probes.setdefault(g, []).append((int(entry["layer"][1:]), 100 * a))
+        for g, points in probes.items():
+            if g not in styles:
+                styles[g] = (next(palette), "s", "--")
+            colour, marker, line = styles[g]
+            bottom.plot(*zip(*points), color=colour, marker=marker, linestyle=line, label=group_label(g, depth))
+        pixels = next((e["probe"]["pixels"] for e in layers if "probe" in e), None)
+        if pixels is not None:
+            bottom.axhline(100 * pixels, color="grey", linestyle=":", label="raw pixels")
+        top.set_title(title)
+        top.set_ylabel("class-dominant channels (share)")
+        bottom.set_ylabel("linear probe, test accuracy (%)")
+        for ax in (top, bottom):
+            ax.set_xticks(x, [f"z{k}" for k in x])
+            ax.set_xlabel("layer")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def network_facts(task3: dict | None, probes: dict | None, title: str) -> dict | None:
+    if task3 is None and probes is None:
+        return None
+    arch = (probes or task3)["architecture"]
+    layers = layer_facts(task3, probes)
+    depth = len(arch.get("layers", layers))
+    return {"title": title, "depth": depth, "layers": layers,
+            "sentences": [layer_sentence(e, depth) for e in layers],
+            "draws": (task3 or {}).get("baselines", {}).get("rules", {}).get("protocol", {}).get("draws"),
+            "probe_train_images": (probes or {}).get("protocol", {}).get("train_images")}
+
+
+def build_facts(outputs: Path) -> dict:
+    depth = outputs / "depth"
+    deep = {part: optional(depth / part / "metrics.json", f"deep {part} metrics")
+            for part in ("task1", "task2", "task3", "probes")}
+    if deep["task2"] is None:
+        raise UsageError(f"no deep Task 2 run in {depth / 'task2'}; run make depth first")
+    tutorial = {"task3": optional(outputs / "task3" / "metrics.json", "Task 3 metrics"),
+                "probes": optional(depth / "probes_tutorial" / "metrics.json", "tutorial probe metrics")}
+    t1, t2 = deep["task1"] or {}, deep["task2"]
+    config = t2.get("config", {})
+    decoders = (deep["task3"] or {}).get("decoders", {})
+    networks = {}
+    for key, found, title in (("tutorial", tutorial, "the tutorial's net (2 stages)"),
+                              ("deep", deep, f"the deeper net ({config.get('arch', 'deep')})")):
+        facts = network_facts(found["task3"], found["probes"], title)
+        if facts is not None:
+            networks[key] = facts
+    comparison = t2.get("task1_comparison", {})
+    return {
+        "arch": config.get("arch"), "epochs": config.get("epochs"), "batch": config.get("batch_size"),
+        "task1_accuracy": t1.get("test_accuracy"), "task1_seconds": t1.get("train_seconds"),
+        "task2_accuracy": t2.get("test_accuracy"), "task2_seconds": t2.get("train_seconds"),
+        "task2_psnr": t2.get("test_psnr_db"), "mcnemar_p": comparison.get("mcnemar", {}).get("p_value"),
+        "psnr_per_layer": [[name, value["psnr_db"]] for name, value in decoders.items()],
+        "networks": networks, "alpha": ALPHA,
+    }
+
+
+def typeset(facts: dict, figure: Path, out: Path) -> None:
+    import typst
+
+    text = {**facts, "figure": figure.name}
+    try:
+        pdf = typst.compile(TEMPLATE.read_bytes(), root=str(figure.parent), format="pdf",
+                            sys_inputs={"facts": json.dumps(text)})
+    except Exception as error:  # typst reports its problems as its own errors
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UsageError(f"typst could not typeset depth.pdf ({first})") from None
+    pages = pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages")
+    if pages > MAX_PAGES:
+        raise UsageError(f"depth.pdf would have {pages} pages, more than {MAX_PAGES}")
+    with atomic_path(out / "depth.pdf") as path:
+        path.write_bytes(pdf)
+
+
+def main() -> None:
+    args = parse_args()
+    out = getattr(args, "out", args.outputs / "depth")
+    check_output_dir(out)
+    facts = build_facts(args.outputs)
+    prepare_output_dir(out)
+    with tempfile.TemporaryDirectory(prefix="depth-figure-") as folder:
+        figure = Path(folder) / "depth.svg"
+        plots.save(depth_figure({n["title"]: n for n in facts["networks"].values()}), figure)
+        typeset(facts, figure, out)
+    for network in facts["networks"].values():
+        for sentence in network["sentences"]:
+            print(sentence)
+    print(f"wrote {out / 'depth.pdf'}")
+
+
+if __name__ == "__main__":
+    run_cli(main)

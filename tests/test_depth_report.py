@@ -1,0 +1,53 @@
+"""The depth report's arithmetic (make_depth_report.py): Holm over the layers, computed here by
+hand, and a verdict per layer that names only what survives its test."""
+import pytest
+
+import make_depth_report as depth
+
+
+def _task3(p_values: dict[str, float], trained: dict[str, int]) -> dict:
+    return {"baselines": {"rules": {name: {
+        "channels": [{}] * 16,
+        "counts": {"class": {"trained": trained[name], "p_value": p,
+                             "baselines": {"conv2": {"mean": 3.0}, "rotation": {"mean": 2.5},
+                                           "permuted_labels": {"mean": 4}}}}}
+        for name, p in p_values.items()}}}
+
+
+def _probes(accuracy: dict[str, dict[str, float]], p_holm: dict[str, float], pixels=0.40) -> dict:
+    return {"pixels": pixels, "layers": {name: {
+        "accuracy": found,
+        "mcnemar": {g: {"p_value": p_holm[name] / 2, "p_holm": p_holm[name]}
+                    for g in [*found, "pixels"] if g != "trained"}}
+        for name, found in accuracy.items()}}
+
+
+def test_counts_are_holm_corrected_over_the_layers():
+    facts = depth.layer_facts(_task3({"z1": 0.04, "z2": 0.01, "z3": 0.03}, {"z1": 5, "z2": 9, "z3": 7}), None)
+    # Holm by hand: sorted 0.01, 0.03, 0.04 -> 3 * 0.01, max(0.03, 2 * 0.03), max(0.06, 1 * 0.04)
+    assert [f["count"]["p_holm"] for f in facts] == pytest.approx([0.06, 0.03, 0.06])
+    assert [f["count"]["channels"] for f in facts] == [16, 16, 16]
+
+
+def test_a_layer_where_both_tests_pass_says_learning_shows_and_one_that_fails_says_it_does_not():
+    task3 = _task3({"z1": 0.5, "z2": 0.001}, {"z1": 2, "z2": 12})
+    probes = _probes({"z1": {"trained": 0.45, "conv1_conv2": 0.47},
+                      "z2": {"trained": 0.60, "conv2": 0.41, "conv1_conv2": 0.38}},
+                     {"z1": 0.2, "z2": 0.0001})
+    first, second = (depth.layer_sentence(f, 2) for f in depth.layer_facts(task3, probes))
+    assert first.startswith("z1: learning does not show:")
+    assert "not above every baseline" in first and "not significant" in first
+    assert second.startswith("z2: learning shows in both tests:")
+    assert "60.0 %" in second and "41.0 %" in second and "12 of its 16 channels" in second
+
+
+def test_a_probe_above_its_baselines_but_not_significant_is_not_called_learning():
+    probes = _probes({"z1": {"trained": 0.50, "conv1": 0.49}}, {"z1": 0.3})
+    (sentence,) = (depth.layer_sentence(f, 1) for f in depth.layer_facts(None, probes))
+    assert sentence.startswith("z1: learning does not show:")
+
+
+def test_group_labels_follow_the_depth():
+    assert depth.group_label("conv3_conv4", 4) == "random conv3+conv4"
+    assert depth.group_label("permuted_labels", 4) == "permuted labels"
+    assert depth.group_label("pixels", 2) == "raw pixels"
