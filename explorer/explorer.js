@@ -606,7 +606,10 @@ function renderDecoderNote(refit) {
     text = `${L.name} is rebuilt by ` + (m.kind === "random" || m.kind === "permuted"
       ? "a decoder fitted afterwards to this model's own maps." : "the decoder trained together with this network.");
   }
-  $("decoder-note").textContent = text + (m.precision === "float32" ? "" : " Its classifier's numbers are stored at half precision (predictions within 0.1 % of the full ones).");
+  const halved = m.precision === "float32" ? ""
+    : m.precision.endsWith("decoder") ? " Its decoder's numbers are stored at half precision, to keep this page small (its predictions and maps are exact)."
+    : " Its classifier's numbers are stored at half precision (predictions within 0.1 % of the full ones).";
+  $("decoder-note").textContent = text + halved;
   $("lambda-note").textContent = LAMBDA_TEXT;
 }
 
@@ -1365,7 +1368,8 @@ function updatePadding() {
 function setUp() {
   $("tagline").textContent = `A small network sorts photos into ${DATA.classes.length} classes; a decoder turns its maps back into a picture.`;
   $("about-text").textContent =
-    `The network (the PyTorch CIFAR-10 tutorial's) looks at a photo through ${LAYERS.length} layers. Each layer produces maps, one per channel: ` +
+    `The network (${DATA.network === "tutorial" ? "the PyTorch CIFAR-10 tutorial's" : "built like the PyTorch CIFAR-10 tutorial's, with its own layers and channels"}) ` +
+    `looks at a photo through ${LAYERS.length} layers. Each layer produces maps, one per channel: ` +
     "a bright cell means that channel responds strongly to the patch of the photo under it. A decoder that mirrors the network " +
     "(Zeiler & Fergus 2014: it undoes the pooling at the remembered positions, then runs the filters backwards) turns maps back into a picture. " +
     LAYERS.map(L => `${L.name}: ${L.channels} maps of ${L.size}×${L.size} cells, each seeing ${L.receptive_field}×${L.receptive_field} pixels.`).join(" ") +
