@@ -3,25 +3,29 @@
 `write_explorer` embeds the Task 2 model's weights (and the layer-1 decoder that Task 3 fits on
 the real z1) as float32, optional models to compare with (their fully connected layers as
 float16, convolutions and decoder float32), a gallery of test images as
-uint8, the architecture (`models.ARCHITECTURE.describe()`: every map shape, channel count and
+uint8, the architecture (`net.arch.describe()`: every map shape, padding, channel count and
 receptive field the page uses) and each channel's card from Task 3's metrics into
 explorer/explorer.html, together with explorer/explorer.js and explorer/explorer.css, so the
 result is a single file that opens from file:// with no network request. The page computes
-everything itself (encoder, classifier head, both decoders, occlusion maps) in plain JavaScript.
+everything itself (encoder, classifier head, the decoder of every layer, occlusion maps) in
+plain JavaScript, for a network of any depth of the kind models.py describes.
 
-From the command line, any Task 2 checkpoint(s) of this architecture:
+From the command line, any Task 2 checkpoint(s) of one architecture (the one recorded in the
+metrics.json beside each, e.g. the tutorial's or --arch deep4):
 
     python build_explorer.py outputs/task2/deconv_net.pth [more.pth ...] --out page.html \
         [--task3 outputs/task3/metrics.json]
 
-The first checkpoint is the page's default model (float32, exact); the others are embedded as
-models to switch to (fully connected layers float16). Channel cards are included when a Task 3
-metrics file is given.
+The first checkpoint is the page's default model (float32, exact; a network too large for the
+page, such as deep4, keeps its encoder and head float32 and stores its decoder as float16); the
+others are embedded as models to switch to (fully connected layers float16). Channel cards are
+included when a Task 3 metrics file is given.
 """
 import base64
 import hashlib
 import json
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -31,13 +35,16 @@ from study.files import atomic_path
 from study.readers import field, load_torch_file, read_json, require, require_items
 from study.run_folders import check_output_dir, require_complete
 from data import DISPLAY_NAMES, load_cifar10
-from models import ARCHITECTURE, Architecture, DeconvNet
+from models import ARCHITECTURE, ARCHITECTURES, Architecture, DeconvNet
 from study.checkpoints import architecture_beside, load_model
 from study.evidence import crop
 
 ASSETS = Path(__file__).resolve().parent / "explorer"
 IMAGES_PER_CLASS = 10
-MAX_BYTES = 3 * 2 ** 20
+# The page's limit. A deep network's float32 weights alone pass it (a deep4 page with float32
+# weights measured 4,457,910 bytes): such a default model keeps its encoder and head float32 and
+# stores its decoder as float16 (see write_explorer).
+MAX_BYTES = 4 * 2 ** 20
 DEFAULT_ID = "trained"
 DEFAULT_LABEL = "trained model (Task 2)"
 # What the page says about a model comes from its kind (the plain words live in explorer.js):
@@ -65,24 +72,25 @@ def _bytes(tensor: torch.Tensor) -> str:
 
 
 def model_weights(net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | None,
-                  head_dtype: str = "float32") -> dict:
+                  head_dtype: str = "float32", decoder_dtype: str = "float32") -> dict:
     """Every weight the page needs: encoder, head, Task 2's decoder and (if given) the refitted
     deconv1 that decodes z1 (without it, z1 is decoded by the model's own deconv1).
 
     `head_dtype` "float16" halves the fully connected layers, which hold nine tenths of the
-    weights; the convolutions and the decoder stay float32, so the maps, the max-pool switches
-    and every reconstruction stay exact (a float16 conv would flip near-tied switches).
+    tutorial net's weights; `decoder_dtype` "float16" halves the decoder (the deconvs), half of
+    a deep net's weights. The encoder's convolutions always stay float32, so the maps and the
+    max-pool switches stay exact (a float16 conv would flip near-tied switches).
     """
     stages = net.arch.depth
-    layers = {f"conv{k}": getattr(net, f"conv{k}") for k in range(1, stages + 1)}
+    encoder = {f"conv{k}": getattr(net, f"conv{k}") for k in range(1, stages + 1)}
     head = {f"fc{k}": getattr(net, f"fc{k}") for k in range(1, len(net.arch.hidden) + 2)}
-    layers.update({f"deconv{k}": getattr(net, f"deconv{k}") for k in range(1, stages + 1)})
+    decoder = {f"deconv{k}": getattr(net, f"deconv{k}") for k in range(1, stages + 1)}
     if layer1_decoder is not None:
-        layers["deconv1_refit"] = layer1_decoder
-    weights = {name: {"weight": _floats(layer.weight), "bias": _floats(layer.bias)}
-               for name, layer in layers.items()}
-    weights.update({name: {"weight": _floats(layer.weight, head_dtype),
-                           "bias": _floats(layer.bias, head_dtype)} for name, layer in head.items()})
+        decoder["deconv1_refit"] = layer1_decoder
+    weights = {}
+    for layers, dtype in ((encoder, "float32"), (decoder, decoder_dtype), (head, head_dtype)):
+        weights.update({name: {"weight": _floats(layer.weight, dtype),
+                               "bias": _floats(layer.bias, dtype)} for name, layer in layers.items()})
     return weights
 
 
@@ -174,8 +182,9 @@ def model_meta(entry: dict) -> dict:
 def page_data(net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | None,
               test_images: torch.Tensor, test_labels: torch.Tensor, report_images: dict,
               task3: dict | None, extra_models: list[dict] = (), model_label: str = DEFAULT_LABEL,
-              model_info: dict | None = None) -> dict:
-    """Everything the page embeds, as JSON-ready values."""
+              model_info: dict | None = None, decoder_dtype: str = "float32") -> dict:
+    """Everything the page embeds, as JSON-ready values (the default model's decoder as
+    `decoder_dtype`)."""
     report_test = report_images["test"]["index"]
     indices = gallery(test_labels, IMAGES_PER_CLASS, [report_test])
     images = [{"index": i, "label": int(test_labels[i]), "split": "test",
@@ -186,8 +195,9 @@ def page_data(net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | None,
         images.append({"index": train["index"], "label": train["label"], "split": "train",
                        "note": "the report's training image"})
         pixels.append(train["pixels"])
-    models = [{"id": DEFAULT_ID, "label": model_label, "precision": "float32",
-               "weights": model_weights(net, layer1_decoder),
+    precision = "float32" if decoder_dtype == "float32" else f"{decoder_dtype} decoder"
+    models = [{"id": DEFAULT_ID, "label": model_label, "precision": precision,
+               "weights": model_weights(net, layer1_decoder, decoder_dtype=decoder_dtype),
                "decoders": decoder_notes(layer1_decoder is not None),
                **model_meta({"kind": "trained", **(model_info or {})})}]
     for entry in extra_models:
@@ -195,10 +205,19 @@ def page_data(net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | None,
     ids = [m["id"] for m in models]
     if len(set(ids)) != len(ids):
         raise ValueError(f"model ids must be unique (and not {DEFAULT_ID!r}): {ids}")
-    return {"architecture": net.arch.describe(), "classes": list(DISPLAY_NAMES),
+    return {"architecture": net.arch.describe(), "network": network_name(net.arch),
+            "classes": list(DISPLAY_NAMES),
             "models": models, "images": images, "pixels": _bytes(torch.stack(pixels)),
             "cards": channel_cards(task3, test_images, net.arch) if task3 else None,
             "start": indices.index(report_test)}
+
+
+def network_name(arch: Architecture) -> str | None:
+    """The name of `arch` in models.ARCHITECTURES ("tutorial", "deep4", ...), BatchNorm folded
+    or not (the page says which network it runs); None for an architecture without a name."""
+    unfolded = replace(arch, batchnorm=False)
+    return next((name for name, known in ARCHITECTURES.items()
+                 if replace(known, batchnorm=False) == unfolded), None)
 
 
 def render(data: dict) -> str:
@@ -224,12 +243,25 @@ def write_explorer(path: Path, net: DeconvNet, layer1_decoder: torch.nn.ConvTran
     `extra_models` are models to switch to, each {"id": stable link-safe id, "label": display
     text, "net": a DeconvNet, "layer1_decoder": a ConvTranspose2d that decodes z1, or None to use
     the net's own deconv1; optional "kind" (MODEL_KINDS), "lambda", "randomised" (layer names)
-    from which the page words its labels}; `model_info` the same optional keys for the default, embedded with float16 fully connected layers (convolutions and
-    decoders float32, so their maps and reconstructions are exact). The page stays <= 3 MB (ValueError otherwise).
+    from which the page words its labels}, embedded with float16 fully connected layers
+    (convolutions and decoders float32, so their maps and reconstructions are exact);
+    `model_info` the same optional keys for the default. The default model is float32
+    throughout, unless its weights alone would take the page over MAX_BYTES (a deep net): then
+    its decoder is float16 (its encoder and head stay float32, so its predictions, maps and
+    switches are still exact). The page stays <= MAX_BYTES (ValueError otherwise).
     """
-    text = render(page_data(net, layer1_decoder, test_images.cpu(), test_labels.cpu(),
-                            report_images, task3, list(extra_models), model_label, model_info))
-    encoded = text.encode()
+    def page(models: list[dict], decoder_dtype: str) -> bytes:
+        return render(page_data(net, layer1_decoder, test_images.cpu(), test_labels.cpu(),
+                                report_images, task3, models, model_label, model_info,
+                                decoder_dtype)).encode()
+
+    encoded = page(list(extra_models), "float32")
+    if len(encoded) > MAX_BYTES and (not extra_models or len(page([], "float32")) > MAX_BYTES):
+        encoded = page(list(extra_models), "float16")  # the default alone is too large
+        if len(encoded) > MAX_BYTES and not extra_models:
+            raise ValueError(f"explorer.html would be {len(encoded)} bytes, over {MAX_BYTES}, "
+                             "even with this network's decoder at half precision: its weights "
+                             "are too large for the page")
     if len(encoded) > MAX_BYTES:
         raise ValueError(f"explorer.html would be {len(encoded)} bytes, over {MAX_BYTES}; "
                          "embed fewer models")
@@ -479,7 +511,7 @@ def main(argv: list[str] | None = None) -> None:
                               data.test_labels, report, task3, extra_models=models[1:],
                               model_label=first["label"],
                               model_info={"lambda": first.get("lambda")})
-    except ValueError as error:  # over 3 MB, or a weight float16 cannot hold
+    except ValueError as error:  # over MAX_BYTES, or a weight float16 cannot hold
         raise UsageError(str(error)) from None
     print(f"wrote {args.out} ({size / 2 ** 20:.2f} MB, {len(models)} model(s), "
           f"{'with' if task3 else 'without'} channel cards)")

@@ -7,7 +7,7 @@
 
 const DATA = JSON.parse(document.getElementById("explorer-data").textContent);
 const ARCH = DATA.architecture;
-const LAYERS = ARCH.layers;  // [{name, in_channels, channels, kernel, pool, size_in, conv_size, size, receptive_field, stride}]
+const LAYERS = ARCH.layers;  // [{name, in_channels, channels, kernel, padding, pool, size_in, conv_size, size, receptive_field, stride, offset (padded nets only)}]
 const SIDE = ARCH.image_size, COLOURS = ARCH.image_channels, PLANE = SIDE * SIDE;
 const IMAGE_SIZE = COLOURS * PLANE;
 const layerOf = n => LAYERS[n - 1];
@@ -40,7 +40,19 @@ function floatsOf(encoded) {
 
 // --- the network ---
 
-function conv2d(x, C, H, Wd, layer) {
+// zero padding of `p` units around each of C planes of H x W (what a padded conv reads)
+function padPlanes(x, C, H, Wd, p) {
+  if (!p) return x;
+  const PH = H + 2 * p, PW = Wd + 2 * p, out = new Float32Array(C * PH * PW);
+  for (let c = 0; c < C; c++) {
+    for (let y = 0; y < H; y++) out.set(x.subarray((c * H + y) * Wd, (c * H + y + 1) * Wd), (c * PH + y + p) * PW + p);
+  }
+  return out;
+}
+
+// a k x k convolution, stride 1, `padding` zeros on each side (PyTorch's Conv2d)
+function conv2d(x, C, H, Wd, layer, padding = 0) {
+  if (padding) { x = padPlanes(x, C, H, Wd, padding); H += 2 * padding; Wd += 2 * padding; }
   const [O, , k] = layer.weight.shape;
   const w = layer.weight.data, b = layer.bias.data;
   const OH = H - k + 1, OW = Wd - k + 1;
@@ -116,7 +128,7 @@ function encodeInput(x, W) {
   const z = [], index = [];
   let h = x;
   LAYERS.forEach((L, k) => {
-    const conv = relu(conv2d(h, L.in_channels, L.size_in, L.size_in, W[`conv${k + 1}`]));
+    const conv = relu(conv2d(h, L.in_channels, L.size_in, L.size_in, W[`conv${k + 1}`], L.padding || 0));
     const pooled = maxPool(conv, L.channels, L.conv_size, L.conv_size, L.pool);
     z.push(pooled.z);
     index.push(pooled.index);
@@ -148,7 +160,8 @@ function unpool(z, index, C, H, Wd) {
   return out;
 }
 
-function convTranspose2d(x, C, H, Wd, layer) {
+// PyTorch's ConvTranspose2d, stride 1: the full (H + k - 1)-wide result, less `padding` on each side
+function convTranspose2d(x, C, H, Wd, layer, padding = 0) {
   const [, O, k] = layer.weight.shape;  // (in, out, k, k)
   const w = layer.weight.data, b = layer.bias.data;
   const OH = H + k - 1, OW = Wd + k - 1;
@@ -168,7 +181,15 @@ function convTranspose2d(x, C, H, Wd, layer) {
       }
     }
   }
-  return Float32Array.from(sum);
+  if (!padding) return Float32Array.from(sum);
+  const CH = OH - 2 * padding, CW = OW - 2 * padding, out = new Float32Array(O * CH * CW);
+  for (let o = 0; o < O; o++) {
+    for (let y = 0; y < CH; y++) {
+      const from = (o * OH + y + padding) * OW + padding;
+      out.set(sum.subarray(from, from + CW), (o * CH + y) * CW);
+    }
+  }
+  return out;
 }
 
 function keepChannels(z, C, channels) {
@@ -188,7 +209,7 @@ function decodeLatents(latents, layer, channels, W, refit = true) {
     const L = layerOf(k);
     h = relu(unpool(h, latents.index[k - 1], L.channels, L.conv_size, L.conv_size));
     const decoder = k === 1 && layer === 1 && refit && W.deconv1_refit ? W.deconv1_refit : W[`deconv${k}`];
-    h = convTranspose2d(h, L.channels, L.conv_size, L.conv_size, decoder);
+    h = convTranspose2d(h, L.channels, L.conv_size, L.conv_size, decoder, L.padding || 0);
   }
   return h;
 }
@@ -585,7 +606,10 @@ function renderDecoderNote(refit) {
     text = `${L.name} is rebuilt by ` + (m.kind === "random" || m.kind === "permuted"
       ? "a decoder fitted afterwards to this model's own maps." : "the decoder trained together with this network.");
   }
-  $("decoder-note").textContent = text + (m.precision === "float32" ? "" : " Its classifier's numbers are stored at half precision (predictions within 0.1 % of the full ones).");
+  const halved = m.precision === "float32" ? ""
+    : m.precision.endsWith("decoder") ? " Its decoder's numbers are stored at half precision, to keep this page small (its predictions and maps are exact)."
+    : " Its classifier's numbers are stored at half precision (predictions within 0.1 % of the full ones).";
+  $("decoder-note").textContent = text + halved;
   $("lambda-note").textContent = LAMBDA_TEXT;
 }
 
@@ -724,17 +748,26 @@ function cellValue(c, i, j) {
   return current().latents.z[state.layer - 1][(c * L.size + i) * L.size + j];
 }
 
+// the pixels unit u of layer L sees along one axis, cut to the image: [first, last] and whether
+// its field reaches past the border (a padded net's deep units see zeros there)
+function fieldSpan(L, u) {
+  const start = u * L.stride - (L.offset || 0), end = start + L.receptive_field - 1;
+  return { first: Math.max(0, start), last: Math.min(SIDE - 1, end), cut: start < 0 || end > SIDE - 1 };
+}
+
 function showCell(c, i, j) {
   const L = layerOf(state.layer), value = cellValue(c, i, j);
   state.cell = { channel: c, i, j };
-  const size = L.receptive_field, stride = L.stride;
+  const down = fieldSpan(L, i), across = fieldSpan(L, j);
   const original = $("original"), scale = original.clientWidth / SIDE, box = $("field-box");
-  box.style.left = `${original.clientLeft + j * stride * scale}px`;  // inside the canvas's border
-  box.style.top = `${original.clientTop + i * stride * scale}px`;
-  box.style.width = box.style.height = `${size * scale}px`;
+  box.style.left = `${original.clientLeft + across.first * scale}px`;  // inside the canvas's border
+  box.style.top = `${original.clientTop + down.first * scale}px`;
+  box.style.width = `${(across.last - across.first + 1) * scale}px`;
+  box.style.height = `${(down.last - down.first + 1) * scale}px`;
   box.hidden = false;
   $("cell-readout").textContent = `${L.name} ch ${c}, row ${i}, column ${j}: ${fmt(value)}; sees pixels ` +
-    `${i * stride}–${i * stride + size - 1} down, ${j * stride}–${j * stride + size - 1} across (yellow square)`;
+    `${down.first}–${down.last} down, ${across.first}–${across.last} across (yellow square)` +
+    (down.cut || across.cut ? `; its ${L.receptive_field}×${L.receptive_field} field reaches past the border, where it sees zeros` : "");
   const top = state.scale === "map" ? maxOf(layerMaps(current().latents, state.layer)[c]) : scaleTop(c);
   const marker = $("bar-marker");
   marker.style.left = `${100 * Math.min(1, value / Math.max(top, 1e-12))}%`;
@@ -906,7 +939,7 @@ function renderCard(now) {
 // --- occlusion: computed in a Web Worker built from this page's own network code (chunks of rows
 // on the main thread if a worker cannot start), so the page stays responsive ---
 
-const WORKER_CODE = [conv2d, relu, maxPool, linear, normalize, encodeInput, classifyLatents, occlusionMaps];
+const WORKER_CODE = [padPlanes, conv2d, relu, maxPool, linear, normalize, encodeInput, classifyLatents, occlusionMaps];
 let worker = null, workerFailed = false, jobSerial = 0;
 
 function startWorker() {
@@ -1335,7 +1368,8 @@ function updatePadding() {
 function setUp() {
   $("tagline").textContent = `A small network sorts photos into ${DATA.classes.length} classes; a decoder turns its maps back into a picture.`;
   $("about-text").textContent =
-    `The network (the PyTorch CIFAR-10 tutorial's) looks at a photo through ${LAYERS.length} layers. Each layer produces maps, one per channel: ` +
+    `The network (${DATA.network === "tutorial" ? "the PyTorch CIFAR-10 tutorial's" : "built like the PyTorch CIFAR-10 tutorial's, with its own layers and channels"}) ` +
+    `looks at a photo through ${LAYERS.length} layers. Each layer produces maps, one per channel: ` +
     "a bright cell means that channel responds strongly to the patch of the photo under it. A decoder that mirrors the network " +
     "(Zeiler & Fergus 2014: it undoes the pooling at the remembered positions, then runs the filters backwards) turns maps back into a picture. " +
     LAYERS.map(L => `${L.name}: ${L.channels} maps of ${L.size}×${L.size} cells, each seeing ${L.receptive_field}×${L.receptive_field} pixels.`).join(" ") +
