@@ -88,6 +88,7 @@ depth: install outputs/task2/deconv_net.pth
 	    $$(test -f outputs/runs/task2_permuted_seed0/deconv_net.pth && echo --permuted-checkpoint outputs/runs/task2_permuted_seed0/deconv_net.pth) \
 	    --out $(DEPTH)/probes_tutorial
 	$(PYTHON) make_depth_report.py
+	$(PYTHON) make_report.py  # its abstract now points to depth.pdf
 
 # The tutorial's models the depth study compares with: made by make all's runs when missing.
 outputs/task2/deconv_net.pth:
@@ -96,7 +97,7 @@ outputs/task2/deconv_net.pth:
 # Every test (what CI runs; about 6 minutes on a 2-core CPU), and the fast tier for the
 # edit-test loop (no process started, nothing trained: under a minute).
 test: install
-	$(PYTHON) -m pytest -q tests
+	$(PYTHON) -m pytest -q -n auto --dist loadgroup tests
 
 test-fast:
 	$(PYTHON) -m pytest -q -m "not slow" tests

@@ -131,6 +131,20 @@ def check_provenance(metrics: dict, outputs: Path) -> None:
                              "(its seed table would contradict it); rerun sweep.py (or make all)")
 
 
+def depth_pointer(outputs: Path) -> dict | None:
+    """What the abstract says of the companion report when make depth has made it: the deeper
+    network's number of stages and test accuracy (its Task 2 run), else None."""
+    if not (outputs / "depth" / "depth.pdf").is_file():
+        return None
+    metrics = outputs / "depth" / "task2" / "metrics.json"
+    found = read_json(metrics, "deep Task 2 metrics", "rerun make depth") if metrics.is_file() else {}
+    layers = found.get("architecture", {}).get("layers")
+    accuracy = found.get("test_accuracy")
+    if not isinstance(layers, list) or not isinstance(accuracy, (int, float)):
+        return None
+    return {"stages": len(layers), "accuracy": f"{accuracy:.1f}"}
+
+
 def read_metrics(outputs: Path) -> dict[str, dict | None]:
     """Each source's JSON, or None when it has not been run; one-line errors for damaged files."""
     found = {}
@@ -384,6 +398,7 @@ def main() -> None:
         draw_report_figures(metrics, Architecture.from_description(described) if described
                             else ARCHITECTURE, out)
         facts["figs"] = figure_facts(facts, args.outputs, out)
+        facts["depth"] = depth_pointer(args.outputs)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
         raise UsageError(f"a metrics file under {args.outputs} lacks or garbles a value "
                          f"({type(error).__name__}: {error}); rerun the task scripts with this "

@@ -83,7 +83,7 @@ def study_outputs(tmp_path_factory, tiny_cifar) -> Path:
     root = tmp_path_factory.mktemp("study")
     env = dict(os.environ, CIFAR10_CACHE=str(root / "cache"))
     sweep = run_script("sweep.py", "--data-dir", tiny_cifar, "--outputs", root / "outputs",
-                       "--seeds", "0,1", "--lambdas", "0,1e-2", "--quiet", "--task3", "--",
+                       "--seeds", "0,1", "--lambdas", "0,1e-2", "--quiet", "--task3", "--null-draws", "19", "--",
                        "--epochs", "1", "--log-every", "10", env=env)
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr
     outputs = root / "outputs"
@@ -116,12 +116,20 @@ MARKS_OF_FIXTURES = {"trained_outputs": ("slow",), "study_outputs": ("slow",),
                      "slurm_cluster": ("slow", "cluster")}
 
 
+# Files whose tests share one resource and must run in one process when the suite runs in
+# parallel (make test: pytest-xdist, --dist loadgroup): the one-node Slurm cluster.
+ONE_WORKER = {"test_slurm.py": "slurm", "test_slurm_safety.py": "slurm"}
+
+
 def pytest_collection_modifyitems(config, items):
     def rank(item):
         name = Path(str(item.fspath)).name
         return RUN_ORDER.index(name) if name in RUN_ORDER else len(RUN_ORDER)
     items.sort(key=rank)  # stable: the order inside each file is kept
     for item in items:
+        group = ONE_WORKER.get(Path(str(item.fspath)).name)
+        if group is not None:
+            item.add_marker(pytest.mark.xdist_group(group))
         for fixture in MARKS_OF_FIXTURES.keys() & set(item.fixturenames):
             for mark in MARKS_OF_FIXTURES[fixture]:
                 item.add_marker(mark)

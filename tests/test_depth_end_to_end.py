@@ -28,7 +28,8 @@ def three_stage_study(tmp_path_factory, tiny_cifar) -> Path:
         result = run_script(script, *common, *extra, "--out", outputs / folder, env=env)
         assert result.returncode == 0, result.stderr
     task3 = run_script("visualize_latents.py", "--checkpoint", outputs / "task2" / "deconv_net.pth",
-                       "--data-dir", tiny_cifar, "--quiet", "--out", outputs / "task3", env=env,
+                       "--data-dir", tiny_cifar, "--quiet", "--null-draws", "19",
+                       "--out", outputs / "task3", env=env,
                        timeout=900)
     assert task3.returncode == 0, task3.stderr[-3000:]
     report = run_script("make_report.py", "--outputs", outputs, env=env, timeout=600)

@@ -102,7 +102,7 @@ def test_task2_init_from_task1_checkpoint(trained_outputs, tiny_cifar, tmp_path,
 
 def test_task3_writes_every_figure_and_metrics(trained_outputs, tiny_cifar, tmp_path, script_env):
     out = tmp_path / "task3"
-    result = run_script("visualize_latents.py", "--data-dir", tiny_cifar, "--quiet",
+    result = run_script("visualize_latents.py", "--data-dir", tiny_cifar, "--quiet", "--null-draws", "19",
                         "--checkpoint", trained_outputs / "task2" / "deconv_net.pth",
                         "--train-index", "5", "--out", out, env=script_env)
     assert result.returncode == 0, result.stderr
@@ -124,7 +124,7 @@ def test_task3_writes_every_figure_and_metrics(trained_outputs, tiny_cifar, tmp_
         json.loads((trained_outputs / "task2" / "metrics.json").read_text())["test_psnr_db"], abs=0.02)
     assert len(metrics["top9"]["z2"]) == 16 and len(metrics["top9"]["z1"][0]["test_indices"]) == 9
     assert metrics["layer1_refit"]["fitted_now"] is True
-    again = run_script("visualize_latents.py", "--data-dir", tiny_cifar, "--quiet",
+    again = run_script("visualize_latents.py", "--data-dir", tiny_cifar, "--quiet", "--null-draws", "19",
                        "--checkpoint", trained_outputs / "task2" / "deconv_net.pth",
                        "--out", tmp_path / "again", env=script_env)
     assert again.returncode == 0, again.stderr
@@ -133,7 +133,7 @@ def test_task3_writes_every_figure_and_metrics(trained_outputs, tiny_cifar, tmp_
 
 def test_task3_all_z2_channels_in_row_blocks(trained_outputs, tiny_cifar, tmp_path, script_env):
     out = tmp_path / "all"
-    result = run_script("visualize_latents.py", "--data-dir", tiny_cifar, "--quiet",
+    result = run_script("visualize_latents.py", "--data-dir", tiny_cifar, "--quiet", "--null-draws", "19",
                         "--checkpoint", trained_outputs / "task2" / "deconv_net.pth",
                         "--z2-channels", "all", "--out", out, env=script_env)
     assert result.returncode == 0, result.stderr
