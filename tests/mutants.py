@@ -101,6 +101,15 @@ SLIPS = [
     ("study/summary.py", '        task2 = metrics.get(("task2", seed, DEFAULT_LAMBDA))',
      '        task2 = metrics.get(("task2", seed, 1e-2))',
      "the summary finds the seed runs at a typed lambda, not at the default"),
+    ("make_depth_report.py", '    for entry, adjusted in zip(counted, holm([e["count"]["p_value"] for e in counted])):',
+     '    for entry, adjusted in zip(counted, [e["count"]["p_value"] for e in counted]):',
+     "the depth report's channel counts go uncorrected for the number of layers"),
+    ("study/recipes.py", "            x = torch.stack([padded[i, :, p + down:p + down + h, p + right:p + right + w]",
+     "            x = torch.stack([padded[i, :, p + right:p + right + h, p + down:p + down + w]",
+     "the fast recipe's translations swap their axes"),
+    ("probe_layers.py", '        tests = [(layer, name, mcnemar(correct["trained"], correct[name]))',
+     '        tests = [(layer, name, mcnemar(correct[name], correct[name]))',
+     "every probe baseline is compared with itself, never with the trained layer"),
 ]
 
 

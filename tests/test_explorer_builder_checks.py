@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import build_explorer
+from study import explorer_page
 from data import load_cifar10
 from models import ARCHITECTURE, DeconvNet
 from test_bad_input import assert_one_line_error, run_in_process
@@ -230,5 +231,5 @@ def test_duplicate_long_folder_names_get_ids_within_the_limit(inputs, monkeypatc
     assert len(set(ids)) == 4 and all(len(i) <= 64 for i in ids)
     assert ids[1] == name and ids[2] != name and ids[3] not in (name, ids[2])
     with pytest.raises(ValueError, match=r"is 65 characters long, over the limit of 64"):
-        build_explorer._extra_model({"id": "x" * 65, "label": "l", "net": DeconvNet()})
-    assert re.fullmatch(build_explorer.ID_PATTERN, "x" * 64)
+        explorer_page._extra_model({"id": "x" * 65, "label": "l", "net": DeconvNet()})
+    assert re.fullmatch(explorer_page.ID_PATTERN, "x" * 64)
