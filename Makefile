@@ -80,7 +80,8 @@ depth: install outputs/task2/deconv_net.pth
 	    -- --arch "$$DEPTH_ARCH" --recipe fast --epochs "$$DEPTH_EPOCHS" --threads 1
 	$(PYTHON) visualize_latents.py $(COMMON) --checkpoint $(DEPTH)/task2/deconv_net.pth \
 	    --permuted-checkpoint $(DEPTH)/runs/task2_permuted_seed0/deconv_net.pth \
-	    --null-draws "$$DEPTH_NULL_DRAWS" --threads "$$DEPTH_THREADS" --out $(DEPTH)/task3
+	    --null-draws "$$DEPTH_NULL_DRAWS" --baseline-seeds 1 --occlusion-images 100 \
+	    --threads "$$DEPTH_THREADS" --out $(DEPTH)/task3
 	$(PYTHON) probe_layers.py $(COMMON) --checkpoint $(DEPTH)/task2/deconv_net.pth \
 	    --permuted-checkpoint $(DEPTH)/runs/task2_permuted_seed0/deconv_net.pth \
 	    --threads "$$DEPTH_THREADS" --out $(DEPTH)/probes

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from study import plots
 from study.common import ArgumentParser, UsageError, output_folder, run_cli
+from study.decoders import decoder_label
 from study.files import atomic_path, prepare_output_dir
 from study.nulls import ALPHA, holm
 from study.readers import read_json
@@ -214,7 +215,9 @@ def build_facts(outputs: Path) -> dict:
         "task1_accuracy": t1.get("test_accuracy"), "task1_seconds": t1.get("train_seconds"),
         "task2_accuracy": t2.get("test_accuracy"), "task2_seconds": t2.get("train_seconds"),
         "task2_psnr": t2.get("test_psnr_db"), "mcnemar_p": comparison.get("mcnemar", {}).get("p_value"),
-        "psnr_per_layer": [[name, value["psnr_db"]] for name, value in decoders.items()],
+        # the learned decoders only: a tied deconvnet's output has no pixel scale to compare
+        "psnr_per_layer": [[decoder_label(name), value["psnr_db"]] for name, value in decoders.items()
+                           if not name.endswith("_tied")],
         "networks": networks, "alpha": ALPHA,
     }
 

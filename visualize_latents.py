@@ -28,7 +28,8 @@ from data import DISPLAY_NAMES, load_cifar10, normalize
 from study.decoders import controls, decoder_checks, decoders_of, layer1_refit, picture_decoder
 from study.evidence import (RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats, crop,
                             patch_measures, single_channels, top9)
-from study.baselines import BaselineFigures, randomisation_baselines
+from study.baselines import OCCLUSION_IMAGES, BaselineFigures, randomisation_baselines
+from study.random_models import SEEDS_PER_CASCADE, baseline_seeds
 from study.nulls import NULL_DRAWS
 from study.findings import (RULES, against_baselines, channel_roles, describe_channel,
                             hue_name, projections_alike, surviving_roles)
@@ -67,6 +68,11 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--null-draws", type=number(int, 19), default=NULL_DRAWS,
                         help="models drawn per null group (re-initialisations per cascade "
                              "stage, and rotations): the smallest p-value is 1/(draws + 1)")
+    parser.add_argument("--baseline-seeds", type=number(int, 1), default=SEEDS_PER_CASCADE,
+                        help="re-initialisations per cascade stage whose pictures, refitted "
+                             "decoders, PSNRs and occlusion are measured (the nulls draw more)")
+    parser.add_argument("--occlusion-images", type=number(int, 1), default=OCCLUSION_IMAGES,
+                        help="test images on which occlusion is compared with the projections")
     add_data_arguments(parser)
     add_output_arguments(parser, out="outputs/task3")
     add_threads_argument(parser)
@@ -266,7 +272,9 @@ def main() -> None:
         baselines, baseline_figures = randomisation_baselines(
             net, data, task2.get("config", {}).get("seed", args.seed),
             {split: index for split, (index, _) in picks.items()}, permuted=permuted,
-            trained_rows=rows, null_draws=args.null_draws, seed=args.seed)
+            trained_rows=rows, null_draws=args.null_draws, seed=args.seed,
+            seeds=baseline_seeds(task2.get("config", {}).get("seed", args.seed), args.baseline_seeds),
+            occlusion_images=args.occlusion_images)
         channels = {}
         diversity = baselines.projection_diversity["per_model"]["trained"]
         for stage in arch.layers:
