@@ -64,7 +64,8 @@ sweep:
 # The same study on a deeper network (docs/depth.md), after `make all` (whose Task 2 models the
 # tutorial's probes read): Task 1, Task 2 and its permuted-labels twin with the fast recipe
 # (one seed, DEPTH_EPOCHS epochs, one thread per run, two runs at once), Task 3 per layer with
-# DEPTH_NULL_DRAWS draws per null, linear probes per layer for both networks, then depth.pdf.
+# DEPTH_NULL_DRAWS draws per null, linear probes per layer for both networks, the deep model's
+# explorer page (outputs/depth/explorer.html, no channel cards), then depth.pdf.
 DEPTH_ARCH ?= deep4
 DEPTH_EPOCHS ?= 6
 DEPTH_NULL_DRAWS ?= 99
@@ -88,6 +89,7 @@ depth: install outputs/task2/deconv_net.pth
 	$(PYTHON) probe_layers.py $(COMMON) --checkpoint outputs/task2/deconv_net.pth \
 	    $$(test -f outputs/runs/task2_permuted_seed0/deconv_net.pth && echo --permuted-checkpoint outputs/runs/task2_permuted_seed0/deconv_net.pth) \
 	    --out $(DEPTH)/probes_tutorial
+	$(PYTHON) build_explorer.py $(DEPTH)/task2/deconv_net.pth --out $(DEPTH)/explorer.html --quiet
 	$(PYTHON) make_depth_report.py
 	$(PYTHON) make_report.py  # its abstract now points to depth.pdf
 

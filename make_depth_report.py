@@ -124,10 +124,15 @@ def layer_sentence(entry: dict, depth: int) -> str:
         shows.append(survives)
     if not parts:
         return f"{entry['layer']}: not measured."
-    verdict = ("learning shows in both tests" if all(shows) and len(shows) == 2 else
-               "learning shows in the probe only" if shows[:1] == [True] and len(shows) == 2 else
-               "learning shows in the channel count only" if len(shows) == 2 and shows[1] else
-               "learning shows" if all(shows) else "learning does not show")
+    if len(shows) == 2:
+        verdict = ("learning shows in both tests" if all(shows) else
+                   "learning shows in the probe only" if shows[0] else
+                   "learning shows in the channel count only" if shows[1] else
+                   "learning does not show")
+    else:
+        tested, missing = ("probe", "channel count") if probe else ("channel count", "probe")
+        verdict = (f"learning shows in the {tested}" if shows[0] else
+                   f"learning does not show in the {tested}") + f" (the {missing} was not measured)"
     return f"{entry['layer']}: {verdict}: " + "; ".join(parts) + "."
 
 
@@ -168,6 +173,8 @@ def depth_figure(networks: dict[str, dict]) -> plots.plt.Figure:
         pixels = next((e["probe"]["pixels"] for e in layers if "probe" in e), None)
         if pixels is not None:
             bottom.axhline(100 * pixels, color="grey", linestyle=":", label="raw pixels")
+        if not series:
+            top.text(0.5, 0.5, "not measured", ha="center", va="center", transform=top.transAxes)
         top.set_title(title)
         top.set_ylabel("class-dominant channels (share)")
         bottom.set_ylabel("linear probe, test accuracy (%)")
@@ -175,7 +182,8 @@ def depth_figure(networks: dict[str, dict]) -> plots.plt.Figure:
             ax.set_xticks(x, [f"z{k}" for k in x])
             ax.set_xlabel("layer")
             ax.grid(alpha=0.3)
-            ax.legend(fontsize=7, loc="best")
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     return fig
 
@@ -189,7 +197,7 @@ def network_facts(task3: dict | None, probes: dict | None, title: str) -> dict |
     return {"title": title, "depth": depth, "layers": layers,
             "sentences": [layer_sentence(e, depth) for e in layers],
             "draws": (task3 or {}).get("baselines", {}).get("rules", {}).get("protocol", {}).get("draws"),
-            "probe_train_images": (probes or {}).get("protocol", {}).get("train_images")}
+            "probe_train_images": (probes or {}).get("config", {}).get("train_images")}
 
 
 def build_facts(outputs: Path) -> dict:

@@ -44,7 +44,8 @@ def test_a_layer_where_both_tests_pass_says_learning_shows_and_one_that_fails_sa
 def test_a_probe_above_its_baselines_but_not_significant_is_not_called_learning():
     probes = _probes({"z1": {"trained": 0.50, "conv1": 0.49}}, {"z1": 0.3})
     (sentence,) = (depth.layer_sentence(f, 1) for f in depth.layer_facts(None, probes))
-    assert sentence.startswith("z1: learning does not show:")
+    assert sentence.startswith("z1: learning does not show in the probe (the channel count was "
+                               "not measured):")
 
 
 def test_group_labels_follow_the_depth():

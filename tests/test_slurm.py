@@ -316,7 +316,16 @@ def test_ctrl_c_cancels_every_submitted_job(slurm_cluster, tiny_cifar, tmp_path)
     assert "RUNNING" in slurm_state(job_ids).values()
     time.sleep(2)  # the training processes are under way
     sweep_process.send_signal(signal.SIGINT)
-    _, err = sweep_process.communicate(timeout=60)
+    try:
+        _, err = sweep_process.communicate(timeout=120)
+    except subprocess.TimeoutExpired:  # say where it stood, so a hang can be diagnosed
+        tree = subprocess.run(["ps", "-o", "pid,stat,wchan:20,args", "--ppid",
+                               str(sweep_process.pid), "-p", str(sweep_process.pid)],
+                              capture_output=True, text=True).stdout
+        sweep_process.kill()
+        _, err = sweep_process.communicate()
+        pytest.fail(f"the sweep did not end within 120 s of Ctrl-C; jobs {slurm_state(job_ids)}; "
+                    f"processes:\n{tree}\nstderr:\n{err}")
     assert sweep_process.returncode == 130, err
     assert "interrupted: cancelled the sweep's Slurm jobs with scancel" in err
     for job in job_ids:
