@@ -46,6 +46,9 @@ def main() -> None:
     parser.add_argument("--seed", type=number(int, 0), default=0)
     parser.add_argument("--threads", type=number(int, 1), default=FAST_DEFAULTS["threads"])
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--bf16", action="store_true",
+                        help="forward and backward under bfloat16 autocast (weights and the "
+                             "optimiser stay float32); evaluation in float32")
     args = parser.parse_args()
 
     device = select_device(args.device, args.threads, onednn=True)
@@ -56,11 +59,17 @@ def main() -> None:
     n = len(data.train_labels)
     recipe = FastRecipe(optimizer, args.lr, args.epochs * math.ceil(n / args.batch_size), args.seed)
     recipe.prepare(net)
-    runner = StepRunner(net, recipe.loss(smoothed_cross_entropy), [optimizer],
+    loss = smoothed_cross_entropy
+    if args.bf16:
+        def loss(net, x, y):
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                return smoothed_cross_entropy(net, x, y)
+    runner = StepRunner(net, recipe.loss(loss), [optimizer],
                         min(args.batch_size, n), device, step_mode(device, False))
     generator = torch.Generator().manual_seed(args.seed)
     print(f"{args.arch}, fast recipe: {n} training images, batch {args.batch_size}, peak lr "
-          f"{args.lr}, {args.epochs}-epoch schedule, budget {args.budget:g} s, device {device}")
+          f"{args.lr}, {args.epochs}-epoch schedule, budget {args.budget:g} s, device {device}"
+          f"{', bfloat16 autocast' if args.bf16 else ''}")
     print("epoch  train_s  wall_s  test_accuracy_%")
     started, training = time.perf_counter(), 0.0
     for epoch in range(1, args.epochs + 1):

@@ -54,3 +54,11 @@ def test_every_shared_module_says_what_it_is_for():
     for path in (REPO / "study").glob("*.py"):
         if path.name != "__init__.py":
             assert ast.get_docstring(ast.parse(path.read_text())), path.name
+
+
+def test_the_layout_page_names_every_file_a_reader_would_look_for():
+    """docs/layout.md is the one-sentence map; a module added without a line there fails here."""
+    page = (REPO / "docs" / "layout.md").read_text()
+    names = [p.name for p in (REPO / "study").glob("*.py") if p.name != "__init__.py"]
+    names += [p.name for p in REPO.glob("*.py")]
+    assert [n for n in names if n not in page] == []
