@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from data import default_data_dir, load_cifar10  # noqa: E402
 from models import ARCHITECTURES, TutorialNet  # noqa: E402
+from study import recipes  # noqa: E402
 from study.common import ArgumentParser, number, select_device  # noqa: E402
 from study.recipes import (FAST_DEFAULTS, FAST_LABEL_SMOOTHING, FastRecipe,  # noqa: E402
                            fast_sgd)
@@ -46,9 +47,9 @@ def main() -> None:
     parser.add_argument("--seed", type=number(int, 0), default=0)
     parser.add_argument("--threads", type=number(int, 1), default=FAST_DEFAULTS["threads"])
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    parser.add_argument("--bf16", action="store_true",
-                        help="forward and backward under bfloat16 autocast (weights and the "
-                             "optimiser stay float32); evaluation in float32")
+    parser.add_argument("--float32", action="store_true",
+                        help="train in float32 throughout instead of the recipe's bfloat16 "
+                             "autocast (evaluation is float32 either way)")
     args = parser.parse_args()
 
     device = select_device(args.device, args.threads, onednn=True)
@@ -59,17 +60,14 @@ def main() -> None:
     n = len(data.train_labels)
     recipe = FastRecipe(optimizer, args.lr, args.epochs * math.ceil(n / args.batch_size), args.seed)
     recipe.prepare(net)
-    loss = smoothed_cross_entropy
-    if args.bf16:
-        def loss(net, x, y):
-            with torch.autocast(device.type, dtype=torch.bfloat16):
-                return smoothed_cross_entropy(net, x, y)
-    runner = StepRunner(net, recipe.loss(loss), [optimizer],
+    if args.float32:
+        recipes.FAST_AUTOCAST = None
+    runner = StepRunner(net, recipe.loss(smoothed_cross_entropy), [optimizer],
                         min(args.batch_size, n), device, step_mode(device, False))
     generator = torch.Generator().manual_seed(args.seed)
     print(f"{args.arch}, fast recipe: {n} training images, batch {args.batch_size}, peak lr "
           f"{args.lr}, {args.epochs}-epoch schedule, budget {args.budget:g} s, device {device}"
-          f"{', bfloat16 autocast' if args.bf16 else ''}")
+          f", {'float32' if args.float32 else 'bfloat16 autocast'}")
     print("epoch  train_s  wall_s  test_accuracy_%")
     started, training = time.perf_counter(), 0.0
     for epoch in range(1, args.epochs + 1):

@@ -73,3 +73,34 @@ def test_fast_rows_give_task3s_statistics_and_rules():
                     assert value == pytest.approx(slow[key], abs=1.01e-3), key
                 elif key in slow:
                     assert value == slow[key], key
+
+
+@pytest.mark.parametrize("arch_name", ["tutorial", "deep4"])
+def test_each_patch_is_measured_once_and_gives_what_measuring_it_alone_gives(arch_name):
+    """Reference.top_patch_measures caches by (image, unit): asked twice, with repeats and with
+    keys met before, it must give patch_measures of evidence's own crop of each field (zeros
+    past the border of a padded network), and measure no patch twice."""
+    from models import ARCHITECTURES
+    arch = ARCHITECTURES[arch_name]
+    g = torch.Generator().manual_seed(7)
+    images = torch.randint(0, 256, (30, 3, 32, 32), generator=g, dtype=torch.uint8)
+    labels = torch.arange(10).repeat(3)
+    signals = {s.index: evidence.local_signals(images, s.index, arch) for s in arch.layers}
+    ref = nulls.Reference(images, labels, signals, arch.layers, 0, 5, arch)
+    for stage in arch.layers:
+        measured, distinct = [], set()
+        real = evidence.patch_measures
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(nulls, "patch_measures",
+                          lambda p: measured.append(len(p)) or real(p))
+            for draw in range(2):
+                which = torch.randint(0, 30, (40,), generator=g)
+                where = torch.randint(0, stage.size * stage.size, (40,), generator=g)
+                which, where = torch.cat([which, which[:5]]), torch.cat([where, where[:5]])
+                distinct |= set(zip(which.tolist(), where.tolist()))
+                got = ref.top_patch_measures(stage.index, which, where)
+                expected = real(evidence.patches_at(images, which, where, stage.index,
+                                                    stage.size, arch))
+                for name, value in expected.items():
+                    assert torch.allclose(got[name], value, atol=1e-6), (stage.name, name)
+        assert sum(measured) == len(distinct)  # each (image, unit) measured once, repeats never

@@ -147,3 +147,27 @@ def test_the_scripts_train_deep4_with_the_fast_recipe_and_save_it_folded(tmp_pat
         assert not arch.batchnorm and arch.channels == (32, 64, 128, 256) and arch.padding == 1
         model = load_model(tmp_path / folder / name, kind, "checkpoint")
         assert not any(k.startswith("bn") for k in model.state_dict())
+
+
+def test_the_recipe_computes_in_bfloat16_but_keeps_float32_weights_and_gradients():
+    """Mixed precision: inside the recipe's loss a convolution gives bfloat16; the parameters,
+    their gradients and the loss the optimiser sees stay float32."""
+    torch.manual_seed(0)
+    net = TutorialNet(Architecture(channels=(4,), hidden=(), batchnorm=True))
+    recipe = FastRecipe(fast_sgd(net.parameters(), 0.1, 0.9), 0.1, 10, seed=0)
+    recipe.before_step(0)
+    seen = {}
+
+    def loss_fn(model, x, y):
+        seen["conv"] = model.conv1(x).dtype
+        loss = F.cross_entropy(model(x), y)
+        return loss, loss.detach().reshape(1)
+    x, y = torch.rand(8, 3, 32, 32), torch.randint(0, 10, (8,))
+    loss, _ = recipe.loss(loss_fn)(net, x, y)
+    loss.backward()
+    assert seen["conv"] == torch.bfloat16
+    assert loss.dtype == torch.float32
+    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in net.parameters())
+    # the same step in float32 differs only by bfloat16's rounding (8 bits of mantissa)
+    exact = F.cross_entropy(net(recipe.augment(x)), y)
+    assert abs(loss.item() - exact.item()) < 0.05 * exact.item() and loss.item() != exact.item()
