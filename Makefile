@@ -100,7 +100,7 @@ outputs/task2/deconv_net.pth:
 # Every test (what CI runs; about 8 minutes on a 2-core CPU), and the fast tier for the
 # edit-test loop (no process started, nothing trained: under a minute).
 test: install
-	$(PYTHON) -m pytest -q -n auto --dist loadgroup tests
+	$(PYTHON) -m pytest -q -n auto --dist loadgroup --durations=15 tests
 
 test-fast:
 	$(PYTHON) -m pytest -q -m "not slow" tests

@@ -198,7 +198,8 @@ def architecture_facts(arch: dict) -> dict:
 
 
 def data_facts(task1: dict) -> dict:
-    """Where the data came from and how much of it was used, from Task 1's metrics."""
+    """Where the data came from and how much of it was used, from Task 1's metrics (or Task
+    2's, which record the same fields, when Task 1 was not run)."""
     data = task1["data"]
     per_class = [sum(row) for row in task1["confusion_matrix"]]
     low, high = min(per_class), max(per_class)
@@ -367,5 +368,6 @@ def build_facts(metrics: dict) -> dict:
         "t2": task2_facts(metrics["task2"]) if metrics["task2"] else None,
         "t3": task3_facts(metrics["task3"]) if metrics["task3"] else None,
         "seeds": seeds_facts(metrics["seeds"]) if metrics["seeds"] else None,
-        "data": data_facts(metrics["task1"]) if metrics["task1"] else None,
+        "data": (data_facts(metrics["task1"] or metrics["task2"])
+                 if metrics["task1"] or metrics["task2"] else None),
     }

@@ -205,6 +205,23 @@ def test_missing_task_gives_a_partial_report_and_a_warning(outputs):
 
 
 @pytest.mark.slow
+def test_task2_alone_gives_a_partial_report_with_task2s_data(outputs):
+    """What make depth met when only Task 2 of the tutorial existed: no Task 1, no Task 3, no
+    sweep. The data paragraph then reads Task 2's metrics (typst once failed on it)."""
+    for folder in ("task1", "task3", "runs"):
+        shutil.rmtree(outputs / folder, ignore_errors=True)
+    result = run_script("make_report.py", "--outputs", outputs)
+    assert result.returncode == 0, result.stderr
+    report = (outputs / "report.md").read_text()
+    assert "No outputs/task1/metrics.json was found" in report
+    task2 = json.loads((outputs / "task2" / "metrics.json").read_text())
+    if shutil.which("pdftotext"):
+        pdf = subprocess.run(["pdftotext", str(outputs / "report.pdf"), "-"], capture_output=True,
+                             text=True, check=True).stdout
+        assert f"{task2['data']['train_images']:,} training" in " ".join(pdf.split())
+
+
+@pytest.mark.slow
 def test_nothing_run_yet_is_refused_and_nothing_written(tmp_path):
     (tmp_path / "empty").mkdir()
     result = run_script("make_report.py", "--outputs", tmp_path / "empty")
