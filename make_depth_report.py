@@ -110,13 +110,15 @@ def layer_sentence(entry: dict, depth: int) -> str:
         parts.append(f"the linear probe reads {percent(trained)} of the test images right, against "
                      f"at most {percent(best)} for a baseline ({group_label(best_group, depth)}) and "
                      f"{percent(probe['pixels'])} for raw pixels"
-                     + (f" (every difference Holm {p_text(worst['p_holm'])} or smaller)" if beats else
+                     + (f" (every difference: Holm {p_text(worst['p_holm'])}"
+                        f"{' or less' if worst['p_holm'] >= 0.001 else ''})" if beats else
                         " (not above every baseline at Holm p < 0.05)"))
         shows.append(beats)
     count = entry.get("count")
     if count:
-        nulls = ", ".join(f"{group_label(g, depth)} {m:.1f}" for g, m in count["nulls"].items()
-                          if m is not None)
+        nulls = ", ".join(f"{group_label(g, depth)} {m:.0f}" if float(m).is_integer()
+                          else f"{group_label(g, depth)} {m:.1f}"
+                          for g, m in count["nulls"].items() if m is not None)
         survives = count["p_holm"] < ALPHA
         parts.append(f"{count['trained']} of its {count['channels']} channels are class-dominant "
                      f"against means of {nulls} in models that learned nothing (Holm "
@@ -139,7 +141,7 @@ def layer_sentence(entry: dict, depth: int) -> str:
 def depth_figure(networks: dict[str, dict]) -> plots.plt.Figure:
     """Per network (columns), per layer: the share of class-dominant channels (top) and the
     probe's test accuracy (bottom), trained against the baselines."""
-    fig, axes = plots.plt.subplots(2, len(networks), figsize=(plots.TEXT_WIDTH_IN, 4.4),
+    fig, axes = plots.plt.subplots(2, len(networks), figsize=(plots.TEXT_WIDTH_IN, 5.2),
                                    squeeze=False)
     styles = {"trained": ("black", "o", "-")}
     palette = iter(["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
@@ -182,9 +184,18 @@ def depth_figure(networks: dict[str, dict]) -> plots.plt.Figure:
             ax.set_xticks(x, [f"z{k}" for k in x])
             ax.set_xlabel("layer")
             ax.grid(alpha=0.3)
-            if ax.get_legend_handles_labels()[0]:
-                ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
+    # one legend for every panel, below them: inside a panel it hid the lines it names
+    legend: dict[str, object] = {}
+    for ax in fig.axes:
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            legend.setdefault(label, handle)
+    rows = 0
+    if legend:
+        columns = 3
+        rows = -(-len(legend) // columns)
+        fig.legend(list(legend.values()), list(legend), loc="lower center", ncol=columns,
+                   fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.045 * rows, 1, 1))
     return fig
 
 
@@ -212,8 +223,8 @@ def build_facts(outputs: Path) -> dict:
     config = t2.get("config", {})
     decoders = (deep["task3"] or {}).get("decoders", {})
     networks = {}
-    for key, found, title in (("tutorial", tutorial, "the tutorial's net (2 stages)"),
-                              ("deep", deep, f"the deeper net ({config.get('arch', 'deep')})")):
+    for key, found, title in (("tutorial", tutorial, "The tutorial's net (2 stages)"),
+                              ("deep", deep, f"The deeper net ({config.get('arch', 'deep')})")):
         facts = network_facts(found["task3"], found["probes"], title)
         if facts is not None:
             networks[key] = facts
