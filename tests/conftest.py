@@ -117,10 +117,14 @@ MARKS_OF_FIXTURES = {"trained_outputs": ("slow",), "study_outputs": ("slow",),
 
 
 # Files whose tests share one resource and must run in one process when the suite runs in
-# parallel (make test: pytest-xdist, --dist loadgroup): the one-node Slurm cluster.
-ONE_WORKER = {"test_slurm.py": "slurm", "test_slurm_safety.py": "slurm"}
+# parallel (make test: pytest-xdist, --dist loadgroup): the one-node Slurm cluster; and the
+# files whose module fixture trains a study (about a minute each), which split over two
+# workers was built twice.
+ONE_WORKER = {"test_slurm.py": "slurm", "test_slurm_safety.py": "slurm",
+              "test_depth_end_to_end.py": "depth_end_to_end", "test_report.py": "report"}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (loadgroup): else they are ignored
 def pytest_collection_modifyitems(config, items):
     def rank(item):
         name = Path(str(item.fspath)).name
