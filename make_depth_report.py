@@ -116,8 +116,7 @@ def layer_sentence(entry: dict, depth: int) -> str:
         shows.append(beats)
     count = entry.get("count")
     if count:
-        nulls = ", ".join(f"{group_label(g, depth)} {m:.0f}" if float(m).is_integer()
-                          else f"{group_label(g, depth)} {m:.1f}"
+        nulls = ", ".join(f"{group_label(g, depth)} {m:.{0 if float(m).is_integer() else 1}f}"
                           for g, m in count["nulls"].items() if m is not None)
         survives = count["p_holm"] < ALPHA
         parts.append(f"{count['trained']} of its {count['channels']} channels are class-dominant "

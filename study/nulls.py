@@ -100,7 +100,7 @@ class Reference:
         # measures depend on that patch alone, and the strongest images of hundreds of draws
         # keep returning to the same few thousand patches (deep4's z4 has 8,000 in 2,000 images
         # against 25,600 top-k patches a draw)
-        self._measured: dict[int, tuple[torch.Tensor, dict[str, torch.Tensor]]] = {}
+        self._measured: dict[int, tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]] = {}
 
     def top_patch_measures(self, layer: int, images: torch.Tensor,
                            positions: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -109,29 +109,33 @@ class Reference:
         stage = self.layers[layer]
         units = stage.size * stage.size
         if layer not in self._measured:
-            self._measured[layer] = (torch.zeros(len(self.labels) * units, dtype=torch.bool), {})
-        done, values = self._measured[layer]
+            # fields of a padded network reach past the border: cut them from zero-padded images
+            size, offset = stage.receptive_field, stage.offset
+            padded = F.pad(self.images, (offset, size, offset, size)) if offset else self.images
+            self._measured[layer] = (torch.zeros(len(self.labels) * units, dtype=torch.bool), {},
+                                     padded)
+        done, values, padded = self._measured[layer]
         keys = images * units + positions
         missing = keys.unique()
         missing = missing[~done[missing]]
         for chunk in missing.split(PATCH_CHUNK) if len(missing) else ():
-            measured = patch_measures(self._patches(stage, chunk // units, chunk % units))
+            measured = patch_measures(_patches(stage, padded, chunk // units, chunk % units))
             for name, value in measured.items():
                 values.setdefault(name, torch.zeros(len(done), dtype=value.dtype))[chunk] = value
             done[chunk] = True
         return {name: value[keys] for name, value in values.items()}
 
-    def _patches(self, stage, images: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """The receptive-field patches (n, 3, s, s) in [0, 1] of units at flat positions; fields of
-        a padded network reach past the border and are cut from zero-padded images."""
-        size, stride, offset = stage.receptive_field, stage.stride, stage.offset
-        padded = F.pad(self.images, (offset, size, offset, size)) if offset else self.images
-        tops, lefts = (positions // stage.size) * stride, (positions % stage.size) * stride
-        span = torch.arange(size)
-        rows_ = (tops[:, None] + span)[:, None, :, None]
-        cols_ = (lefts[:, None] + span)[:, None, None, :]
-        return padded[images[:, None, None, None], torch.arange(3)[None, :, None, None],
-                      rows_, cols_].float() / 255
+
+def _patches(stage, padded: torch.Tensor, images: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+    """The receptive-field patches (n, 3, s, s) in [0, 1] of a layer's units at flat positions
+    of the given images, cut from the images as padded for that layer (Reference)."""
+    size, stride = stage.receptive_field, stage.stride
+    tops, lefts = (positions // stage.size) * stride, (positions % stage.size) * stride
+    span = torch.arange(size)
+    rows_ = (tops[:, None] + span)[:, None, :, None]
+    cols_ = (lefts[:, None] + span)[:, None, None, :]
+    return padded[images[:, None, None, None], torch.arange(3)[None, :, None, None],
+                  rows_, cols_].float() / 255
 
 
 def _effect_sizes(top: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

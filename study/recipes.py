@@ -21,7 +21,7 @@ The fast recipe, for nets like models.ARCHITECTURES["deep4"] (which has BatchNor
 * the forward pass (and so its backward) under bfloat16 autocast, FAST_AUTOCAST: convolutions
   and matrix products in bfloat16, losses, BatchNorm and the weights, gradients and optimiser in
   float32 (mixed precision, as on a GPU); about twice as fast again on a CPU with AVX-512 BF16
-  (benchmarks/bench_deep.py --bf16). Every analysis runs the trained float32 weights in float32.
+  (benchmarks/bench_deep.py, against its --float32). Every analysis runs the trained float32 weights in float32.
 A scheduled step runs eagerly (no CUDA graph: a graph would replay the captured learning rate).
 """
 import argparse
