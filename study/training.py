@@ -21,6 +21,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from study.common import FLOAT32_MAX, Interrupted, UsageError, number
+from study.recipes import FAST_DEFAULTS
 from data import batches, denormalize, normalize
 from models import ARCHITECTURES, reconstruction_loss
 from study.training_state import epoch_on_disk, resume_training_state, save_training_state
@@ -33,8 +34,10 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--arch", choices=tuple(ARCHITECTURES), default="tutorial",
                         help="the network: the tutorial's, or another of the same kind (models.py)")
     parser.add_argument("--recipe", choices=("tutorial", "fast"), default="tutorial",
-                        help="fast: Nesterov SGD with a one-cycle schedule, label smoothing and "
-                             "flips, batch 256, peak lr 0.1, 15 epochs unless given "
+                        help="fast: Nesterov SGD with a one-cycle schedule, label smoothing, "
+                             "flips and shifts, bfloat16 autocast, batch "
+                             f"{FAST_DEFAULTS['batch_size']}, peak lr {FAST_DEFAULTS['lr']}, "
+                             f"{FAST_DEFAULTS['epochs']} epochs unless given "
                              "(study/recipes.py, docs/depth.md)")
     parser.add_argument("--epochs", type=number(int, 1), default=2, help="passes over the training set")
     parser.add_argument("--batch-size", type=number(int, 1), default=4, help="mini-batch size")
