@@ -13,7 +13,6 @@ import os
 import shutil
 import socket
 import sys
-import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Iterator
@@ -21,8 +20,9 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from study import data_cache
 from study.common import UsageError, printable, say
-from study.files import open_no_follow, remove_stale_temporaries, save_torch
+from study.files import remove_stale_temporaries
 from study.image_files import read_image
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -161,7 +161,7 @@ def load_cifar10(data_dir: str | Path | None = None, subset: float = 1.0, seed: 
     dataset = _read_cache(cache_file)
     if dataset is None:
         # One process decodes, others wait for its cache rather than decode the same again
-        with _cache_lock(cache_file):
+        with data_cache.lock(cache_file):
             dataset = _read_cache(cache_file, warn_if_damaged=False)  # written while we waited
             if dataset is None:
                 if layout == "folders":
@@ -170,7 +170,7 @@ def load_cifar10(data_dir: str | Path | None = None, subset: float = 1.0, seed: 
                 else:
                     arrays = _read_batches(data_dir)
                 dataset = _from_arrays(*arrays, source=str(data_dir))
-                _write_cache(dataset, cache_file)
+                data_cache.write(dataset.__dict__, cache_file)
     dataset = replace(dataset, source=f"{data_dir} ({layout})")
 
     if subset < 1.0:
@@ -182,7 +182,7 @@ def load_cifar10(data_dir: str | Path | None = None, subset: float = 1.0, seed: 
         # key and "same data?" check that reads it then tells subsets apart
         dataset = replace(dataset, train_images=tensors[0], train_labels=tensors[1],
                           test_images=tensors[2], test_labels=tensors[3],
-                          content_hash=_content_hash(tensors))
+                          content_hash=data_cache.content_hash(tensors))
     return dataset
 
 
@@ -369,110 +369,10 @@ def _from_arrays(train_images: np.ndarray, train_labels: np.ndarray, test_images
                torch.from_numpy(train_labels),
                torch.from_numpy(np.ascontiguousarray(test_images.transpose(0, 3, 1, 2))),
                torch.from_numpy(test_labels)]
-    return CIFAR10(*tensors, source=source, content_hash=_content_hash(tensors))
-
-
-def _content_hash(tensors: list[torch.Tensor]) -> str:
-    """sha256 of the tensors' bytes, in order (no copy of contiguous tensors)."""
-    digest = hashlib.sha256()
-    for tensor in tensors:
-        digest.update(np.ascontiguousarray(tensor.numpy()))
-    return digest.hexdigest()
-
-
-# --- the cache: a changed source changes the key, so a stale cache is never served ---
-
-CACHE_FIELDS = ("train_images", "train_labels", "test_images", "test_labels", "source",
-                "content_hash")
-
-
-def _check_cache(saved: object) -> CIFAR10:
-    """The cached data set if it is whole and well-formed; else ValueError saying what is not.
-
-    Its content_hash is recomputed and compared (about 0.15-0.2 s for all of CIFAR-10), so
-    flipped bytes can neither change a pixel or a label unseen nor leave a wrong
-    content_sha256 in the metrics; images must be uint8 (N, 3, 32, 32), labels int64 in 0..9.
-    """
-    if not isinstance(saved, dict) or set(saved) != set(CACHE_FIELDS):
-        raise ValueError("not a cache of this version")
-    if not (isinstance(saved["source"], str) and isinstance(saved["content_hash"], str)):
-        raise ValueError("its source or checksum is not a text")
-    tensors = [saved[name] for name in CACHE_FIELDS[:4]]
-    for name, tensor in zip(CACHE_FIELDS, tensors):
-        if (not isinstance(tensor, torch.Tensor) or tensor.layout != torch.strided
-                or tensor.device.type != "cpu"):
-            raise ValueError(f"{name} is not a dense tensor")
-    for images, labels, split in ((tensors[0], tensors[1], "train"), (tensors[2], tensors[3], "test")):
-        if images.dtype != torch.uint8 or images.dim() != 4 or tuple(images.shape[1:]) != (3, 32, 32):
-            raise ValueError(f"its {split} images are {images.dtype} {tuple(images.shape)}, "
-                             "not uint8 (N, 3, 32, 32)")
-        if labels.dtype != torch.int64 or labels.shape != (len(images),):
-            raise ValueError(f"its {split} labels do not match its images")
-        if len(labels) and (int(labels.min()) < 0 or int(labels.max()) >= len(CLASSES)):
-            raise ValueError(f"a {split} label is outside 0..{len(CLASSES) - 1}")
-    if _content_hash(tensors) != saved["content_hash"]:
-        raise ValueError("its contents differ from their checksum")
-    return CIFAR10(*tensors, source=saved["source"], content_hash=saved["content_hash"])
+    return CIFAR10(*tensors, source=source, content_hash=data_cache.content_hash(tensors))
 
 
 def _read_cache(cache_file: Path, warn_if_damaged: bool = True) -> CIFAR10 | None:
-    """The cached data set, or None (then it is decoded again): a damaged cache is never used."""
-    try:
-        if not cache_file.is_file():
-            return None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            saved = torch.load(cache_file, map_location="cpu", weights_only=True)
-        return _check_cache(saved)
-    except Exception as error:  # a damaged or unreadable cache is rebuilt, never trusted
-        if warn_if_damaged:
-            reason = str(error) if isinstance(error, ValueError) else "unreadable"
-            warn(f"the decoded-data cache {cache_file} is damaged ({reason}); decoding the "
-                 "images again")
-        return None
-
-
-@contextlib.contextmanager
-def _cache_lock(cache_file: Path) -> Iterator[None]:
-    """Hold a lock beside the cache while it is built, so that two processes starting at once
-    decode once: the second waits, then reads the first one's cache. Without a writable cache
-    folder there is nothing to share, and no lock."""
-    import fcntl
-
-    lock_path = cache_file.parent / f".{cache_file.name.rsplit('-', 1)[0]}.lock"
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        lock = open_no_follow(lock_path, "a")
-    except (OSError, UsageError):
-        yield
-        return
-    try:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            say(f"note: another process is decoding CIFAR-10 into {cache_file.parent}; "
-                "waiting for its cache")
-            fcntl.flock(lock, fcntl.LOCK_EX)
-        except OSError:
-            pass  # a file system without locks: each process decodes, renames tolerate a winner
-        yield
-    finally:
-        lock.close()
-
-
-def _write_cache(dataset: CIFAR10, cache_file: Path) -> None:
-    """Keep the decoded data for next time; a cache that cannot be written only costs a warning."""
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        for old in cache_file.parent.glob(cache_file.name.rsplit("-", 1)[0] + "-*.pt"):
-            if old.name != cache_file.name:
-                old.unlink(missing_ok=True)  # caches of an earlier version of the same source
-        save_torch(dataset.__dict__, cache_file)
-        size_mb = cache_file.stat().st_size / 2 ** 20
-    except (OSError, UsageError) as error:
-        reason = error.strerror if isinstance(error, OSError) else "the disk refused the write"
-        warn(f"could not cache decoded CIFAR-10 in {cache_file.parent} ({reason}); "
-             "it will be decoded again next time (set CIFAR10_CACHE to another folder)")
-        return
-    say(f"note: cached the decoded images in {cache_file} ({size_mb:.0f} MB, all of CIFAR-10 "
-        "whatever --subset is); set CIFAR10_CACHE to keep it elsewhere")
+    """The cached data set, or None: decoded again (study/data_cache.py checks it whole)."""
+    fields = data_cache.read(cache_file, len(CLASSES), warn_if_damaged)
+    return None if fields is None else CIFAR10(**fields)

@@ -27,7 +27,8 @@ from study.readers import read_json
 from data import DISPLAY_NAMES, load_cifar10, normalize
 from study.decoders import controls, decoder_checks, decoders_of, layer1_refit, picture_decoder
 from study.evidence import (RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats, crop,
-                            patch_measures, single_channels, top9)
+                            patch_measures)
+from study.projections import single_channels, top9
 from study.baselines import OCCLUSION_IMAGES, BaselineFigures, randomisation_baselines
 from study.random_models import SEEDS_PER_CASCADE, baseline_seeds
 from study.nulls import NULL_DRAWS

@@ -24,7 +24,8 @@ import torch
 
 from data import CIFAR10, normalize
 from study.decoders import decoder_checks, picture_decoder
-from study.evidence import TOP_K, channel_table, projection_diversity, strongest_units, unit_projections
+from study.evidence import TOP_K, channel_table, strongest_units
+from study.projections import projection_diversity, unit_projections
 from study.nulls import NULL_DRAWS, mean_sd, null_distributions
 from study.findings import ROLE_KINDS, channel_roles
 from models import ARCHITECTURE, Architecture, DeconvNet, Latents

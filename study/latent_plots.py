@@ -33,7 +33,7 @@ def mosaic(tiles: list[torch.Tensor], columns: int = 3) -> torch.Tensor:
 
 def single_channels_figure(result, image_u8: torch.Tensor, layer: int, decoder: str,
                            literal=None) -> plt.Figure:
-    """One figure of evidence.single_channels, one column per channel shown.
+    """One figure of projections.single_channels, one column per channel shown.
 
     Rows: the original with the receptive field of the channel's strongest unit (title: the
     channel's share of the activation energy); the activation map, one colour scale for all
@@ -108,7 +108,7 @@ def single_channels_figure(result, image_u8: torch.Tensor, layer: int, decoder: 
 
 
 def top9_figure(top, layer: int, receptive_field: int) -> plt.Figure:
-    """evidence.top9 as Zeiler & Fergus show it: per channel the k patches, enlarged (left), beside
+    """projections.top9 as Zeiler & Fergus show it: per channel the k patches, enlarged (left), beside
     the projections of those single activations (right), each at its own symmetric scale
     (grey = 0); one title per channel over the pair."""
     count = len(top.patches)

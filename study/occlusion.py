@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 
 from data import normalize
-from study.evidence import strongest_units, unit_projections
+from study.evidence import strongest_units
+from study.projections import unit_projections
 from models import DeconvNet
 
 OCCLUDER = {"size": 8, "stride": 2}  # pixels; the grey is 0 in the normalised input

@@ -9,7 +9,7 @@ import torch
 from scipy.stats import spearmanr
 
 from study import baselines, nulls, random_models
-from study import evidence
+from study import evidence, projections
 from study import findings
 from study import occlusion
 from conftest import SHARED_CIFAR10, run_script
@@ -183,7 +183,7 @@ def test_projection_diversity_of_a_constant_projection_is_one():
     with torch.no_grad():
         latents = net.encode(normalize(images))
     for layer in (1, 2):
-        rows = evidence.projection_diversity(net, latents.at(layer), images, layer)
+        rows = projections.projection_diversity(net, latents.at(layer), images, layer)
         # channels whose nine strongest units are all above zero (a zero unit projects nothing)
         alive = latents.at(layer).flatten(2).amax(2).topk(9, dim=0).values.amin(0) > 0
         assert alive.sum() >= 5
@@ -327,7 +327,7 @@ def test_the_shortcuts_give_the_same_numbers():
                 single[m, channel[m], r, c] = latents.at(2)[m, channel[m], r, c]
             expected = (net.decode(latents.with_map(2, single), 2, tied=tied)
                         - net.decode(zero, 2, tied=tied))
-            got = evidence.unit_projections(net, latents, 2, channel, position, tied)
+            got = projections.unit_projections(net, latents, 2, channel, position, tied)
             assert torch.allclose(got, expected, atol=1e-6)
 
 

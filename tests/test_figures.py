@@ -67,7 +67,7 @@ def test_the_architecture_boxes_hold_their_text():
 
 @pytest.mark.parametrize("literal", [False, True])
 def test_single_channel_figure_has_a_colour_bar_and_the_literal_row(literal):
-    from study.evidence import SingleChannels
+    from study.projections import SingleChannels
 
     g = torch.Generator().manual_seed(0)
     channels = list(range(6))

@@ -9,7 +9,8 @@ from data import denormalize, normalize
 from models import DeconvNet
 from study.decoders import controls
 from study.evidence import (channel_statistics, class_makeup, local_signals, patch_appearance,
-                      patch_measures, pearson, single_channels, strongest_units)
+                            patch_measures, pearson, strongest_units)
+from study.projections import single_channels
 from study.findings import EDGE_NAMES, RULES, describe_channel
 from visualize_latents import channel_choice
 

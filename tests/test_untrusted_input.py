@@ -16,7 +16,7 @@ import pytest
 import torch
 from PIL import Image
 
-from study import files, run_folders
+from study import data_cache, files, run_folders
 import data
 from study import image_files
 import train_classifier
@@ -238,12 +238,12 @@ def test_two_processes_building_the_first_cache_decode_once(small_data, tmp_path
 
 def test_a_cache_taken_away_by_another_process_while_written_costs_nothing(small_data, tmp_path,
                                                                            monkeypatch, capsys):
-    real_save = data.save_torch
+    real_save = data_cache.save_torch
 
     def save_then_lose(obj, path):
         real_save(obj, path)
         path.unlink()  # another process removed it (an older version's clean-up)
-    monkeypatch.setattr(data, "save_torch", save_then_lose)
+    monkeypatch.setattr(data_cache, "save_torch", save_then_lose)
     loaded = data.load_cifar10(small_data, cache_dir=tmp_path / "cache", quiet=True)
     assert len(loaded.train_labels) == 10
     assert "could not cache" in capsys.readouterr().err
