@@ -66,6 +66,8 @@ def parse_args(argv: list[str] | None = None):
                              "soon as that exists, beside the remaining training runs")
     parser.add_argument("--null-draws", type=number(int, 19), default=None,
                         help="with --task3: models Task 3 draws per null group (default: its own)")
+    parser.add_argument("--occlusion-images", type=number(int, 1), default=None,
+                        help="with --task3: test images of Task 3's occlusion test (default: its own)")
     parser.add_argument("--permuted", action="store_true",
                         help="also train seed 0's Task 2 on permuted labels (the baseline Task 3 "
                              "and probe_layers.py read; implied by --task3)")
@@ -273,7 +275,8 @@ def main() -> None:
     runs_dir = prepare_output_dir(args.outputs / "runs")
     lambdas = [] if args.no_lambda_sweep else args.lambdas
     runs = plan(args.seeds, lambdas, args.outputs, [*data_flags, *args.extra],
-                [*data_flags, *(["--null-draws", str(args.null_draws)] if args.null_draws else [])]
+                [*data_flags, *(["--null-draws", str(args.null_draws)] if args.null_draws else []),
+                 *(["--occlusion-images", str(args.occlusion_images)] if args.occlusion_images else [])]
                 if args.task3 else None, permuted=args.permuted)
     for run in runs:  # results of an earlier sweep must not pass for this one's
         mark_incomplete(prepare_output_dir(run.out), "sweep.py (not yet run)")

@@ -83,7 +83,8 @@ def study_outputs(tmp_path_factory, tiny_cifar) -> Path:
     root = tmp_path_factory.mktemp("study")
     env = dict(os.environ, CIFAR10_CACHE=str(root / "cache"))
     sweep = run_script("sweep.py", "--data-dir", tiny_cifar, "--outputs", root / "outputs",
-                       "--seeds", "0,1", "--lambdas", "0,1e-2", "--quiet", "--task3", "--null-draws", "19", "--",
+                       "--seeds", "0,1", "--lambdas", "0,1e-2", "--quiet", "--task3", "--null-draws", "19",
+                       "--occlusion-images", "8", "--",
                        "--epochs", "1", "--log-every", "10", env=env)
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr
     outputs = root / "outputs"
@@ -116,12 +117,14 @@ MARKS_OF_FIXTURES = {"trained_outputs": ("slow",), "study_outputs": ("slow",),
                      "slurm_cluster": ("slow", "cluster")}
 
 
-# Files whose tests share one resource and must run in one process when the suite runs in
-# parallel (make test: pytest-xdist, --dist loadgroup): the one-node Slurm cluster; and the
-# files whose module fixture trains a study (about a minute each), which split over two
-# workers was built twice.
+# Tests that share one resource and must run in one process when the suite runs in parallel
+# (make test: pytest-xdist, --dist loadgroup): the one-node Slurm cluster; and the tests whose
+# fixture trains a study (about a minute and a half each), which split over two workers was
+# built twice: by file, and every user of the session's tiny study (the report's and the
+# explorer's tests) by fixture.
 ONE_WORKER = {"test_slurm.py": "slurm", "test_slurm_safety.py": "slurm",
-              "test_depth_end_to_end.py": "depth_end_to_end", "test_report.py": "report"}
+              "test_depth_end_to_end.py": "depth_end_to_end"}
+ONE_WORKER_FIXTURES = {"study_outputs": "study"}
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist reads the groups (loadgroup): else they are ignored
@@ -132,6 +135,8 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=rank)  # stable: the order inside each file is kept
     for item in items:
         group = ONE_WORKER.get(Path(str(item.fspath)).name)
+        for fixture in ONE_WORKER_FIXTURES.keys() & set(item.fixturenames):
+            group = ONE_WORKER_FIXTURES[fixture]
         if group is not None:
             item.add_marker(pytest.mark.xdist_group(group))
         for fixture in MARKS_OF_FIXTURES.keys() & set(item.fixturenames):

@@ -29,6 +29,7 @@ def three_stage_study(tmp_path_factory, tiny_cifar) -> Path:
         assert result.returncode == 0, result.stderr
     task3 = run_script("visualize_latents.py", "--checkpoint", outputs / "task2" / "deconv_net.pth",
                        "--data-dir", tiny_cifar, "--quiet", "--null-draws", "19",
+                       "--occlusion-images", "8", "--baseline-seeds", "1",
                        "--out", outputs / "task3", env=env,
                        timeout=900)
     assert task3.returncode == 0, task3.stderr[-3000:]

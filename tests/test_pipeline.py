@@ -103,6 +103,7 @@ def test_task2_init_from_task1_checkpoint(trained_outputs, tiny_cifar, tmp_path,
 def test_task3_writes_every_figure_and_metrics(trained_outputs, tiny_cifar, tmp_path, script_env):
     out = tmp_path / "task3"
     result = run_script("visualize_latents.py", "--data-dir", tiny_cifar, "--quiet", "--null-draws", "19",
+                        "--occlusion-images", "8",
                         "--checkpoint", trained_outputs / "task2" / "deconv_net.pth",
                         "--train-index", "5", "--out", out, env=script_env)
     assert result.returncode == 0, result.stderr
@@ -125,6 +126,7 @@ def test_task3_writes_every_figure_and_metrics(trained_outputs, tiny_cifar, tmp_
     assert len(metrics["top9"]["z2"]) == 16 and len(metrics["top9"]["z1"][0]["test_indices"]) == 9
     assert metrics["layer1_refit"]["fitted_now"] is True
     again = run_script("visualize_latents.py", "--data-dir", tiny_cifar, "--quiet", "--null-draws", "19",
+                       "--occlusion-images", "8", "--baseline-seeds", "1",
                        "--checkpoint", trained_outputs / "task2" / "deconv_net.pth",
                        "--out", tmp_path / "again", env=script_env)
     assert again.returncode == 0, again.stderr
@@ -134,6 +136,7 @@ def test_task3_writes_every_figure_and_metrics(trained_outputs, tiny_cifar, tmp_
 def test_task3_all_z2_channels_in_row_blocks(trained_outputs, tiny_cifar, tmp_path, script_env):
     out = tmp_path / "all"
     result = run_script("visualize_latents.py", "--data-dir", tiny_cifar, "--quiet", "--null-draws", "19",
+                        "--occlusion-images", "8", "--baseline-seeds", "1",
                         "--checkpoint", trained_outputs / "task2" / "deconv_net.pth",
                         "--z2-channels", "all", "--out", out, env=script_env)
     assert result.returncode == 0, result.stderr
