@@ -104,3 +104,26 @@ def test_each_patch_is_measured_once_and_gives_what_measuring_it_alone_gives(arc
                 for name, value in expected.items():
                     assert torch.allclose(got[name], value, atol=1e-6), (stage.name, name)
         assert sum(measured) == len(distinct)  # each (image, unit) measured once, repeats never
+
+
+@pytest.mark.parametrize("arch_name", ["tutorial", "small3"])
+def test_a_cascade_draw_started_above_the_trained_stages_gives_the_whole_encoders_maps(arch_name):
+    """The nulls compute a cascade draw from its first re-initialised stage up, on the trained
+    map below it: every map must equal what the draw's whole encoder (encode, with switches)
+    gives, and the stages below must not be computed at all."""
+    from models import ARCHITECTURES
+    from study.random_models import cascades, changed_layers, reinitialised
+    arch = ARCHITECTURES[arch_name]
+    torch.manual_seed(0)
+    net = DeconvNet(arch).eval()
+    x = torch.randn(12, 3, 32, 32)
+    trained = net.encode(x)
+    for cascade in cascades(arch):
+        first = min(changed_layers(cascade, arch))
+        model = reinitialised(net, cascade, 11, 0)
+        whole = model.encode(x)
+        below = trained.at(first - 1) if first > 1 else None
+        got = nulls._null_latents(model, x, below, first)
+        assert sorted(got) == list(range(first, arch.depth + 1)), cascade
+        for layer, z in got.items():
+            assert torch.equal(z, whole.at(layer)), (cascade, layer)

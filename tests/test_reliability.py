@@ -156,20 +156,17 @@ def _train(script, data_dir, out, env, *extra, cwd=None):
                       *extra, env=env, cwd=cwd)
 
 
-@pytest.fixture(scope="module")
-def two_epoch_states(tiny_cifar, tmp_path_factory):
-    """A finished 2-epoch run of each training script, to resume from (tests use copies)."""
-    root = tmp_path_factory.mktemp("states")
-    env = dict(os.environ, CIFAR10_CACHE=str(root / "cache"))
-    for script in ("train_classifier.py", "train_deconv.py"):
-        result = _train(script, tiny_cifar, root / script, env, "--epochs", "2")
-        assert result.returncode == 0, result.stderr
-    return root
+@pytest.fixture
+def two_epoch_states(trained_outputs):
+    """A finished 2-epoch run of each training script, to resume from (tests use copies): the
+    session's (conftest.trained_outputs), not trained again."""
+    return trained_outputs
 
 
 def _copy_of(states, script, tmp_path):
     import shutil
-    return Path(shutil.copytree(states / script, tmp_path / "out"))
+    folder = {"train_classifier.py": "task1", "train_deconv.py": "task2"}[script]
+    return Path(shutil.copytree(states / folder, tmp_path / "out"))
 
 
 def test_resume_refuses_fewer_epochs_than_trained(two_epoch_states, tiny_cifar, tmp_path,

@@ -568,5 +568,6 @@ def test_the_abstract_has_at_most_150_words(built):
     outputs, _ = built
     text = pdf_text(outputs / "report.pdf")
     abstract = text.split("Abstract.", 1)[1].split("\n\n", 1)[0]  # one block: ends at a blank line
-    assert "Pictures decoded from one channel" in abstract  # its last sentence is inside
+    assert "Pictures decoded from one channel" in " ".join(abstract.split())  # its last sentence
+    # is inside (joined over line breaks: where a line wraps depends on the numbers before it)
     assert len(abstract.split()) <= 150, len(abstract.split())
