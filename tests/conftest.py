@@ -119,11 +119,11 @@ MARKS_OF_FIXTURES = {"trained_outputs": ("slow",), "study_outputs": ("slow",),
 
 # Tests that share one resource and must run in one process when the suite runs in parallel
 # (make test: pytest-xdist, --dist loadgroup): the one-node Slurm cluster; and the tests whose
-# fixture trains a study (about a minute and a half each), which split over two workers was
+# fixture trains a study or builds a page (10 to 90 s each), which split over two workers was
 # built twice: by file, and every user of the session's tiny study (the report's and the
 # explorer's tests) by fixture.
 ONE_WORKER = {"test_slurm.py": "slurm", "test_slurm_safety.py": "slurm",
-              "test_depth_end_to_end.py": "depth_end_to_end"}
+              "test_depth_end_to_end.py": "depth_end_to_end", "test_explorer_depth.py": "deep_page"}
 ONE_WORKER_FIXTURES = {"study_outputs": "study"}
 
 

@@ -1,15 +1,20 @@
 """make_report.py on the outputs of a real tiny study, and `make submission`'s zip."""
+import contextlib
+import io
 import json
 import re
 import shutil
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
 import pytest
 
 from conftest import REPO, run_script
+import make_report
 from make_report import page_count
+from study.common import run_cli
 
 METRICS = ("task1/metrics.json", "task2/metrics.json", "task3/metrics.json", "runs/summary.json")
 
@@ -26,6 +31,22 @@ def all_numbers(value):
     if isinstance(value, list):
         return [n for v in value for n in all_numbers(v)]
     return []
+
+
+def make_report_here(*args) -> subprocess.CompletedProcess:
+    """make_report.py with `args`, run in this process through the scripts' run_cli (exit code,
+    stdout and stderr as run_script gives them): the same code path without starting Python and
+    importing torch again, about 2 s a run. The module fixture `built` runs the real script."""
+    out, err, argv, code = io.StringIO(), io.StringIO(), sys.argv, 0
+    sys.argv = ["make_report.py", *map(str, args)]
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            run_cli(make_report.main)
+    except SystemExit as stop:
+        code = stop.code
+    finally:
+        sys.argv = argv
+    return subprocess.CompletedProcess(sys.argv, code, out.getvalue(), err.getvalue())
 
 
 @pytest.fixture
@@ -59,7 +80,7 @@ def test_full_report_has_every_part_and_at_most_8_pages(built):
 def test_markdown_links_work_from_another_out_folder(built, tmp_path):
     outputs, _ = built
     out = tmp_path / "elsewhere" / "report"
-    result = run_script("make_report.py", "--outputs", outputs, "--out", out)
+    result = make_report_here("--outputs", outputs, "--out", out)
     assert result.returncode == 0, result.stderr
     links = re.findall(r"\]\(([^)]+)\)", (out / "report.md").read_text())
     assert len(links) > 10
@@ -195,7 +216,7 @@ def test_the_template_types_no_results():
 def test_missing_task_gives_a_partial_report_and_a_warning(outputs):
     shutil.rmtree(outputs / "task2")
     shutil.rmtree(outputs / "task3")
-    result = run_script("make_report.py", "--outputs", outputs)
+    result = make_report_here("--outputs", outputs)
     assert result.returncode == 0, result.stderr
     assert "warning: outputs of task2 are missing" in result.stderr
     report = (outputs / "report.md").read_text()
@@ -210,7 +231,7 @@ def test_task2_alone_gives_a_partial_report_with_task2s_data(outputs):
     sweep. The data paragraph then reads Task 2's metrics (typst once failed on it)."""
     for folder in ("task1", "task3", "runs"):
         shutil.rmtree(outputs / folder, ignore_errors=True)
-    result = run_script("make_report.py", "--outputs", outputs)
+    result = make_report_here("--outputs", outputs)
     assert result.returncode == 0, result.stderr
     report = (outputs / "report.md").read_text()
     assert "No outputs/task1/metrics.json was found" in report
@@ -230,7 +251,7 @@ def test_nothing_run_yet_is_refused_and_nothing_written(tmp_path):
 
 def test_a_damaged_figure_is_one_line_error_and_no_report(outputs):
     (outputs / "task3" / "class_selectivity.svg").write_text("<svg broken")
-    result = run_script("make_report.py", "--outputs", outputs)
+    result = make_report_here("--outputs", outputs)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("error: ") and "class_selectivity.svg" in result.stderr
     assert not (outputs / "report.pdf").exists()
@@ -238,7 +259,7 @@ def test_a_damaged_figure_is_one_line_error_and_no_report(outputs):
 
 def test_a_figure_typst_cannot_read_is_one_line_error(outputs):
     (outputs / "task3" / "class_selectivity.svg").write_text('<svg width="100pt" height="50pt"><g')
-    result = run_script("make_report.py", "--outputs", outputs)
+    result = make_report_here("--outputs", outputs)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("error: typst could not typeset the report")
     assert not (outputs / "report.pdf").exists()
@@ -267,7 +288,7 @@ def test_a_metrics_file_with_a_garbled_value_is_one_line_error(outputs):
     metrics = json.loads(path.read_text())
     metrics["loss_log"] = [{"epoch": 1}]  # a row without its loss
     path.write_text(json.dumps(metrics))
-    result = run_script("make_report.py", "--outputs", outputs)
+    result = make_report_here("--outputs", outputs)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "task1/metrics.json lacks 'loss'" in result.stderr and "Traceback" not in result.stderr
 
@@ -420,7 +441,7 @@ def test_strings_from_metrics_files_are_text_in_markdown_and_pdf(outputs):
     metrics = json.loads(path.read_text())
     metrics["decoders"]["z1_literal"]["label"] = hostile  # printed in the PDF's decoder table
     path.write_text(json.dumps(metrics))
-    result = run_script("make_report.py", "--outputs", outputs)
+    result = make_report_here("--outputs", outputs)
     assert result.returncode == 0, result.stderr
     report = (outputs / "report.md").read_text()
     assert not re.search(r"(?<!\\)<img|(?<!\\)\*bold|(?<!\\)\]\(javascript", report)
@@ -438,7 +459,7 @@ def test_an_svg_figure_that_refers_to_another_file_is_refused(outputs, reference
     svg = outputs / "task3" / "class_selectivity.svg"
     svg.write_text(svg.read_text().replace(
         "</svg>", f'<image xlink:href="{reference}" width="10" height="10"/></svg>'))
-    result = run_script("make_report.py", "--outputs", outputs)
+    result = make_report_here("--outputs", outputs)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "refers to another file" in result.stderr and "class_selectivity.svg" in result.stderr
     assert not (outputs / "report.pdf").exists()
@@ -473,7 +494,7 @@ def _edit(path, change):
 
 def test_a_task1_retrained_with_other_settings_but_the_same_accuracy_is_refused(outputs):
     _edit(outputs / "task1" / "metrics.json", lambda m: m["config"].update(lr=0.01, seed=7))
-    result = run_script("make_report.py", "--outputs", outputs)
+    result = make_report_here("--outputs", outputs)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "was compared with another Task 1 run" in result.stderr
     assert not (outputs / "report.pdf").exists()
@@ -485,7 +506,7 @@ def test_task1_and_task2_retrained_after_the_sweep_contradict_the_seed_table(out
     _edit(outputs / "task1" / "metrics.json", retrained)
     _edit(outputs / "task2" / "metrics.json",
           lambda m: m["task1_comparison"].update(task1_test_accuracy=10.0))
-    result = run_script("make_report.py", "--outputs", outputs)
+    result = make_report_here("--outputs", outputs)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "summary.json was made from another Task 1 run" in result.stderr
     assert "rerun sweep.py" in result.stderr
@@ -502,7 +523,7 @@ def test_task1_and_task2_retrained_after_the_sweep_contradict_the_seed_table(out
 ])
 def test_values_out_of_range_or_of_the_wrong_type_are_one_line_errors(outputs, file, change, named):
     _edit(outputs / file, change)
-    result = run_script("make_report.py", "--outputs", outputs)
+    result = make_report_here("--outputs", outputs)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert named in result.stderr and file.split("/")[0] in result.stderr
     assert "Traceback" not in result.stderr and not (outputs / "report.pdf").exists()
@@ -512,7 +533,7 @@ def test_a_nan_accuracy_is_refused_not_called_another_task1_run(outputs):
     path = outputs / "task1" / "metrics.json"
     path.write_text(path.read_text().replace(
         f'"test_accuracy": {json.loads(path.read_text())["test_accuracy"]}', '"test_accuracy": NaN', 1))
-    result = run_script("make_report.py", "--outputs", outputs)
+    result = make_report_here("--outputs", outputs)
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert "another Task 1 run" not in result.stderr and "task1" in result.stderr
 
