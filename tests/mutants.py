@@ -117,6 +117,11 @@ SLIPS = [
      "every draw measures its receptive-field patches again (the cache is never read)"),
     ("study/recipes.py", "enabled=FAST_AUTOCAST is not None", "enabled=False",
      "the fast recipe trains in float32 throughout, about half as fast"),
+    ("study/occlusion.py", "top, channel, positions.flatten()[pairs],",
+     "top, channel, positions.flatten()[channel],",
+     "occlusion projects each active channel at another image's strongest unit"),
+    ("study/nulls.py", "        first = min(changed)", "        first = max(changed)",
+     "a cascade's null draws keep trained stages it re-initialised"),
 ]
 
 

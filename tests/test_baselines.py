@@ -6,6 +6,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from scipy.stats import spearmanr
 
 from study import baselines, nulls, random_models
@@ -237,6 +238,48 @@ def test_rowwise_spearman_is_scipys_with_ties():
     for row in range(5):
         assert rho[row].item() == pytest.approx(spearmanr(a[row].numpy(), b[row].numpy()).statistic)
     assert occlusion.rowwise_spearman(torch.zeros(1, 9), torch.arange(9.0)[None]).isnan().all()
+
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_occlusion_agreement_is_a_plain_loop_over_each_images_active_channels(tied):
+    """Per image and active last-layer channel, by hand: the drop of the channel's strongest value
+    under the occluder, against its strongest unit's |projection| (minus the empty decode for a
+    learned decoder) averaged under each occluder position; Spearman by scipy; inactive
+    channels and constant maps left out."""
+    torch.manual_seed(3)
+    net = DeconvNet().eval()
+    with torch.no_grad():
+        net.conv2.bias[:6] -= 100  # six z2 channels never fire: left out, never projected
+    g = torch.Generator().manual_seed(4)
+    images = torch.randint(0, 256, (5, 3, 32, 32), generator=g, dtype=torch.uint8)
+    size, stride, classes = occlusion.OCCLUDER["size"], occlusion.OCCLUDER["stride"], 10
+    expected = []
+    with torch.no_grad():
+        for image in images:
+            x = normalize(image[None])
+            base, maps = occlusion.occlusion_maps(occlusion.deconvnet_scores(net), x, size, stride)
+            latents = net.encode(x)
+            z = latents.last[0]
+            for c in range(z.shape[0]):
+                peak = z[c].max()
+                if peak <= 0:
+                    continue
+                where = int(z[c].flatten().argmax())
+                single = torch.zeros_like(latents.last)
+                single[0, c].view(-1)[where] = peak
+                projection = net.decode(latents.with_map(2, single), 2, tied=tied)
+                if not tied:
+                    projection = projection - net.decode(latents.with_map(2, torch.zeros_like(single)), 2)
+                pooled = F.avg_pool2d(projection.abs().sum(1, keepdim=True), size, stride).flatten()
+                drop = (base[0, classes + c] - maps[0, classes + c]).flatten()
+                rho = spearmanr(drop.numpy(), pooled.numpy()).statistic
+                if not np.isnan(rho):
+                    expected.append(rho)
+    got = occlusion.occlusion_agreement(net, {"d": (net, tied)}, images, chunk=2)["d"]
+    assert got["n"] == len(expected) > 0 and len(expected) <= 5 * 10
+    assert got["mean"] == pytest.approx(np.mean(expected), abs=1e-4)
+    assert got["sd"] == pytest.approx(np.std(expected, ddof=1), abs=1e-4)
 
 
 # --- permuted labels (baseline (c)) ---
