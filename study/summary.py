@@ -14,7 +14,9 @@ from study.settings import COMPARED_WITH_TASK1, DEFAULT_LAMBDA
 from study.training import mcnemar
 
 
-def mean_sd(values: list[float]) -> dict:
+def seed_spread(values: list[float]) -> dict:
+    """A row of the summary's tables: mean and sample sd over the seeds, rounded to 2 decimals
+    (sd None for one seed), and n. nulls.mean_sd is the unrounded pair the statistics use."""
     return {"mean": round(statistics.mean(values), 2),
             "sd": round(statistics.stdev(values), 2) if len(values) > 1 else None, "n": len(values)}
 
@@ -63,21 +65,21 @@ def summarize(runs: list[Run], codes: dict[str, int], seeds: list[int],
                          "task1_settings": run_settings(task1), "task2_settings": run_settings(task2)})
     summary = {"seeds": seeds, "per_seed": per_seed, "failed_runs": sorted(n for n, c in codes.items() if c)}
     if per_seed:
-        summary["task1_accuracy"] = mean_sd([r["task1_accuracy"] for r in per_seed])
-        summary["task2_accuracy"] = mean_sd([r["task2_accuracy"] for r in per_seed])
-        summary["difference"] = mean_sd([r["difference"] for r in per_seed])
+        summary["task1_accuracy"] = seed_spread([r["task1_accuracy"] for r in per_seed])
+        summary["task2_accuracy"] = seed_spread([r["task2_accuracy"] for r in per_seed])
+        summary["difference"] = seed_spread([r["difference"] for r in per_seed])
         summary["paired_t_test"] = paired_t_test([r["difference"] for r in per_seed])
         summary["seeds_task2_lower"] = sum(r["difference"] < 0 for r in per_seed)
         summary["seeds_mcnemar_significant"] = sum(r["mcnemar"]["p_value"] < 0.05 for r in per_seed)
-        summary["task2_psnr_db"] = mean_sd([r["task2_psnr_db"] for r in per_seed])
+        summary["task2_psnr_db"] = seed_spread([r["task2_psnr_db"] for r in per_seed])
     sweep = []
     for lam in lambdas:
         keys = [("task2", s, lam) for s in (seeds if lam == DEFAULT_LAMBDA else seeds[:1])]
         found = [metrics[k] for k in keys if k in metrics]
         if found:
             sweep.append({"lambda": lam, "seeds": [m["config"]["seed"] for m in found],
-                          "accuracy": mean_sd([m["test_accuracy"] for m in found]),
-                          "psnr_db": mean_sd([m["test_psnr_db"] for m in found])})
+                          "accuracy": seed_spread([m["test_accuracy"] for m in found]),
+                          "psnr_db": seed_spread([m["test_psnr_db"] for m in found])})
     summary["lambda_sweep"] = sweep
     first_task2 = metrics.get(("task2", seeds[0], DEFAULT_LAMBDA))
     if first_task2:

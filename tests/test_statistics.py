@@ -14,7 +14,7 @@ import torch
 from study.decoders import decoder_checks
 from study.evidence import _weighted_angle, effect_size
 from models import DeconvNet
-from study.summary import mean_sd, paired_t_test
+from study.summary import seed_spread, paired_t_test
 from train_deconv import psnr_baselines
 from study.training import accuracy_summary, psnr_db
 
@@ -78,7 +78,7 @@ def test_paired_t_test_over_seeds_by_hand():
     assert result["t"] == pytest.approx(round(t, 2)) and result["df"] == 2
     assert result["p_value"] == pytest.approx(round(1 - t / math.sqrt(2 + t * t), 3))
     assert paired_t_test([1.0]) is None
-    assert mean_sd([1.0, 2.0, 3.0, 4.0]) == {"mean": 2.5, "sd": round(math.sqrt(5 / 3), 2), "n": 4}
+    assert seed_spread([1.0, 2.0, 3.0, 4.0]) == {"mean": 2.5, "sd": round(math.sqrt(5 / 3), 2), "n": 4}
 
 
 def test_cohens_d_with_the_pooled_standard_deviation():

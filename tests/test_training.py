@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from data import normalize
 from models import DeconvNet, TutorialNet
-from study.summary import mean_sd
+from study.summary import seed_spread
 from sweep import NOT_STARTED, Run, plan, run_parallel
 from train_classifier import cross_entropy
 from train_deconv import eq1
@@ -127,8 +127,8 @@ def test_mcnemar_counts_disagreements_and_gives_the_exact_p_value():
 
 
 def test_mean_sd_uses_the_sample_standard_deviation():
-    assert mean_sd([1.0, 2.0, 3.0]) == {"mean": 2.0, "sd": 1.0, "n": 3}
-    assert mean_sd([5.0])["sd"] is None
+    assert seed_spread([1.0, 2.0, 3.0]) == {"mean": 2.0, "sd": 1.0, "n": 3}
+    assert seed_spread([5.0])["sd"] is None
 
 
 def test_the_plan_has_every_seed_and_lambda_once(tmp_path):
