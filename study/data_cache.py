@@ -36,7 +36,8 @@ def check(saved: object, classes: int) -> dict:
 
     Its content_hash is recomputed and compared (about 0.15-0.2 s for all of CIFAR-10), so
     flipped bytes can neither change a pixel or a label unseen nor leave a wrong
-    content_sha256 in the metrics; images must be uint8 (N, 3, 32, 32), labels int64 in 0..9.
+    content_sha256 in the metrics; images must be uint8 (N, 3, 32, 32), labels int64 in
+    0..classes-1.
     """
     if not isinstance(saved, dict) or set(saved) != set(CACHE_FIELDS):
         raise ValueError("not a cache of this version")
