@@ -29,6 +29,7 @@ import torch
 
 from study.common import ArgumentParser, UsageError, add_data_arguments, run_cli
 from study.readers import field, load_torch_file, read_json, require, require_items
+from study.report_text import plural
 from study.run_folders import check_output_dir, require_complete
 from data import DISPLAY_NAMES, load_cifar10
 from models import ARCHITECTURE, Architecture, DeconvNet
@@ -278,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
                               model_info={"lambda": first.get("lambda")})
     except ValueError as error:  # over MAX_BYTES, or a weight float16 cannot hold
         raise UsageError(str(error)) from None
-    print(f"wrote {args.out} ({size / 2 ** 20:.2f} MB, {len(models)} model(s), "
+    print(f"wrote {args.out} ({size / 2 ** 20:.2f} MB, {plural(len(models), 'model')}, "
           f"{'with' if task3 else 'without'} channel cards)")
 
 

@@ -143,7 +143,7 @@ def load_cifar10(data_dir: str | Path | None = None, subset: float = 1.0, seed: 
         test_files, skipped_test = _list_image_folder(data_dir / "test")
         skipped += skipped_test
         if skipped:  # warnings are printed even with --quiet, which only hides progress bars
-            warn(f"skipped {len(skipped)} non-image file(s) in {data_dir}, "
+            warn(f"skipped {len(skipped)} non-image file{'s' if len(skipped) > 1 else ''} in {data_dir}, "
                 f"e.g. {skipped[0]}")
         fingerprint = [(str(p.relative_to(data_dir)), *_stat(p)) for p, _ in train_files + test_files]
     else:
@@ -239,9 +239,9 @@ def _list_image_folder(split_dir: Path) -> tuple[list[tuple[Path, int]], list[Pa
     if missing or extra:
         problems = []
         if missing:
-            problems.append(f"lacks class folder(s) {', '.join(missing)}")
+            problems.append(f"lacks class folder{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
         if extra:
-            problems.append(f"has unexpected folder(s) {', '.join(map(_folder_name, extra))}")
+            problems.append(f"has unexpected folder{'s' if len(extra) > 1 else ''} {', '.join(map(_folder_name, extra))}")
         raise UsageError(f"{split_dir} {' and '.join(problems)}; CIFAR-10 needs exactly the "
                          f"folders {', '.join(CLASSES)}")
     files, skipped = [], []

@@ -92,7 +92,7 @@ def main() -> None:
                                                   trained_rows=rows)
     block = result.to_json()
     args.out.write_text(json.dumps(block, indent=1, allow_nan=False))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); wrote {args.out}\n")
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; wrote {args.out}\n")
     print(tables(block))
 
 

@@ -42,7 +42,7 @@ def main() -> None:
     task1 = task1_steps_per_second(data, args.steps)
     task2 = task2_steps_per_second(data, args.steps)
     print(f"{args.steps} steps of batch 4 each, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} thread(s)")
+          f"{torch.get_num_threads()} threads")
     print(f"Task 1 (TutorialNet): {task1:8.1f} steps/s  (2 epochs ~ {2 * EPOCH_STEPS / task1:6.1f} s)")
     print(f"Task 2 (DeconvNet):   {task2:8.1f} steps/s  (2 epochs ~ {2 * EPOCH_STEPS / task2:6.1f} s)")
     print(f"Task 2 / Task 1 time: {task1 / task2:.2f}x")

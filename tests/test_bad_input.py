@@ -77,7 +77,7 @@ def test_broken_data_stops_every_script_before_it_writes(script, tmp_path, monke
     code, lines = run_in_process(DATA_SCRIPTS[script],
                                  script_args(script, root, out, deconv_checkpoint),
                                  monkeypatch, capsys, tmp_path)
-    assert_one_line_error(code, lines, "lacks class folder(s) cat")
+    assert_one_line_error(code, lines, "lacks class folder cat")
     assert not out.exists()
 
 

@@ -226,8 +226,8 @@ def _missing_test_split(root):
 BROKEN_DATA = {
     "missing dir": (_missing_dir, "does not exist"),
     "no layout": (_no_layout, "holds no CIFAR-10"),
-    "missing class": (_missing_class, "lacks class folder(s) cat"),
-    "extra class": (_extra_class, "unexpected folder(s) unicorn"),
+    "missing class": (_missing_class, "lacks class folder cat"),
+    "extra class": (_extra_class, "unexpected folder unicorn"),
     "corrupt image": (_corrupt_image, "0000.png is not a readable image"),
     "not 32x32": (_wrong_size, "is 48x64, not 32x32"),
     "data is a file": (_data_is_a_file, "is a file, not a folder"),

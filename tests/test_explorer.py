@@ -590,7 +590,7 @@ def cli_page(study_outputs, tmp_path_factory):
                              "--out", str(out), "--quiet"], capture_output=True, text=True, env=env,
                             timeout=240)
     assert result.returncode == 0, result.stderr
-    assert "3 model(s), with channel cards" in result.stdout
+    assert "3 models, with channel cards" in result.stdout
     return out, checkpoints
 
 
@@ -659,7 +659,7 @@ def test_a_page_without_task3_has_no_cards(browser, study_outputs, tiny_cifar, t
                              "--data-dir", str(tiny_cifar), "--out", str(out), "--quiet"],
                             capture_output=True, text=True, env=env, timeout=240)
     assert result.returncode == 0, result.stderr
-    assert "1 model(s), without channel cards" in result.stdout
+    assert "1 model, without channel cards" in result.stdout
     seen = {"errors": [], "requests": []}
     page = open_page(browser, out, seen)
     assert "no channel descriptions" in page.inner_text("#card-headline")

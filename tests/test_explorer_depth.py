@@ -59,7 +59,7 @@ def deep_page(tmp_path_factory, tiny_cifar):
                              "--data-dir", str(tiny_cifar), "--out", str(out), "--quiet"],
                             capture_output=True, text=True, env=env, timeout=240)
     assert result.returncode == 0, result.stderr
-    assert "1 model(s), without channel cards" in result.stdout
+    assert "1 model, without channel cards" in result.stdout
     embedded = json.loads(re.search(r'id="explorer-data"[^>]*>(.*?)</script>', out.read_text(), re.S).group(1))
     return out, run / "deconv_net.pth", embedded
 

@@ -137,7 +137,7 @@ def test_quiet_hides_progress_but_not_warnings(tmp_path, capsys):
     (root / "train" / "cat" / "notes.txt").write_text("not an image")
     data.load_cifar10(root, cache_dir=tmp_path / "cache", quiet=True)
     err = capsys.readouterr().err
-    assert "warning: skipped 1 non-image file(s)" in err
+    assert "warning: skipped 1 non-image file in" in err
     assert "note: cached the decoded images in" in err and "whatever --subset is" in err
 
 

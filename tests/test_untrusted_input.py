@@ -514,7 +514,7 @@ def test_a_class_folder_that_only_looks_right_is_named(name, note, small_data):
     with pytest.raises(UsageError) as error:
         data.load_cifar10(small_data, cache_dir=small_data.parent / "cache", quiet=True)
     text = one_line(error)
-    assert "lacks class folder(s) cat and has unexpected folder(s) " + note in text
+    assert "lacks class folder cat and has unexpected folder " + note in text
 
 
 def test_task3_hashes_the_same_bytes_it_loads_the_weights_from(tmp_path, monkeypatch):
