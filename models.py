@@ -238,11 +238,12 @@ class TutorialNet(nn.Module):
             x = F.max_pool2d(F.relu(self.pre_activation(stage, x)), stage.pool, stage.pool)
         return self.head(x)
 
-    def encode(self, x: torch.Tensor) -> "Latents":
+    def encode(self, x: torch.Tensor, through: int | None = None) -> "Latents":
         """Every stage's pooled map and max-pool switches (what the decoder and the probes read;
-        the classifier itself needs only the last map)."""
+        the classifier itself needs only the last map); with `through`, stages 1..through only,
+        all that decoding from layer `through` reads."""
         maps, switches = [], []
-        for stage in self.arch.layers:
+        for stage in self.arch.layers[:through]:
             x, where = F.max_pool2d(F.relu(self.pre_activation(stage, x)), stage.pool, stage.pool,
                                     return_indices=True)
             maps.append(x)

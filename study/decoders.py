@@ -91,7 +91,7 @@ def fit_layer1_decoder(refit: DeconvNet, images: torch.Tensor, epochs: int, seed
                                     generator):
             x = normalize(images_u8)
             with torch.no_grad():
-                latents = refit.encode(x)
+                latents = refit.encode(x, through=1)  # z1 and its switches: all decode(., 1) reads
             loss = F.mse_loss(refit.decode(latents, 1), x)
             optimizer.zero_grad()
             loss.backward()
@@ -124,7 +124,8 @@ def layer1_refit(net: DeconvNet, checkpoint: Path, checkpoint_sha256: str, image
                        "fit_seconds": cached["fit_seconds"]}
     seconds = round(fit_layer1_decoder(refit, images, epochs, seed, quiet), 2)
     try:
-        save_torch({"key": key, "state": refit.deconv1.state_dict(), "fit_seconds": seconds},
+        save_torch({"key": key, "fit_seconds": seconds,  # the usual layout, whatever the model's
+                    "state": {k: v.contiguous() for k, v in refit.deconv1.state_dict().items()}},
                    cache)
     except UsageError as error:  # a read-only checkpoint folder costs a refit next time
         warn(f"could not cache the layer-1 decoder ({error})")
@@ -146,18 +147,20 @@ def decoder_checks(decoders: dict[str, tuple[DeconvNet, int, bool]], images: tor
 
     `decoders` maps a decoder identifier ("z1_refit", ...) to (model, layer, tied).
     """
-    results = {}
-    for name, (model, layer, tied) in decoders.items():
-        squared, correlations = 0.0, []
-        for images_u8 in images.split(batch_size):
-            x = normalize(images_u8)
-            error, r = _agreement(model.decode(model.encode(x), layer, tied=tied), images_u8 / 255)
-            squared += error
-            correlations.append(r * len(x))
-        results[name] = {"label": decoder_label(name), "layer": layer,
-                         "psnr_db": round(psnr_db(squared / images.numel()), 2),
-                         "correlation": round(sum(correlations) / len(images), 3)}
-    return results
+    squared, correlations = {name: 0.0 for name in decoders}, {name: [] for name in decoders}
+    for images_u8 in images.split(batch_size):
+        x = normalize(images_u8)
+        encoded = {}  # each model encodes a batch once, however many of its decoders read it
+        for name, (model, layer, tied) in decoders.items():
+            if id(model) not in encoded:
+                encoded[id(model)] = model.encode(x)
+            error, r = _agreement(model.decode(encoded[id(model)], layer, tied=tied), images_u8 / 255)
+            squared[name] += error
+            correlations[name].append(r * len(x))
+    return {name: {"label": decoder_label(name), "layer": layer,
+                   "psnr_db": round(psnr_db(squared[name] / images.numel()), 2),
+                   "correlation": round(sum(correlations[name]) / len(images), 3)}
+            for name, (_, layer, _) in decoders.items()}
 
 
 @torch.no_grad()

@@ -26,6 +26,25 @@ def test_deconv_net_shapes():
     assert torch.equal(net.decode(latents, 2), x_hat)
 
 
+def test_encoding_through_a_layer_stops_there_with_the_same_maps():
+    from models import ARCHITECTURES
+    torch.manual_seed(0)
+    net = DeconvNet(ARCHITECTURES["small3"]).eval()
+    x = torch.randn(3, 3, 32, 32)
+    # by hand: conv -> ReLU -> 2x2 max-pool with switches, stage after stage
+    h, expected = x, []
+    for conv in net.convs():
+        h, where = F.max_pool2d(F.relu(conv(h)), 2, 2, return_indices=True)
+        expected.append((h, where))
+    for through in (1, 2, 3):
+        latents = net.encode(x, through=through)
+        assert len(latents.maps) == len(latents.switches) == through
+        for (z, where), got_z, got_where in zip(expected, latents.maps, latents.switches):
+            assert torch.equal(got_z, z) and torch.equal(got_where, where)
+        # what decoding from that layer reads is all there: the same images as from every stage
+        assert torch.equal(net.decode(latents, through), net.decode(net.encode(x), through))
+
+
 def test_unpooling_puts_each_maximum_back_at_its_argmax():
     x = torch.tensor([[1., 5., 0., 2.],
                       [3., 4., 9., 1.],
