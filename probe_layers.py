@@ -18,20 +18,22 @@ baseline).
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from data import load_cifar10
+from data import DISPLAY_NAMES, load_cifar10
 from models import ARCHITECTURE
 from study.checkpoints import architecture_beside, load_model
 from study.common import (ArgumentParser, add_data_arguments, add_output_arguments, add_threads_argument,
-                          environment_info, number, run_cli, select_device, UsageError)
+                          environment_info, fast_layout, number, run_cli, select_device, UsageError)
 from study.files import save_json
 from study.nulls import holm
 from study.probes import (PROBE_TRAIN_IMAGES, describe_protocol, pixel_probe_predictions,
                           probe_layer_predictions)
 from study.random_models import baseline_seeds, cascades, changed_layers, reinitialised
-from study.readers import read_json
+from study.readers import field, read_json, require_items
 from study.run_folders import check_output_dir, require_complete, run_folder
 from study.training import mcnemar
 
@@ -45,6 +47,11 @@ def parse_args(argv: list[str] | None = None):
                              "--permute-labels); without it that baseline is left out")
     parser.add_argument("--train-images", type=number(int, 10), default=PROBE_TRAIN_IMAGES,
                         help="training images each probe is fitted on (a stratified subset)")
+    parser.add_argument("--pixels-from", type=Path, default=None,
+                        help="the output folder of an earlier probe_layers.py run on the same "
+                             "data, --seed and --train-images: its raw-pixel floor is read "
+                             "instead of fitted again (the floor does not depend on the network; "
+                             "its fit is the slowest probe, minutes on the full data)")
     add_data_arguments(parser)
     add_output_arguments(parser, out="outputs/probes")
     add_threads_argument(parser)
@@ -68,19 +75,48 @@ def training_seed(checkpoint: Path) -> int:
     return seed if isinstance(seed, int) else 0
 
 
+def earlier_pixel_predictions(folder: Path, data, seed: int, train_images: int) -> np.ndarray:
+    """The raw-pixel probe's test predictions written by an earlier run into `folder`, which must
+    have probed the same images (content hash and counts) with the same protocol, seed and
+    training images: else one UsageError saying which differs."""
+    fix = "rerun probe_layers.py into it with the same data and settings, or leave out --pixels-from"
+    require_complete(folder, "--pixels-from", fix)
+    path = folder / "metrics.json"
+    metrics = read_json(path, "--pixels-from: the probes' metrics", fix)
+    if metrics.get("task") != "probes":
+        raise UsageError(f"--pixels-from {folder} holds no probe_layers.py results; {fix}")
+    theirs, ours = field(metrics, "data", dict, what=str(path), fix=fix), data.describe()
+    expected = {"content_sha256": ours["content_sha256"], "train_images": ours["train_images"],
+                "test_images": ours["test_images"],
+                "protocol": describe_protocol(train_images), "seed": seed}
+    found = {**{k: theirs.get(k) for k in ("content_sha256", "train_images", "test_images")},
+             "protocol": metrics.get("protocol"), "seed": metrics.get("config", {}).get("seed")
+             if isinstance(metrics.get("config"), dict) else None}
+    differing = [key for key in expected if found[key] != expected[key]]
+    if differing:
+        raise UsageError(f"--pixels-from {folder} probed other {' and '.join(differing)} than "
+                         f"this run; {fix}")
+    predicted = require_items(field(metrics, "pixel_predictions", list, ours["test_images"],
+                                    ours["test_images"], str(path), fix),
+                              int, 0, len(DISPLAY_NAMES) - 1, f"{path}: pixel_predictions", fix)
+    return np.array(predicted)
+
+
 def main() -> None:
     args = parse_args()
     started = time.perf_counter()
     arch = architecture_beside(args.checkpoint)
     device = select_device(args.device, args.threads, onednn=arch != ARCHITECTURE)
     check_output_dir(args.out, "probes", args.data_dir)
-    net = load_network(args.checkpoint, "--checkpoint")
-    permuted = (load_network(args.permuted_checkpoint, "--permuted-checkpoint")
+    net = fast_layout(load_network(args.checkpoint, "--checkpoint"), device)
+    permuted = (fast_layout(load_network(args.permuted_checkpoint, "--permuted-checkpoint"), device)
                 if args.permuted_checkpoint is not None else None)
     if permuted is not None and permuted.arch != arch:
         raise UsageError(f"--permuted-checkpoint {args.permuted_checkpoint} is another architecture "
                          f"than --checkpoint {args.checkpoint}")
     data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=args.quiet)
+    pixel_predictions = (None if args.pixels_from is None else  # checked before any probe is fitted
+                         earlier_pixel_predictions(args.pixels_from, data, args.seed, args.train_images))
 
     # The encoders: trained, each cascade of re-initialisations (one seed, never the training
     # seed), and the permuted-labels twin; each with the layers it changes.
@@ -93,7 +129,9 @@ def main() -> None:
     if permuted is not None:
         models["permuted_labels"] = (permuted, every_layer)
 
-    with run_folder(args.out, "probe_layers.py", args.data_dir) as out:
+    # --threads bounds the probes' BLAS too (scikit-learn's fits), not only PyTorch: make depth
+    # probes the tutorial's net on one core beside the training runs
+    with threadpool_limits(limits=args.threads), run_folder(args.out, "probe_layers.py", args.data_dir) as out:
         data = data.to(device)
         layers: dict[str, dict] = {stage.name: {"accuracy": {}, "mcnemar": {}} for stage in arch.layers}
         predictions: dict[str, dict] = {stage.name: {} for stage in arch.layers}
@@ -111,7 +149,9 @@ def main() -> None:
             seconds[name] = round(time.perf_counter() - clock, 2)
             progress.update(len(changed))
         clock = time.perf_counter()
-        pixels_correct = pixel_probe_predictions(data, args.seed, args.train_images) == test_labels
+        if pixel_predictions is None:
+            pixel_predictions = pixel_probe_predictions(data, args.seed, args.train_images)
+        pixels_correct = pixel_predictions == test_labels
         pixels = round(float(pixels_correct.mean()), 4)
         for layer in predictions:  # the floor, compared with every layer
             predictions[layer]["pixels"] = pixels_correct.tolist()
@@ -134,6 +174,8 @@ def main() -> None:
             "randomised": {"seed": seed, "training_seed": trained_with,
                            "cascades": {k: list(v) for k, v in cascades(arch).items()}},
             "layers": layers, "pixels": pixels, "seconds": seconds,
+            "pixel_predictions": pixel_predictions.tolist(),  # for a later run's --pixels-from
+            "pixels_from": None if args.pixels_from is None else str(args.pixels_from),
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "wall_seconds": round(time.perf_counter() - started, 2),
             "data": data.describe(), "environment": environment_info(device),

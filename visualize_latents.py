@@ -18,8 +18,8 @@ import torch
 
 from study import latent_plots, plots
 from study.common import (ArgumentParser, UsageError, add_data_arguments, add_output_arguments,
-                          add_threads_argument,
-                    environment_info, number, run_cli, select_device)
+                          add_threads_argument, environment_info, fast_layout, number, run_cli,
+                          select_device)
 from study.files import save_json, save_torch
 from study.run_folders import check_output_dir, remove_tree, require_complete, run_folder
 from study.run_identity import check_permuted
@@ -151,7 +151,7 @@ def load_task2_model(checkpoint: Path, device: torch.device, flag: str = "--chec
         raise UsageError(f"{flag} {checkpoint} cannot be read ({error.strerror or error}); "
                          "check its permissions") from None
     net = load_model(checkpoint, "DeconvNet", flag, data=data, arch=arch)
-    return net.to(device).eval(), hashlib.sha256(data).hexdigest()
+    return fast_layout(net.to(device), device).eval(), hashlib.sha256(data).hexdigest()
 
 
 def images_of(data, split: str) -> torch.Tensor:
@@ -195,10 +195,13 @@ def save_explorer_models(models: list[dict], folder: Path) -> None:
     for model in models:
         where = folder / model["id"]
         where.mkdir(parents=True, exist_ok=True)
-        save_torch(model["net"].state_dict(), where / "deconv_net.pth")
+        # saved in the usual layout, as every checkpoint is (Task 3 reads deep nets channels-last)
+        save_torch({k: v.contiguous() for k, v in model["net"].state_dict().items()},
+                   where / "deconv_net.pth")
         sha256 = hashlib.sha256((where / "deconv_net.pth").read_bytes()).hexdigest()
         save_torch({"key": {"checkpoint_sha256": sha256},
-                    "state": model["layer1_decoder"].state_dict()}, where / "layer1_decoder.pth")
+                    "state": {k: v.contiguous() for k, v in model["layer1_decoder"].state_dict().items()}},
+                   where / "layer1_decoder.pth")
         save_json({"label": model["label"]}, where / "model.json")
 
 

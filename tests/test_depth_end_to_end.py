@@ -2,6 +2,7 @@
 report, the explorer page, the linear probes and the depth report on tiny data, with every layer
 analysed and shown (laid out as make depth lays it out: OUTPUTS/depth/...)."""
 import json
+import os
 import re
 import subprocess
 from pathlib import Path
@@ -17,9 +18,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def three_stage_study(tmp_path_factory, tiny_cifar) -> Path:
     root = tmp_path_factory.mktemp("small3")
-    env = {"CIFAR10_CACHE": str(root / "cache")}
-    import os
-    env = dict(os.environ, **env)
+    env = dict(os.environ, CIFAR10_CACHE=str(root / "cache"))
     common = ["--data-dir", tiny_cifar, "--epochs", "1", "--log-every", "10", "--quiet",
               "--arch", "small3"]
     outputs = root / "outputs" / "depth"
@@ -107,3 +106,34 @@ def test_the_depth_report_has_a_sentence_per_layer(three_stage_study):
     for layer in ("z1:", "z2:", "z3:"):
         assert layer in text
     assert "learning" in text and "Does learning show with depth?" in text
+
+
+def test_a_second_probe_run_reads_the_pixel_floor_of_the_first(three_stage_study, tiny_cifar, tmp_path):
+    first = json.loads((three_stage_study / "probes" / "metrics.json").read_text())
+    labels = first["data"]["test_images"]
+    # the floor's predictions are kept, one class per test image, and agree with its accuracy
+    predicted = first["pixel_predictions"]
+    assert len(predicted) == labels and all(0 <= p <= 9 for p in predicted)
+    common = ["--checkpoint", three_stage_study / "task2" / "deconv_net.pth", "--data-dir", tiny_cifar,
+              "--quiet", "--train-images", "60"]
+    env = dict(os.environ, CIFAR10_CACHE=str(tmp_path / "cache"))
+    again = run_script("probe_layers.py", *common, "--pixels-from", three_stage_study / "probes",
+                       "--out", tmp_path / "again", env=env)
+    assert again.returncode == 0, again.stderr[-3000:]
+    second = json.loads((tmp_path / "again" / "metrics.json").read_text())
+    assert second["pixel_predictions"] == predicted and second["pixels"] == first["pixels"]
+    assert second["layers"] == first["layers"]  # the same McNemar tables against the same floor
+    assert second["pixels_from"] == str(three_stage_study / "probes")
+
+    # another protocol (fewer training images), or a tampered file: one line, nothing written
+    other = run_script("probe_layers.py", *common[:-1], "40", "--pixels-from",
+                       three_stage_study / "probes", "--out", tmp_path / "other", env=env)
+    assert other.returncode == 2 and "protocol" in other.stderr
+    assert len(other.stderr.strip().splitlines()) == 1 and not (tmp_path / "other").exists()
+    tampered = tmp_path / "tampered"
+    tampered.mkdir()
+    (tampered / "metrics.json").write_text(json.dumps({**first, "pixel_predictions": predicted[:-1]}))
+    short = run_script("probe_layers.py", *common, "--pixels-from", tampered, "--out", tmp_path / "short",
+                       env=env)
+    assert short.returncode == 2 and "pixel_predictions" in short.stderr
+    assert len(short.stderr.strip().splitlines()) == 1 and not (tmp_path / "short").exists()
