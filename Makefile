@@ -64,11 +64,11 @@ sweep:
 # The same study on a deeper network (docs/depth.md), after `make all` (whose Task 2 models the
 # tutorial's probes read): Task 1, Task 2 and its permuted-labels twin with the fast recipe
 # (one seed, DEPTH_EPOCHS epochs, one thread per run, two runs at once) while the tutorial's
-# net is probed beside them (it needs none of them: the core the sweep leaves idle), Task 3 per
-# layer with DEPTH_NULL_DRAWS draws per null and, beside it on one thread (Task 3 leaves about a
-# tenth of two cores idle), the deep net's linear probes (their raw-pixel floor read from the
-# tutorial's probes), the deep model's explorer page (outputs/depth/explorer.html, no channel
-# cards), then depth.pdf.
+# net is probed beside them, Task 3 per layer with DEPTH_NULL_DRAWS draws per null and beside it
+# the deep net's linear probes (their raw-pixel floor read from the tutorial's probes), the deep
+# model's explorer page (outputs/depth/explorer.html, no channel cards), then depth.pdf. The
+# probes run on one thread at the lowest priority (nice 19): they take the CPU time the sweep
+# and Task 3 leave idle and slow neither much.
 DEPTH_ARCH ?= deep4
 DEPTH_EPOCHS ?= 6
 DEPTH_NULL_DRAWS ?= 99
@@ -80,7 +80,7 @@ export DEPTH_ARCH DEPTH_EPOCHS DEPTH_NULL_DRAWS DEPTH_THREADS
 DEPTH = outputs/depth
 depth: install outputs/task2/deconv_net.pth
 	@mkdir -p $(DEPTH)
-	$(PYTHON) probe_layers.py $(COMMON) --checkpoint outputs/task2/deconv_net.pth \
+	nice -n 19 $(PYTHON) probe_layers.py $(COMMON) --checkpoint outputs/task2/deconv_net.pth \
 	    $$(test -f outputs/runs/task2_permuted_seed0/deconv_net.pth && echo --permuted-checkpoint outputs/runs/task2_permuted_seed0/deconv_net.pth) \
 	    --threads 1 --quiet --out $(DEPTH)/probes_tutorial & probes=$$!; \
 	trap 'kill $$probes 2>/dev/null; exit 130' INT TERM; \
@@ -88,13 +88,13 @@ depth: install outputs/task2/deconv_net.pth
 	    --executor "$$EXECUTOR" $${PARTITION:+--partition "$$PARTITION"} \
 	    -- --arch "$$DEPTH_ARCH" --recipe fast --epochs "$$DEPTH_EPOCHS" --threads 1; \
 	trained=$$?; wait $$probes && test $$trained = 0
-	$(PYTHON) probe_layers.py $(COMMON) --checkpoint $(DEPTH)/task2/deconv_net.pth \
+	nice -n 19 $(PYTHON) probe_layers.py $(COMMON) --checkpoint $(DEPTH)/task2/deconv_net.pth \
 	    --permuted-checkpoint $(DEPTH)/runs/task2_permuted_seed0/deconv_net.pth \
 	    --pixels-from $(DEPTH)/probes_tutorial --threads 1 --quiet --out $(DEPTH)/probes & probes=$$!; \
 	trap 'kill $$probes 2>/dev/null; exit 130' INT TERM; \
 	$(PYTHON) visualize_latents.py $(COMMON) --checkpoint $(DEPTH)/task2/deconv_net.pth \
 	    --permuted-checkpoint $(DEPTH)/runs/task2_permuted_seed0/deconv_net.pth \
-	    --null-draws "$$DEPTH_NULL_DRAWS" --baseline-seeds 1 --occlusion-images 100 \
+	    --null-draws "$$DEPTH_NULL_DRAWS" --baseline-seeds 1 --occlusion-images 50 \
 	    --threads "$$DEPTH_THREADS" --out $(DEPTH)/task3; \
 	analysed=$$?; wait $$probes && test $$analysed = 0
 	$(PYTHON) build_explorer.py $(DEPTH)/task2/deconv_net.pth --out $(DEPTH)/explorer.html --quiet

@@ -122,6 +122,15 @@ SLIPS = [
      "occlusion projects each active channel at another image's strongest unit"),
     ("study/nulls.py", "        first = min(changed)", "        first = max(changed)",
      "a cascade's null draws keep trained stages it re-initialised"),
+    ("models.py", "        for stage in self.arch.layers[:through]:",
+     "        for stage in self.arch.layers[:through or 1]:",
+     "the encoder stops after its first stage unless told where to stop"),
+    ("probe_layers.py", "    differing = [key for key in expected if found[key] != expected[key]]",
+     "    differing = []", "--pixels-from reads a floor fitted with another protocol or data"),
+    ("study/decoders.py",
+     "            if id(model) not in encoded:\n                encoded[id(model)] = model.encode(x)",
+     "            if not encoded:\n                encoded = {id(m): model.encode(x) for m, _, _ in decoders.values()}",
+     "decoder checks decode every model's batch from the first model's latents"),
 ]
 
 

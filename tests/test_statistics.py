@@ -55,6 +55,31 @@ def test_decoder_psnr_of_a_decoder_with_a_known_output():
     assert result["label"] == "z1, refitted on the real latents" and result["layer"] == 1
 
 
+def test_decoder_checks_read_each_decoder_through_its_own_encoder():
+    # two networks with different encoders in one call (each batch is encoded once per model):
+    # each decoder's PSNR and r are those of a plain loop over its own encode and decode
+    torch.manual_seed(0)
+    first, second = DeconvNet().eval(), DeconvNet().eval()
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8)
+    decoders = {"z1_refit": (first, 1, False), "z2_learned": (second, 2, False),
+                "z2_tied": (first, 2, True)}
+    result = decoder_checks(decoders, images, batch_size=4)
+    target = images.double() / 255
+    for name, (model, layer, tied) in decoders.items():
+        squared, weighted_r = 0.0, 0.0
+        for start in (0, 4):  # the same batches, by hand
+            x = images[start:start + 4].float() / 127.5 - 1
+            with torch.no_grad():
+                y = (model.decode(model.encode(x), layer, tied=tied).double() * 0.5 + 0.5).clamp(0, 1)
+            t = target[start:start + 4]
+            squared += (y - t).pow(2).sum().item()
+            a, b = y.flatten() - y.mean(), t.flatten() - t.mean()
+            weighted_r += (a @ b / (a.norm() * b.norm())).item() * len(x)
+        mse = squared / images.numel()
+        assert result[name]["psnr_db"] == pytest.approx(round(10 * math.log10(1 / mse), 2), abs=0.011)
+        assert result[name]["correlation"] == pytest.approx(round(weighted_r / len(images), 3), abs=0.0011)
+
+
 def test_psnr_baselines_by_hand():
     train = torch.zeros(2, 3, 32, 32, dtype=torch.uint8)
     train[1] = 255  # training mean colour 0.5 in every channel
