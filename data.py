@@ -23,6 +23,7 @@ import torch
 from study import data_cache
 from study.common import UsageError, printable, say
 from study.files import remove_stale_temporaries
+from study.report_text import plural
 from study.image_files import read_image
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
@@ -143,7 +144,7 @@ def load_cifar10(data_dir: str | Path | None = None, subset: float = 1.0, seed: 
         test_files, skipped_test = _list_image_folder(data_dir / "test")
         skipped += skipped_test
         if skipped:  # warnings are printed even with --quiet, which only hides progress bars
-            warn(f"skipped {len(skipped)} non-image file{'s' if len(skipped) > 1 else ''} in {data_dir}, "
+            warn(f"skipped {plural(len(skipped), 'non-image file')} in {data_dir}, "
                 f"e.g. {skipped[0]}")
         fingerprint = [(str(p.relative_to(data_dir)), *_stat(p)) for p, _ in train_files + test_files]
     else:

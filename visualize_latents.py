@@ -195,13 +195,13 @@ def save_explorer_models(models: list[dict], folder: Path) -> None:
     for model in models:
         where = folder / model["id"]
         where.mkdir(parents=True, exist_ok=True)
-        # saved in the usual layout, as every checkpoint is (Task 3 reads deep nets channels-last)
+        # saved in the usual layout, as every checkpoint is (Task 3 reads deep nets channels-last;
+        # the layer-1 decoders are made fresh, in the usual layout, for every model)
         save_torch({k: v.contiguous() for k, v in model["net"].state_dict().items()},
                    where / "deconv_net.pth")
         sha256 = hashlib.sha256((where / "deconv_net.pth").read_bytes()).hexdigest()
         save_torch({"key": {"checkpoint_sha256": sha256},
-                    "state": {k: v.contiguous() for k, v in model["layer1_decoder"].state_dict().items()}},
-                   where / "layer1_decoder.pth")
+                    "state": model["layer1_decoder"].state_dict()}, where / "layer1_decoder.pth")
         save_json({"label": model["label"]}, where / "model.json")
 
 

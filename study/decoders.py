@@ -124,8 +124,7 @@ def layer1_refit(net: DeconvNet, checkpoint: Path, checkpoint_sha256: str, image
                        "fit_seconds": cached["fit_seconds"]}
     seconds = round(fit_layer1_decoder(refit, images, epochs, seed, quiet), 2)
     try:
-        save_torch({"key": key, "fit_seconds": seconds,  # the usual layout, whatever the model's
-                    "state": {k: v.contiguous() for k, v in refit.deconv1.state_dict().items()}},
+        save_torch({"key": key, "state": refit.deconv1.state_dict(), "fit_seconds": seconds},
                    cache)
     except UsageError as error:  # a read-only checkpoint folder costs a refit next time
         warn(f"could not cache the layer-1 decoder ({error})")
