@@ -48,7 +48,7 @@ def single_channels_figure(result, image_u8: torch.Tensor, layer: int, decoder: 
     from study.evidence import clip_box
 
     z, channels, contributions = result.z, result.channels, result.contributions
-    width = z.shape[-1]
+    map_width = z.shape[-1]
     common = contributions.abs().max().item()
     peak = max(z[c].max().item() for c in channels) or 1.0
     rows = [("where it\nfires most", None), ("activation", None), (f"alone,\n{decoder}", "single"),
@@ -76,19 +76,23 @@ def single_channels_figure(result, image_u8: torch.Tensor, layer: int, decoder: 
             k = channels.index(c)
             if r == 0:
                 # a padded net's field may reach past the border: draw its part in the image
-                top, left_, height, width = clip_box(result.boxes[c], original.shape[0])
+                box_top, box_left, box_height, box_width = clip_box(result.boxes[c],
+                                                                    original.shape[0])
                 ax.imshow(original, interpolation="nearest")
-                ax.add_patch(Rectangle((left_ - 0.5, top - 0.5), width, height, fill=False,
-                                       edgecolor="yellow", linewidth=1.2))
-                ax.add_patch(Rectangle((left_ - 0.5, top - 0.5), width, height, fill=False,
-                                       edgecolor="black", linewidth=0.5, linestyle="--"))
-                ax.set_title(f"ch {c}: {100 * result.share[c]:.0f} %", fontsize=7, pad=2)
+                for colour, line, style in (("yellow", 1.2, "-"), ("black", 0.5, "--")):
+                    ax.add_patch(Rectangle((box_left - 0.5, box_top - 0.5), box_width, box_height,
+                                           fill=False, edgecolor=colour, linewidth=line,
+                                           linestyle=style))
+                ax.set_title(f"z{layer}:{c} {100 * result.share[c]:.0f} %", fontsize=7, pad=2)
             elif r == 1:
                 maps.append(ax.imshow(z[c].cpu().numpy(), cmap="viridis", vmin=0, vmax=peak,
                                       interpolation="nearest"))
-                row_, col_ = divmod(int(result.positions[c]), width)
-                ax.plot(col_, row_, marker="o", markersize=5, markerfacecolor="none",
+                peak_row, peak_col = divmod(int(result.positions[c]), map_width)
+                ax.plot(peak_col, peak_row, marker="o", markersize=5, markerfacecolor="none",
                         markeredgecolor="red", markeredgewidth=0.8)
+                # the map keeps its own extent: nothing drawn on it may widen the axes
+                ax.set_xlim(-0.5, z.shape[-1] - 0.5)
+                ax.set_ylim(z.shape[-2] - 0.5, -0.5)
             elif kind == "single":
                 ax.imshow(to_hwc(denormalize(contributions[k] + result.empty)), interpolation="nearest")
             elif kind == "contribution":
@@ -102,8 +106,16 @@ def single_channels_figure(result, image_u8: torch.Tensor, layer: int, decoder: 
             ax.set_frame_on(False)
     fig.tight_layout(pad=0.2, h_pad=0.3, w_pad=0.3)
     if maps:
-        bar = fig.colorbar(maps[0], ax=list(axes[1]), fraction=0.02, pad=0.01, aspect=8)
-        bar.ax.tick_params(labelsize=7)
+        # in the empty left cell of the activation row, so that no map gives up width to it
+        holder = axes[1][0]
+        holder.set_frame_on(False)
+        cell = holder.get_position()
+        bar = fig.colorbar(maps[0], cax=fig.add_axes(
+            (cell.x0 + 0.3 * cell.width, cell.y0 + 0.05 * cell.height, 0.14 * cell.width,
+             0.9 * cell.height), label="<colorbar>"))
+        bar.ax.tick_params(labelsize=7, length=2, pad=1)
+        bar.locator = matplotlib.ticker.MaxNLocator(3)
+        bar.update_ticks()
     return fig
 
 

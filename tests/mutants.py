@@ -131,6 +131,9 @@ SLIPS = [
      "            if id(model) not in encoded:\n                encoded[id(model)] = model.encode(x)",
      "            if not encoded:\n                encoded = {id(m): model.encode(x) for m, _, _ in decoders.values()}",
      "decoder checks decode every model's batch from the first model's latents"),
+    ("study/latent_plots.py", "divmod(int(result.positions[c]), map_width)",
+     "divmod(int(result.positions[c]), box_width)",
+     "the single-channel figure's peak marker reads the receptive box's width as the map's"),
 ]
 
 

@@ -81,3 +81,52 @@ def test_single_channel_figure_has_a_colour_bar_and_the_literal_row(literal):
     assert len([ax for ax in fig.axes if ax.get_label() != "<colorbar>"]) == rows * 7
     assert any(ax.get_label() == "<colorbar>" for ax in fig.axes)
     check(fig)
+
+
+def marked_maps(fig, rows_of_maps: int = 1):
+    """(map image, peak marker) of each activation panel: the axes whose image is a 2-D map
+    drawn with a colour map and that carry one plotted marker."""
+    found = []
+    for ax in fig.axes:
+        if ax.get_label() == "<colorbar>" or not ax.images or not ax.lines:
+            continue
+        found.append((ax, ax.images[0], ax.lines[0]))
+    return found
+
+
+@pytest.mark.parametrize("shape", [(6, 14, 14), (16, 5, 5), (4, 3, 7)])
+def test_single_channel_maps_keep_their_shape_and_mark_their_argmax(shape):
+    """Drawn from a result with a known peak per channel: each activation panel shows the whole
+    map at its own shape, its axes end at the map's edges, the marker sits on the peak, and
+    every map is drawn at the same size on the page."""
+    from study.projections import SingleChannels
+
+    channels, height, width = shape
+    z = torch.zeros(shape)
+    peaks = {c: ((3 * c + 1) % height, (5 * c + 2) % width) for c in range(channels)}
+    for c, (row, col) in peaks.items():
+        z[c, row, col] = 1.0 + c
+    shown = list(range(channels))
+    flat = torch.tensor([row * width + col for row, col in peaks.values()])
+    result = SingleChannels(z, shown, torch.zeros(channels, 3, 32, 32), torch.zeros(channels, 3, 32, 32),
+                            torch.zeros(3, 32, 32), torch.zeros(3, 32, 32),
+                            torch.full((channels,), 1 / channels), flat,
+                            {c: (-2, 30, 6) for c in shown}, {})
+    image = torch.zeros(3, 32, 32, dtype=torch.uint8)
+    fig = latent_plots.single_channels_figure(result, image, 2, "refitted")
+    fig.canvas.draw()
+    maps = marked_maps(fig)
+    assert len(maps) == channels
+    sizes = set()
+    for c, (ax, picture, marker) in enumerate(sorted(maps, key=lambda m: m[0].get_position().x0)):
+        assert picture.get_array().shape == (height, width)
+        left, right, bottom, top = picture.get_extent()
+        assert (right - left, bottom - top) == (width, height)
+        assert ax.get_xlim() == (left, right) and ax.get_ylim() == (bottom, top)
+        row, col = peaks[c]
+        assert (marker.get_xdata()[0], marker.get_ydata()[0]) == (col, row)
+        assert picture.get_array()[row, col] == picture.get_array().max()
+        box = ax.get_position()
+        sizes.add((round(box.width, 4), round(box.height, 4)))
+    assert len(sizes) == 1  # no map squashed by the colour bar or by its marker
+    plots.plt.close(fig)
