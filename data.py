@@ -31,6 +31,8 @@ CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
 DISPLAY_NAMES = ("plane", "car", "bird", "cat", "deer",
                  "dog", "frog", "horse", "ship", "truck")  # as the tutorial prints them
 IMAGE_EXTENSIONS = {".png", ".jpg", ".jpeg"}
+# The tutorial's first test batch (its test loader is not shuffled): a cat, two ships, a plane.
+TUTORIAL_TEST_BATCH = ("cat", "ship", "ship", "plane")
 CACHE_VERSION = 2  # 2: the key holds inode numbers and ctimes; contents verified at load
 DEFAULT_DATA_DIR = Path("data")
 ARCHIVE = "cifar-10-python.tar.gz"  # what torchvision downloads, and extracts into BATCH_FOLDER
@@ -377,3 +379,22 @@ def _read_cache(cache_file: Path, warn_if_damaged: bool = True) -> CIFAR10 | Non
     """The cached data set, or None: decoded again (study/data_cache.py checks it whole)."""
     fields = data_cache.read(cache_file, len(CLASSES), warn_if_damaged)
     return None if fields is None else CIFAR10(**fields)
+
+
+def tutorial_test_batch(labels: torch.Tensor) -> torch.Tensor:
+    """Indices of the four test images the tutorial shows, in its order.
+
+    The original test batch opens with a cat, two ships and a plane, each the first of its
+    class there, so in any layout that keeps each class's order (the python batches, the image
+    folders, a stratified subset) they are the first cat, the first two ships and the first
+    plane. A class that a small subset lacks is left out.
+    """
+    labels = labels.cpu()
+    taken, chosen = set(), []
+    for name in TUTORIAL_TEST_BATCH:
+        members = (labels == DISPLAY_NAMES.index(name)).nonzero().flatten().tolist()
+        found = next((i for i in members if i not in taken), None)
+        if found is not None:
+            taken.add(found)
+            chosen.append(found)
+    return torch.tensor(chosen, dtype=torch.long)

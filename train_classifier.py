@@ -19,7 +19,7 @@ from study.common import (ArgumentParser, add_data_arguments, add_output_argumen
                     printable, run_cli, select_device)
 from study.files import save_json, save_torch
 from study.run_folders import check_output_dir, run_folder
-from data import DISPLAY_NAMES, load_cifar10
+from data import DISPLAY_NAMES, TUTORIAL_TEST_BATCH, load_cifar10, tutorial_test_batch
 from models import ARCHITECTURES, TutorialNet, fold_batchnorm
 from study.checkpoints import load_model
 from study.recipes import (FAST_LABEL_SMOOTHING, FastRecipe, describe_fast_recipe, fast_sgd,
@@ -54,6 +54,7 @@ def smoothed_cross_entropy(net: nn.Module, x: torch.Tensor, y: torch.Tensor):
 
 
 PART_NAMES = ("loss",)  # what the running loss log holds
+TUTORIAL_BATCH = len(TUTORIAL_TEST_BATCH)  # the tutorial shows one mini-batch of four images
 
 
 def sgd(net: nn.Module, args) -> torch.optim.Optimizer:
@@ -92,7 +93,7 @@ def main() -> None:
                              [sgd(probe, args)], probe, PART_NAMES)
     with run_folder(args.out, "train_classifier.py", args.data_dir) as out:
         sample = torch.randperm(len(data.train_labels),
-                                generator=torch.Generator().manual_seed(args.seed))[:8]
+                                generator=torch.Generator().manual_seed(args.seed))[:TUTORIAL_BATCH]
         names = [DISPLAY_NAMES[i] for i in data.train_labels[sample].tolist()]
         plots.labelled_strip(data.train_images[sample].cpu(), names, out / "train_samples.png",
                              "Training images and their labels")
@@ -125,14 +126,15 @@ def main() -> None:
 
         # 5. Test the network on the test data: a few images first, then the whole test set.
         predictions = evaluate(net, data.test_images, data.test_labels)["predictions"]
-        shown = torch.randperm(len(data.test_labels), generator=torch.Generator().manual_seed(args.seed))[:8]
+        shown = tutorial_test_batch(data.test_labels)
         truth = [DISPLAY_NAMES[i] for i in data.test_labels[shown].tolist()]
         guessed = [DISPLAY_NAMES[i] for i in predictions[shown].tolist()]
         print("GroundTruth: ", " ".join(f"{name:5s}" for name in truth))
         print("Predicted:   ", " ".join(f"{name:5s}" for name in guessed))
         plots.image_rows([list(data.test_images[shown].cpu() / 255)],
                          [[f"{t}\n{p}" for t, p in zip(truth, guessed)]], ["truth\npredicted"],
-                         out / "test_predictions.png", title="GroundTruth vs Predicted", width=4.4)
+                         out / "test_predictions.png", title="GroundTruth vs Predicted",
+                         width=plots.TEXT_WIDTH_IN / 2)
 
         summary = accuracy_summary(predictions, data.test_labels, DISPLAY_NAMES)
         print(f"Accuracy of the network on the {summary['test_images']} test images: "

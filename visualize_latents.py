@@ -31,7 +31,7 @@ from study.evidence import (RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_s
 from study.projections import single_channels, top9
 from study.baselines import OCCLUSION_IMAGES, BaselineFigures, randomisation_baselines
 from study.random_models import SEEDS_PER_CASCADE, baseline_seeds
-from study.nulls import NULL_DRAWS
+from study.nulls import NULL_DRAWS, rule_images
 from study.findings import (RULES, against_baselines, channel_roles, describe_channel,
                             hue_name, projections_alike, surviving_roles)
 from models import ARCHITECTURE, Architecture, DeconvNet
@@ -255,15 +255,21 @@ def main() -> None:
 
         # 2. Every channel over the whole test set: statistics, the class make-up and patch
         #    appearance of its K strongest test images, its top-9 projections.
-        rows, activations, class_means = channel_table(net, data.test_images, data.test_labels,
-                                                       args.seed)
+        #    Every rule is read on one seeded set of test images, the one the nulls read too,
+        #    so the channel table and the null tests count the same thing.
+        sample = rule_images(len(data.test_labels), seed=args.seed)
+        sample_images = data.test_images[sample.to(device)]
+        sample_labels = data.test_labels[sample.to(device)]
+        rows, activations, class_means = channel_table(net, sample_images, sample_labels, args.seed)
         latent_plots.class_heatmap(class_means, DISPLAY_NAMES, out / "class_selectivity.svg")
         top = {}
         for stage in arch.layers:
             strongest = top9(layer_models[stage.index][0], activations[stage.index],
-                             data.test_images, data.test_labels, stage.index)
+                             sample_images, sample_labels, stage.index)
             plots.save(latent_plots.top9_figure(strongest, stage.index, stage.receptive_field),
                        out / f"top9_{stage.name}.png")
+            for row in strongest.rows:  # indices into the whole test split
+                row["test_indices"] = sample[row["test_indices"]].tolist()
             top[stage.name] = strongest.rows
         latent_plots.conv1_filters_figure(net.conv1.weight.detach().cpu(), out / "conv1_filters.png")
 
@@ -340,8 +346,9 @@ def main() -> None:
             "layer1_refit": refit_info, "decoders": decoders, "controls": control_results,
             "rules": RULES, "channels": channels, "baselines": baselines.to_json(),
             "appearance_reference": {"random_patches": RANDOM_PATCHES,
-                                     "top_k": min(TOP_K, len(data.test_labels)),
-                                     "seed": args.seed},
+                                     "top_k": min(TOP_K, len(sample)), "seed": args.seed},
+            "rule_images": {"count": len(sample), "of": len(data.test_labels),
+                            "seed": args.seed},
             "class_means": {f"z{layer}": [[round(v, 4) for v in row] for row in m.tolist()]
                             for layer, m in class_means.items()},
             "images": explained, "top9": top, "conv1_filters": conv1_filter_stats(net),

@@ -8,8 +8,17 @@ agree). Each statistic of the trained model then gets a rank p-value against eac
 
     p = (1 + #{null draws >= trained}) / (1 + draws),
 
-the claim "the trained model shows more of this than every kind of untrained model" the largest
-of them (an intersection-union test), and Holm's correction across the tests of one family.
+and two questions are answered apart, each with Holm's correction across the tests of a family:
+
+- "learned" (did training make this?): the trained model against networks that learned
+  nothing, every stage of cascading re-initialisation; its p is the largest over those groups
+  (an intersection-union test: the pattern must beat every kind of random network);
+- "single_channel" (is it a property of single channels rather than of the layer?): the trained
+  channels against random rotations of the same trained layer, which keep everything the layer
+  holds but mix its channels.
+
+The combined "p_value" / "p_holm" / "survives" (the largest over every group) is what a channel's
+words keep: a description is kept only when it was learned and belongs to the channel.
 """
 import math
 import statistics
@@ -255,8 +264,10 @@ def layer_summary(rows: list[dict]) -> dict:
 
 # --- null distributions of the rules: many models, forward passes only ---
 
-NULL_DRAWS = 299  # per group: a value above every draw then passes Holm over 14 tests (p 1/300)
-NULL_IMAGES = 2000  # test images (seeded choice) the rules are read on, trained and null alike
+NULL_DRAWS = 999  # per group: the smallest p is 1/1000; Holm's first step over 14 tests (0.0036)
+# then lets a trained count pass with up to two draws at or above it
+NULL_IMAGES = 2000  # test images (a seeded choice, rule_images) every rule is read on: Task 3's
+# channel table and every null draw alike, so each count is one measurement on one image set
 NULL_GROUPS = (*cascades(ARCHITECTURE), "rotation")  # the tutorial's groups with many draws: the verdicts' nulls
 
 
@@ -264,12 +275,48 @@ def null_group_names(arch: Architecture) -> tuple[str, ...]:
     """The groups with many draws, the verdicts' nulls: every cascade stage, and rotations."""
     return (*cascades(arch), "rotation")
 ALPHA = 0.05
+# The two questions the nulls answer, and the groups each reads (see the module docstring).
+QUESTIONS = ("learned", "single_channel")
+
+
+def question_groups(question: str, groups: Iterable[str]) -> list[str]:
+    """The null groups that answer `question`, among a test's `groups`."""
+    return [g for g in groups if (g == "rotation") == (question == "single_channel")]
+
+
+def answer_questions(family: list[dict]) -> None:
+    """Add to each test of a family (dicts with "p": {group: rank p}) its answer to each
+    question: the p over that question's groups (the largest; 1 where the test has none of
+    them), Holm-corrected over the family, and whether it survives at ALPHA."""
+    for question in QUESTIONS:
+        raw = [max((t["p"][g] for g in question_groups(question, t["p"])), default=1.0)
+               for t in family]
+        for test, p, adjusted in zip(family, raw, holm(raw)):
+            test.setdefault("questions", {})[question] = {
+                "p_value": round(p, 5), "p_holm": round(adjusted, 5), "survives": adjusted < ALPHA}
+
+
+def detectable(null: Sequence[float], alpha: float) -> float | None:
+    """The smallest whole value that would reach a rank p <= alpha against these draws (None:
+    none can, the draws are too few): the test's power, in the statistic's own units."""
+    allowed = math.floor(alpha * (1 + len(null))) - 1  # draws that may reach the value
+    if allowed < 0:
+        return None
+    ranked = sorted(null, reverse=True)
+    return math.floor(ranked[allowed]) + 1 if allowed < len(ranked) else 0
 
 
 def null_groups(layer: int, arch: Architecture = ARCHITECTURE) -> tuple[str, ...]:
     """The null groups that change a layer: re-initialising conv2 leaves z1 as trained."""
     return tuple(g for g in null_group_names(arch)
                  if g == "rotation" or layer in changed_layers(g, arch))
+
+
+def rule_images(test_images: int, images: int = NULL_IMAGES, seed: int = 0) -> torch.Tensor:
+    """The indices (sorted) of the test images every rule of Task 3 is read on, for the trained
+    model and every null draw: `images` of the `test_images` chosen at random with `seed`."""
+    order = torch.randperm(test_images, generator=torch.Generator().manual_seed(seed + 1))
+    return order[:min(images, test_images)].sort().values
 
 
 @torch.no_grad()
@@ -327,9 +374,7 @@ def null_distributions(net: DeconvNet, data: CIFAR10, training_seed: int, traine
     """
     started = time.perf_counter()
     layers = net.arch.layers
-    n = len(data.test_labels)
-    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed + 1))
-    chosen = order[:min(images, n)].sort().values
+    chosen = rule_images(len(data.test_labels), images, seed)
     x_u8, labels = data.test_images.cpu()[chosen], data.test_labels.cpu()[chosen]
     signals = {s.index: evidence.local_signals(x_u8, s.index, net.arch) for s in layers}
     ref = Reference(x_u8, labels, signals, layers, seed, TOP_K, net.arch)
@@ -415,6 +460,13 @@ def null_distributions(net: DeconvNet, data: CIFAR10, training_seed: int, traine
             test["p_value"] = round(test["p_value"], 5)
             test["p_holm"] = round(adjusted, 5)
             test["survives"] = adjusted < ALPHA
+        answer_questions(family)
+    for entry in count_tests:  # power: the count each question's first Holm step would need
+        for question in QUESTIONS:
+            needed = [detectable(entry["baselines"][g]["counts"], ALPHA / len(count_tests))
+                      for g in question_groups(question, entry["p"])]
+            entry["questions"][question]["detectable_count"] = (
+                None if not needed or None in needed else max(needed))
     for layer_block in result.values():  # the names older readers look for
         for entry in layer_block["counts"].values():
             entry["evidence_of_learning"] = entry["survives"]
@@ -425,6 +477,13 @@ def null_distributions(net: DeconvNet, data: CIFAR10, training_seed: int, traine
                      "class_share": len(share_tests), "claims": len(claim_tests)},
         "p_value": "rank p = (1 + draws >= trained) / (1 + draws) per group; the largest over "
                    "the groups (the trained model above every kind of null); Holm per family",
+        "questions": {"learned": "did training make this? the largest p over the cascade groups "
+                                 "(random networks); Holm per family",
+                      "single_channel": "is it a property of single channels rather than of the "
+                                        "layer? p against random rotations of the trained layer; "
+                                        "Holm per family",
+                      "detectable_count": "the smallest count that Holm's first step over the "
+                                          "count family would pass (power)"},
         "permuted_labels": "one run: described, not tested against"},
         "seconds": {**seconds, "total": round(time.perf_counter() - started, 2)}}
 

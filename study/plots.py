@@ -107,18 +107,20 @@ def confusion_matrix(matrix: list[list[int]], names: Sequence[str], path: Path, 
 
 
 def confusion_figure(matrix: list[list[int]], names: Sequence[str]) -> plt.Figure:
+    """Each cell: the percentage of the true class's test images given that prediction, a whole
+    number (at most three digits, so neighbouring cells never run together)."""
     counts = np.asarray(matrix)
     rates = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(3.1, 2.75))
-    image = ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
-    for (i, j), count in np.ndenumerate(counts):
-        ax.text(j, i, str(count), ha="center", va="center", fontsize=7,
-                color="white" if rates[i, j] > 0.5 else "black")
+    fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN / 2, 2.75))
+    image = ax.imshow(100 * rates, cmap="Blues", vmin=0, vmax=100)
+    for (i, j), rate in np.ndenumerate(rates):
+        ax.text(j, i, f"{100 * rate:.0f}", ha="center", va="center", fontsize=7,
+                color="white" if rate > 0.5 else "black")
     ax.set_xticks(range(len(names)), names, rotation=60, ha="right", rotation_mode="anchor")
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
-    fig.colorbar(image, ax=ax, label="share of the true class", fraction=0.046)
+    fig.colorbar(image, ax=ax, label="% of the true class", fraction=0.046)
     fig.tight_layout(pad=0.2)
     return fig
 
@@ -147,8 +149,8 @@ def draw_losses(ax: plt.Axes, history: dict, parts: dict[str, str], n_train: int
             ax.plot([r["epoch"] - 1 + r["step"] / steps_per_epoch for r in log],
                     [factor * r[name] for r in log], color=colour, marker="o", markersize=2.5,
                     label=f"{label}, mean of {log_every} mini-batches")
-        epochs = history["epoch_loss"]
-        ax.plot([r["epoch"] for r in epochs], [factor * r[name] for r in epochs], color=colour,
+        epochs = history["epoch_loss"]  # a mean over an epoch belongs to the epoch's middle
+        ax.plot([r["epoch"] - 0.5 for r in epochs], [factor * r[name] for r in epochs], color=colour,
                 linestyle="none" if log else "-", marker="s", markersize=5, markerfacecolor="none",
                 label=f"{label}, epoch mean")
     ax.set_xlabel("epoch")
@@ -162,7 +164,7 @@ def training_figure(task1: dict | None, task2: dict | None) -> plt.Figure:
     """Task 1's loss and Task 2's two loss terms side by side, from their metrics files."""
     present = [(m, parts, scale) for m, parts, scale in (
         (task1, {"loss": "Task 1 cross-entropy"}, None),
-        (task2, {"ce": "Task 2 cross-entropy", "rec": "Task 2 λ·L_rec"},
+        (task2, {"ce": "Task 2 cross-entropy", "rec": r"Task 2 $\lambda L_\mathrm{rec}$"},
          {"rec": (task2 or {}).get("lambda", 1.0)})) if m]
     fig, axes = plt.subplots(1, len(present), figsize=(TEXT_WIDTH_IN, 1.95), squeeze=False)
     for ax, (m, parts, scale) in zip(axes[0], present):
@@ -192,7 +194,7 @@ def lambda_figure(summary: dict) -> plt.Figure:
                             linestyle="none", label=f"mean ± sd of seeds {', '.join(map(str, r['seeds']))}")
         ax.plot(x, seed0, marker="o", color="tab:blue", label=f"seed {first}")
         ax.set_xticks(x, [f"{r['lambda']:g}" for r in rows])
-        ax.set_xlabel("λ (weight of L_rec)")
+        ax.set_xlabel(r"$\lambda$ (weight of $L_\mathrm{rec}$)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     if "task1_accuracy" in summary:
@@ -278,8 +280,8 @@ def architecture_figure(arch) -> plt.Figure:
         ax.annotate("", (x - 0.25, 1.0), (x - 0.25, 2.1),
                     arrowprops=dict(arrowstyle="->", lw=0.8, linestyle="--", color="tab:red"))
         ax.text(x - 0.32, 1.55, f"switches {stage.index}", fontsize=7, color="tab:red", ha="right")
-    loss = ("loss = CE(scores, y)\n+ λ · L_rec(reconstruction, x)" if not compact
-            else "loss =\nCE(scores, y)\n+ λ · L_rec")
+    loss = (r"loss = CE(scores, $y$)" "\n" r"+ $\lambda L_\mathrm{rec}$(reconstruction, $x$)"
+            if not compact else "loss =\nCE(scores, $y$)\n" r"+ $\lambda L_\mathrm{rec}$")
     ax.text((xs[-2] + xs[-1]) / 2 + (0.25 if not compact else 0), 0.55, loss,
             fontsize=7, ha="center", va="center")
     return fig

@@ -273,3 +273,19 @@ def test_a_same_size_edit_with_a_new_modification_time_invalidates_the_cache(tmp
     cat = data.CLASSES.index("cat")
     assert torch.equal(fresh.train_images[fresh.train_labels == cat][0],
                        torch.from_numpy(candidate).permute(2, 0, 1))
+
+
+def test_the_tutorials_first_test_batch_is_found_in_any_class_ordered_layout():
+    """The original test batch starts cat, ship, ship, plane (indices 0..3 there); in a layout
+    sorted by class with each class's order kept, the same images are the first cat, the
+    first two ships and the first plane."""
+    from data import DISPLAY_NAMES, tutorial_test_batch
+
+    batch_order = torch.tensor([DISPLAY_NAMES.index(n) for n in
+                                ("cat", "ship", "ship", "plane", "frog", "ship", "cat", "plane")])
+    assert tutorial_test_batch(batch_order).tolist() == [0, 1, 2, 3]
+    by_class = torch.sort(batch_order, stable=True)  # folders: class by class, order kept
+    picked = by_class.indices[tutorial_test_batch(by_class.values)].tolist()
+    assert picked == [0, 1, 2, 3]  # the same four original images, in the tutorial's order
+    no_plane = torch.tensor([DISPLAY_NAMES.index(n) for n in ("ship", "cat", "ship")])
+    assert tutorial_test_batch(no_plane).tolist() == [1, 0, 2]

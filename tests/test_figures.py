@@ -130,3 +130,29 @@ def test_single_channel_maps_keep_their_shape_and_mark_their_argmax(shape):
         sizes.add((round(box.width, 4), round(box.height, 4)))
     assert len(sizes) == 1  # no map squashed by the colour bar or by its marker
     plots.plt.close(fig)
+
+
+def test_confusion_cells_are_readable_percentages_that_never_touch():
+    """A 10-class matrix with three-digit counts: each cell prints its row share in whole
+    percent (by hand: 734 of 1,000 -> '73'), and no two cell labels overlap on the page."""
+    counts = [[734 if i == j else 29 + (i + j) % 3 for j in range(10)] for i in range(10)]
+    fig = plots.confusion_figure(counts, DISPLAY_NAMES)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t for t in ax.texts}
+    assert len(cells) == 100
+    for (i, j), text in cells.items():
+        assert text.get_text() == str(round(100 * counts[i][j] / sum(counts[i])))
+    boxes = [t.get_window_extent(renderer) for t in cells.values()]
+    for a in range(len(boxes)):
+        for b in range(a + 1, len(boxes)):
+            assert not boxes[a].overlaps(boxes[b])
+    plots.plt.close(fig)
+
+
+def test_epoch_means_sit_at_the_middle_of_their_epoch():
+    fig = plots.training_figure(metrics("task1"), None)
+    squares = [line for line in fig.axes[0].lines if line.get_marker() == "s"]
+    assert list(squares[0].get_xdata()) == [0.5, 1.5]  # epochs 1 and 2
+    plots.plt.close(fig)

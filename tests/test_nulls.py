@@ -127,3 +127,34 @@ def test_a_cascade_draw_started_above_the_trained_stages_gives_the_whole_encoder
         assert sorted(got) == list(range(first, arch.depth + 1)), cascade
         for layer, z in got.items():
             assert torch.equal(z, whole.at(layer)), (cascade, layer)
+
+
+def test_the_two_questions_read_their_own_nulls_and_are_corrected_apart():
+    """'learned' takes the largest p over the random-network groups, 'single_channel' the
+    rotations' p; Holm runs over the family for each question on its own (by hand)."""
+    family = [{"p": {"conv2": 0.001, "conv1_conv2": 0.004, "rotation": 0.5}},
+              {"p": {"conv2": 0.02, "conv1_conv2": 0.01, "rotation": 0.001}},
+              {"p": {"conv1_conv2": 0.3, "rotation": 0.002}}]
+    nulls.answer_questions(family)
+    learned = [t["questions"]["learned"] for t in family]
+    single = [t["questions"]["single_channel"] for t in family]
+    assert [q["p_value"] for q in learned] == [0.004, 0.02, 0.3]
+    # Holm by hand: 0.004 x 3 = 0.012; 0.02 x 2 = 0.04; 0.3 x 1 = 0.3
+    assert [q["p_holm"] for q in learned] == pytest.approx([0.012, 0.04, 0.3])
+    assert [q["survives"] for q in learned] == [True, True, False]
+    assert [q["p_value"] for q in single] == [0.5, 0.001, 0.002]
+    # 0.001 x 3 = 0.003; 0.002 x 2 = 0.004; 0.5 x 1 = 0.5
+    assert [q["p_holm"] for q in single] == pytest.approx([0.5, 0.003, 0.004])
+    assert [q["survives"] for q in single] == [False, True, True]
+
+
+def test_the_detectable_count_is_the_smallest_that_would_pass():
+    """999 draws of 0..9 (each value about 100 times): alpha 0.05/14 lets 2 draws reach the
+    value (p = 3/1000 <= 0.00357), so the count must be above the third largest draw."""
+    draws = [k % 10 for k in range(999)]
+    assert nulls.detectable(draws, 0.05 / 14) == 10
+    assert nulls.rank_p_value(10, draws) <= 0.05 / 14 < nulls.rank_p_value(9, draws)
+    outlier = sorted(draws)[:-3] + [40, 30, 20]
+    assert nulls.detectable(outlier, 0.05 / 14) == 21  # above all but the two largest
+    assert nulls.rank_p_value(21, outlier) <= 0.05 / 14 < nulls.rank_p_value(20, outlier)
+    assert nulls.detectable([1, 2, 3], 0.05 / 14) is None  # 3 draws: p never below 1/4
