@@ -20,7 +20,9 @@ from study.files import atomic_path, prepare_output_dir
 from study.run_folders import check_output_dir, require_complete
 from study.readers import field, read_json, require
 from models import ARCHITECTURE, Architecture
+from study.report_claims import check_verdicts
 from study.report_facts import FIGURE_FILES, REPORT_FIGURES, build_facts, captions
+from study.report_layout import layout_problems
 from study.summary import run_settings
 
 MAX_PAGES = 8
@@ -262,7 +264,9 @@ def typeset(facts: dict) -> bytes:
 
 
 def compile_pdf(facts: dict, path: Path) -> int:
-    """Typeset; if the text runs past the page limit, once more with a tighter text setting."""
+    """Typeset; if the text runs past the page limit, once more with a tighter text setting.
+    The PDF is then read back: a figure or table past the text block or after the References,
+    or one the text never cites, stops the build; a page less than full is a warning."""
     pdf = typeset(facts)
     if page_count(pdf) > MAX_PAGES:
         pdf = typeset({**facts, "compact": True})
@@ -270,6 +274,14 @@ def compile_pdf(facts: dict, path: Path) -> int:
     if pages > MAX_PAGES:
         raise UsageError(f"the report has {pages} pages, more than {MAX_PAGES}; show fewer "
                          "channels (visualize_latents.py --z2-channels top3)")
+    problems = layout_problems(pdf)
+    faults = problems["outside"] + problems["after_references"] + problems["uncited"]
+    if faults:
+        raise UsageError(f"the typeset report breaks its layout ({faults[0]}"
+                         + (f", and {len(faults) - 1} more" if len(faults) > 1 else "")
+                         + "); report/report.typ needs mending")
+    for problem in problems["underfilled"]:
+        say(f"note: {problem}")
     with atomic_path(path) as tmp:
         tmp.write_bytes(pdf)
     return pages
@@ -295,7 +307,7 @@ def md(text: object) -> str:
 
 
 def markdown(facts: dict, outputs: Path, out: Path) -> str:
-    """A short twin of the PDF: the headline numbers, the tables, the figures, the discussion."""
+    """A short twin of the PDF: the headline numbers, the tables and the figures."""
     def link(key: str, caption: str) -> list[str]:
         if key not in facts["figs"]:
             return [f"*[missing figure: {caption}]*", ""]
@@ -344,22 +356,26 @@ def markdown(facts: dict, outputs: Path, out: Path) -> str:
         lines += link("lambda_sweep", "lambda trade-off")
     lines += ["## Task 3: what the latent channels encode", ""]
     if t3:
-        discussion = t3["discussion"]
-        lines += [md(discussion["answer"]), ""]
-        lines += table(["decoder, full latent", "test PSNR (dB)", "r"], t3["decoders"])
-        lines += table(["layer", "control", "test PSNR (dB)", "r"], t3["controls"])
-        lines += table(["channel", "holds against its null", "r luminance", "r R-G", "r B-Y",
-                        "r gradient", f"top-{t3['top_k']} class (%)", "p share (Holm)",
-                        "d saturation", "d texture"], t3["channel_rows"])
-        lines += [f"- {md(finding)}" for finding in t3["findings"]] + [""]
-        lines += ["### Which patterns need a trained network?", ""]
-        lines += table(t3["baselines"]["header"], t3["baselines"]["rows"])
+        lines += table(["decoder, and what it is fed (test set)", "PSNR (dB)", "r"],
+                       t3["decoder_rows"])
+        lines += table(["channel", "r luminance", "r R-G", "r B-Y", "r gradient",
+                        f"top-{t3['top_k']} class (%)", "the rules name", "learned (a)",
+                        "single channel (b)"], t3["channel_rows"])
+        lines += ["### Did training make it, and is it a single channel's?", "",
+                  f"Against {t3['draws']} random networks per cascade step (a) and {t3['draws']} "
+                  "rotations of the trained layer (b), Holm-corrected:", ""]
+        lines += table(["layer, pattern", "trained", *t3["cascade"], "rotations", "permuted",
+                        "p (a)", "needed (a)", "p (b)", "needed (b)"], t3["count_rows"])
+        for question, found in (("(a) against random networks", t3["learned"]),
+                                ("(b) against rotations", t3["single"]),
+                                ("both questions", t3["both"])):
+            lines += [f"- Single-channel descriptions that survive {question}: "
+                      + (", ".join(f"{md(i['name'])} {md(i['rule'])} ({md(i['p'])})" for i in found)
+                         or "none")]
+        lines += [""]
         for key, caption in (("t3_baseline_pictures", "pictures, trained vs randomised"),
                              ("t3_occlusion", "occlusion")):
             lines += link(key, caption)
-        lines += ["### Are there meaningful patterns?", "",
-                  *(md(text) for text in discussion["layers"]), "",
-                  md(" ".join(discussion["images"])), "", md(discussion["limits"]), ""]
         for key, caption in (("t3_train_z1", "train image, z1"), ("t3_train_z2", "train image, z2"),
                              ("t3_test_z1", "test image, z1"), ("t3_test_z2", "test image, z2"),
                              ("t3_top9_z1", "top-9, z1"), ("t3_top9_z2", "top-9, z2"),
@@ -388,9 +404,18 @@ def main() -> None:
             say(f"warning: outputs of {name} are missing; the report says so in its place")
     if metrics["seeds"] is None:
         say("note: no runs/summary.json (sweep.py); the report has no seed or lambda tables")
-    out = prepare_output_dir(out)
     try:
         facts = build_facts(metrics)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        raise UsageError(f"a metrics file under {args.outputs} lacks or garbles a value "
+                         f"({type(error).__name__}: {error}); rerun the task scripts with this "
+                         "version of the code (make all)") from None
+    if facts["prose"]:  # the written verdicts must hold for this run, before anything is written
+        check_verdicts(metrics, TEMPLATE.read_text())
+    else:
+        say(f"note: {facts['neutral_note']}")
+    out = prepare_output_dir(out)
+    try:
         described = next((m["architecture"] for m in metrics.values() if m and "architecture" in m),
                          None)
         # The architecture of the runs reported (each metrics file records it), drawn from

@@ -305,7 +305,7 @@ def main() -> None:
                    out / "baseline_pictures.png")
         plots.save(latent_plots.occlusion_figure(baseline_figures, {
             split: images_of(data, split)[picks[split][0]] for split in picks},
-            pictured_by[arch.depth]), out / "occlusion.png")
+            pictured_by[arch.depth], layer=arch.layers[-1].name), out / "occlusion.png")
 
         # 4. The two images, one channel at a time.
         explained = {}

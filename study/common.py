@@ -235,6 +235,22 @@ def fast_layout(net: torch.nn.Module, device: torch.device) -> torch.nn.Module:
     return net
 
 
+def cpu_model() -> str:
+    """The CPU type as /proc/cpuinfo names it, with its family and model numbers ('AMD EPYC,
+    family 25 model 17'): the same seed gives the same numbers on one CPU type, and the last
+    digits may differ on another. The platform's processor name where there is no cpuinfo."""
+    try:
+        fields = dict(line.split(":", 1) for line in
+                      Path("/proc/cpuinfo").read_text().splitlines()[:30] if ":" in line)
+    except OSError:
+        return platform.processor() or "unknown"
+    fields = {k.strip(): v.strip() for k, v in fields.items()}
+    name = fields.get("model name", platform.processor() or "unknown")
+    if "cpu family" in fields and "model" in fields:
+        name += f", family {fields['cpu family']} model {fields['model']}"
+    return name
+
+
 def environment_info(device: torch.device) -> dict:
     import numpy
     import torchvision
@@ -247,6 +263,7 @@ def environment_info(device: torch.device) -> dict:
         "numpy": numpy.__version__,
         "platform": platform.platform(),
         "cpu_threads": torch.get_num_threads(),
+        "cpu": cpu_model(),
     }
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)

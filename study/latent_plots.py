@@ -119,23 +119,23 @@ def single_channels_figure(result, image_u8: torch.Tensor, layer: int, decoder: 
     return fig
 
 
-def top9_figure(top, layer: int, receptive_field: int) -> plt.Figure:
+def top9_figure(top, layer: int, receptive_field: int, per_row: int = 6) -> plt.Figure:
     """projections.top9 as Zeiler & Fergus show it: per channel the k patches, enlarged (left), beside
     the projections of those single activations (right), each at its own symmetric scale
-    (grey = 0); one title per channel over the pair."""
+    (grey = 0); one title per channel over the pair; `per_row` channels a row, at text width."""
     count = len(top.patches)
     mosaics = [(mosaic(patches), mosaic([signed_rgb(d, d.abs().max().item()) for d in projections]))
                for patches, projections in zip(top.patches, top.projections)]
-    per_row = 3 if count <= 6 else 4
+    per_row = min(per_row, count)
     n_rows = math.ceil(count / per_row)
-    fig_width = 5.6 if per_row == 4 else 4.2
+    fig_width = TEXT_WIDTH_IN
     fig, axes = plt.subplots(n_rows, 2 * per_row, figsize=(fig_width, (fig_width / (2 * per_row) + 0.2) * n_rows),
                              squeeze=False, gridspec_kw={"wspace": 0.04, "hspace": 0.3})
     for c, (patch, projection) in enumerate(mosaics):
         ax_patch, ax_proj = axes[c // per_row][2 * (c % per_row)], axes[c // per_row][2 * (c % per_row) + 1]
         ax_patch.imshow(to_hwc(patch), interpolation="nearest")
         ax_proj.imshow(to_hwc(projection), interpolation="nearest")
-        ax_patch.set_title(f"z{layer} channel {c}", fontsize=7, pad=2, loc="left")
+        ax_patch.set_title(f"z{layer}:{c}", fontsize=7, pad=2, loc="left")
     for ax in axes.flat:
         bare(ax)
         if not ax.images:
@@ -230,7 +230,7 @@ def baseline_pictures_figure(figures: "BaselineFigures", split: str, decoders: d
 
 
 def occlusion_figure(figures: "BaselineFigures", images: dict[str, torch.Tensor], decoder: str,
-                     channels: int = 2) -> plt.Figure:
+                     channels: int = 2, layer: str = "") -> plt.Figure:
     """Zeiler & Fergus's Fig. 7 for the trained model: per image, the true class's probability
     with the grey square at each position, and for the last-layer channels whose strongest
     activation the square lowers most, that drop beside the |projection| of the channel's
@@ -247,8 +247,9 @@ def occlusion_figure(figures: "BaselineFigures", images: dict[str, torch.Tensor]
                   (found["probability"].numpy(), "P(true class)", "viridis")]
         for c in strongest:
             projection = found["strongest_unit_projections"][decoder][c].abs().sum(0)
-            panels += [(drop[c].numpy(), f"ch {c}: drop", "magma"),
-                       (projection.numpy(), f"ch {c}: |projection|", "magma")]
+            name = f"{layer}:{c}" if layer else f"channel {c}"
+            panels += [(drop[c].numpy(), f"{name} drop", "magma"),
+                       (projection.numpy(), f"{name} |projection|", "magma")]
         for ax, (picture, title, cmap) in zip(axes[r], panels):
             shown = ax.imshow(picture, cmap=cmap, interpolation="nearest")
             ax.set_title(title, fontsize=7, pad=2)

@@ -8,7 +8,7 @@ come from findings.py, the module that wrote them in Task 3.
 import statistics
 from datetime import datetime, timezone
 
-from study.report_discussion import discussion, layer_names, surviving_words, verdicts
+from study.report_claims import study_differences
 from study.report_text import and_list, db, median, p_cell, p_value, pct, plural, r2, seconds, seeds_words, spread
 
 # --- facts per part ---
@@ -16,7 +16,11 @@ from study.report_text import and_list, db, median, p_cell, p_value, pct, plural
 def device_words(environment: dict) -> str:
     """'the CPU' or the GPU's name, as a reader would say it."""
     gpu = environment.get("gpu")
-    return gpu if gpu else "the CPU" if environment.get("device") == "cpu" else environment.get("device", "")
+    if gpu:
+        return gpu
+    if environment.get("device") == "cpu":
+        return f"the CPU ({environment['cpu']})" if environment.get("cpu") else "the CPU"
+    return environment.get("device", "")
 
 
 def task1_facts(m: dict) -> dict:
@@ -35,12 +39,27 @@ def task1_facts(m: dict) -> dict:
         "momentum": f"{c['momentum']:g}", "seed": str(c["seed"]), "log_every": str(c["log_every"]),
         "train_seconds": seconds(m["train_seconds"]), "device": device_words(m["environment"]),
         "losses": [[str(r["epoch"]), str(r["step"]), f"{r['loss']:.3f}"] for r in m["loss_log"]],
+        **loss_table(m["loss_log"]),
         "per_class": [[name, f"{value:.1f}"] for name, value in per_class.items()],
         "best": [best, f"{per_class[best]:.1f}"], "worst": [worst, f"{per_class[worst]:.1f}"],
         "confusions": [[true, predicted, str(count)] for count, true, predicted in off],
+        "wrong_shown": str(sum(t != g for t, g in zip(m["sample_predictions"]["ground_truth"],
+                                                     m["sample_predictions"]["predicted"]))),
+        "first_loss": f"{m['loss_log'][0]['loss']:.3f}" if m["loss_log"] else "",
+        "last_loss": f"{m['loss_log'][-1]['loss']:.3f}" if m["loss_log"] else "",
         "ground_truth": " ".join(m["sample_predictions"]["ground_truth"]),
         "predicted": " ".join(m["sample_predictions"]["predicted"]),
     }
+
+
+def loss_table(log: list[dict]) -> dict:
+    """The running losses as a table with one row per epoch and one column per logged
+    mini-batch ("–" where an epoch logged fewer)."""
+    steps = sorted({r["step"] for r in log})
+    epochs = sorted({r["epoch"] for r in log})
+    found = {(r["epoch"], r["step"]): f"{r['loss']:.3f}" for r in log}
+    return {"loss_steps": [f"{step:,}" for step in steps],
+            "loss_rows": [[str(e), *(found.get((e, step), "–") for step in steps)] for e in epochs]}
 
 
 def task2_facts(m: dict) -> dict:
@@ -53,7 +72,7 @@ def task2_facts(m: dict) -> dict:
         "mse_weight": f"{m['lambda_as_mse_weight']:g}",
         "decoder_optimizer": {"adam": "Adam", "sgd": "SGD"}[c["decoder_optimizer"]],
         "decoder_lr": f"{c['decoder_lr']:g}", "train_seconds": seconds(m["train_seconds"]),
-        "baselines": [[name, db(value)] for name, value in m["psnr_baselines_db"].items()],
+        "baselines": [[size_words(name), db(value)] for name, value in m["psnr_baselines_db"].items()],
         "per_class": [[name, f"{value:.1f}"] for name, value in m["per_class_accuracy"].items()],
         "compared": "mcnemar" in comparison, "comparison_message": comparison["message"],
     }
@@ -75,7 +94,18 @@ def task2_facts(m: dict) -> dict:
                  worst_above=[min(above, key=baselines.get), db(min(baselines[n] for n in above))]
                  if above else None,
                  class_se=f"{m['per_class_standard_error_max']:.1f}")
+    thumbnails = sorted((v, k) for k, v in baselines.items() if "thumbnail" in k)
+    low = [t for t in thumbnails if t[0] <= psnr]
+    high = [t for t in thumbnails if t[0] > psnr]
+    facts["thumb_low"] = [size_words(low[-1][1]), db(low[-1][0])] if low else None
+    facts["thumb_high"] = [size_words(high[0][1]), db(high[0][0])] if high else None
     return facts
+
+
+def size_words(name: str) -> str:
+    """'4×4 thumbnail' for a metrics key '4x4 thumbnail': sizes as the text writes them."""
+    import re
+    return re.sub(r"(\d)x(\d)", "\\1×\\2", name)
 
 
 def seeds_facts(s: dict) -> dict:
@@ -113,60 +143,192 @@ def seeds_facts(s: dict) -> dict:
                      lower=str(s["seeds_task2_lower"]),
                      significant_seeds=str(s["seeds_mcnemar_significant"]),
                      any_significant=s["seeds_mcnemar_significant"] > 0)
+    spread_by_class = s.get("per_class_accuracy")
+    if spread_by_class and len(s["per_seed"]) > 1:
+        sds = [v["sd"] for task in spread_by_class.values() for v in task.values() if v["sd"] is not None]
+        differences = [abs(spread_by_class["task2"][name]["mean"] - first["mean"])
+                       for name, first in spread_by_class["task1"].items()]
+        if sds:
+            facts["class_sd_max"] = f"{max(sds):.1f}"
+            facts["class_diff_max"] = f"{max(differences):.1f}"
     ends = [s["lambda_sweep"][0], s["lambda_sweep"][-1]] if len(s["lambda_sweep"]) > 1 else []
     facts["lambda_ends"] = [[f"{r['lambda']:g}", f"{r['accuracy']['mean']:.2f}",
                              f"{r['psnr_db']['mean']:.2f}"] for r in ends]
     return facts
 
 
+def layer_names(m: dict) -> list[str]:
+    """The latent layers the run recorded ("z1", "z2", ...), in order."""
+    return [layer["name"] for layer in m["architecture"]["layers"]]
+
+
+def channel_name(layer: str, channel: int) -> str:
+    """The one way the report names a channel: 'z2:12'."""
+    return f"{layer}:{channel}"
+
+
+QUESTION_WORDS = {"learned": "did training make it?", "single_channel": "a single channel's?"}
+RULE_WORDS = {"colour": "colour opposition", "brightness": "brightness", "darkness": "darkness",
+              "edge": "edges", "look": "distinctive patches", "class": "top-class share",
+              "selective": "class selectivity"}
+RULE_SHORT = {"colour": "colour", "brightness": "bright", "darkness": "dark", "edge": "edges",
+              "look": "patches", "class": "class share", "selective": "selective"}  # table cells
+
+
+def _pick(rows: list[dict], key, largest: bool = True) -> dict:
+    """The row of a layer with the largest (or smallest) value of key(row)."""
+    return (max if largest else min)(rows, key=key)
+
+
+def first_layer_channels(rows: list[dict]) -> dict[str, dict]:
+    """The first-layer channels the prose describes, each chosen by the measure it is named for:
+    the most blue-over-yellow, the most red-over-green, the darkest and brightest (luminance
+    r), the one with the most vertical and the most horizontal edge preference. Each entry:
+    its name and the measure, as text."""
+    vertical = [r for r in rows if r["preferred_edge_deg"] == 90] or rows
+    horizontal = [r for r in rows if r["preferred_edge_deg"] == 0] or rows
+    chosen = {
+        "blue": (_pick(rows, lambda r: r["r_blue_yellow"]), "r_blue_yellow"),
+        "red": (_pick(rows, lambda r: r["r_red_green"]), "r_red_green"),
+        "dark": (_pick(rows, lambda r: r["r_luminance"], largest=False), "r_luminance"),
+        "bright": (_pick(rows, lambda r: r["r_luminance"]), "r_luminance"),
+        "vertical": (_pick(vertical, lambda r: r["r_edge_by_angle"]["90"]), None),
+        "horizontal": (_pick(horizontal, lambda r: r["r_edge_by_angle"]["0"]), None)}
+    return {key: {"channel": row["channel"], "r": r2(row[measure]) if measure else
+                  r2(row["r_edge_by_angle"]["90" if key == "vertical" else "0"])}
+            for key, (row, measure) in chosen.items()}
+
+
 def task3_facts(m: dict) -> dict:
-    decoders = m["decoders"]
+    decoders, controls, b = m["decoders"], m["controls"], m["baselines"]
     names = layer_names(m)
-    literal, refit = decoders[f"{names[0]}_literal"], decoders[f"{names[0]}_refit"]
-    channel_rows, findings, rule_sentences = [], [], []
+    first, last = names[0], names[-1]
+    rules = b["rules"]
+    protocol = rules["protocol"]
+    judged = {name: {j["channel"]: j for j in rules[name]["channels"]} for name in names}
+
+    def survivors(question: str | None) -> list[dict]:
+        found = []
+        for name in names:
+            for row in m["channels"][name]:
+                j = judged[name][row["channel"]]
+                tests = [("class", j["class_share"])] + [(c["rule"], c) for c in j["claims"]]
+                for rule, test in tests:
+                    verdict = test if question is None else test["questions"][question]
+                    if verdict["survives"]:
+                        found.append({"name": channel_name(name, row["channel"]),
+                                      "rule": RULE_WORDS[rule], "p": p_value(verdict["p_holm"])})
+        return found
+
+    def verdict_words(name: str, row: dict, question: str) -> str:
+        j = judged[name][row["channel"]]
+        tests = [("class", j["class_share"])] + [(c["rule"], c) for c in j["claims"]]
+        kept = [RULE_SHORT[rule] for rule, test in tests if test["questions"][question]["survives"]]
+        return ", ".join(kept) or "–"
+
+    channel_rows = []
     for name in names:
-        for row, judged in zip(m["channels"][name], m["baselines"]["rules"][name]["channels"]):
-            channel_rows.append([f"{name}:{row['channel']}", surviving_words(row) or "–",
-                                 r2(row["r_luminance"]), r2(row["r_red_green"]),
-                                 r2(row["r_blue_yellow"]), r2(row["r_gradient_energy"]),
-                                 f"{row['top_k_class']} {row['top_k_class_share']:.0f}",
-                                 p_cell(judged["class_share"]["p_holm"]),
-                                 f"{row['d_saturation']:+.1f}", f"{row['d_texture_energy']:+.1f}"])
-            findings.append(row["finding"])
-            rule_sentences.append(row["rule_sentence"])
-    images = {split: {"index": str(v["index"]), "class": v["class"], "chosen_as": v["chosen_as"],
-                      "shown": {name: ", ".join(str(r["channel"]) for r in v[name]["channels"])
-                                for name in names},
-                      "first_shown": str(len(v[names[0]]["channels"]))}
-              for split, v in m["images"].items()}
-    similarity = {name: f"{median([r['projection_similarity'] for r in rows]):.2f}"
-                  for name, rows in m.get("top9", {}).items()}
-    controls_z = m["controls"]
+        for row in m["channels"][name]:
+            words = ", ".join(dict.fromkeys(RULE_SHORT[r["kind"]] for r in row["roles"])) or "–"
+            channel_rows.append([channel_name(name, row["channel"]), r2(row["r_luminance"]),
+                                 r2(row["r_red_green"]), r2(row["r_blue_yellow"]),
+                                 r2(row["r_gradient_energy"]),
+                                 f"{row['top_k_class']} {row['top_k_class_share']:.0f}", words,
+                                 verdict_words(name, row, "learned"),
+                                 verdict_words(name, row, "single_channel")])
+    count_rows = []
+    cascade = [g for g in protocol["groups"][last] if g != "rotation"]
+    for name in names:
+        for rule, entry in rules[name]["counts"].items():
+            if not entry["trained"]:
+                continue
+            q = entry["questions"]
+
+            def null(group: str) -> str:
+                found = entry["baselines"].get(group)
+                return f"{found['mean']:.1f} ± {found['sd']:.1f}" if found and found.get("draws", 0) > 1 else "–"
+            needed = {k: (str(v["detectable_count"]) if v["detectable_count"] is not None
+                          and v["detectable_count"] <= entry["channels"] else "never")
+                      for k, v in q.items()}
+            permuted = entry["baselines"].get("permuted_labels", {}).get("mean")
+            count_rows.append([f"{name} {RULE_WORDS[rule]}", f"{entry['trained']}/{entry['channels']}",
+                               *(null(g) for g in cascade), null("rotation"),
+                               "–" if permuted is None else f"{permuted:g}",
+                               p_cell(q["learned"]["p_holm"]), needed["learned"],
+                               p_cell(q["single_channel"]["p_holm"]), needed["single_channel"]])
+    similarity = b["picture_similarity"]["summary"]
+    pictured = {name: f"{name}_refit" if i == 0 else f"{name}_learned" for i, name in enumerate(names)}
+    rho = {name: {g: f"{v['spearman_mean']:.2f}" for g, v in similarity.get(d, {}).items()}
+           for name, d in pictured.items()}
+    occlusion = {g: f"{v['mean']:.2f}" for g, v in
+                 b["occlusion"]["summary"].get(pictured[last], {}).items()}
+    psnr = {name: {g: db(v["mean"]) for g, v in b["psnr_summary"].get(d, {}).items()}
+            for name, d in pictured.items()}
+    both = survivors(None)
+    named = None
+    if len(both) == 1:
+        layer, channel = both[0]["name"].split(":")
+        row = m["channels"][layer][int(channel)]
+        named = {**both[0], "class": row["top_k_class"], "share": f"{row['top_k_class_share']:.0f}",
+                 "second": sorted(row["top_k_classes"].items(), key=lambda kv: -kv[1])[1][0],
+                 "second_share": f"{sorted(row['top_k_classes'].values())[-2]:.0f}",
+                 "r_by": r2(row["r_blue_yellow"]), "r_rg": r2(row["r_red_green"]),
+                 "hue": row["hue_name"],
+                 "p_learned": p_value(judged[layer][int(channel)]["claims"][0]["questions"]["learned"]["p_holm"])
+                 if judged[layer][int(channel)]["claims"] else ""}
+        colour = next((c for c in judged[layer][int(channel)]["claims"] if c["rule"] == "colour"), None)
+        if colour:
+            named.update(p_learned=p_value(colour["questions"]["learned"]["p_holm"]),
+                         p_single=p_value(colour["questions"]["single_channel"]["p_holm"]))
+    counts_family = protocol["families"]["counts"]
+    flagged = sum(r["projection_diversity"]["flagged"] for r in m["channels"][last])
     return {
-        "layers": names, "baselines": baseline_facts(m), "discussion": discussion(m),
-        "top_k": str(m["channels"][names[0]][0]["top_k"]),
-        "random_patches": f"{m['appearance_reference']['random_patches']:,}",
-        "projection_similarity": similarity,
-        "latent_matters": all(c["own"]["psnr_db"] - c["other_latent"]["psnr_db"] >= 3
-                              for c in controls_z.values()),
+        "layers": names,
+        "last_shown": str(len(m["images"]["test"][last]["channels"])),
+        "images": {split: {"index": f"{v['index']:,}", "class": v["class"]}
+                   for split, v in m["images"].items()},
+        "literal_psnr": db(decoders[f"{first}_literal"]["psnr_db"]),
+        "refit_psnr": db(decoders[f"{first}_refit"]["psnr_db"]),
+        "last_psnr": db(decoders[f"{last}_learned"]["psnr_db"]),
+        "tied_psnr": {name: db(decoders[f"{name}_tied"]["psnr_db"]) for name in names},
+        "refit_epochs": plural(m["layer1_refit"]["epochs"], "pass", "passes"),
+        "refit_seconds": seconds(m["layer1_refit"]["fit_seconds"]),
         "decoder_rows": [[v["label"], db(v["psnr_db"]), f"{v['correlation']:.2f}"]
                          for v in decoders.values()]
                         + [[f"{layer}, {v['label']}", db(v["psnr_db"]), f"{v['correlation']:.2f}"]
-                           for layer, cases in controls_z.items() for case, v in cases.items()
+                           for layer, cases in controls.items() for case, v in cases.items()
                            if case != "own"],
-        "decoders": [[v["label"], db(v["psnr_db"]), f"{v['correlation']:.2f}"] for v in decoders.values()],
-        "literal_psnr": db(literal["psnr_db"]), "refit_psnr": db(refit["psnr_db"]),
-        "refit_epochs": plural(m["layer1_refit"]["epochs"], "pass", "passes") + " over the training images",
-        "refit_seconds": seconds(m["layer1_refit"]["fit_seconds"]),
-        "controls": [[layer, v["label"], db(v["psnr_db"]), f"{v['correlation']:.2f}"]
-                     for layer, cases in m["controls"].items() for case, v in cases.items()],
-        "controls_by": {layer: {case: db(v["psnr_db"]) for case, v in cases.items()}
-                        for layer, cases in m["controls"].items()},
-        "channel_rows": channel_rows, "findings": findings, "rule_sentences": rule_sentences,
-        "total": str(len(findings)), "images": images,
+        "controls": {layer: {case: db(v["psnr_db"]) for case, v in cases.items()}
+                     for layer, cases in controls.items()},
+        "control_costs": {layer: {case: f"{cases['own']['psnr_db'] - v['psnr_db']:.1f}"
+                                  for case, v in cases.items() if case != "own"}
+                          for layer, cases in controls.items()},
+        "first": first_layer_channels(m["channels"][first]),
+        "flagged": str(flagged), "last_channels": str(len(m["channels"][last])),
+        "rule_images": f"{m['rule_images']['count']:,}", "test_images": f"{m['rule_images']['of']:,}",
+        "top_k": str(m["appearance_reference"]["top_k"]),
+        "random_patches": f"{m['appearance_reference']['random_patches']:,}",
         "rules": {k: f"{v:g}" for k, v in m["rules"].items()},
-        "linearity": f"{m['images']['test'][names[0]]['sum_of_contributions_minus_full_max_abs']:.0e}"
-        if m["images"]["test"][names[0]]["sum_of_contributions_minus_full_max_abs"] is not None else "",
+        "channel_rows": channel_rows, "count_rows": count_rows,
+        "cascade": [{"conv2": "conv2 random", "conv1_conv2": "conv1–2 random"}.get(g, g) for g in cascade],
+        "draws": f"{protocol['draws']:,}", "smallest_p": f"{protocol['smallest_p']:.3f}",
+        "counts_family": str(counts_family),
+        "first_step": f"{protocol['alpha'] / counts_family:.4f}",
+        "allowed": str(max(0, int(protocol["alpha"] / counts_family * (protocol["draws"] + 1)) - 1)),
+        "share_family": str(protocol["families"]["class_share"]),
+        "claims_family": str(protocol["families"]["claims"]),
+        "null_seconds": f"{rules['seconds']['total']:.0f}",
+        "learned": survivors("learned"), "single": survivors("single_channel"), "both": both,
+        "named": named, "rho": rho, "occlusion": occlusion, "psnr": psnr,
+        "refit_steps": str(b["protocol"]["refit"]["steps"]),
+        "occluder": f"{b['protocol']['occluder']['size']}×{b['protocol']['occluder']['size']}",
+        "occluder_stride": str(b["protocol"]["occluder"]["stride"]),
+        "occlusion_images": str(b["occlusion"]["images"]),
+        "baseline_seeds": str(len(b["protocol"]["seeds"])),
+        "projection_similarity": {name: f"{median([r['projection_similarity'] for r in rows]):.2f}"
+                                  for name, rows in m.get("top9", {}).items()},
+        "linearity": f"{m['images']['test'][first]['sum_of_contributions_minus_full_max_abs']:.0e}"
+        if m["images"]["test"][first]["sum_of_contributions_minus_full_max_abs"] is not None else "",
     }
 
 
@@ -283,71 +445,6 @@ def captions(facts: dict) -> dict[str, str]:
     }
 
 
-def baseline_facts(m: dict) -> dict:
-    """The table 'Which patterns need a trained network?': per layer and rule, the trained count
-    against each null (mean ± sd over its draws; the permuted-labels run's count) and the
-    Holm-corrected rank p-values of the count and of the rule's mean value."""
-    from study.settings import BASELINE_GROUPS, randomised_group
-
-    b = m["baselines"]
-    rules = b["rules"]
-    names = layer_names(m)
-    indices = [layer["name"] for layer in m["architecture"]["layers"]]
-    labels = {"rotation": BASELINE_GROUPS["rotation"][0],
-              "permuted_labels": BASELINE_GROUPS["permuted_labels"][0]}
-    for first in range(1, len(indices) + 1):
-        ident, short, _ = randomised_group(first, len(indices))
-        labels[ident] = short
-    cascade = [randomised_group(first, len(indices))[0] for first in range(len(indices), 0, -1)]
-    columns = [g for g in (*cascade, "rotation", "permuted_labels") if any(
-        g in e["baselines"] for n in names for e in rules[n]["counts"].values())]
-    rows = []
-    for v in verdicts(m):
-        entry = rules[v["layer"]]["counts"][v["rule"]]
-
-        def cell(group: str) -> str:
-            found = entry["baselines"].get(group)
-            if not found:
-                return "–"
-            return (f"{found['mean']:.1f} ± {found['sd']:.1f}" if found.get("draws", 1) > 1
-                    else f"{found['mean']:g}")
-        rows.append([f"{v['layer']} {v['words']}", f"{v['trained']} of {v['channels']}",
-                     *(cell(g) for g in columns), p_cell(v["p_holm"]), p_cell(v["mean_p_holm"])])
-    similarity = b["picture_similarity"]["summary"]
-    decoders = {name: f"{name}_refit" if i == 0 else f"{name}_learned" for i, name in enumerate(names)}
-    rho = {name: {g: f"{similarity[d][g]['spearman_mean']:.2f}" for g in similarity.get(d, {})}
-           for name, d in decoders.items()}
-    psnr = {name: {g: db(v["mean"]) for g, v in b["psnr_summary"].get(d, {}).items()}
-            for name, d in decoders.items()}
-    occlusion = {g: f"{v['mean']:.2f}" for g, v in
-                 b["occlusion"]["summary"].get(decoders[names[-1]], {}).items()}
-    protocol, nulls = b["protocol"], rules["protocol"]
-    means = {g: v["mean"] for g, v in b["occlusion"]["summary"].get(decoders[names[-1]], {}).items()}
-    others = {g: v for g, v in means.items() if g != "trained"}
-    occlusion_words = ""
-    if "trained" in means and others:
-        beaten = [labels.get(g, g) for g, v in others.items() if v >= means["trained"]]
-        occlusion_words = ("So the projections point at what the channels depend on better "
-                           "than an untrained network's" + (f", but not better than the "
-                           f"{and_list(beaten, 'or')} baseline." if beaten else ".")
-                           if len(beaten) < len(others) else
-                           "So the trained projections point at what the channels depend on no "
-                           "better than the baselines' do.")
-    return {"rows": rows, "header": ["pattern", "trained", *(labels[g] for g in columns),
-                                     "p count", "p mean"],
-            "labels": labels, "rho": rho, "occlusion_words": occlusion_words, "psnr": psnr, "occlusion": occlusion,
-            "seeds": seeds_words(protocol["seeds"]), "refit_steps": str(protocol["refit"]["steps"]),
-            "draws": str(nulls["draws"]), "null_images": f"{nulls['images']:,}",
-            "smallest_p": f"{nulls['smallest_p']:.4f}",
-            "tests": str(nulls["families"]["counts"]), "claims": str(nulls["families"]["claims"]),
-            "null_seconds": seconds(rules["seconds"]["total"]),
-            "occlusion_images": str(b["occlusion"]["images"]),
-            "occluder": f"{protocol['occluder']['size']}×{protocol['occluder']['size']}",
-            "occluder_stride": str(protocol["occluder"]["stride"]),
-            "survived": [f"{v['layer']} {v['words']}" for v in verdicts(m) if v["trained"] and v["survives"]],
-            "permuted": "permuted_labels" in {v["group"] for v in b["models"].values()}}
-
-
 def build_facts(metrics: dict) -> dict:
     """All facts of the report (figures are attached by make_report, which reads their files)."""
     environments = [m["environment"] for m in (metrics["task1"], metrics["task2"], metrics["task3"])
@@ -358,8 +455,14 @@ def build_facts(metrics: dict) -> dict:
                                             (metrics["task3"] or {}).get("wall_seconds", 0))
     arch = next((m["architecture"] for m in (metrics["task1"], metrics["task2"], metrics["task3"])
                  if m and "architecture" in m), None)
+    differences = study_differences(metrics)
     return {
         "title": "Visualising a CIFAR-10 CNN with a deconvolutional mirror",
+        "prose": not differences,
+        "neutral_note": ("This build of the report comes from a run that is not the study's "
+                         f"full-data run ({'; '.join(differences)}): its numbers, tables and "
+                         "figures are that run's, and the sentences that state verdicts, written "
+                         "for the full-data run, are left out." if differences else ""),
         "built": {"date": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC",
                   "device": device, "torch": environments[0]["torch"].split("+")[0] if environments else "",
                   "total_minutes": f"{total / 60:.1f}"},

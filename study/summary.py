@@ -72,6 +72,12 @@ def summarize(runs: list[Run], codes: dict[str, int], seeds: list[int],
         summary["seeds_task2_lower"] = sum(r["difference"] < 0 for r in per_seed)
         summary["seeds_mcnemar_significant"] = sum(r["mcnemar"]["p_value"] < 0.05 for r in per_seed)
         summary["task2_psnr_db"] = seed_spread([r["task2_psnr_db"] for r in per_seed])
+        # per class, the spread over seeds: the yardstick a per-class difference is read against
+        summary["per_class_accuracy"] = {
+            task: {name: seed_spread([metrics[(task, r["seed"], lam)]["per_class_accuracy"][name]
+                                      for r in per_seed])
+                   for name in metrics[(task, per_seed[0]["seed"], lam)]["per_class_accuracy"]}
+            for task, lam in (("task1", None), ("task2", DEFAULT_LAMBDA))}
     sweep = []
     for lam in lambdas:
         keys = [("task2", s, lam) for s in (seeds if lam == DEFAULT_LAMBDA else seeds[:1])]
