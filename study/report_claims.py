@@ -2,7 +2,7 @@
 
 report/report.typ is prose written for the study's full-data run. Every sentence in it that
 states a verdict or a comparison ("no count survives", "larger than the seed spread") is wrapped
-as `#verdict("id")[...]`, and CLAIMS holds, under the same id, what the sentence says and a
+as `#if verdict("id") [...]`, and CLAIMS holds, under the same id, what the sentence says and a
 check on the metrics. make_report.py runs every check before it typesets: a run that disagrees
 stops the build with one line that names the sentence, so the prose can never silently lie.
 A run that is not the full-data study (a subset, tiny data, another protocol) gets the same
@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from typing import Callable
 
 from study.common import UsageError
+from study.report_text import r2
 from study.settings import DEFAULT_LAMBDA
 
-TEMPLATE_VERDICT = re.compile(r'#verdict\("([a-z0-9-]+)"\)\[')
+TEMPLATE_VERDICT = re.compile(r'#if verdict\("([a-z0-9-]+)"\) \[')
 TUTORIAL_ACCURACY = 54  # the tutorial's "about 54 %" for this protocol
 ALPHA = 0.05
 
@@ -134,6 +135,31 @@ def _lambda_trade(m: dict) -> bool:
             and rows[-1]["accuracy"]["mean"] < rows[0]["accuracy"]["mean"])
 
 
+def _pick(rows: list[dict], key, largest: bool = True) -> dict:
+    """The row of a layer with the largest (or smallest) value of key(row)."""
+    return (max if largest else min)(rows, key=key)
+
+
+def first_layer_channels(rows: list[dict]) -> dict[str, dict]:
+    """The first-layer channels the prose describes, each chosen by the measure it is named for:
+    the most blue-over-yellow, the most red-over-green, the darkest and brightest (luminance
+    r), the one with the most vertical and the most horizontal edge preference. Each entry:
+    its name and the measure, as text."""
+    vertical = [r for r in rows if r["preferred_edge_deg"] == 90] or rows
+    horizontal = [r for r in rows if r["preferred_edge_deg"] == 0] or rows
+    chosen = {
+        "blue": (_pick(rows, lambda r: r["r_blue_yellow"]), "r_blue_yellow"),
+        "red": (_pick(rows, lambda r: r["r_red_green"]), "r_red_green"),
+        "dark": (_pick(rows, lambda r: r["r_luminance"], largest=False), "r_luminance"),
+        "bright": (_pick(rows, lambda r: r["r_luminance"]), "r_luminance"),
+        "vertical": (_pick(vertical, lambda r: r["r_edge_by_angle"]["90"]), None),
+        "horizontal": (_pick(horizontal, lambda r: r["r_edge_by_angle"]["0"]), None)}
+    return {key: {"channel": row["channel"], "r": r2(row[measure]) if measure else
+                  r2(row["r_edge_by_angle"]["90" if key == "vertical" else "0"])}
+            for key, (row, measure) in chosen.items()}
+
+
+
 CLAIMS: dict[str, Claim] = {}  # filled below, in the order the prose states them
 
 
@@ -210,7 +236,6 @@ def _(m: dict) -> bool:
 
 
 def _first_layer(m: dict) -> dict:
-    from study.report_facts import first_layer_channels
     return first_layer_channels(m["task3"]["channels"][_layers(m)[0]])
 
 
@@ -385,9 +410,11 @@ def template_verdicts(template: str) -> list[tuple[str, str]]:
     return found
 
 
-def check_verdicts(metrics: dict, template: str) -> None:
+def check_verdicts(metrics: dict, template: str, claims: dict[str, Claim] | None = None) -> None:
     """Every verdict of the template against this run: one UsageError naming the first sentence
-    the run contradicts (or a verdict without a check, or a check without a sentence)."""
+    the run contradicts (or a verdict without a check, or a check without a sentence).
+    `claims`: the checks (default: CLAIMS)."""
+    CLAIMS = claims if claims is not None else globals()["CLAIMS"]
     used = template_verdicts(template)
     ids = [ident for ident, _ in used]
     unknown = [ident for ident in ids if ident not in CLAIMS]

@@ -8,7 +8,7 @@ come from findings.py, the module that wrote them in Task 3.
 import statistics
 from datetime import datetime, timezone
 
-from study.report_claims import study_differences
+from study.report_claims import first_layer_channels, study_differences
 from study.report_text import and_list, db, median, p_cell, p_value, pct, plural, r2, seconds, seeds_words, spread
 
 # --- facts per part ---
@@ -72,6 +72,7 @@ def task2_facts(m: dict) -> dict:
         "mse_weight": f"{m['lambda_as_mse_weight']:g}",
         "decoder_optimizer": {"adam": "Adam", "sgd": "SGD"}[c["decoder_optimizer"]],
         "decoder_lr": f"{c['decoder_lr']:g}", "train_seconds": seconds(m["train_seconds"]),
+        "log_every": str(c["log_every"]),
         "baselines": [[size_words(name), db(value)] for name, value in m["psnr_baselines_db"].items()],
         "per_class": [[name, f"{value:.1f}"] for name, value in m["per_class_accuracy"].items()],
         "compared": "mcnemar" in comparison, "comparison_message": comparison["message"],
@@ -173,30 +174,6 @@ RULE_WORDS = {"colour": "colour opposition", "brightness": "brightness", "darkne
               "selective": "class selectivity"}
 RULE_SHORT = {"colour": "colour", "brightness": "bright", "darkness": "dark", "edge": "edges",
               "look": "patches", "class": "class share", "selective": "selective"}  # table cells
-
-
-def _pick(rows: list[dict], key, largest: bool = True) -> dict:
-    """The row of a layer with the largest (or smallest) value of key(row)."""
-    return (max if largest else min)(rows, key=key)
-
-
-def first_layer_channels(rows: list[dict]) -> dict[str, dict]:
-    """The first-layer channels the prose describes, each chosen by the measure it is named for:
-    the most blue-over-yellow, the most red-over-green, the darkest and brightest (luminance
-    r), the one with the most vertical and the most horizontal edge preference. Each entry:
-    its name and the measure, as text."""
-    vertical = [r for r in rows if r["preferred_edge_deg"] == 90] or rows
-    horizontal = [r for r in rows if r["preferred_edge_deg"] == 0] or rows
-    chosen = {
-        "blue": (_pick(rows, lambda r: r["r_blue_yellow"]), "r_blue_yellow"),
-        "red": (_pick(rows, lambda r: r["r_red_green"]), "r_red_green"),
-        "dark": (_pick(rows, lambda r: r["r_luminance"], largest=False), "r_luminance"),
-        "bright": (_pick(rows, lambda r: r["r_luminance"]), "r_luminance"),
-        "vertical": (_pick(vertical, lambda r: r["r_edge_by_angle"]["90"]), None),
-        "horizontal": (_pick(horizontal, lambda r: r["r_edge_by_angle"]["0"]), None)}
-    return {key: {"channel": row["channel"], "r": r2(row[measure]) if measure else
-                  r2(row["r_edge_by_angle"]["90" if key == "vertical" else "0"])}
-            for key, (row, measure) in chosen.items()}
 
 
 def task3_facts(m: dict) -> dict:

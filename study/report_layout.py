@@ -14,7 +14,7 @@ TEXT_TOLERANCE_PT = 6.0  # a text line's box: glyph ascenders, side bearings and
 # punctuation that justified text hangs into the margin
 FILLED = 0.85  # a page other than the last is full when this share of its height holds content
 GAP_PT = 14.0  # blank bands up to this tall count as filled (paragraph and float spacing)
-CAPTION = re.compile(r"^(Figure|Table) (\d+):")
+CAPTION = re.compile(r"^(Figure|Table)\s(\d+):")  # Typst joins them with a no-break space
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ def read_layout(pdf: bytes) -> PageLayout:
         footer = height - MARGIN_BOTTOM_PT
         for block in page.get_text("dict")["blocks"]:
             for line in block.get("lines", []):
-                text = "".join(span["text"] for span in line["spans"]).strip()
+                text = "".join(span["text"] for span in line["spans"]).replace("\xa0", " ").strip()
                 x0, y0, x1, y1 = line["bbox"]
                 if not text or (y0 >= footer - TOLERANCE_PT and text == str(number + 1)):
                     continue  # the page number
