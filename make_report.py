@@ -413,7 +413,7 @@ def main() -> None:
     if facts["prose"]:  # the written verdicts must hold for this run, before anything is written
         check_verdicts(metrics, TEMPLATE.read_text())
     else:
-        say(f"note: {facts['neutral_note']}")
+        print(f"note: {facts['neutral_note']}")
     out = prepare_output_dir(out)
     try:
         described = next((m["architecture"] for m in metrics.values() if m and "architecture" in m),

@@ -473,6 +473,10 @@ def null_distributions(net: DeconvNet, data: CIFAR10, training_seed: int, traine
     return {**result, "protocol": {
         "draws": draws, "images": len(chosen), "groups": {s.name: list(null_groups(s.index, net.arch)) for s in layers},
         "alpha": ALPHA, "smallest_p": round(1 / (draws + 1), 5),
+        # power of the count family: Holm's first step, and the draws that may reach a count
+        # that passes it
+        "count_first_step": round(ALPHA / max(len(count_tests), 1), 5),
+        "count_draws_allowed": max(0, math.floor(ALPHA / max(len(count_tests), 1) * (draws + 1)) - 1),
         "families": {"counts": len(count_tests), "mean_statistic": len(mean_tests),
                      "class_share": len(share_tests), "claims": len(claim_tests)},
         "p_value": "rank p = (1 + draws >= trained) / (1 + draws) per group; the largest over "

@@ -164,7 +164,7 @@ def training_figure(task1: dict | None, task2: dict | None) -> plt.Figure:
     """Task 1's loss and Task 2's two loss terms side by side, from their metrics files."""
     present = [(m, parts, scale) for m, parts, scale in (
         (task1, {"loss": "Task 1 cross-entropy"}, None),
-        (task2, {"ce": "Task 2 cross-entropy", "rec": r"Task 2 $\lambda L_\mathrm{rec}$"},
+        (task2, {"ce": "Task 2 cross-entropy", "rec": "Task 2 reconstruction term"},
          {"rec": (task2 or {}).get("lambda", 1.0)})) if m]
     fig, axes = plt.subplots(1, len(present), figsize=(TEXT_WIDTH_IN, 1.95), squeeze=False)
     for ax, (m, parts, scale) in zip(axes[0], present):
@@ -194,7 +194,7 @@ def lambda_figure(summary: dict) -> plt.Figure:
                             linestyle="none", label=f"mean ± sd of seeds {', '.join(map(str, r['seeds']))}")
         ax.plot(x, seed0, marker="o", color="tab:blue", label=f"seed {first}")
         ax.set_xticks(x, [f"{r['lambda']:g}" for r in rows])
-        ax.set_xlabel(r"$\lambda$ (weight of $L_\mathrm{rec}$)")
+        ax.set_xlabel("λ (weight of the reconstruction term)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
     if "task1_accuracy" in summary:
@@ -282,6 +282,7 @@ def architecture_figure(arch) -> plt.Figure:
         ax.text(x - 0.32, 1.55, f"switches {stage.index}", fontsize=7, color="tab:red", ha="right")
     loss = (r"loss = CE(scores, $y$)" "\n" r"+ $\lambda L_\mathrm{rec}$(reconstruction, $x$)"
             if not compact else "loss =\nCE(scores, $y$)\n" r"+ $\lambda L_\mathrm{rec}$")
+    # 10 pt, so that the subscript (mathtext draws it at 0.7 of the size) prints at 7 pt
     ax.text((xs[-2] + xs[-1]) / 2 + (0.25 if not compact else 0), 0.55, loss,
-            fontsize=7, ha="center", va="center")
+            fontsize=10, ha="center", va="center")
     return fig
