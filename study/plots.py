@@ -280,9 +280,7 @@ def architecture_figure(arch) -> plt.Figure:
         ax.annotate("", (x - 0.25, 1.0), (x - 0.25, 2.1),
                     arrowprops=dict(arrowstyle="->", lw=0.8, linestyle="--", color="tab:red"))
         ax.text(x - 0.32, 1.55, f"switches {stage.index}", fontsize=7, color="tab:red", ha="right")
-    loss = (r"loss = CE(scores, $y$)" "\n" r"+ $\lambda L_\mathrm{rec}$(reconstruction, $x$)"
-            if not compact else "loss =\nCE(scores, $y$)\n" r"+ $\lambda L_\mathrm{rec}$")
+    loss = "loss =\n" r"CE + $\lambda L_\mathrm{rec}$"
     # 10 pt, so that the subscript (mathtext draws it at 0.7 of the size) prints at 7 pt
-    ax.text((xs[-2] + xs[-1]) / 2 + (0.25 if not compact else 0), 0.55, loss,
-            fontsize=10, ha="center", va="center")
+    ax.text((xs[-2] + xs[-1]) / 2 + 0.1, 0.55, loss, fontsize=10, ha="center", va="center")
     return fig

@@ -120,7 +120,8 @@ def seeds_facts(s: dict) -> dict:
                               spread(r["accuracy"]), spread(r["psnr_db"])]
                              for r in s["lambda_sweep"]],
              "failed": ", ".join(s.get("failed_runs", [])),
-             "wall_seconds": seconds(s.get("wall_seconds", 0.0)), "jobs": str(s.get("jobs", ""))}
+             "wall_seconds": seconds(s.get("wall_seconds", 0.0)), "jobs": str(s.get("jobs", "")),
+             "wall_minutes": f"{s.get('wall_seconds', 0.0) / 60:.1f}"}
     for key in ("task1_accuracy", "task2_accuracy", "difference", "task2_psnr_db"):
         if key in s:
             facts[key] = spread(s[key])
@@ -260,7 +261,7 @@ def task3_facts(m: dict) -> dict:
     counts_family = protocol["families"]["counts"]
     flagged = sum(r["projection_diversity"]["flagged"] for r in m["channels"][last])
     return {
-        "layers": names,
+        "layers": names, "wall_minutes": f"{m['wall_seconds'] / 60:.1f}",
         "last_shown": str(len(m["images"]["test"][last]["channels"])),
         "images": {split: {"index": f"{v['index']:,}", "class": v["class"]}
                    for split, v in m["images"].items()},

@@ -73,11 +73,13 @@ def summarize(runs: list[Run], codes: dict[str, int], seeds: list[int],
         summary["seeds_mcnemar_significant"] = sum(r["mcnemar"]["p_value"] < 0.05 for r in per_seed)
         summary["task2_psnr_db"] = seed_spread([r["task2_psnr_db"] for r in per_seed])
         # per class, the spread over seeds: the yardstick a per-class difference is read against
-        summary["per_class_accuracy"] = {
-            task: {name: seed_spread([metrics[(task, r["seed"], lam)]["per_class_accuracy"][name]
-                                      for r in per_seed])
-                   for name in metrics[(task, per_seed[0]["seed"], lam)]["per_class_accuracy"]}
-            for task, lam in (("task1", None), ("task2", DEFAULT_LAMBDA))}
+        runs = {task: [metrics[(task, r["seed"], lam)] for r in per_seed]
+                for task, lam in (("task1", None), ("task2", DEFAULT_LAMBDA))}
+        if all("per_class_accuracy" in m for found in runs.values() for m in found):
+            summary["per_class_accuracy"] = {
+                task: {name: seed_spread([m["per_class_accuracy"][name] for m in found])
+                       for name in found[0]["per_class_accuracy"]}
+                for task, found in runs.items()}
     sweep = []
     for lam in lambdas:
         keys = [("task2", s, lam) for s in (seeds if lam == DEFAULT_LAMBDA else seeds[:1])]
