@@ -62,7 +62,8 @@ def loss_table(log: list[dict]) -> dict:
             "loss_rows": [[str(e), *(found.get((e, step), "–") for step in steps)] for e in epochs]}
 
 
-def task2_facts(m: dict) -> dict:
+def task2_facts(m: dict, task1: dict | None = None) -> dict:
+    """Task 2's facts; with Task 1's metrics, also the largest per-class difference of the two."""
     c = m["config"]
     comparison = m["task1_comparison"]
     facts = {
@@ -95,6 +96,9 @@ def task2_facts(m: dict) -> dict:
                  worst_above=[min(above, key=baselines.get), db(min(baselines[n] for n in above))]
                  if above else None,
                  class_se=f"{m['per_class_standard_error_max']:.1f}")
+    if task1:
+        first = task1["per_class_accuracy"]
+        facts["class_diff_seed"] = f"{max(abs(v - first[k]) for k, v in m['per_class_accuracy'].items() if k in first):.1f}"
     thumbnails = sorted((v, k) for k, v in baselines.items() if "thumbnail" in k)
     low = [t for t in thumbnails if t[0] <= psnr]
     high = [t for t in thumbnails if t[0] > psnr]
@@ -446,7 +450,7 @@ def build_facts(metrics: dict) -> dict:
                   "total_minutes": f"{total / 60:.1f}"},
         "arch": architecture_facts(arch) if arch else None,
         "t1": task1_facts(metrics["task1"]) if metrics["task1"] else None,
-        "t2": task2_facts(metrics["task2"]) if metrics["task2"] else None,
+        "t2": task2_facts(metrics["task2"], metrics["task1"]) if metrics["task2"] else None,
         "t3": task3_facts(metrics["task3"]) if metrics["task3"] else None,
         "seeds": seeds_facts(metrics["seeds"]) if metrics["seeds"] else None,
         "data": (data_facts(metrics["task1"] or metrics["task2"])

@@ -57,7 +57,7 @@ def read_layout(pdf: bytes) -> PageLayout:
         footer = height - MARGIN_BOTTOM_PT
         for block in page.get_text("dict")["blocks"]:
             for line in block.get("lines", []):
-                text = "".join(span["text"] for span in line["spans"]).replace("\xa0", " ").strip()
+                text = " ".join("".join(span["text"] for span in line["spans"]).split())
                 x0, y0, x1, y1 = line["bbox"]
                 if not text or (y0 >= footer - TOLERANCE_PT and text == str(number + 1)):
                     continue  # the page number
