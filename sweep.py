@@ -28,7 +28,7 @@ from study.files import open_log, prepare_output_dir, save_json
 from study.run_folders import check_output_dir, mark_incomplete
 from data import load_cifar10
 from study.plan import NO_RESULTS, NOT_STARTED, Run, missing_results, plan
-from study.settings import SWEEP_LAMBDAS, SWEEP_SEEDS
+from study.settings import MAX_NULL_DRAWS, MAX_OCCLUSION_IMAGES, SWEEP_LAMBDAS, SWEEP_SEEDS
 from study.summary import summarize, sweep_figure
 
 REPO = Path(__file__).resolve().parent
@@ -64,10 +64,12 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--task3", action="store_true",
                         help="also run Task 3 (visualize_latents.py) on seed 0's Task 2 model, as "
                              "soon as that exists, beside the remaining training runs")
-    parser.add_argument("--null-draws", type=number(int, 19), default=None,
-                        help="with --task3: models Task 3 draws per null group (default: its own)")
-    parser.add_argument("--occlusion-images", type=number(int, 1), default=None,
-                        help="with --task3: test images of Task 3's occlusion test (default: its own)")
+    parser.add_argument("--null-draws", type=number(int, 19, MAX_NULL_DRAWS), default=None,
+                        help="with --task3: models Task 3 draws per null group, 19 to "
+                             f"{MAX_NULL_DRAWS:,} (default: its own)")
+    parser.add_argument("--occlusion-images", type=number(int, 1, MAX_OCCLUSION_IMAGES), default=None,
+                        help="with --task3: test images of Task 3's occlusion test, 1 to "
+                             f"{MAX_OCCLUSION_IMAGES:,} (default: its own)")
     parser.add_argument("--permuted", action="store_true",
                         help="also train seed 0's Task 2 on permuted labels (the baseline Task 3 "
                              "and probe_layers.py read; implied by --task3)")

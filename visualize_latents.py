@@ -36,7 +36,8 @@ from study.findings import (RULES, against_baselines, channel_roles, describe_ch
                             hue_name, projections_alike, surviving_roles)
 from models import ARCHITECTURE, Architecture, DeconvNet
 from study.checkpoints import architecture_beside, load_model
-from study.settings import BASELINE_GROUPS, randomised_group
+from study.settings import (BASELINE_GROUPS, MAX_BASELINE_SEEDS, MAX_NULL_DRAWS,
+                            MAX_OCCLUSION_IMAGES, randomised_group)
 
 CHANNELS = {stage.index: stage.channels for stage in ARCHITECTURE.layers}  # for --help
 
@@ -66,14 +67,19 @@ def parse_args(argv: list[str] | None = None):
                         help="a DeconvNet trained on permuted labels (train_deconv.py "
                              "--permute-labels; sweep.py makes one): the data-randomisation "
                              "baseline; without it only the model randomisations are run")
-    parser.add_argument("--null-draws", type=number(int, 19), default=NULL_DRAWS,
+    parser.add_argument("--null-draws", type=number(int, 19, MAX_NULL_DRAWS), default=NULL_DRAWS,
                         help="models drawn per null group (re-initialisations per cascade "
-                             "stage, and rotations): the smallest p-value is 1/(draws + 1)")
-    parser.add_argument("--baseline-seeds", type=number(int, 1), default=SEEDS_PER_CASCADE,
+                             "stage, and rotations), 19 to {:,}: the smallest p-value is "
+                             "1/(draws + 1)".format(MAX_NULL_DRAWS))
+    parser.add_argument("--baseline-seeds", type=number(int, 1, MAX_BASELINE_SEEDS),
+                        default=SEEDS_PER_CASCADE,
                         help="re-initialisations per cascade stage whose pictures, refitted "
-                             "decoders, PSNRs and occlusion are measured (the nulls draw more)")
-    parser.add_argument("--occlusion-images", type=number(int, 1), default=OCCLUSION_IMAGES,
-                        help="test images on which occlusion is compared with the projections")
+                             "decoders, PSNRs and occlusion are measured (the nulls draw more), "
+                             f"1 to {MAX_BASELINE_SEEDS}")
+    parser.add_argument("--occlusion-images", type=number(int, 1, MAX_OCCLUSION_IMAGES),
+                        default=OCCLUSION_IMAGES,
+                        help="test images on which occlusion is compared with the projections, "
+                             f"1 to {MAX_OCCLUSION_IMAGES:,}")
     add_data_arguments(parser)
     add_output_arguments(parser, out="outputs/task3")
     add_threads_argument(parser)

@@ -192,8 +192,12 @@ def add_data_arguments(parser: argparse.ArgumentParser, seed: bool = True) -> No
 def add_threads_argument(parser: argparse.ArgumentParser, default: int = 1) -> None:
     """--threads: CPU threads (one by default: the tutorial's runs are fastest and repeatable
     on one; deeper networks read faster on every core)."""
-    parser.add_argument("--threads", type=number(int, 1), default=default,
-                        help="CPU threads (deeper networks than the tutorial's also use oneDNN)")
+    from study.settings import usable_cores
+
+    cores = usable_cores()
+    parser.add_argument("--threads", type=number(int, 1, cores), default=min(default, cores),
+                        help=f"CPU threads, 1 to the {cores} cores this process may use (deeper "
+                             "networks than the tutorial's also use oneDNN)")
 
 
 def add_output_arguments(parser: argparse.ArgumentParser, out: str) -> None:

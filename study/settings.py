@@ -24,6 +24,24 @@ def lambda_name(lam: float) -> str:
     return short if float(short) == lam else repr(lam)
 
 
+# --- upper bounds on the numbers a user types (each flag's --help states its bound) ---
+# Past them a run would build lists of a hundred million seeds, compare occlusion on more test
+# images than exist, or start more threads than the machine has cores.
+
+MAX_NULL_DRAWS = 99_999  # models per null group of Task 3 (999 take about 4 minutes)
+MAX_BASELINE_SEEDS = 20  # re-initialisations per cascade step whose decoders are refitted
+MAX_OCCLUSION_IMAGES = 10_000  # CIFAR-10's test split
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on: the largest --threads a script accepts."""
+    import os
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # platforms without affinity
+        return os.cpu_count() or 1
+
+
 # --- Task 3: which decoder reads which latent, and the baselines it is weighed against ---
 
 # Decoder kinds, per layer (identifiers "<layer>_<kind>", e.g. "z1_refit"): "learned" is the

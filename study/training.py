@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
+from study.settings import usable_cores
 from study.common import FLOAT32_MAX, Interrupted, UsageError, number
 from study.recipes import FAST_DEFAULTS
 from data import batches, denormalize, normalize
@@ -44,15 +45,17 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     # bounded by float32's range: torch refuses (with a traceback) a step size it cannot hold
     parser.add_argument("--lr", type=number(float, 0, FLOAT32_MAX, low_open=True), default=0.001,
                         help="SGD learning rate (of the encoder and classifier head)")
-    parser.add_argument("--momentum", type=number(float, 0, FLOAT32_MAX), default=0.9,
-                        help="SGD momentum")
+    parser.add_argument("--momentum", type=number(float, 0, 1), default=0.9,
+                        help="SGD momentum, 0 to 1 (above 1 every step grows without bound)")
     parser.add_argument("--log-every", type=number(int, 1), default=2000,
                         help="print the running loss every N mini-batches")
     parser.add_argument("--resume", action="store_true",
                         help="continue a stopped run from OUT/training_state.pth")
-    parser.add_argument("--threads", type=number(int, 1), default=1,
-                        help="CPU threads (the tutorial's batch-4 steps are fastest on one; "
-                             "--recipe fast uses every core, with oneDNN, unless given)")
+    cores = usable_cores()
+    parser.add_argument("--threads", type=number(int, 1, cores), default=1,
+                        help=f"CPU threads, 1 to the {cores} cores this process may use (the "
+                             "tutorial's batch-4 steps are fastest on one; --recipe fast uses "
+                             "every core, with oneDNN, unless given)")
     parser.add_argument("--no-cuda-graph", action="store_true",
                         help="on CUDA, run every step eagerly instead of replaying a CUDA graph")
 

@@ -319,3 +319,38 @@ def test_diverging_loss_stops_with_the_step_and_writes_no_results(script, good_d
     assert "state" not in lines[-1]  # none was written, so none is said to be kept
     for name in ("metrics.json", "cifar_net.pth", "deconv_net.pth", "training_state.pth"):
         assert not (out / name).exists()
+
+
+@pytest.mark.parametrize("script,flag,value,bound", [
+    ("train_classifier", "--threads", "100000", "must be in [1, {cores}]"),
+    ("train_deconv", "--threads", "1000", "must be in [1, {cores}]"),
+    ("visualize_latents", "--threads", "100000", "must be in [1, {cores}]"),
+    ("visualize_latents", "--null-draws", "100000000", "must be in [19, 99999]"),
+    ("visualize_latents", "--baseline-seeds", "100000", "must be in [1, 20]"),
+    ("visualize_latents", "--occlusion-images", "100000000", "must be in [1, 10000]"),
+    ("train_classifier", "--momentum", "1.5", "must be in [0, 1]"),
+])
+def test_numbers_past_their_bound_are_refused_before_anything_runs(script, flag, value, bound):
+    """Round six, cases 11, 12 and 17: a thread count past the cores this process may use (it
+    segfaulted at 100,000), null draws, seeds and images past their stated limits (a list of 1e8
+    seeds was a hang), a momentum above 1: one argparse line naming the range, exit 2."""
+    import os
+
+    module = {**DATA_SCRIPTS, "train_classifier": train_classifier}[script]
+    with pytest.raises(SystemExit) as stop:
+        module.parse_args([flag, value])
+    assert stop.value.code == 2
+    cores = len(os.sched_getaffinity(0))
+    message = _last_error(module, flag, value)
+    assert bound.format(cores=cores) in message and flag in message
+
+
+def _last_error(module, flag, value) -> str:
+    """The argparse message of parse_args([flag, value]), as the user reads it."""
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.suppress(SystemExit):
+        module.parse_args([flag, value])
+    return err.getvalue()
