@@ -19,7 +19,7 @@ override PARTITION := $(value PARTITION)
 export CIFAR10_DIR SUBSET DEVICE EXECUTOR PARTITION
 COMMON = --subset "$$SUBSET" --device "$$DEVICE"
 
-.PHONY: all install runs explorer task1 task2 task3 report sweep depth test test-fast bench submission submission-check clean
+.PHONY: all install runs explorer task1 task2 task3 report sweep depth depth-settings test test-fast bench submission submission-check clean
 
 # Tasks 1 and 2 (3 seeds each), the lambda sweep and Task 3, then the explorer with every model
 # and the report.
@@ -78,7 +78,7 @@ override DEPTH_EPOCHS := $(value DEPTH_EPOCHS)
 override DEPTH_NULL_DRAWS := $(value DEPTH_NULL_DRAWS)
 export DEPTH_ARCH DEPTH_EPOCHS DEPTH_NULL_DRAWS DEPTH_THREADS
 DEPTH = outputs/depth
-depth: install outputs/task2/deconv_net.pth
+depth: install depth-settings outputs/task2/deconv_net.pth
 	@mkdir -p $(DEPTH)
 	nice -n 19 $(PYTHON) probe_layers.py $(COMMON) --checkpoint outputs/task2/deconv_net.pth \
 	    $$(test -f outputs/runs/task2_permuted_seed0/deconv_net.pth && echo --permuted-checkpoint outputs/runs/task2_permuted_seed0/deconv_net.pth) \
@@ -100,6 +100,12 @@ depth: install outputs/task2/deconv_net.pth
 	$(PYTHON) build_explorer.py $(DEPTH)/task2/deconv_net.pth --out $(DEPTH)/explorer.html --quiet
 	$(PYTHON) make_depth_report.py
 	$(PYTHON) make_report.py  # its abstract now points to depth.pdf
+
+# make depth's variables, checked by the scripts' own parsers before anything is trained (a bad
+# DEPTH_NULL_DRAWS used to stop Task 3 only after 15 minutes of training).
+depth-settings:
+	$(PYTHON) train_classifier.py --arch "$$DEPTH_ARCH" --epochs "$$DEPTH_EPOCHS" --help >/dev/null
+	$(PYTHON) visualize_latents.py --null-draws "$$DEPTH_NULL_DRAWS" --threads "$$DEPTH_THREADS" --help >/dev/null
 
 # The tutorial's models the depth study compares with: made by make all's runs when missing.
 outputs/task2/deconv_net.pth:

@@ -354,3 +354,20 @@ def _last_error(module, flag, value) -> str:
     with contextlib.redirect_stderr(err), contextlib.suppress(SystemExit):
         module.parse_args([flag, value])
     return err.getvalue()
+
+
+@pytest.mark.slow
+def test_make_depth_checks_its_variables_before_training(tmp_path):
+    """Round six, case 13: make depth with DEPTH_NULL_DRAWS=5 stops with Task 3's own one-line
+    range error before the sweep starts (it used to train three networks first), so nothing is
+    trained or written."""
+    import subprocess
+
+    from conftest import REPO
+
+    result = subprocess.run(["make", "-s", "-C", str(REPO), "depth", "DEPTH_NULL_DRAWS=5",
+                             f"PYTHON={sys.executable}"], capture_output=True, text=True,
+                            cwd=tmp_path, timeout=300)
+    assert result.returncode == 2
+    assert "argument --null-draws: 5 must be in [19, 99999]" in result.stderr
+    assert "training runs" not in result.stdout + result.stderr  # the sweep never started
