@@ -307,7 +307,13 @@ def main() -> None:
                     projections_alike(similar))))
                 print(row["finding"])
             channels[stage.name] = layer_rows
-        plots.save(latent_plots.baseline_pictures_figure(baseline_figures, "test", pictured_by),
+        # the last layer's channels of the test image's own single-channel figure (step 4)
+        test_image = images_of(data, "test")[picks["test"][0]]
+        last_model = layer_models[arch.depth][0]
+        last_shown = shown_channels(choices[arch.depth], last_model.encode(
+            normalize(test_image[None])).at(arch.depth)[0])
+        plots.save(latent_plots.baseline_pictures_figure(baseline_figures, "test", pictured_by,
+                                                         last_shown),
                    out / "baseline_pictures.png")
         plots.save(latent_plots.occlusion_figure(baseline_figures, {
             split: images_of(data, split)[picks[split][0]] for split in picks},

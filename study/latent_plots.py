@@ -189,12 +189,13 @@ def baseline_rows() -> list[tuple[str, str]]:
 
 
 def baseline_pictures_figure(figures: "BaselineFigures", split: str, decoders: dict[int, str],
-                             last_shown: int = 6) -> plt.Figure:
+                             last_shown: int | list[int] = 6) -> plt.Figure:
     """Single-channel pictures of one image, the trained model against its baselines (the first
     model of each group, and the trained encoder with decoders refitted from another seed: the
-    noise floor): every channel of the first layer and the `last_shown` channels of the last
-    layer with the largest trained picture, through decoders {layer: decoder id}, each picture at
-    its own symmetric scale (grey = 0). A blank panel: that layer is the trained one there."""
+    noise floor): every channel of the first layer and, of the last layer, the channels
+    `last_shown` lists (an int: that many with the largest trained picture), through decoders
+    {layer: decoder id}, each picture at its own symmetric scale (grey = 0). A blank panel: that
+    layer is the trained one there."""
     pictures, groups = figures.pictures, figures.groups
     chosen = [(next((m for m, g in groups.items() if g == group and m in pictures), None), label)
               for group, label in baseline_rows()]
@@ -204,7 +205,9 @@ def baseline_pictures_figure(figures: "BaselineFigures", split: str, decoders: d
     columns = []
     for layer in layers:
         found = trained[decoders[layer]]
-        if layer == layers[-1] and len(layers) > 1:
+        if layer == layers[-1] and len(layers) > 1 and not isinstance(last_shown, int):
+            shown = sorted(last_shown)
+        elif layer == layers[-1] and len(layers) > 1:
             energy = found.pow(2).flatten(1).sum(1)
             shown = sorted(energy.topk(min(last_shown, len(energy))).indices.tolist())
         else:

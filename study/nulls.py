@@ -296,6 +296,11 @@ def answer_questions(family: list[dict]) -> None:
                 "p_value": round(p, 5), "p_holm": round(adjusted, 5), "survives": adjusted < ALPHA}
 
 
+def bonferroni(p: float, tests: int) -> float:
+    """A p-value corrected for `tests` tests by Bonferroni (Holm's first step), at most 1."""
+    return round(min(1.0, p * tests), 5)
+
+
 def detectable(null: Sequence[float], alpha: float) -> float | None:
     """The smallest whole value that would reach a rank p <= alpha against these draws (None:
     none can, the draws are too few): the test's power, in the statistic's own units."""
@@ -461,6 +466,13 @@ def null_distributions(net: DeconvNet, data: CIFAR10, training_seed: int, traine
             test["p_holm"] = round(adjusted, 5)
             test["survives"] = adjusted < ALPHA
         answer_questions(family)
+    # Sensitivity of the claims family: it holds only the descriptions the rules gave, chosen on
+    # the same images; Bonferroni over every channel x description pair they could have given
+    # (Holm's first step over that larger family) bounds what a family fixed in advance allows.
+    possible = sum(s.channels for s in layers) * (len(RULE_KINDS) - 1)
+    for test in claim_tests:
+        for verdict in test["questions"].values():
+            verdict["p_every_pair"] = bonferroni(verdict["p_value"], possible)
     for entry in count_tests:  # power: the count each question's first Holm step would need
         for question in QUESTIONS:
             needed = [detectable(entry["baselines"][g]["counts"], ALPHA / len(count_tests))
@@ -478,7 +490,8 @@ def null_distributions(net: DeconvNet, data: CIFAR10, training_seed: int, traine
         "count_first_step": round(ALPHA / max(len(count_tests), 1), 5),
         "count_draws_allowed": max(0, math.floor(ALPHA / max(len(count_tests), 1) * (draws + 1)) - 1),
         "families": {"counts": len(count_tests), "mean_statistic": len(mean_tests),
-                     "class_share": len(share_tests), "claims": len(claim_tests)},
+                     "class_share": len(share_tests), "claims": len(claim_tests),
+                     "claims_possible": possible},
         "p_value": "rank p = (1 + draws >= trained) / (1 + draws) per group; the largest over "
                    "the groups (the trained model above every kind of null); Holm per family",
         "questions": {"learned": "did training make this? the largest p over the cascade groups "

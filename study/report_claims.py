@@ -154,7 +154,8 @@ def first_layer_channels(rows: list[dict]) -> dict[str, dict]:
         "bright": (_pick(rows, lambda r: r["r_luminance"]), "r_luminance"),
         "vertical": (_pick(vertical, lambda r: r["r_edge_by_angle"]["90"]), None),
         "horizontal": (_pick(horizontal, lambda r: r["r_edge_by_angle"]["0"]), None)}
-    return {key: {"channel": row["channel"], "r": r2(row[measure]) if measure else
+    return {key: {"channel": row["channel"], "grad": r2(row["r_gradient_energy"]),
+                  "r": r2(row[measure]) if measure else
                   r2(row["r_edge_by_angle"]["90" if key == "vertical" else "0"])}
             for key, (row, measure) in chosen.items()}
 
@@ -335,6 +336,20 @@ def _(m: dict) -> bool:
     channel = _first_layer(m)["blue"]["channel"]
     return ((first, channel, "colour") in surviving_channel_claims(m, "learned")
             and (first, channel, "colour") not in surviving_channel_claims(m, "single_channel"))
+
+
+@claim("t3-every-pair", "no description would survive either question over every channel x "
+                        "description pair; the named channel's top-class share (a complete "
+                        "family) survives random networks")
+def _(m: dict) -> bool:
+    found = _named_row(m)
+    if found is None:
+        return False
+    _, judged = found
+    claims = [test for layer, channel, rule, test in _channel_claims(m) if rule != "class"]
+    return (all(t["questions"][q]["p_every_pair"] >= ALPHA for t in claims
+                for q in ("learned", "single_channel"))
+            and judged["class_share"]["questions"]["learned"]["survives"])
 
 
 @claim("t3-sanity", "the pictures pass Adebayo et al.'s sanity check")

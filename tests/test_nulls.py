@@ -158,3 +158,11 @@ def test_the_detectable_count_is_the_smallest_that_would_pass():
     assert nulls.detectable(outlier, 0.05 / 14) == 21  # above all but the two largest
     assert nulls.rank_p_value(21, outlier) <= 0.05 / 14 < nulls.rank_p_value(20, outlier)
     assert nulls.detectable([1, 2, 3], 0.05 / 14) is None  # 3 draws: p never below 1/4
+
+
+def test_bonferroni_over_every_pair_by_hand():
+    """22 channels x 6 descriptions = 132 possible claims: 0.00044 x 132 = 0.05808 (not below
+    0.05), 0.0003 x 132 = 0.0396; never above 1."""
+    assert nulls.bonferroni(0.00044, 132) == pytest.approx(0.05808)
+    assert nulls.bonferroni(0.0003, 132) == pytest.approx(0.0396)
+    assert nulls.bonferroni(0.2, 132) == 1.0
