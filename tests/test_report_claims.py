@@ -77,3 +77,13 @@ def test_the_full_study_is_told_apart_from_other_runs():
                                "data": {"train_images": 5_000, "test_images": 1_000}}}
     assert report_claims.study_differences(small) == ["5,000 training and 1,000 test images"]
     assert report_claims.study_differences({**full, "task3": None}) == ["no task3 results"]
+
+
+def test_no_semicolon_right_after_an_inserted_fact():
+    """In Typst markup a ';' straight after an embedded expression ends the expression and is
+    swallowed ('a cat; indices' printed as 'a cat indices'): the template escapes it as '\\;'."""
+    import re
+
+    code = "\n".join(line for line in TEMPLATE.splitlines() if not line.lstrip().startswith("//"))
+    swallowed = re.findall(r"#[A-Za-z0-9_.]+(?:\([^)\n]*\))?;|\];", code)
+    assert not swallowed, swallowed
