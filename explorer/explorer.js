@@ -861,12 +861,25 @@ function cardsOf() {  // the channel cards describe the default (trained) model 
   return DATA.cards[layerOf(state.layer).name] || null;
 }
 
+const CLAIM_WORDS = { class: "class share", colour: "colour", brightness: "brightness", darkness: "darkness",
+  edge: "edges", look: "patches", selective: "selectivity" };
+
 function verdictOf(card) {
-  // yes: some claim of the channel survives its null distributions (random networks and random
-  // directions, Holm-corrected over every test), as the report reads it
+  // the report's two questions, each against its own null (Holm-corrected): which of the
+  // channel's findings training made (against random networks), and which are a single
+  // channel's rather than the layer's (against rotations of the trained layer); null: untested
   const claims = card.claims || [];
   if (!claims.length) return null;
-  return claims.some(claim => claim.survives === true);
+  const words = key => [...new Set(claims.filter(claim => claim[key] === true).map(claim => CLAIM_WORDS[claim.rule] || String(claim.rule)))];
+  return { learned: words("learned"), single: words("single_channel") };
+}
+
+function badgeOf(verdict) {
+  if (verdict === null) return ["not tested", "untested"];
+  const parts = [];
+  if (verdict.learned.length) parts.push(`learned: ${verdict.learned.join(", ")}`);
+  if (verdict.single.length) parts.push(`one channel’s: ${verdict.single.join(", ")}`);
+  return parts.length ? [parts.join(" · "), "yes"] : ["same as random networks", "none"];
 }
 
 function headlineOf(card) {
@@ -902,9 +915,9 @@ function renderCard(now) {
     return;
   }
   $("card-details").hidden = false;
-  const verdict = verdictOf(card);
-  $("card-badge").textContent = `beats random networks: ${verdict === null ? "not tested" : verdict ? "yes" : "no"}`;
-  $("card-badge").className = `badge ${verdict === null ? "untested" : verdict ? "yes" : "no"}`;
+  const [badge, kind] = badgeOf(verdictOf(card));
+  $("card-badge").textContent = badge;
+  $("card-badge").className = `badge ${kind}`;
   $("card-headline").textContent = headlineOf(card);
   patches.replaceChildren(...card.patches.map((encoded, k) => {
     const canvas = el("canvas", { role: "img", ariaLabel: `strongest patch ${k + 1}: ${card.patch_classes[k]}`, title: `strongest patch ${k + 1}: ${card.patch_classes[k]}` });
@@ -923,7 +936,8 @@ function renderCard(now) {
   $("card-correlations").replaceChildren(el("caption", {}, "correlation r with local image measures"),
     ...Object.entries(card.correlations).map(([measure, r]) => el("tr", {}, el("td", {}, measure), el("td", {}, r.toFixed(2)))));
   const terms = [
-    ["beats random networks", "yes when one of this channel's findings is stronger than in hundreds of networks whose layers were reset to random numbers and than the trained channels mixed along random directions, after allowing for the number of findings tested; no when they reach as high."],
+    ["learned", "a finding of this channel that is stronger than in hundreds of networks whose layers were reset to random numbers, after allowing for the number of findings tested: training made it."],
+    ["one channel’s", "a finding stronger than in hundreds of mixes of the trained layer's channels along random directions: it belongs to this channel, not to the layer as a whole. “Same as random networks”: no finding passes either test."],
     ["baseline", "a network that has not learned (random layers, shuffled labels, or the trained channels mixed by a random rotation), measured the same way, to tell what training adds."],
     ["top-9 patches", "the pixels one cell sees, cut from the test images where this channel is largest."],
     ["class-dominant", "one class makes up at least a set share of the channel's strongest test images."],

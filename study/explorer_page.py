@@ -111,10 +111,14 @@ def channel_cards(task3: dict, test_images: torch.Tensor, arch: Architecture = A
                                  "gradient energy": row["r_gradient_energy"]},
                 "patch_size": top["boxes"][0][2], "patches": patches,
                 "patch_classes": top["classes"],
-                # each claim against its null distributions (Holm-corrected): the card's
-                # "beats random networks" badge
+                # each claim against its null distributions (Holm-corrected), per question of
+                # the report: did training make it (random networks), is it a single channel's
+                # (rotations of the trained layer); the card's badge names what survived which
                 "claims": [{"rule": claim["rule"], "survives": bool(claim.get("survives")),
-                            "p_holm": claim.get("p_holm")}
+                            "p_holm": claim.get("p_holm"),
+                            **{question: bool((claim.get("questions") or {}).get(question, {})
+                                              .get("survives", claim.get("survives")))
+                               for question in ("learned", "single_channel")}}
                            for claim in _claims_of(row.get("baseline_claims") or {})]})
     return cards
 

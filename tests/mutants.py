@@ -150,6 +150,9 @@ SLIPS = [
     ("data.py", "        found = next((i for i in members if i not in taken), None)",
      "        found = next((i for i in members), None)",
      "Figure 1 shows the first ship twice instead of the tutorial's two ships"),
+    ("explorer/explorer.js", "claims.filter(claim => claim[key] === true)",
+     "claims.filter(claim => claim.survives === true)",
+     "the explorer's badge names the combined verdict under both of the report's questions"),
 ]
 
 

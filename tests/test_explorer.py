@@ -985,14 +985,31 @@ def test_the_card_follows_the_channel_and_gives_a_verdict(fresh, study_outputs):
         assert page.inner_text("#card-title") == f"z2 channel {c}"
         judged = metrics["channels"]["z2"][c].get("baseline_claims") or {}
         tested = [judged["class_share"]] * ("class_share" in judged) + judged.get("claims", [])
-        # a claim survives when its Holm-corrected p over the nulls is below 0.05
-        expected = ("not tested" if not tested else
-                    "yes" if any(claim["p_holm"] < 0.05 for claim in tested) else "no")
-        assert page.inner_text("#card-badge") == f"beats random networks: {expected}"
+        # per question, a claim survives when its Holm-corrected p is below 0.05; the badge
+        # names the findings that survive each, in words of the card's legend
+        words = {"class": "class share", "colour": "colour", "brightness": "brightness",
+                 "darkness": "darkness", "edge": "edges", "look": "patches",
+                 "selective": "selectivity"}
+        survivors = {q: list(dict.fromkeys(words[claim["rule"]] for claim in tested
+                                           if claim["questions"][q]["p_holm"] < 0.05))
+                     for q in ("learned", "single_channel")}
+        parts = ([f"learned: {', '.join(survivors['learned'])}"] * bool(survivors["learned"])
+                 + [f"one channel’s: {', '.join(survivors['single_channel'])}"]
+                 * bool(survivors["single_channel"]))
+        expected = ("not tested" if not tested else " · ".join(parts) or "same as random networks")
+        assert page.inner_text("#card-badge") == expected
         headline = page.inner_text("#card-headline")
         assert "strongest test images are" in headline and len(headline.split()) < 45
         assert page.locator("#card-patches canvas").count() == 9
         assert not page.is_visible("#card-finding")  # the statistics wait behind "details"
+    # a card whose findings survive one question each, and one where nothing survives
+    cards = [{"claims": [{"rule": "class", "learned": True, "single_channel": False},
+                         {"rule": "colour", "learned": True, "single_channel": True},
+                         {"rule": "look", "learned": False, "single_channel": False}]},
+             {"claims": [{"rule": "edge", "learned": False, "single_channel": False}]}, {}]
+    assert page.evaluate(f"{json.dumps(cards)}.map(card => badgeOf(verdictOf(card)))") == [
+        ["learned: class share, colour · one channel’s: colour", "yes"],
+        ["same as random networks", "none"], ["not tested", "untested"]]
     assert seen["errors"] == []
 
 
