@@ -147,15 +147,20 @@ def check_task3(task3: dict, path: Path, test_images: int, arch: Architecture = 
                                     int, 0, test_images - 1, f"{at}: test_indices",
                                     "pass the --data-dir and --subset Task 3 read, or " + TASK3_FIX)
             boxes = field(top, "boxes", list, len(indices), len(indices), at, TASK3_FIX)
-            size, reach = arch.image_size, stage.offset  # a padded net's fields pass the border
+            # a box is the receptive field of one unit of this layer: its corner one of the
+            # units' corners (a padded net's reach past the border), its side the field's, which
+            # in a deep net is larger than the image (46 pixels at deep4's z4)
+            corners = {k * stage.stride - stage.offset for k in range(stage.size)}
+            side = stage.receptive_field
             for j, box in enumerate(boxes):
-                t, left, side = require_items(require(box, list, 3, 3, f"{at}: boxes[{j}]",
-                                                      TASK3_FIX), int, -reach, size,
-                                              f"{at}: boxes[{j}]", TASK3_FIX)
-                if side < 1 or t + side > size + reach or left + side > size + reach \
-                        or side != boxes[0][2]:
-                    raise UsageError(f"{at}: boxes[{j}] is not a patch inside a {size}x{size} "
-                                     f"image of the size of the others; {TASK3_FIX}")
+                t, left, found = require_items(require(box, list, 3, 3, f"{at}: boxes[{j}]",
+                                                       TASK3_FIX), int, min(corners),
+                                               max(max(corners), side),
+                                               f"{at}: boxes[{j}]", TASK3_FIX)
+                if t not in corners or left not in corners or found != side:
+                    raise UsageError(f"{at}: boxes[{j}] is not the receptive field of a "
+                                     f"{stage.name} unit (side {side}, corners "
+                                     f"{min(corners)} to {max(corners)}); {TASK3_FIX}")
             require_items(field(top, "classes", list, len(indices), len(indices), at, TASK3_FIX),
                           str, 0, 100, f"{at}: classes", TASK3_FIX)
 

@@ -27,6 +27,7 @@ from study.decoders import decoder_label
 from study.files import atomic_path, prepare_output_dir
 from study.nulls import ALPHA, holm
 from study.readers import read_json
+from study.run_folders import require_complete
 from study.run_folders import check_output_dir
 from study.settings import BASELINE_GROUPS, randomised_group
 
@@ -45,7 +46,9 @@ def parse_args(argv: list[str] | None = None):
 
 
 def optional(path: Path, what: str) -> dict | None:
-    """A metrics file's JSON, or None when that part has not been run."""
+    """A metrics file's JSON, or None when that part has not been run; a one-line error when its
+    folder holds a run that did not finish (its files may be older than that run)."""
+    require_complete(path.parent, "the folder", "rerun make depth (or that part of it)")
     return read_json(path, what, "rerun make depth") if path.is_file() else None
 
 

@@ -153,6 +153,11 @@ SLIPS = [
     ("explorer/explorer.js", "claims.filter(claim => claim[key] === true)",
      "claims.filter(claim => claim.survives === true)",
      "the explorer's badge names the combined verdict under both of the report's questions"),
+    ("build_explorer.py", "                if t not in corners or left not in corners or found != side:",
+     "                if t not in corners or left not in corners:",
+     "the builder takes top-9 boxes of any side, not the layer's receptive field"),
+    ("make_depth_report.py", '    require_complete(path.parent, "the folder", "rerun make depth (or that part of it)")\n',
+     "", "depth.pdf is built from folders whose runs did not finish"),
 ]
 
 

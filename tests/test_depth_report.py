@@ -52,3 +52,21 @@ def test_group_labels_follow_the_depth():
     assert depth.group_label("conv3_conv4", 4) == "random conv3+conv4"
     assert depth.group_label("permuted_labels", 4) == "permuted labels"
     assert depth.group_label("pixels", 2) == "raw pixels"
+
+
+@pytest.mark.parametrize("part", ["task2", "task3", "probes"])
+def test_a_part_whose_run_did_not_finish_is_refused(part, tmp_path):
+    """Round six, case 2: depth.pdf is not built from a folder still marked .incomplete (a run
+    that stopped, whose files may be older than it): one UsageError naming the folder."""
+    from study.common import UsageError
+    from study.run_folders import INCOMPLETE
+
+    folder = tmp_path / "depth" / part
+    folder.mkdir(parents=True)
+    (folder / "metrics.json").write_text("{}")
+    (folder / INCOMPLETE).write_text('{"script": "x.py", "started": "today"}')
+    with pytest.raises(UsageError, match=f"{part} holds an unfinished run") as error:
+        depth.optional(folder / "metrics.json", f"deep {part} metrics")
+    assert "\n" not in str(error.value)
+    (folder / INCOMPLETE).unlink()
+    assert depth.optional(folder / "metrics.json", f"deep {part} metrics") == {}

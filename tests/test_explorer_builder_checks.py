@@ -233,3 +233,38 @@ def test_duplicate_long_folder_names_get_ids_within_the_limit(inputs, monkeypatc
     with pytest.raises(ValueError, match=r"is 65 characters long, over the limit of 64"):
         explorer_page._extra_model({"id": "x" * 65, "label": "l", "net": DeconvNet()})
     assert re.fullmatch(explorer_page.ID_PATTERN, "x" * 64)
+
+
+def _task3_for(arch, boxes_of) -> dict:
+    """Task 3 metrics for `arch` whose every top-9 box is boxes_of(stage)."""
+    channels, top9 = {}, {}
+    for stage in arch.layers:
+        channels[stage.name] = [
+            {"channel": c, "finding": "f", "roles": [], "top_k": 9,
+             "top_k_classes": {"cat": 100.0}, "r_luminance": 0.0, "r_red_green": 0.0,
+             "r_blue_yellow": 0.0, "r_gradient_energy": 0.0} for c in range(stage.channels)]
+        top9[stage.name] = [{"channel": c, "test_indices": list(range(9)),
+                             "boxes": [boxes_of(stage)] * 9, "classes": ["cat"] * 9}
+                            for c in range(stage.channels)]
+    return {"channels": channels, "top9": top9}
+
+
+@pytest.mark.parametrize("name", ["tutorial", "deep4"])
+def test_every_receptive_field_of_a_layer_is_a_valid_box(name, tmp_path):
+    """Round six, case 15: deep4's z4 fields are 46 pixels, larger than the 32-pixel image, and
+    start 15 pixels before it (offset); the last unit's box starts at (size - 1) * stride -
+    offset. Such boxes are accepted; a box of another side, or one off the units' grid, is not."""
+    from models import ARCHITECTURES
+
+    arch = ARCHITECTURES[name]
+    last = {stage.name: (stage.size - 1) * stage.stride - stage.offset for stage in arch.layers}
+    build_explorer.check_task3(_task3_for(arch, lambda s: [-s.offset, last[s.name],
+                                                           s.receptive_field]),
+                               tmp_path / "m.json", 100, arch)
+    deepest = arch.layers[-1]
+    for bad in ([-deepest.offset, 0, deepest.receptive_field - 1],  # another side
+                [-deepest.offset + 1, -deepest.offset, deepest.receptive_field]):  # off the grid
+        metrics = _task3_for(arch, lambda s: bad if s.name == deepest.name else
+                             [-s.offset, -s.offset, s.receptive_field])
+        with pytest.raises(build_explorer.UsageError, match="is not the receptive field of a"):
+            build_explorer.check_task3(metrics, tmp_path / "m.json", 100, arch)
