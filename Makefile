@@ -111,7 +111,7 @@ depth-settings:
 outputs/task2/deconv_net.pth:
 	$(MAKE) runs
 
-# Every test (what CI runs; about 10 minutes on a 2-core CPU with the real-data tests), and the fast tier for the
+# Every test (what CI runs; about 11 minutes on a 2-core CPU with the real-data tests), and the fast tier for the
 # edit-test loop (no process started, nothing trained: under a minute).
 test: install
 	$(PYTHON) -m pytest -q -n auto --dist loadgroup --durations=15 tests
