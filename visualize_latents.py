@@ -307,13 +307,14 @@ def main() -> None:
                     projections_alike(similar))))
                 print(row["finding"])
             channels[stage.name] = layer_rows
-        # the last layer's channels of the test image's own single-channel figure (step 4)
-        test_image = images_of(data, "test")[picks["test"][0]]
-        last_model = layer_models[arch.depth][0]
-        last_shown = shown_channels(choices[arch.depth], last_model.encode(
-            normalize(test_image[None])).at(arch.depth)[0])
+        # the channels each image's single-channel figure shows (step 4); the baselines'
+        # figure shows the test image's own
+        shown = {split: {layer: shown_channels(choices[layer], model.encode(normalize(
+                             images_of(data, split)[index][None])).at(layer)[0])
+                         for layer, (model, _) in layer_models.items()}
+                 for split, (index, _) in picks.items()}
         plots.save(latent_plots.baseline_pictures_figure(baseline_figures, "test", pictured_by,
-                                                         last_shown),
+                                                         shown["test"][arch.depth]),
                    out / "baseline_pictures.png")
         plots.save(latent_plots.occlusion_figure(baseline_figures, {
             split: images_of(data, split)[picks[split][0]] for split in picks},
@@ -327,12 +328,10 @@ def main() -> None:
             label = DISPLAY_NAMES[int(labels[index])]
             explained[split] = {"index": index, "class": label, "chosen_as": why}
             for layer, (model, decoder_name) in layer_models.items():
-                z = model.encode(normalize(images[index][None])).at(layer)[0]
-                shown = shown_channels(choices[layer], z)
-                result = single_channels(model, net, images[index], layer, shown)
+                result = single_channels(model, net, images[index], layer, shown[split][layer])
                 # Task 2's own decoder read from this layer, where Task 3 reads a refitted one:
                 # its pictures beside them (what the task asks for literally)
-                literal = (single_channels(net, net, images[index], layer, shown)
+                literal = (single_channels(net, net, images[index], layer, shown[split][layer])
                            if model is not net else None)
                 plots.save(latent_plots.single_channels_figure(result, images[index], layer,
                                                         decoder_name, literal),
@@ -344,7 +343,7 @@ def main() -> None:
                                     "hue_name": hue_name(measured["hue_deg"].item()),
                                     "luminance": round(measured["luminance"].item(), 3)}
                 explained[split][f"z{layer}"] = result.rows
-                print(f"{split} image {index} ({label}), z{layer}: channels {shown}")
+                print(f"{split} image {index} ({label}), z{layer}: channels {shown[split][layer]}")
 
         # 5. What the explorer page shows beside the trained model: the first randomised model
         #    of each group, with the decoders refitted for it (build_explorer.py reads them).

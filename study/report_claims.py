@@ -46,23 +46,38 @@ def _surviving_counts(m: dict, question: str) -> list[tuple[str, str]]:
             if entry["questions"][question]["survives"]]
 
 
-def _channel_claims(m: dict) -> list[tuple[str, int, str, dict]]:
-    """(layer, channel, rule, test) of every single-channel claim: the top-class share of every
-    channel, and every other rule a channel meets."""
-    rules = m["task3"]["baselines"]["rules"]
+def channel_claims(task3: dict) -> list[tuple[str, int, str, dict]]:
+    """(layer, channel, rule, test) of every single-channel claim of Task 3's metrics: the
+    top-class share of every channel, and every other rule a channel meets."""
+    rules = task3["baselines"]["rules"]
     found = []
-    for layer in _layers(m):
+    for layer in (stage["name"] for stage in task3["architecture"]["layers"]):
         for judged in rules[layer]["channels"]:
             found.append((layer, judged["channel"], "class", judged["class_share"]))
             found += [(layer, judged["channel"], claim["rule"], claim) for claim in judged["claims"]]
     return found
 
 
+def survives(test: dict, question: str | None) -> bool:
+    """Whether a test survives `question` ("learned", "single_channel"; None: both at once)."""
+    return test["survives"] if question is None else test["questions"][question]["survives"]
+
+
 def surviving_channel_claims(m: dict, question: str | None = None) -> list[tuple[str, int, str]]:
     """(layer, channel, rule) of the single-channel claims that survive `question` (None: both
     questions at once, the combined test)."""
-    return [(layer, channel, rule) for layer, channel, rule, test in _channel_claims(m)
-            if (test["survives"] if question is None else test["questions"][question]["survives"])]
+    return [(layer, channel, rule) for layer, channel, rule, test in channel_claims(m["task3"])
+            if survives(test, question)]
+
+
+def pictured_decoders(task3: dict) -> dict[str, str]:
+    """{layer name: the decoder its pictures use} (decoders.picture_decoder: the refitted one
+    for z1, Task 2's own at the last layer, the literal one in between)."""
+    from models import Architecture
+    from study.decoders import picture_decoder
+
+    arch = Architecture.from_description(task3["architecture"])
+    return {stage.name: picture_decoder(arch, stage.index) for stage in arch.layers}
 
 
 def named_channel(m: dict) -> tuple[str, int, str] | None:
@@ -72,16 +87,15 @@ def named_channel(m: dict) -> tuple[str, int, str] | None:
     return both[0] if len(both) == 1 else None
 
 
-def _seed_ci(m: dict) -> tuple[float, float] | None:
+def mean_interval(values: list[float]) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of the values and its 95 % t confidence interval (two or
+    more values)."""
     from scipy import stats
     import statistics
 
-    differences = [r["difference"] for r in m["seeds"]["per_seed"]]
-    if len(differences) < 2:
-        return None
-    mean, sd = statistics.mean(differences), statistics.stdev(differences)
-    half = stats.t.ppf(0.975, len(differences) - 1) * sd / len(differences) ** 0.5
-    return mean - half, mean + half
+    mean, sd = statistics.mean(values), statistics.stdev(values)
+    half = stats.t.ppf(0.975, len(values) - 1) * sd / len(values) ** 0.5
+    return mean, mean - half, mean + half
 
 
 def _per_class_within_spread(m: dict) -> bool:
@@ -109,10 +123,9 @@ def _picture_sanity(m: dict) -> bool:
     """Adebayo et al.'s check per layer: every randomised model's pictures are less like the
     trained ones than those of the trained encoder with its decoders refitted from another seed."""
     summary = m["task3"]["baselines"]["picture_similarity"]["summary"]
-    layers = _layers(m)
     verdicts = []
-    for i, layer in enumerate(layers):
-        found = summary.get(f"{layer}_refit" if i == 0 else f"{layer}_learned", {})
+    for decoder in pictured_decoders(m["task3"]).values():
+        found = summary.get(decoder, {})
         floor = found.get("refit_seed", {}).get("spearman_mean")
         randomised = [v["spearman_mean"] for g, v in found.items() if g.startswith("conv")]
         if floor is None or not randomised:
@@ -121,9 +134,13 @@ def _picture_sanity(m: dict) -> bool:
     return all(verdicts)
 
 
+def _last_decoder(m: dict) -> str:
+    """The decoder of the last layer's pictures (Task 2's own)."""
+    return pictured_decoders(m["task3"])[_layers(m)[-1]]
+
+
 def _occlusion_beats_random(m: dict) -> bool:
-    layers = _layers(m)
-    summary = m["task3"]["baselines"]["occlusion"]["summary"].get(f"{layers[-1]}_learned", {})
+    summary = m["task3"]["baselines"]["occlusion"]["summary"].get(_last_decoder(m), {})
     trained = summary.get("trained", {}).get("mean")
     randomised = [v["mean"] for g, v in summary.items() if g.startswith("conv")]
     return trained is not None and bool(randomised) and trained > max(randomised)
@@ -174,14 +191,10 @@ def claim(ident: str, says: str) -> Callable[[Callable[[dict], bool]], Callable[
 VEHICLES = {"plane", "car", "ship", "truck"}
 
 
-def _seed_mean(m: dict, key: str) -> dict:
-    return m["seeds"][key]
-
-
 @claim("t1-tutorial", "Task 1 reproduces the tutorial's about 54 %")
 def _(m: dict) -> bool:
     return (abs(m["task1"]["test_accuracy"] - TUTORIAL_ACCURACY) <= 3
-            and abs(_seed_mean(m, "task1_accuracy")["mean"] - TUTORIAL_ACCURACY) <= 3)
+            and abs(m["seeds"]["task1_accuracy"]["mean"] - TUTORIAL_ACCURACY) <= 3)
 
 
 @claim("t1-confusions", "the three largest confusions pair vehicles with vehicles or animals "
@@ -203,7 +216,7 @@ def _(m: dict) -> bool:
                       "change")
 def _(m: dict) -> bool:
     seeds = m["seeds"]
-    low, high = _seed_ci(m)
+    _, low, high = mean_interval([r["difference"] for r in seeds["per_seed"]])
     return (seeds["seeds_task2_lower"] == len(seeds["per_seed"]) and low < 0 < high
             and seeds["paired_t_test"]["p_value"] >= ALPHA)
 
@@ -223,7 +236,7 @@ def _(m: dict) -> bool:
 @claim("t2-lambda", "the largest λ buys PSNR with accuracy; at the default λ the cost is within "
                     "the seed spread")
 def _(m: dict) -> bool:
-    first, second = _seed_mean(m, "task1_accuracy"), _seed_mean(m, "task2_accuracy")
+    first, second = m["seeds"]["task1_accuracy"], m["seeds"]["task2_accuracy"]
     return (_lambda_trade(m) and abs(second["mean"] - first["mean"])
             <= max(first["sd"] or 0, second["sd"] or 0))
 
@@ -346,7 +359,7 @@ def _(m: dict) -> bool:
     if found is None:
         return False
     _, judged = found
-    claims = [test for layer, channel, rule, test in _channel_claims(m) if rule != "class"]
+    claims = [test for layer, channel, rule, test in channel_claims(m["task3"]) if rule != "class"]
     return (all(t["questions"][q]["p_every_pair"] >= ALPHA for t in claims
                 for q in ("learned", "single_channel"))
             and judged["class_share"]["questions"]["learned"]["survives"])
@@ -360,8 +373,7 @@ def _(m: dict) -> bool:
 @claim("t3-occlusion", "occlusion agrees with the projections more for the trained network than "
                        "for random ones, but not more than for the permuted-labels one")
 def _(m: dict) -> bool:
-    layers = _layers(m)
-    summary = m["task3"]["baselines"]["occlusion"]["summary"][f"{layers[-1]}_learned"]
+    summary = m["task3"]["baselines"]["occlusion"]["summary"][_last_decoder(m)]
     return (_occlusion_beats_random(m)
             and summary["permuted_labels"]["mean"] >= summary["trained"]["mean"])
 
@@ -369,8 +381,7 @@ def _(m: dict) -> bool:
 @claim("t3-permuted", "the permuted-labels network decodes the last layer at least as well as "
                       "the trained one")
 def _(m: dict) -> bool:
-    last = _layers(m)[-1]
-    psnr = m["task3"]["baselines"]["psnr_summary"][f"{last}_learned"]
+    psnr = m["task3"]["baselines"]["psnr_summary"][_last_decoder(m)]
     return psnr["permuted_labels"]["mean"] >= psnr["trained"]["mean"]
 
 

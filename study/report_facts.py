@@ -5,11 +5,11 @@ Nothing here is measured and no result is typed: each value is read from a metri
 architecture and the settings too, so a 1-epoch run's report says one epoch). The channel words
 come from findings.py, the module that wrote them in Task 3.
 """
-import statistics
 from datetime import datetime, timezone
 
-from study.report_claims import first_layer_channels, study_differences
-from study.report_text import and_list, db, median, p_cell, p_value, pct, plural, r2, seconds, seeds_words, spread
+from study.report_claims import (channel_claims, first_layer_channels, mean_interval,
+                                 pictured_decoders, study_differences, survives)
+from study.report_text import db, median, p_cell, p_value, pct, plural, r2, seconds, seeds_words, spread
 
 # --- facts per part ---
 
@@ -114,8 +114,6 @@ def size_words(name: str) -> str:
 
 
 def seeds_facts(s: dict) -> dict:
-    from scipy import stats
-
     facts = {"seeds": seeds_words(s["seeds"]), "n": str(len(s["per_seed"])),
              "rows": [[str(r["seed"]), pct(r["task1_accuracy"]), pct(r["task2_accuracy"]),
                        f"{r['difference']:+.2f}", p_cell(r["mcnemar"]["p_value"]),
@@ -136,9 +134,8 @@ def seeds_facts(s: dict) -> dict:
         facts["none_significant"] = min(ps) >= 0.05
     differences = [r["difference"] for r in s["per_seed"]]
     if len(differences) > 1:
-        mean, sd = statistics.mean(differences), statistics.stdev(differences)
-        half = stats.t.ppf(0.975, len(differences) - 1) * sd / len(differences) ** 0.5
-        facts["difference_ci"] = f"[{mean - half:+.1f}, {mean + half:+.1f}]"
+        mean, low, high = mean_interval(differences)
+        facts["difference_ci"] = f"[{low:+.1f}, {high:+.1f}]"
         facts["difference_mean"] = f"{mean:+.2f}"
         facts["in_direction"] = str(sum((d < 0) == (mean < 0) and d != 0 for d in differences))
         facts["cost"] = f"{abs(mean):.2f}"
@@ -187,25 +184,16 @@ def task3_facts(m: dict) -> dict:
     first, last = names[0], names[-1]
     rules = b["rules"]
     protocol = rules["protocol"]
-    judged = {name: {j["channel"]: j for j in rules[name]["channels"]} for name in names}
+    claims = channel_claims(m)
 
     def survivors(question: str | None) -> list[dict]:
-        found = []
-        for name in names:
-            for row in m["channels"][name]:
-                j = judged[name][row["channel"]]
-                tests = [("class", j["class_share"])] + [(c["rule"], c) for c in j["claims"]]
-                for rule, test in tests:
-                    verdict = test if question is None else test["questions"][question]
-                    if verdict["survives"]:
-                        found.append({"name": channel_name(name, row["channel"]),
-                                      "rule": RULE_WORDS[rule], "p": p_value(verdict["p_holm"])})
-        return found
+        return [{"name": channel_name(layer, channel), "rule": RULE_WORDS[rule],
+                 "p": p_value((test if question is None else test["questions"][question])["p_holm"])}
+                for layer, channel, rule, test in claims if survives(test, question)]
 
     def verdict_words(name: str, row: dict, question: str) -> str:
-        j = judged[name][row["channel"]]
-        tests = [("class", j["class_share"])] + [(c["rule"], c) for c in j["claims"]]
-        kept = [RULE_SHORT[rule] for rule, test in tests if test["questions"][question]["survives"]]
+        kept = [RULE_SHORT[rule] for layer, channel, rule, test in claims
+                if (layer, channel) == (name, row["channel"]) and survives(test, question)]
         return ", ".join(kept) or "–"
 
     channel_rows = []
@@ -239,7 +227,7 @@ def task3_facts(m: dict) -> dict:
                                p_cell(q["learned"]["p_holm"]), needed["learned"],
                                p_cell(q["single_channel"]["p_holm"]), needed["single_channel"]])
     similarity = b["picture_similarity"]["summary"]
-    pictured = {name: f"{name}_refit" if i == 0 else f"{name}_learned" for i, name in enumerate(names)}
+    pictured = pictured_decoders(m)
     rho = {name: {g: f"{v['spearman_mean']:.2f}" for g, v in similarity.get(d, {}).items()}
            for name, d in pictured.items()}
     occlusion = {g: f"{v['mean']:.2f}" for g, v in
@@ -248,20 +236,18 @@ def task3_facts(m: dict) -> dict:
             for name, d in pictured.items()}
     both = survivors(None)
     named = None
-    if len(both) == 1:
-        layer, channel = both[0]["name"].split(":")
-        row = m["channels"][layer][int(channel)]
+    surviving_both = [(layer, channel, test) for layer, channel, _, test in claims
+                      if survives(test, None)]
+    if len(surviving_both) == 1:
+        layer, channel, test = surviving_both[0]
+        row = m["channels"][layer][channel]
+        ranked = sorted(row["top_k_classes"].items(), key=lambda kv: -kv[1])
         named = {**both[0], "class": row["top_k_class"], "share": f"{row['top_k_class_share']:.0f}",
-                 "second": sorted(row["top_k_classes"].items(), key=lambda kv: -kv[1])[1][0],
-                 "second_share": f"{sorted(row['top_k_classes'].values())[-2]:.0f}",
+                 "second": ranked[1][0], "second_share": f"{ranked[1][1]:.0f}",
                  "r_by": r2(row["r_blue_yellow"]), "r_rg": r2(row["r_red_green"]),
                  "hue": row["hue_name"],
-                 "p_learned": p_value(judged[layer][int(channel)]["claims"][0]["questions"]["learned"]["p_holm"])
-                 if judged[layer][int(channel)]["claims"] else ""}
-        colour = next((c for c in judged[layer][int(channel)]["claims"] if c["rule"] == "colour"), None)
-        if colour:
-            named.update(p_learned=p_value(colour["questions"]["learned"]["p_holm"]),
-                         p_single=p_value(colour["questions"]["single_channel"]["p_holm"]))
+                 "p_learned": p_value(test["questions"]["learned"]["p_holm"]),
+                 "p_single": p_value(test["questions"]["single_channel"]["p_holm"])}
     counts_family = protocol["families"]["counts"]
     flagged = sum(r["projection_diversity"]["flagged"] for r in m["channels"][last])
     return {

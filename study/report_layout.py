@@ -5,6 +5,7 @@ make_report.py checks every report it writes with `layout_problems`; the tests c
 checker on PDFs with known faults. Positions are in PDF points (1/72 in) from the page's top.
 """
 import re
+from collections import Counter
 from dataclasses import dataclass
 
 # The template's page: A4 with these margins (report/report.typ sets the same).
@@ -108,13 +109,9 @@ def after_references(layout: PageLayout) -> list[str]:
 def uncited(layout: PageLayout) -> list[str]:
     """Figures and tables the text never names outside their own caption."""
     text = " ".join(line.text for line in layout.lines)
-    problems = []
-    for name, box in captions(layout):
-        mentions = len(re.findall(rf"\b{name}\b(?!\d)", text))
-        captioned = sum(1 for n, _ in captions(layout) if n == name)
-        if mentions <= captioned:
-            problems.append(f"{name} is never cited in the text")
-    return problems
+    captioned = Counter(name for name, _ in captions(layout))
+    return [f"{name} is never cited in the text" for name, count in captioned.items()
+            if len(re.findall(rf"\b{name}\b(?!\d)", text)) <= count]
 
 
 def page_fill(layout: PageLayout) -> list[float]:
