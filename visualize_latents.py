@@ -4,9 +4,10 @@ For one training and one test image (of different classes), the image is reconst
 latent channel at a time, all other channels zeroed: every channel of z1 (6x14x14) and chosen
 channels of z2 (16x5x5). Before any picture is read, the decoders are checked on the real,
 full latents (PSNR on the test set) and against controls (empty latent, another image's latent,
-another image's switches). Every channel is then characterised over the whole test set:
-correlation with local luminance, colour opposition and edges under its receptive field, mean
-activation per class, sparsity, and its top-9 test patches, and named by written rules.
+another image's switches). Every channel is then characterised over a seeded set of 2,000 test
+images, the one its null tests read too: correlation with local luminance, colour opposition and
+edges under its receptive field, mean activation per class, sparsity, and its top-9 test patches,
+and named by written rules.
 
     python visualize_latents.py --data-dir ../shared/cifar10
 """
@@ -259,7 +260,7 @@ def main() -> None:
         control_results = {f"z{layer}": controls(model, layer, data.test_images)
                            for layer, (model, _) in layer_models.items()}
 
-        # 2. Every channel over the whole test set: statistics, the class make-up and patch
+        # 2. Every channel over the rule images: statistics, the class make-up and patch
         #    appearance of its K strongest test images, its top-9 projections.
         #    Every rule is read on one seeded set of test images, the one the nulls read too,
         #    so the channel table and the null tests count the same thing.
