@@ -120,9 +120,9 @@ test-fast:
 	$(PYTHON) -m pytest -q -m "not slow" tests
 
 bench:
-	$(PYTHON) benchmarks/bench_task1.py
-	$(PYTHON) benchmarks/bench_task2.py
-	$(PYTHON) benchmarks/bench_parallel.py
+	$(PYTHON) -m benchmarks.bench_task1
+	$(PYTHON) -m benchmarks.bench_task2
+	$(PYTHON) -m benchmarks.bench_parallel
 
 # report.pdf and code.zip (tracked files only: no data, outputs or checkpoints). code.zip is the
 # committed code (HEAD), so uncommitted or untracked changes are refused first: what is shipped

@@ -1,6 +1,6 @@
 """The channel explorer: one offline HTML file in which the trained network runs in the page.
 
-study/explorer_page.py writes the page; this is its command line. `write_explorer` embeds the Task 2 model's weights (and the layer-1 decoder that Task 3 fits on
+study/reporting/explorer_page.py writes the page; this is its command line. `write_explorer` embeds the Task 2 model's weights (and the layer-1 decoder that Task 3 fits on
 the real z1) as float32, optional models to compare with (their fully connected layers as
 float16, convolutions and decoder float32), a gallery of test images as
 uint8, the architecture (`net.arch.describe()`: every map shape, padding, channel count and
@@ -27,14 +27,14 @@ from pathlib import Path
 
 import torch
 
-from study.common import ArgumentParser, UsageError, add_data_arguments, run_cli
-from study.readers import field, load_torch_file, read_json, require, require_items
-from study.report_text import plural
-from study.run_folders import check_output_dir, require_complete
+from study.core.common import ArgumentParser, UsageError, add_data_arguments, run_cli
+from study.core.readers import field, load_torch_file, read_json, require, require_items
+from study.core.text import plural
+from study.runs.folders import check_output_dir, require_complete
 from data import DISPLAY_NAMES, load_cifar10
 from models import ARCHITECTURE, Architecture, DeconvNet
-from study.checkpoints import architecture_beside, load_model
-from study.explorer_page import DEFAULT_ID, ID_LENGTH, MAX_BYTES, PAGE_MARK, kind_of, write_explorer
+from study.training.checkpoints import architecture_beside, load_model
+from study.reporting.explorer_page import DEFAULT_ID, ID_LENGTH, MAX_BYTES, PAGE_MARK, kind_of, write_explorer
 
 # --- the command line: a page from any Task 2 checkpoint(s) ---
 

@@ -20,11 +20,11 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from study import data_cache
-from study.common import UsageError, printable, say
-from study.files import remove_stale_temporaries
-from study.report_text import plural
-from study.image_files import read_image
+from study.core import data_cache
+from study.core.common import UsageError, printable, say
+from study.core.files import remove_stale_temporaries
+from study.core.text import plural
+from study.core.image_files import read_image
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck")  # folder names; torchvision's index order
@@ -376,7 +376,7 @@ def _from_arrays(train_images: np.ndarray, train_labels: np.ndarray, test_images
 
 
 def _read_cache(cache_file: Path, warn_if_damaged: bool = True) -> CIFAR10 | None:
-    """The cached data set, or None: decoded again (study/data_cache.py checks it whole)."""
+    """The cached data set, or None: decoded again (study/core/data_cache.py checks it whole)."""
     fields = data_cache.read(cache_file, len(CLASSES), warn_if_damaged)
     return None if fields is None else CIFAR10(**fields)
 

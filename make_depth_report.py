@@ -21,15 +21,15 @@ import json
 import tempfile
 from pathlib import Path
 
-from study import plots
-from study.common import ArgumentParser, UsageError, output_folder, run_cli
-from study.decoders import decoder_label
-from study.files import atomic_path, prepare_output_dir
-from study.nulls import ALPHA, holm
-from study.readers import read_json
-from study.run_folders import require_complete
-from study.run_folders import check_output_dir
-from study.settings import BASELINE_GROUPS, randomised_group
+from study.reporting import plots
+from study.core.common import ArgumentParser, UsageError, output_folder, run_cli
+from study.analysis.decoders import decoder_label
+from study.core.files import atomic_path, prepare_output_dir
+from study.analysis.nulls import ALPHA, holm
+from study.core.readers import read_json
+from study.runs.folders import require_complete
+from study.runs.folders import check_output_dir
+from study.core.settings import BASELINE_GROUPS, randomised_group
 
 MAX_PAGES = 4
 TEMPLATE = Path(__file__).resolve().parent / "report" / "depth.typ"

@@ -14,16 +14,16 @@ import os
 import re
 from pathlib import Path
 
-from study import plots
-from study.common import ArgumentParser, UsageError, output_folder, run_cli, say
-from study.files import atomic_path, prepare_output_dir
-from study.run_folders import check_output_dir, require_complete
-from study.readers import field, read_json, require
+from study.reporting import plots
+from study.core.common import ArgumentParser, UsageError, output_folder, run_cli, say
+from study.core.files import atomic_path, prepare_output_dir
+from study.runs.folders import check_output_dir, require_complete
+from study.core.readers import field, read_json, require
 from models import ARCHITECTURE, Architecture
-from study.report_claims import check_verdicts
-from study.report_facts import FIGURE_FILES, REPORT_FIGURES, build_facts, captions
-from study.report_layout import layout_problems
-from study.summary import run_settings
+from study.reporting.claims import check_verdicts
+from study.reporting.facts import FIGURE_FILES, REPORT_FIGURES, build_facts, captions
+from study.reporting.page_check import layout_problems
+from study.runs.summary import run_settings
 
 MAX_PAGES = 8
 TEMPLATE = Path(__file__).resolve().parent / "report" / "report.typ"

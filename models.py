@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from study.common import UsageError
+from study.core.common import UsageError
 
 
 

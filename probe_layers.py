@@ -3,7 +3,7 @@ encoder makes linearly readable, against the same encoder with its convolutions 
 from the top down (cascading randomisation), the same network trained on permuted labels, and
 the raw pixels (the floor).
 
-The probe's protocol (features, classifier, images) is fixed in study/probes.py. A layer is
+The probe's protocol (features, classifier, images) is fixed in study/analysis/probes.py. A layer is
 probed on a re-initialised model only where the re-initialisation reaches it (a cascade from
 the top leaves the layers below its first re-initialised convolution as they were trained).
 Each baseline's probe, and the pixels' one, is compared with the trained one's on the same test
@@ -25,17 +25,17 @@ from tqdm import tqdm
 
 from data import DISPLAY_NAMES, load_cifar10
 from models import ARCHITECTURE
-from study.checkpoints import architecture_beside, load_model
-from study.common import (ArgumentParser, add_data_arguments, add_output_arguments, add_threads_argument,
+from study.training.checkpoints import architecture_beside, load_model
+from study.core.common import (ArgumentParser, add_data_arguments, add_output_arguments, add_threads_argument,
                           environment_info, fast_layout, number, run_cli, select_device, UsageError)
-from study.files import save_json
-from study.nulls import holm
-from study.probes import (PROBE_TRAIN_IMAGES, describe_protocol, pixel_probe_predictions,
+from study.core.files import save_json
+from study.analysis.nulls import holm
+from study.analysis.probes import (PROBE_TRAIN_IMAGES, describe_protocol, pixel_probe_predictions,
                           probe_layer_predictions)
-from study.random_models import baseline_seeds, cascades, changed_layers, reinitialised
-from study.readers import field, read_json, require_items
-from study.run_folders import check_output_dir, require_complete, run_folder
-from study.training import mcnemar
+from study.analysis.random_models import baseline_seeds, cascades, changed_layers, reinitialised
+from study.core.readers import field, read_json, require_items
+from study.runs.folders import check_output_dir, require_complete, run_folder
+from study.training.loop import mcnemar
 
 
 def parse_args(argv: list[str] | None = None):

@@ -23,13 +23,13 @@ import subprocess
 import time
 from pathlib import Path
 
-from study.common import ArgumentParser, MAX_SEED, UsageError, add_data_arguments, number, run_cli
-from study.files import open_log, prepare_output_dir, save_json
-from study.run_folders import check_output_dir, mark_incomplete
+from study.core.common import ArgumentParser, MAX_SEED, UsageError, add_data_arguments, number, run_cli
+from study.core.files import open_log, prepare_output_dir, save_json
+from study.runs.folders import check_output_dir, mark_incomplete
 from data import load_cifar10
-from study.plan import NO_RESULTS, NOT_STARTED, Run, missing_results, plan
-from study.settings import MAX_NULL_DRAWS, MAX_OCCLUSION_IMAGES, SWEEP_LAMBDAS, SWEEP_SEEDS
-from study.summary import summarize, sweep_figure
+from study.runs.plan import NO_RESULTS, NOT_STARTED, Run, missing_results, plan
+from study.core.settings import MAX_NULL_DRAWS, MAX_OCCLUSION_IMAGES, SWEEP_LAMBDAS, SWEEP_SEEDS
+from study.runs.summary import summarize, sweep_figure
 
 REPO = Path(__file__).resolve().parent
 
@@ -258,7 +258,7 @@ def main() -> None:
     if args.executor == "slurm":
         if not args.allow_node_local_outputs:
             check_shared_outputs(args.outputs)
-        from study import cluster  # imports submitit; the local sweep never does
+        from study.runs import cluster  # imports submitit; the local sweep never does
         cluster.check_slurm_path(args.outputs)
         cluster.import_submitit()
         cluster.check_cluster()

@@ -14,18 +14,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from study import plots
-from study.common import (ArgumentParser, add_data_arguments, add_output_arguments, environment_info,
+from study.reporting import plots
+from study.core.common import (ArgumentParser, add_data_arguments, add_output_arguments, environment_info,
                     printable, run_cli, select_device)
-from study.files import save_json, save_torch
-from study.run_folders import check_output_dir, run_folder
+from study.core.files import save_json, save_torch
+from study.runs.folders import check_output_dir, run_folder
 from data import DISPLAY_NAMES, TUTORIAL_TEST_BATCH, load_cifar10, tutorial_test_batch
 from models import ARCHITECTURES, TutorialNet, fold_batchnorm
-from study.checkpoints import load_model
-from study.recipes import (FAST_LABEL_SMOOTHING, FastRecipe, describe_fast_recipe, fast_sgd,
+from study.training.checkpoints import load_model
+from study.training.recipes import (FAST_LABEL_SMOOTHING, FastRecipe, describe_fast_recipe, fast_sgd,
                            parse_with_recipe)
-from study.training import TrainingRun, accuracy_summary, add_training_arguments, evaluate, fit
-from study.training_state import STATE_FILE, check_training_state, require_training_state
+from study.training.loop import TrainingRun, accuracy_summary, add_training_arguments, evaluate, fit
+from study.training.state import STATE_FILE, check_training_state, require_training_state
 
 
 def build_parser() -> ArgumentParser:

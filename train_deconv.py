@@ -15,22 +15,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from study import plots
-from study.common import (ArgumentParser, FLOAT32_MAX, UsageError, add_data_arguments,
+from study.reporting import plots
+from study.core.common import (ArgumentParser, FLOAT32_MAX, UsageError, add_data_arguments,
                     add_output_arguments, environment_info, number, printable, run_cli,
                     select_device)
-from study.files import save_json, save_torch
-from study.run_folders import INCOMPLETE, check_output_dir, run_folder
-from study.readers import field, read_json
+from study.core.files import save_json, save_torch
+from study.runs.folders import INCOMPLETE, check_output_dir, run_folder
+from study.core.readers import field, read_json
 from data import DISPLAY_NAMES, denormalize, load_cifar10, normalize
 from models import ARCHITECTURES, Architecture, DeconvNet, fold_batchnorm, reconstruction_loss
-from study.checkpoints import load_weights, read_state_dict
-from study.recipes import (FAST_LABEL_SMOOTHING, FastRecipe, describe_fast_recipe, fast_sgd,
+from study.training.checkpoints import load_weights, read_state_dict
+from study.training.recipes import (FAST_LABEL_SMOOTHING, FastRecipe, describe_fast_recipe, fast_sgd,
                            parse_with_recipe)
-from study.training import (TrainingRun, accuracy_summary, add_training_arguments, evaluate, fit,
+from study.training.loop import (TrainingRun, accuracy_summary, add_training_arguments, evaluate, fit,
                             mcnemar, psnr_db)
-from study.training_state import STATE_FILE, check_training_state, require_training_state
-from study.settings import COMPARED_WITH_TASK1, DEFAULT_LAMBDA
+from study.training.state import STATE_FILE, check_training_state, require_training_state
+from study.core.settings import COMPARED_WITH_TASK1, DEFAULT_LAMBDA
 
 PART_NAMES = ("ce", "rec")  # the two parts of eq. (1) the running loss log holds
 

@@ -17,27 +17,27 @@ from pathlib import Path
 
 import torch
 
-from study import latent_plots, plots
-from study.common import (ArgumentParser, UsageError, add_data_arguments, add_output_arguments,
+from study.reporting import latent_plots, plots
+from study.core.common import (ArgumentParser, UsageError, add_data_arguments, add_output_arguments,
                           add_threads_argument, environment_info, fast_layout, number, run_cli,
                           select_device)
-from study.files import save_json, save_torch
-from study.run_folders import check_output_dir, remove_tree, require_complete, run_folder
-from study.run_identity import check_permuted
-from study.readers import read_json
+from study.core.files import save_json, save_torch
+from study.runs.folders import check_output_dir, remove_tree, require_complete, run_folder
+from study.runs.identity import check_permuted
+from study.core.readers import read_json
 from data import DISPLAY_NAMES, load_cifar10, normalize
-from study.decoders import controls, decoder_checks, decoders_of, layer1_refit, picture_decoder
-from study.evidence import (RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats, crop,
+from study.analysis.decoders import controls, decoder_checks, decoders_of, layer1_refit, picture_decoder
+from study.analysis.evidence import (RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats, crop,
                             patch_measures)
-from study.projections import single_channels, top9
-from study.baselines import OCCLUSION_IMAGES, BaselineFigures, randomisation_baselines
-from study.random_models import SEEDS_PER_CASCADE, baseline_seeds
-from study.nulls import NULL_DRAWS, rule_images
-from study.findings import (RULES, against_baselines, channel_roles, describe_channel,
+from study.analysis.projections import single_channels, top9
+from study.analysis.baselines import OCCLUSION_IMAGES, BaselineFigures, randomisation_baselines
+from study.analysis.random_models import SEEDS_PER_CASCADE, baseline_seeds
+from study.analysis.nulls import NULL_DRAWS, rule_images
+from study.analysis.findings import (RULES, against_baselines, channel_roles, describe_channel,
                             hue_name, projections_alike, surviving_roles)
 from models import ARCHITECTURE, Architecture, DeconvNet
-from study.checkpoints import architecture_beside, load_model
-from study.settings import (BASELINE_GROUPS, MAX_BASELINE_SEEDS, MAX_NULL_DRAWS,
+from study.training.checkpoints import architecture_beside, load_model
+from study.core.settings import (BASELINE_GROUPS, MAX_BASELINE_SEEDS, MAX_NULL_DRAWS,
                             MAX_OCCLUSION_IMAGES, randomised_group)
 
 CHANNELS = {stage.index: stage.channels for stage in ARCHITECTURE.layers}  # for --help

@@ -7,25 +7,23 @@ projection diversity, occlusion agreement, and the wall and CPU seconds.
 
     python train_deconv.py --data-dir ../shared/cifar10 --out /tmp/bl/task2
     python train_deconv.py --data-dir ../shared/cifar10 --out /tmp/bl/perm --permute-labels
-    python benchmarks/bench_baselines.py --data-dir ../shared/cifar10 \\
+    python -m benchmarks.bench_baselines --data-dir ../shared/cifar10 \\
         --checkpoint /tmp/bl/task2/deconv_net.pth --permuted /tmp/bl/perm/deconv_net.pth
 """
 import json
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from study import baselines  # noqa: E402
-from study.common import ArgumentParser, number  # noqa: E402
-from study.readers import read_json  # noqa: E402
-from study.evidence import channel_table  # noqa: E402
-from study.findings import channel_roles  # noqa: E402
-from data import default_data_dir, load_cifar10  # noqa: E402
-from study.checkpoints import load_model  # noqa: E402
-from visualize_latents import pick_image  # noqa: E402
+from study.analysis import baselines
+from study.core.common import ArgumentParser, number
+from study.core.readers import read_json
+from study.analysis.evidence import channel_table
+from study.analysis.findings import channel_roles
+from data import default_data_dir, load_cifar10
+from study.training.checkpoints import load_model
+from visualize_latents import pick_image
 
 def tables(block: dict) -> str:
     """The block as plain-text tables."""

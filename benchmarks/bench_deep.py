@@ -1,30 +1,28 @@
 """The deep preset with the fast recipe: test accuracy against wall time, within a time budget.
 
-Trains models.ARCHITECTURES[--arch] (default deep4) from scratch with study/recipes.py's fast
+Trains models.ARCHITECTURES[--arch] (default deep4) from scratch with study/training/recipes.py's fast
 recipe (the schedule spans --epochs) and, after every epoch, prints the wall time so far and
 the test accuracy (BatchNorm in eval mode, which is the folded network's function). Stops after
 the first epoch that ends past --budget seconds, or after --epochs.
 
-    python benchmarks/bench_deep.py --data-dir ../shared/cifar10 --budget 600
-    python benchmarks/bench_deep.py --data-dir ../shared/cifar10 --subset 0.1 --epochs 1  # a look
+    python -m benchmarks.bench_deep --data-dir ../shared/cifar10 --budget 600
+    python -m benchmarks.bench_deep --data-dir ../shared/cifar10 --subset 0.1 --epochs 1  # a look
 """
 import math
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from data import default_data_dir, load_cifar10  # noqa: E402
-from models import ARCHITECTURES, TutorialNet  # noqa: E402
-from study import recipes  # noqa: E402
-from study.common import ArgumentParser, number, select_device  # noqa: E402
-from study.recipes import (FAST_DEFAULTS, FAST_LABEL_SMOOTHING, FastRecipe,  # noqa: E402
+from data import default_data_dir, load_cifar10
+from models import ARCHITECTURES, TutorialNet
+from study.training.loop import recipes
+from study.core.common import ArgumentParser, number, select_device
+from study.training.recipes import (FAST_DEFAULTS, FAST_LABEL_SMOOTHING, FastRecipe,
                            fast_sgd)
-from study.training import StepRunner, evaluate, step_mode, train_epoch  # noqa: E402
+from study.training.loop import StepRunner, evaluate, step_mode, train_epoch
 
 
 def smoothed_cross_entropy(net, x, y):

@@ -5,7 +5,7 @@
 2. The runner of sweep.py: the wall time of two independent short Task 1 runs started together,
    against one alone (target: at most 1.2x on a 2-core CPU, where each run uses one thread).
 
-    python benchmarks/bench_parallel.py --data-dir ../shared/cifar10
+    python -m benchmarks.bench_parallel --data-dir ../shared/cifar10
 """
 import os
 import sys
@@ -15,14 +15,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_task1 import task1_steps_per_second  # noqa: E402
-from bench_task2 import task2_steps_per_second  # noqa: E402
-from study.common import ArgumentParser, number, select_device  # noqa: E402
-from data import default_data_dir, load_cifar10  # noqa: E402
-from sweep import Run, run_parallel  # noqa: E402
+from benchmarks.bench_task1 import task1_steps_per_second
+from bench_task2 import task2_steps_per_second
+from study.core.common import ArgumentParser, number, select_device
+from data import default_data_dir, load_cifar10
+from sweep import Run, run_parallel
 
 REPO = Path(__file__).resolve().parent.parent
 

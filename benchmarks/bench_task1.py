@@ -6,22 +6,19 @@ This repo: uint8 tensors in memory normalised per batch, no workers, one thread 
 convolutions (common.select_device), through training.train_epoch with Task 1's loss.
 Both take the same optimiser, batch size and number of steps; the ratio is the speed-up.
 
-    python benchmarks/bench_task1.py --data-dir ../shared/cifar10 [--steps 2000]
+    python -m benchmarks.bench_task1 --data-dir ../shared/cifar10 [--steps 2000]
 """
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from common_bench import EPOCH_STEPS, steps_per_second  # noqa: E402
-from study.common import ArgumentParser, number, select_device  # noqa: E402
-from data import default_data_dir, load_cifar10  # noqa: E402
-from models import TutorialNet  # noqa: E402
-from train_classifier import cross_entropy  # noqa: E402
+from benchmarks.common_bench import EPOCH_STEPS, steps_per_second
+from study.core.common import ArgumentParser, number, select_device
+from data import default_data_dir, load_cifar10
+from models import TutorialNet
+from train_classifier import cross_entropy
 
 
 def tutorial_steps_per_second(data_dir: Path, steps: int) -> float:

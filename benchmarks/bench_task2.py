@@ -2,22 +2,19 @@
 
 Both go through training.train_epoch with the scripts' own loss functions and optimisers.
 
-    python benchmarks/bench_task2.py --data-dir ../shared/cifar10 [--steps 2000]
+    python -m benchmarks.bench_task2 --data-dir ../shared/cifar10 [--steps 2000]
 """
-import sys
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench_task1 import task1_steps_per_second  # noqa: E402
-from common_bench import EPOCH_STEPS, steps_per_second  # noqa: E402
-from study.common import ArgumentParser, number, select_device  # noqa: E402
-from data import default_data_dir, load_cifar10  # noqa: E402
-from models import DeconvNet  # noqa: E402
-from train_deconv import eq1, optimizers_for, parse_args as task2_defaults  # noqa: E402
+from benchmarks.bench_task1 import task1_steps_per_second
+from benchmarks.common_bench import EPOCH_STEPS, steps_per_second
+from study.core.common import ArgumentParser, number, select_device
+from data import default_data_dir, load_cifar10
+from models import DeconvNet
+from train_deconv import eq1, optimizers_for, parse_args as task2_defaults
 
 
 def task2_steps_per_second(data, steps: int, mode: str = "eager") -> float:

@@ -1,13 +1,10 @@
 """What the benchmarks share: a model's training steps per second through training.train_epoch."""
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from study.training import StepRunner, train_epoch  # noqa: E402
+from study.training.loop import StepRunner, train_epoch
 
 EPOCH_STEPS = 12500  # 50,000 images at batch 4
 

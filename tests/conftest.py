@@ -12,9 +12,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
 
-from data import CLASSES  # noqa: E402
+from data import CLASSES
 
 SHARED_CIFAR10 = REPO.parent / "shared" / "cifar10"
 

@@ -15,8 +15,8 @@ import make_report
 import train_classifier
 import train_deconv
 import visualize_latents
-from study.common import UsageError, run_cli
-from study.files import atomic_path, save_torch
+from study.core.common import UsageError, run_cli
+from study.core.files import atomic_path, save_torch
 from conftest import run_script, write_image_folders
 from models import DeconvNet, TutorialNet
 

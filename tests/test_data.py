@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 import data
-from study.common import UsageError
+from study.core.common import UsageError
 from conftest import write_image_folders
 
 

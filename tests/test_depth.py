@@ -7,8 +7,8 @@ import torch.nn.functional as F
 
 from models import ARCHITECTURES, Architecture, DeconvNet, TutorialNet, fold_batchnorm
 
-from study.checkpoints import check_state_dict
-from study.common import UsageError
+from study.training.checkpoints import check_state_dict
+from study.core.common import UsageError
 from conftest import TutorialsOwnNet
 
 

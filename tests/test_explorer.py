@@ -21,7 +21,7 @@ from PIL import Image
 
 from data import normalize
 from models import ARCHITECTURE, DeconvNet
-from study.checkpoints import load_model
+from study.training.checkpoints import load_model
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 if CHROMIUM is None and not os.environ.get("CI"):

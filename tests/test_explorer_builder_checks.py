@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import build_explorer
-from study import explorer_page
+from study.reporting import explorer_page
 from data import load_cifar10
 from models import ARCHITECTURE, DeconvNet
 from test_bad_input import assert_one_line_error, run_in_process

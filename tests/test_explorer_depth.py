@@ -20,8 +20,8 @@ import torch.nn.functional as F
 
 from data import load_cifar10, normalize
 from models import ARCHITECTURES, DeconvNet, fold_batchnorm, reconstruction_loss
-from study.checkpoints import load_model
-from study.files import save_json, save_torch
+from study.training.checkpoints import load_model
+from study.core.files import save_json, save_torch
 from test_explorer import (REPO, _axe, _classify, _decode, _pixels, axe_source,  # noqa: F401
                            browser, open_page, wait_until)
 

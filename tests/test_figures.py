@@ -5,10 +5,9 @@ import matplotlib.text
 import pytest
 import torch
 
-from conftest import REPO  # noqa: F401 (puts the repository on the path)
 from data import DISPLAY_NAMES
 from models import ARCHITECTURE
-from study import latent_plots, plots
+from study.reporting import latent_plots, plots
 
 
 def smallest_font(fig) -> float:
@@ -67,7 +66,7 @@ def test_the_architecture_boxes_hold_their_text():
 
 @pytest.mark.parametrize("literal", [False, True])
 def test_single_channel_figure_has_a_colour_bar_and_the_literal_row(literal):
-    from study.projections import SingleChannels
+    from study.analysis.projections import SingleChannels
 
     g = torch.Generator().manual_seed(0)
     channels = list(range(6))
@@ -99,7 +98,7 @@ def test_single_channel_maps_keep_their_shape_and_mark_their_argmax(shape):
     """Drawn from a result with a known peak per channel: each activation panel shows the whole
     map at its own shape, its axes end at the map's edges, the marker sits on the peak, and
     every map is drawn at the same size on the page."""
-    from study.projections import SingleChannels
+    from study.analysis.projections import SingleChannels
 
     channels, height, width = shape
     z = torch.zeros(shape)

@@ -67,10 +67,9 @@ def mutate(encoded: bytes, rng: np.random.Generator) -> bytes:
 
 CHILD = """
 import sys
-sys.path.insert(0, sys.argv[1])
 from pathlib import Path
-from study import image_files
-from study.common import UsageError
+from study.core import image_files
+from study.core.common import UsageError
 for path in sorted(Path(sys.argv[2]).iterdir()):
     try:
         image = image_files.read_image(path)
@@ -90,7 +89,7 @@ def test_no_mutated_image_crashes_the_reader(tmp_path):
     for i in range(MUTATIONS):
         suffix = ".jpg" if i % len(originals) == 1 else ".png"
         (folder / f"{i:04d}{suffix}").write_bytes(mutate(originals[i % len(originals)], rng))
-    result = subprocess.run([sys.executable, "-c", CHILD, str(REPO), str(folder)],
+    result = subprocess.run([sys.executable, "-c", CHILD, str(REPO), str(folder)], cwd=REPO,
                             capture_output=True, text=True, timeout=600)
     outcomes = dict(line.split(" ", 1) for line in result.stdout.splitlines())
     last = sorted(outcomes)[-1] if outcomes else "none"
@@ -104,7 +103,7 @@ def test_no_mutated_image_crashes_the_reader(tmp_path):
 
 @pytest.mark.parametrize("index", range(4))
 def test_the_unmutated_files_decode(index, tmp_path):
-    from study import image_files
+    from study.core import image_files
     encoded = seeds_files()[index]
     path = tmp_path / ("a.jpg" if index == 1 else "a.png")
     path.write_bytes(encoded)
@@ -124,16 +123,15 @@ FILE_MUTATIONS = {"json": 300, "pth": 60, "state": 60}
 
 FILES_CHILD = """
 import sys
-sys.path.insert(0, sys.argv[1])
 from pathlib import Path
 import torch
 torch.set_num_threads(1)  # as the scripts run on the CPU; many threads only wait here
 import train_classifier, train_deconv
-from study.common import UsageError
-from study.readers import read_json
+from study.core.common import UsageError
+from study.core.readers import read_json
 from models import TutorialNet
-from study.checkpoints import load_weights, read_state_dict
-from study.training_state import resume_training_state
+from study.training.checkpoints import load_weights, read_state_dict
+from study.training.state import resume_training_state
 import argparse
 args = argparse.Namespace(lr=0.001, momentum=0.9)
 labels = torch.tensor([0, 1, 2, 3])
@@ -251,7 +249,7 @@ def _base_state():
     import argparse
     import train_classifier
     from models import TutorialNet
-    from study.training_state import save_training_state
+    from study.training.state import save_training_state
     import tempfile
     net = TutorialNet()
     optimizer = train_classifier.sgd(net, argparse.Namespace(lr=0.001, momentum=0.9))
@@ -296,7 +294,7 @@ def test_no_crafted_json_checkpoint_or_state_crashes_the_readers(tmp_path):
             if i % 3 == 0:
                 encoded = _mutate_bytes(encoded, rng)
             (folder / f"{i:04d}.{suffix}").write_bytes(encoded)
-    result = subprocess.run([sys.executable, "-c", FILES_CHILD, str(REPO), str(folder)],
+    result = subprocess.run([sys.executable, "-c", FILES_CHILD, str(REPO), str(folder)], cwd=REPO,
                             capture_output=True, text=True, timeout=600)
     outcomes = dict(line.split(" ", 1) for line in result.stdout.splitlines())
     assert result.returncode == 0, f"the readers died (exit {result.returncode}): {result.stderr[-500:]}"

@@ -1,7 +1,7 @@
-"""The layout the README promises: commands at the top, shared code in study/, no import
-circles, and shared code that never imports a command."""
+"""The layout the README promises: commands at the top, shared code in study/'s sub-packages,
+each importing only the sub-packages below it, no import circles, and shared code that never
+imports a command."""
 import ast
-from pathlib import Path
 
 from conftest import REPO
 
@@ -12,13 +12,12 @@ COMMANDS = {"train_classifier", "train_deconv", "visualize_latents", "sweep", "m
 def _imports() -> dict[str, set[str]]:
     """Module -> the repository's modules it imports (anywhere in it, functions included)."""
     modules = {}
-    for path in [*REPO.glob("*.py"), *(REPO / "study").glob("*.py")]:
-        name = ("study." if path.parent.name == "study" else "") + path.stem
+    for path in [*REPO.glob("*.py"), *(REPO / "study").rglob("*.py")]:
+        name = ".".join(path.relative_to(REPO).with_suffix("").parts).removesuffix(".__init__")
         found = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and node.module:
-                found |= ({f"study.{a.name}" for a in node.names} if node.module == "study"
-                          else {node.module})
+                found |= {node.module} | {f"{node.module}.{a.name}" for a in node.names}
             elif isinstance(node, ast.Import):
                 found |= {a.name for a in node.names}
         modules[name] = found
@@ -50,15 +49,49 @@ def test_there_is_no_import_circle():
     assert circles == []
 
 
+# study's sub-packages from the lowest up: each may import only those before it
+LAYERS = ("core", "training", "analysis", "reporting", "runs")
+
+
+def _layer(module: str) -> str | None:
+    parts = module.split(".")
+    return parts[1] if parts[0] == "study" and len(parts) > 1 else None
+
+
+def test_each_sub_package_imports_only_the_ones_below_it():
+    upward = []
+    for module, deps in _imports().items():
+        if _layer(module) is None:
+            continue
+        rank = LAYERS.index(_layer(module))
+        upward += [(module, d) for d in deps if _layer(d) and LAYERS.index(_layer(d)) > rank]
+    assert upward == []
+
+
+def test_the_two_card_modules_import_only_the_lowest_sub_package():
+    graph = _imports()
+    for card in ("models", "data"):
+        assert {d for d in graph[card] if d.startswith("study.")} <= {
+            d for d in graph[card] if _layer(d) == "core" or d == "study"}, card
+        assert any(_layer(d) == "core" for d in graph[card]), card  # the test reads the imports
+
+
+def test_the_layer_order_is_the_one_the_package_docstring_gives():
+    import study
+    listed = [line.split("`")[1] for line in study.__doc__.splitlines() if line.startswith("- `")]
+    assert tuple(listed) == LAYERS
+    assert sorted(p.name for p in (REPO / "study").iterdir() if p.is_dir()
+                  and p.name != "__pycache__") == sorted(LAYERS)
+
+
 def test_every_shared_module_says_what_it_is_for():
-    for path in (REPO / "study").glob("*.py"):
-        if path.name != "__init__.py":
-            assert ast.get_docstring(ast.parse(path.read_text())), path.name
+    for path in (REPO / "study").rglob("*.py"):
+        assert ast.get_docstring(ast.parse(path.read_text())), path
 
 
 def test_the_layout_page_names_every_file_a_reader_would_look_for():
     """docs/layout.md is the one-sentence map; a module added without a line there fails here."""
     page = (REPO / "docs" / "layout.md").read_text()
-    names = [p.name for p in (REPO / "study").glob("*.py") if p.name != "__init__.py"]
+    names = [p.name for p in (REPO / "study").rglob("*.py") if p.name != "__init__.py"]
     names += [p.name for p in REPO.glob("*.py")]
     assert [n for n in names if n not in page] == []

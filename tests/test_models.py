@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from models import Architecture, DeconvNet, TutorialNet, reconstruction_loss
 
-from study.checkpoints import architecture_of, load_model
+from study.training.checkpoints import architecture_of, load_model
 
 
 def test_tutorial_net_outputs_ten_scores():

@@ -2,10 +2,9 @@
 import pytest
 import torch
 
-from conftest import REPO  # noqa: F401 (puts the repository on the path)
 from models import ARCHITECTURE, DeconvNet
-from study import baselines, evidence, nulls
-from study.findings import ROLE_KINDS
+from study.analysis import baselines, evidence, nulls
+from study.analysis.findings import ROLE_KINDS
 
 
 def test_holm_matches_a_hand_computed_example():
@@ -112,7 +111,7 @@ def test_a_cascade_draw_started_above_the_trained_stages_gives_the_whole_encoder
     map below it: every map must equal what the draw's whole encoder (encode, with switches)
     gives, and the stages below must not be computed at all."""
     from models import ARCHITECTURES
-    from study.random_models import cascades, changed_layers, reinitialised
+    from study.analysis.random_models import cascades, changed_layers, reinitialised
     arch = ARCHITECTURES[arch_name]
     torch.manual_seed(0)
     net = DeconvNet(arch).eval()

@@ -1,10 +1,10 @@
-"""Receptive fields of padded networks: the offset of models.ConvLayer and study/evidence.py's
+"""Receptive fields of padded networks: the offset of models.ConvLayer and study/analysis/evidence.py's
 field averages, boxes, patches and crops, against hand computation and autograd."""
 import pytest
 import torch
 
 from models import ARCHITECTURES, Architecture, DeconvNet
-from study.evidence import clip_box, crop, local_signals, patches_at, receptive_box
+from study.analysis.evidence import clip_box, crop, local_signals, patches_at, receptive_box
 
 # small3's stages with padding 1: the padded kind Task 3 must read
 SMALL3_PADDED = Architecture(channels=(8, 16, 32), kernel=3, hidden=(64,), padding=1)

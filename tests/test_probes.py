@@ -1,4 +1,4 @@
-"""study/probes.py: linear probes with answers known by construction."""
+"""study/analysis/probes.py: linear probes with answers known by construction."""
 import functools
 import math
 
@@ -7,8 +7,8 @@ import torch
 
 from data import CIFAR10
 from models import Architecture, DeconvNet, TutorialNet
-from study.common import UsageError
-from study.probes import (layer_features, pixel_probe, probe_accuracies, probe_accuracy,
+from study.core.common import UsageError
+from study.analysis.probes import (layer_features, pixel_probe, probe_accuracies, probe_accuracy,
                           probe_training_images)
 
 # per class; 8x8 images keep every fit near a second. 200 training images per class, as the

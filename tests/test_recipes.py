@@ -1,4 +1,4 @@
-"""The fast recipe (study/recipes.py): its schedule against torch's OneCycleLR, its defaults
+"""The fast recipe (study/training/recipes.py): its schedule against torch's OneCycleLR, its defaults
 beside the tutorial's (which stay the default), its flips, and a resumed run that follows an
 unbroken one."""
 import math
@@ -11,8 +11,8 @@ import torch.nn.functional as F
 import train_classifier
 import train_deconv
 from models import Architecture, TutorialNet
-from study.recipes import FAST_DEFAULTS, FAST_SHIFT, FastRecipe, fast_sgd, one_cycle_lr
-from study.training import TrainingRun, fit
+from study.training.recipes import FAST_DEFAULTS, FAST_SHIFT, FastRecipe, fast_sgd, one_cycle_lr
+from study.training.loop import TrainingRun, fit
 
 
 @pytest.mark.parametrize("total", [7, 100, 391])
@@ -51,7 +51,7 @@ def test_flips_mirror_the_images_drawn_for_the_step_and_depend_on_seed_and_step_
     x = torch.randn(64, 3, 4, 4)
     recipe.before_step(5)
     mask = recipe.flips(64)
-    with mock.patch("study.recipes.FAST_SHIFT", 0):  # flips alone
+    with mock.patch("study.training.recipes.FAST_SHIFT", 0):  # flips alone
         seen = recipe.augment(x)
     assert torch.equal(seen[mask], x[mask].flip(3))
     assert torch.equal(seen[~mask], x[~mask])
@@ -129,8 +129,8 @@ def test_the_scripts_train_deep4_with_the_fast_recipe_and_save_it_folded(tmp_pat
     """Both scripts, end to end on the tiny data: the checkpoint is a plain (folded) network
     that the metrics file beside it describes, and it loads as such."""
     from conftest import run_script
-    from study.checkpoints import architecture_beside, load_model
-    from study.readers import read_json
+    from study.training.checkpoints import architecture_beside, load_model
+    from study.core.readers import read_json
 
     common = ["--data-dir", tiny_cifar, "--arch", "deep4", "--recipe", "fast", "--epochs", "1",
               "--batch-size", "32", "--quiet"]

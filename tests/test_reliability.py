@@ -14,8 +14,8 @@ import pytest
 import torch
 
 import data
-from study.common import UsageError
-from study.files import remove_stale_temporaries
+from study.core.common import UsageError
+from study.core.files import remove_stale_temporaries
 from conftest import REPO, run_script, write_image_folders
 
 
@@ -214,7 +214,7 @@ def test_a_damaged_training_state_is_one_line(tiny_cifar, tmp_path, script_env):
 
 
 def test_a_loss_plot_without_running_means_has_no_empty_legend_entry(tmp_path):
-    from study import plots
+    from study.reporting import plots
     history = {"loss_log": [], "epoch_loss": [{"epoch": 1, "loss": 2.3}]}  # epoch < --log-every
     plots.loss_curves(history, {"loss": "cross-entropy"}, 40, 4, 2000, tmp_path / "loss.svg", "t")
     svg = (tmp_path / "loss.svg").read_text()
@@ -223,7 +223,7 @@ def test_a_loss_plot_without_running_means_has_no_empty_legend_entry(tmp_path):
 
 def test_atomic_writes_reach_the_disk_before_the_rename_and_the_rename_after(tmp_path, monkeypatch):
     """After a power loss a renamed file must not be empty: fsync the data, rename, fsync the folder."""
-    from study import files
+    from study.core import files
     events = []
     real_fsync, real_replace = os.fsync, os.replace
 

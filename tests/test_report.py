@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO, run_script
 import make_report
 from make_report import page_count
-from study.common import run_cli
+from study.core.common import run_cli
 
 METRICS = ("task1/metrics.json", "task2/metrics.json", "task3/metrics.json", "runs/summary.json")
 
@@ -147,7 +147,7 @@ def test_every_number_in_the_report_comes_from_a_metrics_file(built):
 def test_every_number_of_the_typeset_facts_comes_from_a_metrics_file(built):
     """The PDF's facts and its captions included: every string handed to the template."""
     from make_report import read_metrics
-    from study.report_facts import build_facts, captions
+    from study.reporting.facts import build_facts, captions
 
     outputs, _ = built
     metrics = read_metrics(outputs)
@@ -172,7 +172,7 @@ def _strings(value):
 def test_a_one_epoch_run_is_reported_as_one_epoch(built):
     """The tiny study trains for 1 epoch: no sentence may carry the tutorial's default of two."""
     from make_report import read_metrics
-    from study.report_facts import build_facts
+    from study.reporting.facts import build_facts
 
     outputs, _ = built
     metrics = read_metrics(outputs)
@@ -575,7 +575,7 @@ def test_every_svg_figure_prints_its_text_at_7_pt_or_more(built):
     """The report places each figure at its drawn width, so an SVG's font sizes (pt, written as
     px at 72 per inch by matplotlib) are the printed sizes."""
     from make_report import figure_facts, read_metrics
-    from study.report_facts import build_facts
+    from study.reporting.facts import build_facts
 
     outputs, _ = built
     figs = figure_facts(build_facts(read_metrics(outputs)), outputs, outputs)
@@ -592,7 +592,7 @@ def test_every_svg_figure_prints_its_text_at_7_pt_or_more(built):
 def test_the_abstract_has_at_most_150_words_and_a_neutral_run_no_verdict(built):
     """The tiny study is not the full-data run the prose was written for: its abstract is the
     neutral note, and no verdict sentence of the template appears anywhere in the PDF."""
-    from study.report_claims import template_verdicts
+    from study.reporting.claims import template_verdicts
 
     outputs, _ = built
     text = " ".join(pdf_text(outputs / "report.pdf").split())

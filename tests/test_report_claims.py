@@ -1,11 +1,11 @@
-"""The report's verdicts (study/report_claims.py): every verdict sentence of the template has a
+"""The report's verdicts (study/reporting/claims.py): every verdict sentence of the template has a
 check and every check a sentence; a run that contradicts a sentence stops the build and names
 it; the checks themselves on small hand-made metrics with known answers."""
 import pytest
 
 from conftest import REPO
-from study import report_claims
-from study.common import UsageError
+from study.reporting import claims as report_claims
+from study.core.common import UsageError
 
 TEMPLATE = (REPO / "report" / "report.typ").read_text()
 

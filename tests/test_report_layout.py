@@ -1,10 +1,9 @@
-"""The report's layout read back from a PDF (study/report_layout.py), checked on documents typeset
+"""The report's layout read back from a PDF (study/reporting/page_check.py), checked on documents typeset
 here with one known fault each: a figure past the margin, a float after the References, a
 figure the text never cites, a half-empty page."""
 import pytest
 
-from conftest import REPO  # noqa: F401 (puts the repository on the path)
-from study import report_layout
+from study.reporting import page_check as report_layout
 
 # the report's page (report/report.typ): A4 with its margins
 PAGE = '#set page(paper: "a4", margin: (x: 1.7cm, top: 1.5cm, bottom: 1.5cm), numbering: "1")\n'

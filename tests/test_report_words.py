@@ -3,8 +3,8 @@ import copy
 
 import pytest
 
-from conftest import REPO  # noqa: F401 (puts the repository on the path)
-from study import report_text as rt
+from study.core import text
+from study.reporting import numbers as rt
 
 
 def test_the_median_of_an_even_count_is_the_mean_of_the_two_middle_values():
@@ -19,6 +19,6 @@ def test_p_values_never_print_as_zero():
 
 
 def test_generated_words_read_as_written_by_a_person():
-    assert rt.plural(1, "channel") == "1 channel" and rt.plural(3, "channel") == "3 channels"
-    assert rt.seeds_words([0]) == "seed 0" and rt.seeds_words([0, 1, 2]) == "seeds 0, 1 and 2"
-    assert rt.and_list(["a"]) == "a" and rt.and_list(["a", "b", "c"]) == "a, b and c"
+    assert text.plural(1, "channel") == "1 channel" and text.plural(3, "channel") == "3 channels"
+    assert text.seeds_words([0]) == "seed 0" and text.seeds_words([0, 1, 2]) == "seeds 0, 1 and 2"
+    assert text.and_list(["a"]) == "a" and text.and_list(["a", "b", "c"]) == "a, b and c"

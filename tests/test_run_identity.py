@@ -14,7 +14,7 @@ import torch
 import visualize_latents
 from data import load_cifar10
 from models import DeconvNet
-from study.decoders import layer1_refit
+from study.analysis.decoders import layer1_refit
 from test_bad_input import assert_one_line_error, run_in_process
 
 
@@ -103,7 +103,7 @@ def test_a_permuted_checkpoint_that_is_not_one_is_refused(task2_runs, tmp_path, 
 
 
 def test_a_real_permuted_checkpoint_is_accepted_and_its_hash_recorded(task2_runs):
-    from study.run_identity import check_permuted
+    from study.runs.identity import check_permuted
     trained = task2_runs("trained", 1)
     permuted = task2_runs("p", 2, permute_labels=True)
     sha = hashlib.sha256(permuted.read_bytes()).hexdigest()

@@ -1,4 +1,4 @@
-"""One home for every shared value: change the default λ in study/settings.py alone, and the
+"""One home for every shared value: change the default λ in study/core/settings.py alone, and the
 Task 2 script, the sweep's plan, its summary and the λ table follow."""
 import json
 import shutil
@@ -30,7 +30,7 @@ PROBE = r'''
 import json, sys
 from pathlib import Path
 import sweep, train_deconv
-from study.summary import summarize
+from study.runs.summary import summarize
 
 out = Path(sys.argv[1])
 args = sweep.parse_args([])

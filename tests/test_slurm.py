@@ -86,7 +86,7 @@ def test_the_help_says_the_outputs_must_be_visible_to_every_node():
 
 
 def test_jobs_are_submitted_in_the_local_order_with_one_array_per_neighbouring_dependency(tmp_path):
-    from study import cluster
+    from study.runs import cluster
 
     def run(name: str, *after: str) -> sweep.Run:
         return sweep.Run(name, [sys.executable, "-c", "pass"], tmp_path / name, after)
@@ -246,7 +246,7 @@ def test_a_tiny_sweep_through_slurm_gives_the_local_numbers_to_the_last_digit(sl
 def test_a_failing_run_is_reported_with_its_job_id_and_the_others_finish(slurm_cluster, tiny_cifar,
                                                                         tmp_path, monkeypatch,
                                                                         capsys):
-    from study import cluster
+    from study.runs import cluster
 
     monkeypatch.setenv("CIFAR10_CACHE", str(tmp_path / "cache"))
     flags = ["--data-dir", str(tiny_cifar), "--quiet", "--device", "cpu", "--epochs", "1",
@@ -280,7 +280,7 @@ def test_a_run_past_its_time_limit_is_reported_with_its_job_id_and_stopped(slurm
                                                                         tmp_path, capsys):
     """--time 2: submitit asks Slurm for its signal 90 s before the end (Slurm may send it up to
     60 s earlier), so the run is stopped within 30 s of its start."""
-    from study import cluster
+    from study.runs import cluster
 
     pid = tmp_path / "sleeper.pid"
     script = (f"import os, time; open({str(pid)!r}, 'w').write(str(os.getpid())); "

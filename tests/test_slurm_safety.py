@@ -87,7 +87,7 @@ def test_a_percent_in_the_outputs_is_refused_for_slurm_with_one_line(tmp_path, m
                                  monkeypatch, capsys, tmp_path)
     assert_one_line_error(code, lines, "'%'", "Slurm expands", str(outputs))
     assert not outputs.parent.exists()
-    from study import cluster
+    from study.runs import cluster
     cluster.check_slurm_path(tmp_path / "plain")  # a path without % passes
     with pytest.raises(sweep.UsageError):
         cluster.check_slurm_path(Path("relative%j"))
@@ -127,7 +127,7 @@ def test_a_slurm_job_replaces_a_link_at_its_log_and_links_in_the_job_folder(slur
                                                                             tmp_path, capsys):
     """Item 1: `logs/<run>.log -> ../../victim.txt` is replaced, the victim untouched; links in
     the job folder (where Slurm writes by name) are removed before anything is submitted."""
-    from study import cluster
+    from study.runs import cluster
 
     victim = tmp_path / "victim.txt"
     victim.write_text("precious\n")
@@ -202,7 +202,7 @@ def test_while_squeue_fails_the_result_files_are_still_read_and_a_warning_says_s
         slurm_cluster, deadline, tmp_path, monkeypatch, capsys):
     """Item 3: squeue fails for the whole sweep; the run's result still ends it, one warning
     (once a minute) says the controller does not answer, and no "in -0 s" is printed."""
-    from study import cluster
+    from study.runs import cluster
 
     bin_dir = wrapper(tmp_path / "bin", "squeue",
                       'echo "squeue: error: Unable to contact slurm controller (simulated)" >&2\n'
@@ -233,7 +233,7 @@ def test_a_result_file_left_by_an_older_job_with_the_same_id_is_not_taken(slurm_
                                                                           tmp_path, capsys):
     """Item 4: Slurm reused the job id; the old job's "ok" result file is in the new job's
     folder. The sweep waits for the job itself to finish."""
-    from study import cluster
+    from study.runs import cluster
 
     jobs_dir = tmp_path / "slurm"
     after = last_job_id()
@@ -258,7 +258,7 @@ def test_a_result_file_left_by_an_older_job_with_the_same_id_is_not_taken(slurm_
 def test_a_job_that_can_never_start_is_reported_and_cancelled(slurm_cluster, deadline, tmp_path, capsys):
     """Item 5: 64 CPUs on this small node pend for ever (PartitionConfig): reported with the
     reason and cancelled; the run waiting for it is skipped."""
-    from study import cluster
+    from study.runs import cluster
 
     cpus = os.cpu_count() * 32
     greedy = quick_run(tmp_path, "greedy")

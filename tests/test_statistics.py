@@ -11,12 +11,12 @@ import math
 import pytest
 import torch
 
-from study.decoders import decoder_checks
-from study.evidence import _weighted_angle, effect_size
+from study.analysis.decoders import decoder_checks
+from study.analysis.evidence import _weighted_angle, effect_size
 from models import DeconvNet
-from study.summary import seed_spread, paired_t_test
+from study.runs.summary import seed_spread, paired_t_test
 from train_deconv import psnr_baselines
-from study.training import accuracy_summary, psnr_db
+from study.training.loop import accuracy_summary, psnr_db
 
 
 def test_accuracy_its_standard_error_per_class_and_confusion_by_hand():

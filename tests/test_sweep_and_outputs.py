@@ -15,20 +15,20 @@ import pytest
 import torch
 
 import data
-from study import image_files
+from study.core import image_files
 import make_report
 import sweep
 import train_classifier
 import train_deconv
 import visualize_latents
-from study.common import UsageError
-from study.files import save_json, save_torch
-from study.run_folders import INCOMPLETE, run_folder
+from study.core.common import UsageError
+from study.core.files import save_json, save_torch
+from study.runs.folders import INCOMPLETE, run_folder
 from conftest import REPO, run_script, write_image_folders
 from models import DeconvNet
-from study.summary import summarize
+from study.runs.summary import summarize
 from test_bad_input import assert_one_line_error, run_in_process
-from study.training_state import STATE_FILE
+from study.training.state import STATE_FILE
 
 
 def png_bytes(pixels: np.ndarray, bit_depth: int = 8, colour_type: int = 2,
@@ -136,7 +136,7 @@ def test_a_folder_whose_run_did_not_finish_is_refused_by_task3_and_the_report(
 
 
 def test_an_interrupted_run_leaves_its_folder_marked_and_says_so(tmp_path):
-    from study.common import Interrupted
+    from study.core.common import Interrupted
     with pytest.raises(Interrupted, match="marked incomplete"):
         with run_folder(tmp_path / "out", "x.py"):
             raise KeyboardInterrupt
@@ -150,7 +150,7 @@ def test_an_interrupted_run_leaves_its_folder_marked_and_says_so(tmp_path):
 def test_a_second_writer_into_the_same_folder_is_refused(tiny_cifar, tmp_path):
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys, time; sys.path.insert(0, %r)\n"
-        "from study.run_folders import run_folder\n"
+        "from study.runs.folders import run_folder\n"
         "with run_folder(__import__('pathlib').Path(%r), 'holder.py'):\n"
         "    print('held', flush=True); time.sleep(60)") % (str(REPO), str(tmp_path / "o"))],
         stdout=subprocess.PIPE, text=True)
@@ -210,7 +210,7 @@ def test_two_quick_interrupts_leave_no_child_of_the_sweep_alive(tmp_path):
     pids = tmp_path / "pids"
     script.write_text(
         f"import sys, os, signal\nsys.path.insert(0, {str(REPO)!r})\n"
-        "import sweep\nfrom pathlib import Path\nfrom study.common import run_cli\n"
+        "import sweep\nfrom pathlib import Path\nfrom study.core.common import run_cli\n"
         "child = 'import os, time; open(%r, \"a\").write(str(os.getpid()) + chr(10)); "
         "time.sleep(120)'\n"
         f"runs = [sweep.Run(f'r{{i}}', [sys.executable, '-c', child % {str(pids)!r}], Path('.')) "

@@ -7,11 +7,11 @@ import torch.nn.functional as F
 
 from data import normalize
 from models import DeconvNet, TutorialNet
-from study.summary import seed_spread
+from study.runs.summary import seed_spread
 from sweep import NOT_STARTED, Run, plan, run_parallel
 from train_classifier import cross_entropy
 from train_deconv import eq1
-from study.training import StepRunner, mcnemar, train_epoch
+from study.training.loop import StepRunner, mcnemar, train_epoch
 
 
 def synthetic(n=600, seed=0):

@@ -16,20 +16,21 @@ import pytest
 import torch
 from PIL import Image
 
-from study import data_cache, files, run_folders
+from study.core import data_cache, files
+from study.runs import folders as run_folders
 import data
-from study import image_files
+from study.core import image_files
 import train_classifier
 import train_deconv
-from study.common import UsageError, printable
-from study.files import open_no_follow, save_json
-from study.run_folders import INCOMPLETE, LOCK, check_output_dir, require_complete, run_folder
-from study.readers import field, read_json, require, require_items
+from study.core.common import UsageError, printable
+from study.core.files import open_no_follow, save_json
+from study.runs.folders import INCOMPLETE, LOCK, check_output_dir, require_complete, run_folder
+from study.core.readers import field, read_json, require, require_items
 from conftest import write_image_folders
 from models import DeconvNet, TutorialNet
-from study.checkpoints import read_state_dict
+from study.training.checkpoints import read_state_dict
 from test_bad_input import assert_one_line_error, run_in_process
-from study.training_state import check_training_state, save_training_state
+from study.training.state import check_training_state, save_training_state
 
 
 @pytest.fixture

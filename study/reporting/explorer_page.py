@@ -1,0 +1,258 @@
+"""The explorer page itself: the models' weights, the gallery, the channel cards and the
+architecture as one JSON block, put into explorer/explorer.html with its JavaScript and CSS as
+one offline file (`write_explorer`); build_explorer.py is its command line.
+
+`write_explorer` embeds the Task 2 model's weights (and the layer-1 decoder that Task 3 fits on
+the real z1) as float32, optional models to compare with (their fully connected layers as
+float16, convolutions and decoder float32), a gallery of test images as uint8, the
+architecture (`net.arch.describe()`: every map shape, padding, channel count and receptive
+field the page uses) and each channel's card from Task 3's metrics. The page computes
+everything itself (encoder, classifier head, the decoder of every layer, occlusion maps) in
+plain JavaScript, for a network of any depth of the kind models.py describes.
+"""
+import base64
+import json
+import re
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from study.core.files import atomic_path
+from data import DISPLAY_NAMES
+from models import ARCHITECTURE, ARCHITECTURES, Architecture, DeconvNet
+from study.analysis.evidence import crop
+
+ASSETS = Path(__file__).resolve().parents[2] / "explorer"
+IMAGES_PER_CLASS = 10
+# The page's limit. A deep network's float32 weights alone pass it (a deep4 page with float32
+# weights measured 4,457,910 bytes): such a default model keeps its encoder and head float32 and
+# stores its decoder as float16 (see write_explorer).
+MAX_BYTES = 4 * 2 ** 20
+DEFAULT_ID = "trained"
+DEFAULT_LABEL = "trained model (Task 2)"
+# What the page says about a model comes from its kind (the plain words live in explorer.js):
+# "trained" (the default), "lambda" (the same protocol, another weight of the reconstruction
+# loss), "random" (the layers in "randomised" re-initialised, decoders refitted), "permuted"
+# (trained on shuffled labels) or "other".
+MODEL_KINDS = ("trained", "lambda", "random", "permuted", "other")
+ID_LENGTH = 64
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,%d}$" % (ID_LENGTH - 1))
+PAGE_MARK = 'id="explorer-data"'  # the data script of every page written here
+
+
+def _floats(tensor: torch.Tensor, dtype: str = "float32") -> dict:
+    """A tensor as {shape, dtype, base64 of its little-endian float32 or float16 bytes}."""
+    array = tensor.detach().cpu().float().contiguous().numpy()
+    array = array.astype("<f2" if dtype == "float16" else "<f4")
+    if not torch.from_numpy(array.astype("<f4")).isfinite().all():
+        raise ValueError(f"a weight does not fit {dtype} (over its range)")
+    return {"shape": list(array.shape), "dtype": dtype,
+            "data": base64.b64encode(array.tobytes()).decode()}
+
+
+def _bytes(tensor: torch.Tensor) -> str:
+    return base64.b64encode(tensor.detach().cpu().to(torch.uint8).contiguous().numpy().tobytes()).decode()
+
+
+def model_weights(net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | None,
+                  head_dtype: str = "float32", decoder_dtype: str = "float32") -> dict:
+    """Every weight the page needs: encoder, head, Task 2's decoder and (if given) the refitted
+    deconv1 that decodes z1 (without it, z1 is decoded by the model's own deconv1).
+
+    `head_dtype` "float16" halves the fully connected layers, which hold nine tenths of the
+    tutorial net's weights; `decoder_dtype` "float16" halves the decoder (the deconvs), half of
+    a deep net's weights. The encoder's convolutions always stay float32, so the maps and the
+    max-pool switches stay exact (a float16 conv would flip near-tied switches).
+    """
+    stages = net.arch.depth
+    encoder = {f"conv{k}": getattr(net, f"conv{k}") for k in range(1, stages + 1)}
+    head = {f"fc{k}": getattr(net, f"fc{k}") for k in range(1, len(net.arch.hidden) + 2)}
+    decoder = {f"deconv{k}": getattr(net, f"deconv{k}") for k in range(1, stages + 1)}
+    if layer1_decoder is not None:
+        decoder["deconv1_refit"] = layer1_decoder
+    weights = {}
+    for layers, dtype in ((encoder, "float32"), (decoder, decoder_dtype), (head, head_dtype)):
+        weights.update({name: {"weight": _floats(layer.weight, dtype),
+                               "bias": _floats(layer.bias, dtype)} for name, layer in layers.items()})
+    return weights
+
+
+def decoder_notes(refit: bool) -> dict:
+    """Which decoder reads each latent, in words (shown in the page)."""
+    return {"z1": ("deconv1 refitted on the real z1 (Task 3)" if refit
+                   else "this model's own deconv1 (trained in Task 2)"),
+            "z2": "this model's Task 2 decoder"}
+
+
+def gallery(test_labels: torch.Tensor, per_class: int, extra_test: list[int]) -> list[int]:
+    """The first `per_class` test images of each class, plus `extra_test`, in test-set order."""
+    labels = test_labels.cpu()
+    chosen = set(extra_test)
+    for k in range(len(DISPLAY_NAMES)):
+        chosen.update((labels == k).nonzero().flatten()[:per_class].tolist())
+    return sorted(chosen)
+
+
+def channel_cards(task3: dict, test_images: torch.Tensor, arch: Architecture = ARCHITECTURE) -> dict:
+    """Per layer, per channel: the finding, its numbers and its top-9 patches (uint8, base64;
+    zeros where a padded network's field reaches past the border)."""
+    cards = {}
+    for stage in arch.layers:
+        cards[stage.name] = []
+        for row, top in zip(task3["channels"][stage.name], task3["top9"][stage.name]):
+            patches = [_bytes(crop(test_images[i], (t, l, s)))
+                       for i, (t, l, s) in zip(top["test_indices"], top["boxes"])]
+            cards[stage.name].append({
+                "channel": row["channel"], "finding": row["finding"], "roles": row["roles"],
+                "top_k": row["top_k"], "top_k_classes": row["top_k_classes"],
+                "correlations": {"luminance": row["r_luminance"], "R-G": row["r_red_green"],
+                                 "B-(R+G)/2": row["r_blue_yellow"],
+                                 "gradient energy": row["r_gradient_energy"]},
+                "patch_size": top["boxes"][0][2], "patches": patches,
+                "patch_classes": top["classes"],
+                # each claim against its null distributions (Holm-corrected), per question of
+                # the report: did training make it (random networks), is it a single channel's
+                # (rotations of the trained layer); the card's badge names what survived which
+                "claims": [{"rule": claim["rule"], "survives": bool(claim.get("survives")),
+                            "p_holm": claim.get("p_holm"),
+                            **{question: bool((claim.get("questions") or {}).get(question, {})
+                                              .get("survives", claim.get("survives")))
+                               for question in ("learned", "single_channel")}}
+                           for claim in _claims_of(row.get("baseline_claims") or {})]})
+    return cards
+
+
+def _claims_of(judged: dict) -> list[dict]:
+    """A channel's tested claims (Task 3's baseline_claims): its class share, then the rest."""
+    share = judged.get("class_share")
+    return ([share] if isinstance(share, dict) else []) + [
+        claim for claim in judged.get("claims", []) if isinstance(claim, dict)]
+
+
+def _extra_model(entry: dict) -> dict:
+    """One model to compare with, as the page embeds it (float16 fully connected layers)."""
+    missing = {"id", "label", "net"} - set(entry)
+    if missing:
+        raise ValueError(f"an extra model needs {sorted(missing)} (given {sorted(entry)})")
+    if isinstance(entry["id"], str) and len(entry["id"]) > ID_LENGTH:
+        raise ValueError(f"extra model id {entry['id']!r} is {len(entry['id'])} characters "
+                         f"long, over the limit of {ID_LENGTH} (it goes into the page's links)")
+    if not isinstance(entry["id"], str) or not ID_PATTERN.match(entry["id"]):
+        raise ValueError(f"extra model id {entry['id']!r} must be letters, digits, '_', '.' or "
+                         "'-' (it goes into the page's links)")
+    decoder = entry.get("layer1_decoder")
+    return {"id": entry["id"], "label": str(entry["label"]), "precision": "float16 head",
+            "weights": model_weights(entry["net"], decoder, "float16"),
+            "decoders": decoder_notes(decoder is not None), **model_meta(entry)}
+
+
+def kind_of(name: str) -> dict:
+    """{kind, randomised} from the name Task 3 gives its baseline models ("conv2_seed1001",
+    "conv1_conv2_seed1001", "permuted_labels"), else {}."""
+    randomised = re.findall(r"conv\d+", name)
+    if "permuted" in name:
+        return {"kind": "permuted"}
+    return {"kind": "random", "randomised": randomised} if randomised else {}
+
+
+def model_meta(entry: dict) -> dict:
+    """A model's kind, λ and randomised layers as the page reads them (its labels and notes)."""
+    entry = {**kind_of(str(entry.get("id", ""))), **entry}
+    kind = entry.get("kind", "other")
+    if kind not in MODEL_KINDS:
+        raise ValueError(f"model kind {kind!r} is not one of {MODEL_KINDS}")
+    lam = entry.get("lambda")
+    randomised = [str(name) for name in entry.get("randomised", [])]
+    return {"kind": kind, "lambda": None if lam is None else float(lam), "randomised": randomised}
+
+
+def page_data(net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | None,
+              test_images: torch.Tensor, test_labels: torch.Tensor, report_images: dict,
+              task3: dict | None, extra_models: list[dict] = (), model_label: str = DEFAULT_LABEL,
+              model_info: dict | None = None, decoder_dtype: str = "float32") -> dict:
+    """Everything the page embeds, as JSON-ready values (the default model's decoder as
+    `decoder_dtype`)."""
+    report_test = report_images["test"]["index"]
+    indices = gallery(test_labels, IMAGES_PER_CLASS, [report_test])
+    images = [{"index": i, "label": int(test_labels[i]), "split": "test",
+               "note": "the report's test image" if i == report_test else ""} for i in indices]
+    pixels = [test_images[i] for i in indices]
+    train = report_images.get("train")
+    if train is not None:
+        images.append({"index": train["index"], "label": train["label"], "split": "train",
+                       "note": "the report's training image"})
+        pixels.append(train["pixels"])
+    precision = "float32" if decoder_dtype == "float32" else f"{decoder_dtype} decoder"
+    models = [{"id": DEFAULT_ID, "label": model_label, "precision": precision,
+               "weights": model_weights(net, layer1_decoder, decoder_dtype=decoder_dtype),
+               "decoders": decoder_notes(layer1_decoder is not None),
+               **model_meta({"kind": "trained", **(model_info or {})})}]
+    for entry in extra_models:
+        models.append(_extra_model(entry))
+    ids = [m["id"] for m in models]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"model ids must be unique (and not {DEFAULT_ID!r}): {ids}")
+    return {"architecture": net.arch.describe(), "network": network_name(net.arch),
+            "classes": list(DISPLAY_NAMES),
+            "models": models, "images": images, "pixels": _bytes(torch.stack(pixels)),
+            "cards": channel_cards(task3, test_images, net.arch) if task3 else None,
+            "start": indices.index(report_test)}
+
+
+def network_name(arch: Architecture) -> str | None:
+    """The name of `arch` in models.ARCHITECTURES ("tutorial", "deep4", ...), BatchNorm folded
+    or not (the page says which network it runs); None for an architecture without a name."""
+    unfolded = replace(arch, batchnorm=False)
+    return next((name for name, known in ARCHITECTURES.items()
+                 if replace(known, batchnorm=False) == unfolded), None)
+
+
+def render(data: dict) -> str:
+    """explorer.html with its script, style and data inlined: one self-contained page."""
+    html = (ASSETS / "explorer.html").read_text()
+    # No '<' (nor '>', '&') of any embedded text reaches the HTML parser: `</script>` and `<!--`
+    # would end or hide the script. JSON reads the escapes back as the same characters.
+    payload = (json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+               .replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+    return (html.replace("/*STYLE*/", (ASSETS / "explorer.css").read_text())
+                .replace("/*DATA*/", payload)
+                .replace("/*SCRIPT*/", (ASSETS / "explorer.js").read_text()))
+
+
+def write_explorer(path: Path, net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | None,
+                   test_images: torch.Tensor, test_labels: torch.Tensor, report_images: dict,
+                   task3: dict | None, *, extra_models: list[dict] = (),
+                   model_label: str = DEFAULT_LABEL, model_info: dict | None = None) -> int:
+    """Write the page atomically; returns its size in bytes.
+
+    `report_images` is {"test": {"index"}, "train": {"index", "label", "pixels"} or absent};
+    `task3` is Task 3's metrics ("channels", "top9") or None for a page without channel cards.
+    `extra_models` are models to switch to, each {"id": stable link-safe id, "label": display
+    text, "net": a DeconvNet, "layer1_decoder": a ConvTranspose2d that decodes z1, or None to use
+    the net's own deconv1; optional "kind" (MODEL_KINDS), "lambda", "randomised" (layer names)
+    from which the page words its labels}, embedded with float16 fully connected layers
+    (convolutions and decoders float32, so their maps and reconstructions are exact);
+    `model_info` the same optional keys for the default. The default model is float32
+    throughout, unless its weights alone would take the page over MAX_BYTES (a deep net): then
+    its decoder is float16 (its encoder and head stay float32, so its predictions, maps and
+    switches are still exact). The page stays <= MAX_BYTES (ValueError otherwise).
+    """
+    def page(models: list[dict], decoder_dtype: str) -> bytes:
+        return render(page_data(net, layer1_decoder, test_images.cpu(), test_labels.cpu(),
+                                report_images, task3, models, model_label, model_info,
+                                decoder_dtype)).encode()
+
+    encoded = page(list(extra_models), "float32")
+    if len(encoded) > MAX_BYTES and (not extra_models or len(page([], "float32")) > MAX_BYTES):
+        encoded = page(list(extra_models), "float16")  # the default alone is too large
+        if len(encoded) > MAX_BYTES and not extra_models:
+            raise ValueError(f"explorer.html would be {len(encoded)} bytes, over {MAX_BYTES}, "
+                             "even with this network's decoder at half precision: its weights "
+                             "are too large for the page")
+    if len(encoded) > MAX_BYTES:
+        raise ValueError(f"explorer.html would be {len(encoded)} bytes, over {MAX_BYTES}; "
+                         "embed fewer models")
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(encoded)
+    return len(encoded)
