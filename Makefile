@@ -39,9 +39,7 @@ runs:
 # The explorer page, built once the runs it shows exist: the trained model with Task 3's channel
 # cards, the randomised models Task 3 saved, and the lambda-sweep models.
 explorer:
-	$(PYTHON) build_explorer.py outputs/task2/deconv_net.pth \
-	    $$(ls outputs/task3/baseline_models/*/deconv_net.pth outputs/runs/task2_lambda*_seed0/deconv_net.pth 2>/dev/null) \
-	    --task3 outputs/task3/metrics.json --out outputs/task3/explorer.html --quiet
+	$(PYTHON) build_explorer.py --study outputs --quiet
 
 # One run each, seed 0, as the tutorial does it.
 task1:

@@ -27,14 +27,16 @@ from pathlib import Path
 
 import torch
 
-from study.core.common import ArgumentParser, UsageError, add_data_arguments, run_cli
-from study.core.readers import field, load_torch_file, read_json, require, require_items
-from study.core.text import plural
-from study.runs.folders import check_output_dir, require_complete
 from data import DISPLAY_NAMES, load_cifar10
 from models import ARCHITECTURE, Architecture, DeconvNet
+from study.core.common import ArgumentParser, UsageError, add_data_arguments, run_cli
+from study.core.layout import BASELINE_MODELS, METRICS, Outputs
+from study.core.readers import field, load_torch_file, read_json, require, require_items
+from study.core.text import plural
+from study.reporting.explorer_page import (DEFAULT_ID, ID_LENGTH, MAX_BYTES, PAGE_MARK, kind_of,
+                                           write_explorer)
+from study.runs.folders import check_output_dir, require_complete
 from study.training.checkpoints import architecture_beside, load_model
-from study.reporting.explorer_page import DEFAULT_ID, ID_LENGTH, MAX_BYTES, PAGE_MARK, kind_of, write_explorer
 
 # --- the command line: a page from any Task 2 checkpoint(s) ---
 
@@ -49,7 +51,7 @@ def _describe_checkpoint(path: Path) -> tuple[str, str, dict]:
         if label:
             ident = re.sub(r"[^A-Za-z0-9_.-]", "_", path.parent.name).lstrip("_.-")[:64] or "model"
             return ident, label, kind_of(path.parent.name)
-    metrics = path.with_name("metrics.json")
+    metrics = path.with_name(METRICS)
     config = {}
     if metrics.is_file():
         fix = "rerun train_deconv.py into that folder, or leave the checkpoint out"
@@ -190,16 +192,34 @@ def check_page_path(out: Path, data_dir: str | Path | None) -> None:
 
 def parse_args(argv: list[str] | None = None):
     parser = ArgumentParser(description="The channel explorer page from Task 2 checkpoint(s).")
-    parser.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT",
+    parser.add_argument("checkpoints", nargs="*", type=Path, metavar="CHECKPOINT",
                         help="deconv_net.pth files; the first is the default model (float32), "
                              "the others are embedded (fully connected layers float16) to compare with")
-    parser.add_argument("--out", type=Path, required=True, help="the page to write (.html)")
+    parser.add_argument("--study", type=Path, default=None, metavar="OUTPUTS",
+                        help="the study's page (make explorer): the trained model, Task 3's cards "
+                             "and randomised models and the λ sweep's models found in OUTPUTS, "
+                             "written to OUTPUTS/task3/explorer.html")
+    parser.add_argument("--out", type=Path, default=None, help="the page to write (.html)")
     parser.add_argument("--task3", type=Path, default=None,
                         help="Task 3 metrics.json of the first checkpoint: adds the channel cards "
                              "(and uses its --data-dir/--subset unless given)")
     add_data_arguments(parser)
     parser.set_defaults(subset=None)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.study is not None:
+        if args.checkpoints or args.task3:
+            parser.error("--study finds the checkpoints and Task 3's metrics itself; give either "
+                         "--study or CHECKPOINT ... (with --task3)")
+        tree = Outputs(args.study)
+        if not tree.task2_checkpoint.is_file():
+            raise UsageError(f"no Task 2 model in {tree.task('task2')}; run make runs first")
+        args.checkpoints = tree.explorer_checkpoints()
+        task3 = tree.task("task3") / METRICS
+        args.task3 = task3 if task3.is_file() else None
+        args.out = args.out or tree.explorer
+    elif not args.checkpoints or args.out is None:
+        parser.error("give CHECKPOINT ... and --out, or --study OUTPUTS")
+    return args
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -212,7 +232,7 @@ def main(argv: list[str] | None = None) -> None:
                          "rerun visualize_latents.py into it, or leave --task3 out")
     for path in args.checkpoints:
         folders = [path.parent]
-        if path.parent.parent.name == "baseline_models":  # saved by Task 3 into its folder
+        if path.parent.parent.name == BASELINE_MODELS:  # saved by Task 3 into its folder
             folders.append(path.parent.parent.parent)
         for folder in folders:
             require_complete(folder, "the folder of checkpoint", f"rerun the run that writes "

@@ -23,8 +23,8 @@ import torch
 from study.core import data_cache
 from study.core.common import UsageError, printable, say
 from study.core.files import remove_stale_temporaries
-from study.core.text import plural
 from study.core.image_files import read_image
+from study.core.text import plural
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
            "dog", "frog", "horse", "ship", "truck")  # folder names; torchvision's index order

@@ -21,15 +21,15 @@ import json
 import tempfile
 from pathlib import Path
 
-from study.reporting import plots
-from study.core.common import ArgumentParser, UsageError, output_folder, run_cli
 from study.analysis.decoders import decoder_label
-from study.core.files import atomic_path, prepare_output_dir
 from study.analysis.nulls import ALPHA, holm
+from study.core.common import ArgumentParser, UsageError, output_folder, run_cli
+from study.core.files import atomic_path, prepare_output_dir
+from study.core.layout import DEPTH_REPORT, METRICS, Outputs
 from study.core.readers import read_json
-from study.runs.folders import require_complete
-from study.runs.folders import check_output_dir
 from study.core.settings import BASELINE_GROUPS, randomised_group
+from study.reporting import plots
+from study.runs.folders import check_output_dir, require_complete
 
 MAX_PAGES = 4
 TEMPLATE = Path(__file__).resolve().parent / "report" / "depth.typ"
@@ -214,13 +214,14 @@ def network_facts(task3: dict | None, probes: dict | None, title: str) -> dict |
 
 
 def build_facts(outputs: Path) -> dict:
-    depth = outputs / "depth"
-    deep = {part: optional(depth / part / "metrics.json", f"deep {part} metrics")
+    tree = Outputs(outputs)
+    depth = tree.depth.root
+    deep = {part: optional(depth / part / METRICS, f"deep {part} metrics")
             for part in ("task1", "task2", "task3", "probes")}
     if deep["task2"] is None:
         raise UsageError(f"no deep Task 2 run in {depth / 'task2'}; run make depth first")
-    tutorial = {"task3": optional(outputs / "task3" / "metrics.json", "Task 3 metrics"),
-                "probes": optional(depth / "probes_tutorial" / "metrics.json", "tutorial probe metrics")}
+    tutorial = {"task3": optional(tree.task("task3") / METRICS, "Task 3 metrics"),
+                "probes": optional(tree.depth.probes_tutorial / METRICS, "tutorial probe metrics")}
     t1, t2 = deep["task1"] or {}, deep["task2"]
     config = t2.get("config", {})
     decoders = (deep["task3"] or {}).get("decoders", {})
@@ -256,13 +257,13 @@ def typeset(facts: dict, figure: Path, out: Path) -> None:
     pages = pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages")
     if pages > MAX_PAGES:
         raise UsageError(f"depth.pdf would have {pages} pages, more than {MAX_PAGES}")
-    with atomic_path(out / "depth.pdf") as path:
+    with atomic_path(out / DEPTH_REPORT) as path:
         path.write_bytes(pdf)
 
 
 def main() -> None:
     args = parse_args()
-    out = getattr(args, "out", args.outputs / "depth")
+    out = getattr(args, "out", Outputs(args.outputs).depth.root)
     check_output_dir(out)
     facts = build_facts(args.outputs)
     prepare_output_dir(out)
@@ -273,7 +274,7 @@ def main() -> None:
     for network in facts["networks"].values():
         for sentence in network["sentences"]:
             print(sentence)
-    print(f"wrote {out / 'depth.pdf'}")
+    print(f"wrote {out / DEPTH_REPORT}")
 
 
 if __name__ == "__main__":

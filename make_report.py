@@ -14,15 +14,16 @@ import os
 import re
 from pathlib import Path
 
-from study.reporting import plots
+from models import ARCHITECTURE, Architecture
 from study.core.common import ArgumentParser, UsageError, output_folder, run_cli, say
 from study.core.files import atomic_path, prepare_output_dir
-from study.runs.folders import check_output_dir, require_complete
+from study.core.layout import METRICS, REPORT, SUMMARY, Outputs
 from study.core.readers import field, read_json, require
-from models import ARCHITECTURE, Architecture
+from study.reporting import plots
 from study.reporting.claims import check_verdicts
 from study.reporting.facts import FIGURE_FILES, REPORT_FIGURES, build_facts, captions
 from study.reporting.page_check import layout_problems
+from study.runs.folders import check_output_dir, require_complete
 from study.runs.summary import run_settings
 
 MAX_PAGES = 8
@@ -106,7 +107,7 @@ def check_provenance(metrics: dict, outputs: Path) -> None:
     """Refuse to combine results that do not belong together (a newer run of one part failed,
     or one part was made from another run's model)."""
     task1, task2, task3 = metrics["task1"], metrics["task2"], metrics["task3"]
-    model = outputs / "task2" / "deconv_net.pth"
+    model = Outputs(outputs).task2_checkpoint
     if task3 and model.is_file():
         made_from = task3.get("layer1_refit", {}).get("checkpoint_sha256")
         if made_from != hashlib.sha256(model.read_bytes()).hexdigest():
@@ -128,7 +129,7 @@ def check_provenance(metrics: dict, outputs: Path) -> None:
         row = next((r for r in seeds.get("per_seed", [])
                     if r.get("seed") == found.get("config", {}).get("seed")), None)
         if row is not None and row.get(f"{task}_settings") != run_settings(found):
-            raise UsageError(f"{outputs / 'runs' / 'summary.json'} was made from another "
+            raise UsageError(f"{outputs / 'runs' / SUMMARY} was made from another "
                              f"{task.replace('task', 'Task ')} run than {outputs / task} holds "
                              "(its seed table would contradict it); rerun sweep.py (or make all)")
 
@@ -136,9 +137,9 @@ def check_provenance(metrics: dict, outputs: Path) -> None:
 def depth_pointer(outputs: Path) -> dict | None:
     """What the abstract says of the companion report when make depth has made it: the deeper
     network's number of stages and test accuracy (its Task 2 run), else None."""
-    if not (outputs / "depth" / "depth.pdf").is_file():
+    if not Outputs(outputs).depth.depth_report.is_file():
         return None
-    metrics = outputs / "depth" / "task2" / "metrics.json"
+    metrics = Outputs(outputs).depth.task("task2") / METRICS
     found = read_json(metrics, "deep Task 2 metrics", "rerun make depth") if metrics.is_file() else {}
     layers = found.get("architecture", {}).get("layers")
     accuracy = found.get("test_accuracy")
@@ -428,7 +429,7 @@ def main() -> None:
         raise UsageError(f"a metrics file under {args.outputs} lacks or garbles a value "
                          f"({type(error).__name__}: {error}); rerun the task scripts with this "
                          "version of the code (make all)") from None
-    pages = compile_pdf(facts, out / "report.pdf")
+    pages = compile_pdf(facts, out / REPORT)
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(markdown(facts, args.outputs.resolve(), out.resolve()))
     print(f"wrote {out / 'report.pdf'} ({pages} pages) and {out / 'report.md'}")

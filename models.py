@@ -15,8 +15,6 @@ import torch.nn.functional as F
 
 from study.core.common import UsageError
 
-
-
 # --- the architecture, described once: every shape, receptive field and figure derives from it ---
 
 @dataclass(frozen=True)

@@ -25,22 +25,24 @@ from tqdm import tqdm
 
 from data import DISPLAY_NAMES, load_cifar10
 from models import ARCHITECTURE
-from study.training.checkpoints import architecture_beside, load_model
-from study.core.common import (ArgumentParser, add_data_arguments, add_output_arguments, add_threads_argument,
-                          environment_info, fast_layout, number, run_cli, select_device, UsageError)
-from study.core.files import save_json
 from study.analysis.nulls import holm
 from study.analysis.probes import (PROBE_TRAIN_IMAGES, describe_protocol, pixel_probe_predictions,
-                          probe_layer_predictions)
+                                   probe_layer_predictions)
 from study.analysis.random_models import baseline_seeds, cascades, changed_layers, reinitialised
+from study.core.common import (ArgumentParser, UsageError, add_data_arguments, add_output_arguments,
+                               add_threads_argument, environment_info, fast_layout, number, run_cli,
+                               select_device)
+from study.core.files import save_json
+from study.core.layout import METRICS, Outputs
 from study.core.readers import field, read_json, require_items
 from study.runs.folders import check_output_dir, require_complete, run_folder
+from study.training.checkpoints import architecture_beside, load_model
 from study.training.loop import mcnemar
 
 
 def parse_args(argv: list[str] | None = None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, default=Path("outputs/task2/deconv_net.pth"),
+    parser.add_argument("--checkpoint", type=Path, default=Outputs().task2_checkpoint,
                         help="the trained network: a DeconvNet written by train_deconv.py")
     parser.add_argument("--permuted-checkpoint", type=Path, default=None,
                         help="the same network trained on permuted labels (train_deconv.py "
@@ -53,7 +55,7 @@ def parse_args(argv: list[str] | None = None):
                              "instead of fitted again (the floor does not depend on the network; "
                              "its fit is the slowest probe, minutes on the full data)")
     add_data_arguments(parser)
-    add_output_arguments(parser, out="outputs/probes")
+    add_output_arguments(parser, out=str(Outputs().probes))
     add_threads_argument(parser)
     return parser.parse_args(argv)
 
@@ -68,7 +70,7 @@ def load_network(path: Path, flag: str) -> torch.nn.Module:
 
 def training_seed(checkpoint: Path) -> int:
     """The seed the network was trained with (its metrics.json), so that no baseline reuses it."""
-    metrics = checkpoint.with_name("metrics.json")
+    metrics = checkpoint.with_name(METRICS)
     if not metrics.is_file():
         return 0
     seed = read_json(metrics, "Task 2 metrics", "rerun train_deconv.py").get("config", {}).get("seed", 0)
@@ -81,7 +83,7 @@ def earlier_pixel_predictions(folder: Path, data, seed: int, train_images: int) 
     training images: else one UsageError saying which differs."""
     fix = "rerun probe_layers.py into it with the same data and settings, or leave out --pixels-from"
     require_complete(folder, "--pixels-from", fix)
-    path = folder / "metrics.json"
+    path = folder / METRICS
     metrics = read_json(path, "--pixels-from: the probes' metrics", fix)
     if metrics.get("task") != "probes":
         raise UsageError(f"--pixels-from {folder} holds no probe_layers.py results; {fix}")
@@ -179,7 +181,7 @@ def main() -> None:
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "wall_seconds": round(time.perf_counter() - started, 2),
             "data": data.describe(), "environment": environment_info(device),
-        }, out / "metrics.json")
+        }, out / METRICS)
         print(f"wrote {out / 'metrics.json'}")
 
 

@@ -23,12 +23,14 @@ import subprocess
 import time
 from pathlib import Path
 
-from study.core.common import ArgumentParser, MAX_SEED, UsageError, add_data_arguments, number, run_cli
-from study.core.files import open_log, prepare_output_dir, save_json
-from study.runs.folders import check_output_dir, mark_incomplete
 from data import load_cifar10
-from study.runs.plan import NO_RESULTS, NOT_STARTED, Run, missing_results, plan
+from study.core.common import (MAX_SEED, ArgumentParser, UsageError, add_data_arguments, number,
+                               run_cli)
+from study.core.files import open_log, prepare_output_dir, save_json
+from study.core.layout import SUMMARY, Outputs
 from study.core.settings import MAX_NULL_DRAWS, MAX_OCCLUSION_IMAGES, SWEEP_LAMBDAS, SWEEP_SEEDS
+from study.runs.folders import check_output_dir, mark_incomplete
+from study.runs.plan import NO_RESULTS, NOT_STARTED, Run, missing_results, plan
 from study.runs.summary import summarize, sweep_figure
 
 REPO = Path(__file__).resolve().parent
@@ -274,7 +276,7 @@ def main() -> None:
         data_flags += ["--data-dir", str(args.data_dir)]
     if args.quiet:
         data_flags.append("--quiet")
-    runs_dir = prepare_output_dir(args.outputs / "runs")
+    runs_dir = prepare_output_dir(Outputs(args.outputs).runs)
     lambdas = [] if args.no_lambda_sweep else args.lambdas
     runs = plan(args.seeds, lambdas, args.outputs, [*data_flags, *args.extra],
                 [*data_flags, *(["--null-draws", str(args.null_draws)] if args.null_draws else []),
@@ -298,8 +300,8 @@ def main() -> None:
         summary["slurm_jobs"] = job_ids
     if summary["lambda_sweep"]:
         sweep_figure(summary, runs_dir / "lambda_sweep.svg")
-    save_json(summary, runs_dir / "summary.json")
-    print(f"wrote {runs_dir / 'summary.json'}")
+    save_json(summary, runs_dir / SUMMARY)
+    print(f"wrote {runs_dir / SUMMARY}")
     if summary["failed_runs"]:
         raise UsageError(f"{len(summary['failed_runs'])} run(s) failed: "
                          f"{', '.join(summary['failed_runs'])}; their logs are in {runs_dir / 'logs'}")

@@ -14,18 +14,19 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from study.reporting import plots
-from study.core.common import (ArgumentParser, add_data_arguments, add_output_arguments, environment_info,
-                    printable, run_cli, select_device)
-from study.core.files import save_json, save_torch
-from study.runs.folders import check_output_dir, run_folder
 from data import DISPLAY_NAMES, TUTORIAL_TEST_BATCH, load_cifar10, tutorial_test_batch
 from models import ARCHITECTURES, TutorialNet, fold_batchnorm
+from study.core.common import (ArgumentParser, add_data_arguments, add_output_arguments,
+                               environment_info, printable, run_cli, select_device)
+from study.core.files import save_json, save_torch
+from study.core.layout import CLASSIFIER_CHECKPOINT, METRICS, TRAINING_STATE, Outputs
+from study.reporting import plots
+from study.runs.folders import check_output_dir, run_folder
 from study.training.checkpoints import load_model
-from study.training.recipes import (FAST_LABEL_SMOOTHING, FastRecipe, describe_fast_recipe, fast_sgd,
-                           parse_with_recipe)
 from study.training.loop import TrainingRun, accuracy_summary, add_training_arguments, evaluate, fit
-from study.training.state import STATE_FILE, check_training_state, require_training_state
+from study.training.recipes import (FAST_LABEL_SMOOTHING, FastRecipe, describe_fast_recipe,
+                                    fast_sgd, parse_with_recipe)
+from study.training.state import check_training_state, require_training_state
 
 
 def build_parser() -> ArgumentParser:
@@ -33,7 +34,7 @@ def build_parser() -> ArgumentParser:
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     add_training_arguments(parser)
     add_data_arguments(parser)
-    add_output_arguments(parser, out="outputs/task1")
+    add_output_arguments(parser, out=str(Outputs().task("task1")))
     return parser
 
 
@@ -79,7 +80,7 @@ def main() -> None:
     device = select_device(args.device, args.threads, onednn=args.recipe == "fast")
     check_output_dir(args.out, "task1", args.data_dir)
     if args.resume:
-        require_training_state(args.out / STATE_FILE)  # before anything is written
+        require_training_state(args.out / TRAINING_STATE)  # before anything is written
     torch.manual_seed(args.seed)
 
     # 1. Load and normalise CIFAR-10 (normalised per mini-batch); show some training images.
@@ -89,7 +90,7 @@ def main() -> None:
     if args.resume:  # other settings and damaged states are refused before anything is written
         with torch.random.fork_rng(devices=[]):  # the probe must not move the seeded stream
             probe = TutorialNet(ARCHITECTURES[args.arch])
-        check_training_state(args.out / STATE_FILE, settings, args.epochs,
+        check_training_state(args.out / TRAINING_STATE, settings, args.epochs,
                              [sgd(probe, args)], probe, PART_NAMES)
     with run_folder(args.out, "train_classifier.py", args.data_dir) as out:
         sample = torch.randperm(len(data.train_labels),
@@ -112,7 +113,7 @@ def main() -> None:
         # 4. Train the network.
         history = fit(net, loss_fn, [optimizer], data.train_images, data.train_labels,
                       TrainingRun.from_args(args, settings=settings, part_names=PART_NAMES,
-                                            state_path=out / STATE_FILE, before_step=before_step))
+                                            state_path=out / TRAINING_STATE, before_step=before_step))
         print("Finished Training")
         arch = net.arch
         if arch.batchnorm:  # saved folded: every reader of the checkpoint sees a plain net
@@ -120,7 +121,7 @@ def main() -> None:
             arch = net.arch
 
         # Save the trained model as the tutorial does (a plain state dict), and load it back.
-        model_path = out / "cifar_net.pth"
+        model_path = out / CLASSIFIER_CHECKPOINT
         save_torch(net.state_dict(), model_path)
         net = load_model(model_path, "TutorialNet", "checkpoint", arch=arch).to(device)
 
@@ -162,7 +163,7 @@ def main() -> None:
             "train_seconds": history["train_seconds"],
             "wall_seconds": round(time.perf_counter() - started, 2),
             "data": data.describe(), "environment": environment_info(device),
-        }, out / "metrics.json")
+        }, out / METRICS)
         print(f"wrote {printable(out)}/: metrics.json, cifar_net.pth and figures")
 
 

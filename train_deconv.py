@@ -15,22 +15,24 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from study.reporting import plots
-from study.core.common import (ArgumentParser, FLOAT32_MAX, UsageError, add_data_arguments,
-                    add_output_arguments, environment_info, number, printable, run_cli,
-                    select_device)
-from study.core.files import save_json, save_torch
-from study.runs.folders import INCOMPLETE, check_output_dir, run_folder
-from study.core.readers import field, read_json
 from data import DISPLAY_NAMES, denormalize, load_cifar10, normalize
 from models import ARCHITECTURES, Architecture, DeconvNet, fold_batchnorm, reconstruction_loss
-from study.training.checkpoints import load_weights, read_state_dict
-from study.training.recipes import (FAST_LABEL_SMOOTHING, FastRecipe, describe_fast_recipe, fast_sgd,
-                           parse_with_recipe)
-from study.training.loop import (TrainingRun, accuracy_summary, add_training_arguments, evaluate, fit,
-                            mcnemar, psnr_db)
-from study.training.state import STATE_FILE, check_training_state, require_training_state
+from study.core.common import (FLOAT32_MAX, ArgumentParser, UsageError, add_data_arguments,
+                               add_output_arguments, environment_info, number, printable, run_cli,
+                               select_device)
+from study.core.files import save_json, save_torch
+from study.core.layout import (CLASSIFIER_CHECKPOINT, DECONV_CHECKPOINT, INCOMPLETE, METRICS,
+                               TRAINING_STATE, Outputs)
+from study.core.readers import field, read_json
 from study.core.settings import COMPARED_WITH_TASK1, DEFAULT_LAMBDA
+from study.reporting import plots
+from study.runs.folders import check_output_dir, run_folder
+from study.training.checkpoints import load_weights, read_state_dict
+from study.training.loop import (TrainingRun, accuracy_summary, add_training_arguments, evaluate,
+                                 fit, mcnemar, psnr_db)
+from study.training.recipes import (FAST_LABEL_SMOOTHING, FastRecipe, describe_fast_recipe,
+                                    fast_sgd, parse_with_recipe)
+from study.training.state import check_training_state, require_training_state
 
 PART_NAMES = ("ce", "rec")  # the two parts of eq. (1) the running loss log holds
 
@@ -55,11 +57,11 @@ def build_parser() -> ArgumentParser:
                         help="train on the training labels permuted once at random (seeded by "
                              "--seed; test labels untouched): the data-randomisation baseline of "
                              "Task 3 (Adebayo et al. 2018)")
-    parser.add_argument("--task1-metrics", type=Path, default=Path("outputs/task1/metrics.json"),
+    parser.add_argument("--task1-metrics", type=Path, default=Outputs().task("task1") / METRICS,
                         help="Task 1 results to compare with, if they exist and were trained on "
                              "the same data, subset, seed and protocol")
     add_data_arguments(parser)
-    add_output_arguments(parser, out="outputs/task2")
+    add_output_arguments(parser, out=str(Outputs().task("task2")))
     return parser
 
 
@@ -138,7 +140,7 @@ def main() -> None:
     check_output_dir(args.out, "task2", args.data_dir)
     init_state = encoder_weights(args.init_from, ARCHITECTURES[args.arch]) if args.init_from else None  # fail early
     if args.resume:
-        require_training_state(args.out / STATE_FILE)
+        require_training_state(args.out / TRAINING_STATE)
     data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=args.quiet)
     data = data.to(device)
     settings = run_settings(args, data.content_hash)
@@ -151,7 +153,7 @@ def main() -> None:
     if args.resume:  # other settings and damaged states are refused before anything is written
         with torch.random.fork_rng(devices=[]):  # the probe must not move the seeded stream
             probe = DeconvNet(ARCHITECTURES[args.arch])
-        check_training_state(args.out / STATE_FILE, settings, args.epochs,
+        check_training_state(args.out / TRAINING_STATE, settings, args.epochs,
                              optimizers_for(probe, args, device), probe, PART_NAMES)
     # Read and check Task 1's results now, not after the whole training.
     task1 = (task1_for_comparison(args.task1_metrics, config, data.test_labels)
@@ -173,12 +175,12 @@ def main() -> None:
             recipe.prepare(net)
         history = fit(net, loss_fn, optimizers, data.train_images, train_labels,
                       TrainingRun.from_args(args, settings=settings, part_names=PART_NAMES,
-                                            state_path=out / STATE_FILE, before_step=before_step,
+                                            state_path=out / TRAINING_STATE, before_step=before_step,
                                             divergence_hint="lower --lr or --lambda"))
         print("Finished Training")
         if net.arch.batchnorm:  # saved folded: every reader of the checkpoint sees a plain net
             net = fold_batchnorm(net.eval())
-        save_torch(net.state_dict(), out / "deconv_net.pth")
+        save_torch(net.state_dict(), out / DECONV_CHECKPOINT)
 
         # Test: accuracy as in Task 1, and how well the image comes back, beside simple baselines.
         evaluation = evaluate(net, data.test_images, data.test_labels)
@@ -218,7 +220,7 @@ def main() -> None:
             "train_seconds": history["train_seconds"],
             "wall_seconds": round(time.perf_counter() - started, 2),
             "data": data.describe(), "environment": environment_info(device),
-        }, out / "metrics.json")
+        }, out / METRICS)
         print(f"wrote {printable(out)}/: metrics.json, deconv_net.pth and figures")
 
 
@@ -281,7 +283,7 @@ def task1_for_comparison(path: Path, config: dict, labels: torch.Tensor) -> dict
     if different or not torch.equal(task1_labels, labels.cpu()):
         return {"message": f"no comparison with Task 1: {path} was run with other "
                            f"{', '.join(different) or 'test images'}"}
-    model = path.parent / "cifar_net.pth"
+    model = path.parent / CLASSIFIER_CHECKPOINT
     init_from = config.get("init_from")
     dependent = bool(init_from) and model.exists() and Path(init_from).resolve() == model.resolve()
     return {"task1": task1, "path": str(path), "independent": not dependent,

@@ -17,35 +17,37 @@ from pathlib import Path
 
 import torch
 
-from study.reporting import latent_plots, plots
+from data import DISPLAY_NAMES, load_cifar10, normalize
+from models import ARCHITECTURE, Architecture, DeconvNet
+from study.analysis.baselines import OCCLUSION_IMAGES, BaselineFigures, randomisation_baselines
+from study.analysis.decoders import (controls, decoder_checks, decoders_of, layer1_refit,
+                                     picture_decoder)
+from study.analysis.evidence import (RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats, crop,
+                                     patch_measures)
+from study.analysis.findings import (RULES, against_baselines, channel_roles, describe_channel,
+                                     hue_name, projections_alike, surviving_roles)
+from study.analysis.nulls import NULL_DRAWS, rule_images
+from study.analysis.projections import single_channels, top9
+from study.analysis.random_models import SEEDS_PER_CASCADE, baseline_seeds
 from study.core.common import (ArgumentParser, UsageError, add_data_arguments, add_output_arguments,
-                          add_threads_argument, environment_info, fast_layout, number, run_cli,
-                          select_device)
+                               add_threads_argument, environment_info, fast_layout, number, run_cli,
+                               select_device)
 from study.core.files import save_json, save_torch
+from study.core.layout import BASELINE_MODELS, DECONV_CHECKPOINT, METRICS, Outputs
+from study.core.readers import read_json
+from study.core.settings import (BASELINE_GROUPS, MAX_BASELINE_SEEDS, MAX_NULL_DRAWS,
+                                 MAX_OCCLUSION_IMAGES, randomised_group)
+from study.reporting import latent_plots, plots
 from study.runs.folders import check_output_dir, remove_tree, require_complete, run_folder
 from study.runs.identity import check_permuted
-from study.core.readers import read_json
-from data import DISPLAY_NAMES, load_cifar10, normalize
-from study.analysis.decoders import controls, decoder_checks, decoders_of, layer1_refit, picture_decoder
-from study.analysis.evidence import (RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats, crop,
-                            patch_measures)
-from study.analysis.projections import single_channels, top9
-from study.analysis.baselines import OCCLUSION_IMAGES, BaselineFigures, randomisation_baselines
-from study.analysis.random_models import SEEDS_PER_CASCADE, baseline_seeds
-from study.analysis.nulls import NULL_DRAWS, rule_images
-from study.analysis.findings import (RULES, against_baselines, channel_roles, describe_channel,
-                            hue_name, projections_alike, surviving_roles)
-from models import ARCHITECTURE, Architecture, DeconvNet
 from study.training.checkpoints import architecture_beside, load_model
-from study.core.settings import (BASELINE_GROUPS, MAX_BASELINE_SEEDS, MAX_NULL_DRAWS,
-                            MAX_OCCLUSION_IMAGES, randomised_group)
 
 CHANNELS = {stage.index: stage.channels for stage in ARCHITECTURE.layers}  # for --help
 
 
 def parse_args(argv: list[str] | None = None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", type=Path, default=Path("outputs/task2/deconv_net.pth"),
+    parser.add_argument("--checkpoint", type=Path, default=Outputs().task2_checkpoint,
                         help="DeconvNet written by train_deconv.py")
     parser.add_argument("--train-class", choices=DISPLAY_NAMES, default=None,
                         help="explain the first training image of this class (default: horse)")
@@ -82,7 +84,7 @@ def parse_args(argv: list[str] | None = None):
                         help="test images on which occlusion is compared with the projections, "
                              f"1 to {MAX_OCCLUSION_IMAGES:,}")
     add_data_arguments(parser)
-    add_output_arguments(parser, out="outputs/task3")
+    add_output_arguments(parser, out=str(Outputs().task("task3")))
     add_threads_argument(parser)
     return parser.parse_args(argv)
 
@@ -205,8 +207,8 @@ def save_explorer_models(models: list[dict], folder: Path) -> None:
         # saved in the usual layout, as every checkpoint is (Task 3 reads deep nets channels-last;
         # the layer-1 decoders are made fresh, in the usual layout, for every model)
         save_torch({k: v.contiguous() for k, v in model["net"].state_dict().items()},
-                   where / "deconv_net.pth")
-        sha256 = hashlib.sha256((where / "deconv_net.pth").read_bytes()).hexdigest()
+                   where / DECONV_CHECKPOINT)
+        sha256 = hashlib.sha256((where / DECONV_CHECKPOINT).read_bytes()).hexdigest()
         save_torch({"key": {"checkpoint_sha256": sha256},
                     "state": model["layer1_decoder"].state_dict()}, where / "layer1_decoder.pth")
         save_json({"label": model["label"]}, where / "model.json")
@@ -229,7 +231,7 @@ def main() -> None:
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     net, checkpoint_sha256 = load_task2_model(args.checkpoint, device, arch=arch)
-    task2_metrics = args.checkpoint.with_name("metrics.json")
+    task2_metrics = args.checkpoint.with_name(METRICS)
     task2 = (read_json(task2_metrics, "Task 2 metrics", "rerun train_deconv.py")
              if task2_metrics.is_file() else {})
     permuted, permuted_info = None, None
@@ -242,7 +244,7 @@ def main() -> None:
     picks = {"train": pick_image(data.train_labels, args.train_index, args.train_class, "train"),
              "test": pick_image(data.test_labels, args.test_index, args.test_class, "test")}
     with run_folder(args.out, "visualize_latents.py", args.data_dir) as out:
-        remove_tree(out / "baseline_models")  # an earlier run's models are not this run's
+        remove_tree(out / BASELINE_MODELS)  # an earlier run's models are not this run's
         data = data.to(device)
 
         # 1. Decoders worth reading: refit layer 1 on the real z1, then measure every decoder.
@@ -349,7 +351,7 @@ def main() -> None:
         # 5. What the explorer page shows beside the trained model: the first randomised model
         #    of each group, with the decoders refitted for it (build_explorer.py reads them).
         save_explorer_models(explorer_models(baseline_figures, refit.deconv1, arch),
-                             out / "baseline_models")
+                             out / BASELINE_MODELS)
 
         save_json({
             "task": "task3", "checkpoint": str(args.checkpoint),
@@ -367,7 +369,7 @@ def main() -> None:
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
             "wall_seconds": round(time.perf_counter() - started, 2),
             "data": data.describe(), "environment": environment_info(device),
-        }, out / "metrics.json")
+        }, out / METRICS)
         print(f"wrote {out}/: metrics.json and figures")
 
 

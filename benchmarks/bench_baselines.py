@@ -15,15 +15,15 @@ from pathlib import Path
 
 import torch
 
-
+from data import default_data_dir, load_cifar10
 from study.analysis import baselines
-from study.core.common import ArgumentParser, number
-from study.core.readers import read_json
 from study.analysis.evidence import channel_table
 from study.analysis.findings import channel_roles
-from data import default_data_dir, load_cifar10
+from study.core.common import ArgumentParser, number
+from study.core.readers import read_json
 from study.training.checkpoints import load_model
 from visualize_latents import pick_image
+
 
 def tables(block: dict) -> str:
     """The block as plain-text tables."""

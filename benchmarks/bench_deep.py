@@ -15,14 +15,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-
 from data import default_data_dir, load_cifar10
 from models import ARCHITECTURES, TutorialNet
-from study.training.loop import recipes
 from study.core.common import ArgumentParser, number, select_device
-from study.training.recipes import (FAST_DEFAULTS, FAST_LABEL_SMOOTHING, FastRecipe,
-                           fast_sgd)
-from study.training.loop import StepRunner, evaluate, step_mode, train_epoch
+from study.training.loop import StepRunner, evaluate, recipes, step_mode, train_epoch
+from study.training.recipes import FAST_DEFAULTS, FAST_LABEL_SMOOTHING, FastRecipe, fast_sgd
 
 
 def smoothed_cross_entropy(net, x, y):

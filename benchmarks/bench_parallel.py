@@ -14,12 +14,11 @@ import time
 from pathlib import Path
 
 import torch
-
+from bench_task2 import task2_steps_per_second
 
 from benchmarks.bench_task1 import task1_steps_per_second
-from bench_task2 import task2_steps_per_second
-from study.core.common import ArgumentParser, number, select_device
 from data import default_data_dir, load_cifar10
+from study.core.common import ArgumentParser, number, select_device
 from sweep import Run, run_parallel
 
 REPO = Path(__file__).resolve().parent.parent

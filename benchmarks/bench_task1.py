@@ -13,11 +13,10 @@ from pathlib import Path
 
 import torch
 
-
 from benchmarks.common_bench import EPOCH_STEPS, steps_per_second
-from study.core.common import ArgumentParser, number, select_device
 from data import default_data_dir, load_cifar10
 from models import TutorialNet
+from study.core.common import ArgumentParser, number, select_device
 from train_classifier import cross_entropy
 
 

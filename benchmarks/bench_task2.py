@@ -8,13 +8,13 @@ from pathlib import Path
 
 import torch
 
-
 from benchmarks.bench_task1 import task1_steps_per_second
 from benchmarks.common_bench import EPOCH_STEPS, steps_per_second
-from study.core.common import ArgumentParser, number, select_device
 from data import default_data_dir, load_cifar10
 from models import DeconvNet
-from train_deconv import eq1, optimizers_for, parse_args as task2_defaults
+from study.core.common import ArgumentParser, number, select_device
+from train_deconv import eq1, optimizers_for
+from train_deconv import parse_args as task2_defaults
 
 
 def task2_steps_per_second(data, steps: int, mode: str = "eager") -> float:

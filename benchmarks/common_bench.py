@@ -3,7 +3,6 @@ import time
 
 import torch
 
-
 from study.training.loop import StepRunner, train_epoch
 
 EPOCH_STEPS = 12500  # 50,000 images at batch 4

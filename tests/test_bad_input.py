@@ -15,10 +15,10 @@ import make_report
 import train_classifier
 import train_deconv
 import visualize_latents
-from study.core.common import UsageError, run_cli
-from study.core.files import atomic_path, save_torch
 from conftest import run_script, write_image_folders
 from models import DeconvNet, TutorialNet
+from study.core.common import UsageError, run_cli
+from study.core.files import atomic_path, save_torch
 
 TRAINING_SCRIPTS = {"train_classifier": train_classifier, "train_deconv": train_deconv}
 DATA_SCRIPTS = {**TRAINING_SCRIPTS, "visualize_latents": visualize_latents}

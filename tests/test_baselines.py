@@ -9,15 +9,13 @@ import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
 
-from study.analysis import baselines, nulls, random_models
-from study.analysis import evidence, projections
-from study.analysis import findings
-from study.analysis import occlusion
 from conftest import SHARED_CIFAR10, run_script
 from data import normalize
 from models import ARCHITECTURE, DeconvNet
-from train_deconv import permuted_labels
+from study.analysis import (baselines, evidence, findings, nulls, occlusion, projections,
+                            random_models)
 from study.analysis.evidence import channel_table
+from train_deconv import permuted_labels
 
 
 def _images(n: int, seed: int = 0) -> torch.Tensor:

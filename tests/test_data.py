@@ -8,8 +8,8 @@ import torch
 from PIL import Image
 
 import data
-from study.core.common import UsageError
 from conftest import write_image_folders
+from study.core.common import UsageError
 
 
 def test_normalize_matches_tutorial_and_round_trips():

@@ -5,11 +5,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from models import ARCHITECTURES, Architecture, DeconvNet, TutorialNet, fold_batchnorm
-
-from study.training.checkpoints import check_state_dict
-from study.core.common import UsageError
 from conftest import TutorialsOwnNet
+from models import ARCHITECTURES, Architecture, DeconvNet, TutorialNet, fold_batchnorm
+from study.core.common import UsageError
+from study.training.checkpoints import check_state_dict
 
 
 def test_the_tutorial_net_is_the_tutorials_bit_for_bit_with_the_same_seed():

@@ -59,7 +59,7 @@ def test_a_part_whose_run_did_not_finish_is_refused(part, tmp_path):
     """Round six, case 2: depth.pdf is not built from a folder still marked .incomplete (a run
     that stopped, whose files may be older than it): one UsageError naming the folder."""
     from study.core.common import UsageError
-    from study.runs.folders import INCOMPLETE
+    from study.core.layout import INCOMPLETE
 
     folder = tmp_path / "depth" / part
     folder.mkdir(parents=True)

@@ -670,8 +670,8 @@ def test_a_page_without_task3_has_no_cards(browser, study_outputs, tiny_cifar, t
 
 
 def test_write_explorer_takes_extra_models(browser, tiny_cifar, tmp_path):
-    from data import load_cifar10
     from build_explorer import write_explorer
+    from data import load_cifar10
     data = load_cifar10(tiny_cifar, cache_dir=tmp_path / "cache", quiet=True)
     net = DeconvNet().eval()
     report = {"test": {"index": 3}}

@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_bad_input import assert_one_line_error, run_in_process
 
 import build_explorer
-from study.reporting import explorer_page
 from data import load_cifar10
 from models import ARCHITECTURE, DeconvNet
-from test_bad_input import assert_one_line_error, run_in_process
+from study.reporting import explorer_page
 
 pytestmark = pytest.mark.slow  # each builds or loads a data set and a page (~1 s)
 

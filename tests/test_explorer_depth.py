@@ -17,13 +17,13 @@ import sys
 import pytest
 import torch
 import torch.nn.functional as F
+from test_explorer import (REPO, _axe, _classify, _decode, _pixels, axe_source,  # noqa: F401
+                           browser, open_page, wait_until)
 
 from data import load_cifar10, normalize
 from models import ARCHITECTURES, DeconvNet, fold_batchnorm, reconstruction_loss
-from study.training.checkpoints import load_model
 from study.core.files import save_json, save_torch
-from test_explorer import (REPO, _axe, _classify, _decode, _pixels, axe_source,  # noqa: F401
-                           browser, open_page, wait_until)
+from study.training.checkpoints import load_model
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

@@ -247,10 +247,11 @@ def _mutate_json_text(text: str, rng: np.random.Generator) -> bytes:
 
 def _base_state():
     import argparse
+    import tempfile
+
     import train_classifier
     from models import TutorialNet
     from study.training.state import save_training_state
-    import tempfile
     net = TutorialNet()
     optimizer = train_classifier.sgd(net, argparse.Namespace(lr=0.001, momentum=0.9))
     net(torch.zeros(2, 3, 32, 32)).sum().backward()
@@ -268,6 +269,7 @@ def _base_state():
 def test_no_crafted_json_checkpoint_or_state_crashes_the_readers(tmp_path):
     import io
     import json
+
     from models import TutorialNet
     rng = np.random.default_rng(26)
     metrics = {"task": "task1", "config": {"seed": 0, "subset": 1.0, "lr": 0.001},

@@ -8,10 +8,10 @@ import torch.nn.functional as F
 from data import denormalize, normalize
 from models import DeconvNet
 from study.analysis.decoders import controls
-from study.analysis.evidence import (channel_statistics, class_makeup, local_signals, patch_appearance,
-                            patch_measures, pearson, strongest_units)
-from study.analysis.projections import single_channels
+from study.analysis.evidence import (channel_statistics, class_makeup, local_signals,
+                                     patch_appearance, patch_measures, pearson, strongest_units)
 from study.analysis.findings import EDGE_NAMES, RULES, describe_channel
+from study.analysis.projections import single_channels
 from visualize_latents import channel_choice
 
 

@@ -5,7 +5,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from models import Architecture, DeconvNet, TutorialNet, reconstruction_loss
-
 from study.training.checkpoints import architecture_of, load_model
 
 
@@ -205,6 +204,7 @@ def test_decoding_a_three_stage_net_is_unpool_relu_and_transposed_conv_per_stage
 
 def test_an_architecture_without_units_left_is_refused():
     import pytest
+
     from models import Architecture
     with pytest.raises(ValueError, match="no units left"):
         Architecture(channels=(6, 16, 32), kernel=5).layers

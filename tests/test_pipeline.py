@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from conftest import TutorialsOwnNet, REPO, run_script, write_image_folders
+from conftest import REPO, TutorialsOwnNet, run_script, write_image_folders
 from models import DeconvNet
 
 TASK1_FILES = ["train_samples.png", "loss_curve.svg", "cifar_net.pth", "test_predictions.png",

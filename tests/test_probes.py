@@ -7,9 +7,9 @@ import torch
 
 from data import CIFAR10
 from models import Architecture, DeconvNet, TutorialNet
-from study.core.common import UsageError
 from study.analysis.probes import (layer_features, pixel_probe, probe_accuracies, probe_accuracy,
-                          probe_training_images)
+                                   probe_training_images)
+from study.core.common import UsageError
 
 # per class; 8x8 images keep every fit near a second. 200 training images per class, as the
 # real protocol's 1,000 (PROBE_TRAIN_IMAGES over 10 classes) do, leave the fixed C a light

@@ -11,8 +11,8 @@ import torch.nn.functional as F
 import train_classifier
 import train_deconv
 from models import Architecture, TutorialNet
-from study.training.recipes import FAST_DEFAULTS, FAST_SHIFT, FastRecipe, fast_sgd, one_cycle_lr
 from study.training.loop import TrainingRun, fit
+from study.training.recipes import FAST_DEFAULTS, FAST_SHIFT, FastRecipe, fast_sgd, one_cycle_lr
 
 
 @pytest.mark.parametrize("total", [7, 100, 391])
@@ -129,8 +129,8 @@ def test_the_scripts_train_deep4_with_the_fast_recipe_and_save_it_folded(tmp_pat
     """Both scripts, end to end on the tiny data: the checkpoint is a plain (folded) network
     that the metrics file beside it describes, and it loads as such."""
     from conftest import run_script
-    from study.training.checkpoints import architecture_beside, load_model
     from study.core.readers import read_json
+    from study.training.checkpoints import architecture_beside, load_model
 
     common = ["--data-dir", tiny_cifar, "--arch", "deep4", "--recipe", "fast", "--epochs", "1",
               "--batch-size", "32", "--quiet"]

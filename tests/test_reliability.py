@@ -14,9 +14,9 @@ import pytest
 import torch
 
 import data
+from conftest import REPO, run_script, write_image_folders
 from study.core.common import UsageError
 from study.core.files import remove_stale_temporaries
-from conftest import REPO, run_script, write_image_folders
 
 
 def run_with_file_size_limit(script, *args, limit, env):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, run_script
 import make_report
+from conftest import REPO, run_script
 from make_report import page_count
 from study.core.common import run_cli
 

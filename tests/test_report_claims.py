@@ -4,8 +4,8 @@ it; the checks themselves on small hand-made metrics with known answers."""
 import pytest
 
 from conftest import REPO
-from study.reporting import claims as report_claims
 from study.core.common import UsageError
+from study.reporting import claims as report_claims
 
 TEMPLATE = (REPO / "report" / "report.typ").read_text()
 

@@ -10,12 +10,12 @@ import json
 import numpy as np
 import pytest
 import torch
+from test_bad_input import assert_one_line_error, run_in_process
 
 import visualize_latents
 from data import load_cifar10
 from models import DeconvNet
 from study.analysis.decoders import layer1_refit
-from test_bad_input import assert_one_line_error, run_in_process
 
 
 def independent_hash(data) -> str:

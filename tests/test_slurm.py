@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_bad_input import assert_one_line_error, run_in_process
+from test_sweep_and_outputs import alive
 
 import sweep
 from conftest import REPO, SHARED_CIFAR10, run_script
-from test_bad_input import assert_one_line_error, run_in_process
-from test_sweep_and_outputs import alive
 
 CLUSTER_SCRIPT = REPO / ".ci" / "slurm_cluster.sh"
 TINY_SWEEP = ["--seeds", "0,1", "--lambdas", "0,1e-2", "--task3", "--null-draws", "19", "--quiet"]

@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 import pytest
+from test_bad_input import assert_one_line_error, run_in_process
+from test_slurm import slurm_cluster, slurm_state  # noqa: F401 (a fixture)
 
 import sweep
 from conftest import REPO
-from test_bad_input import assert_one_line_error, run_in_process
-from test_slurm import slurm_cluster, slurm_state  # noqa: F401 (a fixture)
 
 
 @pytest.fixture

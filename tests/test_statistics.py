@@ -11,12 +11,12 @@ import math
 import pytest
 import torch
 
+from models import DeconvNet
 from study.analysis.decoders import decoder_checks
 from study.analysis.evidence import _weighted_angle, effect_size
-from models import DeconvNet
-from study.runs.summary import seed_spread, paired_t_test
-from train_deconv import psnr_baselines
+from study.runs.summary import paired_t_test, seed_spread
 from study.training.loop import accuracy_summary, psnr_db
+from train_deconv import psnr_baselines
 
 
 def test_accuracy_its_standard_error_per_class_and_confusion_by_hand():

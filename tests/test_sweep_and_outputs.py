@@ -13,22 +13,22 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from test_bad_input import assert_one_line_error, run_in_process
 
 import data
-from study.core import image_files
 import make_report
 import sweep
 import train_classifier
 import train_deconv
 import visualize_latents
-from study.core.common import UsageError
-from study.core.files import save_json, save_torch
-from study.runs.folders import INCOMPLETE, run_folder
 from conftest import REPO, run_script, write_image_folders
 from models import DeconvNet
+from study.core import image_files
+from study.core.common import UsageError
+from study.core.files import save_json, save_torch
+from study.core.layout import INCOMPLETE, TRAINING_STATE
+from study.runs.folders import run_folder
 from study.runs.summary import summarize
-from test_bad_input import assert_one_line_error, run_in_process
-from study.training.state import STATE_FILE
 
 
 def png_bytes(pixels: np.ndarray, bit_depth: int = 8, colour_type: int = 2,
@@ -183,9 +183,9 @@ def test_a_training_state_without_optimizer_states_is_one_line(trained_outputs, 
                                                                tmp_path, monkeypatch, capsys):
     import shutil
     out = Path(shutil.copytree(trained_outputs / "task1", tmp_path / "task1"))
-    state = torch.load(out / STATE_FILE, weights_only=False)
+    state = torch.load(out / TRAINING_STATE, weights_only=False)
     del state["optimizer_states"]
-    torch.save(state, out / STATE_FILE)
+    torch.save(state, out / TRAINING_STATE)
     code, lines = run_in_process(train_classifier, [
         "--data-dir", tiny_cifar, "--out", out, "--quiet", "--epochs", "3", "--log-every", "10",
         "--resume"], monkeypatch, capsys, tmp_path)

@@ -8,10 +8,10 @@ import torch.nn.functional as F
 from data import normalize
 from models import DeconvNet, TutorialNet
 from study.runs.summary import seed_spread
+from study.training.loop import StepRunner, mcnemar, train_epoch
 from sweep import NOT_STARTED, Run, plan, run_parallel
 from train_classifier import cross_entropy
 from train_deconv import eq1
-from study.training.loop import StepRunner, mcnemar, train_epoch
 
 
 def synthetic(n=600, seed=0):

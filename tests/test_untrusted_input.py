@@ -15,21 +15,21 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_bad_input import assert_one_line_error, run_in_process
 
-from study.core import data_cache, files
-from study.runs import folders as run_folders
 import data
-from study.core import image_files
 import train_classifier
 import train_deconv
-from study.core.common import UsageError, printable
-from study.core.files import open_no_follow, save_json
-from study.runs.folders import INCOMPLETE, LOCK, check_output_dir, require_complete, run_folder
-from study.core.readers import field, read_json, require, require_items
 from conftest import write_image_folders
 from models import DeconvNet, TutorialNet
+from study.core import data_cache, files, image_files
+from study.core.common import UsageError, printable
+from study.core.files import open_no_follow, save_json
+from study.core.layout import INCOMPLETE
+from study.core.readers import field, read_json, require, require_items
+from study.runs import folders as run_folders
+from study.runs.folders import LOCK, check_output_dir, require_complete, run_folder
 from study.training.checkpoints import read_state_dict
-from test_bad_input import assert_one_line_error, run_in_process
 from study.training.state import check_training_state, save_training_state
 
 

@@ -23,17 +23,15 @@ from dataclasses import asdict, dataclass
 import torch
 
 from data import CIFAR10, normalize
+from models import ARCHITECTURE, Architecture, DeconvNet, Latents
 from study.analysis.decoders import decoder_checks, picture_decoder
 from study.analysis.evidence import TOP_K, channel_table, strongest_units
-from study.analysis.projections import projection_diversity, unit_projections
-from study.analysis.nulls import NULL_DRAWS, mean_sd, null_distributions
 from study.analysis.findings import ROLE_KINDS, channel_roles
-from models import ARCHITECTURE, Architecture, DeconvNet, Latents
-from study.analysis.random_models import (REFIT, baseline_seeds, cascades, changed_layers, refit_decoders,
-                                  reinitialised)
+from study.analysis.nulls import NULL_DRAWS, mean_sd, null_distributions
 from study.analysis.occlusion import OCCLUDER, deconvnet_scores, occlusion_agreement, occlusion_maps
-
-
+from study.analysis.projections import projection_diversity, unit_projections
+from study.analysis.random_models import (REFIT, baseline_seeds, cascades, changed_layers,
+                                          refit_decoders, reinitialised)
 
 CASCADES = cascades(ARCHITECTURE)  # the tutorial's
 OCCLUSION_IMAGES = 500

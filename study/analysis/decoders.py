@@ -16,13 +16,14 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from data import batches, denormalize, normalize, warn
+from models import Architecture, DeconvNet
 from study.core.common import UsageError
 from study.core.files import save_torch
 from study.core.readers import load_torch_file
-from data import batches, denormalize, normalize, warn
-from models import Architecture, DeconvNet
 from study.core.settings import DECODER_KINDS
 from study.training.loop import psnr_db
+
 
 # Decoder identifiers (keys in metrics.json) are "<layer>_<kind>", e.g. "z1_refit"; their labels
 # come from decoder_label. The tutorial's net has z1_literal, z1_refit, z1_tied, z2_learned and

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from data import DISPLAY_NAMES, batches, normalize
-from study.analysis.findings import hue_name
 from models import ARCHITECTURE, Architecture, DeconvNet
+from study.analysis.findings import hue_name
 
 EDGE_ANGLES = (0, 45, 90, 135)  # edge orientation, degrees counter-clockwise from horizontal
 TOP_K = 100  # strongest test images per channel for the class make-up and patch appearance

@@ -34,7 +34,7 @@ from study.analysis import evidence
 from study.analysis.evidence import EDGE_ANGLES, RANDOM_PATCHES, TOP_K, patch_measures, patches_at
 from study.analysis.findings import ROLE_KINDS, channel_roles, hue_name
 from study.analysis.random_models import (baseline_seeds, cascades, changed_layers, random_rotation,
-                                  reinitialised, rotate)
+                                          reinitialised, rotate)
 
 RULE_KINDS = tuple(ROLE_KINDS)
 PATCH_CHUNK = 4096  # receptive-field patches measured at once (deep4's z4: 25 MB of pixels)

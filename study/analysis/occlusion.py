@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from data import normalize
+from models import DeconvNet
 from study.analysis.evidence import strongest_units
 from study.analysis.projections import unit_projections
-from models import DeconvNet
 
 OCCLUDER = {"size": 8, "stride": 2}  # pixels; the grey is 0 in the normalised input
 

@@ -14,7 +14,6 @@ from data import DISPLAY_NAMES, normalize
 from models import DeconvNet, Latents
 from study.analysis.evidence import crop, receptive_box, strongest_units
 
-
 # --- the top-9 projections of each channel ---
 
 class Top9(NamedTuple):

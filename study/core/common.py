@@ -14,7 +14,6 @@ from typing import Any, Callable
 
 import torch
 
-
 MAX_SEED = 2 ** 32 - 2  # seed + 1 seeds the test subset; numpy and torch accept < 2**32
 FLOAT32_MAX = 3.4028234663852886e38  # a larger learning rate or weight cannot reach float32
 

@@ -15,7 +15,6 @@ import torch
 
 from study.core.common import UsageError, say
 
-
 # --- files: written to a temporary name and renamed, so no file is ever half-written ---
 
 TEMP_PATTERN = re.compile(r"^\..+\.pid(\d+)-[^.]+\.tmp$")

@@ -12,7 +12,6 @@ import torch
 
 from study.core.common import UsageError, printable
 
-
 # --- JSON: read with limits, then checked value by value ---
 
 JSON_MAX_BYTES = 64 * 2 ** 20  # metrics files are under 1 MB; the sweep's summary too

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from study.core.common import UsageError
-from study.reporting.numbers import r2
 from study.core.settings import DEFAULT_LAMBDA
+from study.reporting.numbers import r2
 
 TEMPLATE_VERDICT = re.compile(r'#if verdict\("([a-z0-9-]+)"\) \[')
 TUTORIAL_ACCURACY = 54  # the tutorial's "about 54 %" for this protocol
@@ -90,8 +90,9 @@ def named_channel(m: dict) -> tuple[str, int, str] | None:
 def mean_interval(values: list[float]) -> tuple[float, float, float]:
     """(mean, low, high): the mean of the values and its 95 % t confidence interval (two or
     more values)."""
-    from scipy import stats
     import statistics
+
+    from scipy import stats
 
     mean, sd = statistics.mean(values), statistics.stdev(values)
     half = stats.t.ppf(0.975, len(values) - 1) * sd / len(values) ** 0.5

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import torch
 
-from study.core.files import atomic_path
 from data import DISPLAY_NAMES
 from models import ARCHITECTURE, ARCHITECTURES, Architecture, DeconvNet
 from study.analysis.evidence import crop
+from study.core.files import atomic_path
 
 ASSETS = Path(__file__).resolve().parents[2] / "explorer"
 IMAGES_PER_CLASS = 10

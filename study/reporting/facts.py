@@ -7,9 +7,9 @@ come from findings.py, the module that wrote them in Task 3.
 """
 from datetime import datetime, timezone
 
-from study.reporting.claims import (channel_claims, first_layer_channels, mean_interval,
-                                 pictured_decoders, study_differences, survives)
 from study.core.text import plural, seeds_words
+from study.reporting.claims import (channel_claims, first_layer_channels, mean_interval,
+                                    pictured_decoders, study_differences, survives)
 from study.reporting.numbers import db, median, p_cell, p_value, pct, r2, seconds, spread
 
 # --- facts per part ---

@@ -9,7 +9,7 @@ import matplotlib
 import torch
 
 from data import denormalize
-from study.reporting.plots import save, to_hwc, bare, TEXT_WIDTH_IN, plt
+from study.reporting.plots import TEXT_WIDTH_IN, bare, plt, save, to_hwc
 
 if TYPE_CHECKING:  # drawing never runs the baselines; it only reads their figure data
     from study.analysis.baselines import BaselineFigures
@@ -178,9 +178,8 @@ def conv1_filters_figure(weights: torch.Tensor, path: Path) -> None:
 
 def baseline_rows() -> list[tuple[str, str]]:
     """(group, row label) of the baseline-pictures figure, labels from study.core.settings."""
-    from study.core.settings import BASELINE_GROUPS, randomised_group
-
     from models import ARCHITECTURE
+    from study.core.settings import BASELINE_GROUPS, randomised_group
 
     layers = [stage.index for stage in ARCHITECTURE.layers]
     cascades = [randomised_group(first, layers[-1])[:2] for first in reversed(layers)]

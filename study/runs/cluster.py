@@ -24,8 +24,8 @@ from typing import Any
 
 from study.core.common import Interrupted, UsageError, say
 from study.core.files import open_log
+from study.core.layout import INCOMPLETE
 from study.runs.plan import NO_RESULTS, NOT_STARTED
-from study.runs.folders import INCOMPLETE
 from study.runs.slurm_watch import cancel, first_line, follow, log_path, result_files
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,14 +9,15 @@ from typing import Iterator
 
 from data import BATCH_FOLDER, CLASSES, default_data_dir
 from study.core.common import Interrupted, UsageError
-from study.core.files import disk_hint, make_output_folders, remove_folders, open_no_follow, save_json
+from study.core.files import (disk_hint, make_output_folders, open_no_follow, remove_folders,
+                              save_json)
+from study.core.layout import INCOMPLETE, METRICS
 from study.core.readers import read_json, require
 
 # Which task's results each script writes (the "task" of its metrics.json): an output folder
 # holding another task's metrics.json is refused, so one task never overwrites another's results.
 TASK_OF_SCRIPT = {"train_classifier.py": "task1", "train_deconv.py": "task2",
                   "visualize_latents.py": "task3", "probe_layers.py": "probes"}
-METRICS = "metrics.json"
 
 
 def check_output_dir(path: Path, task: str | None = None,
@@ -81,7 +82,6 @@ def _refuse_other_task(path: Path, task: str) -> None:
                              "overwritten")
 
 
-INCOMPLETE = ".incomplete"  # in an output folder while a run writes it, and after it failed
 LOCK = ".lock"
 
 

@@ -4,6 +4,7 @@ be the run it is said to be, trained on the same data as the model it is compare
 from pathlib import Path
 
 from study.core.common import UsageError
+from study.core.layout import METRICS
 from study.core.readers import field, read_json, require
 
 PERMUTED_FIX = ("pass the deconv_net.pth of a train_deconv.py --permute-labels run on the same "
@@ -22,7 +23,7 @@ def check_permuted(path: Path, sha256: str, trained_sha256: str, trained_metrics
     if sha256 == trained_sha256:
         raise UsageError(f"--permuted-checkpoint {path} is the trained checkpoint itself (same "
                          f"SHA-256); {PERMUTED_FIX}")
-    metrics_path = path.with_name("metrics.json")
+    metrics_path = path.with_name(METRICS)
     if not metrics_path.is_file():
         raise UsageError(f"--permuted-checkpoint {path} has no metrics.json beside it, so "
                          f"nothing shows it was trained on permuted labels; {PERMUTED_FIX}")

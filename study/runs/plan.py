@@ -6,7 +6,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from study.runs.folders import INCOMPLETE
+from study.core.layout import DECONV_CHECKPOINT, INCOMPLETE, METRICS, Outputs
 from study.core.settings import DEFAULT_LAMBDA, lambda_name
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,11 +55,10 @@ def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str
     permuted labels (its data-randomisation baseline), before the other runs; `permuted` plans
     that permuted-labels run without Task 3.
     """
+    tree = Outputs(outputs)
+
     def folder(task: str, seed: int, lam: float | None = None) -> Path:
-        if seed == seeds[0] and lam is None:
-            return outputs / task
-        suffix = f"_lambda{lambda_name(lam)}" if lam is not None else ""
-        return outputs / "runs" / f"{task}{suffix}_seed{seed}"
+        return tree.run(task, seed, lam, first_seed=seeds[0])
 
     runs = []
 
@@ -67,26 +66,26 @@ def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str
             **identity):
         """One more run: `script` with `flags`, writing `out`, after the runs named in `after`."""
         runs.append(Run(name, [sys.executable, str(REPO / script), *flags, "--out", str(out)],
-                        out, after, results=out / "metrics.json", **identity))
+                        out, after, results=out / METRICS, **identity))
 
     for seed in seeds:
         add(f"task1 seed {seed}", "train_classifier.py", folder("task1", seed),
             ["--seed", str(seed), *shared], task="task1", seed=seed)
     for seed in seeds:
-        task1 = folder("task1", seed) / "metrics.json"
+        task1 = folder("task1", seed) / METRICS
         add(f"task2 seed {seed}", "train_deconv.py", folder("task2", seed),
             ["--seed", str(seed), "--lambda", str(DEFAULT_LAMBDA), "--task1-metrics", str(task1),
              *shared], after=(f"task1 seed {seed}",), task="task2", seed=seed, lam=DEFAULT_LAMBDA)
         if (task3 is not None or permuted) and seed == seeds[0]:
             # Task 3's data-randomisation baseline: the same Task 2 protocol on permuted labels
-            twin = outputs / "runs" / f"task2_permuted_seed{seed}"
+            twin = tree.run("task2", seed, permuted=True)
             add(f"task2 permuted labels seed {seed}", "train_deconv.py", twin,
                 ["--seed", str(seed), "--lambda", str(DEFAULT_LAMBDA), "--permute-labels",
                  *shared], task="task2", seed=seed, lam=DEFAULT_LAMBDA, permuted=True)
         if task3 is not None and seed == seeds[0]:
-            add("task3", "visualize_latents.py", outputs / "task3",
-                ["--checkpoint", str(folder("task2", seed) / "deconv_net.pth"),
-                 "--permuted-checkpoint", str(twin / "deconv_net.pth"), *task3],
+            add("task3", "visualize_latents.py", tree.task("task3"),
+                ["--checkpoint", str(folder("task2", seed) / DECONV_CHECKPOINT),
+                 "--permuted-checkpoint", str(twin / DECONV_CHECKPOINT), *task3],
                 after=(f"task2 seed {seed}", f"task2 permuted labels seed {seed}"), task="task3",
                 seed=seed)
     for lam in lambdas:
@@ -95,6 +94,6 @@ def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str
             add(f"task2 lambda {lambda_name(lam)} seed {seed}", "train_deconv.py",
                 folder("task2", seed, lam),
                 ["--seed", str(seed), "--lambda", str(lam),
-                 "--task1-metrics", str(folder("task1", seed) / "metrics.json"), *shared],
+                 "--task1-metrics", str(folder("task1", seed) / METRICS), *shared],
                 after=(f"task1 seed {seed}",), task="task2", seed=seed, lam=lam)
     return runs

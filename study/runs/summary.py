@@ -7,10 +7,11 @@ their display names.
 import statistics
 from pathlib import Path
 
-from study.reporting import plots
-from study.runs.plan import Run
+from study.core.layout import METRICS
 from study.core.readers import read_json
 from study.core.settings import COMPARED_WITH_TASK1, DEFAULT_LAMBDA
+from study.reporting import plots
+from study.runs.plan import Run
 from study.training.loop import mcnemar
 
 
@@ -44,7 +45,7 @@ def summarize(runs: list[Run], codes: dict[str, int], seeds: list[int],
     """Per-seed table, mean +- sd, paired McNemar per seed, and the lambda trade-off."""
     metrics = {}  # (task, seed, λ) of each finished training run -> its metrics
     for run in runs:
-        path = run.out / "metrics.json"
+        path = run.out / METRICS
         if run.task in ("task1", "task2") and not run.permuted and codes.get(run.name) == 0 \
                 and path.is_file():
             metrics[(run.task, run.seed, run.lam)] = read_json(path, "metrics", f"rerun {run.name}")

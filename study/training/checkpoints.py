@@ -8,6 +8,7 @@ import torch.nn as nn
 
 from models import ARCHITECTURE, Architecture, DeconvNet, TutorialNet
 from study.core.common import UsageError, printable
+from study.core.layout import METRICS
 from study.core.readers import load_torch_file, read_json
 
 
@@ -16,7 +17,7 @@ def architecture_beside(checkpoint: Path) -> Architecture:
     run records it), or the tutorial's when there is none (the tutorial's own checkpoints)."""
     if not Path(checkpoint).name or Path(checkpoint).is_dir():
         return ARCHITECTURE  # no checkpoint file: its loader says so
-    metrics = Path(checkpoint).with_name("metrics.json")
+    metrics = Path(checkpoint).with_name(METRICS)
     if not metrics.is_file():
         return ARCHITECTURE
     described = read_json(metrics, "metrics file", "rerun the script that wrote it").get("architecture")

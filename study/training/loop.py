@@ -9,10 +9,10 @@ once in a CUDA graph and replayed for every mini-batch: at batch 4 an eager step
 kernel launches plus Python, which leaves the GPU idle most of the time.
 """
 import argparse
-from dataclasses import dataclass
 import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -20,11 +20,11 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from study.core.settings import usable_cores
-from study.core.common import FLOAT32_MAX, Interrupted, UsageError, number
-from study.training.recipes import FAST_DEFAULTS
 from data import batches, denormalize, normalize
 from models import ARCHITECTURES, reconstruction_loss
+from study.core.common import FLOAT32_MAX, Interrupted, UsageError, number
+from study.core.settings import usable_cores
+from study.training.recipes import FAST_DEFAULTS
 from study.training.state import epoch_on_disk, resume_training_state, save_training_state
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]

@@ -9,10 +9,8 @@ import torch.nn as nn
 
 from study.core.common import UsageError, printable
 from study.core.files import save_torch
-from study.training.checkpoints import check_state_dict, load_weights
 from study.core.readers import describe, load_torch_file, require, require_items
-
-STATE_FILE = "training_state.pth"  # in the output folder, after every epoch; read by --resume
+from study.training.checkpoints import check_state_dict, load_weights
 
 
 def epoch_on_disk(path: Path | None) -> int:
