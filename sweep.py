@@ -21,15 +21,17 @@ import os
 import signal
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from data import load_cifar10
 from study.core.common import (MAX_SEED, ArgumentParser, UsageError, add_data_arguments, number,
                                run_cli)
 from study.core.files import open_log, prepare_output_dir, save_json
-from study.core.layout import SUMMARY, Outputs
+from study.core.layout import RUN_IDENTITY, SUMMARY, Outputs
 from study.core.settings import MAX_NULL_DRAWS, MAX_OCCLUSION_IMAGES, SWEEP_LAMBDAS, SWEEP_SEEDS
 from study.runs.folders import check_output_dir, mark_incomplete
+from study.runs.identity import RESUME, UP_TO_DATE, decide_reuse, record_finished
 from study.runs.plan import NO_RESULTS, NOT_STARTED, Run, missing_results, plan
 from study.runs.summary import summarize, sweep_figure
 
@@ -72,6 +74,9 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--occlusion-images", type=number(int, 1, MAX_OCCLUSION_IMAGES), default=None,
                         help="with --task3: test images of Task 3's occlusion test, 1 to "
                              f"{MAX_OCCLUSION_IMAGES:,} (default: its own)")
+    parser.add_argument("--force", action="store_true",
+                        help="train every run again, even those whose folder holds the finished "
+                             "results of the same run (same settings, inputs and data)")
     parser.add_argument("--permuted", action="store_true",
                         help="also train seed 0's Task 2 on permuted labels (the baseline Task 3 "
                              "and probe_layers.py read; implied by --task3)")
@@ -270,7 +275,7 @@ def main() -> None:
     jobs = args.jobs or default_jobs(args.device)
     # Decode (or check) the data once here, so that the runs share one cache and bad data
     # stops everything with one line before any run starts.
-    load_cifar10(args.data_dir, quiet=args.quiet)
+    data = load_cifar10(args.data_dir, quiet=args.quiet)
     data_flags = ["--device", args.device, "--subset", str(args.subset)]
     if args.data_dir is not None:
         data_flags += ["--data-dir", str(args.data_dir)]
@@ -282,17 +287,38 @@ def main() -> None:
                 [*data_flags, *(["--null-draws", str(args.null_draws)] if args.null_draws else []),
                  *(["--occlusion-images", str(args.occlusion_images)] if args.occlusion_images else [])]
                 if args.task3 else None, permuted=args.permuted)
-    for run in runs:  # results of an earlier sweep must not pass for this one's
+    decisions = decide_reuse(runs, data.content_hash, force=args.force)
+    to_run, reused = [], []
+    for run in runs:
+        decision, identity = decisions[run.name]
+        if decision == UP_TO_DATE:
+            reused.append(run.name)
+            print(f"up to date  {run.name} ({run.out})", flush=True)
+            continue
+        if decision == RESUME:
+            run.command.append("--resume")
+            print(f"resuming    {run.name} from its last saved epoch", flush=True)
+        # results of an earlier sweep must not pass for this one's
         mark_incomplete(prepare_output_dir(run.out), "sweep.py (not yet run)")
+        save_json(identity, run.out / RUN_IDENTITY)
+        to_run.append(replace(run, after=tuple(a for a in run.after if a not in reused)))
     started = time.perf_counter()
-    if args.executor == "slurm":
-        jobs = args.max_parallel or len(runs)
-        print(f"{len(runs)} training runs as Slurm jobs; logs in {runs_dir / 'logs'}, Slurm's "
+    codes, job_ids = dict.fromkeys(reused, 0), None
+    if not to_run:
+        print(f"nothing to train: all {len(runs)} runs are up to date (--force trains them again)")
+    elif args.executor == "slurm":
+        jobs = args.max_parallel or len(to_run)
+        print(f"{len(to_run)} runs as Slurm jobs; logs in {runs_dir / 'logs'}, Slurm's "
               f"files in {runs_dir / 'slurm'}")
-        codes, job_ids = cluster.run_on_slurm(runs, runs_dir / "logs", runs_dir / "slurm", options)
+        ran, job_ids = cluster.run_on_slurm(to_run, runs_dir / "logs", runs_dir / "slurm", options)
+        codes.update(ran)
     else:
-        print(f"{len(runs)} training runs, {jobs} at once; logs in {runs_dir / 'logs'}")
-        codes, job_ids = run_parallel(runs, jobs, runs_dir / "logs"), None
+        print(f"{len(to_run)} runs, {jobs} at once; logs in {runs_dir / 'logs'}")
+        codes.update(run_parallel(to_run, jobs, runs_dir / "logs"))
+    for run in to_run:  # what the next sweep reuses: each run that finished well, with its results
+        if codes.get(run.name) == 0:
+            save_json(record_finished(decisions[run.name][1], run.results),
+                      run.out / RUN_IDENTITY)
     summary = summarize(runs, codes, args.seeds, lambdas)
     summary.update(jobs=jobs, wall_seconds=round(time.perf_counter() - started, 1),
                    includes_task3=args.task3, executor=args.executor)

@@ -7,6 +7,7 @@
         deconv_net.pth            Task 2's weights (DECONV_CHECKPOINT)
         training_state.pth        the state --resume reads (TRAINING_STATE)
         .incomplete               while a run writes its folder, and after it failed (INCOMPLETE)
+        .run_identity.json        what a sweep run is (RUN_IDENTITY): a later sweep reuses it
       task3/baseline_models/      the randomised models Task 3 saves (BASELINE_MODELS)
       task3/explorer.html         the explorer page (EXPLORER)
       runs/                       every other run of the sweep: task1_seed1, task2_lambda0.1_seed0,
@@ -27,6 +28,7 @@ CLASSIFIER_CHECKPOINT = "cifar_net.pth"
 DECONV_CHECKPOINT = "deconv_net.pth"
 TRAINING_STATE = "training_state.pth"
 INCOMPLETE = ".incomplete"
+RUN_IDENTITY = ".run_identity.json"  # what a sweep run was, for the next sweep to reuse it
 SUMMARY = "summary.json"
 EXPLORER = "explorer.html"
 REPORT = "report.pdf"
