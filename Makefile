@@ -19,7 +19,7 @@ override PARTITION := $(value PARTITION)
 export CIFAR10_DIR SUBSET DEVICE EXECUTOR PARTITION
 COMMON = --subset "$$SUBSET" --device "$$DEVICE"
 
-.PHONY: all install runs explorer task1 task2 task3 report sweep depth depth-settings test test-fast bench submission submission-check clean
+.PHONY: all install runs explorer task1 task2 task3 report sweep depth test test-fast bench submission submission-check clean
 
 # Tasks 1 and 2 (3 seeds each), the lambda sweep and Task 3, then the explorer with every model
 # and the report.
@@ -59,55 +59,22 @@ report:
 sweep:
 	$(PYTHON) sweep.py $(COMMON) --seeds 0
 
-# The same study on a deeper network (docs/depth.md), after `make all` (whose Task 2 models the
-# tutorial's probes read): Task 1, Task 2 and its permuted-labels twin with the fast recipe
-# (one seed, DEPTH_EPOCHS epochs, one thread per run, two runs at once) while the tutorial's
-# net is probed beside them, Task 3 per layer with DEPTH_NULL_DRAWS draws per null and beside it
-# the deep net's linear probes (their raw-pixel floor read from the tutorial's probes), the deep
-# model's explorer page (outputs/depth/explorer.html, no channel cards), then depth.pdf. The
-# probes run on one thread at the lowest priority (nice 19): they take the CPU time the sweep
-# and Task 3 leave idle and slow neither much.
-DEPTH_ARCH ?= deep4
-DEPTH_EPOCHS ?= 6
-DEPTH_NULL_DRAWS ?= 99
-DEPTH_THREADS ?= $(shell $(PYTHON) -c "import os; print(len(os.sched_getaffinity(0)))")
+# The same study on a deeper network (docs/depth.md): depth.py's plan (python depth.py --help
+# shows its protocol and defaults). DEPTH_ARCH, DEPTH_EPOCHS, DEPTH_NULL_DRAWS and DEPTH_THREADS
+# override them; every value is checked before anything is trained.
+DEPTH_ARCH ?=
+DEPTH_EPOCHS ?=
+DEPTH_NULL_DRAWS ?=
+DEPTH_THREADS ?=
 override DEPTH_ARCH := $(value DEPTH_ARCH)
 override DEPTH_EPOCHS := $(value DEPTH_EPOCHS)
 override DEPTH_NULL_DRAWS := $(value DEPTH_NULL_DRAWS)
+override DEPTH_THREADS := $(value DEPTH_THREADS)
 export DEPTH_ARCH DEPTH_EPOCHS DEPTH_NULL_DRAWS DEPTH_THREADS
-DEPTH = outputs/depth
-depth: install depth-settings outputs/task2/deconv_net.pth
-	@mkdir -p $(DEPTH)
-	nice -n 19 $(PYTHON) probe_layers.py $(COMMON) --checkpoint outputs/task2/deconv_net.pth \
-	    $$(test -f outputs/runs/task2_permuted_seed0/deconv_net.pth && echo --permuted-checkpoint outputs/runs/task2_permuted_seed0/deconv_net.pth) \
-	    --threads 1 --quiet --out $(DEPTH)/probes_tutorial & probes=$$!; \
-	trap 'kill $$probes 2>/dev/null; exit 130' INT TERM; \
-	$(PYTHON) sweep.py $(COMMON) --seeds 0 --no-lambda-sweep --permuted --outputs $(DEPTH) \
-	    --executor "$$EXECUTOR" $${PARTITION:+--partition "$$PARTITION"} \
-	    -- --arch "$$DEPTH_ARCH" --recipe fast --epochs "$$DEPTH_EPOCHS" --threads 1; \
-	trained=$$?; wait $$probes && test $$trained = 0
-	nice -n 19 $(PYTHON) probe_layers.py $(COMMON) --checkpoint $(DEPTH)/task2/deconv_net.pth \
-	    --permuted-checkpoint $(DEPTH)/runs/task2_permuted_seed0/deconv_net.pth \
-	    --pixels-from $(DEPTH)/probes_tutorial --threads 1 --quiet --out $(DEPTH)/probes & probes=$$!; \
-	trap 'kill $$probes 2>/dev/null; exit 130' INT TERM; \
-	$(PYTHON) visualize_latents.py $(COMMON) --checkpoint $(DEPTH)/task2/deconv_net.pth \
-	    --permuted-checkpoint $(DEPTH)/runs/task2_permuted_seed0/deconv_net.pth \
-	    --null-draws "$$DEPTH_NULL_DRAWS" --baseline-seeds 1 --occlusion-images 50 \
-	    --threads "$$DEPTH_THREADS" --out $(DEPTH)/task3; \
-	analysed=$$?; wait $$probes && test $$analysed = 0
-	$(PYTHON) build_explorer.py $(DEPTH)/task2/deconv_net.pth --out $(DEPTH)/explorer.html --quiet
-	$(PYTHON) make_depth_report.py
-	$(PYTHON) make_report.py  # its abstract now points to depth.pdf
-
-# make depth's variables, checked by the scripts' own parsers before anything is trained (a bad
-# DEPTH_NULL_DRAWS used to stop Task 3 only after 15 minutes of training).
-depth-settings:
-	$(PYTHON) train_classifier.py --arch "$$DEPTH_ARCH" --epochs "$$DEPTH_EPOCHS" --help >/dev/null
-	$(PYTHON) visualize_latents.py --null-draws "$$DEPTH_NULL_DRAWS" --threads "$$DEPTH_THREADS" --help >/dev/null
-
-# The tutorial's models the depth study compares with: made by make all's runs when missing.
-outputs/task2/deconv_net.pth:
-	$(MAKE) runs
+depth: install
+	$(PYTHON) depth.py $(COMMON) --executor "$$EXECUTOR" $${PARTITION:+--partition "$$PARTITION"} \
+	    $${DEPTH_ARCH:+--arch "$$DEPTH_ARCH"} $${DEPTH_EPOCHS:+--epochs "$$DEPTH_EPOCHS"} \
+	    $${DEPTH_NULL_DRAWS:+--null-draws "$$DEPTH_NULL_DRAWS"} $${DEPTH_THREADS:+--threads "$$DEPTH_THREADS"}
 
 # Every test (what CI runs; about 11 minutes on a 2-core CPU with the real-data tests), and the fast tier for the
 # edit-test loop (no process started, nothing trained: under a minute).

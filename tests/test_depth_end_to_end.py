@@ -15,36 +15,55 @@ from models import ARCHITECTURES
 pytestmark = pytest.mark.slow
 
 
+DEPTH_FLAGS = ["--arch", "small3", "--epochs", "1", "--null-draws", "19", "--occlusion-images", "8",
+               "--baseline-seeds", "1", "--probe-train-images", "60", "--quiet"]
+
+
 @pytest.fixture(scope="module")
 def three_stage_study(tmp_path_factory, tiny_cifar) -> Path:
+    """make depth's plan (depth.py) with a three-stage net on tiny data, beside a tutorial Task 2
+    model; then the deep study's own report and its page with Task 3's cards. Returns
+    OUTPUTS/depth; the plan's output is in OUTPUTS/depth_plan.log."""
     root = tmp_path_factory.mktemp("small3")
     env = dict(os.environ, CIFAR10_CACHE=str(root / "cache"))
-    common = ["--data-dir", tiny_cifar, "--epochs", "1", "--log-every", "10", "--quiet",
-              "--arch", "small3"]
-    outputs = root / "outputs" / "depth"
-    for script, folder in (("train_classifier.py", "task1"), ("train_deconv.py", "task2")):
-        extra = ["--task1-metrics", outputs / "task1" / "metrics.json"] if folder == "task2" else []
-        result = run_script(script, *common, *extra, "--out", outputs / folder, env=env)
-        assert result.returncode == 0, result.stderr
-    task3 = run_script("visualize_latents.py", "--checkpoint", outputs / "task2" / "deconv_net.pth",
-                       "--data-dir", tiny_cifar, "--quiet", "--null-draws", "19",
-                       "--occlusion-images", "8", "--baseline-seeds", "1",
-                       "--out", outputs / "task3", env=env,
-                       timeout=900)
-    assert task3.returncode == 0, task3.stderr[-3000:]
+    study = root / "outputs"
+    tutorial = run_script("train_deconv.py", "--data-dir", tiny_cifar, "--epochs", "1",
+                          "--log-every", "10", "--quiet", "--out", study / "task2", env=env, cwd=root)
+    assert tutorial.returncode == 0, tutorial.stderr
+    plan = run_script("depth.py", "--data-dir", tiny_cifar, "--outputs", study, *DEPTH_FLAGS,
+                      env=env, timeout=1200)
+    assert plan.returncode == 0, plan.stdout[-2000:] + plan.stderr[-3000:]
+    (study / "depth_plan.log").write_text(plan.stdout + plan.stderr)
+    outputs = study / "depth"
     report = run_script("make_report.py", "--outputs", outputs, env=env, timeout=600)
     assert report.returncode == 0, report.stderr[-3000:]
     page = run_script("build_explorer.py", outputs / "task2" / "deconv_net.pth",
                       "--task3", outputs / "task3" / "metrics.json",
                       "--out", outputs / "task3" / "explorer.html", "--quiet", env=env)
     assert page.returncode == 0, page.stderr[-3000:]
-    probes = run_script("probe_layers.py", "--checkpoint", outputs / "task2" / "deconv_net.pth",
-                        "--data-dir", tiny_cifar, "--quiet", "--train-images", "60",
-                        "--out", outputs / "probes", env=env)
-    assert probes.returncode == 0, probes.stderr[-3000:]
-    depth = run_script("make_depth_report.py", "--outputs", outputs.parent, env=env, timeout=300)
-    assert depth.returncode == 0, depth.stderr[-3000:]
     return outputs
+
+
+def test_the_plan_wrote_every_part_of_the_depth_study(three_stage_study):
+    for part in ("task1", "task2", "task3", "probes", "probes_tutorial",
+                 "runs/task2_permuted_seed0"):
+        assert (three_stage_study / part / "metrics.json").is_file(), part
+    assert (three_stage_study / "explorer.html").is_file()
+    assert (three_stage_study / "depth.pdf").is_file()
+    assert (three_stage_study.parent / "report.pdf").is_file()  # the tutorial's, pointing here
+
+
+def test_the_plan_again_redoes_nothing_but_the_pages(three_stage_study, tiny_cifar, tmp_path):
+    results = {p: p.read_bytes() for p in three_stage_study.rglob("metrics.json")}
+    env = dict(os.environ, CIFAR10_CACHE=str(tmp_path / "cache"))
+    again = run_script("depth.py", "--data-dir", tiny_cifar, "--outputs", three_stage_study.parent,
+                       *DEPTH_FLAGS, env=env, timeout=600)
+    assert again.returncode == 0, again.stderr[-3000:]
+    said = again.stdout + again.stderr
+    for part in ("probes_tutorial", "task3", "probes"):
+        assert f"up to date  {three_stage_study / part}" in said, part
+    assert "nothing to train: all 3 runs are up to date" in said
+    assert {p: p.read_bytes() for p in three_stage_study.rglob("metrics.json")} == results
 
 
 def test_every_run_records_the_three_stage_architecture(three_stage_study):
