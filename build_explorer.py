@@ -30,10 +30,11 @@ import torch
 from data import DISPLAY_NAMES, load_cifar10
 from models import ARCHITECTURE, Architecture, DeconvNet
 from study.core.common import ArgumentParser, UsageError, add_data_arguments, run_cli
+from study.core.ids import ModelId
 from study.core.layout import BASELINE_MODELS, METRICS, Outputs
 from study.core.readers import field, load_torch_file, read_json, require, require_items
 from study.core.text import plural
-from study.reporting.explorer_page import (DEFAULT_ID, ID_LENGTH, MAX_BYTES, PAGE_MARK, kind_of,
+from study.reporting.explorer_page import (DEFAULT_ID, ID_LENGTH, MAX_BYTES, PAGE_MARK,
                                            write_explorer)
 from study.runs.folders import check_output_dir, require_complete
 from study.training.checkpoints import architecture_beside, load_model
@@ -49,8 +50,12 @@ def _describe_checkpoint(path: Path) -> tuple[str, str, dict]:
         label = field(read_json(described, "model description", DESCRIPTION_FIX), "label", str,
                       1, 200, str(described), DESCRIPTION_FIX)
         if label:
-            ident = re.sub(r"[^A-Za-z0-9_.-]", "_", path.parent.name).lstrip("_.-")[:64] or "model"
-            return ident, label, kind_of(path.parent.name)
+            try:
+                model = ModelId.from_json(read_json(described, "model description",
+                                                    DESCRIPTION_FIX).get("model"))
+            except ValueError as error:
+                raise UsageError(f"{described}: model: {error}; {DESCRIPTION_FIX}") from None
+            return str(model)[:ID_LENGTH], label, {"model": model}
     metrics = path.with_name(METRICS)
     config = {}
     if metrics.is_file():
@@ -61,10 +66,10 @@ def _describe_checkpoint(path: Path) -> tuple[str, str, dict]:
             if key in config:
                 require(config[key], kind, low, None, f"{metrics}: config: {key}", fix)
     if "lambda" in config and "seed" in config:
-        ident = f"lambda_{config['lambda']:g}_seed{config['seed']}"
+        model = ModelId("lambda", config["seed"], lam=float(config["lambda"]))
         kind = "permuted" if config.get("permute_labels") else "lambda"
-        return (ident, f"λ = {config['lambda']:g}, seed {config['seed']} ({path.parent.name})",
-                {"kind": kind, "lambda": config["lambda"]})
+        return (str(model)[:ID_LENGTH], f"λ = {model.lam:g}, seed {model.seed} ({path.parent.name})",
+                {"kind": kind, "lambda": model.lam})
     slug = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{path.parent.name}_{path.stem}").lstrip("_.-")
     return (slug or "model")[:64], str(path), {}
 

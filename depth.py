@@ -22,11 +22,10 @@ from pathlib import Path
 
 from data import load_cifar10
 from models import ARCHITECTURES
-from study.core.common import (ArgumentParser, UsageError, add_data_arguments, number, run_cli,
-                               say)
+from study.analysis.probes import PROBE_TRAIN_IMAGES
+from study.core.common import ArgumentParser, UsageError, add_data_arguments, number, run_cli, say
 from study.core.files import save_json
 from study.core.layout import METRICS, RUN_IDENTITY, Outputs
-from study.analysis.probes import PROBE_TRAIN_IMAGES
 from study.core.settings import (MAX_BASELINE_SEEDS, MAX_NULL_DRAWS, MAX_OCCLUSION_IMAGES,
                                  usable_cores)
 from study.runs.identity import UP_TO_DATE, record_finished, reuse, run_identity

@@ -21,12 +21,12 @@ import json
 import tempfile
 from pathlib import Path
 
-from study.analysis.decoders import decoder_label
 from study.analysis.nulls import ALPHA, holm
 from study.core.common import ArgumentParser, UsageError, output_folder, run_cli
 from study.core.files import atomic_path, prepare_output_dir
+from study.core.ids import DecoderId
 from study.core.layout import DEPTH_REPORT, METRICS, Outputs
-from study.core.readers import read_json
+from study.core.readers import field, read_json, require
 from study.core.settings import BASELINE_GROUPS, randomised_group
 from study.reporting import plots
 from study.runs.folders import check_output_dir, require_complete
@@ -213,6 +213,23 @@ def network_facts(task3: dict | None, probes: dict | None, title: str) -> dict |
             "probe_train_images": (probes or {}).get("config", {}).get("train_images")}
 
 
+def task3_decoders(task3: dict, path: Path) -> list[tuple[DecoderId, dict]]:
+    """Task 3's decoder checks as (DecoderId, {psnr_db, ...}); a key or value that is not one is
+    refused with one line."""
+    fix = "rerun make depth (or its Task 3)"
+    found = require(task3.get("decoders", {}), dict, what=f"{path}: decoders", fix=fix)
+    decoders = []
+    for key, value in found.items():
+        try:
+            decoder = DecoderId.parse(key)
+        except ValueError as error:
+            raise UsageError(f"{path}: decoders: {error}; {fix}") from None
+        entry = require(value, dict, what=f"{path}: decoders: {key}", fix=fix)
+        field(entry, "psnr_db", float, what=f"{path}: decoders: {key}", fix=fix)
+        decoders.append((decoder, entry))
+    return decoders
+
+
 def build_facts(outputs: Path) -> dict:
     tree = Outputs(outputs)
     depth = tree.depth.root
@@ -224,7 +241,7 @@ def build_facts(outputs: Path) -> dict:
                 "probes": optional(tree.depth.probes_tutorial / METRICS, "tutorial probe metrics")}
     t1, t2 = deep["task1"] or {}, deep["task2"]
     config = t2.get("config", {})
-    decoders = (deep["task3"] or {}).get("decoders", {})
+    decoders = task3_decoders(deep["task3"] or {}, depth / "task3" / METRICS)
     networks = {}
     for key, found, title in (("tutorial", tutorial, "The tutorial's net (2 stages)"),
                               ("deep", deep, f"The deeper net ({config.get('arch', 'deep')})")):
@@ -238,8 +255,8 @@ def build_facts(outputs: Path) -> dict:
         "task2_accuracy": t2.get("test_accuracy"), "task2_seconds": t2.get("train_seconds"),
         "task2_psnr": t2.get("test_psnr_db"), "mcnemar_p": comparison.get("mcnemar", {}).get("p_value"),
         # the learned decoders only: a tied deconvnet's output has no pixel scale to compare
-        "psnr_per_layer": [[decoder_label(name), value["psnr_db"]] for name, value in decoders.items()
-                           if not name.endswith("_tied")],
+        "psnr_per_layer": [[decoder.label, value["psnr_db"]] for decoder, value in decoders
+                           if not decoder.tied],
         "networks": networks, "alpha": ALPHA,
     }
 

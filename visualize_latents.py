@@ -33,6 +33,7 @@ from study.core.common import (ArgumentParser, UsageError, add_data_arguments, a
                                add_threads_argument, environment_info, fast_layout, number, run_cli,
                                select_device)
 from study.core.files import save_json, save_torch
+from study.core.ids import DecoderId
 from study.core.layout import BASELINE_MODELS, DECONV_CHECKPOINT, METRICS, Outputs
 from study.core.readers import read_json
 from study.core.settings import (BASELINE_GROUPS, MAX_BASELINE_SEEDS, MAX_NULL_DRAWS,
@@ -192,7 +193,8 @@ def explorer_models(figures: BaselineFigures, trained_layer1: torch.nn.ConvTrans
         if name is None:
             continue
         fitted = figures.refitted[name]
-        models.append({"id": name, "label": f"{word} ({name.replace('_', ' ')})",
+        models.append({"id": name, "model": figures.ids[name],
+                       "label": f"{word} ({name.replace('_', ' ')})",
                        "net": fitted[depth], "layer1_decoder": fitted[1].deconv1 if 1 in fitted
                        else trained_layer1})
     return models
@@ -200,7 +202,8 @@ def explorer_models(figures: BaselineFigures, trained_layer1: torch.nn.ConvTrans
 
 def save_explorer_models(models: list[dict], folder: Path) -> None:
     """Each model as build_explorer.py reads a checkpoint: deconv_net.pth, the layer1_decoder.pth
-    fitted for it (keyed by that file's hash) and model.json with its label."""
+    fitted for it (keyed by that file's hash) and model.json with its label and what it is
+    (ModelId)."""
     for model in models:
         where = folder / model["id"]
         where.mkdir(parents=True, exist_ok=True)
@@ -211,7 +214,8 @@ def save_explorer_models(models: list[dict], folder: Path) -> None:
         sha256 = hashlib.sha256((where / DECONV_CHECKPOINT).read_bytes()).hexdigest()
         save_torch({"key": {"checkpoint_sha256": sha256},
                     "state": model["layer1_decoder"].state_dict()}, where / "layer1_decoder.pth")
-        save_json({"label": model["label"]}, where / "model.json")
+        save_json({"label": model["label"], "model": model["model"].to_json()},
+                  where / "model.json")
 
 
 def main() -> None:
@@ -257,7 +261,7 @@ def main() -> None:
             print(f"full-latent test PSNR, {result['label']}: {result['psnr_db']:.2f} dB "
                   f"(r = {result['correlation']:.2f})")
         pictured_by = {stage.index: picture_decoder(arch, stage.index) for stage in arch.layers}
-        layer_models = {layer: (readers[name][0], "refitted" if name.endswith("_refit")
+        layer_models = {layer: (readers[name][0], "refitted" if DecoderId.parse(name).kind == "refit"
                                 else "Task 2 decoder") for layer, name in pictured_by.items()}
         control_results = {f"z{layer}": controls(model, layer, data.test_images)
                            for layer, (model, _) in layer_models.items()}

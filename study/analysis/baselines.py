@@ -32,6 +32,8 @@ from study.analysis.occlusion import OCCLUDER, deconvnet_scores, occlusion_agree
 from study.analysis.projections import projection_diversity, unit_projections
 from study.analysis.random_models import (REFIT, baseline_seeds, cascades, changed_layers,
                                           refit_decoders, reinitialised)
+from study.core.ids import DecoderId, ModelId
+from study.core.settings import randomised_group
 
 CASCADES = cascades(ARCHITECTURE)  # the tutorial's
 OCCLUSION_IMAGES = 500
@@ -179,6 +181,7 @@ class BaselineFigures:
     groups: dict[str, str]
     models: dict[str, DeconvNet]
     refitted: dict
+    ids: dict[str, ModelId]
     occlusion: dict
 
 
@@ -191,7 +194,7 @@ def baseline_decoders(arch: Architecture) -> dict[str, tuple[int, bool]]:
     decoders = {}
     for stage in arch.layers:
         decoders[picture_decoder(arch, stage.index)] = (stage.index, False)
-        decoders[f"{stage.name}_tied"] = (stage.index, True)
+        decoders[str(DecoderId(stage.index, "tied"))] = (stage.index, True)
     return decoders
 
 
@@ -300,13 +303,18 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
     refit = {**refit, "steps": max(1, min(refit["steps"], passes))}
     seeds = seeds if seeds is not None else baseline_seeds(training_seed)
     arch, decoder_kinds = net.arch, baseline_decoders(net.arch)
+    ids = {"trained": ModelId("trained")}
     models, groups = {"trained": net}, {"trained": "trained"}
     if permuted is not None:
+        ids["permuted_labels"] = ModelId("permuted")
         models["permuted_labels"], groups["permuted_labels"] = permuted.eval(), "permuted_labels"
-    for cascade in cascades(arch):
+    for first in range(arch.depth, 0, -1):
+        cascade = randomised_group(first, arch.depth)[0]
         for s in seeds:
-            models[f"{cascade}_seed{s}"] = reinitialised(net, cascade, s, training_seed)
-            groups[f"{cascade}_seed{s}"] = cascade
+            model = ModelId("random", s, tuple(range(first, arch.depth + 1)))
+            ids[str(model)] = model
+            models[str(model)] = reinitialised(net, cascade, s, training_seed)
+            groups[str(model)] = cascade
     chooser = torch.Generator().manual_seed(seed)
     occluded = torch.randperm(len(data.test_labels), generator=chooser)[:occlusion_images].sort().values
     report = {split: (images[picks[split]], int(labels[picks[split]])) for split, images, labels in
@@ -325,7 +333,7 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
                     in decoder_kinds.items() if layer in changed}
         checks = decoder_checks({d: v for d, v in decoders.items() if not v[2]},
                                 data.test_images[:CHECK_IMAGES])
-        info[name] = BaselineModel(groups[name], int(name.rsplit("seed", 1)[1]) if "seed" in name else None,
+        info[name] = BaselineModel(groups[name], ids[name].seed,
                                    round(took, 2), {d: c["psnr_db"] for d, c in checks.items()})
         measured[name] = _measure(model, decoders, data, report, occluded)
         del measured[name]["z"]
@@ -375,7 +383,7 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
         seconds={**{k: round(v, 2) for k, v in seconds.items()},
                  "total": round(time.perf_counter() - started, 2),
                  "cpu_total": round(time.process_time() - cpu, 2)})  # all threads
-    figures = BaselineFigures(pictures, groups, models, refitted,
+    figures = BaselineFigures(pictures, groups, models, refitted, ids,
                               {m: part["occlusion_figure"] for m, part in measured.items()
                                if "occlusion_figure" in part})
     return result, figures

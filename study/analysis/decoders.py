@@ -20,19 +20,9 @@ from data import batches, denormalize, normalize, warn
 from models import Architecture, DeconvNet
 from study.core.common import UsageError
 from study.core.files import save_torch
+from study.core.ids import DecoderId
 from study.core.readers import load_torch_file
-from study.core.settings import DECODER_KINDS
 from study.training.loop import psnr_db
-
-
-# Decoder identifiers (keys in metrics.json) are "<layer>_<kind>", e.g. "z1_refit"; their labels
-# come from decoder_label. The tutorial's net has z1_literal, z1_refit, z1_tied, z2_learned and
-# z2_tied.
-def decoder_label(identifier: str) -> str:
-    """'z1_refit' -> 'z1, refitted on the real latents'."""
-    layer, kind = identifier.split("_", 1)
-    return f"{layer}, {DECODER_KINDS[kind]}"
-
 
 CONTROLS = {"own": "own latent and switches",
             "empty_latent": "empty latent, own switches",
@@ -47,21 +37,18 @@ def decoders_of(net: DeconvNet, refit: DeconvNet) -> dict[str, tuple[DeconvNet, 
     literal decoder, the one refitted on the real z1 and the tied deconvnet; the last layer the
     decoder Task 2 trained on it and the tied one; a layer between them its literal Task 2
     decoder (trained only on the outputs of the layer above) and the tied one."""
-    decoders = {}
+    decoders, depth = {}, net.arch.depth
     for stage in net.arch.layers:
-        name, last = stage.name, stage.index == net.arch.depth
-        decoders[f"{name}_learned" if last else f"{name}_literal"] = (net, stage.index, False)
-        if stage.index == 1 and not last:
-            decoders[f"{name}_refit"] = (refit, 1, False)
-        decoders[f"{name}_tied"] = (net, stage.index, True)
+        decoders[str(DecoderId.own(stage.index, depth))] = (net, stage.index, False)
+        if stage.index == 1 and depth > 1:
+            decoders[str(DecoderId(1, "refit"))] = (refit, 1, False)
+        decoders[str(DecoderId(stage.index, "tied"))] = (net, stage.index, True)
     return decoders
 
 
 def picture_decoder(arch: Architecture, layer: int) -> str:
-    """The decoder each layer's pictures use: the refitted one for z1, Task 2's otherwise."""
-    if layer == 1 and arch.depth > 1:
-        return "z1_refit"
-    return f"z{layer}_learned" if layer == arch.depth else f"z{layer}_literal"
+    """The decoder each layer's pictures use (DecoderId.picture), as metrics.json keys it."""
+    return str(DecoderId.picture(layer, arch.depth))
 
 
 # --- a layer-1 decoder that is valid on the real z1 ---
@@ -157,7 +144,7 @@ def decoder_checks(decoders: dict[str, tuple[DeconvNet, int, bool]], images: tor
             error, r = _agreement(model.decode(encoded[id(model)], layer, tied=tied), images_u8 / 255)
             squared[name] += error
             correlations[name].append(r * len(x))
-    return {name: {"label": decoder_label(name), "layer": layer,
+    return {name: {"label": DecoderId.parse(name).label, "layer": layer,
                    "psnr_db": round(psnr_db(squared[name] / images.numel()), 2),
                    "correlation": round(sum(correlations[name]) / len(images), 3)}
             for name, (_, layer, _) in decoders.items()}

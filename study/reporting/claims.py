@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from study.core.common import UsageError
+from study.core.ids import DecoderId
 from study.core.settings import DEFAULT_LAMBDA
 from study.reporting.numbers import r2
 
@@ -245,8 +246,8 @@ def _(m: dict) -> bool:
 @claim("t3-literal", "Task 2's own layer-1 decoder fails on the real z1 (below an image's mean "
                      "colour); the refit does far better")
 def _(m: dict) -> bool:
-    first = _layers(m)[0]
-    literal, refit = _decoder(m, f"{first}_literal"), _decoder(m, f"{first}_refit")
+    literal = _decoder(m, str(DecoderId(1, "literal")))
+    refit = _decoder(m, str(DecoderId(1, "refit")))
     return literal < _baselines(m)["image mean colour"] and refit >= literal + 3
 
 

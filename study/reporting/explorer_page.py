@@ -22,6 +22,7 @@ from data import DISPLAY_NAMES
 from models import ARCHITECTURE, ARCHITECTURES, Architecture, DeconvNet
 from study.analysis.evidence import crop
 from study.core.files import atomic_path
+from study.core.ids import ModelId
 
 ASSETS = Path(__file__).resolve().parents[2] / "explorer"
 IMAGES_PER_CLASS = 10
@@ -147,18 +148,16 @@ def _extra_model(entry: dict) -> dict:
             "decoders": decoder_notes(decoder is not None), **model_meta(entry)}
 
 
-def kind_of(name: str) -> dict:
-    """{kind, randomised} from the name Task 3 gives its baseline models ("conv2_seed1001",
-    "conv1_conv2_seed1001", "permuted_labels"), else {}."""
-    randomised = re.findall(r"conv\d+", name)
-    if "permuted" in name:
-        return {"kind": "permuted"}
-    return {"kind": "random", "randomised": randomised} if randomised else {}
+def page_kind(model: ModelId) -> dict:
+    """{kind, randomised, lambda} of a model as the page reads them, from what it is."""
+    return {"kind": model.kind, "randomised": [f"conv{k}" for k in model.stages],
+            "lambda": model.lam}
 
 
 def model_meta(entry: dict) -> dict:
     """A model's kind, λ and randomised layers as the page reads them (its labels and notes)."""
-    entry = {**kind_of(str(entry.get("id", ""))), **entry}
+    if isinstance(entry.get("model"), ModelId):
+        entry = {**page_kind(entry["model"]), **{k: v for k, v in entry.items() if v is not None}}
     kind = entry.get("kind", "other")
     if kind not in MODEL_KINDS:
         raise ValueError(f"model kind {kind!r} is not one of {MODEL_KINDS}")

@@ -7,6 +7,7 @@ come from findings.py, the module that wrote them in Task 3.
 """
 from datetime import datetime, timezone
 
+from study.core.ids import DecoderId
 from study.core.text import plural, seeds_words
 from study.reporting.claims import (channel_claims, first_layer_channels, mean_interval,
                                     pictured_decoders, study_differences, survives)
@@ -256,10 +257,11 @@ def task3_facts(m: dict) -> dict:
         "last_shown": str(len(m["images"]["test"][last]["channels"])),
         "images": {split: {"index": f"{v['index']:,}", "class": v["class"]}
                    for split, v in m["images"].items()},
-        "literal_psnr": db(decoders[f"{first}_literal"]["psnr_db"]),
-        "refit_psnr": db(decoders[f"{first}_refit"]["psnr_db"]),
-        "last_psnr": db(decoders[f"{last}_learned"]["psnr_db"]),
-        "tied_psnr": {name: db(decoders[f"{name}_tied"]["psnr_db"]) for name in names},
+        "literal_psnr": db(decoders[str(DecoderId(1, "literal"))]["psnr_db"]),
+        "refit_psnr": db(decoders[str(DecoderId(1, "refit"))]["psnr_db"]),
+        "last_psnr": db(decoders[str(DecoderId(len(names), "learned"))]["psnr_db"]),
+        "tied_psnr": {name: db(decoders[str(DecoderId(k, "tied"))]["psnr_db"])
+                      for k, name in enumerate(names, start=1)},
         "refit_epochs": plural(m["layer1_refit"]["epochs"], "pass", "passes"),
         "refit_seconds": seconds(m["layer1_refit"]["fit_seconds"]),
         "decoder_rows": [[v["label"], db(v["psnr_db"]), f"{v['correlation']:.2f}"]
