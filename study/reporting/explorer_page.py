@@ -79,11 +79,18 @@ def model_weights(net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | Non
     return weights
 
 
-def decoder_notes(refit: bool) -> dict:
-    """Which decoder reads each latent, in words (shown in the page)."""
-    return {"z1": ("deconv1 refitted on the real z1 (Task 3)" if refit
-                   else "this model's own deconv1 (trained in Task 2)"),
-            "z2": "this model's Task 2 decoder"}
+def decoder_notes(refit: bool, arch: Architecture) -> dict:
+    """Which decoder reads each latent of a net of `arch`, in words (shown in the page)."""
+    notes = {}
+    for stage in arch.layers:
+        if stage.index == 1 and refit:
+            notes[stage.name] = "deconv1 refitted on the real z1 (Task 3)"
+        elif stage.index == arch.depth:
+            notes[stage.name] = "this model's Task 2 decoder"
+        else:
+            notes[stage.name] = (f"this model's Task 2 decoder from {stage.name} down (trained "
+                                 "only on the outputs of the layer above)")
+    return notes
 
 
 def gallery(test_labels: torch.Tensor, per_class: int, extra_test: list[int]) -> list[int]:
@@ -145,7 +152,7 @@ def _extra_model(entry: dict) -> dict:
     decoder = entry.get("layer1_decoder")
     return {"id": entry["id"], "label": str(entry["label"]), "precision": "float16 head",
             "weights": model_weights(entry["net"], decoder, "float16"),
-            "decoders": decoder_notes(decoder is not None), **model_meta(entry)}
+            "decoders": decoder_notes(decoder is not None, entry["net"].arch), **model_meta(entry)}
 
 
 def page_kind(model: ModelId) -> dict:
@@ -185,7 +192,7 @@ def page_data(net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | None,
     precision = "float32" if decoder_dtype == "float32" else f"{decoder_dtype} decoder"
     models = [{"id": DEFAULT_ID, "label": model_label, "precision": precision,
                "weights": model_weights(net, layer1_decoder, decoder_dtype=decoder_dtype),
-               "decoders": decoder_notes(layer1_decoder is not None),
+               "decoders": decoder_notes(layer1_decoder is not None, net.arch),
                **model_meta({"kind": "trained", **(model_info or {})})}]
     for entry in extra_models:
         models.append(_extra_model(entry))

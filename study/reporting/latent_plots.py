@@ -12,6 +12,7 @@ from data import denormalize
 from study.reporting.plots import TEXT_WIDTH_IN, bare, plt, save, to_hwc
 
 if TYPE_CHECKING:  # drawing never runs the baselines; it only reads their figure data
+    from models import Architecture
     from study.analysis.baselines import BaselineFigures
 
 
@@ -146,15 +147,19 @@ def top9_figure(top, layer: int, receptive_field: int, per_row: int = 6) -> plt.
 
 def class_heatmap(means: dict[int, torch.Tensor], class_names: Sequence[str], path: Path) -> None:
     """Mean activation per class (rows) of every channel (columns), each channel's column
-    divided by its largest class mean."""
-    fig, axes = plt.subplots(1, 2, figsize=(4.45, 2.05), layout="constrained",
-                             gridspec_kw={"width_ratios": [len(means[1]), len(means[2])]})
-    for ax, layer in zip(axes, (1, 2)):
+    divided by its largest class mean; one panel per layer of `means` ({layer: (C, classes)})."""
+    layers = sorted(means)
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.45, 2.05), layout="constrained",
+                             gridspec_kw={"width_ratios": [len(means[k]) for k in layers]},
+                             squeeze=False)
+    axes = axes[0]
+    for ax, layer in zip(axes, layers):
         m = means[layer]
         relative = (m / m.max(1, keepdim=True).values.clamp_min(1e-12)).T
         image = ax.imshow(relative.numpy(), cmap="magma", vmin=0, vmax=1, aspect="auto")
         ax.set_xticks(range(len(m)), [str(c) for c in range(len(m))], fontsize=7)
-        ax.set_yticks(range(len(class_names)), class_names if layer == 1 else [], fontsize=7)
+        ax.set_yticks(range(len(class_names)), class_names if layer == layers[0] else [],
+                      fontsize=7)
         ax.set_xlabel(f"z{layer} channel")
     fig.colorbar(image, ax=axes, location="right", fraction=0.04, pad=0.02,
                  label="mean / channel's largest")
@@ -176,12 +181,13 @@ def conv1_filters_figure(weights: torch.Tensor, path: Path) -> None:
 
 # --- Task 3's randomisation baselines ---
 
-def baseline_rows() -> list[tuple[str, str]]:
-    """(group, row label) of the baseline-pictures figure, labels from study.core.settings."""
-    from models import ARCHITECTURE
+def baseline_rows(arch: "Architecture") -> list[tuple[str, str]]:
+    """(group, row label) of the baseline-pictures figure of a net of `arch`: the trained model,
+    the refit's noise floor, one cascade step per stage, the permuted labels (labels from
+    study.core.settings)."""
     from study.core.settings import BASELINE_GROUPS, randomised_group
 
-    layers = [stage.index for stage in ARCHITECTURE.layers]
+    layers = [stage.index for stage in arch.layers]
     cascades = [randomised_group(first, layers[-1])[:2] for first in reversed(layers)]
     return [("trained", BASELINE_GROUPS["trained"][0]), ("refit_seed", "trained, refit\nof another seed"),
             *cascades, ("permuted_labels", BASELINE_GROUPS["permuted_labels"][0])]
@@ -197,7 +203,7 @@ def baseline_pictures_figure(figures: "BaselineFigures", split: str, decoders: d
     layer is the trained one there."""
     pictures, groups = figures.pictures, figures.groups
     chosen = [(next((m for m, g in groups.items() if g == group and m in pictures), None), label)
-              for group, label in baseline_rows()]
+              for group, label in baseline_rows(figures.models["trained"].arch)]
     chosen = [(m, label) for m, label in chosen if m is not None]
     trained = pictures["trained"][split]
     layers = sorted(decoders)
