@@ -158,6 +158,18 @@ SLIPS = [
      "the builder takes top-9 boxes of any side, not the layer's receptive field"),
     ("make_depth_report.py", '    require_complete(path.parent, "the folder", "rerun make depth (or that part of it)")\n',
      "", "depth.pdf is built from folders whose runs did not finish"),
+    ("study/runs/identity.py", "            upstream_changed = any(decided[a][0] != UP_TO_DATE for a in run.after)",
+     "            upstream_changed = False",
+     "a Task 2 is reused though the Task 1 it compares with was trained again"),
+    ("study/runs/identity.py", "        if RESULTS_KEY in recorded and recorded[RESULTS_KEY] != file_sha256(results):",
+     "        if False:",
+     "a run redone by hand since the sweep passes for the sweep's"),
+    ("study/runs/identity.py", 'IGNORED_FLAGS = ("--out", "--quiet", "--data-dir")',
+     'IGNORED_FLAGS = ("--out", "--quiet", "--data-dir", "--seed")',
+     "a run of another seed is reused as this seed's"),
+    ("study/core/ids.py", '        return cls(1, "refit") if layer == 1 and depth > 1 else cls.own(layer, depth)',
+     '        return cls.own(layer, depth)',
+     "z1's pictures are read through Task 2's literal decoder, not the refit"),
 ]
 
 

@@ -102,9 +102,10 @@ def test_the_probes_read_every_layer_against_the_baselines_that_reach_it(three_s
     metrics = json.loads((three_stage_study / "probes" / "metrics.json").read_text())
     # a cascade from the top re-initialises conv3, then conv2 too, then conv1: layer k is changed
     # by the cascades whose first re-initialised convolution is at or below k
-    expected = {"z1": {"trained", "conv1_conv2_conv3"},
-                "z2": {"trained", "conv2_conv3", "conv1_conv2_conv3"},
-                "z3": {"trained", "conv3", "conv2_conv3", "conv1_conv2_conv3"}}
+    # (and the permuted-labels twin, which depth.py trains, reaches every layer)
+    expected = {"z1": {"trained", "conv1_conv2_conv3", "permuted_labels"},
+                "z2": {"trained", "conv2_conv3", "conv1_conv2_conv3", "permuted_labels"},
+                "z3": {"trained", "conv3", "conv2_conv3", "conv1_conv2_conv3", "permuted_labels"}}
     assert {name: set(layer["accuracy"]) for name, layer in metrics["layers"].items()} == expected
     test_images = metrics["data"]["test_images"]
     for name, layer in metrics["layers"].items():
