@@ -23,11 +23,12 @@ import subprocess
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from data import load_cifar10
 from study.core.common import (MAX_SEED, ArgumentParser, UsageError, add_data_arguments, number,
                                run_cli)
-from study.core.files import open_log, prepare_output_dir, save_json
+from study.core.files import open_log, open_no_follow, prepare_output_dir, save_json
 from study.core.layout import RUN_IDENTITY, SUMMARY, Outputs
 from study.core.settings import MAX_NULL_DRAWS, MAX_OCCLUSION_IMAGES, SWEEP_LAMBDAS, SWEEP_SEEDS
 from study.runs.folders import check_output_dir, mark_incomplete
@@ -250,6 +251,30 @@ def _end_with_parent() -> None:
         pass
 
 
+SWEEP_LOCK = ".sweep.lock"
+
+
+def hold_sweep_lock(runs_dir: Path) -> Any:
+    """One sweep at a time into one outputs folder: an flock on runs/.sweep.lock, held while the
+    returned file is open (the kernel releases it however the sweep ends). A second sweep is
+    refused with one line before it marks a folder, opens a log or writes a summary."""
+    import fcntl
+
+    try:
+        lock = open_no_follow(runs_dir / SWEEP_LOCK, "a+")
+    except OSError as error:
+        raise UsageError(f"cannot write to {runs_dir} ({error.strerror}); pass a writable "
+                         "--outputs") from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.close()
+        raise UsageError(f"another sweep is running into {runs_dir.parent} (it holds "
+                         f"{runs_dir / SWEEP_LOCK}); wait for it to finish, or pass another "
+                         "--outputs") from None
+    return lock
+
+
 def default_jobs(device: str) -> int:
     import torch
     if device == "cuda" or (device == "auto" and torch.cuda.is_available()):
@@ -282,6 +307,7 @@ def main() -> None:
     if args.quiet:
         data_flags.append("--quiet")
     runs_dir = prepare_output_dir(Outputs(args.outputs).runs)
+    lock = hold_sweep_lock(runs_dir)  # before any folder is marked or any log opened
     lambdas = [] if args.no_lambda_sweep else args.lambdas
     runs = plan(args.seeds, lambdas, args.outputs, [*data_flags, *args.extra],
                 [*data_flags, *(["--null-draws", str(args.null_draws)] if args.null_draws else []),
@@ -327,6 +353,7 @@ def main() -> None:
     if summary["lambda_sweep"]:
         sweep_figure(summary, runs_dir / "lambda_sweep.svg")
     save_json(summary, runs_dir / SUMMARY)
+    lock.close()
     print(f"wrote {runs_dir / SUMMARY}")
     if summary["failed_runs"]:
         raise UsageError(f"{len(summary['failed_runs'])} run(s) failed: "

@@ -120,3 +120,19 @@ def test_results_replaced_by_hand_since_the_sweep_are_not_reused(tmp_path):
     assert reuse(tmp_path, "task1", identity, tmp_path / METRICS) == UP_TO_DATE
     (tmp_path / METRICS).write_text('{"test_accuracy": 1}')  # e.g. train_classifier.py run by hand
     assert reuse(tmp_path, "task1", identity, tmp_path / METRICS) == RUN
+
+
+def test_a_second_sweep_into_the_same_outputs_is_refused_before_it_writes(tmp_path):
+    """Round six, case 6: a second sweep started beside a running one used to truncate the first's
+    job logs and race it for summary.json."""
+    import sweep
+    from study.core.common import UsageError
+
+    first = sweep.hold_sweep_lock(tmp_path)
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "task1_seed_0.log").write_text("the first sweep's log")
+    with pytest.raises(UsageError, match="another sweep is running into"):
+        sweep.hold_sweep_lock(tmp_path)
+    assert (tmp_path / "logs" / "task1_seed_0.log").read_text() == "the first sweep's log"
+    first.close()
+    sweep.hold_sweep_lock(tmp_path).close()  # free again once the first has ended
