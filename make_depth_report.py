@@ -24,10 +24,9 @@ from pathlib import Path
 from study.analysis.nulls import ALPHA, holm
 from study.core.common import ArgumentParser, UsageError, output_folder, run_cli
 from study.core.files import atomic_path, prepare_output_dir
-from study.core.ids import DecoderId
+from study.core.ids import DecoderId, ModelId
 from study.core.layout import DEPTH_REPORT, METRICS, Outputs
 from study.core.readers import field, read_json, require
-from study.core.settings import BASELINE_GROUPS, randomised_group
 from study.reporting import plots
 from study.runs.folders import check_output_dir, require_complete
 
@@ -54,15 +53,12 @@ def optional(path: Path, what: str) -> dict | None:
 
 def group_label(group: str, depth: int) -> str:
     """Short words for a baseline group id of a network with `depth` stages."""
-    if group in BASELINE_GROUPS:
-        return BASELINE_GROUPS[group][0]
     if group == "pixels":
         return "raw pixels"
-    for first in range(1, depth + 1):
-        ident, short, _ = randomised_group(first, depth)
-        if ident == group:
-            return short
-    return group
+    try:
+        return ModelId.parse(group).short
+    except ValueError:
+        return group
 
 
 def layer_facts(task3: dict | None, probes: dict | None) -> list[dict]:

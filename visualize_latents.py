@@ -33,11 +33,10 @@ from study.core.common import (ArgumentParser, UsageError, add_data_arguments, a
                                add_threads_argument, environment_info, fast_layout, number, run_cli,
                                select_device)
 from study.core.files import save_json, save_torch
-from study.core.ids import DecoderId
+from study.core.ids import DecoderId, ModelId
 from study.core.layout import BASELINE_MODELS, DECONV_CHECKPOINT, METRICS, Outputs
 from study.core.readers import read_json
-from study.core.settings import (BASELINE_GROUPS, MAX_BASELINE_SEEDS, MAX_NULL_DRAWS,
-                                 MAX_OCCLUSION_IMAGES, randomised_group)
+from study.core.settings import MAX_BASELINE_SEEDS, MAX_NULL_DRAWS, MAX_OCCLUSION_IMAGES
 from study.reporting import latent_plots, plots
 from study.runs.folders import check_output_dir, remove_tree, require_complete, run_folder
 from study.runs.identity import check_permuted
@@ -184,9 +183,8 @@ def explorer_models(figures: BaselineFigures, trained_layer1: torch.nn.ConvTrans
     the decoders refitted on its own features (where a cascade leaves z1 as trained, the trained
     model's refitted layer-1 decoder)."""
     depth = arch.depth
-    words = {ident: long for ident, _, long in
-             (randomised_group(first, depth) for first in range(depth, 0, -1))}
-    words["permuted_labels"] = BASELINE_GROUPS["permuted_labels"][1]
+    groups = [*(ModelId.cascade(first, depth) for first in range(depth, 0, -1)), ModelId("permuted")]
+    words = {str(group): group.long for group in groups}
     models = []
     for group, word in words.items():
         name = next((m for m, g in figures.groups.items() if g == group), None)

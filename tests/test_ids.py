@@ -50,3 +50,29 @@ def test_a_model_id_is_written_as_task3_and_the_page_name_it_and_travels_as_json
 def test_a_crafted_model_description_is_refused(value):
     with pytest.raises(ValueError):
         ModelId.from_json(value)
+
+
+@pytest.mark.parametrize("text, model", [
+    ("trained", ModelId("trained")), ("permuted_labels", ModelId("permuted")),
+    ("rotation", ModelId("rotation")), ("refit_seed", ModelId("refit_seed")),
+    ("conv2", ModelId("random", None, (2,))), ("conv3_conv4_seed7", ModelId("random", 7, (3, 4))),
+    ("lambda_0.1_seed2", ModelId("lambda", 2, lam=0.1))])
+def test_groups_and_models_parse_back_to_what_wrote_them(text, model):
+    assert ModelId.parse(text) == model and str(model) == text
+
+
+@pytest.mark.parametrize("text", ["conv1_conv3", "conv0", "conv_seed1", "conv1_seed", "conv1_seedx",
+                                  "lambda_x_seed0", "permuted", "conv1__conv2", "", None, "conv2 "])
+def test_anything_else_is_not_a_model_id(text):
+    with pytest.raises(ValueError):
+        ModelId.parse(text)
+
+
+def test_a_cascade_step_is_named_and_worded_from_its_stages():
+    # the words the tutorial's figures used: "random conv2", "conv2 re-initialised over the
+    # trained conv1"; a four-stage net's middle step says which trained layers lie below
+    assert ModelId.cascade(2, 2).short == "random conv2"
+    assert ModelId.cascade(2, 2).long == "conv2 re-initialised over the trained conv1"
+    assert ModelId.cascade(1, 2).long == "conv1 and conv2 re-initialised"
+    assert ModelId.cascade(3, 4).long == "conv3 and conv4 re-initialised over the trained conv1..conv2"
+    assert ModelId.cascade(3, 4, seed=1001).group == ModelId.cascade(3, 4)

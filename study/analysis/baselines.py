@@ -33,7 +33,6 @@ from study.analysis.projections import projection_diversity, unit_projections
 from study.analysis.random_models import (REFIT, baseline_seeds, cascades, changed_layers,
                                           refit_decoders, reinitialised)
 from study.core.ids import DecoderId, ModelId
-from study.core.settings import randomised_group
 
 CASCADES = cascades(ARCHITECTURE)  # the tutorial's
 OCCLUSION_IMAGES = 500
@@ -309,9 +308,9 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
         ids["permuted_labels"] = ModelId("permuted")
         models["permuted_labels"], groups["permuted_labels"] = permuted.eval(), "permuted_labels"
     for first in range(arch.depth, 0, -1):
-        cascade = randomised_group(first, arch.depth)[0]
+        cascade = str(ModelId.cascade(first, arch.depth))
         for s in seeds:
-            model = ModelId("random", s, tuple(range(first, arch.depth + 1)))
+            model = ModelId.cascade(first, arch.depth, s)
             ids[str(model)] = model
             models[str(model)] = reinitialised(net, cascade, s, training_seed)
             groups[str(model)] = cascade
@@ -357,7 +356,7 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
         "refit": {**refit, "optimiser": "Adam, one-cycle", "loss": "MSE", "models": "all, alike"},
         "below a cascade": "the layers under its first re-initialised convolution are the "
                            "trained ones: not refitted, not compared",
-        "refit_seed": "the trained encoder with decoders refitted from seed + 1: the pictures' noise floor",
+        "refit_seed": ModelId("refit_seed").long,
         "undefined rules": "'class', 'look' on channels active on < top_k test images; "
                            "'selective' on channels with a negative class mean (rotations)",
         "psnr_test_images": min(CHECK_IMAGES, len(data.test_labels)),

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from data import normalize
 from models import ARCHITECTURE, Architecture, DeconvNet
-from study.core.settings import randomised_group
+from study.core.ids import ModelId
 
 SEEDS_PER_CASCADE = 3
 FIRST_SEED = 1001  # baseline seeds count up from here, skipping the training seed
@@ -29,7 +29,7 @@ def cascades(arch: Architecture) -> dict[str, tuple[str, ...]]:
     convolutions re-initialised, in order. The tutorial's net: {"conv2": ("conv2",),
     "conv1_conv2": ("conv2", "conv1")}."""
     depth = arch.depth
-    return {randomised_group(first, depth)[0]: tuple(f"conv{k}" for k in range(depth, first - 1, -1))
+    return {str(ModelId.cascade(first, depth)): tuple(f"conv{k}" for k in range(depth, first - 1, -1))
             for first in range(depth, 0, -1)}
 
 
@@ -115,5 +115,5 @@ def refit_decoders(model: DeconvNet, train_images: torch.Tensor, layers: Iterabl
 
 def changed_layers(cascade: str, arch: Architecture = ARCHITECTURE) -> set[int]:
     """Layers whose latents a cascade changes: the first re-initialised convolution and above."""
-    first = min(int(name.removeprefix("conv")) for name in cascades(arch)[cascade])
+    first = ModelId.parse(cascade).stages[0]
     return {s.index for s in arch.layers if s.index >= first}

@@ -58,15 +58,29 @@ class DecoderId:
         return cls(1, "refit") if layer == 1 and depth > 1 else cls.own(layer, depth)
 
 
-MODEL_KINDS = ("trained", "permuted", "random", "lambda")
+MODEL_KINDS = ("trained", "permuted", "random", "lambda", "rotation", "refit_seed")
+_NAMED = {"trained": "trained", "permuted_labels": "permuted", "rotation": "rotation",
+          "refit_seed": "refit_seed"}
+_STAGE = re.compile(r"conv([1-9][0-9]?)")
+_LAMBDA = re.compile(r"lambda_([0-9.e+-]+)_seed([0-9]{1,10})")
+# the words for each kind: (short label, long label)
+_WORDS = {"trained": ("trained", "the trained model"),
+          "permuted": ("permuted labels", "the same Task 2 protocol trained on permuted labels"),
+          "rotation": ("rotated", "the trained latents read along random orthonormal directions"),
+          "refit_seed": ("trained, refit of another seed",
+                         "the trained encoder with decoders refitted from seed + 1: the pictures' "
+                         "noise floor")}
 
 
 @dataclass(frozen=True)
 class ModelId:
-    """A model of the study by what it is: the trained one, its permuted-labels twin, a random
-    model whose convolutions `stages` were re-initialised (cascade, from seed `seed`), or a Task 2
-    of the λ sweep (`lam`, `seed`). Written "trained", "permuted_labels", "conv1_conv2_seed1001",
-    "lambda_0.01_seed0"; carried in files as `to_json()`."""
+    """A model, or a group of models, of the study by what it is: the trained one, its
+    permuted-labels twin, a random model whose convolutions `stages` were re-initialised over the
+    trained ones below (a cascade step of Adebayo et al.; with `seed`, one draw of it), a Task 2
+    of the λ sweep (`lam`, `seed`), the trained latents read along random rotations, or the
+    trained encoder with decoders refitted from another seed. Written "trained",
+    "permuted_labels", "conv1_conv2", "conv1_conv2_seed1001", "lambda_0.01_seed0", "rotation",
+    "refit_seed"; read back by `parse`, carried in files as `to_json()`."""
 
     kind: str
     seed: int | None = None
@@ -81,6 +95,17 @@ class ModelId:
         if self.kind == "lambda" and (self.lam is None or self.seed is None):
             raise ValueError("a λ-sweep model has a λ and a seed")
 
+    @classmethod
+    def cascade(cls, first: int, last: int, seed: int | None = None) -> "ModelId":
+        """The cascade step that re-initialises convolutions first..last (a group; with `seed`,
+        one of its models)."""
+        return cls("random", seed, tuple(range(first, last + 1)))
+
+    @property
+    def group(self) -> "ModelId":
+        """The group a model belongs to: itself without its seed (a cascade step's draws)."""
+        return ModelId("random", None, self.stages) if self.kind == "random" else self
+
     def __str__(self) -> str:
         if self.kind == "random":
             return "_".join(f"conv{k}" for k in self.stages) + (
@@ -88,6 +113,52 @@ class ModelId:
         if self.kind == "lambda":
             return f"lambda_{self.lam:g}_seed{self.seed}"
         return "permuted_labels" if self.kind == "permuted" else self.kind
+
+    @property
+    def short(self) -> str:
+        """Words for a figure's legend or a table: 'random conv1+conv2', 'permuted labels'."""
+        if self.kind == "random":
+            return "random " + "+".join(f"conv{k}" for k in self.stages)
+        if self.kind == "lambda":
+            return f"λ = {self.lam:g}"
+        return _WORDS[self.kind][0]
+
+    @property
+    def long(self) -> str:
+        """Words for a caption: 'conv2 re-initialised over the trained conv1'."""
+        if self.kind == "random":
+            first = self.stages[0]
+            below = (f" over the trained conv1{'..conv' + str(first - 1) if first > 2 else ''}"
+                     if first > 1 else "")
+            return f"{' and '.join(f'conv{k}' for k in self.stages)} re-initialised{below}"
+        if self.kind == "lambda":
+            return f"Task 2 trained with λ = {self.lam:g}, seed {self.seed}"
+        return _WORDS[self.kind][1]
+
+    @classmethod
+    def parse(cls, text: str) -> "ModelId":
+        """What `str` wrote, back: ValueError for anything else."""
+        if not isinstance(text, str) or len(text) > 400:
+            raise ValueError(f"{text!r} is not a model id")
+        if text in _NAMED:
+            return cls(_NAMED[text])
+        match = _LAMBDA.fullmatch(text)
+        if match:
+            try:
+                lam = float(match.group(1))
+            except ValueError:
+                raise ValueError(f"{text!r} is not a model id") from None
+            return cls("lambda", int(match.group(2)), lam=lam)
+        stages, _, seed = text.partition("_seed")
+        parts = stages.split("_")
+        found = [_STAGE.fullmatch(part) for part in parts]
+        if not all(found) or (seed and not (seed.isascii() and seed.isdigit())) or (
+                _ and not seed):
+            raise ValueError(f"{text!r} is not a model id (e.g. trained, conv1_conv2_seed1001)")
+        numbers = tuple(int(m.group(1)) for m in found)
+        if list(numbers) != list(range(numbers[0], numbers[0] + len(numbers))):
+            raise ValueError(f"{text!r}: a cascade re-initialises consecutive stages")
+        return cls("random", int(seed) if seed else None, numbers)
 
     def to_json(self) -> dict:
         return {"kind": self.kind, "seed": self.seed, "stages": list(self.stages),

@@ -53,21 +53,4 @@ DECODER_KINDS = {"learned": "Task 2 decoder", "literal": "Task 2 decoder, litera
                  "refit": "refitted on the real latents",
                  "tied": "tied (encoder filters transposed)"}
 
-# Groups of models Task 3's findings are weighed against: id -> (short label, long label).
-# Cascading randomisation (Adebayo et al. 2018) adds one group per stage, from the top
-# convolution down: see randomised_group.
-BASELINE_GROUPS = {
-    "trained": ("trained", "the trained model"),
-    "permuted_labels": ("permuted labels", "the same Task 2 protocol trained on permuted labels"),
-    "rotation": ("rotated", "the trained latents read along random orthonormal directions"),
-}
-
-
-def randomised_group(first: int, last: int) -> tuple[str, str, str]:
-    """(id, short label, long label) of the model whose convolutions first..last are
-    re-initialised over the trained ones below: (2, 2) -> "conv2", (1, 2) -> "conv1_conv2"."""
-    layers = range(first, last + 1)
-    ident = "_".join(f"conv{k}" for k in layers)
-    short = "random " + ("+".join(f"conv{k}" for k in layers))
-    below = f" over the trained conv1{'..conv' + str(first - 1) if first > 2 else ''}" if first > 1 else ""
-    return ident, short, f"{' and '.join(f'conv{k}' for k in layers)} re-initialised{below}"
+# The groups of models Task 3's findings are weighed against, and their words: study.core.ids.ModelId.

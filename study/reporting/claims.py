@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from study.core.common import UsageError
-from study.core.ids import DecoderId
+from study.core.ids import DecoderId, ModelId
 from study.core.settings import DEFAULT_LAMBDA
 from study.reporting.numbers import r2
 
@@ -129,7 +129,7 @@ def _picture_sanity(m: dict) -> bool:
     for decoder in pictured_decoders(m["task3"]).values():
         found = summary.get(decoder, {})
         floor = found.get("refit_seed", {}).get("spearman_mean")
-        randomised = [v["spearman_mean"] for g, v in found.items() if g.startswith("conv")]
+        randomised = [v["spearman_mean"] for g, v in found.items() if ModelId.parse(g).kind == "random"]
         if floor is None or not randomised:
             return False
         verdicts.append(max(randomised) < floor)
@@ -144,7 +144,7 @@ def _last_decoder(m: dict) -> str:
 def _occlusion_beats_random(m: dict) -> bool:
     summary = m["task3"]["baselines"]["occlusion"]["summary"].get(_last_decoder(m), {})
     trained = summary.get("trained", {}).get("mean")
-    randomised = [v["mean"] for g, v in summary.items() if g.startswith("conv")]
+    randomised = [v["mean"] for g, v in summary.items() if ModelId.parse(g).kind == "random"]
     return trained is not None and bool(randomised) and trained > max(randomised)
 
 

@@ -185,12 +185,12 @@ def baseline_rows(arch: "Architecture") -> list[tuple[str, str]]:
     """(group, row label) of the baseline-pictures figure of a net of `arch`: the trained model,
     the refit's noise floor, one cascade step per stage, the permuted labels (labels from
     study.core.settings)."""
-    from study.core.settings import BASELINE_GROUPS, randomised_group
+    from study.core.ids import ModelId
 
-    layers = [stage.index for stage in arch.layers]
-    cascades = [randomised_group(first, layers[-1])[:2] for first in reversed(layers)]
-    return [("trained", BASELINE_GROUPS["trained"][0]), ("refit_seed", "trained, refit\nof another seed"),
-            *cascades, ("permuted_labels", BASELINE_GROUPS["permuted_labels"][0])]
+    groups = [ModelId("trained"), ModelId("refit_seed"),
+              *(ModelId.cascade(first, arch.depth) for first in range(arch.depth, 0, -1)),
+              ModelId("permuted")]
+    return [(str(g), g.short.replace("refit of", "refit\nof")) for g in groups]
 
 
 def baseline_pictures_figure(figures: "BaselineFigures", split: str, decoders: dict[int, str],
