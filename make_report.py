@@ -21,7 +21,7 @@ from study.core.layout import METRICS, REPORT, SUMMARY, Outputs
 from study.core.readers import field, read_json, require
 from study.reporting import plots
 from study.reporting.claims import check_verdicts
-from study.reporting.facts import FIGURE_FILES, REPORT_FIGURES, build_facts, captions
+from study.reporting.facts import REPORT_FIGURES, build_facts, captions, figure_files
 from study.reporting.page_check import layout_problems
 from study.runs.folders import check_output_dir, require_complete
 from study.runs.summary import run_settings
@@ -169,7 +169,11 @@ def read_metrics(outputs: Path) -> dict[str, dict | None]:
 def figure_facts(facts: dict, outputs: Path, out: Path) -> dict[str, list]:
     """Per figure that exists: [absolute path, width as drawn (in), caption]."""
     words = captions(facts)
-    files = {key: outputs / path for key, path in FIGURE_FILES.items()}
+    layers = (facts["t3"] or {}).get("layers", [])
+    files = {key: outputs / path for key, path in figure_files(layers).items()}
+    for kind in ("train", "test", "top9"):  # report.md shows every layer's: the first's caption
+        if layers and f"t3_{kind}_first" in words:
+            words.setdefault(f"t3_{kind}_{layers[0]}", words[f"t3_{kind}_first"])
     files.update({key: out / f"{key}.svg" for key in REPORT_FIGURES})
     # absolute paths here; `typeset` copies the figures into its own root before compiling
     return {key: [str(path.resolve()), natural_width_in(path), words.get(key, "")]
@@ -377,11 +381,11 @@ def markdown(facts: dict, outputs: Path, out: Path) -> str:
         for key, caption in (("t3_baseline_pictures", "pictures, trained vs randomised"),
                              ("t3_occlusion", "occlusion")):
             lines += link(key, caption)
-        for key, caption in (("t3_train_z1", "train image, z1"), ("t3_train_z2", "train image, z2"),
-                             ("t3_test_z1", "test image, z1"), ("t3_test_z2", "test image, z2"),
-                             ("t3_top9_z1", "top-9, z1"), ("t3_top9_z2", "top-9, z2"),
-                             ("t3_classes", "mean activation per class")):
-            lines += link(key, caption)
+        layers = (facts["t3"] or {}).get("layers", [])
+        for kind, words in (("train", "train image"), ("test", "test image"), ("top9", "top-9")):
+            for name in layers:  # every layer's, where the PDF shows the first and the last
+                lines += link(f"t3_{kind}_{name}", f"{words}, {name}")
+        lines += link("t3_classes", "mean activation per class")
     else:
         lines += ["No outputs/task3/metrics.json was found; run visualize_latents.py to fill "
                   "this section.", ""]

@@ -86,6 +86,39 @@ def test_task3_analyses_every_channel_of_every_layer(three_stage_study):
         assert (three_stage_study / "task3" / f"{split}_z3.png").is_file()
 
 
+def test_every_layer_is_in_every_table_figure_and_page_section(three_stage_study):
+    """The middle layer (z2) and the last (z3) of a three-stage net, wherever the tutorial's two
+    layers appear: the report's tables and figures (report.md shows every layer's figures), the
+    class heatmap's panels, the page's cards and decoder notes."""
+    layers = ["z1", "z2", "z3"]
+    markdown = (three_stage_study / "report.md").read_text()
+    assert "missing figure" not in markdown
+    for name in layers:
+        for kind in ("train", "test", "top9"):
+            assert f"](task3/{kind}_{name}.png)" in markdown, (kind, name)
+        assert f"| {name}:0 |" in markdown  # the channel table
+        assert f"| {name}, tied (encoder filters transposed) |" in markdown  # the decoders
+        assert f"| {name}, own latent, other image's switches |" in markdown  # the controls
+        assert f"| {name} colour opposition |" in markdown  # the counts against their nulls
+    heatmap = (three_stage_study / "task3" / "class_selectivity.svg").read_text()
+    assert [f"{name} channel" in heatmap for name in layers] == [True] * 3
+    page = (three_stage_study / "task3" / "explorer.html").read_text()
+    embedded = json.loads(re.search(r'id="explorer-data"[^>]*>(.*?)</script>', page, re.S).group(1))
+    assert set(embedded["cards"]) == set(layers)
+    for model in embedded["models"]:
+        assert set(model["decoders"]) == set(layers), model["id"]
+
+
+def test_the_report_shows_the_last_layers_figures_as_the_last_layers():
+    """The PDF shows the first and the last layer's figures: for a three-stage net the last is
+    z3's (its caption names z3), never z2's."""
+    from study.reporting.facts import figure_files
+
+    files = figure_files(["z1", "z2", "z3"])
+    assert files["t3_test_last"] == "task3/test_z3.png" and files["t3_top9_last"] == "task3/top9_z3.png"
+    assert files["t3_train_first"] == "task3/train_z1.png" and files["t3_test_z2"] == "task3/test_z2.png"
+
+
 def test_the_report_and_the_page_show_the_third_layer(three_stage_study):
     assert (three_stage_study / "report.pdf").is_file()
     markdown = (three_stage_study / "report.md").read_text()

@@ -352,11 +352,23 @@ def data_facts(task1: dict) -> dict:
 FIGURE_FILES = {
     "t1_samples": "task1/train_samples.png", "t1_predictions": "task1/test_predictions.png",
     "t2_reconstructions": "task2/reconstructions.png",
-    "t3_train_z1": "task3/train_z1.png", "t3_train_z2": "task3/train_z2.png",
-    "t3_test_z1": "task3/test_z1.png", "t3_test_z2": "task3/test_z2.png",
-    "t3_top9_z1": "task3/top9_z1.png", "t3_top9_z2": "task3/top9_z2.png",
     "t3_classes": "task3/class_selectivity.svg", "t3_filters": "task3/conv1_filters.png",
     "t3_baseline_pictures": "task3/baseline_pictures.png", "t3_occlusion": "task3/occlusion.png"}
+LAYER_FIGURES = ("train", "test", "top9")  # Task 3's figures of every layer: task3/<kind>_<layer>.png
+
+
+def figure_files(layers: list[str]) -> dict[str, str]:
+    """Every figure the task scripts made for a net with these layers: FIGURE_FILES, Task 3's
+    figures of each layer ("t3_test_z3"), and as "t3_<kind>_first" / "t3_<kind>_last" those of
+    the first and the last layer, which the PDF shows (report.md shows every layer's)."""
+    files = dict(FIGURE_FILES)
+    for name in layers:
+        files.update({f"t3_{kind}_{name}": f"task3/{kind}_{name}.png" for kind in LAYER_FIGURES})
+    if layers:
+        for kind in LAYER_FIGURES:
+            files[f"t3_{kind}_first"] = files[f"t3_{kind}_{layers[0]}"]
+            files[f"t3_{kind}_last"] = files[f"t3_{kind}_{layers[-1]}"]
+    return files
 # Drawn by make_report into its output folder.
 REPORT_FIGURES = ("architecture", "training", "per_class", "confusion", "lambda_sweep")
 
@@ -384,7 +396,7 @@ def captions(facts: dict) -> dict[str, str]:
         "lambda_sweep": "Test accuracy and PSNR against λ, all at seed 0 (blue); at the default λ "
                         "also the mean ± sd over the seeds (orange). Grey: Task 1's seed mean, and "
                         "the PSNR of reconstructions that need no network." if s else "",
-        "t3_test_z1": f"Test image ({t3.get('images', {}).get('test', {}).get('class', '')}), every "
+        "t3_test_first": f"Test image ({t3.get('images', {}).get('test', {}).get('class', '')}), every "
                       f"{first.get('name', '')} channel decoded alone (the others set to zero). "
                       "Row 1: the receptive field of the channel's strongest unit, and the channel's "
                       "share of the activation energy; row 2: its activation map (one colour scale); "
@@ -392,13 +404,13 @@ def captions(facts: dict) -> dict[str, str]:
                       "row 4: that image minus the empty-latent decode (grey = 0, one scale for all "
                       "channels); row 5: the same channel decoded by Task 2's own layer-1 decoder. "
                       "Left: the original and each decoder's full and empty-latent decodes.",
-        "t3_train_z1": f"Training image ({t3.get('images', {}).get('train', {}).get('class', '')}), "
+        "t3_train_first": f"Training image ({t3.get('images', {}).get('train', {}).get('class', '')}), "
                        f"{first.get('name', '')}; rows as in the test image's figure.",
-        "t3_test_z2": f"{last.get('name', '')} channels decoded alone by the Task 2 decoder, for the "
+        "t3_test_last": f"{last.get('name', '')} channels decoded alone by the Task 2 decoder, for the "
                       f"test image (top, channels {shown.get(last.get('name', ''), '')}) and the "
                       "training image (bottom), the channels of largest activation energy; rows 1-4 "
                       "as in the first-layer figures.",
-        "t3_top9_z1": f"For each channel, the nine test images where it is strongest: the "
+        "t3_top9_first": f"For each channel, the nine test images where it is strongest: the "
                       f"receptive-field patches, enlarged ({first.get('field', '')} pixels for "
                       f"{first.get('name', '')}, {last.get('field', '')} for {last.get('name', '')}; "
                       "left of each pair), and the projection of that single activation, i.e. the "
