@@ -25,10 +25,11 @@ from study.analysis.nulls import ALPHA, holm
 from study.core.common import ArgumentParser, UsageError, output_folder, run_cli
 from study.core.files import atomic_path, prepare_output_dir
 from study.core.ids import DecoderId, ModelId
-from study.core.layout import DEPTH_REPORT, METRICS, Outputs
+from study.core.layout import DECONV_CHECKPOINT, DEPTH_REPORT, METRICS, Outputs
 from study.core.readers import field, read_json, require
 from study.reporting import plots
 from study.runs.folders import check_output_dir, require_complete
+from study.runs.identity import file_sha256
 
 MAX_PAGES = 4
 TEMPLATE = Path(__file__).resolve().parent / "report" / "depth.typ"
@@ -226,6 +227,22 @@ def task3_decoders(task3: dict, path: Path) -> list[tuple[DecoderId, dict]]:
     return decoders
 
 
+def check_same_network(task3: dict | None, probes: dict | None, checkpoint: Path,
+                       folders: tuple[Path, Path]) -> None:
+    """Task 3 and the probes combined in one row must have read the same network: the one in
+    `checkpoint` (by SHA-256); else one line naming the folder that read another."""
+    fix = "rerun make depth (it redoes what read another network)"
+    expected = file_sha256(checkpoint)
+    read = {folders[0]: (task3 or {}).get("layer1_refit", {}).get("checkpoint_sha256")
+            if task3 is not None else expected,
+            folders[1]: (probes or {}).get("checkpoint_sha256") if probes is not None else expected}
+    for folder, found in read.items():
+        if found != expected:
+            what = "records no network" if found is None else "read another network"
+            raise UsageError(f"{folder} {what} than {checkpoint} (SHA-256 differs), so its "
+                             f"results are not this study's; {fix}")
+
+
 def build_facts(outputs: Path) -> dict:
     tree = Outputs(outputs)
     depth = tree.depth.root
@@ -235,6 +252,10 @@ def build_facts(outputs: Path) -> dict:
         raise UsageError(f"no deep Task 2 run in {depth / 'task2'}; run make depth first")
     tutorial = {"task3": optional(tree.task("task3") / METRICS, "Task 3 metrics"),
                 "probes": optional(tree.depth.probes_tutorial / METRICS, "tutorial probe metrics")}
+    check_same_network(deep["task3"], deep["probes"], depth / "task2" / DECONV_CHECKPOINT,
+                       (depth / "task3", depth / "probes"))
+    check_same_network(tutorial["task3"], tutorial["probes"], tree.task2_checkpoint,
+                       (tree.task("task3"), tree.depth.probes_tutorial))
     t1, t2 = deep["task1"] or {}, deep["task2"]
     config = t2.get("config", {})
     decoders = task3_decoders(deep["task3"] or {}, depth / "task3" / METRICS)

@@ -36,6 +36,7 @@ from study.core.files import save_json
 from study.core.layout import METRICS, Outputs
 from study.core.readers import field, read_json, require_items
 from study.runs.folders import check_output_dir, require_complete, run_folder
+from study.runs.identity import check_permuted, file_sha256
 from study.training.checkpoints import architecture_beside, load_model
 from study.training.loop import mcnemar
 
@@ -116,6 +117,15 @@ def main() -> None:
     if permuted is not None and permuted.arch != arch:
         raise UsageError(f"--permuted-checkpoint {args.permuted_checkpoint} is another architecture "
                          f"than --checkpoint {args.checkpoint}")
+    # which network this is, for whoever combines these probes with other runs (the depth
+    # report); and the permuted-labels baseline must be one (run_identity), as for Task 3
+    checkpoint_sha256 = file_sha256(args.checkpoint)
+    beside = args.checkpoint.with_name(METRICS)
+    trained_metrics = (read_json(beside, "Task 2 metrics", "rerun train_deconv.py")
+                       if beside.is_file() else {})
+    permuted_info = (None if permuted is None else
+                     check_permuted(args.permuted_checkpoint, file_sha256(args.permuted_checkpoint),
+                                    checkpoint_sha256, trained_metrics))
     data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=args.quiet)
     pixel_predictions = (None if args.pixels_from is None else  # checked before any probe is fitted
                          earlier_pixel_predictions(args.pixels_from, data, args.seed, args.train_images))
@@ -171,7 +181,7 @@ def main() -> None:
         print(f"raw pixels: {100 * pixels:.1f} %")
         save_json({
             "task": "probes", "checkpoint": str(args.checkpoint),
-            "permuted_checkpoint": None if args.permuted_checkpoint is None else str(args.permuted_checkpoint),
+            "checkpoint_sha256": checkpoint_sha256, "permuted_checkpoint": permuted_info,
             "architecture": arch.describe(), "protocol": describe_protocol(args.train_images),
             "randomised": {"seed": seed, "training_seed": trained_with,
                            "cascades": {k: list(v) for k, v in cascades(arch).items()}},

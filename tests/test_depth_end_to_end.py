@@ -190,3 +190,29 @@ def test_a_second_probe_run_reads_the_pixel_floor_of_the_first(three_stage_study
                        env=env)
     assert short.returncode == 2 and "pixel_predictions" in short.stderr
     assert len(short.stderr.strip().splitlines()) == 1 and not (tmp_path / "short").exists()
+
+
+def test_the_probes_refuse_a_permuted_baseline_that_is_not_one(three_stage_study, tiny_cifar,
+                                                               tmp_path):
+    """Round six, case 1: probe_layers.py took any model as its permuted-labels baseline (a copy
+    whose metrics say it was trained on the true labels was called "permuted labels")."""
+    import shutil
+
+    fake = tmp_path / "not_permuted"
+    shutil.copytree(three_stage_study / "runs" / "task2_permuted_seed0", fake)
+    metrics = json.loads((fake / "metrics.json").read_text())
+    metrics["config"]["permute_labels"] = False
+    (fake / "metrics.json").write_text(json.dumps(metrics))
+    env = dict(os.environ, CIFAR10_CACHE=str(tmp_path / "cache"))
+    for baseline, reason in ((fake / "deconv_net.pth", "was not trained on permuted labels"),
+                             (three_stage_study / "task2" / "deconv_net.pth",
+                              "is the trained checkpoint itself")):
+        result = run_script("probe_layers.py", "--checkpoint", three_stage_study / "task2" / "deconv_net.pth",
+                            "--permuted-checkpoint", baseline, "--data-dir", tiny_cifar, "--quiet",
+                            "--out", tmp_path / "probes", env=env)
+        assert result.returncode == 2 and reason in result.stderr, result.stderr[-2000:]
+        assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "probes").exists()
+    # the probes the plan wrote record both networks by hash
+    probes = json.loads((three_stage_study / "probes" / "metrics.json").read_text())
+    assert len(probes["checkpoint_sha256"]) == 64
+    assert probes["permuted_checkpoint"]["checkpoint"].endswith("task2_permuted_seed0/deconv_net.pth")

@@ -70,3 +70,24 @@ def test_a_part_whose_run_did_not_finish_is_refused(part, tmp_path):
     assert "\n" not in str(error.value)
     (folder / INCOMPLETE).unlink()
     assert depth.optional(folder / "metrics.json", f"deep {part} metrics") == {}
+
+
+def test_probes_or_task3_of_another_network_are_refused(tmp_path):
+    """Round six, case 3: probes (or Task 3) that read another network than the depth study's
+    Task 2 model, put into depth/probes, used to go into the report without a word."""
+    import hashlib
+
+    from study.core.common import UsageError
+
+    checkpoint = tmp_path / "deconv_net.pth"
+    checkpoint.write_bytes(b"the deep model")
+    ours = hashlib.sha256(b"the deep model").hexdigest()
+    folders = (tmp_path / "task3", tmp_path / "probes")
+    depth.check_same_network({"layer1_refit": {"checkpoint_sha256": ours}},
+                             {"checkpoint_sha256": ours}, checkpoint, folders)
+    depth.check_same_network(None, None, checkpoint, folders)  # nothing to combine: nothing to say
+    with pytest.raises(UsageError, match="probes read another network") as error:
+        depth.check_same_network(None, {"checkpoint_sha256": "0" * 64}, checkpoint, folders)
+    assert "\n" not in str(error.value)
+    with pytest.raises(UsageError, match="task3 records no network"):
+        depth.check_same_network({"layer1_refit": {}}, None, checkpoint, folders)
