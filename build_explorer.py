@@ -28,8 +28,8 @@ from pathlib import Path
 import torch
 
 from data import DISPLAY_NAMES, load_cifar10
-from models import ARCHITECTURE, Architecture, DeconvNet
-from study.core.common import ArgumentParser, UsageError, add_data_arguments, run_cli
+from models import ARCHITECTURE, Architecture, DeconvNet, fold_batchnorm
+from study.core.common import ArgumentParser, UsageError, add_data_arguments, run_cli, say
 from study.core.ids import ModelId
 from study.core.layout import BASELINE_MODELS, METRICS, Outputs
 from study.core.readers import field, load_torch_file, read_json, require, require_items
@@ -273,6 +273,10 @@ def main(argv: list[str] | None = None) -> None:
     models, seen = [], set()
     for k, path in enumerate(args.checkpoints):
         net = load_model(path, "DeconvNet", "checkpoint").eval()
+        if net.arch.batchnorm:  # the page runs plain convolutions: fold each BatchNorm into its
+            net = fold_batchnorm(net).eval()  # conv (the same logits in eval mode), never drop it
+            say(f"note: {path} has BatchNorm layers; the page runs them folded into their "
+                "convolutions (the same network in eval mode)")
         if models and net.arch != models[0]["net"].arch:  # the page runs one architecture
             raise UsageError(f"{path} is a network of another architecture than "
                              f"{args.checkpoints[0]}; a page compares models of one architecture: "

@@ -27,6 +27,7 @@ from study.core.readers import field, read_json
 from study.core.settings import COMPARED_WITH_TASK1, DEFAULT_LAMBDA
 from study.reporting import plots
 from study.runs.folders import check_output_dir, run_folder
+from study.runs.identity import file_sha256
 from study.training.checkpoints import load_weights, read_state_dict
 from study.training.loop import (TrainingRun, accuracy_summary, add_training_arguments, evaluate,
                                  fit, mcnemar, psnr_db)
@@ -283,9 +284,12 @@ def task1_for_comparison(path: Path, config: dict, labels: torch.Tensor) -> dict
     if different or not torch.equal(task1_labels, labels.cpu()):
         return {"message": f"no comparison with Task 1: {path} was run with other "
                            f"{', '.join(different) or 'test images'}"}
+    # not independent when this run started from that Task 1 model's weights: the same file, or
+    # a copy of it (compared by content, not by path)
     model = path.parent / CLASSIFIER_CHECKPOINT
     init_from = config.get("init_from")
-    dependent = bool(init_from) and model.exists() and Path(init_from).resolve() == model.resolve()
+    dependent = (bool(init_from) and model.is_file()
+                 and file_sha256(Path(init_from)) in (file_sha256(model), None))
     return {"task1": task1, "path": str(path), "independent": not dependent,
             "predictions": torch.tensor([int(c) for c in predictions])}
 

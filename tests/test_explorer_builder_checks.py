@@ -268,3 +268,39 @@ def test_every_receptive_field_of_a_layer_is_a_valid_box(name, tmp_path):
                              [-s.offset, -s.offset, s.receptive_field])
         with pytest.raises(build_explorer.UsageError, match="is not the receptive field of a"):
             build_explorer.check_task3(metrics, tmp_path / "m.json", 100, arch)
+
+
+def test_an_unfolded_batchnorm_checkpoint_is_run_folded_not_without_its_batchnorm(
+        tiny_cifar, tmp_path, monkeypatch, capsys):
+    """Round six, case 5: a deep4-style checkpoint with its BatchNorm layers (not folded) gave a
+    page that ran the convolutions without them: another network. The page now runs each
+    BatchNorm folded into its convolution: conv1's weights are the folded ones, w * gamma /
+    sqrt(running_var + eps), computed here by hand."""
+    import base64
+    from dataclasses import replace
+
+    import numpy as np
+
+    from models import ARCHITECTURES
+
+    arch = replace(ARCHITECTURES["small3"], batchnorm=True)
+    torch.manual_seed(0)
+    net = DeconvNet(arch).eval()
+    with torch.no_grad():  # BatchNorm statistics that change the network
+        net.bn1.running_var.uniform_(0.5, 2.0)
+        net.bn1.weight.uniform_(0.5, 1.5)
+    checkpoint = save(net.state_dict(), tmp_path / "bn" / "deconv_net.pth")
+    save({"architecture": arch.describe()}, tmp_path / "bn" / "metrics.json")
+    out = tmp_path / "page.html"
+    monkeypatch.setattr(build_explorer, "main", _exits(build_explorer.main))
+    code, lines = run_in_process(build_explorer, [checkpoint, "--out", out, "--data-dir",
+                                                  tiny_cifar, "--quiet"], monkeypatch, capsys,
+                                 tmp_path)
+    assert code == 0, lines
+    assert any("BatchNorm" in line for line in lines)
+    _, data = payload(out)
+    conv1 = data["models"][0]["weights"]["conv1"]["weight"]
+    page = np.frombuffer(base64.b64decode(conv1["data"]), "<f4").reshape(conv1["shape"])
+    scale = net.bn1.weight / torch.sqrt(net.bn1.running_var + net.bn1.eps)
+    expected = (net.conv1.weight * scale[:, None, None, None]).detach().numpy()
+    np.testing.assert_allclose(page, expected, rtol=1e-6, atol=1e-7)

@@ -368,6 +368,20 @@ def test_a_task2_started_from_task1s_weights_is_not_called_independent(tmp_path)
     assert comparison["mcnemar"]["p_value"] == 1.0
 
 
+def test_a_task2_started_from_a_copy_of_task1s_weights_is_not_called_independent(tmp_path):
+    """Round six, case 4: the comparison compared paths, so a copy of Task 1's cifar_net.pth
+    passed as --init-from made the same numbers 'independent'; it compares the weights now."""
+    path, labels = _task1_metrics(tmp_path)
+    (path.parent / "cifar_net.pth").write_bytes(b"task 1's weights")
+    copy, other = tmp_path / "copy.pth", tmp_path / "other.pth"
+    copy.write_bytes(b"task 1's weights")
+    other.write_bytes(b"another run's weights")
+    found = train_deconv.task1_for_comparison(path, {"seed": 0, "init_from": str(copy)}, labels)
+    assert found["independent"] is False
+    found = train_deconv.task1_for_comparison(path, {"seed": 0, "init_from": str(other)}, labels)
+    assert found["independent"] is True
+
+
 def test_nan_weights_are_refused_not_reported_as_infinite_psnr(tmp_path, small_data, monkeypatch,
                                                                capsys):
     net = DeconvNet()
