@@ -167,8 +167,9 @@ def test_a_second_probe_run_reads_the_pixel_floor_of_the_first(three_stage_study
     # the floor's predictions are kept, one class per test image, and agree with its accuracy
     predicted = first["pixel_predictions"]
     assert len(predicted) == labels and all(0 <= p <= 9 for p in predicted)
-    common = ["--checkpoint", three_stage_study / "task2" / "deconv_net.pth", "--data-dir", tiny_cifar,
-              "--quiet", "--train-images", "60"]
+    common = ["--checkpoint", three_stage_study / "task2" / "deconv_net.pth", "--permuted-checkpoint",
+              three_stage_study / "runs" / "task2_permuted_seed0" / "deconv_net.pth",
+              "--data-dir", tiny_cifar, "--quiet", "--train-images", "60"]
     env = dict(os.environ, CIFAR10_CACHE=str(tmp_path / "cache"))
     again = run_script("probe_layers.py", *common, "--pixels-from", three_stage_study / "probes",
                        "--out", tmp_path / "again", env=env)

@@ -15,6 +15,7 @@ from test_bad_input import assert_one_line_error, run_in_process
 import build_explorer
 from data import load_cifar10
 from models import ARCHITECTURE, DeconvNet
+from study.core.ids import ModelId
 from study.reporting import explorer_page
 
 pytestmark = pytest.mark.slow  # each builds or loads a data set and a page (~1 s)
@@ -102,7 +103,7 @@ def test_no_embedded_text_can_open_a_tag_or_comment_in_the_page(inputs, monkeypa
     """Item 16: `<!--<script>` in a label (and a card) leaves the page's script intact."""
     hostile = "<!--<script>x</script> & -->"
     extra = save(DeconvNet().state_dict(), tmp_path / "baseline_models" / "b" / "deconv_net.pth")
-    save({"label": hostile}, extra.with_name("model.json"))
+    save({"label": hostile, "model": ModelId("permuted").to_json()}, extra.with_name("model.json"))
     inputs["task3"]["channels"]["z1"][0]["finding"] = hostile
     save(inputs["task3"], inputs["metrics"])
     code, lines = build(inputs, monkeypatch, capsys, tmp_path,
@@ -217,12 +218,14 @@ def test_garbled_card_fields_are_refused(inputs, monkeypatch, capsys, tmp_path, 
 
 def test_duplicate_long_folder_names_get_ids_within_the_limit(inputs, monkeypatch, capsys,
                                                                tmp_path):
-    """Item 20: two checkpoints in folders of the same 64-character name (with a label each)."""
-    name = "m" * 64
+    """Item 20: three models Task 3 describes alike, whose id is longer than the page allows: the
+    first keeps it cut to 64 characters, the others are numbered within the limit."""
+    model = ModelId.cascade(1, 12, seed=1001)  # "conv1_..._conv12_seed1001", 83 characters
+    name = str(model)[:64]
     extras = []
     for parent in ("a", "b", "c"):
-        extra = save(DeconvNet().state_dict(), tmp_path / parent / name / "deconv_net.pth")
-        save({"label": f"model {parent}"}, extra.with_name("model.json"))
+        extra = save(DeconvNet().state_dict(), tmp_path / parent / "m" / "deconv_net.pth")
+        save({"label": f"model {parent}", "model": model.to_json()}, extra.with_name("model.json"))
         extras.append(extra)
     code, lines = build(inputs, monkeypatch, capsys, tmp_path,
                         checkpoints=[inputs["checkpoint"], *extras])

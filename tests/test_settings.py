@@ -15,11 +15,11 @@ CHANGED = 3e-3  # a value no other setting uses
 
 def _copy_with_default_lambda(destination: Path, value: float) -> Path:
     """The repository's Python files, with DEFAULT_LAMBDA set to `value` in settings.py only."""
-    for path in [*REPO.glob("*.py"), *(REPO / "study").glob("*.py")]:
+    for path in [*REPO.glob("*.py"), *(REPO / "study").rglob("*.py")]:
         target = destination / path.relative_to(REPO)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(path, target)
-    settings = destination / "study" / "settings.py"
+    settings = destination / "study" / "core" / "settings.py"
     text = settings.read_text()
     assert text.count("DEFAULT_LAMBDA = 1e-2") == 1
     settings.write_text(text.replace("DEFAULT_LAMBDA = 1e-2", f"DEFAULT_LAMBDA = {value!r}"))
