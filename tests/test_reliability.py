@@ -244,3 +244,38 @@ def test_atomic_writes_reach_the_disk_before_the_rename_and_the_rename_after(tmp
     assert events[0][1] == temporary and events[1][2] == str(target)
     assert events[2][1] == str(tmp_path)
     assert json.loads(target.read_text()) == {"a": 1}
+
+
+@pytest.mark.parametrize("damage", ["no state", "wrong shape", "not finite", "no time"])
+def test_a_layer1_cache_with_the_right_key_but_damaged_content_is_fitted_again(damage, tmp_path):
+    """Round six, case 9: a cache whose key matches but whose content is damaged gave a KeyError
+    or RuntimeError traceback; the docstring promises it is fitted again."""
+    import torch
+
+    from models import DeconvNet
+    from study.analysis.decoders import layer1_refit
+
+    torch.manual_seed(0)
+    net = DeconvNet().eval()
+    images = torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8)
+    checkpoint = tmp_path / "deconv_net.pth"
+    key = {"checkpoint_sha256": "a" * 64, "data_sha256": "b" * 64, "epochs": 1, "seed": 0}
+    good = torch.nn.ConvTranspose2d(6, 3, 5).state_dict()
+    cached = {"key": key, "state": good, "fit_seconds": 1.0}
+    if damage == "no state":
+        del cached["state"]
+    elif damage == "wrong shape":
+        cached["state"] = torch.nn.ConvTranspose2d(6, 3, 3).state_dict()
+    elif damage == "not finite":
+        cached["state"] = {k: torch.full_like(v, float("nan")) for k, v in good.items()}
+    else:
+        del cached["fit_seconds"]
+    torch.save(cached, checkpoint.with_name("layer1_decoder.pth"))
+    refit, info = layer1_refit(net, checkpoint, key["checkpoint_sha256"], images,
+                               key["data_sha256"], 1, 0, quiet=True)
+    assert info["fitted_now"] is True
+    assert all(torch.isfinite(v).all() for v in refit.deconv1.state_dict().values())
+    # and the cache it wrote back is read as it is
+    _, again = layer1_refit(net, checkpoint, key["checkpoint_sha256"], images, key["data_sha256"],
+                            1, 0, quiet=True)
+    assert again["fitted_now"] is False

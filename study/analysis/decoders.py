@@ -107,9 +107,11 @@ def layer1_refit(net: DeconvNet, checkpoint: Path, checkpoint_sha256: str, image
     except UsageError:
         cached = None  # damaged: fitted again
     if isinstance(cached, dict) and cached.get("key") == key:
-        refit.deconv1.load_state_dict(cached["state"])
-        return refit, {**key, "cache": str(cache), "fitted_now": False,
-                       "fit_seconds": cached["fit_seconds"]}
+        restored = _restore(refit, cached)
+        if restored is not None:
+            return refit, {**key, "cache": str(cache), "fitted_now": False,
+                           "fit_seconds": restored}
+        refit = copy.deepcopy(net)  # a damaged cache whose key matches: fitted again, below
     seconds = round(fit_layer1_decoder(refit, images, epochs, seed, quiet), 2)
     try:
         save_torch({"key": key, "state": refit.deconv1.state_dict(), "fit_seconds": seconds},
@@ -117,6 +119,23 @@ def layer1_refit(net: DeconvNet, checkpoint: Path, checkpoint_sha256: str, image
     except UsageError as error:  # a read-only checkpoint folder costs a refit next time
         warn(f"could not cache the layer-1 decoder ({error})")
     return refit, {**key, "cache": str(cache), "fitted_now": True, "fit_seconds": seconds}
+
+
+def _restore(refit: DeconvNet, cached: dict) -> float | None:
+    """Load a cached layer-1 decoder into `refit`: its fit seconds, or None when the cache's
+    content is damaged (no state, a state of another shape, weights that are not finite, no
+    time), so that the caller fits it again as the docstring above promises."""
+    state, seconds = cached.get("state"), cached.get("fit_seconds")
+    if not isinstance(state, dict) or not isinstance(seconds, (int, float)) or isinstance(
+            seconds, bool) or not 0 <= seconds < float("inf"):
+        return None
+    try:
+        refit.deconv1.load_state_dict(state)
+    except (RuntimeError, TypeError, KeyError, ValueError, AttributeError):
+        return None
+    if not all(torch.isfinite(v).all() for v in refit.deconv1.state_dict().values()):
+        return None
+    return float(seconds)
 
 
 # --- decoder checks and controls over the test set ---
