@@ -23,11 +23,11 @@ import torch
 from threadpoolctl import threadpool_limits
 from tqdm import tqdm
 
-from data import DISPLAY_NAMES, load_cifar10
+from data import DISPLAY_NAMES, load_cifar10, normalize
 from models import ARCHITECTURE
 from study.analysis.nulls import holm
 from study.analysis.probes import (PROBE_TRAIN_IMAGES, describe_protocol, pixel_probe_predictions,
-                                   probe_layer_predictions)
+                                   probe_layer_predictions, require_finite_features)
 from study.analysis.random_models import baseline_seeds, cascades, changed_layers, reinitialised
 from study.core.common import (ArgumentParser, UsageError, add_data_arguments, add_output_arguments,
                                add_threads_argument, environment_info, fast_layout, number, run_cli,
@@ -140,6 +140,14 @@ def main() -> None:
         models[cascade] = (reinitialised(net, cascade, seed, trained_with), changed_layers(cascade, arch))
     if permuted is not None:
         models["permuted_labels"] = (permuted, every_layer)
+
+    # every network's features are finite on a first batch, before the folder is touched
+    with torch.no_grad():
+        sample = normalize(data.test_images[:256]).to(device)
+        for name, (model, changed) in models.items():
+            latents = model.to(device).encode(sample)
+            for layer in sorted(changed):
+                require_finite_features(latents.at(layer).cpu().numpy(), layer=layer)
 
     # --threads bounds the probes' BLAS too (scikit-learn's fits), not only PyTorch: make depth
     # probes the tutorial's net on one core beside the training runs

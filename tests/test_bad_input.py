@@ -371,3 +371,23 @@ def test_make_depth_checks_its_variables_before_training(tmp_path):
     assert result.returncode == 2
     assert "argument --null-draws: 5 must be in [19, 99999]" in result.stderr
     assert "training runs" not in result.stdout + result.stderr  # the sweep never started
+
+
+def test_finite_but_huge_weights_are_one_line_before_the_probes_touch_their_folder(
+        trained_outputs, tiny_cifar, tmp_path, monkeypatch, capsys):
+    """Round six, case 10: weights of 3e38 pass the finiteness check but overflow in the forward
+    pass; scikit-learn then failed with "Input X contains NaN". Now: one line, nothing written."""
+    import probe_layers
+
+    huge = tmp_path / "huge"
+    huge.mkdir()
+    state = torch.load(trained_outputs / "task2" / "deconv_net.pth", weights_only=True)
+    state = {k: (torch.full_like(v, 3e38) if k.startswith("conv") else v) for k, v in state.items()}
+    torch.save(state, huge / "deconv_net.pth")
+    shutil.copy(trained_outputs / "task2" / "metrics.json", huge / "metrics.json")
+    code, lines = run_in_process(probe_layers, ["--checkpoint", huge / "deconv_net.pth",
+                                                "--data-dir", tiny_cifar, "--quiet",
+                                                "--out", tmp_path / "probes"],
+                                 monkeypatch, capsys, tmp_path)
+    assert_one_line_error(code, lines, "features are not all finite")
+    assert not (tmp_path / "probes").exists()

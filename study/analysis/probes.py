@@ -114,8 +114,19 @@ def probe_layer_predictions(net: torch.nn.Module, data: CIFAR10,
     train_features = layer_features(net, data.train_images[train], indices)
     test_features = layer_features(net, data.test_images, indices)
     train_labels = data.train_labels[train].cpu().numpy()
+    for layer in indices:
+        require_finite_features(train_features[layer], test_features[layer], layer)
     return {f"z{layer}": probe_predictions(train_features[layer], train_labels, test_features[layer])
             for layer in indices}
+
+
+def require_finite_features(*features: np.ndarray, layer: int) -> None:
+    """Refuse features a probe cannot be fitted on: finite weights can still overflow float32 in
+    the forward pass (weights near 3e38 make every feature inf or NaN)."""
+    if not all(np.isfinite(f).all() for f in features):
+        raise UsageError(f"the network's z{layer} features are not all finite (its weights "
+                         "overflow float32 in the forward pass), so no probe can be fitted on "
+                         "them; pass a checkpoint written by train_deconv.py")
 
 
 def probe_accuracies(net: torch.nn.Module, data: CIFAR10,
