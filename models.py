@@ -17,6 +17,11 @@ from study.core.common import UsageError
 
 # --- the architecture, described once: every shape, receptive field and figure derives from it ---
 
+MAX_STAGES = 16  # conv stages, and fully connected layers, of any network described to us
+MAX_WEIGHTS = 50_000_000  # 200 MB of float32, encoder + decoder + head (deep4: about 1.2 M)
+MAX_ACTIVATIONS = 20_000_000  # one image's conv maps, 80 MB (deep4: about 60 k)
+
+
 @dataclass(frozen=True)
 class ConvLayer:
     """One encoder stage: conv (kernel x kernel, stride 1, `padding`) -> ReLU -> max-pool (`pool`).
@@ -107,6 +112,38 @@ class Architecture:
     padding: int = 0
     batchnorm: bool = False
 
+    def __post_init__(self):
+        """Every value checked before anything is built: whole numbers in range, at least one
+        unit left after every stage, and weights and one image's maps within MAX_WEIGHTS and
+        MAX_ACTIVATIONS (a description read from a file may ask for terabytes)."""
+        def whole(name: str, value: object, low: int, high: int) -> None:
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"{name} is {value!r}, not a whole number in [{low}, {high}]")
+        whole("image_channels", self.image_channels, 1, 16)
+        whole("image_size", self.image_size, 4, 1024)
+        for name, values, low, high in (("channels", self.channels, 1, 4096),
+                                        ("hidden", self.hidden, 1, 65536)):
+            if not isinstance(values, tuple) or len(values) > MAX_STAGES or (
+                    name == "channels" and not values):
+                raise ValueError(f"{name} is {values!r}, not a tuple of at most {MAX_STAGES} "
+                                 "widths" + (" (at least one)" if name == "channels" else ""))
+            for value in values:
+                whole(name, value, low, high)
+        whole("kernel", self.kernel, 1, 31)
+        whole("pool", self.pool, 1, 16)
+        whole("padding", self.padding, 0, self.kernel - 1)
+        whole("classes", self.classes, 1, 10000)
+        if not isinstance(self.batchnorm, bool):
+            raise ValueError(f"batchnorm is {self.batchnorm!r}, not true or false")
+        stages = self.layers  # raises when a stage has no units left
+        activations = sum(s.channels * s.conv_size ** 2 for s in stages)
+        weights = (2 * sum(s.in_channels * s.channels * s.kernel ** 2 + s.channels for s in stages)
+                   + sum(a * b + b for a, b in zip(self.widths, self.widths[1:])))
+        if weights > MAX_WEIGHTS or activations > MAX_ACTIVATIONS:
+            raise ValueError(f"the network would have {weights:,} weights and {activations:,} "
+                             f"values per image's maps, over the limits of {MAX_WEIGHTS:,} and "
+                             f"{MAX_ACTIVATIONS:,}")
+
     @property
     def layers(self) -> tuple[ConvLayer, ...]:
         stages, size, field, stride, previous = [], self.image_size, 1, 1, self.image_channels
@@ -143,14 +180,34 @@ class Architecture:
 
     @classmethod
     def from_description(cls, described: dict) -> "Architecture":
-        """The architecture a metrics file's "architecture" (from `describe`) records."""
-        layers = described["layers"]
-        return cls(image_channels=described["image_channels"], image_size=described["image_size"],
-                   channels=tuple(layer["channels"] for layer in layers),
-                   kernel=layers[0]["kernel"], pool=layers[0]["pool"],
-                   padding=layers[0].get("padding", 0),
-                   hidden=tuple(described["fc"][1:-1]), classes=described["fc"][-1],
-                   batchnorm=bool(described.get("batchnorm", False)))
+        """The architecture a metrics file's "architecture" (from `describe`) records, checked:
+        ValueError naming the field for anything `describe` could not have written (the values'
+        types and ranges by __post_init__, and that the stages agree with each other and the
+        fully connected widths with the maps)."""
+        if not isinstance(described, dict):
+            raise ValueError("the architecture is not an object")
+        layers, fc = described.get("layers"), described.get("fc")
+        if not isinstance(layers, list) or not 1 <= len(layers) <= MAX_STAGES or not all(
+                isinstance(layer, dict) for layer in layers):
+            raise ValueError(f"layers is not a list of 1 to {MAX_STAGES} stages")
+        if not isinstance(fc, list) or not 2 <= len(fc) <= MAX_STAGES + 2:
+            raise ValueError("fc is not a list of the fully connected widths")
+        shared = {key: layers[0].get(key, 0 if key == "padding" else None)
+                  for key in ("kernel", "pool", "padding")}
+        for k, layer in enumerate(layers, start=1):
+            for key, value in shared.items():
+                if layer.get(key, 0 if key == "padding" else None) != value:
+                    raise ValueError(f"stage {k}'s {key} differs from stage 1's")
+        batchnorm = described.get("batchnorm", False)
+        arch = cls(image_channels=described.get("image_channels"),
+                   image_size=described.get("image_size"),
+                   channels=tuple(layer.get("channels") for layer in layers),
+                   kernel=shared["kernel"], pool=shared["pool"], padding=shared["padding"],
+                   hidden=tuple(fc[1:-1]), classes=fc[-1], batchnorm=batchnorm)
+        if fc[0] != arch.flat_features:
+            raise ValueError(f"fc starts at {fc[0]!r}, but the last maps hold "
+                             f"{arch.flat_features} values")
+        return arch
 
     def describe(self) -> dict:
         """The architecture as plain values; "batchnorm" appears only when set, so the

@@ -115,7 +115,7 @@ def probe_layer_predictions(net: torch.nn.Module, data: CIFAR10,
     test_features = layer_features(net, data.test_images, indices)
     train_labels = data.train_labels[train].cpu().numpy()
     for layer in indices:
-        require_finite_features(train_features[layer], test_features[layer], layer)
+        require_finite_features(train_features[layer], test_features[layer], layer=layer)
     return {f"z{layer}": probe_predictions(train_features[layer], train_labels, test_features[layer])
             for layer in indices}
 

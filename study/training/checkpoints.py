@@ -25,9 +25,9 @@ def architecture_beside(checkpoint: Path) -> Architecture:
         return ARCHITECTURE
     try:
         return Architecture.from_description(described)
-    except (KeyError, TypeError, ValueError, IndexError):
-        raise UsageError(f"{metrics} records an architecture this repository cannot build; "
-                         "rerun the script that wrote it") from None
+    except (KeyError, TypeError, ValueError, IndexError) as error:
+        raise UsageError(f"{metrics} records an architecture this repository cannot build "
+                         f"({printable(error)}); rerun the script that wrote it") from None
 
 
 def architecture_of(state: dict, arch: Architecture = ARCHITECTURE) -> str | None:
