@@ -21,12 +21,13 @@ import json
 import tempfile
 from pathlib import Path
 
+from models import Architecture
 from study.analysis.nulls import ALPHA, holm
 from study.core.common import ArgumentParser, UsageError, output_folder, run_cli
 from study.core.files import atomic_path, prepare_output_dir
 from study.core.ids import DecoderId, ModelId
 from study.core.layout import DECONV_CHECKPOINT, DEPTH_REPORT, METRICS, Outputs
-from study.core.readers import field, read_json, require
+from study.core.readers import check_metrics, field, read_json, require
 from study.reporting import plots
 from study.runs.folders import check_output_dir, require_complete
 from study.runs.identity import file_sha256
@@ -45,11 +46,72 @@ def parse_args(argv: list[str] | None = None):
     return parser.parse_args(argv)
 
 
+UNIT, PERCENT, ANY, POSITIVE = (0, 1), (0, 100), (None, None), (0, None)
+# What the depth report reads of each part's metrics.json, checked once where it is read
+# (study.core.readers.check_metrics); per layer values are checked by check_layers.
+EXPECTED = {
+    "task1": [("test_accuracy", float, PERCENT), ("train_seconds", float, POSITIVE)],
+    "task2": [("test_accuracy", float, PERCENT), ("train_seconds", float, POSITIVE),
+              ("test_psnr_db", float, ANY), ("config", dict, ANY), ("config.arch", str, (1, 40)),
+              ("config.epochs", int, (1, None)), ("config.batch_size", int, (1, None))],
+    "task3": [("architecture", dict, ANY), ("decoders", dict, ANY), ("layer1_refit", dict, ANY),
+              ("baselines", dict, ANY), ("baselines.rules", dict, ANY),
+              ("baselines.rules.protocol", dict, ANY),
+              ("baselines.rules.protocol.draws", int, (1, None))],
+    "probes": [("architecture", dict, ANY), ("layers", dict, (1, None)), ("pixels", float, UNIT),
+               ("config", dict, ANY), ("config.train_images", int, (1, None))],
+}
+
+
 def optional(path: Path, what: str) -> dict | None:
     """A metrics file's JSON, or None when that part has not been run; a one-line error when its
-    folder holds a run that did not finish (its files may be older than that run)."""
+    folder holds a run that did not finish (its files may be older than that run), or when a
+    value this report reads is missing or not of its type and range."""
     require_complete(path.parent, "the folder", "rerun make depth (or that part of it)")
-    return read_json(path, what, "rerun make depth") if path.is_file() else None
+    if not path.is_file():
+        return None
+    fix = "rerun make depth (or that part of it)"
+    metrics = read_json(path, what, fix)
+    part = path.parent.name if path.parent.name in EXPECTED else None
+    if part is None and isinstance(metrics, dict):
+        part = {"task3": "task3", "probes": "probes"}.get(metrics.get("task"))
+    if part is not None:
+        check_metrics(metrics, EXPECTED[part], str(path), fix)
+        if part in ("task3", "probes"):
+            check_layers(metrics, part, path, fix)
+    return metrics
+
+
+def check_layers(metrics: dict, part: str, path: Path, fix: str) -> None:
+    """The per-layer values of Task 3 or the probes, for exactly the layers of the architecture
+    they record (a layer named otherwise, or missing, is one line)."""
+    try:
+        names = [stage.name for stage in Architecture.from_description(metrics["architecture"]).layers]
+    except ValueError as error:
+        raise UsageError(f"{path}: architecture: {error}; {fix}") from None
+    if part == "probes":
+        if sorted(metrics["layers"]) != sorted(names):
+            raise UsageError(f"{path}: layers are {sorted(metrics['layers'])}, not the network's "
+                             f"{names}; {fix}")
+        expected = [("accuracy", dict, (1, None)), ("accuracy.*", float, UNIT),
+                    ("mcnemar", dict, ANY), ("mcnemar.*.p_value", float, UNIT),
+                    ("mcnemar.*.p_holm", float, UNIT)]
+        for name in names:
+            check_metrics(metrics["layers"][name], expected, f"{path}: layers: {name}", fix)
+        return
+    rules = metrics["baselines"]["rules"]
+    expected = [("channels", list, (1, None)), ("counts", dict, ANY)]
+    count = [("trained", int, (0, None)), ("p_value", float, UNIT), ("baselines", dict, ANY),
+             ("baselines.*", dict, ANY)]
+    for name in names:
+        where = f"{path}: baselines: rules: {name}"
+        check_metrics(rules, [(name, dict, ANY)], f"{path}: baselines: rules", fix)
+        check_metrics(rules[name], expected, where, fix)
+        if RULE in rules[name]["counts"]:
+            check_metrics(rules[name]["counts"][RULE], count, f"{where}: counts: {RULE}", fix)
+            for group, found in rules[name]["counts"][RULE]["baselines"].items():
+                require(found.get("mean"), (float, type(None)), 0, None,
+                        f"{where}: counts: {RULE}: baselines: {group}: mean", fix)
 
 
 def group_label(group: str, depth: int) -> str:

@@ -18,7 +18,7 @@ from models import ARCHITECTURE, Architecture
 from study.core.common import ArgumentParser, UsageError, output_folder, run_cli, say
 from study.core.files import atomic_path, prepare_output_dir
 from study.core.layout import METRICS, REPORT, SUMMARY, Outputs
-from study.core.readers import field, read_json, require
+from study.core.readers import check_metrics, read_json
 from study.reporting import plots
 from study.reporting.claims import check_verdicts
 from study.reporting.facts import REPORT_FIGURES, build_facts, captions, figure_files
@@ -70,29 +70,6 @@ EXPECTED = {
 }
 
 
-def check_metrics(metrics: dict, expected: list, what: str, fix: str) -> None:
-    """Every value the report reads has its type and range, or one UsageError naming it."""
-    def values(data, parts: list[str], name: str):
-        """(name, value) of every value that a key pattern selects."""
-        part, rest = parts[0], parts[1:]
-        if part == "*":
-            selected = require(data, dict, what=f"{what}: {name or 'the file'}", fix=fix).items()
-        elif part.endswith("[]"):
-            rows = field(data, part[:-2], list, what=what, fix=fix)
-            selected = ((f"{part[:-2]}[{i}]", row) for i, row in enumerate(rows))
-        else:
-            selected = [(part, field(data, part, object, what=what, fix=fix))]
-        for key, value in selected:
-            full = f"{name}.{key}" if name else key
-            if rest:
-                require(value, dict, what=f"{what}: {full}", fix=fix)
-                yield from values(value, rest, full)
-            else:
-                yield full, value
-
-    for key, kind, (low, high) in expected:
-        for name, value in values(metrics, key.split("."), ""):
-            require(value, kind, low, high, f"{what}: {name}", fix)
 def parse_args(argv: list[str] | None = None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--outputs", type=Path, default=Path("outputs"),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+import make_depth_report
 from conftest import run_script
 from models import ARCHITECTURES
 
@@ -217,3 +218,43 @@ def test_the_probes_refuse_a_permuted_baseline_that_is_not_one(three_stage_study
     probes = json.loads((three_stage_study / "probes" / "metrics.json").read_text())
     assert len(probes["checkpoint_sha256"]) == 64
     assert probes["permuted_checkpoint"]["checkpoint"].endswith("task2_permuted_seed0/deconv_net.pth")
+
+
+def _set(data: dict, path: str, value) -> None:
+    *parents, last = path.split(".")
+    for key in parents:
+        data = data[key]
+    if value is KeyError:
+        del data[last]
+    else:
+        data[last] = value
+
+
+@pytest.mark.parametrize("part, path, value, words", [
+    ("task2", "test_accuracy", "high", "test_accuracy"),
+    ("probes", "pixels", "x", "pixels"),
+    ("probes", "layers", [], "layers"),
+    ("task3", "baselines.rules", [], "rules"),
+    ("task2", "config", None, "config"),
+    ("task3", "baselines.rules.z2.counts.class.trained", "7", "trained"),
+    ("task3", "decoders.z1_x", {"psnr_db": 10.0}, "z1_x"),
+    ("task3", "architecture", KeyError, "architecture"),
+    ("probes", "layers.zz", {"accuracy": {"trained": 0.5}, "mcnemar": {}}, "layers are"),
+    ("task1", "test_accuracy", 1e308, "test_accuracy")])
+def test_crafted_depth_metrics_are_one_line(three_stage_study, tmp_path, part, path, value, words):
+    """Round six, case 8: fields of the depth study's metrics files that are not what the runs
+    write gave tracebacks (or "reads inf %"); each is now one line naming the file and field."""
+    import shutil
+
+    from study.core.common import UsageError
+
+    copy = tmp_path / "outputs"
+    shutil.copytree(three_stage_study.parent, copy,
+                    ignore=shutil.ignore_patterns("*.png", "*.svg", "*.html", "*.pdf", "cache"))
+    file = copy / "depth" / part / "metrics.json"
+    metrics = json.loads(file.read_text())
+    _set(metrics, path, value)
+    file.write_text(json.dumps(metrics))
+    with pytest.raises(UsageError, match=re.escape(words)) as error:
+        make_depth_report.build_facts(copy)
+    assert "\n" not in str(error.value) and str(file) in str(error.value)

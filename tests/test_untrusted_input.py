@@ -486,6 +486,34 @@ def test_a_full_disk_while_writing_the_lock_is_one_line_and_leaves_nothing(tmp_p
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_full_disk_whose_lock_cannot_even_be_closed_is_one_line_and_leaves_nothing(
+        tmp_path, monkeypatch):
+    """Round six, case 14: on a full disk, closing the lock flushes what could not be written
+    and raises again; the cleanup used to let that second OSError out as a traceback and leave
+    a half-made folder."""
+    real_open = run_folders.open_no_follow
+
+    class Full:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+        def flush(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def close(self):
+            self.handle.close()
+            raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(run_folders, "open_no_follow", lambda path, mode: Full(real_open(path, mode)))
+    with pytest.raises(UsageError, match="No space left on device") as error:
+        with run_folder(tmp_path / "new", "train_classifier.py"):
+            pass
+    one_line(error)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_dangling_link_among_the_python_batches_is_one_line(tmp_path):
     batches = tmp_path / "data" / data.BATCH_FOLDER
     batches.mkdir(parents=True)

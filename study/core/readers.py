@@ -239,3 +239,32 @@ def load_torch_file(path: Path, what: str, data: bytes | None = None) -> Any:
     except Exception as error:  # torch raises many types for truncated or foreign files
         raise UsageError(f"{what} {path} is not a readable PyTorch checkpoint "
                          f"({type(error).__name__}); it may be truncated, write it again") from None
+
+
+def check_metrics(metrics: dict, expected: list, what: str, fix: str) -> None:
+    """Every value a reader reads has its type and range, or one UsageError naming it.
+
+    `expected`: (key, kind, (low, high)) per value, kind and bounds as `require` takes them;
+    "a.b" is a nested key, "a.*" every value of an object, "rows[].key" every row of a list.
+    A reader checks a file once, where it reads it, and then reads it without .get chains."""
+    def values(data, parts: list[str], name: str):
+        """(name, value) of every value that a key pattern selects."""
+        part, rest = parts[0], parts[1:]
+        if part == "*":
+            selected = require(data, dict, what=f"{what}: {name or 'the file'}", fix=fix).items()
+        elif part.endswith("[]"):
+            rows = field(data, part[:-2], list, what=what, fix=fix)
+            selected = ((f"{part[:-2]}[{i}]", row) for i, row in enumerate(rows))
+        else:
+            selected = [(part, field(data, part, object, what=what, fix=fix))]
+        for key, value in selected:
+            full = f"{name}.{key}" if name else key
+            if rest:
+                require(value, dict, what=f"{what}: {full}", fix=fix)
+                yield from values(value, rest, full)
+            else:
+                yield full, value
+
+    for key, kind, (low, high) in expected:
+        for name, value in values(metrics, key.split("."), ""):
+            require(value, kind, low, high, f"{what}: {name}", fix)

@@ -126,8 +126,9 @@ def run_folder(path: Path, script: str, data_dir: str | Path | None = None) -> I
                              f"{disk_hint(error)} or pass another --out") from None
         mark_incomplete(out, script)
     except BaseException:
-        if lock is not None:
-            lock.close()
+        if lock is not None:  # closing flushes what could not be written: never a 2nd error
+            with contextlib.suppress(OSError):
+                lock.close()
         if created:  # a folder this run made and could not set up: leave nothing behind
             for name in (LOCK, INCOMPLETE):
                 with contextlib.suppress(OSError):
@@ -144,7 +145,8 @@ def run_folder(path: Path, script: str, data_dir: str | Path | None = None) -> I
                               "run's results") from None
         (out / INCOMPLETE).unlink(missing_ok=True)
     finally:
-        lock.close()
+        with contextlib.suppress(OSError):  # the lock's text is a courtesy; its flock is gone
+            lock.close()
 
 
 def remove_tree(folder: Path) -> None:
