@@ -152,6 +152,12 @@ def figure_facts(facts: dict, outputs: Path, out: Path) -> dict[str, list]:
         if layers and f"t3_{kind}_first" in words:
             words.setdefault(f"t3_{kind}_{layers[0]}", words[f"t3_{kind}_first"])
     files.update({key: out / f"{key}.svg" for key in REPORT_FIGURES})
+    for key, path in files.items():  # a figure is a file the runs wrote, never a link out
+        if path.is_symlink() or (path.exists() and not any(
+                path.resolve().is_relative_to(root.resolve()) for root in (outputs, out))):
+            raise UsageError(f"{path} is a link (to {os.path.realpath(path)}), not a figure the "
+                             "runs wrote; the report embeds no file from outside the outputs "
+                             "folder: remove the link and rerun the script that draws it")
     # absolute paths here; `typeset` copies the figures into its own root before compiling
     return {key: [str(path.resolve()), natural_width_in(path), words.get(key, "")]
             for key, path in files.items() if path.is_file()}

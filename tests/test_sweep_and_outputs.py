@@ -461,6 +461,22 @@ def test_make_report_on_a_missing_folder_refuses(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "nothing").exists()
 
 
+def test_a_figure_linked_to_a_file_outside_the_outputs_is_not_embedded(trained_outputs, tmp_path,
+                                                                       monkeypatch, capsys):
+    """Round six, case 16: task1/train_samples.png -> /elsewhere/secret.png used to appear in
+    report.pdf, against make_report's docstring; now one line, no report."""
+    import shutil
+    outputs = Path(shutil.copytree(trained_outputs, tmp_path / "outputs"))
+    secret = tmp_path / "elsewhere" / "secret.png"
+    secret.parent.mkdir()
+    shutil.copy(outputs / "task1" / "train_samples.png", secret)
+    (outputs / "task1" / "train_samples.png").unlink()
+    (outputs / "task1" / "train_samples.png").symlink_to(secret)
+    code, lines = run_in_process(make_report, ["--outputs", outputs], monkeypatch, capsys, tmp_path)
+    assert_one_line_error(code, lines, "train_samples.png is a link")
+    assert not (outputs / "report.pdf").exists()
+
+
 @pytest.mark.parametrize("damage", ["per_class_list", "accuracy_text", "huge_figure"])
 def test_make_report_garbled_inputs_are_one_line(damage, trained_outputs, tmp_path, monkeypatch,
                                                  capsys):
