@@ -391,3 +391,14 @@ def test_finite_but_huge_weights_are_one_line_before_the_probes_touch_their_fold
                                  monkeypatch, capsys, tmp_path)
     assert_one_line_error(code, lines, "features are not all finite")
     assert not (tmp_path / "probes").exists()
+
+
+@pytest.mark.parametrize("module", [make_report, visualize_latents, train_classifier])
+def test_an_out_with_a_name_longer_than_the_file_system_allows_is_one_line(module, tmp_path,
+                                                                           monkeypatch, capsys):
+    """Round six, case 18: a path component of 300 bytes gave an OSError traceback (Task 3, the
+    report); now one line, before anything is read or written."""
+    out = tmp_path / ("x" * 300) / "inner"
+    code, lines = run_in_process(module, ["--out", out], monkeypatch, capsys, tmp_path)
+    assert_one_line_error(code, lines, "more than a file system allows")
+    assert list(tmp_path.iterdir()) in ([], [tmp_path / "cache"])

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Iterator
 
 from data import BATCH_FOLDER, CLASSES, default_data_dir
-from study.core.common import Interrupted, UsageError
+from study.core.common import Interrupted, UsageError, printable
 from study.core.files import (disk_hint, make_output_folders, open_no_follow, remove_folders,
                               save_json)
 from study.core.layout import INCOMPLETE, METRICS
@@ -20,6 +20,9 @@ TASK_OF_SCRIPT = {"train_classifier.py": "task1", "train_deconv.py": "task2",
                   "visualize_latents.py": "task3", "probe_layers.py": "probes"}
 
 
+NAME_MAX, PATH_MAX = 255, 4000  # bytes of one name and of a whole path (Linux: 255 and 4096)
+
+
 def check_output_dir(path: Path, task: str | None = None,
                      data_dir: str | Path | None = None) -> None:
     """Fail before any work if `path` cannot be this run's output folder; creates nothing.
@@ -29,6 +32,14 @@ def check_output_dir(path: Path, task: str | None = None,
     batch folder, where figures would be read as images next time; and, with `task` (e.g.
     "task1", "task3", "report"), one whose metrics.json belongs to another task.
     """
+    for part in Path(path).parts:  # the file system's limit, before any call that would hit it
+        if len(os.fsencode(part)) > NAME_MAX:
+            raise UsageError(f"output folder {printable(str(path)[:80])}...: a name in it is "
+                             f"{len(os.fsencode(part)):,} bytes long, more than a file system "
+                             f"allows ({NAME_MAX}); pass a shorter --out")
+    if len(os.fsencode(str(Path(path).absolute()))) > PATH_MAX:
+        raise UsageError(f"output folder {printable(str(path)[:80])}... is longer than a path "
+                         f"may be ({PATH_MAX} bytes); pass a shorter --out")
     existing = Path(path)
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
