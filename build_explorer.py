@@ -122,6 +122,10 @@ def _layer1_decoder(path: Path, net: DeconvNet, data_sha256: str,
     except (KeyError, TypeError, RuntimeError):
         raise UsageError(f"the layer-1 decoder cached in {cache} does not fit this model; "
                          "rerun visualize_latents.py") from None
+    if not all(bool(v.isfinite().all()) for v in decoder.state_dict().values()):
+        raise UsageError(f"the layer-1 decoder cached in {cache} holds NaN or infinite weights "
+                         "(the checkpoint itself is fine); delete the cache and rerun "
+                         "visualize_latents.py, which fits it again")
     return decoder
 
 

@@ -31,6 +31,7 @@ from study.core.common import (MAX_SEED, ArgumentParser, UsageError, add_data_ar
 from study.core.files import open_log, open_no_follow, prepare_output_dir, save_json
 from study.core.layout import RUN_IDENTITY, SUMMARY, Outputs
 from study.core.settings import MAX_NULL_DRAWS, MAX_OCCLUSION_IMAGES, SWEEP_LAMBDAS, SWEEP_SEEDS
+from study.core.text import plural
 from study.runs.folders import check_output_dir, mark_incomplete
 from study.runs.identity import RESUME, UP_TO_DATE, decide_reuse, record_finished
 from study.runs.plan import NO_RESULTS, NOT_STARTED, Run, missing_results, plan
@@ -356,6 +357,12 @@ def main() -> None:
     lock.close()
     print(f"wrote {runs_dir / SUMMARY}")
     if summary["failed_runs"]:
+        skipped = [n for n in summary["failed_runs"] if codes.get(n) == NOT_STARTED]
+        failed = [n for n in summary["failed_runs"] if n not in skipped]
+        if skipped:
+            raise UsageError(f"{plural(len(failed), 'run')} failed ({', '.join(failed)}) and "
+                             f"{plural(len(skipped), 'run')} waiting for them not started "
+                             f"({', '.join(skipped)}); the logs are in {runs_dir / 'logs'}")
         raise UsageError(f"{len(summary['failed_runs'])} run(s) failed: "
                          f"{', '.join(summary['failed_runs'])}; their logs are in {runs_dir / 'logs'}")
 

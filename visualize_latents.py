@@ -112,6 +112,9 @@ def channel_choice(layer: int, text: str, count: int | None = None
         raise UsageError(f"{flag} {text!r}: give 'all', 'topK' or channel numbers such as "
                          "0,5,11" if layer == 2 else
                          f"{flag} {text!r}: give 'all' or channel numbers such as 0,3") from None
+    twice = sorted({c for c in channels if channels.count(c) > 1})
+    if twice:
+        raise UsageError(f"{flag}: channel {twice[0]} is given twice; name each channel once")
     bad = [c for c in channels if not 0 <= c < count]
     if bad:
         raise UsageError(f"{flag}: channel {bad[0]} does not exist; z{layer} has channels "

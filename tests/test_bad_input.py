@@ -402,3 +402,43 @@ def test_an_out_with_a_name_longer_than_the_file_system_allows_is_one_line(modul
     code, lines = run_in_process(module, ["--out", out], monkeypatch, capsys, tmp_path)
     assert_one_line_error(code, lines, "more than a file system allows")
     assert list(tmp_path.iterdir()) in ([], [tmp_path / "cache"])
+
+
+def test_init_from_a_checkpoint_of_another_architecture_says_so(good_data, tmp_path, monkeypatch,
+                                                               capsys):
+    """Round six, case 17: a deep4 checkpoint given to a tutorial run's --init-from was said to
+    hold "neither the tutorial net nor the DeconvNet"."""
+    from models import ARCHITECTURES
+    checkpoint = tmp_path / "deep.pth"
+    save_torch(TutorialNet(ARCHITECTURES["small3"]).state_dict(), checkpoint)
+    args = script_args("train_deconv", good_data, tmp_path / "out", None)
+    code, lines = run_in_process(train_deconv, args + ["--init-from", checkpoint], monkeypatch,
+                                 capsys, tmp_path)
+    assert_one_line_error(code, lines, "of another architecture", "8, 16, 32", "--arch")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, words", [(["--z2-channels", "3,3"], "channel 3 is given twice"),
+                                         (["--z1-channels", "0,1,0"], "channel 0 is given twice"),
+                                         (["--out", "/"], "the root of the file system")])
+def test_task3_refuses_a_repeated_channel_and_the_root_folder(args, words, tmp_path, monkeypatch,
+                                                             capsys):
+    """Round six, case 17: --z2-channels 3,3 and --out / were accepted."""
+    code, lines = run_in_process(visualize_latents, args, monkeypatch, capsys, tmp_path)
+    assert_one_line_error(code, lines, words)
+
+
+def test_the_sweep_counts_failed_and_skipped_runs_apart(tmp_path, monkeypatch, capsys):
+    """Round six, case 17: "2 run(s) failed" counted a run that was only skipped because the
+    run it waits for failed."""
+    import sweep
+    from study.runs.plan import NOT_STARTED
+
+    monkeypatch.setattr(sweep, "run_parallel",
+                        lambda runs, jobs, logs, quiet=False: {"task1 seed 0": 1,
+                                                               "task2 seed 0": NOT_STARTED})
+    monkeypatch.setattr(sweep, "load_cifar10", lambda *a, **k: type("D", (), {"content_hash": "h"})())
+    code, lines = run_in_process(sweep, ["--seeds", "0", "--lambdas", "0.01", "--outputs",
+                                         tmp_path / "outputs"], monkeypatch, capsys, tmp_path)
+    assert_one_line_error(code, lines, "1 run failed (task1 seed 0)",
+                          "1 run waiting for them not started (task2 seed 0)")

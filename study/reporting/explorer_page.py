@@ -47,7 +47,9 @@ def _floats(tensor: torch.Tensor, dtype: str = "float32") -> dict:
     array = tensor.detach().cpu().float().contiguous().numpy()
     array = array.astype("<f2" if dtype == "float16" else "<f4")
     if not torch.from_numpy(array.astype("<f4")).isfinite().all():
-        raise ValueError(f"a weight does not fit {dtype} (over its range)")
+        finite = bool(tensor.detach().float().isfinite().all())
+        raise ValueError(f"a weight does not fit {dtype} (over its range)" if finite else
+                         "a weight is NaN or infinite (the run that wrote it diverged)")
     return {"shape": list(array.shape), "dtype": dtype,
             "data": base64.b64encode(array.tobytes()).decode()}
 

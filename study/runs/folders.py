@@ -40,6 +40,9 @@ def check_output_dir(path: Path, task: str | None = None,
     if len(os.fsencode(str(Path(path).absolute()))) > PATH_MAX:
         raise UsageError(f"output folder {printable(str(path)[:80])}... is longer than a path "
                          f"may be ({PATH_MAX} bytes); pass a shorter --out")
+    if Path(path).resolve() == Path(path).resolve().parent:
+        raise UsageError(f"output folder {path} is the root of the file system; pass a folder "
+                         "of its own (e.g. outputs/task1)")
     existing = Path(path)
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent

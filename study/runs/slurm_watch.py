@@ -133,9 +133,10 @@ def follow(runs: list, jobs: dict[str, Any], log_dir: Path, options: Any, quiet:
         if len(codes) < len(runs):
             time.sleep(options.poll_seconds)
     if not quiet:
-        queued = (first_start - begun) if first_start else 0.0
+        started_words = (f"the first started {first_start - begun:.0f} s after submission"
+                         if first_start else "no start was seen: squeue did not answer")
         print(f"{len(codes)} runs as Slurm jobs in {time.perf_counter() - begun:.0f} s "
-              f"(the first started {queued:.0f} s after submission)")
+              f"({started_words})")
     return codes
 
 

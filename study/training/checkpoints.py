@@ -6,7 +6,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from models import ARCHITECTURE, Architecture, DeconvNet, TutorialNet
+from models import ARCHITECTURE, ARCHITECTURES, Architecture, DeconvNet, TutorialNet
 from study.core.common import UsageError, printable
 from study.core.layout import METRICS
 from study.core.readers import load_torch_file, read_json
@@ -89,6 +89,13 @@ def read_state_dict(path: Path, what: str, data: bytes | None = None,
     architecture = architecture_of(state, arch)
     if architecture is None:
         shown = ", ".join(printable(k) for k in list(state)[:3])
+        for other in ARCHITECTURES.values():  # a network of this repository, of another shape
+            if other != arch and architecture_of(state, other) is not None:
+                raise UsageError(f"{what} {path} is a {architecture_of(state, other)} of another "
+                                 f"architecture ({len(other.channels)} stages, channels "
+                                 f"{', '.join(map(str, other.channels))}) than this run's "
+                                 f"({', '.join(map(str, arch.channels))}); pass a checkpoint "
+                                 "of the same --arch")
         raise UsageError(f"{what} {path} holds neither the tutorial net nor the DeconvNet "
                          f"(keys {shown}{', ...' if len(state) > 3 else ''}); pass "
                          "cifar_net.pth or deconv_net.pth")
