@@ -186,7 +186,16 @@ def load_cifar10(data_dir: str | Path | None = None, subset: float = 1.0, seed: 
         dataset = replace(dataset, train_images=tensors[0], train_labels=tensors[1],
                           test_images=tensors[2], test_labels=tensors[3],
                           content_hash=data_cache.content_hash(tensors))
+        per_class = len(tensors[3]) / len(CLASSES)
+        if per_class < FEW_TEST_IMAGES_PER_CLASS:  # numbers from a handful of images say little
+            warn(f"--subset {subset:g} keeps {plural(len(tensors[1]), 'training image')} and "
+                 f"{plural(len(tensors[3]), 'test image')} ({per_class:g} per class): an "
+                 "accuracy on so few images is mostly chance; a larger --subset gives numbers "
+                 "that mean something")
     return dataset
+
+
+FEW_TEST_IMAGES_PER_CLASS = 10  # below this, --subset gets a warning
 
 
 def warn(message: str) -> None:

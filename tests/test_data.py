@@ -289,3 +289,14 @@ def test_the_tutorials_first_test_batch_is_found_in_any_class_ordered_layout():
     assert picked == [0, 1, 2, 3]  # the same four original images, in the tutorial's order
     no_plane = torch.tensor([DISPLAY_NAMES.index(n) for n in ("ship", "cat", "ship")])
     assert tutorial_test_batch(no_plane).tolist() == [1, 0, 2]
+
+
+def test_a_subset_that_keeps_a_handful_of_images_says_so(tiny_cifar, tmp_path, capsys):
+    """Round six, case 17: --subset 1e-9 trained on a handful of images without a word."""
+    from data import load_cifar10
+    data = load_cifar10(tiny_cifar, subset=1e-9, cache_dir=tmp_path / "cache", quiet=True)
+    err = capsys.readouterr().err
+    assert f"keeps {len(data.train_labels)} training images and {len(data.test_labels)} test images" in err
+    assert len(data.test_labels) == 10  # one per class: stratified, never empty
+    load_cifar10(tiny_cifar, subset=1.0, cache_dir=tmp_path / "cache", quiet=True)
+    assert "keeps" not in capsys.readouterr().err
