@@ -30,6 +30,7 @@ def test_the_refitted_z1_decoder_clearly_beats_the_literal_one(tmp_path, script_
     assert task2.returncode == 0, task2.stderr
     task3 = run_script("visualize_latents.py", *common, "--checkpoint",
                        tmp_path / "task2" / "deconv_net.pth", "--null-draws", "19",
+                       "--baseline-seeds", "1", "--occlusion-images", "20",  # decoders only
                        "--out", tmp_path / "task3",
                        env=script_env, timeout=600)
     assert task3.returncode == 0, task3.stderr

@@ -24,7 +24,8 @@ import sweep
 from conftest import REPO, SHARED_CIFAR10, run_script
 
 CLUSTER_SCRIPT = REPO / ".ci" / "slurm_cluster.sh"
-TINY_SWEEP = ["--seeds", "0,1", "--lambdas", "0,1e-2", "--task3", "--null-draws", "19", "--quiet"]
+TINY_SWEEP = ["--seeds", "0,1", "--lambdas", "0,1e-2", "--task3", "--null-draws", "19",
+              "--occlusion-images", "8", "--quiet"]
 
 
 def poisoned_submitit(folder: Path, marker: Path) -> Path:
