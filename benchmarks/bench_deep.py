@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from data import default_data_dir, load_cifar10
 from models import ARCHITECTURES, TutorialNet
 from study.core.common import ArgumentParser, number, select_device
-from study.training.loop import StepRunner, evaluate, recipes, step_mode, train_epoch
+from study.training import recipes
+from study.training.loop import StepRunner, TrainingRun, evaluate, step_mode, train_epoch
 from study.training.recipes import FAST_DEFAULTS, FAST_LABEL_SMOOTHING, FastRecipe, fast_sgd
 
 
@@ -60,6 +61,9 @@ def main() -> None:
     runner = StepRunner(net, recipe.loss(smoothed_cross_entropy), [optimizer],
                         min(args.batch_size, n), device, step_mode(device, False))
     generator = torch.Generator().manual_seed(args.seed)
+    run = TrainingRun(epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                      log_every=10 ** 9, settings={}, part_names=("loss",), quiet=True,
+                      before_step=recipe.before_step)
     print(f"{args.arch}, fast recipe: {n} training images, batch {args.batch_size}, peak lr "
           f"{args.lr}, {args.epochs}-epoch schedule, budget {args.budget:g} s, device {device}"
           f", {'float32' if args.float32 else 'bfloat16 autocast'}")
@@ -68,9 +72,7 @@ def main() -> None:
     for epoch in range(1, args.epochs + 1):
         net.train()
         epoch_start = time.perf_counter()
-        train_epoch(runner, data.train_images, data.train_labels, batch_size=args.batch_size,
-                    generator=generator, log_every=10 ** 9, part_names=("loss",), epoch=epoch,
-                    epochs=args.epochs, quiet=True, before_step=recipe.before_step)
+        train_epoch(runner, data.train_images, data.train_labels, run, generator, epoch)
         training += time.perf_counter() - epoch_start
         predictions = evaluate(net, data.test_images, data.test_labels)["predictions"]
         accuracy = 100 * (predictions == data.test_labels).float().mean().item()

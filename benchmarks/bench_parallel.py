@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import torch
-from bench_task2 import task2_steps_per_second
+from benchmarks.bench_task2 import task2_steps_per_second
 
 from benchmarks.bench_task1 import task1_steps_per_second
 from data import default_data_dir, load_cifar10

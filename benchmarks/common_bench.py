@@ -3,7 +3,7 @@ import time
 
 import torch
 
-from study.training.loop import StepRunner, train_epoch
+from study.training.loop import StepRunner, TrainingRun, train_epoch
 
 EPOCH_STEPS = 12500  # 50,000 images at batch 4
 
@@ -17,9 +17,10 @@ def steps_per_second(model: torch.nn.Module, loss_fn, optimizers, data, steps: i
 
     def epoch(n: int) -> None:
         index = chosen[:n].to(device)
-        train_epoch(runner, data.train_images[index], data.train_labels[index], batch_size=4,
-                    generator=torch.Generator().manual_seed(0), log_every=10 ** 9,
-                    part_names=part_names, epoch=1, epochs=1, quiet=True)
+        run = TrainingRun(epochs=1, batch_size=4, seed=0, log_every=10 ** 9, settings={},
+                          part_names=part_names, quiet=True)
+        train_epoch(runner, data.train_images[index], data.train_labels[index], run,
+                    torch.Generator().manual_seed(0), 1)
     epoch(400)
     if device.type == "cuda":
         torch.cuda.synchronize()

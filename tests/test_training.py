@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from data import normalize
 from models import DeconvNet, TutorialNet
 from study.runs.summary import seed_spread
-from study.training.loop import StepRunner, mcnemar, train_epoch
+from study.training.loop import StepRunner, TrainingRun, mcnemar, train_epoch
 from sweep import NOT_STARTED, Run, plan, run_parallel
 from train_classifier import cross_entropy
 from train_deconv import eq1
@@ -47,9 +47,9 @@ def test_the_step_runner_is_bit_identical_to_the_plain_loop(mode):
     net = TutorialNet()
     optimizer = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9, foreach=True)
     runner = StepRunner(net, cross_entropy, [optimizer], 4, torch.device("cpu"), mode)
-    log, means = train_epoch(runner, images, labels, batch_size=4,
-                             generator=torch.Generator().manual_seed(3), log_every=50,
-                             part_names=("loss",), epoch=1, epochs=1, quiet=True)
+    run = TrainingRun(epochs=1, batch_size=4, seed=3, log_every=50, settings={},
+                      part_names=("loss",), quiet=True)
+    log, means = train_epoch(runner, images, labels, run, torch.Generator().manual_seed(3), 1)
     for a, b in zip(reference.parameters(), net.parameters()):
         assert torch.equal(a, b)
     assert [row["loss"] for row in log] == [round(sum(expected[k:k + 50]) / 50, 4)
@@ -67,8 +67,9 @@ def test_static_buffers_give_task2_the_same_weights_as_eager():
         optimizers = [torch.optim.SGD(net.encoder_and_head_parameters(), lr=0.001, momentum=0.9),
                       torch.optim.Adam(net.decoder_parameters(), lr=1e-3)]
         runner = StepRunner(net, eq1(0.01), optimizers, 4, torch.device("cpu"), mode)
-        train_epoch(runner, images, labels, batch_size=4, generator=torch.Generator().manual_seed(0),
-                    log_every=10, part_names=("ce", "rec"), epoch=1, epochs=1, quiet=True)
+        run = TrainingRun(epochs=1, batch_size=4, seed=0, log_every=10, settings={},
+                          part_names=("ce", "rec"), quiet=True)
+        train_epoch(runner, images, labels, run, torch.Generator().manual_seed(0), 1)
         results.append(list(net.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(*results))
 
@@ -107,9 +108,9 @@ def test_cuda_graph_follows_the_eager_run_on_the_gpu():
         optimizers = [torch.optim.SGD(net.encoder_and_head_parameters(), lr=0.001, momentum=0.9),
                       torch.optim.Adam(net.decoder_parameters(), lr=1e-3, capturable=True)]
         runner = StepRunner(net, eq1(0.01), optimizers, 4, torch.device("cuda"), mode)
-        _, means = train_epoch(runner, images, labels, batch_size=4,
-                               generator=torch.Generator().manual_seed(0), log_every=10,
-                               part_names=("ce", "rec"), epoch=1, epochs=1, quiet=True)
+        run = TrainingRun(epochs=1, batch_size=4, seed=0, log_every=10, settings={},
+                          part_names=("ce", "rec"), quiet=True)
+        _, means = train_epoch(runner, images, labels, run, torch.Generator().manual_seed(0), 1)
         results.append((means, [p.detach().clone() for p in net.parameters()]))
     (eager_means, eager_params), (graph_means, graph_params) = results
     assert eager_means["ce"] == pytest.approx(graph_means["ce"], rel=1e-3)

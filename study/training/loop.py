@@ -167,33 +167,31 @@ def step_mode(device: torch.device, cuda_graph: bool) -> str:
 # --- epochs ---
 
 def train_epoch(run_step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-                images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
-                generator: torch.Generator, log_every: int, part_names: tuple[str, ...],
-                epoch: int, epochs: int, quiet: bool = False,
-                divergence_hint: str = "lower --lr",
-                before_step: Callable[[int], None] | None = None) -> tuple[list[dict], dict]:
-    """One pass over the shuffled training set: (running-loss log rows, epoch means).
+                images: torch.Tensor, labels: torch.Tensor, run: "TrainingRun",
+                generator: torch.Generator, epoch: int) -> tuple[list[dict], dict]:
+    """Epoch `epoch` of `run`: one pass over the training set shuffled by `generator`, each
+    mini-batch through `run_step`; returns (running-loss log rows, epoch means).
 
-    `before_step(global step)`, if given, runs before each mini-batch (a learning-rate
+    `run.before_step(global step)`, if given, runs before each mini-batch (a learning-rate
     schedule: steps are counted from 0 over the whole run).
 
     Losses are summed on the device and read only every `log_every` mini-batches and at the
     end, which is also where a non-finite loss stops the run.
     """
-    steps = math.ceil(len(labels) / batch_size)
-    progress = tqdm(batches(images, labels, batch_size, generator), total=steps,
-                    desc=f"epoch {epoch}/{epochs}", unit="batch", leave=False,
-                    disable=quiet or None, file=sys.stderr)
+    steps, log_every, part_names = math.ceil(len(labels) / run.batch_size), run.log_every, run.part_names
+    progress = tqdm(batches(images, labels, run.batch_size, generator), total=steps,
+                    desc=f"epoch {epoch}/{run.epochs}", unit="batch", leave=False,
+                    disable=run.quiet or None, file=sys.stderr)
     window = torch.zeros(len(part_names), dtype=torch.float64, device=labels.device)
     total = torch.zeros_like(window)
     log, window_start = [], 1
     for i, (x, y) in enumerate(progress, start=1):
-        if before_step is not None:
-            before_step((epoch - 1) * steps + i - 1)
+        if run.before_step is not None:
+            run.before_step((epoch - 1) * steps + i - 1)
         window += run_step(x, y)
         if i % log_every == 0 or i == steps:
             values = window.tolist()
-            _check_finite(values, epoch, window_start, i, divergence_hint)
+            _check_finite(values, epoch, window_start, i, run.divergence_hint)
             total += window
             if i % log_every == 0:
                 means = {name: round(v / log_every, 4) for name, v in zip(part_names, values)}
@@ -263,11 +261,7 @@ def fit(model: nn.Module, loss_fn: LossFn, optimizers: list[torch.optim.Optimize
     try:
         for epoch in range(done + 1, run.epochs + 1):
             started = time.perf_counter()
-            log, means = train_epoch(run_step, images, labels, batch_size=run.batch_size,
-                                     generator=generator, log_every=run.log_every,
-                                     part_names=run.part_names, epoch=epoch, epochs=run.epochs,
-                                     quiet=run.quiet, divergence_hint=run.divergence_hint,
-                                     before_step=run.before_step)
+            log, means = train_epoch(run_step, images, labels, run, generator, epoch)
             history["train_seconds"] += time.perf_counter() - started
             history["loss_log"] += log
             history["epoch_loss"].append(means)
