@@ -7,7 +7,6 @@ a few test images, overall accuracy and accuracy per class.
 
     python train_classifier.py --data-dir ../shared/cifar10
 """
-import math
 import time
 
 import torch
@@ -15,7 +14,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from data import DISPLAY_NAMES, TUTORIAL_TEST_BATCH, load_cifar10, tutorial_test_batch
-from models import ARCHITECTURES, TutorialNet, fold_batchnorm
+from models import ARCHITECTURES, TutorialNet
 from study.core.common import (ArgumentParser, add_data_arguments, add_output_arguments,
                                environment_info, printable, run_cli, select_device)
 from study.core.files import save_json, save_torch
@@ -23,10 +22,11 @@ from study.core.layout import CLASSIFIER_CHECKPOINT, METRICS, TRAINING_STATE, Ou
 from study.reporting import plots
 from study.runs.folders import check_output_dir, run_folder
 from study.training.checkpoints import load_model
-from study.training.loop import TrainingRun, accuracy_summary, add_training_arguments, evaluate, fit
-from study.training.recipes import (FAST_LABEL_SMOOTHING, FastRecipe, describe_fast_recipe,
-                                    fast_sgd, parse_with_recipe)
-from study.training.state import check_training_state, require_training_state
+from study.training.loop import (accuracy_summary, add_training_arguments, check_resumable,
+                                 evaluate, train_task)
+from study.training.recipes import (FAST_LABEL_SMOOTHING, describe_fast_recipe, fast_sgd,
+                                    parse_with_recipe)
+from study.training.state import require_training_state
 
 
 def build_parser() -> ArgumentParser:
@@ -87,11 +87,8 @@ def main() -> None:
     data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=args.quiet)
     data = data.to(device)
     settings = run_settings(args, data.content_hash)
-    if args.resume:  # other settings and damaged states are refused before anything is written
-        with torch.random.fork_rng(devices=[]):  # the probe must not move the seeded stream
-            probe = TutorialNet(ARCHITECTURES[args.arch])
-        check_training_state(args.out / TRAINING_STATE, settings, args.epochs,
-                             [sgd(probe, args)], probe, PART_NAMES)
+    check_resumable(args, settings, lambda: TutorialNet(ARCHITECTURES[args.arch]),
+                    lambda probe: [sgd(probe, args)], PART_NAMES)
     with run_folder(args.out, "train_classifier.py", args.data_dir) as out:
         sample = torch.randperm(len(data.train_labels),
                                 generator=torch.Generator().manual_seed(args.seed))[:TUTORIAL_BATCH]
@@ -102,23 +99,12 @@ def main() -> None:
 
         # 2. Define a convolutional neural network; 3. a loss function and optimiser.
         net = TutorialNet(ARCHITECTURES[args.arch]).to(device)
-        optimizer = sgd(net, args)
-        loss_fn, before_step = cross_entropy, None
-        if args.recipe == "fast":
-            steps = args.epochs * math.ceil(len(data.train_labels) / args.batch_size)
-            recipe = FastRecipe(optimizer, args.lr, steps, args.seed)
-            loss_fn, before_step = recipe.loss(smoothed_cross_entropy), recipe.before_step
-            recipe.prepare(net)
 
         # 4. Train the network.
-        history = fit(net, loss_fn, [optimizer], data.train_images, data.train_labels,
-                      TrainingRun.from_args(args, settings=settings, part_names=PART_NAMES,
-                                            state_path=out / TRAINING_STATE, before_step=before_step))
-        print("Finished Training")
+        net, history = train_task(net, [sgd(net, args)], (cross_entropy, smoothed_cross_entropy),
+                                  data.train_images, data.train_labels, args, settings=settings,
+                                  part_names=PART_NAMES, state_path=out / TRAINING_STATE)
         arch = net.arch
-        if arch.batchnorm:  # saved folded: every reader of the checkpoint sees a plain net
-            net = fold_batchnorm(net.eval())
-            arch = net.arch
 
         # Save the trained model as the tutorial does (a plain state dict), and load it back.
         model_path = out / CLASSIFIER_CHECKPOINT

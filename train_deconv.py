@@ -7,7 +7,6 @@ the decoder, whose parameters only L_rec reaches, has its own optimiser (Adam by
 
     python train_deconv.py --data-dir ../shared/cifar10
 """
-import math
 import time
 from pathlib import Path
 
@@ -16,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from data import DISPLAY_NAMES, denormalize, load_cifar10, normalize
-from models import ARCHITECTURES, Architecture, DeconvNet, fold_batchnorm, reconstruction_loss
+from models import ARCHITECTURES, Architecture, DeconvNet, reconstruction_loss
 from study.core.common import (FLOAT32_MAX, ArgumentParser, UsageError, add_data_arguments,
                                add_output_arguments, environment_info, number, printable, run_cli,
                                select_device)
@@ -29,11 +28,11 @@ from study.reporting import plots
 from study.runs.folders import check_output_dir, run_folder
 from study.runs.identity import file_sha256
 from study.training.checkpoints import load_weights, read_state_dict
-from study.training.loop import (TrainingRun, accuracy_summary, add_training_arguments, evaluate,
-                                 fit, mcnemar, psnr_db)
-from study.training.recipes import (FAST_LABEL_SMOOTHING, FastRecipe, describe_fast_recipe,
-                                    fast_sgd, parse_with_recipe)
-from study.training.state import check_training_state, require_training_state
+from study.training.loop import (accuracy_summary, add_training_arguments, check_resumable,
+                                 evaluate, mcnemar, psnr_db, train_task)
+from study.training.recipes import (FAST_LABEL_SMOOTHING, describe_fast_recipe, fast_sgd,
+                                    parse_with_recipe)
+from study.training.state import require_training_state
 
 PART_NAMES = ("ce", "rec")  # the two parts of eq. (1) the running loss log holds
 
@@ -151,11 +150,8 @@ def main() -> None:
               **({"batchnorm_folded": True} if ARCHITECTURES[args.arch].batchnorm else {})}
     train_labels = (permuted_labels(data.train_labels, args.seed) if args.permute_labels
                     else data.train_labels)
-    if args.resume:  # other settings and damaged states are refused before anything is written
-        with torch.random.fork_rng(devices=[]):  # the probe must not move the seeded stream
-            probe = DeconvNet(ARCHITECTURES[args.arch])
-        check_training_state(args.out / TRAINING_STATE, settings, args.epochs,
-                             optimizers_for(probe, args, device), probe, PART_NAMES)
+    check_resumable(args, settings, lambda: DeconvNet(ARCHITECTURES[args.arch]),
+                    lambda probe: optimizers_for(probe, args, device), PART_NAMES)
     # Read and check Task 1's results now, not after the whole training.
     task1 = (task1_for_comparison(args.task1_metrics, config, data.test_labels)
              if not args.permute_labels else
@@ -167,20 +163,12 @@ def main() -> None:
         if init_state is not None:
             net.load_state_dict(init_state, strict=False)
         net.to(device)
-        optimizers = optimizers_for(net, args, device)
-        loss_fn, before_step = eq1(args.lam), None
-        if args.recipe == "fast":  # the schedule drives the encoder's SGD, not the decoder's Adam
-            steps = args.epochs * math.ceil(len(train_labels) / args.batch_size)
-            recipe = FastRecipe(optimizers[0], args.lr, steps, args.seed)
-            loss_fn, before_step = recipe.loss(eq1(args.lam, FAST_LABEL_SMOOTHING)), recipe.before_step
-            recipe.prepare(net)
-        history = fit(net, loss_fn, optimizers, data.train_images, train_labels,
-                      TrainingRun.from_args(args, settings=settings, part_names=PART_NAMES,
-                                            state_path=out / TRAINING_STATE, before_step=before_step,
-                                            divergence_hint="lower --lr or --lambda"))
-        print("Finished Training")
-        if net.arch.batchnorm:  # saved folded: every reader of the checkpoint sees a plain net
-            net = fold_batchnorm(net.eval())
+        # (the fast recipe's schedule drives the encoder's SGD, not the decoder's Adam)
+        net, history = train_task(net, optimizers_for(net, args, device),
+                                  (eq1(args.lam), eq1(args.lam, FAST_LABEL_SMOOTHING)),
+                                  data.train_images, train_labels, args, settings=settings,
+                                  part_names=PART_NAMES, state_path=out / TRAINING_STATE,
+                                  divergence_hint="lower --lr or --lambda")
         save_torch(net.state_dict(), out / DECONV_CHECKPOINT)
 
         # Test: accuracy as in Task 1, and how well the image comes back, beside simple baselines.

@@ -21,11 +21,13 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from data import batches, denormalize, normalize
-from models import ARCHITECTURES, reconstruction_loss
+from models import ARCHITECTURES, fold_batchnorm, reconstruction_loss
 from study.core.common import FLOAT32_MAX, Interrupted, UsageError, number
 from study.core.settings import usable_cores
-from study.training.recipes import FAST_DEFAULTS
-from study.training.state import epoch_on_disk, resume_training_state, save_training_state
+from study.core.layout import TRAINING_STATE
+from study.training.recipes import FAST_DEFAULTS, FastRecipe
+from study.training.state import (check_training_state, epoch_on_disk, resume_training_state,
+                                  save_training_state)
 
 LossFn = Callable[[nn.Module, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
 
@@ -286,6 +288,46 @@ def fit(model: nn.Module, loss_fn: LossFn, optimizers: list[torch.optim.Optimize
         raise UsageError(f"{error}{kept}") from None
     history["train_seconds"] = round(history["train_seconds"], 2)
     return history
+
+
+# --- the skeleton Task 1 and Task 2 share ---
+
+def check_resumable(args, settings: dict, make_model: Callable[[], nn.Module],
+                    make_optimizers: Callable[[nn.Module], list[torch.optim.Optimizer]],
+                    part_names: tuple[str, ...]) -> None:
+    """With --resume: the saved state must be this run's (settings, epochs, the model's and the
+    optimisers' shapes), checked on a throw-away model before anything is written."""
+    if not args.resume:
+        return
+    with torch.random.fork_rng(devices=[]):  # the probe must not move the seeded stream
+        probe = make_model()
+    check_training_state(args.out / TRAINING_STATE, settings, args.epochs,
+                         make_optimizers(probe), probe, part_names)
+
+
+def train_task(net: nn.Module, optimizers: list[torch.optim.Optimizer],
+               losses: tuple[LossFn, LossFn], images: torch.Tensor, labels: torch.Tensor,
+               args, **run_fields) -> tuple[nn.Module, dict]:
+    """Train `net` as Task 1 and Task 2 do, and return (the network to save, its history).
+
+    `losses` is (the tutorial's loss, the fast recipe's label-smoothed one). With --recipe fast
+    the one-cycle schedule drives the first optimiser (the encoder's SGD) and the network is laid
+    out for oneDNN; `run_fields` complete the TrainingRun (settings, part_names, state_path,
+    divergence_hint). A network trained with BatchNorm comes back folded, so every reader of its
+    checkpoint sees a plain network of the tutorial's kind (the same function in eval mode).
+    """
+    loss_fn, before_step = losses[0], None
+    if args.recipe == "fast":
+        steps = args.epochs * math.ceil(len(labels) / args.batch_size)
+        recipe = FastRecipe(optimizers[0], args.lr, steps, args.seed)
+        loss_fn, before_step = recipe.loss(losses[1]), recipe.before_step
+        recipe.prepare(net)
+    history = fit(net, loss_fn, optimizers, images, labels,
+                  TrainingRun.from_args(args, before_step=before_step, **run_fields))
+    print("Finished Training")
+    if net.arch.batchnorm:
+        net = fold_batchnorm(net.eval())
+    return net, history
 
 
 # --- evaluation ---
