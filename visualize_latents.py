@@ -13,6 +13,7 @@ and named by written rules.
 """
 import hashlib
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -219,6 +220,116 @@ def save_explorer_models(models: list[dict], folder: Path) -> None:
                   where / "model.json")
 
 
+@dataclass
+class Readers:
+    """Step 1's result: which decoder reads each layer, and how well every decoder reads."""
+
+    refit: DeconvNet  # the Task 2 model with deconv1 refitted on the real z1
+    refit_info: dict
+    decoders: dict  # every decoder's full-latent test PSNR and r, by DecoderId string
+    pictured_by: dict[int, str]  # layer -> the decoder its pictures use
+    layer_models: dict[int, tuple[DeconvNet, str]]  # layer -> (that decoder's model, its words)
+    controls: dict  # layer name -> the switch and latent controls
+
+
+def read_decoders(net: DeconvNet, args, checkpoint_sha256: str, data) -> Readers:
+    """1. Decoders worth reading: refit layer 1 on the real z1, then measure every decoder on the
+    full latents of the test set and against the controls."""
+    arch = net.arch
+    refit, refit_info = layer1_refit(net, args.checkpoint, checkpoint_sha256, data.train_images,
+                                     data.content_hash, args.fit_epochs, args.seed, args.quiet)
+    readers = decoders_of(net, refit)
+    decoders = decoder_checks(readers, data.test_images)
+    for result in decoders.values():
+        print(f"full-latent test PSNR, {result['label']}: {result['psnr_db']:.2f} dB "
+              f"(r = {result['correlation']:.2f})")
+    pictured_by = {stage.index: picture_decoder(arch, stage.index) for stage in arch.layers}
+    layer_models = {layer: (readers[name][0], "refitted" if DecoderId.parse(name).kind == "refit"
+                            else "Task 2 decoder") for layer, name in pictured_by.items()}
+    controls_found = {arch.layer(layer).name: controls(model, layer, data.test_images)
+                      for layer, (model, _) in layer_models.items()}
+    return Readers(refit, refit_info, decoders, pictured_by, layer_models, controls_found)
+
+
+def measure_channels(net: DeconvNet, readers: Readers, data, seed: int, out: Path) -> tuple:
+    """2. Every channel over the rule images: statistics, the class make-up and patch appearance
+    of its K strongest test images, its top-9 projections. Every rule is read on one seeded set
+    of test images, the one the nulls read too, so the channel table and the null tests count
+    the same thing. Returns (rule images, rows per layer, class means per layer, top-9 rows)."""
+    device = data.test_labels.device
+    sample = rule_images(len(data.test_labels), seed=seed)
+    sample_images = data.test_images[sample.to(device)]
+    sample_labels = data.test_labels[sample.to(device)]
+    rows, activations, class_means = channel_table(net, sample_images, sample_labels, seed)
+    latent_plots.class_heatmap(class_means, DISPLAY_NAMES, out / "class_selectivity.svg")
+    top = {}
+    for stage in net.arch.layers:
+        strongest = top9(readers.layer_models[stage.index][0], activations[stage.index],
+                         sample_images, sample_labels, stage.index)
+        plots.save(latent_plots.top9_figure(strongest, stage.index, stage.receptive_field),
+                   out / f"top9_{stage.name}.png")
+        for row in strongest.rows:  # indices into the whole test split
+            row["test_indices"] = sample[row["test_indices"]].tolist()
+        top[stage.name] = strongest.rows
+    latent_plots.conv1_filters_figure(net.conv1.weight.detach().cpu(), out / "conv1_filters.png")
+    for layer_rows in rows.values():  # the claims the nulls weigh: each rule met
+        for row in layer_rows:
+            row["roles"] = [role for role, _ in channel_roles(row)]
+    return sample, rows, class_means, top
+
+
+def name_channels(arch: Architecture, rows: dict, baselines, pictured_by: dict) -> dict:
+    """3b. Each channel named by the rules, each claim against its baseline, and whether its
+    single-unit projections look alike: {layer name: rows with their finding}."""
+    channels = {}
+    diversity = baselines.projection_diversity["per_model"]["trained"]
+    for stage in arch.layers:
+        layer_rows, judged = rows[stage.index], baselines.rules[stage.name]
+        alike = diversity[pictured_by[stage.index]]
+        for row, judgement, similar in zip(layer_rows, judged["channels"], alike):
+            row["baseline_claims"] = judgement
+            row["surviving_roles"] = surviving_roles(row, judgement)
+            row["projection_diversity"] = similar
+            row["rule_sentence"] = describe_channel(stage.index, row)
+            row["finding"] = " ".join(filter(None, (
+                row["rule_sentence"], against_baselines(row, judgement,
+                                                        baselines.rules["protocol"]),
+                projections_alike(similar))))
+            print(row["finding"])
+        channels[stage.name] = layer_rows
+    return channels
+
+
+def explain_images(net: DeconvNet, readers: Readers, data, picks: dict, shown: dict,
+                   out: Path) -> dict:
+    """4. The two images, one channel at a time: per image and layer the single-channel figure
+    (beside the refitted decoder's pictures, Task 2's own decoder read literally) and what lies
+    under each channel's strongest unit."""
+    explained = {}
+    for split, (index, why) in picks.items():
+        images = images_of(data, split)
+        labels = data.train_labels if split == "train" else data.test_labels
+        label = DISPLAY_NAMES[int(labels[index])]
+        explained[split] = {"index": index, "class": label, "chosen_as": why}
+        for layer, (model, decoder_name) in readers.layer_models.items():
+            result = single_channels(model, net, images[index], layer, shown[split][layer])
+            literal = (single_channels(net, net, images[index], layer, shown[split][layer])
+                       if model is not net else None)
+            name = net.arch.layer(layer).name
+            plots.save(latent_plots.single_channels_figure(result, images[index], layer,
+                                                           decoder_name, literal),
+                       out / f"{split}_{name}.png")
+            for row in result.rows["channels"]:  # what lies under the strongest unit
+                patch = crop(images[index], result.boxes[row["channel"]])
+                measured = patch_measures(patch[None].float().cpu() / 255)
+                row["patch"] = {"saturation": round(measured["saturation"].item(), 3),
+                                "hue_name": hue_name(measured["hue_deg"].item()),
+                                "luminance": round(measured["luminance"].item(), 3)}
+            explained[split][name] = result.rows
+            print(f"{split} image {index} ({label}), {name}: channels {shown[split][layer]}")
+    return explained
+
+
 def main() -> None:
     args = parse_args()
     started = time.perf_counter()
@@ -239,6 +350,7 @@ def main() -> None:
     task2_metrics = args.checkpoint.with_name(METRICS)
     task2 = (read_json(task2_metrics, "Task 2 metrics", "rerun train_deconv.py")
              if task2_metrics.is_file() else {})
+    training_seed = task2.get("config", {}).get("seed", args.seed)
     permuted, permuted_info = None, None
     if args.permuted_checkpoint is not None:  # must be what it is said to be (run_identity)
         permuted, permuted_sha256 = load_task2_model(args.permuted_checkpoint, device,
@@ -252,123 +364,51 @@ def main() -> None:
         remove_tree(out / BASELINE_MODELS)  # an earlier run's models are not this run's
         data = data.to(device)
 
-        # 1. Decoders worth reading: refit layer 1 on the real z1, then measure every decoder.
-        refit, refit_info = layer1_refit(net, args.checkpoint, checkpoint_sha256,
-                                         data.train_images, data.content_hash, args.fit_epochs,
-                                         args.seed, args.quiet)
-        readers = decoders_of(net, refit)
-        decoders = decoder_checks(readers, data.test_images)
-        for result in decoders.values():
-            print(f"full-latent test PSNR, {result['label']}: {result['psnr_db']:.2f} dB "
-                  f"(r = {result['correlation']:.2f})")
-        pictured_by = {stage.index: picture_decoder(arch, stage.index) for stage in arch.layers}
-        layer_models = {layer: (readers[name][0], "refitted" if DecoderId.parse(name).kind == "refit"
-                                else "Task 2 decoder") for layer, name in pictured_by.items()}
-        control_results = {f"z{layer}": controls(model, layer, data.test_images)
-                           for layer, (model, _) in layer_models.items()}
-
-        # 2. Every channel over the rule images: statistics, the class make-up and patch
-        #    appearance of its K strongest test images, its top-9 projections.
-        #    Every rule is read on one seeded set of test images, the one the nulls read too,
-        #    so the channel table and the null tests count the same thing.
-        sample = rule_images(len(data.test_labels), seed=args.seed)
-        sample_images = data.test_images[sample.to(device)]
-        sample_labels = data.test_labels[sample.to(device)]
-        rows, activations, class_means = channel_table(net, sample_images, sample_labels, args.seed)
-        latent_plots.class_heatmap(class_means, DISPLAY_NAMES, out / "class_selectivity.svg")
-        top = {}
-        for stage in arch.layers:
-            strongest = top9(layer_models[stage.index][0], activations[stage.index],
-                             sample_images, sample_labels, stage.index)
-            plots.save(latent_plots.top9_figure(strongest, stage.index, stage.receptive_field),
-                       out / f"top9_{stage.name}.png")
-            for row in strongest.rows:  # indices into the whole test split
-                row["test_indices"] = sample[row["test_indices"]].tolist()
-            top[stage.name] = strongest.rows
-        latent_plots.conv1_filters_figure(net.conv1.weight.detach().cpu(), out / "conv1_filters.png")
-
+        # 1. Decoders worth reading.
+        readers = read_decoders(net, args, checkpoint_sha256, data)
+        # 2. Every channel over the rule images.
+        sample, rows, class_means, top = measure_channels(net, readers, data, args.seed, out)
         # 3. Which findings need a trained network? The same statistics, pictures and occlusion
         #    maps on randomised models, a model trained on permuted labels and randomly rotated
         #    channels; then each channel is named by the rules, each claim against its baseline.
-        for layer, layer_rows in rows.items():  # the claims the nulls weigh: each rule met
-            for row in layer_rows:
-                row["roles"] = [role for role, _ in channel_roles(row)]
         baselines, baseline_figures = randomisation_baselines(
-            net, data, task2.get("config", {}).get("seed", args.seed),
-            {split: index for split, (index, _) in picks.items()}, permuted=permuted,
-            trained_rows=rows, null_draws=args.null_draws, seed=args.seed,
-            seeds=baseline_seeds(task2.get("config", {}).get("seed", args.seed), args.baseline_seeds),
+            net, data, training_seed, {split: index for split, (index, _) in picks.items()},
+            permuted=permuted, trained_rows=rows, null_draws=args.null_draws, seed=args.seed,
+            seeds=baseline_seeds(training_seed, args.baseline_seeds),
             occlusion_images=args.occlusion_images)
-        channels = {}
-        diversity = baselines.projection_diversity["per_model"]["trained"]
-        for stage in arch.layers:
-            layer_rows, judged = rows[stage.index], baselines.rules[stage.name]
-            alike = diversity[pictured_by[stage.index]]
-            for row, judgement, similar in zip(layer_rows, judged["channels"], alike):
-                row["baseline_claims"] = judgement
-                row["surviving_roles"] = surviving_roles(row, judgement)
-                row["projection_diversity"] = similar
-                row["rule_sentence"] = describe_channel(stage.index, row)
-                row["finding"] = " ".join(filter(None, (
-                    row["rule_sentence"], against_baselines(row, judgement,
-                                                            baselines.rules["protocol"]),
-                    projections_alike(similar))))
-                print(row["finding"])
-            channels[stage.name] = layer_rows
+        channels = name_channels(arch, rows, baselines, readers.pictured_by)
         # the channels each image's single-channel figure shows (step 4); the baselines'
         # figure shows the test image's own
         shown = {split: {layer: shown_channels(choices[layer], model.encode(normalize(
                              images_of(data, split)[index][None])).at(layer)[0])
-                         for layer, (model, _) in layer_models.items()}
+                         for layer, (model, _) in readers.layer_models.items()}
                  for split, (index, _) in picks.items()}
-        plots.save(latent_plots.baseline_pictures_figure(baseline_figures, "test", pictured_by,
+        plots.save(latent_plots.baseline_pictures_figure(baseline_figures, "test",
+                                                         readers.pictured_by,
                                                          shown["test"][arch.depth]),
                    out / "baseline_pictures.png")
         plots.save(latent_plots.occlusion_figure(baseline_figures, {
             split: images_of(data, split)[picks[split][0]] for split in picks},
-            pictured_by[arch.depth], layer=arch.layers[-1].name), out / "occlusion.png")
-
+            readers.pictured_by[arch.depth], layer=arch.layers[-1].name), out / "occlusion.png")
         # 4. The two images, one channel at a time.
-        explained = {}
-        for split, (index, why) in picks.items():
-            images = images_of(data, split)
-            labels = data.train_labels if split == "train" else data.test_labels
-            label = DISPLAY_NAMES[int(labels[index])]
-            explained[split] = {"index": index, "class": label, "chosen_as": why}
-            for layer, (model, decoder_name) in layer_models.items():
-                result = single_channels(model, net, images[index], layer, shown[split][layer])
-                # Task 2's own decoder read from this layer, where Task 3 reads a refitted one:
-                # its pictures beside them (what the task asks for literally)
-                literal = (single_channels(net, net, images[index], layer, shown[split][layer])
-                           if model is not net else None)
-                plots.save(latent_plots.single_channels_figure(result, images[index], layer,
-                                                        decoder_name, literal),
-                           out / f"{split}_z{layer}.png")
-                for row in result.rows["channels"]:  # what lies under the strongest unit
-                    patch = crop(images[index], result.boxes[row["channel"]])
-                    measured = patch_measures(patch[None].float().cpu() / 255)
-                    row["patch"] = {"saturation": round(measured["saturation"].item(), 3),
-                                    "hue_name": hue_name(measured["hue_deg"].item()),
-                                    "luminance": round(measured["luminance"].item(), 3)}
-                explained[split][f"z{layer}"] = result.rows
-                print(f"{split} image {index} ({label}), z{layer}: channels {shown[split][layer]}")
-
+        explained = explain_images(net, readers, data, picks, shown, out)
         # 5. What the explorer page shows beside the trained model: the first randomised model
         #    of each group, with the decoders refitted for it (build_explorer.py reads them).
-        save_explorer_models(explorer_models(baseline_figures, refit.deconv1, arch),
+        save_explorer_models(explorer_models(baseline_figures, readers.refit.deconv1, arch),
                              out / BASELINE_MODELS)
 
         save_json({
             "task": "task3", "checkpoint": str(args.checkpoint),
             "permuted_checkpoint": permuted_info,
             "task2_config": task2.get("config"), "architecture": arch.describe(),
-            "layer1_refit": refit_info, "decoders": decoders, "controls": control_results,
+            "layer1_refit": readers.refit_info, "decoders": readers.decoders,
+            "controls": readers.controls,
             "rules": RULES, "channels": channels, "baselines": baselines.to_json(),
             "appearance_reference": {"random_patches": RANDOM_PATCHES,
                                      "top_k": min(TOP_K, len(sample)), "seed": args.seed},
             "rule_images": {"count": len(sample), "of": len(data.test_labels),
                             "seed": args.seed},
-            "class_means": {f"z{layer}": [[round(v, 4) for v in row] for row in m.tolist()]
+            "class_means": {arch.layer(layer).name: [[round(v, 4) for v in row] for row in m.tolist()]
                             for layer, m in class_means.items()},
             "images": explained, "top9": top, "conv1_filters": conv1_filter_stats(net),
             "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
