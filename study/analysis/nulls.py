@@ -390,9 +390,29 @@ def null_distributions(net: DeconvNet, data: CIFAR10, training_seed: int, traine
                 for s in layers if only is None or s.index in only}
 
     trained_z = _null_latents(net, x)
-    trained_on_device = {layer: z.to(x.device) for layer, z in trained_z.items()}
     trained = {s.index: fast_rows(trained_z[s.index], s.index, ref) for s in layers}
-    trained_summary = {layer: layer_summary(rows) for layer, rows in trained.items()}
+    sampled, seconds = _draw_nulls(net, x, trained_z, training_seed, draws, summary)
+    permuted_summary = (summary(_null_latents(permuted.eval(), x)) if permuted is not None else None)
+    result, families = {}, {"counts": [], "mean_statistic": [], "class_share": [], "claims": []}
+    for stage in layers:
+        result[stage.name] = _layer_tests(stage, net.arch, trained[stage.index],
+                                          trained_rows[stage.index], sampled, permuted_summary,
+                                          families)
+    _correct(families, sum(s.channels for s in layers) * (len(RULE_KINDS) - 1))
+    for layer_block in result.values():  # the names older readers look for
+        for entry in layer_block["counts"].values():
+            entry["evidence_of_learning"] = entry["survives"]
+    return {**result, "protocol": _protocol(net.arch, draws, len(chosen), families),
+            "seconds": {**seconds, "total": round(time.perf_counter() - started, 2)}}
+
+
+def _draw_nulls(net: DeconvNet, x: torch.Tensor, trained_z: dict, training_seed: int,
+                draws: int, summary: Callable) -> tuple[dict[str, list[dict]], dict]:
+    """`draws` summaries per null group: re-initialisations per cascade step (from its first
+    re-initialised stage up, on the trained map below it), and Haar-random rotations of the
+    trained latents. Returns ({group: [summary per draw]}, {group: seconds})."""
+    layers = net.arch.layers
+    trained_on_device = {layer: z.to(x.device) for layer, z in trained_z.items()}
     sampled: dict[str, list[dict]] = {g: [] for g in null_group_names(net.arch)}
     seconds = {}
     for cascade in cascades(net.arch):
@@ -410,57 +430,68 @@ def null_distributions(net: DeconvNet, data: CIFAR10, training_seed: int, traine
         q = {s.index: random_rotation(s.channels, generator) for s in layers}
         sampled["rotation"].append(summary({layer: rotate(z, q[layer]) for layer, z in trained_z.items()}))
     seconds["rotation"] = round(time.perf_counter() - clock, 2)
-    permuted_summary = (summary(_null_latents(permuted.eval(), x)) if permuted is not None else None)
+    return sampled, seconds
 
-    def pooled(layer: int, rule: str, group: str) -> list:
+
+def _layer_tests(stage, arch, trained: list[dict], trained_rows: list[dict], sampled: dict,
+                 permuted_summary: dict | None, families: dict[str, list]) -> dict:
+    """One layer's tests against its nulls (each test also appended to its family in
+    `families`, for Holm): per rule the count and the mean statistic; per channel its top-class
+    share and every other claim it makes."""
+    layer, groups = stage.index, null_groups(stage.index, arch)
+    mine_summary = layer_summary(trained)
+
+    def pooled(rule: str, group: str) -> list:
         return [v for d in sampled[group] for v in d[layer][rule]["values"] if v is not None]
 
-    result, count_tests, mean_tests, share_tests, claim_tests = {}, [], [], [], []
-    for stage in layers:
-        layer, groups = stage.index, null_groups(stage.index, net.arch)
-        counts = {}
-        for rule in RULE_KINDS:
-            mine = trained_summary[layer][rule]
-            entry = {"trained": mine["count"], "channels": stage.channels, "baselines": {}}
-            for g in groups:
-                values = [d[layer][rule]["count"] for d in sampled[g]]
-                entry["baselines"][g] = {**_describe(values), "counts": values}
-            if permuted_summary is not None:
-                entry["baselines"]["permuted_labels"] = {
-                    "draws": 1, "mean": permuted_summary[layer][rule]["count"],
-                    "counts": [permuted_summary[layer][rule]["count"]]}
-            entry.update(_test(mine["count"], {g: [d[layer][rule]["count"] for d in sampled[g]]
-                                               for g in groups}))
-            mean_stat = {"trained": None if mine["mean"] is None else round(mine["mean"], 3),
-                         "baselines": {g: _describe([d[layer][rule]["mean"] for d in sampled[g]])
-                                       for g in groups},
-                         **_test(mine["mean"], {g: [d[layer][rule]["mean"] for d in sampled[g]]
-                                                for g in groups})}
-            if permuted_summary is not None and permuted_summary[layer][rule]["mean"] is not None:
-                mean_stat["baselines"]["permuted_labels"] = {
-                    "draws": 1, "mean": round(permuted_summary[layer][rule]["mean"], 3)}
-            entry["mean_statistic"] = mean_stat
-            counts[rule] = entry
-            count_tests.append(entry)
-            mean_tests.append(mean_stat)
-        channels = []
-        for row, fast in zip(trained_rows[layer], trained[layer]):
-            share = {"rule": "class", "value": rule_value("class", fast),
-                     **_test(rule_value("class", fast),
-                             {g: pooled(layer, "class", g) for g in groups})}
-            share_tests.append(share)
-            claims = []
-            for kind in (role["kind"] for role in row["roles"]):
-                if kind == "class" or kind in (c["rule"] for c in claims):
-                    continue
-                value = rule_value(kind, fast)
-                claim = {"rule": kind, "value": None if value is None else round(value, 3),
-                         **_test(value, {g: pooled(layer, kind, g) for g in groups})}
-                claims.append(claim)
-                claim_tests.append(claim)
-            channels.append({"channel": row["channel"], "class_share": share, "claims": claims})
-        result[stage.name] = {"counts": counts, "channels": channels}
-    for family in (count_tests, mean_tests, share_tests, claim_tests):
+    counts = {}
+    for rule in RULE_KINDS:
+        mine = mine_summary[rule]
+        entry = {"trained": mine["count"], "channels": stage.channels, "baselines": {}}
+        for g in groups:
+            values = [d[layer][rule]["count"] for d in sampled[g]]
+            entry["baselines"][g] = {**_describe(values), "counts": values}
+        if permuted_summary is not None:
+            entry["baselines"]["permuted_labels"] = {
+                "draws": 1, "mean": permuted_summary[layer][rule]["count"],
+                "counts": [permuted_summary[layer][rule]["count"]]}
+        entry.update(_test(mine["count"], {g: [d[layer][rule]["count"] for d in sampled[g]]
+                                           for g in groups}))
+        mean_stat = {"trained": None if mine["mean"] is None else round(mine["mean"], 3),
+                     "baselines": {g: _describe([d[layer][rule]["mean"] for d in sampled[g]])
+                                   for g in groups},
+                     **_test(mine["mean"], {g: [d[layer][rule]["mean"] for d in sampled[g]]
+                                            for g in groups})}
+        if permuted_summary is not None and permuted_summary[layer][rule]["mean"] is not None:
+            mean_stat["baselines"]["permuted_labels"] = {
+                "draws": 1, "mean": round(permuted_summary[layer][rule]["mean"], 3)}
+        entry["mean_statistic"] = mean_stat
+        counts[rule] = entry
+        families["counts"].append(entry)
+        families["mean_statistic"].append(mean_stat)
+    channels = []
+    for row, fast in zip(trained_rows, trained):
+        share = {"rule": "class", "value": rule_value("class", fast),
+                 **_test(rule_value("class", fast), {g: pooled("class", g) for g in groups})}
+        families["class_share"].append(share)
+        claims = []
+        for kind in (role["kind"] for role in row["roles"]):
+            if kind == "class" or kind in (c["rule"] for c in claims):
+                continue
+            value = rule_value(kind, fast)
+            claim = {"rule": kind, "value": None if value is None else round(value, 3),
+                     **_test(value, {g: pooled(kind, g) for g in groups})}
+            claims.append(claim)
+            families["claims"].append(claim)
+        channels.append({"channel": row["channel"], "class_share": share, "claims": claims})
+    return {"counts": counts, "channels": channels}
+
+
+def _correct(families: dict[str, list], possible: int) -> None:
+    """Holm per family, both questions answered; for the claims, Bonferroni over every channel x
+    description pair (`possible`) as a sensitivity bound; for the counts, the power of Holm's
+    first step (the smallest count that would pass)."""
+    for family in families.values():
         for test, adjusted in zip(family, holm([t["p_value"] for t in family])):
             test["p_value"] = round(test["p_value"], 5)
             test["p_holm"] = round(adjusted, 5)
@@ -469,29 +500,31 @@ def null_distributions(net: DeconvNet, data: CIFAR10, training_seed: int, traine
     # Sensitivity of the claims family: it holds only the descriptions the rules gave, chosen on
     # the same images; Bonferroni over every channel x description pair they could have given
     # (Holm's first step over that larger family) bounds what a family fixed in advance allows.
-    possible = sum(s.channels for s in layers) * (len(RULE_KINDS) - 1)
-    for test in claim_tests:
+    for test in families["claims"]:
         for verdict in test["questions"].values():
             verdict["p_every_pair"] = bonferroni(verdict["p_value"], possible)
+    count_tests = families["counts"]
     for entry in count_tests:  # power: the count each question's first Holm step would need
         for question in QUESTIONS:
             needed = [detectable(entry["baselines"][g]["counts"], ALPHA / len(count_tests))
                       for g in question_groups(question, entry["p"])]
             entry["questions"][question]["detectable_count"] = (
                 None if not needed or None in needed else max(needed))
-    for layer_block in result.values():  # the names older readers look for
-        for entry in layer_block["counts"].values():
-            entry["evidence_of_learning"] = entry["survives"]
-    return {**result, "protocol": {
-        "draws": draws, "images": len(chosen), "groups": {s.name: list(null_groups(s.index, net.arch)) for s in layers},
+
+
+def _protocol(arch, draws: int, images: int, families: dict[str, list]) -> dict:
+    """How the nulls were drawn and tested, as metrics.json records it."""
+    counts = len(families["counts"])
+    return {
+        "draws": draws, "images": images,
+        "groups": {s.name: list(null_groups(s.index, arch)) for s in arch.layers},
         "alpha": ALPHA, "smallest_p": round(1 / (draws + 1), 5),
         # power of the count family: Holm's first step, and the draws that may reach a count
         # that passes it
-        "count_first_step": round(ALPHA / max(len(count_tests), 1), 5),
-        "count_draws_allowed": max(0, math.floor(ALPHA / max(len(count_tests), 1) * (draws + 1)) - 1),
-        "families": {"counts": len(count_tests), "mean_statistic": len(mean_tests),
-                     "class_share": len(share_tests), "claims": len(claim_tests),
-                     "claims_possible": possible},
+        "count_first_step": round(ALPHA / max(counts, 1), 5),
+        "count_draws_allowed": max(0, math.floor(ALPHA / max(counts, 1) * (draws + 1)) - 1),
+        "families": {**{name: len(tests) for name, tests in families.items()},
+                     "claims_possible": sum(s.channels for s in arch.layers) * (len(RULE_KINDS) - 1)},
         "p_value": "rank p = (1 + draws >= trained) / (1 + draws) per group; the largest over "
                    "the groups (the trained model above every kind of null); Holm per family",
         "questions": {"learned": "did training make this? the largest p over the cascade groups "
@@ -501,8 +534,7 @@ def null_distributions(net: DeconvNet, data: CIFAR10, training_seed: int, traine
                                         "Holm per family",
                       "detectable_count": "the smallest count that Holm's first step over the "
                                           "count family would pass (power)"},
-        "permuted_labels": "one run: described, not tested against"},
-        "seconds": {**seconds, "total": round(time.perf_counter() - started, 2)}}
+        "permuted_labels": "one run: described, not tested against"}
 
 
 def mean_sd(values: list[float]) -> tuple[float, float]:
