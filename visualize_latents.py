@@ -20,7 +20,8 @@ import torch
 
 from data import DISPLAY_NAMES, load_cifar10, normalize
 from models import ARCHITECTURE, Architecture, DeconvNet
-from study.analysis.baselines import OCCLUSION_IMAGES, BaselineFigures, randomisation_baselines
+from study.analysis.baselines import (OCCLUSION_IMAGES, BaselineFigures, BaselineSettings,
+                                      randomisation_baselines)
 from study.analysis.decoders import (controls, decoder_checks, decoders_of, layer1_refit,
                                      picture_decoder)
 from study.analysis.evidence import (RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats, crop,
@@ -373,9 +374,10 @@ def main() -> None:
         #    channels; then each channel is named by the rules, each claim against its baseline.
         baselines, baseline_figures = randomisation_baselines(
             net, data, training_seed, {split: index for split, (index, _) in picks.items()},
-            permuted=permuted, trained_rows=rows, null_draws=args.null_draws, seed=args.seed,
-            seeds=baseline_seeds(training_seed, args.baseline_seeds),
-            occlusion_images=args.occlusion_images)
+            rows, permuted, BaselineSettings(
+                seeds=baseline_seeds(training_seed, args.baseline_seeds),
+                occlusion_images=args.occlusion_images, null_draws=args.null_draws,
+                seed=args.seed))
         channels = name_channels(arch, rows, baselines, readers.pictured_by)
         # the channels each image's single-channel figure shows (step 4); the baselines'
         # figure shows the test image's own

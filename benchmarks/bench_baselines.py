@@ -86,8 +86,7 @@ def main() -> None:
     for layer_rows in rows.values():  # the claims the nulls weigh, as Task 3 names them
         for row in layer_rows:
             row["roles"] = [role for role, _ in channel_roles(row)]
-    result, _ = baselines.randomisation_baselines(net, data, training_seed, picks, permuted=permuted,
-                                                  trained_rows=rows)
+    result, _ = baselines.randomisation_baselines(net, data, training_seed, picks, rows, permuted)
     block = result.to_json()
     args.out.write_text(json.dumps(block, indent=1, allow_nan=False))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; wrote {args.out}\n")

@@ -312,10 +312,12 @@ def test_a_short_real_run_has_the_baseline_keys_for_every_rule():
     torch.manual_seed(0)
     net = DeconvNet().eval()
     result, figure = baselines.randomisation_baselines(
-        net, data, training_seed=0, picks={"train": 0, "test": 0}, seeds=[1001, 1002],
-        refit={**random_models.REFIT, "steps": 10}, occlusion_images=6, null_draws=3,
+        net, data, training_seed=0, picks={"train": 0, "test": 0},
         trained_rows={stage.index: [{"channel": c, "roles": [{"kind": "colour"}]}
-                                    for c in range(stage.channels)] for stage in ARCHITECTURE.layers})
+                                    for c in range(stage.channels)] for stage in ARCHITECTURE.layers},
+        settings=baselines.BaselineSettings(seeds=[1001, 1002],
+                                            refit={**random_models.REFIT, "steps": 10},
+                                            occlusion_images=6, null_draws=3))
     block = result.to_json()
     assert list(block) == ["protocol", "models", "psnr_summary", "rules", "picture_similarity",
                            "projection_diversity", "occlusion", "seconds"]

@@ -18,7 +18,7 @@ only), with rank p-values and Holm's correction (study/analysis/nulls.py).
 """
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import torch
 
@@ -279,29 +279,83 @@ def similarity_table(pictures: dict[str, dict], groups: dict[str, str]) -> dict:
     return {"rows": rows, "summary": summary}
 
 
+@dataclass(frozen=True)
+class BaselineSettings:
+    """How many models the baselines read and how: re-initialisation `seeds` per cascade step
+    (None: SEEDS_PER_CASCADE from FIRST_SEED, never the training seed), the decoder `refit`,
+    the `occlusion_images`, the `null_draws` per null group, and Task 3's `seed` (appearance
+    reference patches, the occlusion images)."""
+
+    seeds: list[int] | None = None
+    refit: dict = field(default_factory=lambda: dict(REFIT))
+    occlusion_images: int = OCCLUSION_IMAGES
+    null_draws: int = NULL_DRAWS
+    seed: int = 0
+
+
 def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
-                            picks: dict[str, int], *, permuted: DeconvNet | None = None,
-                            seeds: list[int] | None = None, refit: dict = REFIT,
-                            occlusion_images: int = OCCLUSION_IMAGES,
-                            trained_rows: dict[int, list[dict]], null_draws: int = NULL_DRAWS,
-                            seed: int = 0) -> tuple[BaselineResult, BaselineFigures]:
+                            picks: dict[str, int], trained_rows: dict[int, list[dict]],
+                            permuted: DeconvNet | None = None,
+                            settings: BaselineSettings = BaselineSettings()
+                            ) -> tuple[BaselineResult, BaselineFigures]:
     """Task 3's randomisation baselines: the result (BaselineResult) and the tensors for its
     figures (BaselineFigures).
 
     net: the trained Task 2 model; training_seed: its seed (Task 2 metrics config "seed");
-    picks: {"train": index, "test": index} of the report images; permuted: the Task 2 model
-    trained with --permute-labels; trained_rows: Task 3's rows of the trained model per layer,
-    with their "roles" (the claims weighed against the nulls); null_draws: models per null
-    group (null_distributions); seed: Task 3's seed (appearance reference patches, the
-    occlusion images). Models are named "trained", "permuted_labels", "conv2_seed1001",
-    "conv1_conv2_seed1001", ...; decoders by DECODERS' identifiers.
+    picks: {"train": index, "test": index} of the report images; trained_rows: Task 3's rows of
+    the trained model per layer, with their "roles" (the claims weighed against the nulls);
+    permuted: the Task 2 model trained with --permute-labels. Models are named by ModelId
+    ("trained", "permuted_labels", "conv2_seed1001", ...); decoders by DECODERS' identifiers.
     """
-    started, cpu, seconds = time.perf_counter(), time.process_time(), {"refits": 0.0}
+    started, cpu = time.perf_counter(), time.process_time()
     # at most two passes over the training images (a small --subset needs far fewer steps)
-    passes = math.ceil(2 * len(data.train_labels) / refit["batch_size"])
-    refit = {**refit, "steps": max(1, min(refit["steps"], passes))}
-    seeds = seeds if seeds is not None else baseline_seeds(training_seed)
+    passes = math.ceil(2 * len(data.train_labels) / settings.refit["batch_size"])
+    refit = {**settings.refit, "steps": max(1, min(settings.refit["steps"], passes))}
+    seeds = settings.seeds if settings.seeds is not None else baseline_seeds(training_seed)
+    ids, models, groups = _baseline_models(net, training_seed, seeds, permuted)
+    chooser = torch.Generator().manual_seed(settings.seed)
+    occluded = torch.randperm(len(data.test_labels),
+                              generator=chooser)[:settings.occlusion_images].sort().values
+    report = {split: (images[picks[split]], int(labels[picks[split]])) for split, images, labels in
+              (("train", data.train_images, data.train_labels), ("test", data.test_images, data.test_labels))}
+    info, measured, refitted, seconds = _measure_models(models, groups, ids, data, report,
+                                                        occluded, refit)
+    clock = time.perf_counter()
+    pictures = {m: part["pictures"] for m, part in measured.items() if "pictures" in part}
+    similarity = similarity_table(pictures, groups)
+    seconds["similarity"] = round(time.perf_counter() - clock, 2)
+    diversity = {m: part["diversity"] for m, part in measured.items() if "diversity" in part}
+    occlusion = {m: part["occlusion"] for m, part in measured.items() if "occlusion" in part}
+    rules = null_distributions(net, data, training_seed, trained_rows, permuted=permuted,
+                               draws=settings.null_draws, seed=settings.seed)
     arch, decoder_kinds = net.arch, baseline_decoders(net.arch)
+    result = BaselineResult(
+        protocol=_baseline_protocol(arch, training_seed, seeds, refit, len(data.test_labels)),
+        models=info,
+        psnr_summary={d: _by_group({m: v.psnr_db.get(d) for m, v in info.items()}, groups)
+                      for d, (_, tied) in decoder_kinds.items() if not tied},
+        rules=rules,
+        picture_similarity=similarity,
+        projection_diversity={"per_model": diversity, "summary": {d: _by_group(
+            {m: sum(r["flagged"] for r in per[d]) if d in per else None for m, per in diversity.items()},
+            groups) for d in decoder_kinds}},
+        occlusion={"images": len(occluded), "per_model": occlusion, "summary": {d: _by_group(
+            {m: per[d]["mean"] for m, per in occlusion.items()}, groups)
+            for d in decoder_kinds if decoder_kinds[d][0] == arch.depth}},
+        seconds={**{k: round(v, 2) for k, v in seconds.items()},
+                 "total": round(time.perf_counter() - started, 2),
+                 "cpu_total": round(time.process_time() - cpu, 2)})  # all threads
+    figures = BaselineFigures(pictures, groups, models, refitted, ids,
+                              {m: part["occlusion_figure"] for m, part in measured.items()
+                               if "occlusion_figure" in part})
+    return result, figures
+
+
+def _baseline_models(net: DeconvNet, training_seed: int, seeds: list[int],
+                     permuted: DeconvNet | None) -> tuple[dict, dict, dict]:
+    """({name: ModelId}, {name: model}, {name: group}): the trained model, its permuted-labels
+    twin, and per cascade step (from the top stage down) one re-initialisation per seed."""
+    arch = net.arch
     ids = {"trained": ModelId("trained")}
     models, groups = {"trained": net}, {"trained": "trained"}
     if permuted is not None:
@@ -314,11 +368,18 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
             ids[str(model)] = model
             models[str(model)] = reinitialised(net, cascade, s, training_seed)
             groups[str(model)] = cascade
-    chooser = torch.Generator().manual_seed(seed)
-    occluded = torch.randperm(len(data.test_labels), generator=chooser)[:occlusion_images].sort().values
-    report = {split: (images[picks[split]], int(labels[picks[split]])) for split, images, labels in
-              (("train", data.train_images, data.train_labels), ("test", data.test_images, data.test_labels))}
-    info, measured, refitted = {}, {}, {}
+    return ids, models, groups
+
+
+def _measure_models(models: dict, groups: dict, ids: dict, data: CIFAR10, report: dict,
+                    occluded: torch.Tensor, refit: dict) -> tuple[dict, dict, dict, dict]:
+    """Every model read as the trained one is: its decoders refitted on the layers it changes,
+    their PSNRs, pictures, projections and occlusion; and the trained encoder with decoders
+    refitted from another seed (the refit's noise floor, added to `groups` as "refit_seed").
+    Returns ({name: BaselineModel}, {name: measurements}, {name: refitted copies}, seconds)."""
+    arch = models["trained"].arch
+    decoder_kinds = baseline_decoders(arch)
+    info, measured, refitted, seconds = {}, {}, {}, {"refits": 0.0}
     for name, model in models.items():
         clock = time.perf_counter()
         # under a cascade the layers below its first convolution are the trained ones: not
@@ -344,13 +405,13 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
                 for d, (layer, tied) in decoder_kinds.items() if not tied} for split, (image, _) in report.items()}}
             groups["trained_refit_seed"] = "refit_seed"
         seconds[name] = round(time.perf_counter() - clock, 2)
-    clock = time.perf_counter()
-    pictures = {m: part["pictures"] for m, part in measured.items() if "pictures" in part}
-    similarity = similarity_table(pictures, groups)
-    seconds["similarity"] = round(time.perf_counter() - clock, 2)
-    diversity = {m: part["diversity"] for m, part in measured.items() if "diversity" in part}
-    occlusion = {m: part["occlusion"] for m, part in measured.items() if "occlusion" in part}
-    protocol = {
+    return info, measured, refitted, seconds
+
+
+def _baseline_protocol(arch: Architecture, training_seed: int, seeds: list[int], refit: dict,
+                       test_images: int) -> dict:
+    """How the baseline models were made and read, as metrics.json records it."""
+    return {
         "training_seed": training_seed, "seeds": seeds,
         "cascades": {k: list(v) for k, v in cascades(arch).items()}, "head": "trained in every model",
         "refit": {**refit, "optimiser": "Adam, one-cycle", "loss": "MSE", "models": "all, alike"},
@@ -359,30 +420,8 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
         "refit_seed": ModelId("refit_seed").long,
         "undefined rules": "'class', 'look' on channels active on < top_k test images; "
                            "'selective' on channels with a negative class mean (rotations)",
-        "psnr_test_images": min(CHECK_IMAGES, len(data.test_labels)),
+        "psnr_test_images": min(CHECK_IMAGES, test_images),
         "occluder": {**OCCLUDER, "grey": "0 in the normalised input"},
         "rules": "null_distributions: many draws per group, forward passes only (rules.protocol)",
         "similarity": "Spearman of |values|; SSIM of |values| / max, data_range 1",
         "projection_diversity": "mean pairwise r of the top-9 projections vs the top-9 patches"}
-    rules = null_distributions(net, data, training_seed, trained_rows, permuted=permuted,
-                               draws=null_draws, seed=seed)
-    result = BaselineResult(
-        protocol=protocol,
-        models=info,
-        psnr_summary={d: _by_group({m: v.psnr_db.get(d) for m, v in info.items()}, groups)
-                      for d, (_, tied) in decoder_kinds.items() if not tied},
-        rules=rules,
-        picture_similarity=similarity,
-        projection_diversity={"per_model": diversity, "summary": {d: _by_group(
-            {m: sum(r["flagged"] for r in per[d]) if d in per else None for m, per in diversity.items()},
-            groups) for d in decoder_kinds}},
-        occlusion={"images": len(occluded), "per_model": occlusion, "summary": {d: _by_group(
-            {m: per[d]["mean"] for m, per in occlusion.items()}, groups)
-            for d in decoder_kinds if decoder_kinds[d][0] == arch.depth}},
-        seconds={**{k: round(v, 2) for k, v in seconds.items()},
-                 "total": round(time.perf_counter() - started, 2),
-                 "cpu_total": round(time.process_time() - cpu, 2)})  # all threads
-    figures = BaselineFigures(pictures, groups, models, refitted, ids,
-                              {m: part["occlusion_figure"] for m, part in measured.items()
-                               if "occlusion_figure" in part})
-    return result, figures
