@@ -181,75 +181,17 @@ RULE_SHORT = {"colour": "colour", "brightness": "bright", "darkness": "dark", "e
 
 
 def task3_facts(m: dict) -> dict:
+    """Task 3's numbers as the report writes them: its tables' rows, the decoders, the nulls'
+    survivors under each question, the named channel and the baselines' summaries."""
     decoders, controls, b = m["decoders"], m["controls"], m["baselines"]
     names = layer_names(m)
     first, last = names[0], names[-1]
     rules = b["rules"]
     protocol = rules["protocol"]
     claims = channel_claims(m)
-
-    def survivors(question: str | None) -> list[dict]:
-        return [{"name": channel_name(layer, channel), "rule": RULE_WORDS[rule],
-                 "p": p_value((test if question is None else test["questions"][question])["p_holm"])}
-                for layer, channel, rule, test in claims if survives(test, question)]
-
-    def verdict_words(name: str, row: dict, question: str) -> str:
-        kept = [RULE_SHORT[rule] for layer, channel, rule, test in claims
-                if (layer, channel) == (name, row["channel"]) and survives(test, question)]
-        return ", ".join(kept) or "–"
-
-    channel_rows = []
-    for name in names:
-        for row in m["channels"][name]:
-            words = ", ".join(dict.fromkeys(RULE_SHORT[r["kind"]] for r in row["roles"])) or "–"
-            channel_rows.append([channel_name(name, row["channel"]), r2(row["r_luminance"]),
-                                 r2(row["r_red_green"]), r2(row["r_blue_yellow"]),
-                                 r2(row["r_gradient_energy"]),
-                                 f"{row['top_k_class']} {row['top_k_class_share']:.0f}", words,
-                                 verdict_words(name, row, "learned"),
-                                 verdict_words(name, row, "single_channel")])
-    count_rows = []
     cascade = [g for g in protocol["groups"][last] if g != "rotation"]
-    for name in names:
-        for rule, entry in rules[name]["counts"].items():
-            if not entry["trained"]:
-                continue
-            q = entry["questions"]
-
-            def null(group: str) -> str:
-                found = entry["baselines"].get(group)
-                return f"{found['mean']:.1f} ± {found['sd']:.1f}" if found and found.get("draws", 0) > 1 else "–"
-            needed = {k: (str(v["detectable_count"]) if v["detectable_count"] is not None
-                          and v["detectable_count"] <= entry["channels"] else "never")
-                      for k, v in q.items()}
-            permuted = entry["baselines"].get("permuted_labels", {}).get("mean")
-            count_rows.append([f"{name} {RULE_WORDS[rule]}", f"{entry['trained']}/{entry['channels']}",
-                               *(null(g) for g in cascade), null("rotation"),
-                               "–" if permuted is None else f"{permuted:g}",
-                               p_cell(q["learned"]["p_holm"]), needed["learned"],
-                               p_cell(q["single_channel"]["p_holm"]), needed["single_channel"]])
-    similarity = b["picture_similarity"]["summary"]
-    pictured = pictured_decoders(m)
-    rho = {name: {g: f"{v['spearman_mean']:.2f}" for g, v in similarity.get(d, {}).items()}
-           for name, d in pictured.items()}
-    occlusion = {g: f"{v['mean']:.2f}" for g, v in
-                 b["occlusion"]["summary"].get(pictured[last], {}).items()}
-    psnr = {name: {g: db(v["mean"]) for g, v in b["psnr_summary"].get(d, {}).items()}
-            for name, d in pictured.items()}
-    both = survivors(None)
-    named = None
-    surviving_both = [(layer, channel, test) for layer, channel, _, test in claims
-                      if survives(test, None)]
-    if len(surviving_both) == 1:
-        layer, channel, test = surviving_both[0]
-        row = m["channels"][layer][channel]
-        ranked = sorted(row["top_k_classes"].items(), key=lambda kv: -kv[1])
-        named = {**both[0], "class": row["top_k_class"], "share": f"{row['top_k_class_share']:.0f}",
-                 "second": ranked[1][0], "second_share": f"{ranked[1][1]:.0f}",
-                 "r_by": r2(row["r_blue_yellow"]), "r_rg": r2(row["r_red_green"]),
-                 "hue": row["hue_name"],
-                 "p_learned": p_value(test["questions"]["learned"]["p_holm"]),
-                 "p_single": p_value(test["questions"]["single_channel"]["p_holm"])}
+    both = _survivors(claims, None)
+    rho, occlusion, psnr = _baseline_summaries(m, last)
     counts_family = protocol["families"]["counts"]
     flagged = sum(r["projection_diversity"]["flagged"] for r in m["channels"][last])
     return {
@@ -280,7 +222,8 @@ def task3_facts(m: dict) -> dict:
         "top_k": str(m["appearance_reference"]["top_k"]),
         "random_patches": f"{m['appearance_reference']['random_patches']:,}",
         "rules": {k: f"{v:g}" for k, v in m["rules"].items()},
-        "channel_rows": channel_rows, "count_rows": count_rows,
+        "channel_rows": _channel_rows(m, names, claims),
+        "count_rows": _count_rows(rules, names, cascade),
         "cascade": [{"conv2": "conv2 random", "conv1_conv2": "conv1–2 random"}.get(g, g) for g in cascade],
         "draws": f"{protocol['draws']:,}", "smallest_p": f"{protocol['smallest_p']:.3f}",
         "alpha": f"{protocol['alpha']:g}",
@@ -291,8 +234,9 @@ def task3_facts(m: dict) -> dict:
         "claims_family": str(protocol["families"]["claims"]),
         "claims_possible": str(protocol["families"].get("claims_possible", "")),
         "null_seconds": f"{rules['seconds']['total']:.0f}",
-        "learned": survivors("learned"), "single": survivors("single_channel"), "both": both,
-        "named": named, "rho": rho, "occlusion": occlusion, "psnr": psnr,
+        "learned": _survivors(claims, "learned"), "single": _survivors(claims, "single_channel"),
+        "both": both, "named": _named_channel(m, claims, both), "rho": rho,
+        "occlusion": occlusion, "psnr": psnr,
         "refit_steps": str(b["protocol"]["refit"]["steps"]),
         "occluder": f"{b['protocol']['occluder']['size']}×{b['protocol']['occluder']['size']}",
         "occluder_stride": str(b["protocol"]["occluder"]["stride"]),
@@ -303,6 +247,92 @@ def task3_facts(m: dict) -> dict:
         "linearity": f"{m['images']['test'][first]['sum_of_contributions_minus_full_max_abs']:.0e}"
         if m["images"]["test"][first]["sum_of_contributions_minus_full_max_abs"] is not None else "",
     }
+
+
+def _survivors(claims: list, question: str | None) -> list[dict]:
+    """The single-channel descriptions that survive `question` (None: both questions)."""
+    return [{"name": channel_name(layer, channel), "rule": RULE_WORDS[rule],
+             "p": p_value((test if question is None else test["questions"][question])["p_holm"])}
+            for layer, channel, rule, test in claims if survives(test, question)]
+
+
+def _channel_rows(m: dict, names: list[str], claims: list) -> list[list[str]]:
+    """The channel table: per channel its measures, the rules' names and each question's
+    surviving descriptions."""
+    def verdict_words(name: str, row: dict, question: str) -> str:
+        kept = [RULE_SHORT[rule] for layer, channel, rule, test in claims
+                if (layer, channel) == (name, row["channel"]) and survives(test, question)]
+        return ", ".join(kept) or "–"
+
+    rows = []
+    for name in names:
+        for row in m["channels"][name]:
+            words = ", ".join(dict.fromkeys(RULE_SHORT[r["kind"]] for r in row["roles"])) or "–"
+            rows.append([channel_name(name, row["channel"]), r2(row["r_luminance"]),
+                         r2(row["r_red_green"]), r2(row["r_blue_yellow"]),
+                         r2(row["r_gradient_energy"]),
+                         f"{row['top_k_class']} {row['top_k_class_share']:.0f}", words,
+                         verdict_words(name, row, "learned"),
+                         verdict_words(name, row, "single_channel")])
+    return rows
+
+
+def _count_rows(rules: dict, names: list[str], cascade: list[str]) -> list[list[str]]:
+    """The counts table: per layer and rule met at least once, the trained count against each
+    null group, both questions' Holm p and the count each would have needed (power)."""
+    rows = []
+    for name in names:
+        for rule, entry in rules[name]["counts"].items():
+            if not entry["trained"]:
+                continue
+            q = entry["questions"]
+
+            def null(group: str) -> str:
+                found = entry["baselines"].get(group)
+                return f"{found['mean']:.1f} ± {found['sd']:.1f}" if found and found.get("draws", 0) > 1 else "–"
+            needed = {k: (str(v["detectable_count"]) if v["detectable_count"] is not None
+                          and v["detectable_count"] <= entry["channels"] else "never")
+                      for k, v in q.items()}
+            permuted = entry["baselines"].get("permuted_labels", {}).get("mean")
+            rows.append([f"{name} {RULE_WORDS[rule]}", f"{entry['trained']}/{entry['channels']}",
+                         *(null(g) for g in cascade), null("rotation"),
+                         "–" if permuted is None else f"{permuted:g}",
+                         p_cell(q["learned"]["p_holm"]), needed["learned"],
+                         p_cell(q["single_channel"]["p_holm"]), needed["single_channel"]])
+    return rows
+
+
+def _baseline_summaries(m: dict, last: str) -> tuple[dict, dict, dict]:
+    """(picture similarity per layer and group, occlusion agreement of the last layer, PSNR per
+    layer and group), each read through the decoder that layer's pictures use."""
+    b = m["baselines"]
+    similarity = b["picture_similarity"]["summary"]
+    pictured = pictured_decoders(m)
+    rho = {name: {g: f"{v['spearman_mean']:.2f}" for g, v in similarity.get(d, {}).items()}
+           for name, d in pictured.items()}
+    occlusion = {g: f"{v['mean']:.2f}" for g, v in
+                 b["occlusion"]["summary"].get(pictured[last], {}).items()}
+    psnr = {name: {g: db(v["mean"]) for g, v in b["psnr_summary"].get(d, {}).items()}
+            for name, d in pictured.items()}
+    return rho, occlusion, psnr
+
+
+def _named_channel(m: dict, claims: list, both: list[dict]) -> dict | None:
+    """The one description that survives both questions, with its channel's class make-up and
+    colour, or None when not exactly one does."""
+    surviving_both = [(layer, channel, test) for layer, channel, _, test in claims
+                      if survives(test, None)]
+    if len(surviving_both) != 1:
+        return None
+    layer, channel, test = surviving_both[0]
+    row = m["channels"][layer][channel]
+    ranked = sorted(row["top_k_classes"].items(), key=lambda kv: -kv[1])
+    return {**both[0], "class": row["top_k_class"], "share": f"{row['top_k_class_share']:.0f}",
+            "second": ranked[1][0], "second_share": f"{ranked[1][1]:.0f}",
+            "r_by": r2(row["r_blue_yellow"]), "r_rg": r2(row["r_red_green"]),
+            "hue": row["hue_name"],
+            "p_learned": p_value(test["questions"]["learned"]["p_holm"]),
+            "p_single": p_value(test["questions"]["single_channel"]["p_holm"])}
 
 
 def architecture_facts(arch: dict) -> dict:
