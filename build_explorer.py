@@ -35,7 +35,7 @@ from study.core.layout import BASELINE_MODELS, METRICS, Outputs
 from study.core.readers import field, load_torch_file, read_json, require, require_items
 from study.core.text import plural
 from study.reporting.explorer_page import (DEFAULT_ID, ID_LENGTH, MAX_BYTES, PAGE_MARK,
-                                           write_explorer)
+                                           PageContent, write_explorer)
 from study.runs.folders import check_output_dir, require_complete
 from study.training.checkpoints import architecture_beside, load_model
 
@@ -311,10 +311,10 @@ def main(argv: list[str] | None = None) -> None:
                            "pixels": data.train_images[i]}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     try:
-        size = write_explorer(args.out, first["net"], first["layer1_decoder"], data.test_images,
-                              data.test_labels, report, task3, extra_models=models[1:],
-                              model_label=first["label"],
-                              model_info={"lambda": first.get("lambda")})
+        size = write_explorer(args.out, PageContent(
+            first["net"], first["layer1_decoder"], data.test_images, data.test_labels, report,
+            task3, extra_models=tuple(models[1:]), model_label=first["label"],
+            model_info={"lambda": first.get("lambda")}))
     except ValueError as error:  # over MAX_BYTES, or a weight float16 cannot hold
         raise UsageError(str(error)) from None
     print(f"wrote {args.out} ({size / 2 ** 20:.2f} MB, {plural(len(models), 'model')}, "

@@ -670,7 +670,7 @@ def test_a_page_without_task3_has_no_cards(browser, study_outputs, tiny_cifar, t
 
 
 def test_write_explorer_takes_extra_models(browser, tiny_cifar, tmp_path):
-    from build_explorer import write_explorer
+    from build_explorer import PageContent, write_explorer
     from data import load_cifar10
     data = load_cifar10(tiny_cifar, cache_dir=tmp_path / "cache", quiet=True)
     net = DeconvNet().eval()
@@ -679,8 +679,8 @@ def test_write_explorer_takes_extra_models(browser, tiny_cifar, tmp_path):
     extra = [{"id": "random_1", "label": markup, "net": DeconvNet(), "layer1_decoder": None},
              {"id": "random_2", "label": "random, refit", "net": DeconvNet(),
               "layer1_decoder": torch.nn.ConvTranspose2d(6, 3, 5)}]
-    size = write_explorer(tmp_path / "x.html", net, net.deconv1, data.test_images, data.test_labels,
-                          report, None, extra_models=extra)
+    size = write_explorer(tmp_path / "x.html", PageContent(
+        net, net.deconv1, data.test_images, data.test_labels, report, extra_models=tuple(extra)))
     assert size == (tmp_path / "x.html").stat().st_size
     text = (tmp_path / "x.html").read_text()
     payload = json.loads(text.split('type="application/json">')[1].split("</script>")[0])
@@ -692,11 +692,13 @@ def test_write_explorer_takes_extra_models(browser, tiny_cifar, tmp_path):
     assert payload["models"][0]["weights"]["fc1"]["weight"]["dtype"] == "float32"  # the default stays exact
     assert payload["cards"] is None and payload["architecture"] == json.loads(json.dumps(ARCHITECTURE.describe()))
     with pytest.raises(ValueError, match="unique"):
-        write_explorer(tmp_path / "y.html", net, None, data.test_images, data.test_labels, report,
-                       None, extra_models=[{"id": "trained", "label": "x", "net": net}])
+        write_explorer(tmp_path / "y.html", PageContent(
+            net, None, data.test_images, data.test_labels, report,
+            extra_models=({"id": "trained", "label": "x", "net": net},)))
     with pytest.raises(ValueError, match="id"):
-        write_explorer(tmp_path / "y.html", net, None, data.test_images, data.test_labels, report,
-                       None, extra_models=[{"id": "a b&c", "label": "x", "net": net}])
+        write_explorer(tmp_path / "y.html", PageContent(
+            net, None, data.test_images, data.test_labels, report,
+            extra_models=({"id": "a b&c", "label": "x", "net": net},)))
     # labels are data, shown as text, never parsed as markup
     seen = {"errors": [], "requests": []}
     page = open_page(browser, tmp_path / "x.html", seen)

@@ -136,3 +136,13 @@ def test_a_second_sweep_into_the_same_outputs_is_refused_before_it_writes(tmp_pa
     assert (tmp_path / "logs" / "task1_seed_0.log").read_text() == "the first sweep's log"
     first.close()
     sweep.hold_sweep_lock(tmp_path).close()  # free again once the first has ended
+
+
+def test_a_run_recorded_under_another_outputs_format_is_done_again(tmp_path, monkeypatch):
+    """A run whose files an older version wrote (before a field its readers now need) is not
+    reused: the format is part of its identity."""
+    from study.runs import identity as ids
+    old = run_identity("s.py", [], "h")
+    _finished(tmp_path, old)
+    monkeypatch.setattr(ids, "OUTPUTS_FORMAT", old["format"] + 1)
+    assert reuse(tmp_path, "task1", run_identity("s.py", [], "h"), tmp_path / METRICS) == RUN

@@ -13,7 +13,7 @@ plain JavaScript, for a network of any depth of the kind models.py describes.
 import base64
 import json
 import re
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -175,12 +175,38 @@ def model_meta(entry: dict) -> dict:
     return {"kind": kind, "lambda": None if lam is None else float(lam), "randomised": randomised}
 
 
-def page_data(net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | None,
-              test_images: torch.Tensor, test_labels: torch.Tensor, report_images: dict,
-              task3: dict | None, extra_models: list[dict] = (), model_label: str = DEFAULT_LABEL,
-              model_info: dict | None = None, decoder_dtype: str = "float32") -> dict:
+@dataclass(frozen=True)
+class PageContent:
+    """What one page shows.
+
+    The default model: `net`, the `layer1_decoder` that decodes its z1 (None: its own deconv1),
+    its `model_label` and `model_info` (optional "kind", "lambda", "randomised"). The data:
+    `test_images` and `test_labels` (the gallery), `report_images` ({"test": {"index"},
+    "train": {"index", "label", "pixels"} or absent}) and `task3` (Task 3's metrics, "channels"
+    and "top9", or None for a page without channel cards). `extra_models`: models to switch to,
+    each {"id": stable link-safe id, "label": display text, "net": a DeconvNet,
+    "layer1_decoder": a ConvTranspose2d or None; optional "model" (a ModelId), "kind",
+    "lambda", "randomised"}.
+    """
+
+    net: DeconvNet
+    layer1_decoder: torch.nn.ConvTranspose2d | None
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    report_images: dict
+    task3: dict | None = None
+    extra_models: tuple[dict, ...] = ()
+    model_label: str = DEFAULT_LABEL
+    model_info: dict | None = None
+
+
+def page_data(content: PageContent, decoder_dtype: str = "float32") -> dict:
     """Everything the page embeds, as JSON-ready values (the default model's decoder as
     `decoder_dtype`)."""
+    net, layer1_decoder, task3 = content.net, content.layer1_decoder, content.task3
+    test_images, test_labels = content.test_images.cpu(), content.test_labels.cpu()
+    report_images, model_label, model_info = (content.report_images, content.model_label,
+                                              content.model_info)
     report_test = report_images["test"]["index"]
     indices = gallery(test_labels, IMAGES_PER_CLASS, [report_test])
     images = [{"index": i, "label": int(test_labels[i]), "split": "test",
@@ -196,7 +222,7 @@ def page_data(net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | None,
                "weights": model_weights(net, layer1_decoder, decoder_dtype=decoder_dtype),
                "decoders": decoder_notes(layer1_decoder is not None, net.arch),
                **model_meta({"kind": "trained", **(model_info or {})})}]
-    for entry in extra_models:
+    for entry in content.extra_models:
         models.append(_extra_model(entry))
     ids = [m["id"] for m in models]
     if len(set(ids)) != len(ids):
@@ -228,32 +254,23 @@ def render(data: dict) -> str:
                 .replace("/*SCRIPT*/", (ASSETS / "explorer.js").read_text()))
 
 
-def write_explorer(path: Path, net: DeconvNet, layer1_decoder: torch.nn.ConvTranspose2d | None,
-                   test_images: torch.Tensor, test_labels: torch.Tensor, report_images: dict,
-                   task3: dict | None, *, extra_models: list[dict] = (),
-                   model_label: str = DEFAULT_LABEL, model_info: dict | None = None) -> int:
+def write_explorer(path: Path, content: PageContent) -> int:
     """Write the page atomically; returns its size in bytes.
 
-    `report_images` is {"test": {"index"}, "train": {"index", "label", "pixels"} or absent};
-    `task3` is Task 3's metrics ("channels", "top9") or None for a page without channel cards.
-    `extra_models` are models to switch to, each {"id": stable link-safe id, "label": display
-    text, "net": a DeconvNet, "layer1_decoder": a ConvTranspose2d that decodes z1, or None to use
-    the net's own deconv1; optional "kind" (MODEL_KINDS), "lambda", "randomised" (layer names)
-    from which the page words its labels}, embedded with float16 fully connected layers
-    (convolutions and decoders float32, so their maps and reconstructions are exact);
-    `model_info` the same optional keys for the default. The default model is float32
-    throughout, unless its weights alone would take the page over MAX_BYTES (a deep net): then
-    its decoder is float16 (its encoder and head stay float32, so its predictions, maps and
-    switches are still exact). The page stays <= MAX_BYTES (ValueError otherwise).
+    The extra models are embedded with float16 fully connected layers (convolutions and
+    decoders float32, so their maps and reconstructions are exact). The default model is
+    float32 throughout, unless its weights alone would take the page over MAX_BYTES (a deep
+    net): then its decoder is float16 (its encoder and head stay float32, so its predictions,
+    maps and switches are still exact). The page stays <= MAX_BYTES (ValueError otherwise).
     """
-    def page(models: list[dict], decoder_dtype: str) -> bytes:
-        return render(page_data(net, layer1_decoder, test_images.cpu(), test_labels.cpu(),
-                                report_images, task3, models, model_label, model_info,
-                                decoder_dtype)).encode()
+    extra_models = tuple(content.extra_models)
 
-    encoded = page(list(extra_models), "float32")
-    if len(encoded) > MAX_BYTES and (not extra_models or len(page([], "float32")) > MAX_BYTES):
-        encoded = page(list(extra_models), "float16")  # the default alone is too large
+    def page(models: tuple[dict, ...], decoder_dtype: str) -> bytes:
+        return render(page_data(replace(content, extra_models=models), decoder_dtype)).encode()
+
+    encoded = page(extra_models, "float32")
+    if len(encoded) > MAX_BYTES and (not extra_models or len(page((), "float32")) > MAX_BYTES):
+        encoded = page(extra_models, "float16")  # the default alone is too large
         if len(encoded) > MAX_BYTES and not extra_models:
             raise ValueError(f"explorer.html would be {len(encoded)} bytes, over {MAX_BYTES}, "
                              "even with this network's decoder at half precision: its weights "

@@ -6,7 +6,7 @@ import hashlib
 from pathlib import Path
 
 from study.core.common import UsageError
-from study.core.layout import INCOMPLETE, METRICS, RUN_IDENTITY, TRAINING_STATE
+from study.core.layout import INCOMPLETE, METRICS, OUTPUTS_FORMAT, RUN_IDENTITY, TRAINING_STATE
 from study.core.readers import field, read_json, require
 
 PERMUTED_FIX = ("pass the deconv_net.pth of a train_deconv.py --permute-labels run on the same "
@@ -93,7 +93,8 @@ def run_identity(script: str, flags: list[str], data_sha256: str,
                 inputs[name] = file_sha256(Path(value)) if value is not None else None
         elif name not in IGNORED_FLAGS:
             kept.append(flag)
-    return {"script": script, "flags": kept, "inputs": inputs, "data_sha256": data_sha256}
+    return {"script": script, "flags": kept, "inputs": inputs, "data_sha256": data_sha256,
+            "format": OUTPUTS_FORMAT}
 
 
 def read_identity(folder: Path) -> dict | None:
