@@ -313,7 +313,7 @@ const images = DATA.images;
 const cache = new Map();  // `${model}:${position}` -> {latents, probabilities}
 const state = { model: TRAINED, image: DATA.start, own: null, layer: 1,
                 channels: range(layerOf(1).channels), contribution: false, card: 0, side: false,
-                scale: "layer", cell: null, occlusion: null, sheet: false };
+                scale: "layer", cell: null, occlusion: null, sheet: false, separate: false };
 
 function pixelsAt(i) {
   if (!Number.isInteger(i) || i < 0 || i >= images.length) {
@@ -354,6 +354,8 @@ function modelArg(id) {
 
 // whether z1 is read by a refitted layer-1 decoder: side by side, both models use the same kind
 const hasRefit = m => Boolean(m.raw.deconv1_refit);
+const ticksByLayer = new Map();  // layer -> {channels, card} chosen there, kept across switches
+
 function refitFor(model) {
   if (!state.side || state.model === TRAINED) return true;
   return hasRefit(state.model) && hasRefit(TRAINED);
@@ -495,8 +497,10 @@ function comparedModels() {
   return state.side && state.model !== TRAINED ? [state.model, TRAINED] : [state.model];
 }
 
-function scaleTop(c) {
-  const models = comparedModels();
+// the colour scale's top for map c: shared by the models shown side by side, unless each keeps
+// its own (`only`: the model whose maps are drawn, when the scales are separate)
+function scaleTop(c, only = null) {
+  const models = only && state.separate ? [only] : comparedModels();
   const tops = models.map(model => {
     const maps = layerMaps(current(model).latents, state.layer);
     if (state.scale === "map") return maxOf(maps[c]);
@@ -581,10 +585,13 @@ function renderView() {
   $("model").value = state.model.id;
   $("contribution").checked = state.contribution;
   $("side-by-side").checked = comparing;
+  $("separate-label").hidden = !comparing;
+  $("separate-scales").checked = Boolean(state.separate);
   $("side-by-side").disabled = state.model === TRAINED;
   renderModelNote(refit);
   renderMaps(now.latents);
   renderCard(now);
+  renderOverview();
   renderOcclusion();
   for (const item of document.querySelectorAll("#gallery .thumb")) {
     const on = !state.own && Number(item.dataset.i) === state.image;
@@ -616,15 +623,23 @@ function renderDecoderNote(refit) {
 function renderModelNote(refit) {
   const m = state.model, text = MODEL_TEXT[m.kind] || MODEL_TEXT.other, L = layerOf(state.layer);
   const acc = accuracyOf(m), chance = acc.of / DATA.classes.length;
-  const mine = meanPsnrOf(m, state.layer, refit);
+  let mine = meanPsnrOf(m, state.layer, refit);
   let line = `${m.name}: `;
   if (m === TRAINED) {
     line += `${acc.right} of the ${acc.of} test images here predicted right (chance: ${+chance.toFixed(1)}); rebuilt from ${L.name} at ${dB(mine)} on average.`;
   } else {
     line += `${text.what} `;
-    const base = accuracyOf(TRAINED), theirs = meanPsnrOf(TRAINED, state.layer, refit);
+    // like with like: both models read by the same kind of decoder (at z1 the refitted one only
+    // where both have it, else each one's own Task 2 decoder), and the note says which
+    const alike = state.layer !== 1 || (hasRefit(m) && hasRefit(TRAINED));
+    const ours = meanPsnrOf(m, state.layer, alike), theirs = meanPsnrOf(TRAINED, state.layer, alike);
+    const how = state.layer !== 1 ? `each through its own ${L.name} decoder`
+      : alike ? "each through a layer-1 decoder refitted to its own z1"
+      : "each through the layer-1 decoder it was trained with";
+    const base = accuracyOf(TRAINED);
     line += `Takeaway: ${acc.right} of ${acc.of} test images here right (trained: ${base.right}, chance: ${+chance.toFixed(1)}); ` +
-      `rebuilt from ${L.name} at ${dB(mine)} on average (trained: ${dB(theirs)}, same kind of decoder). `;
+      `rebuilt from ${L.name} at ${dB(ours)} on average against the trained model's ${dB(theirs)}, ${how}. `;
+    mine = ours;
     if (acc.right <= 2 * chance && mine >= theirs - 2) line += "It classifies near chance yet rebuilds the pictures about as well: a good picture is no proof of learning. ";
     else if (mine > theirs + 0.5) line += "It rebuilds the pictures better than the trained model. ";
     line += text.look;
@@ -678,7 +693,7 @@ function renderMaps(latents) {
   const total = energy.reduce((a, b) => a + b, 0) || 1;
   const active = Math.min(state.card, L.channels - 1);
   const boxes = maps.map((values, c) => {
-    const on = state.channels.includes(c), top = scaleTop(c), peak = maxOf(values);
+    const on = state.channels.includes(c), top = scaleTop(c, state.model), peak = maxOf(values);
     const canvas = el("canvas", { ariaHidden: "true" });
     drawMap(canvas, values, side, top);
     const view = el("button", { type: "button", className: "map-view", tabIndex: c === active ? 0 : -1,
@@ -716,15 +731,16 @@ function renderMaps(latents) {
   $("compare-heading").hidden = $("compare-maps").hidden = !comparing;
   if (comparing) {
     const trainedMaps = layerMaps(current(TRAINED).latents, state.layer);
-    $("compare-heading").textContent = `The ${TRAINED.name} model's maps of the same image, same colour scale`;
+    $("compare-heading").textContent = `The ${TRAINED.name} model's maps of the same image, ` +
+      (state.separate ? "on its own colour scale" : "same colour scale");
     $("compare-maps").replaceChildren(...trainedMaps.map((values, c) => {
       const canvas = el("canvas", { role: "img", ariaLabel: `${TRAINED.name}: ${L.name} channel ${c} map, largest value ${fmt(maxOf(values))}` });
-      drawMap(canvas, values, side, scaleTop(c));
+      drawMap(canvas, values, side, scaleTop(c, TRAINED));
       return el("div", { className: "map compare" }, canvas, el("div", { className: "map-max" }, `ch ${c} · max ${fmt(maxOf(values))}`));
     }));
   } else $("compare-maps").replaceChildren();
   layoutMaps();
-  const top = state.scale === "map" ? null : scaleTop(0);
+  const top = state.scale === "map" ? null : scaleTop(0, state.model);
   state.shownScale = top;
   $("bar-high").textContent = top === null ? "each map's own max" : fmt(top);
   $("colour-bar").setAttribute("aria-label", `colour scale from 0 (dark purple) to ${top === null ? "each map's own maximum" : fmt(top)} (yellow)`);
@@ -733,7 +749,8 @@ function renderMaps(latents) {
     ({ map: "Colours: each map scaled to its own maximum, so a nearly silent map looks as bright as a strong one.",
        layer: "Colours: one scale for this image's maps of this layer, so weak maps look dark.",
        all: "Colours: one scale for every image in this page (this layer)." })[state.scale] +
-    (comparing ? " Side by side, both models share the scale." : " Each model has its own scale unless shown side by side.") +
+    (comparing ? (state.separate ? " Side by side, each model on its own scale (a random model's weak maps stay visible; brightness is not comparable across models)."
+      : " Side by side, both models share the scale.") : " Each model has its own scale unless shown side by side.") +
     " “max” is a map's largest value; “%” its share of the layer's sum of squares for this image.";
   if (state.cell) showCell(state.cell.channel, state.cell.i, state.cell.j);
 }
@@ -808,6 +825,8 @@ function mapKeys(event, c) {
   else if (event.key === "ArrowRight") { if (j < side - 1) j++; else if (c < L.channels - 1) { target = c + 1; j = 0; } }
   else if (event.key === "ArrowUp") { if (i > 0) i--; else if (c - columns >= 0) { target = c - columns; i = side - 1; } }
   else if (event.key === "ArrowDown") { if (i < side - 1) i++; else if (c + columns < L.channels) { target = c + columns; i = 0; } }
+  else if (event.key === "PageDown" || (event.ctrlKey && event.key === "ArrowRight")) { target = Math.min(c + 1, L.channels - 1); }
+  else if (event.key === "PageUp" || (event.ctrlKey && event.key === "ArrowLeft")) { target = Math.max(c - 1, 0); }
   else if (event.key === "Home") { target = 0; i = j = 0; }
   else if (event.key === "End") { target = L.channels - 1; i = j = 0; }
   else if (event.key === " " || event.key === "Spacebar") { event.preventDefault(); toggle(c); return; }
@@ -863,6 +882,98 @@ function cardsOf() {  // the channel cards describe the default (trained) model 
 
 const CLAIM_WORDS = { class: "class share", colour: "colour", brightness: "brightness", darkness: "darkness",
   edge: "edges", look: "patches", selective: "selectivity" };
+
+// --- the whole network in one view (what CNN Explainer gives a newcomer): every step with its
+// shape and what it does; each latent a button that shows its maps; then the mirror ---
+
+function renderNetwork() {
+  const shape = (c, s) => `${c}×${s}×${s}`, step = (what, does, layer) => {
+    const label = el("span", { className: "step-what" }, what);
+    const item = el("li", {}, layer ? el("button", { type: "button", dataset: { layer: String(layer) },
+      ariaLabel: `${what}: show its maps` }, label) : label, el("span", { className: "step-does" }, does));
+    if (layer) item.querySelector("button").addEventListener("click", () => {
+      document.querySelector(`input[name=layer][value='${layer}']`).click();
+      $("maps").scrollIntoView({ block: "nearest" });
+    });
+    return item;
+  };
+  const forward = [step(`input ${shape(ARCH.image_channels, ARCH.image_size)}`, "the photo's red, green and blue values")];
+  LAYERS.forEach((L, k) => {
+    const padded = L.padding ? `, padding ${L.padding}` : "";
+    forward.push(step(`conv${k + 1}: ${L.channels} filters ${L.kernel}×${L.kernel}${padded} → ${shape(L.channels, L.conv_size)}`,
+      "each filter slides over the maps below and sums what it sees"));
+    forward.push(step("ReLU", "negative values become zero"));
+    forward.push(step(`max-pool ${L.pool}×${L.pool} → ${L.name} ${shape(L.channels, L.size)}`,
+      `keeps the largest value of each ${L.pool}×${L.pool} block and remembers where it was (the switches)`, k + 1));
+  });
+  const widths = ARCH.fc;
+  forward.push(step(`fully connected ${widths.join(" → ")}`, "the last maps flattened, then mixed into one score per class"));
+  forward.push(step(`${DATA.classes.length} class scores`, "softmax turns them into the probabilities shown above"));
+  $("network-steps").replaceChildren(...forward);
+  const mirror = [];
+  for (let k = LAYERS.length; k >= 1; k--) {
+    const L = layerOf(k);
+    mirror.push(step(`unpool ${L.name} → ${shape(L.channels, L.conv_size)}`, "each value goes back to where the switch says its maximum was; the rest is zero"));
+    mirror.push(step("ReLU", "as in the network"));
+    mirror.push(step(`deconv${k}: transposed convolution → ${k > 1 ? shape(layerOf(k - 1).channels, layerOf(k - 1).size) : `picture ${shape(ARCH.image_channels, ARCH.image_size)}`}`,
+      "the filters run backwards, spreading each value over the pixels it came from"));
+  }
+  $("mirror-steps").replaceChildren(...mirror);
+}
+
+// --- the layer at a glance: one sortable row per channel, each opening its card ---
+
+const OVERVIEW_COLUMNS = [
+  { key: "channel", label: "channel", value: card => card.channel, text: card => `${layerOf(state.layer).name}:${card.channel}` },
+  { key: "class", label: "top class (share)", value: card => topClass(card)[1],
+    text: card => { const [name, share] = topClass(card); return `${name} ${share.toFixed(0)} %`; } },
+  { key: "colour", label: "colour r", value: card => colourR(card), text: card => signed(colourR(card)) },
+  { key: "luminance", label: "brightness r", value: card => card.correlations.luminance, text: card => signed(card.correlations.luminance) },
+  { key: "edges", label: "edges r", value: card => card.correlations["gradient energy"], text: card => signed(card.correlations["gradient energy"]) },
+  { key: "learned", label: "learned", value: card => (verdictOf(card) || { learned: [] }).learned.length,
+    text: card => (verdictOf(card) || { learned: [] }).learned.join(", ") || "–" },
+  { key: "single", label: "one channel’s", value: card => (verdictOf(card) || { single: [] }).single.length,
+    text: card => (verdictOf(card) || { single: [] }).single.join(", ") || "–" },
+];
+const overviewSort = { key: "channel", descending: false };
+const topClass = card => Object.entries(card.top_k_classes).sort((a, b) => b[1] - a[1])[0] || ["–", 0];
+// the stronger of the two colour oppositions, with its sign (blue-yellow or red-green)
+const colourR = card => [card.correlations["B-(R+G)/2"], card.correlations["R-G"]]
+  .reduce((best, v) => Math.abs(v) > Math.abs(best) ? v : best, 0);
+const signed = v => (v >= 0 ? "+" : "−") + Math.abs(v).toFixed(2);
+
+function renderOverview() {
+  const cards = cardsOf(), L = layerOf(state.layer);
+  $("overview").hidden = !DATA.cards;
+  if (!DATA.cards) return;
+  $("overview-note").textContent = cards
+    ? "Sort by a column; a channel's name opens its card. r: correlation over the test images with " +
+      "colour opposition, brightness and edge strength; learned / one channel’s: what survived each of the report's two questions."
+    : `The table describes the trained model; switch the model back to “${TRAINED.name}” to read it.`;
+  $("overview-caption").textContent = `${L.name}: ${L.channels} channels` +
+    (cards ? `, sorted by ${OVERVIEW_COLUMNS.find(c => c.key === overviewSort.key).label}` : "");
+  $("overview-head").replaceChildren(...OVERVIEW_COLUMNS.map(column => {
+    const sorted = overviewSort.key === column.key;
+    const button = el("button", { type: "button", dataset: { sort: column.key } }, column.label);
+    button.addEventListener("click", () => {
+      overviewSort.descending = sorted ? !overviewSort.descending : column.key !== "channel";
+      overviewSort.key = column.key;
+      renderOverview();
+      $("overview-head").querySelector(`button[data-sort="${column.key}"]`).focus();
+    });
+    return el("th", { scope: "col", ariaSort: sorted ? (overviewSort.descending ? "descending" : "ascending") : "none" }, button);
+  }));
+  if (!cards) { $("overview-body").replaceChildren(); return; }
+  const column = OVERVIEW_COLUMNS.find(c => c.key === overviewSort.key);
+  const rows = cards.slice().sort((a, b) => (column.value(a) - column.value(b)) * (overviewSort.descending ? -1 : 1) || a.channel - b.channel);
+  $("overview-body").replaceChildren(...rows.map(card => {
+    const open = el("button", { type: "button", className: "link", dataset: { channel: String(card.channel) },
+      ariaLabel: `open the card of ${L.name} channel ${card.channel}` }, OVERVIEW_COLUMNS[0].text(card));
+    open.addEventListener("click", () => { pinCard(card.channel); $("card").focus({ preventScroll: false }); });
+    return el("tr", { className: card.channel === state.card ? "pinned" : "" },
+      el("th", { scope: "row" }, open), ...OVERVIEW_COLUMNS.slice(1).map(c => el("td", {}, c.text(card))));
+  }));
+}
 
 function verdictOf(card) {
   // the report's two questions, each against its own null (Holm-corrected): which of the
@@ -1179,6 +1290,10 @@ function applyHash() {
     state.channels = [...seen].sort((a, b) => a - b);
   }
   state.card = Math.min(state.card, count - 1);
+  // a link that ticks channels opens the card of the first one it ticks (not channel 0's)
+  if (params.has("ch") && state.channels.length && !state.channels.includes(state.card)) {
+    state.card = state.channels[0];
+  }
   showLinkProblems(problems);
 }
 
@@ -1350,6 +1465,8 @@ async function loadOwn(file, note = "") {
       `then resized to ${SIDE}×${SIDE}` + (image.transparent ? "; its transparent parts are shown on white" : "") +
       ". It is not in the link: own images cannot be shared.";
     update(true);
+    // the answer where the user acted: the prediction beside the control, not only at the top
+    message.textContent += ` The network's answer: ${$("prediction").textContent}`;
   } catch (error) {
     const text = error instanceof UserError ? error.message : `"${file && file.name}" could not be read (${error.message})`;
     message.textContent = "";
@@ -1388,9 +1505,17 @@ function setUp() {
     "(Zeiler & Fergus 2014: it undoes the pooling at the remembered positions, then runs the filters backwards) turns maps back into a picture. " +
     LAYERS.map(L => `${L.name}: ${L.channels} maps of ${L.size}×${L.size} cells, each seeing ${L.receptive_field}×${L.receptive_field} pixels.`).join(" ") +
     " Everything is computed in this page from the embedded network: predictions, maps, pictures and occlusion.";
+  renderNetwork();
+  const touch = window.matchMedia("(pointer: coarse)").matches;
+  $("maps-keys").textContent = touch
+    ? "Tap a map to read a cell and show its card; tap its box to tick it."
+    : "Keys on a map: arrows move one cell; Page Up / Page Down (or Ctrl+arrows) the previous / next map; " +
+      "Home / End the first / last map; Space ticks or unticks; O: this channel only; Enter: its card.";
   const steps = [
-    "Tick one channel at a time (click its box, or Space on a focused map): the second picture is rebuilt from the ticked channels only.",
-    "Point at a map, or use the arrow keys: the yellow square on the photo shows the pixels that cell looks at.",
+    touch ? "Tick one channel at a time (tap its box): the second picture is rebuilt from the ticked channels only."
+      : "Tick one channel at a time (click its box, or Space on a focused map): the second picture is rebuilt from the ticked channels only.",
+    touch ? "Tap a map: the yellow square on the photo shows the pixels that cell looks at."
+      : "Point at a map, or use the arrow keys: the yellow square on the photo shows the pixels that cell looks at.",
     MODELS.length > 1 ? "Switch the model to a random one and tick “side by side”: do the pictures survive when the predictions do not?"
       : "Open “Occlusion” below: where does hiding part of the photo change the prediction?",
   ];
@@ -1414,12 +1539,16 @@ function setUp() {
     update();
   });
   $("side-by-side").addEventListener("change", event => { state.side = event.target.checked; update(); });
+  $("separate-scales").addEventListener("change", event => { state.separate = event.target.checked; render(); });
   $("layer-choice").replaceChildren(...LAYERS.map((L, k) => {
     const radio = el("input", { type: "radio", name: "layer", value: String(k + 1), checked: k === 0, dataset: { key: `layer-${k + 1}` } });
     radio.addEventListener("change", () => {
+      // each layer keeps its own ticks and card: back on a layer, what was chosen there returns
+      ticksByLayer.set(state.layer, { channels: state.channels, card: state.card });
       state.layer = k + 1;
-      state.channels = range(L.channels);
-      state.card = 0;
+      const kept = ticksByLayer.get(state.layer);
+      state.channels = kept ? kept.channels : range(L.channels);
+      state.card = kept ? kept.card : 0;
       clearCell();
       update();
     });

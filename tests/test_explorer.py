@@ -371,6 +371,9 @@ def test_a_keyboard_only_run_picks_an_image_and_toggles_a_channel(fresh):
     page.keyboard.press("Enter")
     assert page.evaluate("window.explorer.state().image") == 2 != start
     assert page.evaluate("document.activeElement.dataset.key") == "thumb-2"
+    # round four, item 9: the selected thumbnail keeps the focus ring (its own mark is a shadow)
+    ring = page.evaluate("(s => [s.outlineStyle, s.outlineColor])(getComputedStyle(document.activeElement))")
+    assert ring == ["solid", "rgb(21, 101, 192)"], ring
     test_index = page.evaluate("window.explorer.images[2].index")
     assert f"#test={test_index}&" in page.url
     tab_to("e.classList.contains('map-view')")
@@ -397,6 +400,12 @@ def test_a_keyboard_only_run_picks_an_image_and_toggles_a_channel(fresh):
     assert page.evaluate("document.activeElement.dataset.key") == key  # focus stays on it
     page.keyboard.press("Space")
     assert (channel in page.evaluate("window.explorer.state().channels")) == ticked
+    # round four, item 7: Page Down / Page Up jump a whole map, and the keys are written out
+    page.keyboard.press("PageDown")
+    assert page.evaluate("Number(document.activeElement.dataset.channel)") == channel + 1
+    page.keyboard.press("PageUp")
+    assert page.evaluate("Number(document.activeElement.dataset.channel)") == channel
+    assert "Page Up / Page Down" in page.inner_text("#maps-keys")
     assert seen["errors"] == []
 
 
@@ -448,6 +457,70 @@ def test_the_link_follows_the_browser(fresh):
     assert seen["errors"] == []
 
 
+def test_a_link_opens_the_card_of_the_channel_it_ticks_and_each_layer_keeps_its_ticks(fresh):
+    """Round four, item 9: #...&ch=5 opened the card of channel 0; switching layer reset the
+    ticks."""
+    make, seen = fresh
+    page = make("#test=12&z=2&ch=5")
+    assert page.inner_text("#card-title") == "z2 channel 5"
+    page.check("input[name=layer][value='1']")
+    assert page.evaluate("window.explorer.state()")["channels"] == list(range(6))  # first visit
+    page.click(".map input.toggle[data-channel='2']")  # untick z1's channel 2
+    chosen_z1 = page.evaluate("window.explorer.state()")["channels"]
+    assert chosen_z1 == [0, 1, 3, 4, 5]
+    page.check("input[name=layer][value='2']")
+    assert page.evaluate("window.explorer.state()")["channels"] == [5]
+    assert page.inner_text("#card-title") == "z2 channel 5"
+    page.check("input[name=layer][value='1']")
+    assert page.evaluate("window.explorer.state()")["channels"] == chosen_z1
+    assert seen["errors"] == []
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_the_layer_overview_sorts_every_channel_and_opens_its_card(fresh, study_outputs):
+    """Round four, item 3: one table per layer (every channel, sortable by its numbers), each row
+    opening its card; the shares are Task 3's own, read here from its metrics."""
+    make, seen = fresh
+    page = make("#z=2")
+    metrics = json.loads((study_outputs / "task3" / "metrics.json").read_text())
+    rows = metrics["channels"]["z2"]
+    page.click("#overview summary")
+    assert page.locator("#overview-body tr").count() == len(rows)
+    page.click("#overview-head button[data-sort='class']")  # largest share first
+    first = page.locator("#overview-body tr").first
+    channel = int(first.locator("button").get_attribute("data-channel"))
+    best = max(r["top_k_class_share"] for r in rows)
+    assert rows[channel]["top_k_class_share"] == pytest.approx(best)
+    shares = [float(re.search(r"([\d.]+) %", t).group(1))
+              for t in page.locator("#overview-body tr td:nth-child(2)").all_inner_texts()]
+    assert shares == sorted(shares, reverse=True)
+    assert page.get_attribute("#overview-head th:nth-child(2)", "aria-sort") == "descending"
+    first.locator("button").click()
+    assert page.inner_text("#card-title") == f"z2 channel {channel}"
+    assert seen["errors"] == []
+
+
+def test_the_whole_network_is_shown_step_by_step_with_its_mirror(fresh):
+    """Round four: the network in one view (input, conv, ReLU, pool, ..., class scores) with
+    what each step does and each map's shape from the architecture, a latent's step showing its
+    maps, and the decoder's steps back to a picture."""
+    make, seen = fresh
+    page = make()
+    page.click("#about summary")
+    steps = page.locator("#network-steps li").all_inner_texts()
+    assert len(steps) == 1 + 3 * ARCHITECTURE.depth + 2
+    for stage in ARCHITECTURE.layers:
+        side = stage.size
+        assert any(f"{stage.name} {stage.channels}×{side}×{side}" in s for s in steps), stage.name
+    assert steps[0].startswith("input 3×32×32") and "10 class scores" in steps[-1]
+    mirror = page.locator("#mirror-steps li").all_inner_texts()
+    assert len(mirror) == 3 * ARCHITECTURE.depth and "picture 3×32×32" in mirror[-1]
+    page.click("#network-steps button[data-layer='2']")
+    assert page.evaluate("window.explorer.state().layer") == 2
+    assert seen["errors"] == []
+
+
 @pytest.mark.parametrize("hash_,words", [
     ("#test=99999", "not in this page's gallery"), ("#test=abc", "not an image index"),
     ("#z=7", "not a latent"), ("#z=2&ch=5,5,5", "more than once"), ("#ch=0,99", "does not exist"),
@@ -486,6 +559,10 @@ def test_an_own_image_is_classified_and_marked_as_not_shareable(fresh, models, t
     expected = _classify(net, pixels.permute(2, 0, 1))
     assert (torch.tensor(own["probabilities"]) - expected).abs().max() < 1e-4
     assert f"{100 * expected.max():.1f} %" in page.inner_text("#top3 li >> nth=0")
+    # round four, item 6: the answer also beside the control the user just used
+    assert "The network's answer:" in page.inner_text("#own-message")
+    assert page.evaluate("document.getElementById('own-file').closest('section') === "
+                         "document.getElementById('own-message').closest('section')")
     assert "not shareable" in page.inner_text("#image-title")
     assert "#own&" in page.url
     # occlusion of the own image: the top class's probability
@@ -560,6 +637,10 @@ def test_a_file_that_is_no_image_gives_a_visible_message(fresh, tmp_path, name, 
     wait_until(page, "!document.getElementById('file-error').hidden")
     message = page.inner_text("#file-error")
     assert words in message and name in message and "was not used" in message
+    # round four, item 6: the error sits next to the file control, not at the top of the page
+    gap = page.evaluate("""document.getElementById('file-error').getBoundingClientRect().top -
+        document.getElementById('drop').getBoundingClientRect().bottom""")
+    assert 0 <= gap < 40, gap
     assert page.evaluate("window.explorer.own()") is None
     assert page.inner_text("#image-title") == title
     # a good image afterwards clears the message
@@ -920,8 +1001,51 @@ def test_side_by_side_shares_one_colour_scale(page_session, study_outputs):
         # the brightest compare map and the brightest chosen map on the same scale: the stronger model reaches yellow
         note = page.inner_text("#model-note")
         assert "Takeaway" in note and "test images here right" in note
+    # round four, item 4: the two pictures compared sit next to each other, and each model may
+    # keep its own colour scale (a random model's weak maps are no longer all black)
+    order = page.evaluate("[...document.querySelectorAll('#pictures figure')].map(f => f.querySelector('canvas').id)")
+    assert order.index("compare-decode") == order.index("selected-decode") + 1
+    page.check("#separate-scales")
+    state = page.evaluate("window.explorer.state()")
+    own = np.array(page.evaluate(f"window.explorer.latents({state['image']}, {json.dumps(other['id'])}).z2")).max()
+    assert abs(state["scaleTop"] - own) < 1e-6
+    assert "own colour scale" in page.inner_text("#compare-heading")
+    page.uncheck("#separate-scales")
     assert "side=1" in page.url
     page.uncheck("#side-by-side")
+    page.select_option("#model", "trained")
+    assert seen["errors"] == []
+
+
+@pytest.mark.browser
+@pytest.mark.slow
+def test_a_lambda_models_note_compares_like_with_like(page_session, study_outputs):
+    """Round four, item 1 (blocker): the note set a λ model's z1 number (its own Task 2 decoder)
+    against the trained model's number through its refitted decoder. Both numbers are now read
+    the same way, computed here from the page's own decode and pixels with the PSNR formula
+    written out (clip to [0, 1], mean squared error, 10 log10 1/MSE), and the note says how."""
+    page, seen, *_ = page_session
+    models = page.evaluate("window.explorer.models")
+    other = next(m for m in models if m["kind"] == "lambda")
+    page.select_option("#model", other["id"])
+    page.check("input[name=layer][value='1']")
+    channels = list(range(page.evaluate("window.explorer.architecture.layers[0].channels")))
+    count = len(page.evaluate("window.explorer.images"))
+
+    def mean_psnr(model: str) -> float:
+        values = []
+        for i in range(count):
+            decoded = np.array(page.evaluate(f"window.explorer.decode({i}, 1, {channels}, {json.dumps(model)}, false)"))
+            pixels = np.array(page.evaluate(f"window.explorer.pixels({i})")) / 255
+            mse = np.mean((np.clip(decoded * 0.5 + 0.5, 0, 1) - pixels) ** 2)
+            values.append(10 * np.log10(1 / max(mse, 1e-12)))
+        return float(np.mean(values))
+    note = page.inner_text("#model-note")
+    assert "each through the layer-1 decoder it was trained with" in note
+    ours, theirs = (float(v) for v in re.search(
+        r"at ([\d.]+) dB on average against the trained model's ([\d.]+) dB", note).groups())
+    assert ours == pytest.approx(round(mean_psnr(other["id"]), 1), abs=0.051)
+    assert theirs == pytest.approx(round(mean_psnr("trained"), 1), abs=0.051)
     page.select_option("#model", "trained")
     assert seen["errors"] == []
 
@@ -968,6 +1092,11 @@ def test_occlusion_stays_responsive_and_matches_pytorch(fresh, models):
     assert (got - probability).abs().max() < 1e-4
     assert (torch.tensor(shown["layers"][-1], dtype=torch.float64) - channels).abs().max() < 1e-4
     assert "predicted class" in page.inner_text("#occlusion-probability-caption")
+    # round four, item 5: the map's own range by default (0 to 1 made 0.29-0.41 look flat)
+    assert page.input_value("#occlusion-scale") == "own"
+    caption = page.inner_text("#occlusion-probability-caption")
+    shown_range = re.search(r"from (\S+) to (\S+); colours (\S+)–(\S+)", caption).groups()
+    assert shown_range[:2] == shown_range[2:], caption
     page.select_option("#occlusion-scale", "own")
     low, high = float(probability.min()), float(probability.max())
     assert page.inner_text("#occlusion-high") == page.evaluate(f"(v => {{ const a = Math.abs(v); return a >= 100 ? v.toFixed(0) : a >= 1 ? v.toFixed(2) : v.toPrecision(2); }})({high})")
