@@ -19,11 +19,11 @@ override PARTITION := $(value PARTITION)
 export CIFAR10_DIR SUBSET DEVICE EXECUTOR PARTITION
 COMMON = --subset "$$SUBSET" --device "$$DEVICE"
 
-.PHONY: all install runs explorer task1 task2 task3 report sweep depth test test-fast bench submission submission-check clean
+.PHONY: all install runs seeds explorer task1 task2 task3 report sweep depth test test-fast bench submission submission-check clean
 
 # Tasks 1 and 2 (3 seeds each), the lambda sweep and Task 3, then the explorer with every model
 # and the report.
-all: install runs explorer report
+all: install runs seeds explorer report
 
 # pip only when a requirement is missing or too old (tests/check_requirements.py says which).
 install:
@@ -40,6 +40,11 @@ runs:
 # cards, the randomised models Task 3 saved, and the lambda-sweep models.
 explorer:
 	$(PYTHON) build_explorer.py --study outputs --quiet
+
+# Do the seeds learn the same channels? Task 2's seeds matched channel by channel, against
+# pairs of random networks (compare_seeds.py; about a minute).
+seeds:
+	$(PYTHON) compare_seeds.py $(COMMON) --quiet
 
 # One run each, seed 0, as the tutorial does it.
 task1:

@@ -106,6 +106,11 @@ class Outputs:
     def report(self) -> Path:
         return self.root / REPORT
 
+    @property
+    def seeds(self) -> Path:
+        """Do the seeds learn the same channels? (compare_seeds.py)"""
+        return self.root / "seeds"
+
     # --- the depth study (make depth): a tree of its own inside this one ---
     @property
     def depth(self) -> "Outputs":
