@@ -30,7 +30,7 @@ from study.runs.folders import check_output_dir, require_complete, run_folder
 from study.runs.identity import UP_TO_DATE, file_sha256, record_finished, reuse
 from study.training.checkpoints import architecture_beside, load_model
 
-NULL_DRAWS = 99
+NULL_DRAWS = 299  # the layers' test: Holm over 2 layers x 3 pairs needs p < 0.05 / 6 = 1 / 120
 FIRST_NULL_SEED = 5001  # random networks' seeds: 5001, 5002, ... (two per draw)
 
 
@@ -80,15 +80,20 @@ def figure(result: dict, filters: list[np.ndarray], seeds: list[int]) -> plots.p
         block = result[name]
         for j, (pair, found) in enumerate(block["pairs"].items()):
             x = k + (j - 1) * 0.18 + np.random.default_rng(j).uniform(-0.05, 0.05, len(found["r"]))
-            left.scatter(x, found["r"], s=6, label=f"seeds {pair}" if k == 0 else None)
+            left.scatter(x, found["r"], s=6, color=f"C{j}", label=f"seeds {pair}" if k == 0 else None)
         left.hlines(block["null"]["q95_r"], k - 0.4, k + 0.4, colors="k", linestyles="dashed",
                     label="random pairs, 95th pct" if k == 0 else None)
     left.set_xticks(range(len(layers)), layers)
     left.set_ylabel("matched correlation")
     left.legend(fontsize=7, frameon=False, loc="lower left")
-    rows = [np.concatenate([f[c] for c in range(len(f))], axis=1) for f in filters]
-    right.imshow(np.concatenate(rows, axis=0), interpolation="nearest")
     size = filters[0].shape[1]
+    gap = np.ones((size, 1, 3))  # a white line between filters, and between seeds
+    rows = [np.concatenate([part for c in range(len(f)) for part in (f[c], gap)][:-1], axis=1)
+            for f in filters]
+    width = rows[0].shape[1]
+    stacked = [part for row in rows for part in (row, np.ones((1, width, 3)))][:-1]
+    right.imshow(np.concatenate(stacked, axis=0), interpolation="nearest")
+    size += 1
     right.set_yticks([size * (k + 0.5) for k in range(len(seeds))], [f"seed {s}" for s in seeds],
                      fontsize=7)
     right.set_xticks([])

@@ -65,6 +65,9 @@ def test_identical_seeds_agree_everywhere_and_unrelated_ones_nowhere():
     nulls = [({1: rng.normal(size=(300, 6))}, {1: rng.normal(size=(300, 6))}) for _ in range(80)]
     same = seeds_agree([base, shuffled, base], nulls, [0, 1, 2])["z1"]
     assert same["counterpart_in_every_seed"] == list(range(6))
+    # the layer as a whole: above every null pair's mean, Holm over the 3 pairs (3 / 81 < 0.05)
+    assert all(v["p_mean"] == pytest.approx(1 / 81) for v in same["pairs"].values())
+    assert all(v["p_mean_holm"] == pytest.approx(3 / 81, abs=1e-5) for v in same["pairs"].values())
     # Holm over 3 pairs x 6 channels: 18 x 1/481 < 0.05 (40 draws, 1/241, would not pass)
     assert same["null"]["values"] == 480 and same["null"]["smallest_p"] == pytest.approx(1 / 481, abs=1e-6)
     unrelated = seeds_agree([base, {1: rng.normal(size=(300, 6))}], nulls, [0, 1])["z1"]

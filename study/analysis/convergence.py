@@ -13,7 +13,7 @@ correlate by chance, and more so in small layers. A trained channel's matched co
 rank p-value against every matched correlation of the null draws of its layer, p = (1 + #null >=
 r) / (1 + #null); a channel "has a counterpart" in another seed when that p survives Holm over
 the layer's channels and seed pairs. The layer as a whole is tested by its mean matched
-correlation against the null draws' means.
+correlation against the null draws' means (Holm over the layers and seed pairs).
 """
 from itertools import combinations
 
@@ -99,4 +99,10 @@ def seeds_agree(responses: list[dict[int, np.ndarray]], null_pairs: list[tuple[d
                      "mean_r": round(float(pooled.mean()), 4),
                      "q95_r": round(float(np.quantile(pooled, 0.95)), 4),
                      "smallest_p": round(1 / (1 + pooled.size), 6)}}
+    # the layers as wholes: each pair's mean matched r against the null pairs' means, Holm over
+    # every layer and pair
+    means = [(name, pair) for name, block in result.items() for pair in block["pairs"]]
+    adjusted = holm([result[name]["pairs"][pair]["p_mean"] for name, pair in means])
+    for (name, pair), p in zip(means, adjusted):
+        result[name]["pairs"][pair]["p_mean_holm"] = round(p, 5)
     return result
