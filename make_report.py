@@ -31,7 +31,8 @@ TEMPLATE = Path(__file__).resolve().parent / "report" / "report.typ"
 SOURCES = {"task1": ("task1/metrics.json", "train_classifier.py"),
            "task2": ("task2/metrics.json", "train_deconv.py"),
            "task3": ("task3/metrics.json", "visualize_latents.py"),
-           "seeds": ("runs/summary.json", "sweep.py")}
+           "seeds": ("runs/summary.json", "sweep.py"),
+           "convergence": ("seeds/metrics.json", "compare_seeds.py")}
 PERCENT, ANY, POSITIVE = (0, 100), (None, None), (0, None)
 # What the report reads of each metrics file: (key, kind, (low, high)); "a.b" is a nested key,
 # "rows[].key" every row of a list. Floats are finite (never NaN or inf), ranges inclusive.
@@ -63,6 +64,12 @@ EXPECTED = {
               ("baselines", dict, ANY), ("baselines.models", dict, (1, None)),
               ("baselines.rules", dict, ANY), ("baselines.protocol", dict, ANY),
               ("baselines.psnr_summary", dict, ANY)],
+    "convergence": [("seeds", list, (2, None)), ("layers", dict, (1, None)),
+                    ("layers.*.channels", int, (1, None)),
+                    ("layers.*.counterpart_in_every_seed", list, ANY),
+                    ("layers.*.null.draws", int, (1, None)), ("layers.*.null.q95_r", float, (-1, 1)),
+                    ("layers.*.pairs", dict, (1, None)), ("layers.*.pairs.*.mean_r", float, (-1, 1)),
+                    ("layers.*.pairs.*.p_mean_holm", float, (0, 1))],
     "seeds": [("per_seed", list, ANY), ("per_seed[].task1_accuracy", float, PERCENT),
               ("per_seed[].task2_accuracy", float, PERCENT), ("per_seed[].task2_psnr_db", float, ANY),
               ("lambda_sweep", list, ANY), ("lambda_sweep[].lambda", float, POSITIVE),

@@ -207,7 +207,8 @@ def test_the_template_types_no_results():
         "95",  # 95 % confidence intervals
         "54",  # the tutorial's "about 54 %"
         "256",  # SHA-256
-        "2014", "2009", "1947", "2015", "12", "1506.02351", "7", "2018", "2017", "1979", "6"}  # citations (Fig. 7 of Z&F)
+        "2014", "2009", "1947", "2015", "12", "1506.02351", "7", "2018", "2017", "1979", "6",
+        "2016"}  # citations (Fig. 7 of Z&F; Li et al. 2016)
     typed = set(re.findall(r"\d+(?:,\d{3})*(?:\.\d+)?", template)) - allowed
     assert not typed, f"numbers typed into the template: {sorted(typed)}"
 

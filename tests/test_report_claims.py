@@ -71,12 +71,13 @@ def test_the_full_study_is_told_apart_from_other_runs():
                                  "momentum": 0.9, "arch": "tutorial"},
                       "data": {"train_images": 50_000, "test_images": 10_000}},
             "task2": {"lambda": 0.01}, "task3": {"architecture": {"layers": [{}, {}]}},
-            "seeds": {"per_seed": [{}, {}, {}]}}
+            "seeds": {"per_seed": [{}, {}, {}]}, "convergence": {"layers": {}}}
     assert report_claims.study_differences(full) == []
     small = {**full, "task1": {**full["task1"], "config": {**full["task1"]["config"], "subset": 0.1},
                                "data": {"train_images": 5_000, "test_images": 1_000}}}
     assert report_claims.study_differences(small) == ["5,000 training and 1,000 test images"]
     assert report_claims.study_differences({**full, "task3": None}) == ["no task3 results"]
+    assert report_claims.study_differences({**full, "convergence": None}) == ["no convergence results"]
 
 
 def test_no_semicolon_right_after_an_inserted_fact():
@@ -87,3 +88,21 @@ def test_no_semicolon_right_after_an_inserted_fact():
     code = "\n".join(line for line in TEMPLATE.splitlines() if not line.lstrip().startswith("//"))
     swallowed = re.findall(r"#[A-Za-z0-9_.]+(?:\([^)\n]*\))?;|\];", code)
     assert not swallowed, swallowed
+
+
+def _agreement(p_holm: list[float], everywhere: dict[str, list[int]]) -> dict:
+    layers = {name: {"channels": channels, "counterpart_in_every_seed": everywhere[name],
+                     "pairs": {f"pair{k}": {"p_mean_holm": p} for k, p in enumerate(p_holm)}}
+              for name, channels in (("z1", 6), ("z2", 16))}
+    return {"convergence": {"layers": layers}}
+
+
+def test_the_seeds_sentences_hold_only_for_what_their_tests_say():
+    """'every layer agrees better than random pairs': every pair's Holm p below 0.05 in every
+    layer; 'only a few channels have a counterpart': at least one, fewer than half per layer."""
+    holds = {ident: report_claims.CLAIMS[ident].holds for ident in ("agree-layers", "agree-channels")}
+    assert holds["agree-layers"](_agreement([0.02, 0.04, 0.01], {"z1": [5], "z2": [4]}))
+    assert not holds["agree-layers"](_agreement([0.02, 0.06, 0.01], {"z1": [5], "z2": [4]}))
+    assert holds["agree-channels"](_agreement([0.02], {"z1": [5], "z2": [4]}))
+    assert not holds["agree-channels"](_agreement([0.02], {"z1": [], "z2": []}))  # none at all
+    assert not holds["agree-channels"](_agreement([0.02], {"z1": [0, 1, 2], "z2": [4]}))  # half of z1

@@ -353,6 +353,22 @@ def _(m: dict) -> bool:
             and (first, channel, "colour") not in surviving_channel_claims(m, "single_channel"))
 
 
+@claim("agree-layers", "every layer's channels match the other seeds' better than random pairs "
+                       "of networks do (every seed pair, Holm over layers and pairs)")
+def _(m: dict) -> bool:
+    layers = m["convergence"]["layers"]
+    return all(v["p_mean_holm"] < ALPHA for block in layers.values() for v in block["pairs"].values())
+
+
+@claim("agree-channels", "only a few channels of each layer (fewer than half) have a counterpart "
+                         "in every other seed beyond the null, and at least one does")
+def _(m: dict) -> bool:
+    layers = m["convergence"]["layers"]
+    found = [len(block["counterpart_in_every_seed"]) for block in layers.values()]
+    return sum(found) >= 1 and all(2 * n < block["channels"]
+                                   for n, block in zip(found, layers.values()))
+
+
 @claim("t3-every-pair", "no description would survive either question over every channel x "
                         "description pair; the named channel's top-class share (a complete "
                         "family) survives random networks")
@@ -399,7 +415,7 @@ def _(m: dict) -> bool:
 def study_differences(m: dict) -> list[str]:
     """How a run differs from the full-data study the prose was written for ([] for that run):
     a missing part, a subset, another protocol, data set size or network."""
-    missing = [name for name in ("task1", "task2", "task3", "seeds") if not m.get(name)]
+    missing = [name for name in ("task1", "task2", "task3", "seeds", "convergence") if not m.get(name)]
     if missing:
         return [f"no {', '.join(missing)} results"]
     t1, t2 = m["task1"], m["task2"]

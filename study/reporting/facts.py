@@ -115,6 +115,22 @@ def size_words(name: str) -> str:
     return re.sub(r"(\d)x(\d)", "\\1×\\2", name)
 
 
+def convergence_facts(c: dict) -> dict:
+    """Do the seeds learn the same channels? (compare_seeds.py) as the report writes it."""
+    layers = c["layers"]
+    pairs = [v for block in layers.values() for v in block["pairs"].values()]
+    return {"seeds": str(len(c["seeds"])), "draws": f"{next(iter(layers.values()))['null']['draws']:,}",
+            "layers": {name: {"mean_r": f"{min(v['mean_r'] for v in block['pairs'].values()):.2f}–"
+                                        f"{max(v['mean_r'] for v in block['pairs'].values()):.2f}",
+                              "q95": f"{block['null']['q95_r']:.2f}",
+                              "count": str(len(block["counterpart_in_every_seed"])),
+                              "channels": str(block["channels"])}
+                       for name, block in layers.items()},
+            "p_max": p_value(max(v["p_mean_holm"] for v in pairs)),
+            "everywhere": [channel_name(name, c) for name, block in layers.items()
+                           for c in block["counterpart_in_every_seed"]]}
+
+
 def seeds_facts(s: dict) -> dict:
     facts = {"seeds": seeds_words(s["seeds"]), "n": str(len(s["per_seed"])),
              "rows": [[str(r["seed"]), pct(r["task1_accuracy"]), pct(r["task2_accuracy"]),
@@ -486,6 +502,7 @@ def build_facts(metrics: dict) -> dict:
         "t2": task2_facts(metrics["task2"], metrics["task1"]) if metrics["task2"] else None,
         "t3": task3_facts(metrics["task3"]) if metrics["task3"] else None,
         "seeds": seeds_facts(metrics["seeds"]) if metrics["seeds"] else None,
+        "agree": convergence_facts(metrics.get("convergence")) if metrics.get("convergence") else None,
         "data": (data_facts(metrics["task1"] or metrics["task2"])
                  if metrics["task1"] or metrics["task2"] else None),
     }
