@@ -18,7 +18,7 @@ from study.core.readers import read_json, require
 # holding another task's metrics.json is refused, so one task never overwrites another's results.
 TASK_OF_SCRIPT = {"train_classifier.py": "task1", "train_deconv.py": "task2",
                   "visualize_latents.py": "task3", "probe_layers.py": "probes",
-                  "compare_seeds.py": "seeds"}
+                  "compare_seeds.py": "seeds", "invariance.py": "invariance"}
 
 
 NAME_MAX, PATH_MAX = 255, 4000  # bytes of one name and of a whole path (Linux: 255 and 4096)

@@ -1,0 +1,109 @@
+"""What does each layer become invariant to? Task 2's network and random networks of the same
+architecture, on test images moved, scaled, rotated and mirrored (Zeiler & Fergus 2014, Fig. 5).
+
+Per layer and transformation: the distance between the features of an image and of its
+transformed copy, relative to the features' length, averaged over --images test images, and the
+true class's probability; the same for --random-draws random networks, and per layer a rank p
+for "more invariant than the random networks" at the largest amount, Holm over every layer and
+transformation (study/analysis/invariance.py). Writes OUT/metrics.json and OUT/invariance.png.
+
+    python invariance.py                     # after make all: outputs/task2 into outputs/invariance
+"""
+import time
+from pathlib import Path
+
+import torch
+
+from data import load_cifar10
+from models import DeconvNet
+from study.analysis.invariance import TRANSFORMS, compare_with_random, invariance_curves
+from study.analysis.nulls import rule_images
+from study.core.common import (ArgumentParser, UsageError, add_data_arguments,
+                               add_threads_argument, environment_info, number, run_cli,
+                               select_device)
+from study.core.files import save_json
+from study.core.layout import METRICS, Outputs
+from study.reporting import plots
+from study.runs.folders import check_output_dir, require_complete, run_folder
+from study.training.checkpoints import architecture_beside, load_model
+
+FIRST_RANDOM_SEED = 7001
+
+
+def parse_args(argv: list[str] | None = None):
+    parser = ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoint", type=Path, default=Outputs().task2_checkpoint,
+                        help="the trained network: a DeconvNet written by train_deconv.py")
+    parser.add_argument("--images", type=number(int, 10, 10_000), default=500,
+                        help="test images transformed (Task 3's seeded rule images, the first N)")
+    parser.add_argument("--random-draws", type=number(int, 19, 999), default=19,
+                        help="random networks the trained one is compared with")
+    parser.add_argument("--out", type=Path, default=Outputs().root / "invariance",
+                        help="the output folder")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    add_data_arguments(parser)
+    add_threads_argument(parser)
+    return parser.parse_args(argv)
+
+
+def figure(trained: dict, random: list[dict]) -> plots.plt.Figure:
+    """One panel per transformation: each layer's relative feature distance (trained: solid,
+    random networks' mean: dashed) and the true class's probability (trained, right axis)."""
+    fig, axes = plots.plt.subplots(1, len(TRANSFORMS), figsize=(plots.TEXT_WIDTH_IN, 1.9))
+    for ax, (kind, block) in zip(axes, trained.items()):
+        order = sorted(range(len(block["amounts"])), key=lambda i: block["amounts"][i])
+        x = [block["amounts"][i] for i in order]
+        for k, (layer, values) in enumerate(block["distance"].items()):
+            ax.plot(x, [values[i] for i in order], color=f"C{k}", marker="o", ms=2, label=layer)
+            mean = [sum(r[kind]["distance"][layer][i] for r in random) / len(random) for i in order]
+            ax.plot(x, mean, color=f"C{k}", linestyle="dashed", linewidth=0.8)
+        twin = ax.twinx()
+        twin.plot(x, [block["true_class"][i] for i in order], color="k", linewidth=0.8)
+        twin.set_ylim(0, 1)
+        twin.tick_params(labelsize=7)
+        ax.set_title(kind, fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes[0].set_ylabel("relative feature distance", fontsize=7)
+    axes[0].legend(fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def main() -> None:
+    args = parse_args()
+    started = time.perf_counter()
+    if not args.checkpoint.is_file():
+        raise UsageError(f"no Task 2 checkpoint at {args.checkpoint}; run make all (or "
+                         "train_deconv.py) first, or pass --checkpoint")
+    require_complete(args.checkpoint.parent, "the Task 2 folder", "rerun train_deconv.py")
+    arch = architecture_beside(args.checkpoint)
+    device = select_device(args.device, args.threads)
+    check_output_dir(args.out, "invariance", args.data_dir)
+    net = load_model(args.checkpoint, "DeconvNet", "--checkpoint", arch=arch).eval().to(device)
+    data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=args.quiet)
+    chosen = rule_images(len(data.test_labels), seed=args.seed)[:args.images]
+    images, labels = data.test_images[chosen].to(device), data.test_labels[chosen].to(device)
+    trained = invariance_curves(net, images, labels)
+    random = []
+    for d in range(args.random_draws):
+        torch.manual_seed(FIRST_RANDOM_SEED + d)
+        random.append(invariance_curves(DeconvNet(arch).eval().to(device), images, labels))
+    tests = compare_with_random(trained, random)
+    with run_folder(args.out, "invariance.py", args.data_dir) as out:
+        plots.save(figure(trained, random), out / "invariance.png")
+        for test in tests["tests"]:
+            print(f"{test['transform']:11s} {test['layer']}: distance {test['trained']:.3f} at "
+                  f"{test['amount']} (random networks {min(test['random']):.3f} to "
+                  f"{max(test['random']):.3f}), Holm p more invariant {test['p_more_holm']:.3f}, "
+                  f"less invariant {test['p_less_holm']:.3f}")
+        save_json({"task": "invariance", "checkpoint": str(args.checkpoint),
+                   "architecture": arch.describe(), "trained": trained, "random": random,
+                   "tests": tests, "transforms": TRANSFORMS, "images": len(chosen),
+                   "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                   "wall_seconds": round(time.perf_counter() - started, 2),
+                   "data": data.describe(), "environment": environment_info(device)}, out / METRICS)
+        print(f"wrote {out}/: metrics.json and invariance.png")
+
+
+if __name__ == "__main__":
+    run_cli(main)

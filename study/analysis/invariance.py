@@ -1,0 +1,113 @@
+"""What does each layer become invariant to? (Zeiler & Fergus 2014, Fig. 5.)
+
+Test images are moved, scaled, rotated or mirrored by growing amounts; per layer, the distance
+between the layer's features of an image and of its transformed copy, divided by the length of
+the original's features (so layers of different sizes compare), averaged over the images; and
+the probability the network gives the true class of the transformed image. The same on random
+networks of the same architecture says how much of a layer's invariance is the architecture's
+(pooling alone buys some) and how much training changed: for each layer and transformation, the
+trained network's distance at the largest amount gets two rank p-values against the random
+networks' (more invariant: smaller; less invariant: larger), Holm over every layer,
+transformation and direction.
+"""
+import torch
+import torch.nn.functional as F
+from torchvision.transforms import InterpolationMode
+from torchvision.transforms.v2 import functional as TF
+
+from data import batches, normalize
+from models import DeconvNet
+from study.analysis.nulls import holm
+
+ALPHA = 0.05
+GREY = 128  # what a transformation fills in where the image had nothing (about 0 after normalising)
+TRANSFORMS = {  # kind -> the amounts, the identity first
+    "translation": [0, 2, 4, 6, 8],  # pixels, to the right and down
+    "scale": [1.0, 0.9, 0.8, 1.1, 1.2],
+    "rotation": [0, 10, 20, 30, -10, -20, -30],  # degrees, clockwise (torchvision's convention)
+    "flip": [0, 1],  # mirrored left-right or not
+}
+
+
+def transform(images: torch.Tensor, kind: str, amount: float) -> torch.Tensor:
+    """uint8 images (N, 3, H, W) moved, scaled, rotated or mirrored by `amount` (bilinear,
+    grey where the image had nothing); the identity amount returns them unchanged."""
+    if kind == "flip":
+        return images.flip(-1) if amount else images
+    if kind == "translation":
+        return TF.affine(images, angle=0.0, translate=[int(amount), int(amount)], scale=1.0,
+                         shear=[0.0], interpolation=InterpolationMode.NEAREST, fill=GREY)
+    if kind == "scale":
+        return TF.affine(images, angle=0.0, translate=[0, 0], scale=float(amount), shear=[0.0],
+                         interpolation=InterpolationMode.BILINEAR, fill=GREY)
+    if kind == "rotation":
+        return TF.affine(images, angle=float(amount), translate=[0, 0], scale=1.0, shear=[0.0],
+                         interpolation=InterpolationMode.BILINEAR, fill=GREY)
+    raise ValueError(f"no transformation {kind!r}; one of {', '.join(TRANSFORMS)}")
+
+
+@torch.no_grad()
+def features(net: DeconvNet, images: torch.Tensor, batch_size: int = 500
+             ) -> tuple[dict[int, torch.Tensor], torch.Tensor]:
+    """({layer: (N, C*H*W) flattened pooled maps}, (N, classes) probabilities)."""
+    maps: dict[int, list[torch.Tensor]] = {s.index: [] for s in net.arch.layers}
+    probabilities = []
+    labels = torch.zeros(len(images), dtype=torch.long, device=images.device)
+    for x, _ in batches(images, labels, batch_size):
+        x = normalize(x)
+        latents = net.encode(x)
+        for s in net.arch.layers:
+            maps[s.index].append(latents.at(s.index).flatten(1).double().cpu())
+        out = net(x)  # a DeconvNet gives (logits, reconstruction)
+        logits = out[0] if isinstance(out, tuple) else out
+        probabilities.append(F.softmax(logits, dim=1).double().cpu())
+    return {k: torch.cat(v) for k, v in maps.items()}, torch.cat(probabilities)
+
+
+def relative_distance(original: torch.Tensor, moved: torch.Tensor) -> float:
+    """Mean over images of ||moved - original|| / ||original|| (0 where an image's features are
+    all zero and stay so)."""
+    norm = original.norm(dim=1)
+    change = (moved - original).norm(dim=1)
+    ratio = torch.where(norm > 0, change / norm.clamp_min(1e-12), torch.zeros_like(change))
+    return float(ratio.mean())
+
+
+def invariance_curves(net: DeconvNet, images: torch.Tensor, labels: torch.Tensor) -> dict:
+    """{kind: {"amounts", "distance": {layer name: [per amount]}, "true_class": [per amount]}}."""
+    base, _ = features(net, images)
+    result = {}
+    for kind, amounts in TRANSFORMS.items():
+        distance = {s.name: [] for s in net.arch.layers}
+        true_class = []
+        for amount in amounts:
+            moved, probabilities = features(net, transform(images, kind, amount))
+            for s in net.arch.layers:
+                distance[s.name].append(round(relative_distance(base[s.index], moved[s.index]), 5))
+            true_class.append(round(float(probabilities[torch.arange(len(labels)), labels.cpu()].mean()), 5))
+        result[kind] = {"amounts": amounts, "distance": distance, "true_class": true_class}
+    return result
+
+
+def compare_with_random(trained: dict, random: list[dict]) -> dict:
+    """Per transformation and layer, at the largest amount (the last in order of size): the
+    trained distance, the random networks' distances, rank p (smaller = more invariant than the
+    random networks), Holm over every layer and transformation."""
+    tests = []
+    for kind, block in trained.items():
+        amounts = block["amounts"]
+        far = max(range(len(amounts)), key=lambda i: abs(amounts[i] - amounts[0]))
+        for layer, values in block["distance"].items():
+            nulls = [r[kind]["distance"][layer][far] for r in random]
+            value = values[far]
+            more = (1 + sum(v <= value for v in nulls)) / (1 + len(nulls))
+            less = (1 + sum(v >= value for v in nulls)) / (1 + len(nulls))
+            tests.append({"transform": kind, "layer": layer, "amount": amounts[far],
+                          "trained": value, "random": nulls, "p_more": round(more, 5),
+                          "p_less": round(less, 5)})
+    # both directions are asked of every layer and transformation: one Holm family
+    adjusted = holm([t["p_more"] for t in tests] + [t["p_less"] for t in tests])
+    for test, more, less in zip(tests, adjusted[:len(tests)], adjusted[len(tests):]):
+        test["p_more_holm"], test["p_less_holm"] = round(more, 5), round(less, 5)
+        test["more_invariant"], test["less_invariant"] = bool(more < ALPHA), bool(less < ALPHA)
+    return {"tests": tests, "draws": len(random), "smallest_p": round(1 / (1 + len(random)), 5)}
