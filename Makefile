@@ -19,7 +19,7 @@ override PARTITION := $(value PARTITION)
 export CIFAR10_DIR SUBSET DEVICE EXECUTOR PARTITION
 COMMON = --subset "$$SUBSET" --device "$$DEVICE"
 
-.PHONY: all install runs seeds explorer task1 task2 task3 report sweep depth test test-fast bench submission submission-check clean
+.PHONY: all install runs seeds invariance explorer task1 task2 task3 report sweep depth test test-fast bench submission submission-check clean
 
 # Tasks 1 and 2 (3 seeds each), the lambda sweep and Task 3, then the explorer with every model
 # and the report.
@@ -45,6 +45,10 @@ explorer:
 # pairs of random networks (compare_seeds.py; about a minute).
 seeds:
 	$(PYTHON) compare_seeds.py $(COMMON) --quiet
+
+# What does each layer become invariant to? (invariance.py, Z&F Fig. 5; about two minutes)
+invariance:
+	$(PYTHON) invariance.py $(COMMON) --quiet
 
 # One run each, seed 0, as the tutorial does it.
 task1:

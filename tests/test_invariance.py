@@ -51,5 +51,7 @@ def test_the_two_directions_are_ranked_against_the_random_networks_and_corrected
     below = compare_with_random(curves(0.1), random)["tests"][0]  # below every random network
     assert below["p_more"] == pytest.approx(1 / 20) and below["p_less"] == 1
     assert below["p_more_holm"] == pytest.approx(2 / 20)  # Holm over 2 tests (two directions)
+    power = compare_with_random(curves(0.1), random)
+    assert power["first_step"] == 0.025 and power["draws_needed"] == 39  # 1 / (1 + 39) = 0.025
     above = compare_with_random(curves(1.0), random)["tests"][0]
     assert above["p_less"] == pytest.approx(1 / 20) and above["less_invariant"] is False  # 0.1 > 0.05

@@ -10,6 +10,8 @@ trained network's distance at the largest amount gets two rank p-values against 
 networks' (more invariant: smaller; less invariant: larger), Holm over every layer,
 transformation and direction.
 """
+import math
+
 import torch
 import torch.nn.functional as F
 from torchvision.transforms import InterpolationMode
@@ -110,4 +112,7 @@ def compare_with_random(trained: dict, random: list[dict]) -> dict:
     for test, more, less in zip(tests, adjusted[:len(tests)], adjusted[len(tests):]):
         test["p_more_holm"], test["p_less_holm"] = round(more, 5), round(less, 5)
         test["more_invariant"], test["less_invariant"] = bool(more < ALPHA), bool(less < ALPHA)
-    return {"tests": tests, "draws": len(random), "smallest_p": round(1 / (1 + len(random)), 5)}
+    family = 2 * len(tests)
+    return {"tests": tests, "draws": len(random), "smallest_p": round(1 / (1 + len(random)), 5),
+            # power: Holm's first step over the family, and the random networks it needs
+            "first_step": round(ALPHA / family, 5), "draws_needed": math.ceil(family / ALPHA) - 1}

@@ -126,7 +126,7 @@ def convergence_facts(c: dict) -> dict:
                               "count": str(len(block["counterpart_in_every_seed"])),
                               "channels": str(block["channels"])}
                        for name, block in layers.items()},
-            "p_max": p_value(max(v["p_mean_holm"] for v in pairs)),
+            "p_max": p_cell(max(v["p_mean_holm"] for v in pairs)),
             "everywhere": [channel_name(name, c) for name, block in layers.items()
                            for c in block["counterpart_in_every_seed"]]}
 
