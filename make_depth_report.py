@@ -93,7 +93,8 @@ def check_layers(metrics: dict, part: str, path: Path, fix: str) -> None:
         if sorted(metrics["layers"]) != sorted(names):
             raise UsageError(f"{path}: layers are {sorted(metrics['layers'])}, not the network's "
                              f"{names}; {fix}")
-        expected = [("accuracy", dict, (1, None)), ("accuracy.*", float, UNIT),
+        expected = [("accuracy", dict, (1, None)), ("accuracy.trained", float, UNIT),
+                    ("accuracy.*", float, UNIT),
                     ("mcnemar", dict, ANY), ("mcnemar.*.p_value", float, UNIT),
                     ("mcnemar.*.p_holm", float, UNIT)]
         for name in names:
@@ -327,12 +328,17 @@ def build_facts(outputs: Path) -> dict:
         facts = network_facts(found["task3"], found["probes"], title)
         if facts is not None:
             networks[key] = facts
-    comparison = t2.get("task1_comparison", {})
+    mcnemar_p = None  # Task 2's comparison with Task 1, where the run made one
+    comparison = t2.get("task1_comparison")
+    if isinstance(comparison, dict) and "mcnemar" in comparison:
+        where, fix = f"{depth / 'task2' / METRICS}: task1_comparison", "rerun make depth"
+        mcnemar_p = field(require(comparison["mcnemar"], dict, what=f"{where}: mcnemar", fix=fix),
+                          "p_value", float, 0, 1, f"{where}: mcnemar", fix)
     return {
         "arch": config.get("arch"), "epochs": config.get("epochs"), "batch": config.get("batch_size"),
         "task1_accuracy": t1.get("test_accuracy"), "task1_seconds": t1.get("train_seconds"),
         "task2_accuracy": t2.get("test_accuracy"), "task2_seconds": t2.get("train_seconds"),
-        "task2_psnr": t2.get("test_psnr_db"), "mcnemar_p": comparison.get("mcnemar", {}).get("p_value"),
+        "task2_psnr": t2.get("test_psnr_db"), "mcnemar_p": mcnemar_p,
         # the learned decoders only: a tied deconvnet's output has no pixel scale to compare
         "psnr_per_layer": [[decoder.label, value["psnr_db"]] for decoder, value in decoders
                            if not decoder.tied],

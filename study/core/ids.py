@@ -43,7 +43,10 @@ class DecoderId:
         match = _DECODER.fullmatch(text) if isinstance(text, str) else None
         if match is None:
             raise ValueError(f"{text!r} is not a decoder id (z<layer>_<kind>, e.g. z1_refit)")
-        return cls(int(match.group(1)), match.group(2))
+        try:
+            return cls(int(match.group(1)), match.group(2))
+        except ValueError as error:
+            raise ValueError(f"{text!r} is not a decoder id: {error}") from None
 
     @classmethod
     def own(cls, layer: int, depth: int) -> "DecoderId":
