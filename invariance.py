@@ -64,7 +64,10 @@ def figure(trained: dict, random: list[dict]) -> plots.plt.Figure:
         ax.set_title(kind, fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0].set_ylabel("relative feature distance", fontsize=7)
-    axes[0].legend(fontsize=7, frameon=False)
+    twin.set_ylabel("true class probability (black)", fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    handles.append(plots.plt.Line2D([], [], color="grey", linestyle="dashed", linewidth=0.8))
+    axes[0].legend(handles, [*labels, "random nets"], fontsize=7, frameon=False)
     fig.tight_layout()
     return fig
 
