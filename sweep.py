@@ -28,7 +28,7 @@ from typing import Any
 from data import load_cifar10
 from study.core.common import (MAX_SEED, ArgumentParser, UsageError, add_data_arguments, number,
                                run_cli)
-from study.core.files import open_log, open_no_follow, prepare_output_dir, save_json
+from study.core.files import open_log, prepare_output_dir, save_json, take_lock
 from study.core.layout import RUN_IDENTITY, SUMMARY, Outputs
 from study.core.settings import MAX_NULL_DRAWS, MAX_OCCLUSION_IMAGES, SWEEP_LAMBDAS, SWEEP_SEEDS
 from study.core.text import plural
@@ -259,16 +259,9 @@ def hold_sweep_lock(runs_dir: Path) -> Any:
     """One sweep at a time into one outputs folder: an flock on runs/.sweep.lock, held while the
     returned file is open (the kernel releases it however the sweep ends). A second sweep is
     refused with one line before it marks a folder, opens a log or writes a summary."""
-    import fcntl
-
-    try:
-        lock = open_no_follow(runs_dir / SWEEP_LOCK, "a+")
-    except OSError as error:
-        raise UsageError(f"cannot write to {runs_dir} ({error.strerror}); pass a writable "
-                         "--outputs") from None
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    lock, taken = take_lock(runs_dir / SWEEP_LOCK, f"cannot write to {runs_dir} ({{reason}}); "
+                                                   "pass a writable --outputs")
+    if not taken:
         lock.close()
         raise UsageError(f"another sweep is running into {runs_dir.parent} (it holds "
                          f"{runs_dir / SWEEP_LOCK}); wait for it to finish, or pass another "

@@ -466,47 +466,34 @@ def test_a_full_disk_while_creating_the_output_folder_leaves_no_half_folder(tmp_
     assert list(tmp_path.iterdir()) == []
 
 
-def test_a_full_disk_while_writing_the_lock_is_one_line_and_leaves_nothing(tmp_path, monkeypatch):
-    real_open = run_folders.open_no_follow
+class _FullDisk:
+    """A lock file on a full disk: writes stay buffered, every flush fails (and, with
+    `close_fails`, so does the flush that closing makes)."""
 
-    class Full:
-        def __init__(self, handle):
-            self.handle = handle
+    def __init__(self, handle, close_fails: bool = False):
+        self.handle, self.close_fails = handle, close_fails
 
-        def __getattr__(self, name):
-            return getattr(self.handle, name)
+    def __getattr__(self, name):
+        return getattr(self.handle, name)
 
-        def flush(self):
-            raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(run_folders, "open_no_follow", lambda path, mode: Full(real_open(path, mode)))
-    with pytest.raises(UsageError, match="No space left on device") as error:
-        with run_folder(tmp_path / "new", "train_classifier.py"):
-            pass
-    one_line(error)
-    assert list(tmp_path.iterdir()) == []
+    def flush(self):
+        raise OSError(errno.ENOSPC, "No space left on device")
 
-
-def test_a_full_disk_whose_lock_cannot_even_be_closed_is_one_line_and_leaves_nothing(
-        tmp_path, monkeypatch):
-    """Round six, case 14: on a full disk, closing the lock flushes what could not be written
-    and raises again; the cleanup used to let that second OSError out as a traceback and leave
-    a half-made folder."""
-    real_open = run_folders.open_no_follow
-
-    class Full:
-        def __init__(self, handle):
-            self.handle = handle
-
-        def __getattr__(self, name):
-            return getattr(self.handle, name)
-
-        def flush(self):
+    def close(self):
+        self.handle.close()
+        if self.close_fails:
             raise OSError(errno.ENOSPC, "No space left on device")
 
-        def close(self):
-            self.handle.close()
-            raise OSError(errno.ENOSPC, "No space left on device")
-    monkeypatch.setattr(run_folders, "open_no_follow", lambda path, mode: Full(real_open(path, mode)))
+
+@pytest.mark.parametrize("close_fails", [False, True])
+def test_a_full_disk_while_writing_the_lock_is_one_line_and_leaves_nothing(close_fails, tmp_path,
+                                                                          monkeypatch):
+    """With close_fails, round six, case 14: closing the lock flushes what could not be written
+    and raises again; the cleanup used to let that second OSError out as a traceback and leave a
+    half-made folder."""
+    real_open = files.open_no_follow
+    monkeypatch.setattr(files, "open_no_follow",
+                        lambda path, mode: _FullDisk(real_open(path, mode), close_fails))
     with pytest.raises(UsageError, match="No space left on device") as error:
         with run_folder(tmp_path / "new", "train_classifier.py"):
             pass

@@ -77,6 +77,24 @@ def disk_hint(error: OSError) -> str:
             else "check the disk")
 
 
+def take_lock(path: Path, unwritable: str) -> tuple[Any, bool]:
+    """Open the lock file `path` (never through a link) and try an exclusive flock, without
+    waiting: (the open file, True) when taken, (the open file, False) when another process holds
+    it (the caller closes it). A file that cannot be opened is one UsageError: `unwritable`,
+    with the system's reason. The kernel releases the lock however the process ends."""
+    import fcntl
+
+    try:
+        lock = open_no_follow(path, "a+")
+    except OSError as error:
+        raise UsageError(unwritable.format(reason=error.strerror or error)) from None
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return lock, False
+    return lock, True
+
+
 def open_no_follow(path: Path, mode: str = "w") -> Any:
     """open(path, mode) for writing that never writes through a link; for every file we write.
 

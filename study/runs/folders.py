@@ -9,7 +9,7 @@ from typing import Iterator
 
 from data import BATCH_FOLDER, CLASSES, default_data_dir
 from study.core.common import Interrupted, UsageError, printable
-from study.core.files import (disk_hint, make_output_folders, open_no_follow, remove_folders,
+from study.core.files import (disk_hint, make_output_folders, remove_folders, take_lock,
                               save_json)
 from study.core.layout import INCOMPLETE, METRICS
 from study.core.readers import read_json, require
@@ -109,24 +109,17 @@ def run_folder(path: Path, script: str, data_dir: str | Path | None = None) -> I
     flock, released by the kernel however this process ends). The folder carries INCOMPLETE
     from the start until the run succeeds, so results of an earlier run never pass for this
     one's after a failure: Task 3 and the report refuse a folder that carries it. The lock file
-    is opened without following links (open_no_follow); if the folder cannot be set up (a full
+    is opened without following links (files.take_lock); if the folder cannot be set up (a full
     disk), the folders this call created are removed again.
     """
-    import fcntl
-
     check_output_dir(path, TASK_OF_SCRIPT.get(script), data_dir)
     created = make_output_folders(path)
     out = path
     lock = None
     try:
-        try:
-            lock = open_no_follow(out / LOCK, "a+")
-        except OSError as error:
-            raise UsageError(f"cannot write to output folder {out} ({error.strerror}); "
-                             "pass a writable --out") from None
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        lock, taken = take_lock(out / LOCK, f"cannot write to output folder {out} ({{reason}}); "
+                                            "pass a writable --out")
+        if not taken:
             lock.seek(0)
             holder = lock.read(200).strip() or "another process"
             raise UsageError(f"another run ({holder}) is writing to {out} right now; wait for it "
