@@ -170,6 +170,18 @@ SLIPS = [
     ("study/core/ids.py", '        return cls(1, "refit") if layer == 1 and depth > 1 else cls.own(layer, depth)',
      '        return cls.own(layer, depth)',
      "z1's pictures are read through Task 2's literal decoder, not the refit"),
+    ("study/analysis/convergence.py", "    rows, cols = linear_sum_assignment(-r)",
+     "    rows, cols = linear_sum_assignment(r)",
+     "the seeds' channels are matched to their least alike partners"),
+    ("study/analysis/invariance.py", "            less = (1 + sum(v >= value for v in nulls)) / (1 + len(nulls))",
+     "            less = (1 + sum(v <= value for v in nulls)) / (1 + len(nulls))",
+     "'less invariant than random networks' is ranked in the wrong direction"),
+    ("study/analysis/decoders.py", "    if not all(torch.isfinite(v).all() for v in refit.deconv1.state_dict().values()):",
+     "    if False:",
+     "a layer-1 cache with NaN weights is used as it is"),
+    ("study/runs/folders.py", "        if len(os.fsencode(part)) > NAME_MAX:",
+     "        if len(os.fsencode(part)) > 10 * NAME_MAX:",
+     "an --out name longer than a file system allows gives a traceback"),
 ]
 
 
