@@ -72,7 +72,8 @@ def trained_outputs(tmp_path_factory, tiny_cifar) -> Path:
 
 @pytest.fixture(scope="session")
 def study_outputs(tmp_path_factory, tiny_cifar) -> Path:
-    """The whole study on the tiny data: sweep.py --task3 (2 seeds, 2 lambdas, 1 epoch).
+    """The whole study on the tiny data: sweep.py --task3 (2 seeds, 2 lambdas, 1 epoch), then the
+    seeds' comparison and the explorer page, as make all makes them.
 
     STUDY_OUTPUTS=<outputs of make all> reads an existing study instead, e.g. to run the page's
     tests against the full-data page (the tests that compare with the tiny data itself do not
@@ -88,6 +89,10 @@ def study_outputs(tmp_path_factory, tiny_cifar) -> Path:
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr
     outputs = root / "outputs"
     assert (outputs / "task3" / "metrics.json").is_file()
+    # the seeds' comparison, as make all makes it after the runs
+    seeds = run_script("compare_seeds.py", "--outputs", outputs, "--seeds", "0,1", "--null-draws",
+                       "19", "--data-dir", tiny_cifar, "--quiet", env=env)
+    assert seeds.returncode == 0, seeds.stdout + seeds.stderr
     # the explorer page, as make all builds it once the runs exist
     page = run_script("build_explorer.py", outputs / "task2" / "deconv_net.pth",
                       *sorted((outputs / "task3" / "baseline_models").glob("*/deconv_net.pth")),
