@@ -85,7 +85,7 @@ depth: install
 	    $${DEPTH_ARCH:+--arch "$$DEPTH_ARCH"} $${DEPTH_EPOCHS:+--epochs "$$DEPTH_EPOCHS"} \
 	    $${DEPTH_NULL_DRAWS:+--null-draws "$$DEPTH_NULL_DRAWS"} $${DEPTH_THREADS:+--threads "$$DEPTH_THREADS"}
 
-# Every test (what CI runs; about 11 minutes on a 2-core CPU with the real-data tests), and the fast tier for the
+# Every test (what CI runs; about 10 minutes on a 2-core CPU with the real-data tests), and the fast tier for the
 # edit-test loop (no process started, nothing trained: under a minute).
 test: install
 	$(PYTHON) -m pytest -q -n auto --dist loadgroup --durations=15 tests
