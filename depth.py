@@ -116,26 +116,33 @@ def run(command: list[str], what: str) -> None:
                          "depth again redoes only what is missing")
 
 
-def beside(step: Step, data_sha256: str, force: bool):
-    """Start a step at the lowest priority (or None when it is up to date); see finish()."""
+def identity_to_run(step: Step, data_sha256: str, force: bool) -> dict | None:
+    """The identity a step will record, or None when its folder already holds the finished
+    results of that very step (said as "up to date"); a step to run has its identity written
+    into its folder first, so an interrupted one is never taken for finished."""
     identity = run_identity(step.script, step.flags, data_sha256)
     if not force and reuse(step.out, None, identity, step.out / METRICS) == UP_TO_DATE:
         say(f"depth: up to date  {step.out}")
         return None
-    say(f"depth: {step.script} into {step.out} (beside, nice 19)")
     step.out.mkdir(parents=True, exist_ok=True)
     save_json(identity, step.out / RUN_IDENTITY)
+    return identity
+
+
+def beside(step: Step, data_sha256: str, force: bool):
+    """Start a step at the lowest priority (or None when it is up to date); see finish()."""
+    identity = identity_to_run(step, data_sha256, force)
+    if identity is None:
+        return None
+    say(f"depth: {step.script} into {step.out} (beside, nice 19)")
     process = subprocess.Popen(step.command, preexec_fn=lambda: os.nice(19))
     return process, step, identity
 
 
 def in_front(step: Step, data_sha256: str, force: bool, what: str) -> None:
-    identity = run_identity(step.script, step.flags, data_sha256)
-    if not force and reuse(step.out, None, identity, step.out / METRICS) == UP_TO_DATE:
-        say(f"depth: up to date  {step.out}")
+    identity = identity_to_run(step, data_sha256, force)
+    if identity is None:
         return
-    step.out.mkdir(parents=True, exist_ok=True)
-    save_json(identity, step.out / RUN_IDENTITY)
     run(step.command, what)
     save_json(record_finished(identity, step.out / METRICS), step.out / RUN_IDENTITY)
 

@@ -63,22 +63,19 @@ EXPECTED = {
 }
 
 
-def optional(path: Path, what: str) -> dict | None:
-    """A metrics file's JSON, or None when that part has not been run; a one-line error when its
-    folder holds a run that did not finish (its files may be older than that run), or when a
-    value this report reads is missing or not of its type and range."""
+def optional(path: Path, part: str, what: str) -> dict | None:
+    """The metrics.json of a part of the study ("task1", "task2", "task3" or "probes"), or None
+    when that part has not been run; a one-line error when its folder holds a run that did not
+    finish (its files may be older than that run), or when a value this report reads of that
+    part (EXPECTED) is missing or not of its type and range."""
     require_complete(path.parent, "the folder", "rerun make depth (or that part of it)")
     if not path.is_file():
         return None
     fix = "rerun make depth (or that part of it)"
     metrics = read_json(path, what, fix)
-    part = path.parent.name if path.parent.name in EXPECTED else None
-    if part is None and isinstance(metrics, dict):
-        part = {"task3": "task3", "probes": "probes"}.get(metrics.get("task"))
-    if part is not None:
-        check_metrics(metrics, EXPECTED[part], str(path), fix)
-        if part in ("task3", "probes"):
-            check_layers(metrics, part, path, fix)
+    check_metrics(metrics, EXPECTED[part], str(path), fix)
+    if part in ("task3", "probes"):
+        check_layers(metrics, part, path, fix)
     return metrics
 
 
@@ -309,12 +306,13 @@ def check_same_network(task3: dict | None, probes: dict | None, checkpoint: Path
 def build_facts(outputs: Path) -> dict:
     tree = Outputs(outputs)
     depth = tree.depth.root
-    deep = {part: optional(depth / part / METRICS, f"deep {part} metrics")
+    deep = {part: optional(depth / part / METRICS, part, f"deep {part} metrics")
             for part in ("task1", "task2", "task3", "probes")}
     if deep["task2"] is None:
         raise UsageError(f"no deep Task 2 run in {depth / 'task2'}; run make depth first")
-    tutorial = {"task3": optional(tree.task("task3") / METRICS, "Task 3 metrics"),
-                "probes": optional(tree.depth.probes_tutorial / METRICS, "tutorial probe metrics")}
+    tutorial = {"task3": optional(tree.task("task3") / METRICS, "task3", "Task 3 metrics"),
+                "probes": optional(tree.depth.probes_tutorial / METRICS, "probes",
+                                   "tutorial probe metrics")}
     check_same_network(deep["task3"], deep["probes"], depth / "task2" / DECONV_CHECKPOINT,
                        (depth / "task3", depth / "probes"))
     check_same_network(tutorial["task3"], tutorial["probes"], tree.task2_checkpoint,

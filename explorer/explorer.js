@@ -623,10 +623,9 @@ function renderDecoderNote(refit) {
 function renderModelNote(refit) {
   const m = state.model, text = MODEL_TEXT[m.kind] || MODEL_TEXT.other, L = layerOf(state.layer);
   const acc = accuracyOf(m), chance = acc.of / DATA.classes.length;
-  let mine = meanPsnrOf(m, state.layer, refit);
   let line = `${m.name}: `;
   if (m === TRAINED) {
-    line += `${acc.right} of the ${acc.of} test images here predicted right (chance: ${+chance.toFixed(1)}); rebuilt from ${L.name} at ${dB(mine)} on average.`;
+    line += `${acc.right} of the ${acc.of} test images here predicted right (chance: ${+chance.toFixed(1)}); rebuilt from ${L.name} at ${dB(meanPsnrOf(m, state.layer, refit))} on average.`;
   } else {
     line += `${text.what} `;
     // like with like: both models read by the same kind of decoder (at z1 the refitted one only
@@ -639,9 +638,8 @@ function renderModelNote(refit) {
     const base = accuracyOf(TRAINED);
     line += `Takeaway: ${acc.right} of ${acc.of} test images here right (trained: ${base.right}, chance: ${+chance.toFixed(1)}); ` +
       `rebuilt from ${L.name} at ${dB(ours)} on average against the trained model's ${dB(theirs)}, ${how}. `;
-    mine = ours;
-    if (acc.right <= 2 * chance && mine >= theirs - 2) line += "It classifies near chance yet rebuilds the pictures about as well: a good picture is no proof of learning. ";
-    else if (mine > theirs + 0.5) line += "It rebuilds the pictures better than the trained model. ";
+    if (acc.right <= 2 * chance && ours >= theirs - 2) line += "It classifies near chance yet rebuilds the pictures about as well: a good picture is no proof of learning. ";
+    else if (ours > theirs + 0.5) line += "It rebuilds the pictures better than the trained model. ";
     line += text.look;
   }
   $("model-note").textContent = line;

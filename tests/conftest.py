@@ -94,11 +94,7 @@ def study_outputs(tmp_path_factory, tiny_cifar) -> Path:
                        "19", "--data-dir", tiny_cifar, "--quiet", env=env)
     assert seeds.returncode == 0, seeds.stdout + seeds.stderr
     # the explorer page, as make all builds it once the runs exist
-    page = run_script("build_explorer.py", outputs / "task2" / "deconv_net.pth",
-                      *sorted((outputs / "task3" / "baseline_models").glob("*/deconv_net.pth")),
-                      *sorted((outputs / "runs").glob("task2_lambda*_seed0/deconv_net.pth")),
-                      "--task3", outputs / "task3" / "metrics.json",
-                      "--out", outputs / "task3" / "explorer.html", "--quiet", env=env)
+    page = run_script("build_explorer.py", "--study", outputs, "--quiet", env=env)  # make explorer
     assert page.returncode == 0, page.stdout + page.stderr
     return outputs
 

@@ -66,11 +66,11 @@ def test_a_part_whose_run_did_not_finish_is_refused(part, tmp_path):
     (folder / "metrics.json").write_text("{}")
     (folder / INCOMPLETE).write_text('{"script": "x.py", "started": "today"}')
     with pytest.raises(UsageError, match=f"{part} holds an unfinished run") as error:
-        depth.optional(folder / "metrics.json", f"deep {part} metrics")
+        depth.optional(folder / "metrics.json", part, f"deep {part} metrics")
     assert "\n" not in str(error.value)
     (folder / INCOMPLETE).unlink()  # past the marker, the file's values are checked
     with pytest.raises(UsageError, match="lacks"):
-        depth.optional(folder / "metrics.json", f"deep {part} metrics")
+        depth.optional(folder / "metrics.json", part, f"deep {part} metrics")
 
 
 def test_probes_or_task3_of_another_network_are_refused(tmp_path):

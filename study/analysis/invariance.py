@@ -57,12 +57,10 @@ def features(net: DeconvNet, images: torch.Tensor, batch_size: int = 500
     labels = torch.zeros(len(images), dtype=torch.long, device=images.device)
     for x, _ in batches(images, labels, batch_size):
         x = normalize(x)
-        latents = net.encode(x)
+        latents = net.encode(x)  # one pass: the maps, and the class scores from the last one
         for s in net.arch.layers:
             maps[s.index].append(latents.at(s.index).flatten(1).double().cpu())
-        out = net(x)  # a DeconvNet gives (logits, reconstruction)
-        logits = out[0] if isinstance(out, tuple) else out
-        probabilities.append(F.softmax(logits, dim=1).double().cpu())
+        probabilities.append(F.softmax(net.head(latents.last), dim=1).double().cpu())
     return {k: torch.cat(v) for k, v in maps.items()}, torch.cat(probabilities)
 
 
@@ -77,15 +75,15 @@ def relative_distance(original: torch.Tensor, moved: torch.Tensor) -> float:
 
 def invariance_curves(net: DeconvNet, images: torch.Tensor, labels: torch.Tensor) -> dict:
     """{kind: {"amounts", "distance": {layer name: [per amount]}, "true_class": [per amount]}}."""
-    base, _ = features(net, images)
+    base = features(net, images)
     result = {}
     for kind, amounts in TRANSFORMS.items():
         distance = {s.name: [] for s in net.arch.layers}
         true_class = []
-        for amount in amounts:
-            moved, probabilities = features(net, transform(images, kind, amount))
+        for k, amount in enumerate(amounts):  # the first amount is the identity: the base itself
+            moved, probabilities = base if k == 0 else features(net, transform(images, kind, amount))
             for s in net.arch.layers:
-                distance[s.name].append(round(relative_distance(base[s.index], moved[s.index]), 5))
+                distance[s.name].append(round(relative_distance(base[0][s.index], moved[s.index]), 5))
             true_class.append(round(float(probabilities[torch.arange(len(labels)), labels.cpu()].mean()), 5))
         result[kind] = {"amounts": amounts, "distance": distance, "true_class": true_class}
     return result
