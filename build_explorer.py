@@ -27,15 +27,16 @@ from pathlib import Path
 
 import torch
 
-from data import DISPLAY_NAMES, load_cifar10
-from models import ARCHITECTURE, Architecture, DeconvNet, fold_batchnorm
+from data import load_cifar10
+from models import DeconvNet, fold_batchnorm
+from study.analysis.task3_result import read_task3
 from study.core.common import ArgumentParser, UsageError, add_data_arguments, run_cli, say
 from study.core.ids import ModelId
 from study.core.layout import BASELINE_MODELS, METRICS, Outputs
-from study.core.readers import field, load_torch_file, read_json, require, require_items
+from study.core.readers import field, load_torch_file, read_json, require
 from study.core.text import plural
-from study.reporting.explorer_page import (DEFAULT_ID, ID_LENGTH, MAX_BYTES, PAGE_MARK,
-                                           PageContent, write_explorer)
+from study.reporting.explorer_page import (DEFAULT_ID, ID_LENGTH, MAX_BYTES, PAGE_MARK, PageContent,
+                                           write_explorer)
 from study.runs.folders import check_output_dir, require_complete
 from study.training.checkpoints import architecture_beside, load_model
 
@@ -132,50 +133,6 @@ def _layer1_decoder(path: Path, net: DeconvNet, data_sha256: str,
 TASK3_FIX = "rerun visualize_latents.py"
 
 
-def check_task3(task3: dict, path: Path, test_images: int, arch: Architecture = ARCHITECTURE) -> None:
-    """Every field of the Task 3 metrics the page embeds, by type and range (one line each),
-    so that a garbled file is refused here rather than giving a page that throws on load."""
-    what = str(path)
-    channels = field(task3, "channels", dict, what=what, fix=TASK3_FIX)
-    top9 = field(task3, "top9", dict, what=what, fix=TASK3_FIX)
-    for stage in arch.layers:
-        rows = field(channels, stage.name, list, stage.channels, stage.channels,
-                     f"{what}: channels", TASK3_FIX)
-        tops = field(top9, stage.name, list, stage.channels, stage.channels, f"{what}: top9",
-                     TASK3_FIX)
-        for k, (row, top) in enumerate(zip(rows, tops)):
-            at = f"{what}: channels: {stage.name}[{k}]"
-            field(row, "channel", int, 0, stage.channels - 1, at, TASK3_FIX)
-            field(row, "finding", str, 0, 100_000, at, TASK3_FIX)
-            field(row, "roles", list, 0, 100, at, TASK3_FIX)
-            field(row, "top_k", int, 1, test_images, at, TASK3_FIX)
-            require_items(field(row, "top_k_classes", dict, 1, len(DISPLAY_NAMES), at,
-                                TASK3_FIX), float, 0, 100, f"{at}: top_k_classes", TASK3_FIX)
-            for name in ("r_luminance", "r_red_green", "r_blue_yellow", "r_gradient_energy"):
-                field(row, name, float, -1, 1, at, TASK3_FIX)
-            at = f"{what}: top9: {stage.name}[{k}]"
-            indices = require_items(field(top, "test_indices", list, 1, 100, at, TASK3_FIX),
-                                    int, 0, test_images - 1, f"{at}: test_indices",
-                                    "pass the --data-dir and --subset Task 3 read, or " + TASK3_FIX)
-            boxes = field(top, "boxes", list, len(indices), len(indices), at, TASK3_FIX)
-            # a box is the receptive field of one unit of this layer: its corner one of the
-            # units' corners (a padded net's reach past the border), its side the field's, which
-            # in a deep net is larger than the image (46 pixels at deep4's z4)
-            corners = {k * stage.stride - stage.offset for k in range(stage.size)}
-            side = stage.receptive_field
-            for j, box in enumerate(boxes):
-                t, left, found = require_items(require(box, list, 3, 3, f"{at}: boxes[{j}]",
-                                                       TASK3_FIX), int, min(corners),
-                                               max(max(corners), side),
-                                               f"{at}: boxes[{j}]", TASK3_FIX)
-                if t not in corners or left not in corners or found != side:
-                    raise UsageError(f"{at}: boxes[{j}] is not the receptive field of a "
-                                     f"{stage.name} unit (side {side}, corners "
-                                     f"{min(corners)} to {max(corners)}); {TASK3_FIX}")
-            require_items(field(top, "classes", list, len(indices), len(indices), at, TASK3_FIX),
-                          str, 0, 100, f"{at}: classes", TASK3_FIX)
-
-
 def check_page_path(out: Path, data_dir: str | Path | None) -> None:
     """--out as every script's output is checked: its folder writable and outside the data
     folder; an existing file there only if it is a page this script wrote (so that a checkpoint
@@ -233,12 +190,13 @@ def parse_args(argv: list[str] | None = None):
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    task3 = read_json(args.task3, "Task 3 metrics", TASK3_FIX) if args.task3 else None
-    if task3 is not None and not {"channels", "top9"} <= set(task3):
-        raise UsageError(f"{args.task3} has no 'channels' and 'top9': it is not Task 3's metrics")
     if args.task3 is not None:  # an interrupted Task 3 leaves older cards and models there
         require_complete(args.task3.parent, "the Task 3 folder",
                          "rerun visualize_latents.py into it, or leave --task3 out")
+    task3 = read_task3(args.task3, TASK3_FIX) if args.task3 else None
+    if task3 is not None and task3.architecture != architecture_beside(args.checkpoints[0]):
+        raise UsageError(f"{args.task3} describes a network of another architecture than "
+                         f"{args.checkpoints[0]}; pass the checkpoint Task 3 read first")
     for path in args.checkpoints:
         folders = [path.parent]
         if path.parent.parent.name == BASELINE_MODELS:  # saved by Task 3 into its folder
@@ -246,8 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         for folder in folders:
             require_complete(folder, "the folder of checkpoint", f"rerun the run that writes "
                              f"it, or leave {path} out")
-    config = require((task3 or {}).get("config", {}), dict, what=f"{args.task3}: config",
-                     fix=TASK3_FIX)
+    config = task3.config if task3 else {}
     data_dir = args.data_dir or require(config.get("data_dir"), (str, type(None)), 1, 4096,
                                         f"{args.task3}: config: data_dir", TASK3_FIX)
     check_page_path(args.out, data_dir)
@@ -259,15 +216,13 @@ def main(argv: list[str] | None = None) -> None:
     data = load_cifar10(data_dir, subset=subset, seed=seed, quiet=args.quiet)
     measured = None
     if task3 is not None:
-        described = field(task3, "data", dict, what=str(args.task3), fix=TASK3_FIX)
-        expected = field(described, "content_sha256", str, 64, 64, f"{args.task3}: data",
+        expected = field(task3.data, "content_sha256", str, 64, 64, f"{args.task3}: data",
                          TASK3_FIX)
-        if expected != data.content_hash:
+        if expected != data.content_hash or task3.rule_images["of"] != len(data.test_labels):
             raise UsageError(f"the data loaded here (after --subset and its seed) is not the "
                              f"data {args.task3} was computed on (its top-9 patches index that "
                              "one); pass its --data-dir, --subset and --seed, or leave them out")
-        check_task3(task3, args.task3, len(data.test_labels), architecture_beside(args.checkpoints[0]))
-        measured = field(task3, "layer1_refit", dict, what=str(args.task3), fix=TASK3_FIX)
+        measured = task3.layer1_refit
         first_sha = hashlib.sha256(args.checkpoints[0].read_bytes()).hexdigest()
         if measured.get("checkpoint_sha256") != first_sha:
             raise UsageError(f"{args.task3} describes another checkpoint than "
@@ -295,8 +250,7 @@ def main(argv: list[str] | None = None) -> None:
                        "layer1_decoder": _layer1_decoder(path, net, data.content_hash,
                                                          measured if k == 0 else None)})
     first = models[0]
-    images = require((task3 or {}).get("images", {}), dict, what=f"{args.task3}: images",
-                     fix=TASK3_FIX)
+    images = task3.images if task3 else {}
     test_index = 0
     if "test" in images:
         test_index = field(field(images, "test", dict, what=f"{args.task3}: images",

@@ -23,9 +23,10 @@ from pathlib import Path
 
 from models import Architecture
 from study.analysis.nulls import ALPHA, holm
+from study.analysis.task3_result import Task3Result, read_task3
 from study.core.common import ArgumentParser, UsageError, output_folder, run_cli
 from study.core.files import atomic_path, prepare_output_dir
-from study.core.ids import DecoderId, ModelId
+from study.core.ids import ModelId
 from study.core.layout import DECONV_CHECKPOINT, DEPTH_REPORT, METRICS, Outputs
 from study.core.readers import check_metrics, field, read_json, require
 from study.reporting import plots
@@ -54,66 +55,62 @@ EXPECTED = {
     "task2": [("test_accuracy", float, PERCENT), ("train_seconds", float, POSITIVE),
               ("test_psnr_db", float, ANY), ("config", dict, ANY), ("config.arch", str, (1, 40)),
               ("config.epochs", int, (1, None)), ("config.batch_size", int, (1, None))],
-    "task3": [("architecture", dict, ANY), ("decoders", dict, ANY), ("layer1_refit", dict, ANY),
-              ("baselines", dict, ANY), ("baselines.rules", dict, ANY),
-              ("baselines.rules.protocol", dict, ANY),
-              ("baselines.rules.protocol.draws", int, (1, None))],
     "probes": [("architecture", dict, ANY), ("layers", dict, (1, None)), ("pixels", float, UNIT),
                ("config", dict, ANY), ("config.train_images", int, (1, None))],
 }
 
 
-def optional(path: Path, part: str, what: str) -> dict | None:
-    """The metrics.json of a part of the study ("task1", "task2", "task3" or "probes"), or None
-    when that part has not been run; a one-line error when its folder holds a run that did not
-    finish (its files may be older than that run), or when a value this report reads of that
-    part (EXPECTED) is missing or not of its type and range."""
-    require_complete(path.parent, "the folder", "rerun make depth (or that part of it)")
+def optional(path: Path, part: str, what: str) -> dict | Task3Result | None:
+    """The metrics.json of a part of the study ("task1", "task2", "task3" or "probes"; Task 3's
+    as its typed Task3Result), or None when that part has not been run; a one-line error when
+    its folder holds a run that did not finish (its files may be older than that run), or when
+    a value this report reads of that part (EXPECTED, or Task 3's own reader) is missing or not
+    of its type and range."""
+    fix = "rerun make depth (or that part of it)"
+    require_complete(path.parent, "the folder", fix)
     if not path.is_file():
         return None
-    fix = "rerun make depth (or that part of it)"
+    if part == "task3":
+        result = read_task3(path, fix)
+        for layer in result.layers:  # the count this report reads, where there is one
+            where = f"{path}: baselines: rules: {layer.name}: counts: {RULE}"
+            if RULE in layer.nulls["counts"]:
+                check_metrics(layer.nulls["counts"][RULE], COUNT, where, fix)
+        return result
     metrics = read_json(path, what, fix)
     check_metrics(metrics, EXPECTED[part], str(path), fix)
-    if part in ("task3", "probes"):
-        check_layers(metrics, part, path, fix)
+    if part == "probes":
+        check_probe_layers(metrics, path, fix)
     return metrics
 
 
-def check_layers(metrics: dict, part: str, path: Path, fix: str) -> None:
-    """The per-layer values of Task 3 or the probes, for exactly the layers of the architecture
-    they record (a layer named otherwise, or missing, is one line)."""
+COUNT = [("trained", int, (0, None)), ("p_value", float, UNIT), ("baselines", dict, ANY),
+         ("baselines.*", dict, ANY), ("baselines.*.mean", (float, type(None)), POSITIVE)]
+
+
+def check_probe_layers(metrics: dict, path: Path, fix: str) -> None:
+    """The probes' per-layer values, for exactly the layers of the architecture they record (a
+    layer named otherwise, or missing, is one line)."""
     try:
         names = [stage.name for stage in Architecture.from_description(metrics["architecture"]).layers]
     except ValueError as error:
         raise UsageError(f"{path}: architecture: {error}; {fix}") from None
-    if part == "probes":
-        if sorted(metrics["layers"]) != sorted(names):
-            raise UsageError(f"{path}: layers are {sorted(metrics['layers'])}, not the network's "
-                             f"{names}; {fix}")
-        expected = [("accuracy", dict, (1, None)), ("accuracy.trained", float, UNIT),
-                    ("accuracy.*", float, UNIT),
-                    ("mcnemar", dict, ANY), ("mcnemar.*.p_value", float, UNIT),
-                    ("mcnemar.*.p_holm", float, UNIT)]
-        for name in names:
-            check_metrics(metrics["layers"][name], expected, f"{path}: layers: {name}", fix)
-        return
-    rules = metrics["baselines"]["rules"]
-    expected = [("channels", list, (1, None)), ("counts", dict, ANY)]
-    count = [("trained", int, (0, None)), ("p_value", float, UNIT), ("baselines", dict, ANY),
-             ("baselines.*", dict, ANY)]
+    if sorted(metrics["layers"]) != sorted(names):
+        raise UsageError(f"{path}: layers are {sorted(metrics['layers'])}, not the network's "
+                         f"{names}; {fix}")
+    expected = [("accuracy", dict, (1, None)), ("accuracy.trained", float, UNIT),
+                ("accuracy.*", float, UNIT),
+                ("mcnemar", dict, ANY), ("mcnemar.*.p_value", float, UNIT),
+                ("mcnemar.*.p_holm", float, UNIT)]
     for name in names:
-        where = f"{path}: baselines: rules: {name}"
-        check_metrics(rules, [(name, dict, ANY)], f"{path}: baselines: rules", fix)
-        check_metrics(rules[name], expected, where, fix)
-        if RULE in rules[name]["counts"]:
-            check_metrics(rules[name]["counts"][RULE], count, f"{where}: counts: {RULE}", fix)
-            for group, found in rules[name]["counts"][RULE]["baselines"].items():
-                require(found.get("mean"), (float, type(None)), 0, None,
-                        f"{where}: counts: {RULE}: baselines: {group}: mean", fix)
+        check_metrics(metrics["layers"][name], expected, f"{path}: layers: {name}", fix)
 
 
-def group_label(group: str, depth: int) -> str:
-    """Short words for a baseline group id of a network with `depth` stages."""
+def group_label(group: ModelId | str, depth: int) -> str:
+    """Short words for a baseline group (a ModelId, or as the probes' file names it) of a
+    network with `depth` stages."""
+    if isinstance(group, ModelId):
+        return group.short
     if group == "pixels":
         return "raw pixels"
     try:
@@ -122,20 +119,19 @@ def group_label(group: str, depth: int) -> str:
         return group
 
 
-def layer_facts(task3: dict | None, probes: dict | None) -> list[dict]:
+def layer_facts(task3: Task3Result | None, probes: dict | None) -> list[dict]:
     """Per layer: the class-dominant count against its nulls and the probe against its
     baselines, with Holm over the layers (counts) as the docstring above says."""
     layers = []
-    rules = (task3 or {}).get("baselines", {}).get("rules", {})
-    names = [n for n in (probes or {}).get("layers", {})] or [n for n in rules if n.startswith("z")]
+    counted = {layer.name: layer for layer in task3.layers} if task3 else {}
+    names = [n for n in (probes or {}).get("layers", {})] or list(counted)
     for name in names:
         entry = {"layer": name}
-        count = rules.get(name, {}).get("counts", {}).get(RULE)
+        layer = counted.get(name)
+        count = layer.nulls["counts"].get(RULE) if layer else None
         if count is not None:
-            channels = rules[name].get("channels")
-            entry["count"] = {"trained": count["trained"],
-                              "channels": channels if isinstance(channels, int) else len(channels),
-                              "nulls": {g: b.get("mean") for g, b in count["baselines"].items()},
+            entry["count"] = {"trained": count["trained"], "channels": len(layer.channels),
+                              "nulls": {str(g): b.get("mean") for g, b in layer.count_nulls(RULE).items()},
                               "p_value": count["p_value"]}
         probe = (probes or {}).get("layers", {}).get(name)
         if probe is not None:
@@ -258,43 +254,24 @@ def depth_figure(networks: dict[str, dict]) -> plots.plt.Figure:
     return fig
 
 
-def network_facts(task3: dict | None, probes: dict | None, title: str) -> dict | None:
+def network_facts(task3: Task3Result | None, probes: dict | None, title: str) -> dict | None:
     if task3 is None and probes is None:
         return None
-    arch = (probes or task3)["architecture"]
     layers = layer_facts(task3, probes)
-    depth = len(arch.get("layers", layers))
+    depth = len(probes["architecture"]["layers"]) if probes else task3.architecture.depth
     return {"title": title, "depth": depth, "layers": layers,
             "sentences": [layer_sentence(e, depth) for e in layers],
-            "draws": (task3 or {}).get("baselines", {}).get("rules", {}).get("protocol", {}).get("draws"),
+            "draws": task3.protocol["draws"] if task3 else None,
             "probe_train_images": (probes or {}).get("config", {}).get("train_images")}
 
 
-def task3_decoders(task3: dict, path: Path) -> list[tuple[DecoderId, dict]]:
-    """Task 3's decoder checks as (DecoderId, {psnr_db, ...}); a key or value that is not one is
-    refused with one line."""
-    fix = "rerun make depth (or its Task 3)"
-    found = require(task3.get("decoders", {}), dict, what=f"{path}: decoders", fix=fix)
-    decoders = []
-    for key, value in found.items():
-        try:
-            decoder = DecoderId.parse(key)
-        except ValueError as error:
-            raise UsageError(f"{path}: decoders: {error}; {fix}") from None
-        entry = require(value, dict, what=f"{path}: decoders: {key}", fix=fix)
-        field(entry, "psnr_db", float, what=f"{path}: decoders: {key}", fix=fix)
-        decoders.append((decoder, entry))
-    return decoders
-
-
-def check_same_network(task3: dict | None, probes: dict | None, checkpoint: Path,
+def check_same_network(task3: Task3Result | None, probes: dict | None, checkpoint: Path,
                        folders: tuple[Path, Path]) -> None:
     """Task 3 and the probes combined in one row must have read the same network: the one in
     `checkpoint` (by SHA-256); else one line naming the folder that read another."""
     fix = "rerun make depth (it redoes what read another network)"
     expected = file_sha256(checkpoint)
-    read = {folders[0]: (task3 or {}).get("layer1_refit", {}).get("checkpoint_sha256")
-            if task3 is not None else expected,
+    read = {folders[0]: task3.layer1_refit["checkpoint_sha256"] if task3 is not None else expected,
             folders[1]: (probes or {}).get("checkpoint_sha256") if probes is not None else expected}
     for folder, found in read.items():
         if found != expected:
@@ -319,7 +296,7 @@ def build_facts(outputs: Path) -> dict:
                        (tree.task("task3"), tree.depth.probes_tutorial))
     t1, t2 = deep["task1"] or {}, deep["task2"]
     config = t2.get("config", {})
-    decoders = task3_decoders(deep["task3"] or {}, depth / "task3" / METRICS)
+    decoders = deep["task3"].decoders if deep["task3"] else {}
     networks = {}
     for key, found, title in (("tutorial", tutorial, "The tutorial's net (2 stages)"),
                               ("deep", deep, f"The deeper net ({config.get('arch', 'deep')})")):
@@ -338,8 +315,8 @@ def build_facts(outputs: Path) -> dict:
         "task2_accuracy": t2.get("test_accuracy"), "task2_seconds": t2.get("train_seconds"),
         "task2_psnr": t2.get("test_psnr_db"), "mcnemar_p": mcnemar_p,
         # the learned decoders only: a tied deconvnet's output has no pixel scale to compare
-        "psnr_per_layer": [[decoder.label, value["psnr_db"]] for decoder, value in decoders
-                           if not decoder.tied],
+        "psnr_per_layer": [[decoder.label, reading.psnr_db]
+                           for decoder, reading in decoders.items() if not decoder.tied],
         "networks": networks, "alpha": ALPHA,
     }
 

@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 from models import ARCHITECTURE, Architecture
+from study.analysis.task3_result import read_task3
 from study.core.common import ArgumentParser, UsageError, output_folder, run_cli, say
 from study.core.files import atomic_path, prepare_output_dir
 from study.core.layout import METRICS, REPORT, SUMMARY, Outputs
@@ -55,15 +56,6 @@ EXPECTED = {
               ("per_class_standard_error_max", float, PERCENT),
               ("psnr_baselines_db", dict, (1, None)), ("psnr_baselines_db.*", float, ANY),
               ("task1_comparison", dict, ANY), ("train_seconds", float, POSITIVE)],
-    "task3": [("images", dict, ANY), ("decoders", dict, (1, None)),
-              ("decoders.*.psnr_db", float, ANY), ("decoders.*.correlation", float, (-1, 1)),
-              ("controls", dict, ANY), ("controls.*.*.psnr_db", float, ANY),
-              ("channels", dict, ANY), ("channels.*", list, (1, None)),
-              ("layer1_refit", dict, ANY), ("rules", dict, ANY), ("data", dict, ANY),
-              ("appearance_reference", dict, ANY), ("architecture", dict, ANY),
-              ("baselines", dict, ANY), ("baselines.models", dict, (1, None)),
-              ("baselines.rules", dict, ANY), ("baselines.protocol", dict, ANY),
-              ("baselines.psnr_summary", dict, ANY)],
     "convergence": [("seeds", list, (2, None)), ("layers", dict, (1, None)),
                     ("layers.*.channels", int, (1, None)),
                     ("layers.*.counterpart_in_every_seed", list, ANY),
@@ -93,7 +85,7 @@ def check_provenance(metrics: dict, outputs: Path) -> None:
     task1, task2, task3 = metrics["task1"], metrics["task2"], metrics["task3"]
     model = Outputs(outputs).task2_checkpoint
     if task3 and model.is_file():
-        made_from = task3.get("layer1_refit", {}).get("checkpoint_sha256")
+        made_from = task3.layer1_refit["checkpoint_sha256"]
         if made_from != hashlib.sha256(model.read_bytes()).hexdigest():
             raise UsageError(f"{outputs / 'task3'} was made from another Task 2 model than "
                              f"{model}; rerun visualize_latents.py (or make all)")
@@ -133,7 +125,8 @@ def depth_pointer(outputs: Path) -> dict | None:
 
 
 def read_metrics(outputs: Path) -> dict[str, dict | None]:
-    """Each source's JSON, or None when it has not been run; one-line errors for damaged files."""
+    """Each source's JSON (Task 3's as its typed Task3Result), or None when it has not been
+    run; one-line errors for damaged files."""
     found = {}
     for name, (relative, script) in SOURCES.items():
         path = outputs / relative
@@ -142,6 +135,9 @@ def read_metrics(outputs: Path) -> dict[str, dict | None]:
                              f"rerun {script} (or make all) before making the report")
         if not path.is_file():
             found[name] = None
+            continue
+        if name == "task3":  # the typed result, checked by its own reader
+            found[name] = read_task3(path, f"rerun {script} with this version of the code")
             continue
         metrics = read_json(path, "metrics file", f"rerun {script} or delete the file")
         check_metrics(metrics, EXPECTED[name], str(path),

@@ -22,8 +22,7 @@ from data import DISPLAY_NAMES, load_cifar10, normalize
 from models import ARCHITECTURE, Architecture, DeconvNet
 from study.analysis.baselines import (OCCLUSION_IMAGES, BaselineFigures, BaselineSettings,
                                       randomisation_baselines)
-from study.analysis.decoders import (controls, decoder_checks, decoders_of, layer1_refit,
-                                     picture_decoder)
+from study.analysis.decoders import controls, decoder_checks, decoders_of, layer1_refit
 from study.analysis.evidence import (RANDOM_PATCHES, TOP_K, channel_table, conv1_filter_stats, crop,
                                      patch_measures)
 from study.analysis.findings import (RULES, against_baselines, channel_roles, describe_channel,
@@ -31,6 +30,7 @@ from study.analysis.findings import (RULES, against_baselines, channel_roles, de
 from study.analysis.nulls import NULL_DRAWS, rule_images
 from study.analysis.projections import single_channels, top9
 from study.analysis.random_models import SEEDS_PER_CASCADE, baseline_seeds
+from study.analysis.task3_result import LayerResult, Reading, Task3Result
 from study.core.common import (ArgumentParser, UsageError, add_data_arguments, add_output_arguments,
                                add_threads_argument, environment_info, fast_layout, number, run_cli,
                                select_device)
@@ -227,10 +227,10 @@ class Readers:
 
     refit: DeconvNet  # the Task 2 model with deconv1 refitted on the real z1
     refit_info: dict
-    decoders: dict  # every decoder's full-latent test PSNR and r, by DecoderId string
-    pictured_by: dict[int, str]  # layer -> the decoder its pictures use
+    decoders: dict[DecoderId, Reading]  # every decoder's full-latent test PSNR and r
+    pictured_by: dict[int, DecoderId]  # layer -> the decoder its pictures use
     layer_models: dict[int, tuple[DeconvNet, str]]  # layer -> (that decoder's model, its words)
-    controls: dict  # layer name -> the switch and latent controls
+    controls: dict[int, dict[str, Reading]]  # layer -> the switch and latent controls
 
 
 def read_decoders(net: DeconvNet, args, checkpoint_sha256: str, data) -> Readers:
@@ -240,14 +240,16 @@ def read_decoders(net: DeconvNet, args, checkpoint_sha256: str, data) -> Readers
     refit, refit_info = layer1_refit(net, args.checkpoint, checkpoint_sha256, data.train_images,
                                      data.content_hash, args.fit_epochs, args.seed, args.quiet)
     readers = decoders_of(net, refit)
-    decoders = decoder_checks(readers, data.test_images)
-    for result in decoders.values():
-        print(f"full-latent test PSNR, {result['label']}: {result['psnr_db']:.2f} dB "
-              f"(r = {result['correlation']:.2f})")
-    pictured_by = {stage.index: picture_decoder(arch, stage.index) for stage in arch.layers}
-    layer_models = {layer: (readers[name][0], "refitted" if DecoderId.parse(name).kind == "refit"
-                            else "Task 2 decoder") for layer, name in pictured_by.items()}
-    controls_found = {arch.layer(layer).name: controls(model, layer, data.test_images)
+    decoders = {decoder: Reading(decoder.label, found["psnr_db"], found["correlation"])
+                for decoder, found in decoder_checks(readers, data.test_images).items()}
+    for reading in decoders.values():
+        print(f"full-latent test PSNR, {reading.label}: {reading.psnr_db:.2f} dB "
+              f"(r = {reading.correlation:.2f})")
+    pictured_by = {stage.index: DecoderId.picture(stage.index, arch.depth) for stage in arch.layers}
+    layer_models = {layer: (readers[decoder][0], "refitted" if decoder.kind == "refit"
+                            else "Task 2 decoder") for layer, decoder in pictured_by.items()}
+    controls_found = {layer: {case: Reading(**found) for case, found in
+                              controls(model, layer, data.test_images).items()}
                       for layer, (model, _) in layer_models.items()}
     return Readers(refit, refit_info, decoders, pictured_by, layer_models, controls_found)
 
@@ -286,7 +288,7 @@ def name_channels(arch: Architecture, rows: dict, baselines, pictured_by: dict) 
     diversity = baselines.projection_diversity["per_model"]["trained"]
     for stage in arch.layers:
         layer_rows, judged = rows[stage.index], baselines.rules[stage.name]
-        alike = diversity[pictured_by[stage.index]]
+        alike = diversity[str(pictured_by[stage.index])]
         for row, judgement, similar in zip(layer_rows, judged["channels"], alike):
             row["baseline_claims"] = judgement
             row["surviving_roles"] = surviving_roles(row, judgement)
@@ -379,6 +381,7 @@ def main() -> None:
                 occlusion_images=args.occlusion_images, null_draws=args.null_draws,
                 seed=args.seed))
         channels = name_channels(arch, rows, baselines, readers.pictured_by)
+        pictured = {layer: str(decoder) for layer, decoder in readers.pictured_by.items()}
         # the channels each image's single-channel figure shows (step 4); the baselines'
         # figure shows the test image's own
         shown = {split: {layer: shown_channels(choices[layer], model.encode(normalize(
@@ -386,12 +389,12 @@ def main() -> None:
                          for layer, (model, _) in readers.layer_models.items()}
                  for split, (index, _) in picks.items()}
         plots.save(latent_plots.baseline_pictures_figure(baseline_figures, "test",
-                                                         readers.pictured_by,
+                                                         pictured,
                                                          shown["test"][arch.depth]),
                    out / "baseline_pictures.png")
         plots.save(latent_plots.occlusion_figure(baseline_figures, {
             split: images_of(data, split)[picks[split][0]] for split in picks},
-            readers.pictured_by[arch.depth], layer=arch.layers[-1].name), out / "occlusion.png")
+            pictured[arch.depth], layer=arch.layers[-1].name), out / "occlusion.png")
         # 4. The two images, one channel at a time.
         explained = explain_images(net, readers, data, picks, shown, out)
         # 5. What the explorer page shows beside the trained model: the first randomised model
@@ -399,24 +402,24 @@ def main() -> None:
         save_explorer_models(explorer_models(baseline_figures, readers.refit.deconv1, arch),
                              out / BASELINE_MODELS)
 
-        save_json({
-            "task": "task3", "checkpoint": str(args.checkpoint),
-            "permuted_checkpoint": permuted_info,
-            "task2_config": task2.get("config"), "architecture": arch.describe(),
-            "layer1_refit": readers.refit_info, "decoders": readers.decoders,
-            "controls": readers.controls,
-            "rules": RULES, "channels": channels, "baselines": baselines.to_json(),
-            "appearance_reference": {"random_patches": RANDOM_PATCHES,
-                                     "top_k": min(TOP_K, len(sample)), "seed": args.seed},
-            "rule_images": {"count": len(sample), "of": len(data.test_labels),
-                            "seed": args.seed},
-            "class_means": {arch.layer(layer).name: [[round(v, 4) for v in row] for row in m.tolist()]
-                            for layer, m in class_means.items()},
-            "images": explained, "top9": top, "conv1_filters": conv1_filter_stats(net),
-            "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "wall_seconds": round(time.perf_counter() - started, 2),
-            "data": data.describe(), "environment": environment_info(device),
-        }, out / METRICS)
+        result = Task3Result(
+            architecture=arch,
+            layers=tuple(LayerResult(
+                stage, channels[stage.name], top[stage.name],
+                [[round(v, 4) for v in row] for row in class_means[stage.index].tolist()],
+                readers.controls[stage.index], baselines.rules[stage.name])
+                for stage in arch.layers),
+            decoders=readers.decoders, baselines=baselines.to_json(), images=explained,
+            layer1_refit=readers.refit_info, rules=RULES,
+            rule_images={"count": len(sample), "of": len(data.test_labels), "seed": args.seed},
+            appearance_reference={"random_patches": RANDOM_PATCHES,
+                                  "top_k": min(TOP_K, len(sample)), "seed": args.seed},
+            conv1_filters=conv1_filter_stats(net), checkpoint=str(args.checkpoint),
+            permuted_checkpoint=permuted_info, task2_config=task2.get("config"),
+            config={k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            wall_seconds=round(time.perf_counter() - started, 2), data=data.describe(),
+            environment=environment_info(device))
+        save_json(result.to_json(), out / METRICS)
         print(f"wrote {out}/: metrics.json and figures")
 
 

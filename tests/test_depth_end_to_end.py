@@ -45,6 +45,20 @@ def three_stage_study(tmp_path_factory, tiny_cifar) -> Path:
     return outputs
 
 
+def test_the_three_stage_task3_reads_back_as_three_layers(three_stage_study):
+    """Task 3's typed result of the deeper net: a LayerResult for every stage (the middle one
+    read by its literal decoder), written back key for key."""
+    from study.analysis.task3_result import read_task3
+    from study.core.ids import DecoderId
+
+    path = three_stage_study / "task3" / "metrics.json"
+    result = read_task3(path)
+    assert [layer.name for layer in result.layers] == ["z1", "z2", "z3"]
+    assert [len(layer.channels) for layer in result.layers] == [8, 16, 32]  # small3's widths
+    assert result.picture_decoder(result.layer("z2")) == DecoderId(2, "literal")
+    assert result.to_json() == json.loads(path.read_text())
+
+
 def test_the_plan_wrote_every_part_of_the_depth_study(three_stage_study):
     for part in ("task1", "task2", "task3", "probes", "probes_tutorial",
                  "runs/task2_permuted_seed0"):

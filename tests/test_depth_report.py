@@ -1,17 +1,25 @@
 """The depth report's arithmetic (make_depth_report.py): Holm over the layers, computed here by
 hand, and a verdict per layer that names only what survives its test."""
+import dataclasses
+
 import pytest
 
 import make_depth_report as depth
+from models import Architecture
+from study.analysis.task3_result import LayerResult, Task3Result
 
 
-def _task3(p_values: dict[str, float], trained: dict[str, int]) -> dict:
-    return {"baselines": {"rules": {name: {
-        "channels": [{}] * 16,
-        "counts": {"class": {"trained": trained[name], "p_value": p,
-                             "baselines": {"conv2": {"mean": 3.0}, "rotation": {"mean": 2.5},
-                                           "permuted_labels": {"mean": 4}}}}}
-        for name, p in p_values.items()}}}
+def _task3(p_values: dict[str, float], trained: dict[str, int]) -> Task3Result:
+    """Task 3's result for a net of 16-channel layers, one per p-value, holding only the
+    class-dominant counts the depth report reads."""
+    arch = Architecture(channels=(16,) * len(p_values), kernel=3, padding=1, hidden=())
+    layers = tuple(LayerResult(stage, [{}] * 16, [], [], {}, {
+        "channels": [], "counts": {"class": {
+            "trained": trained[stage.name], "p_value": p_values[stage.name],
+            "baselines": {"conv2": {"mean": 3.0}, "rotation": {"mean": 2.5},
+                          "permuted_labels": {"mean": 4}}}}}) for stage in arch.layers)
+    return Task3Result(arch, layers, {}, {}, {}, {}, {}, {}, {}, [], "", None, None, {}, 0.0,
+                       {}, {})
 
 
 def _probes(accuracy: dict[str, dict[str, float]], p_holm: dict[str, float], pixels=0.40) -> dict:
@@ -84,11 +92,14 @@ def test_probes_or_task3_of_another_network_are_refused(tmp_path):
     checkpoint.write_bytes(b"the deep model")
     ours = hashlib.sha256(b"the deep model").hexdigest()
     folders = (tmp_path / "task3", tmp_path / "probes")
-    depth.check_same_network({"layer1_refit": {"checkpoint_sha256": ours}},
-                             {"checkpoint_sha256": ours}, checkpoint, folders)
+    def task3_of(sha256: str) -> Task3Result:
+        return dataclasses.replace(_task3({"z1": 0.5}, {"z1": 1}),
+                                   layer1_refit={"checkpoint_sha256": sha256})
+
+    depth.check_same_network(task3_of(ours), {"checkpoint_sha256": ours}, checkpoint, folders)
     depth.check_same_network(None, None, checkpoint, folders)  # nothing to combine: nothing to say
     with pytest.raises(UsageError, match="probes read another network") as error:
         depth.check_same_network(None, {"checkpoint_sha256": "0" * 64}, checkpoint, folders)
     assert "\n" not in str(error.value)
-    with pytest.raises(UsageError, match="task3 records no network"):
-        depth.check_same_network({"layer1_refit": {}}, None, checkpoint, folders)
+    with pytest.raises(UsageError, match="task3 read another network"):
+        depth.check_same_network(task3_of("1" * 64), None, checkpoint, folders)

@@ -15,7 +15,7 @@ from test_bad_input import assert_one_line_error, run_in_process
 import build_explorer
 from data import load_cifar10
 from models import ARCHITECTURE, DeconvNet
-from study.core.ids import ModelId
+from study.core.ids import DecoderId, ModelId
 from study.reporting import explorer_page
 
 pytestmark = pytest.mark.slow  # each builds or loads a data set and a page (~1 s)
@@ -40,24 +40,58 @@ def inputs(tiny_cifar, tmp_path):
            "data_sha256": data.content_hash, "epochs": 2, "seed": 0}
     save({"key": key, "state": torch.nn.ConvTranspose2d(6, 3, 5).state_dict(),
           "fit_seconds": 1.0}, checkpoint.with_name("layer1_decoder.pth"))
-    channels, top9 = {}, {}
-    for stage in ARCHITECTURE.layers:
-        side = stage.receptive_field
-        channels[stage.name] = [
-            {"channel": c, "finding": f"channel {c}", "roles": [], "top_k": 9,
-             "top_k_classes": {"cat": 50.0, "dog": 50.0}, "r_luminance": 0.5,
-             "r_red_green": -0.1, "r_blue_yellow": 0.0, "r_gradient_energy": 0.2}
-            for c in range(stage.channels)]
-        top9[stage.name] = [{"channel": c, "test_indices": list(range(9)),
-                             "boxes": [[0, 0, side]] * 9, "classes": ["cat"] * 9}
-                            for c in range(stage.channels)]
-    task3 = {"task": "task3", "channels": channels, "top9": top9,
-             "data": data.describe(), "layer1_refit": {**key, "fitted_now": True},
-             "config": {"data_dir": str(tiny_cifar), "subset": 1.0, "seed": 0},
-             "images": {"test": {"index": 3}}}
+    task3 = task3_metrics(ARCHITECTURE, data, {**key, "fitted_now": True, "fit_seconds": 1.0},
+                          {"data_dir": str(tiny_cifar), "subset": 1.0, "seed": 0})
     metrics = save(task3, tmp_path / "task3" / "metrics.json")
     return {"checkpoint": checkpoint, "metrics": metrics, "task3": task3, "data": data,
             "out": tmp_path / "task3" / "explorer.html"}
+
+
+def task3_metrics(arch, data, layer1_refit: dict, config: dict) -> dict:
+    """Task 3 metrics as Task 3 writes them, every field its reader checks, for `arch` on
+    `data`: channel c's finding is "channel c", its top-9 the first nine test images."""
+    def reading(label: str) -> dict:
+        return {"label": label, "psnr_db": 12.0, "correlation": 0.5}
+
+    decoders = {}
+    for stage in arch.layers:
+        for decoder in {DecoderId.own(stage.index, arch.depth), DecoderId(stage.index, "tied"),
+                        *([DecoderId(1, "refit")] if stage.index == 1 else [])}:
+            decoders[str(decoder)] = {**reading(decoder.label), "layer": stage.index}
+    per_layer = {stage.name: stage for stage in arch.layers}
+    return {
+        "task": "task3", "checkpoint": "deconv_net.pth", "permuted_checkpoint": None,
+        "task2_config": None, "architecture": arch.describe(), "layer1_refit": layer1_refit,
+        "decoders": decoders,
+        "controls": {name: {"own": reading("own")} for name in per_layer}, "rules": {},
+        "channels": {name: [
+            {"channel": c, "finding": f"channel {c}", "roles": [], "top_k": 9,
+             "top_k_classes": {"cat": 50.0, "dog": 50.0}, "top_k_class": "cat",
+             "top_k_class_share": 50.0, "r_luminance": 0.5, "r_red_green": -0.1,
+             "r_blue_yellow": 0.0, "r_gradient_energy": 0.2} for c in range(stage.channels)]
+            for name, stage in per_layer.items()},
+        "baselines": {
+            "models": {"trained": {}}, "psnr_summary": {}, "projection_diversity": {},
+            "protocol": {"seeds": [], "refit": {"steps": 1},
+                         "occluder": {"size": 8, "stride": 4}},
+            "picture_similarity": {"summary": {}}, "occlusion": {"images": 1, "summary": {}},
+            "rules": {"protocol": {"draws": 19, "alpha": 0.05, "smallest_p": 0.05,
+                                   "groups": {}, "families": {}},
+                      "seconds": {"total": 1.0},
+                      **{name: {"channels": [{"channel": c, "claims": [], "class_share": {}}
+                                             for c in range(stage.channels)], "counts": {}}
+                         for name, stage in per_layer.items()}}},
+        "appearance_reference": {"random_patches": 100, "top_k": 9, "seed": 0},
+        "rule_images": {"count": 9, "of": len(data.test_labels), "seed": 0},
+        "class_means": {name: [[0.0] * 10] * stage.channels for name, stage in per_layer.items()},
+        "images": {"test": {"index": 3, "class": "cat",
+                            **{name: {"channels": []} for name in per_layer}}},
+        "top9": {name: [{"channel": c, "test_indices": list(range(9)),
+                         "boxes": [[-stage.offset, -stage.offset, stage.receptive_field]] * 9,
+                         "classes": ["cat"] * 9, "projection_similarity": 0.1}
+                        for c in range(stage.channels)] for name, stage in per_layer.items()},
+        "conv1_filters": [], "config": config, "wall_seconds": 1.0, "data": data.describe(),
+        "environment": {}}
 
 
 def build(inputs, monkeypatch, capsys, tmp_path, *extra, checkpoints=None, out=None):
@@ -238,39 +272,27 @@ def test_duplicate_long_folder_names_get_ids_within_the_limit(inputs, monkeypatc
     assert re.fullmatch(explorer_page.ID_PATTERN, "x" * 64)
 
 
-def _task3_for(arch, boxes_of) -> dict:
-    """Task 3 metrics for `arch` whose every top-9 box is boxes_of(stage)."""
-    channels, top9 = {}, {}
-    for stage in arch.layers:
-        channels[stage.name] = [
-            {"channel": c, "finding": "f", "roles": [], "top_k": 9,
-             "top_k_classes": {"cat": 100.0}, "r_luminance": 0.0, "r_red_green": 0.0,
-             "r_blue_yellow": 0.0, "r_gradient_energy": 0.0} for c in range(stage.channels)]
-        top9[stage.name] = [{"channel": c, "test_indices": list(range(9)),
-                             "boxes": [boxes_of(stage)] * 9, "classes": ["cat"] * 9}
-                            for c in range(stage.channels)]
-    return {"channels": channels, "top9": top9}
-
-
 @pytest.mark.parametrize("name", ["tutorial", "deep4"])
-def test_every_receptive_field_of_a_layer_is_a_valid_box(name, tmp_path):
+def test_every_receptive_field_of_a_layer_is_a_valid_box(name):
     """Round six, case 15: deep4's z4 fields are 46 pixels, larger than the 32-pixel image, and
     start 15 pixels before it (offset); the last unit's box starts at (size - 1) * stride -
-    offset. Such boxes are accepted; a box of another side, or one off the units' grid, is not."""
+    offset. Such boxes are accepted (by Task 3's reader, which the page builder reads it with);
+    a box of another side, or one off the units' grid, is not."""
     from models import ARCHITECTURES
+    from study.analysis.task3_result import check_boxes
+
+    def top(box: list[int]) -> dict:
+        return {"test_indices": list(range(9)), "boxes": [box] * 9, "classes": ["cat"] * 9}
 
     arch = ARCHITECTURES[name]
-    last = {stage.name: (stage.size - 1) * stage.stride - stage.offset for stage in arch.layers}
-    build_explorer.check_task3(_task3_for(arch, lambda s: [-s.offset, last[s.name],
-                                                           s.receptive_field]),
-                               tmp_path / "m.json", 100, arch)
+    for stage in arch.layers:
+        last = (stage.size - 1) * stage.stride - stage.offset
+        check_boxes(top([-stage.offset, last, stage.receptive_field]), stage, "m.json", "fix")
     deepest = arch.layers[-1]
     for bad in ([-deepest.offset, 0, deepest.receptive_field - 1],  # another side
                 [-deepest.offset + 1, -deepest.offset, deepest.receptive_field]):  # off the grid
-        metrics = _task3_for(arch, lambda s: bad if s.name == deepest.name else
-                             [-s.offset, -s.offset, s.receptive_field])
         with pytest.raises(build_explorer.UsageError, match="is not the receptive field of a"):
-            build_explorer.check_task3(metrics, tmp_path / "m.json", 100, arch)
+            check_boxes(top(bad), deepest, "m.json", "fix")
 
 
 def test_an_unfolded_batchnorm_checkpoint_is_run_folded_not_without_its_batchnorm(

@@ -1,9 +1,12 @@
 """The report's verdicts (study/reporting/claims.py): every verdict sentence of the template has a
 check and every check a sentence; a run that contradicts a sentence stops the build and names
 it; the checks themselves on small hand-made metrics with known answers."""
+from types import SimpleNamespace
+
 import pytest
 
 from conftest import REPO
+from models import ARCHITECTURE, ARCHITECTURES
 from study.core.common import UsageError
 from study.reporting import claims as report_claims
 
@@ -70,13 +73,15 @@ def test_the_full_study_is_told_apart_from_other_runs():
     full = {"task1": {"config": {"subset": 1.0, "epochs": 2, "batch_size": 4, "lr": 0.001,
                                  "momentum": 0.9, "arch": "tutorial"},
                       "data": {"train_images": 50_000, "test_images": 10_000}},
-            "task2": {"lambda": 0.01}, "task3": {"architecture": {"layers": [{}, {}]}},
+            "task2": {"lambda": 0.01}, "task3": SimpleNamespace(architecture=ARCHITECTURE),
             "seeds": {"per_seed": [{}, {}, {}]}, "convergence": {"layers": {}}}
     assert report_claims.study_differences(full) == []
     small = {**full, "task1": {**full["task1"], "config": {**full["task1"]["config"], "subset": 0.1},
                                "data": {"train_images": 5_000, "test_images": 1_000}}}
     assert report_claims.study_differences(small) == ["5,000 training and 1,000 test images"]
     assert report_claims.study_differences({**full, "task3": None}) == ["no task3 results"]
+    deeper = SimpleNamespace(architecture=ARCHITECTURES["small3"])
+    assert report_claims.study_differences({**full, "task3": deeper}) == ["another network"]
     assert report_claims.study_differences({**full, "convergence": None}) == ["no convergence results"]
 
 

@@ -32,17 +32,17 @@ CONTROLS = {"own": "own latent and switches",
 
 # --- which decoder reads which layer ---
 
-def decoders_of(net: DeconvNet, refit: DeconvNet) -> dict[str, tuple[DeconvNet, int, bool]]:
-    """Every decoder Task 3 measures, by identifier: (model, layer, tied). Layer 1 has Task 2's
+def decoders_of(net: DeconvNet, refit: DeconvNet) -> dict[DecoderId, tuple[DeconvNet, int, bool]]:
+    """Every decoder Task 3 measures: (model, layer, tied). Layer 1 has Task 2's
     literal decoder, the one refitted on the real z1 and the tied deconvnet; the last layer the
     decoder Task 2 trained on it and the tied one; a layer between them its literal Task 2
     decoder (trained only on the outputs of the layer above) and the tied one."""
     decoders, depth = {}, net.arch.depth
     for stage in net.arch.layers:
-        decoders[str(DecoderId.own(stage.index, depth))] = (net, stage.index, False)
+        decoders[DecoderId.own(stage.index, depth)] = (net, stage.index, False)
         if stage.index == 1 and depth > 1:
-            decoders[str(DecoderId(1, "refit"))] = (refit, 1, False)
-        decoders[str(DecoderId(stage.index, "tied"))] = (net, stage.index, True)
+            decoders[DecoderId(1, "refit")] = (refit, 1, False)
+        decoders[DecoderId(stage.index, "tied")] = (net, stage.index, True)
     return decoders
 
 
@@ -147,12 +147,9 @@ def _agreement(x_hat: torch.Tensor, x01: torch.Tensor) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def decoder_checks(decoders: dict[str, tuple[DeconvNet, int, bool]], images: torch.Tensor,
-                   batch_size: int = 1000) -> dict:
-    """Full-latent reconstruction quality of each decoder on the test set: PSNR and r.
-
-    `decoders` maps a decoder identifier ("z1_refit", ...) to (model, layer, tied).
-    """
+def decoder_checks(decoders: dict, images: torch.Tensor, batch_size: int = 1000) -> dict:
+    """Full-latent reconstruction quality of each decoder on the test set: {key: {"layer",
+    "psnr_db", "correlation"}} for `decoders` {key: (model, layer, tied)}, keyed as given."""
     squared, correlations = {name: 0.0 for name in decoders}, {name: [] for name in decoders}
     for images_u8 in images.split(batch_size):
         x = normalize(images_u8)
@@ -163,8 +160,7 @@ def decoder_checks(decoders: dict[str, tuple[DeconvNet, int, bool]], images: tor
             error, r = _agreement(model.decode(encoded[id(model)], layer, tied=tied), images_u8 / 255)
             squared[name] += error
             correlations[name].append(r * len(x))
-    return {name: {"label": DecoderId.parse(name).label, "layer": layer,
-                   "psnr_db": round(psnr_db(squared[name] / images.numel()), 2),
+    return {name: {"layer": layer, "psnr_db": round(psnr_db(squared[name] / images.numel()), 2),
                    "correlation": round(sum(correlations[name]) / len(images), 3)}
             for name, (_, layer, _) in decoders.items()}
 

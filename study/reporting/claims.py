@@ -12,8 +12,9 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from study.analysis.task3_result import LayerResult, Task3Result
 from study.core.common import UsageError
-from study.core.ids import DecoderId, ModelId
+from study.core.ids import ModelId
 from study.core.settings import DEFAULT_LAMBDA
 from study.reporting.numbers import r2
 
@@ -33,13 +34,8 @@ class Claim:
 
 def _counts(m: dict) -> list[tuple[str, str, dict]]:
     """(layer, rule, count test) of Task 3's count family, the rules the trained net meets."""
-    rules = m["task3"]["baselines"]["rules"]
-    return [(layer, rule, entry) for layer in _layers(m)
-            for rule, entry in rules[layer]["counts"].items() if entry["trained"]]
-
-
-def _layers(m: dict) -> list[str]:
-    return [layer["name"] for layer in m["task3"]["architecture"]["layers"]]
+    return [(layer.name, rule, entry) for layer in m["task3"].layers
+            for rule, entry in layer.nulls["counts"].items() if entry["trained"]]
 
 
 def _surviving_counts(m: dict, question: str) -> list[tuple[str, str]]:
@@ -47,15 +43,15 @@ def _surviving_counts(m: dict, question: str) -> list[tuple[str, str]]:
             if entry["questions"][question]["survives"]]
 
 
-def channel_claims(task3: dict) -> list[tuple[str, int, str, dict]]:
-    """(layer, channel, rule, test) of every single-channel claim of Task 3's metrics: the
+def channel_claims(task3: Task3Result) -> list[tuple[str, int, str, dict]]:
+    """(layer, channel, rule, test) of every single-channel claim of Task 3's result: the
     top-class share of every channel, and every other rule a channel meets."""
-    rules = task3["baselines"]["rules"]
     found = []
-    for layer in (stage["name"] for stage in task3["architecture"]["layers"]):
-        for judged in rules[layer]["channels"]:
-            found.append((layer, judged["channel"], "class", judged["class_share"]))
-            found += [(layer, judged["channel"], claim["rule"], claim) for claim in judged["claims"]]
+    for layer in task3.layers:
+        for judged in layer.nulls["channels"]:
+            found.append((layer.name, judged["channel"], "class", judged["class_share"]))
+            found += [(layer.name, judged["channel"], claim["rule"], claim)
+                      for claim in judged["claims"]]
     return found
 
 
@@ -69,16 +65,6 @@ def surviving_channel_claims(m: dict, question: str | None = None) -> list[tuple
     questions at once, the combined test)."""
     return [(layer, channel, rule) for layer, channel, rule, test in channel_claims(m["task3"])
             if survives(test, question)]
-
-
-def pictured_decoders(task3: dict) -> dict[str, str]:
-    """{layer name: the decoder its pictures use} (decoders.picture_decoder: the refitted one
-    for z1, Task 2's own at the last layer, the literal one in between)."""
-    from models import Architecture
-    from study.analysis.decoders import picture_decoder
-
-    arch = Architecture.from_description(task3["architecture"])
-    return {stage.name: picture_decoder(arch, stage.index) for stage in arch.layers}
 
 
 def named_channel(m: dict) -> tuple[str, int, str] | None:
@@ -117,34 +103,29 @@ def _baselines(m: dict) -> dict[str, float]:
     return m["task2"]["psnr_baselines_db"]
 
 
-def _decoder(m: dict, key: str) -> float:
-    return m["task3"]["decoders"][key]["psnr_db"]
-
-
 def _picture_sanity(m: dict) -> bool:
     """Adebayo et al.'s check per layer: every randomised model's pictures are less like the
     trained ones than those of the trained encoder with its decoders refitted from another seed."""
-    summary = m["task3"]["baselines"]["picture_similarity"]["summary"]
+    task3: Task3Result = m["task3"]
     verdicts = []
-    for decoder in pictured_decoders(m["task3"]).values():
-        found = summary.get(decoder, {})
-        floor = found.get("refit_seed", {}).get("spearman_mean")
-        randomised = [v["spearman_mean"] for g, v in found.items() if ModelId.parse(g).kind == "random"]
+    for layer in task3.layers:
+        found = task3.summary("similarity", layer)
+        floor = found.get(ModelId("refit_seed"), {}).get("spearman_mean")
+        randomised = [v["spearman_mean"] for g, v in found.items() if g.kind == "random"]
         if floor is None or not randomised:
             return False
         verdicts.append(max(randomised) < floor)
     return all(verdicts)
 
 
-def _last_decoder(m: dict) -> str:
-    """The decoder of the last layer's pictures (Task 2's own)."""
-    return pictured_decoders(m["task3"])[_layers(m)[-1]]
+def _last(m: dict) -> LayerResult:
+    return m["task3"].layers[-1]
 
 
 def _occlusion_beats_random(m: dict) -> bool:
-    summary = m["task3"]["baselines"]["occlusion"]["summary"].get(_last_decoder(m), {})
-    trained = summary.get("trained", {}).get("mean")
-    randomised = [v["mean"] for g, v in summary.items() if ModelId.parse(g).kind == "random"]
+    summary = m["task3"].summary("occlusion", _last(m))
+    trained = summary.get(ModelId("trained"), {}).get("mean")
+    randomised = [v["mean"] for g, v in summary.items() if g.kind == "random"]
     return trained is not None and bool(randomised) and trained > max(randomised)
 
 
@@ -246,20 +227,20 @@ def _(m: dict) -> bool:
 @claim("t3-literal", "Task 2's own layer-1 decoder fails on the real z1 (below an image's mean "
                      "colour); the refit does far better")
 def _(m: dict) -> bool:
-    literal = _decoder(m, str(DecoderId(1, "literal")))
-    refit = _decoder(m, str(DecoderId(1, "refit")))
+    literal = m["task3"].decoder(1, "literal").psnr_db
+    refit = m["task3"].decoder(1, "refit").psnr_db
     return literal < _baselines(m)["image mean colour"] and refit >= literal + 3
 
 
 def _first_layer(m: dict) -> dict:
-    return first_layer_channels(m["task3"]["channels"][_layers(m)[0]])
+    return first_layer_channels(m["task3"].layers[0].channels)
 
 
 @claim("t3-z1-words", "the six first-layer channels are blue, red, dark, bright, vertical and "
                       "horizontal, each by its own measure")
 def _(m: dict) -> bool:
-    rows = m["task3"]["channels"][_layers(m)[0]]
-    rules = m["task3"]["rules"]
+    rows = m["task3"].layers[0].channels
+    rules = m["task3"].rules
     chosen = {k: rows[v["channel"]] for k, v in _first_layer(m).items()}
     return (len({row["channel"] for row in chosen.values()}) == 6
             and chosen["blue"]["r_blue_yellow"] >= rules["colour_r"]
@@ -272,17 +253,17 @@ def _(m: dict) -> bool:
             and chosen["horizontal"]["r_edge_by_angle"]["0"] >= rules["edge_r"])
 
 
-def _cost(m: dict, layer: str, case: str) -> float:
-    cases = m["task3"]["controls"][layer]
-    return cases["own"]["psnr_db"] - cases[case]["psnr_db"]
+def _cost(layer: LayerResult, case: str) -> float:
+    """How many dB a control costs the decoder of `layer`'s pictures."""
+    return layer.controls["own"].psnr_db - layer.controls[case].psnr_db
 
 
 @claim("t3-z2-alike", "another image's switches cost more at the last layer than at the first, "
                       "and less than another image's latent at both")
 def _(m: dict) -> bool:
-    first, last = _layers(m)[0], _layers(m)[-1]
-    return (_cost(m, last, "other_switches") > _cost(m, first, "other_switches")
-            and all(_cost(m, layer, "other_latent") > _cost(m, layer, "other_switches")
+    first, last = m["task3"].layers[0], _last(m)
+    return (_cost(last, "other_switches") > _cost(first, "other_switches")
+            and all(_cost(layer, "other_latent") > _cost(layer, "other_switches")
                     for layer in (first, last)))
 
 
@@ -290,10 +271,10 @@ def _named_row(m: dict) -> tuple[dict, dict] | None:
     named = named_channel(m)
     if named is None or named[2] != "colour":
         return None
-    layer, channel, _ = named
-    judged = next(j for j in m["task3"]["baselines"]["rules"][layer]["channels"]
-                  if j["channel"] == channel)
-    return m["task3"]["channels"][layer][channel], judged
+    name, channel, _ = named
+    layer = m["task3"].layer(name)
+    judged = next(j for j in layer.nulls["channels"] if j["channel"] == channel)
+    return layer.channels[channel], judged
 
 
 @claim("t3-named-picture", "the named channel is a last-layer channel shown for the test image")
@@ -302,9 +283,9 @@ def _(m: dict) -> bool:
     if found is None:
         return False
     row, _ = found
-    last = _layers(m)[-1]
-    shown = [r["channel"] for r in m["task3"]["images"]["test"][last]["channels"]]
-    return row in m["task3"]["channels"][last] and row["channel"] in shown
+    last = _last(m)
+    shown = [r["channel"] for r in m["task3"].images["test"][last.name]["channels"]]
+    return row in last.channels and row["channel"] in shown
 
 
 @claim("t3-counts", "no count of channels survives either question, and every trained count is "
@@ -340,14 +321,14 @@ def _(m: dict) -> bool:
         return False
     row, _ = found
     top_two = sorted(row["top_k_classes"], key=row["top_k_classes"].get, reverse=True)[:2]
-    return (row["r_blue_yellow"] >= m["task3"]["rules"]["colour_r"] and row["hue_name"] == "blue"
+    return (row["r_blue_yellow"] >= m["task3"].rules["colour_r"] and row["hue_name"] == "blue"
             and set(top_two) == {"plane", "ship"})
 
 
 @claim("t3-z1-not-single", "the first layer's blue channel beats random networks but not "
                            "rotations")
 def _(m: dict) -> bool:
-    first = _layers(m)[0]
+    first = m["task3"].layers[0].name
     channel = _first_layer(m)["blue"]["channel"]
     return ((first, channel, "colour") in surviving_channel_claims(m, "learned")
             and (first, channel, "colour") not in surviving_channel_claims(m, "single_channel"))
@@ -391,22 +372,22 @@ def _(m: dict) -> bool:
 @claim("t3-occlusion", "occlusion agrees with the projections more for the trained network than "
                        "for random ones, but not more than for the permuted-labels one")
 def _(m: dict) -> bool:
-    summary = m["task3"]["baselines"]["occlusion"]["summary"][_last_decoder(m)]
+    summary = m["task3"].summary("occlusion", _last(m))
     return (_occlusion_beats_random(m)
-            and summary["permuted_labels"]["mean"] >= summary["trained"]["mean"])
+            and summary[ModelId("permuted")]["mean"] >= summary[ModelId("trained")]["mean"])
 
 
 @claim("t3-permuted", "the permuted-labels network decodes the last layer at least as well as "
                       "the trained one")
 def _(m: dict) -> bool:
-    psnr = m["task3"]["baselines"]["psnr_summary"][_last_decoder(m)]
-    return psnr["permuted_labels"]["mean"] >= psnr["trained"]["mean"]
+    psnr = m["task3"].summary("psnr", _last(m))
+    return psnr[ModelId("permuted")]["mean"] >= psnr[ModelId("trained")]["mean"]
 
 
 @claim("t3-top9", "for most last-layer channels the top-9 projections are more alike than the "
                   "patches")
 def _(m: dict) -> bool:
-    rows = m["task3"]["channels"][_layers(m)[-1]]
+    rows = _last(m).channels
     return sum(r["projection_diversity"]["flagged"] for r in rows) > len(rows) / 2
 
 
@@ -428,7 +409,7 @@ def study_differences(m: dict) -> list[str]:
     protocol = {"epochs": 2, "batch_size": 4, "lr": 0.001, "momentum": 0.9}
     if any(config.get(k) != v for k, v in protocol.items()) or t2["lambda"] != DEFAULT_LAMBDA:
         found.append("another training protocol")
-    if len(m["task3"]["architecture"]["layers"]) != 2 or config.get("arch", "tutorial") != "tutorial":
+    if m["task3"].architecture.depth != 2 or config.get("arch", "tutorial") != "tutorial":
         found.append("another network")
     if len(m["seeds"]["per_seed"]) < 3:
         found.append(f"{len(m['seeds']['per_seed'])} seeds")

@@ -19,8 +19,9 @@ from pathlib import Path
 import torch
 
 from data import DISPLAY_NAMES
-from models import ARCHITECTURE, ARCHITECTURES, Architecture, DeconvNet
+from models import ARCHITECTURES, Architecture, DeconvNet
 from study.analysis.evidence import crop
+from study.analysis.task3_result import Task3Result
 from study.core.files import atomic_path
 from study.core.ids import ModelId
 
@@ -104,16 +105,16 @@ def gallery(test_labels: torch.Tensor, per_class: int, extra_test: list[int]) ->
     return sorted(chosen)
 
 
-def channel_cards(task3: dict, test_images: torch.Tensor, arch: Architecture = ARCHITECTURE) -> dict:
+def channel_cards(task3: Task3Result, test_images: torch.Tensor) -> dict:
     """Per layer, per channel: the finding, its numbers and its top-9 patches (uint8, base64;
     zeros where a padded network's field reaches past the border)."""
     cards = {}
-    for stage in arch.layers:
-        cards[stage.name] = []
-        for row, top in zip(task3["channels"][stage.name], task3["top9"][stage.name]):
+    for layer in task3.layers:
+        cards[layer.name] = []
+        for row, top in zip(layer.channels, layer.top9):
             patches = [_bytes(crop(test_images[i], (t, l, s)))
                        for i, (t, l, s) in zip(top["test_indices"], top["boxes"])]
-            cards[stage.name].append({
+            cards[layer.name].append({
                 "channel": row["channel"], "finding": row["finding"], "roles": row["roles"],
                 "top_k": row["top_k"], "top_k_classes": row["top_k_classes"],
                 "correlations": {"luminance": row["r_luminance"], "R-G": row["r_red_green"],
@@ -182,8 +183,8 @@ class PageContent:
     The default model: `net`, the `layer1_decoder` that decodes its z1 (None: its own deconv1),
     its `model_label` and `model_info` (optional "kind", "lambda", "randomised"). The data:
     `test_images` and `test_labels` (the gallery), `report_images` ({"test": {"index"},
-    "train": {"index", "label", "pixels"} or absent}) and `task3` (Task 3's metrics, "channels"
-    and "top9", or None for a page without channel cards). `extra_models`: models to switch to,
+    "train": {"index", "label", "pixels"} or absent}) and `task3` (Task 3's result, for the
+    channel cards; None for a page without them, or of another architecture than `net`'s). `extra_models`: models to switch to,
     each {"id": stable link-safe id, "label": display text, "net": a DeconvNet,
     "layer1_decoder": a ConvTranspose2d or None; optional "model" (a ModelId), "kind",
     "lambda", "randomised"}.
@@ -194,7 +195,7 @@ class PageContent:
     test_images: torch.Tensor
     test_labels: torch.Tensor
     report_images: dict
-    task3: dict | None = None
+    task3: Task3Result | None = None
     extra_models: tuple[dict, ...] = ()
     model_label: str = DEFAULT_LABEL
     model_info: dict | None = None
@@ -230,7 +231,7 @@ def page_data(content: PageContent, decoder_dtype: str = "float32") -> dict:
     return {"architecture": net.arch.describe(), "network": network_name(net.arch),
             "classes": list(DISPLAY_NAMES),
             "models": models, "images": images, "pixels": _bytes(torch.stack(pixels)),
-            "cards": channel_cards(task3, test_images, net.arch) if task3 else None,
+            "cards": channel_cards(task3, test_images) if task3 else None,
             "start": indices.index(report_test)}
 
 

@@ -7,10 +7,11 @@ come from findings.py, the module that wrote them in Task 3.
 """
 from datetime import datetime, timezone
 
-from study.core.ids import DecoderId
+from study.analysis.task3_result import Task3Result
+from study.core.ids import ModelId
 from study.core.text import plural, seeds_words
 from study.reporting.claims import (channel_claims, first_layer_channels, mean_interval,
-                                    pictured_decoders, study_differences, survives)
+                                    study_differences, survives)
 from study.reporting.numbers import db, median, p_cell, p_value, pct, r2, seconds, spread
 
 # --- facts per part ---
@@ -178,11 +179,6 @@ def seeds_facts(s: dict) -> dict:
     return facts
 
 
-def layer_names(m: dict) -> list[str]:
-    """The latent layers the run recorded ("z1", "z2", ...), in order."""
-    return [layer["name"] for layer in m["architecture"]["layers"]]
-
-
 def channel_name(layer: str, channel: int) -> str:
     """The one way the report names a channel: 'z2:12'."""
     return f"{layer}:{channel}"
@@ -196,73 +192,92 @@ RULE_SHORT = {"colour": "colour", "brightness": "bright", "darkness": "dark", "e
               "look": "patches", "class": "class share", "selective": "selective"}  # table cells
 
 
-def task3_facts(m: dict) -> dict:
+def task3_facts(t: Task3Result) -> dict:
     """Task 3's numbers as the report writes them: its tables' rows, the decoders, the nulls'
     survivors under each question, the named channel and the baselines' summaries."""
-    decoders, controls, b = m["decoders"], m["controls"], m["baselines"]
-    names = layer_names(m)
-    first, last = names[0], names[-1]
-    rules = b["rules"]
-    protocol = rules["protocol"]
-    claims = channel_claims(m)
-    cascade = [g for g in protocol["groups"][last] if g != "rotation"]
+    first, last = t.layers[0], t.layers[-1]
+    claims = channel_claims(t)
     both = _survivors(claims, None)
-    rho, occlusion, psnr = _baseline_summaries(m, last)
-    counts_family = protocol["families"]["counts"]
-    flagged = sum(r["projection_diversity"]["flagged"] for r in m["channels"][last])
     return {
-        "layers": names, "wall_minutes": f"{m['wall_seconds'] / 60:.1f}",
-        "last_shown": str(len(m["images"]["test"][last]["channels"])),
+        "layers": [layer.name for layer in t.layers], "wall_minutes": f"{t.wall_seconds / 60:.1f}",
+        "last_shown": str(len(t.images["test"][last.name]["channels"])),
         "images": {split: {"index": f"{v['index']:,}", "class": v["class"]}
-                   for split, v in m["images"].items()},
-        "literal_psnr": db(decoders[str(DecoderId(1, "literal"))]["psnr_db"]),
-        "refit_psnr": db(decoders[str(DecoderId(1, "refit"))]["psnr_db"]),
-        "last_psnr": db(decoders[str(DecoderId(len(names), "learned"))]["psnr_db"]),
-        "tied_psnr": {name: db(decoders[str(DecoderId(k, "tied"))]["psnr_db"])
-                      for k, name in enumerate(names, start=1)},
-        "refit_epochs": plural(m["layer1_refit"]["epochs"], "pass", "passes"),
-        "refit_seconds": seconds(m["layer1_refit"]["fit_seconds"]),
-        "decoder_rows": [[v["label"], db(v["psnr_db"]), f"{v['correlation']:.2f}"]
-                         for v in decoders.values()]
-                        + [[f"{layer}, {v['label']}", db(v["psnr_db"]), f"{v['correlation']:.2f}"]
-                           for layer, cases in controls.items() for case, v in cases.items()
+                   for split, v in t.images.items()},
+        **_decoder_facts(t),
+        "first": first_layer_channels(first.channels),
+        "flagged": str(sum(r["projection_diversity"]["flagged"] for r in last.channels)),
+        "last_channels": str(len(last.channels)),
+        "rule_images": f"{t.rule_images['count']:,}", "test_images": f"{t.rule_images['of']:,}",
+        "top_k": str(t.appearance_reference["top_k"]),
+        "random_patches": f"{t.appearance_reference['random_patches']:,}",
+        "rules": {k: f"{v:g}" for k, v in t.rules.items()},
+        "channel_rows": _channel_rows(t, claims),
+        "count_rows": _count_rows(t),
+        "cascade": [cascade_words(group) for group in t.cascade(last)],
+        **_null_facts(t),
+        "learned": _survivors(claims, "learned"), "single": _survivors(claims, "single_channel"),
+        "both": both, "named": _named_channel(t, claims, both),
+        **_baseline_summaries(t),
+        "projection_similarity": {layer.name: f"{median([r['projection_similarity'] for r in layer.top9]):.2f}"
+                                  for layer in t.layers},
+        "linearity": _linearity(t.images["test"][first.name]),
+    }
+
+
+def _decoder_facts(t: Task3Result) -> dict:
+    """The decoders' full-latent PSNRs, their table's rows and the controls' costs."""
+    return {
+        "literal_psnr": db(t.decoder(1, "literal").psnr_db),
+        "refit_psnr": db(t.decoder(1, "refit").psnr_db),
+        "last_psnr": db(t.decoder(t.architecture.depth, "learned").psnr_db),
+        "tied_psnr": {layer.name: db(t.decoder(layer.index, "tied").psnr_db) for layer in t.layers},
+        "refit_epochs": plural(t.layer1_refit["epochs"], "pass", "passes"),
+        "refit_seconds": seconds(t.layer1_refit["fit_seconds"]),
+        "decoder_rows": [[v.label, db(v.psnr_db), f"{v.correlation:.2f}"]
+                         for v in t.decoders.values()]
+                        + [[f"{layer.name}, {v.label}", db(v.psnr_db), f"{v.correlation:.2f}"]
+                           for layer in t.layers for case, v in layer.controls.items()
                            if case != "own"],
-        "controls": {layer: {case: db(v["psnr_db"]) for case, v in cases.items()}
-                     for layer, cases in controls.items()},
-        "control_costs": {layer: {case: f"{cases['own']['psnr_db'] - v['psnr_db']:.1f}"
-                                  for case, v in cases.items() if case != "own"}
-                          for layer, cases in controls.items()},
-        "first": first_layer_channels(m["channels"][first]),
-        "flagged": str(flagged), "last_channels": str(len(m["channels"][last])),
-        "rule_images": f"{m['rule_images']['count']:,}", "test_images": f"{m['rule_images']['of']:,}",
-        "top_k": str(m["appearance_reference"]["top_k"]),
-        "random_patches": f"{m['appearance_reference']['random_patches']:,}",
-        "rules": {k: f"{v:g}" for k, v in m["rules"].items()},
-        "channel_rows": _channel_rows(m, names, claims),
-        "count_rows": _count_rows(rules, names, cascade),
-        "cascade": [{"conv2": "conv2 random", "conv1_conv2": "conv1–2 random"}.get(g, g) for g in cascade],
+        "controls": {layer.name: {case: db(v.psnr_db) for case, v in layer.controls.items()}
+                     for layer in t.layers},
+        "control_costs": {layer.name: {case: f"{layer.controls['own'].psnr_db - v.psnr_db:.1f}"
+                                       for case, v in layer.controls.items() if case != "own"}
+                          for layer in t.layers},
+    }
+
+
+def _null_facts(t: Task3Result) -> dict:
+    """How the nulls were drawn and corrected, and the baselines' protocol, as text."""
+    protocol, b = t.protocol, t.baselines
+    return {
         "draws": f"{protocol['draws']:,}", "smallest_p": f"{protocol['smallest_p']:.3f}",
         "alpha": f"{protocol['alpha']:g}",
-        "counts_family": str(counts_family),
+        "counts_family": str(protocol["families"]["counts"]),
         "first_step": f"{protocol['count_first_step']:.4f}",
         "allowed": str(protocol["count_draws_allowed"]),
         "share_family": str(protocol["families"]["class_share"]),
         "claims_family": str(protocol["families"]["claims"]),
         "claims_possible": str(protocol["families"].get("claims_possible", "")),
-        "null_seconds": f"{rules['seconds']['total']:.0f}",
-        "learned": _survivors(claims, "learned"), "single": _survivors(claims, "single_channel"),
-        "both": both, "named": _named_channel(m, claims, both), "rho": rho,
-        "occlusion": occlusion, "psnr": psnr,
+        "null_seconds": f"{b['rules']['seconds']['total']:.0f}",
         "refit_steps": str(b["protocol"]["refit"]["steps"]),
         "occluder": f"{b['protocol']['occluder']['size']}×{b['protocol']['occluder']['size']}",
         "occluder_stride": str(b["protocol"]["occluder"]["stride"]),
         "occlusion_images": str(b["occlusion"]["images"]),
         "baseline_seeds": str(len(b["protocol"]["seeds"])),
-        "projection_similarity": {name: f"{median([r['projection_similarity'] for r in rows]):.2f}"
-                                  for name, rows in m.get("top9", {}).items()},
-        "linearity": f"{m['images']['test'][first]['sum_of_contributions_minus_full_max_abs']:.0e}"
-        if m["images"]["test"][first]["sum_of_contributions_minus_full_max_abs"] is not None else "",
     }
+
+
+def _linearity(first_layer_image: dict) -> str:
+    """How far the first layer's single-channel pictures are from summing to the full one."""
+    found = first_layer_image["sum_of_contributions_minus_full_max_abs"]
+    return f"{found:.0e}" if found is not None else ""
+
+
+def cascade_words(group: ModelId) -> str:
+    """A cascade step as the counts table heads its column: the convolutions it re-initialises,
+    'conv2', 'conv1–2', 'conv1–4' (narrow at any depth; the caption says they are random)."""
+    first, last = group.stages[0], group.stages[-1]
+    return f"conv{first}" if first == last else f"conv{first}–{last}"
 
 
 def _survivors(claims: list, question: str | None) -> list[dict]:
@@ -272,7 +287,7 @@ def _survivors(claims: list, question: str | None) -> list[dict]:
             for layer, channel, rule, test in claims if survives(test, question)]
 
 
-def _channel_rows(m: dict, names: list[str], claims: list) -> list[list[str]]:
+def _channel_rows(t: Task3Result, claims: list) -> list[list[str]]:
     """The channel table: per channel its measures, the rules' names and each question's
     surviving descriptions."""
     def verdict_words(name: str, row: dict, question: str) -> str:
@@ -281,59 +296,60 @@ def _channel_rows(m: dict, names: list[str], claims: list) -> list[list[str]]:
         return ", ".join(kept) or "–"
 
     rows = []
-    for name in names:
-        for row in m["channels"][name]:
+    for layer in t.layers:
+        for row in layer.channels:
             words = ", ".join(dict.fromkeys(RULE_SHORT[r["kind"]] for r in row["roles"])) or "–"
-            rows.append([channel_name(name, row["channel"]), r2(row["r_luminance"]),
+            rows.append([channel_name(layer.name, row["channel"]), r2(row["r_luminance"]),
                          r2(row["r_red_green"]), r2(row["r_blue_yellow"]),
                          r2(row["r_gradient_energy"]),
                          f"{row['top_k_class']} {row['top_k_class_share']:.0f}", words,
-                         verdict_words(name, row, "learned"),
-                         verdict_words(name, row, "single_channel")])
+                         verdict_words(layer.name, row, "learned"),
+                         verdict_words(layer.name, row, "single_channel")])
     return rows
 
 
-def _count_rows(rules: dict, names: list[str], cascade: list[str]) -> list[list[str]]:
+def _count_rows(t: Task3Result) -> list[list[str]]:
     """The counts table: per layer and rule met at least once, the trained count against each
-    null group, both questions' Holm p and the count each would have needed (power)."""
+    null group (the last layer's cascade steps, rotations, permuted labels), both questions'
+    Holm p and the count each would have needed (power)."""
+    cascade = t.cascade(t.layers[-1])
     rows = []
-    for name in names:
-        for rule, entry in rules[name]["counts"].items():
+    for layer in t.layers:
+        for rule, entry in layer.nulls["counts"].items():
             if not entry["trained"]:
                 continue
-            q = entry["questions"]
+            q, nulls = entry["questions"], layer.count_nulls(rule)
 
-            def null(group: str) -> str:
-                found = entry["baselines"].get(group)
+            def null(group: ModelId) -> str:
+                found = nulls.get(group)
                 return f"{found['mean']:.1f} ± {found['sd']:.1f}" if found and found.get("draws", 0) > 1 else "–"
             needed = {k: (str(v["detectable_count"]) if v["detectable_count"] is not None
                           and v["detectable_count"] <= entry["channels"] else "never")
                       for k, v in q.items()}
-            permuted = entry["baselines"].get("permuted_labels", {}).get("mean")
-            rows.append([f"{name} {RULE_WORDS[rule]}", f"{entry['trained']}/{entry['channels']}",
-                         *(null(g) for g in cascade), null("rotation"),
+            permuted = nulls.get(ModelId("permuted"), {}).get("mean")
+            rows.append([f"{layer.name} {RULE_WORDS[rule]}", f"{entry['trained']}/{entry['channels']}",
+                         *(null(g) for g in cascade), null(ModelId("rotation")),
                          "–" if permuted is None else f"{permuted:g}",
                          p_cell(q["learned"]["p_holm"]), needed["learned"],
                          p_cell(q["single_channel"]["p_holm"]), needed["single_channel"]])
     return rows
 
 
-def _baseline_summaries(m: dict, last: str) -> tuple[dict, dict, dict]:
-    """(picture similarity per layer and group, occlusion agreement of the last layer, PSNR per
-    layer and group), each read through the decoder that layer's pictures use."""
-    b = m["baselines"]
-    similarity = b["picture_similarity"]["summary"]
-    pictured = pictured_decoders(m)
-    rho = {name: {g: f"{v['spearman_mean']:.2f}" for g, v in similarity.get(d, {}).items()}
-           for name, d in pictured.items()}
-    occlusion = {g: f"{v['mean']:.2f}" for g, v in
-                 b["occlusion"]["summary"].get(pictured[last], {}).items()}
-    psnr = {name: {g: db(v["mean"]) for g, v in b["psnr_summary"].get(d, {}).items()}
-            for name, d in pictured.items()}
-    return rho, occlusion, psnr
+def _baseline_summaries(t: Task3Result) -> dict:
+    """rho: picture similarity per layer and group; occlusion: the last layer's occlusion
+    agreement per group; psnr: PSNR per layer and group; each read through the decoder that
+    layer's pictures use, groups named as the metrics file names them."""
+    def texts(summary: dict, key: str, words) -> dict[str, str]:
+        return {str(group): words(v[key]) for group, v in summary.items()}
+    def two(value: float) -> str:
+        return f"{value:.2f}"
+    return {"rho": {layer.name: texts(t.summary("similarity", layer), "spearman_mean", two)
+                    for layer in t.layers},
+            "occlusion": texts(t.summary("occlusion", t.layers[-1]), "mean", two),
+            "psnr": {layer.name: texts(t.summary("psnr", layer), "mean", db) for layer in t.layers}}
 
 
-def _named_channel(m: dict, claims: list, both: list[dict]) -> dict | None:
+def _named_channel(t: Task3Result, claims: list, both: list[dict]) -> dict | None:
     """The one description that survives both questions, with its channel's class make-up and
     colour, or None when not exactly one does."""
     surviving_both = [(layer, channel, test) for layer, channel, _, test in claims
@@ -341,7 +357,7 @@ def _named_channel(m: dict, claims: list, both: list[dict]) -> dict | None:
     if len(surviving_both) != 1:
         return None
     layer, channel, test = surviving_both[0]
-    row = m["channels"][layer][channel]
+    row = t.layer(layer).channels[channel]
     ranked = sorted(row["top_k_classes"].items(), key=lambda kv: -kv[1])
     return {**both[0], "class": row["top_k_class"], "share": f"{row['top_k_class_share']:.0f}",
             "second": ranked[1][0], "second_share": f"{ranked[1][1]:.0f}",
@@ -478,14 +494,15 @@ def captions(facts: dict) -> dict[str, str]:
 
 def build_facts(metrics: dict) -> dict:
     """All facts of the report (figures are attached by make_report, which reads their files)."""
-    environments = [m["environment"] for m in (metrics["task1"], metrics["task2"], metrics["task3"])
-                    if m and "environment" in m]
+    task3: Task3Result | None = metrics["task3"]
+    environments = [m["environment"] for m in (metrics["task1"], metrics["task2"]) if m
+                    and "environment" in m] + ([task3.environment] if task3 else [])
     device = device_words(environments[0]) if environments else "an unrecorded machine"
     seeds = metrics["seeds"] or {}
-    total = seeds.get("wall_seconds", 0) + (0 if seeds.get("includes_task3") else
-                                            (metrics["task3"] or {}).get("wall_seconds", 0))
-    arch = next((m["architecture"] for m in (metrics["task1"], metrics["task2"], metrics["task3"])
-                 if m and "architecture" in m), None)
+    total = seeds.get("wall_seconds", 0) + (0 if seeds.get("includes_task3") or not task3
+                                            else task3.wall_seconds)
+    arch = next((m["architecture"] for m in (metrics["task1"], metrics["task2"])
+                 if m and "architecture" in m), task3.architecture.describe() if task3 else None)
     differences = study_differences(metrics)
     return {
         "title": "Visualising a CIFAR-10 CNN with a deconvolutional mirror",
