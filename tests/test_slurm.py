@@ -199,12 +199,20 @@ def test_a_tiny_sweep_through_slurm_gives_the_local_numbers_to_the_last_digit(sl
     env = dict(os.environ, PYTHONUNBUFFERED="1")  # the usual data cache ($CIFAR10_CACHE or ./data)
     common = ["--data-dir", SHARED_CIFAR10, "--subset", "0.02", "--device", "cpu", *TINY_SWEEP]
     local, cluster = tmp_path / "local", tmp_path / "slurm"
-    ran_local = run_script("sweep.py", *common, "--outputs", local, "--", "--epochs", "1",
-                           env=env, timeout=900)
-    assert ran_local.returncode == 0, ran_local.stdout + ran_local.stderr
-    ran = run_script("sweep.py", *common, "--outputs", cluster, "--executor", "slurm",
-                     "--allow-node-local-outputs", "--time", "20", "--mem-per-run", "3",
-                     "--", "--epochs", "1", env=env, timeout=900)
+    # the local sweep runs while the cluster's jobs wait for their turn (one thread each, so
+    # its numbers are those of a run alone)
+    ran_local = subprocess.Popen([sys.executable, str(REPO / "sweep.py"), *map(str, common),
+                                  "--outputs", str(local), "--", "--epochs", "1"], env=env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        ran = run_script("sweep.py", *common, "--outputs", cluster, "--executor", "slurm",
+                         "--allow-node-local-outputs", "--time", "20", "--mem-per-run", "3",
+                         "--", "--epochs", "1", env=env, timeout=900)
+        printed_local, _ = ran_local.communicate(timeout=900)
+    finally:
+        if ran_local.poll() is None:
+            ran_local.kill()
+    assert ran_local.returncode == 0, printed_local
     assert ran.returncode == 0, ran.stdout + ran.stderr
 
     runs = sweep.plan([0, 1], [0.0, 1e-2], cluster, [], task3=[])
