@@ -172,10 +172,16 @@ def fast_rows(z: torch.Tensor, layer: int, ref: Reference) -> list[dict]:
     """evidence.channel_table's row of every channel of one layer's maps z (N, C, H, W), with
     the keys the rules read, plus "images_active", "undefined" and "rules" as
     baselines.name_channels adds them: vectorised over channels and patches."""
-    from scipy.stats import binom
-
     z = z.cpu()
-    n, channels = z.shape[:2]
+    r = _signal_correlations(z, layer, ref)
+    classes = _class_statistics(z, ref)
+    looks = _top_patch_looks(z, layer, ref, classes)
+    return [_fast_row(c, r, classes, looks, ref) for c in range(z.shape[1])]
+
+
+def _signal_correlations(z: torch.Tensor, layer: int, ref: Reference) -> dict[str, torch.Tensor]:
+    """Each channel's Pearson r (3 decimals) with every local signal of the rule images:
+    {signal name: (C,)}."""
     flat = z.flatten(2).double()
     centred = flat - flat.mean((0, 2), keepdim=True)
     names, signals, signal_norms = ref.signals[layer]
@@ -183,70 +189,89 @@ def fast_rows(z: torch.Tensor, layer: int, ref: Reference) -> list[dict]:
     denominator = centred.pow(2).sum((0, 2)).sqrt()[:, None] * signal_norms[None]
     r = torch.where(denominator > 0, numerator / denominator.clamp_min(1e-300), torch.zeros_like(numerator))
     r = torch.round(r * 1000) / 1000
+    return {name: r[:, k] for k, name in enumerate(names)}
+
+
+def _class_statistics(z: torch.Tensor, ref: Reference) -> dict[str, torch.Tensor]:
+    """Per channel: its mean per class, its peak and where on every image, its k strongest
+    images, their class counts, the top class and its binomial tail p, and how many images
+    it is active on."""
+    from scipy.stats import binom
+
     spatial = z.double().mean((2, 3))  # N, C
-    class_means = (ref.onehot.T @ spatial / ref.onehot.sum(0)[:, None]).T  # C, classes
     peaks, positions = z.flatten(2).max(2)  # N, C
-    k = ref.k
-    winners = peaks.topk(k, dim=0).indices  # k, C
+    winners = peaks.topk(ref.k, dim=0).indices  # k, C
     counts = ref.onehot[winners].sum(0)  # C, classes
     top_counts, top_classes = counts.max(1)
-    p = binom.sf(top_counts.numpy() - 1, k, ref.base[top_classes].numpy())
-    # the appearance of the top-k receptive-field patches of every channel at once
-    chosen = winners.T.flatten()  # C*k, channel-major
-    where = positions[chosen, torch.arange(channels).repeat_interleave(k)]
+    return {"class_means": (ref.onehot.T @ spatial / ref.onehot.sum(0)[:, None]).T,  # C, classes
+            "positions": positions, "winners": winners, "counts": counts,
+            "top_counts": top_counts, "top_classes": top_classes,
+            "p": torch.from_numpy(binom.sf(top_counts.numpy() - 1, ref.k,
+                                           ref.base[top_classes].numpy())),
+            "active": (peaks > 0).sum(0)}
+
+
+def _top_patch_looks(z: torch.Tensor, layer: int, ref: Reference, classes: dict) -> dict:
+    """The appearance of the top-k receptive-field patches of every channel at once, against
+    the random patches: hue and orientation (and how consistent), and the effect sizes d."""
+    channels, k = z.shape[1], ref.k
+    chosen = classes["winners"].T.flatten()  # C*k, channel-major
+    where = classes["positions"][chosen, torch.arange(channels).repeat_interleave(k)]
     top = {key: value.view(channels, k)
            for key, value in ref.top_patch_measures(layer, chosen, where).items()}
     random = ref.random[layer]
     hue, hue_consistency = _weighted_angles(top["hue_deg"], top["saturation"], 360)
-    exact_axis, orientation_consistency = _weighted_angles(top["orientation_deg"],
-                                                           top["coherence"], 180)
+    axis, orientation_consistency = _weighted_angles(top["orientation_deg"], top["coherence"], 180)
 
-    def alignment(m: dict, axis: torch.Tensor) -> torch.Tensor:
+    def alignment(m: dict) -> torch.Tensor:
         return m["coherence"] * torch.cos(2 * torch.deg2rad(m["orientation_deg"] - axis[:, None].float()))
-    d = {key: _effect_sizes(top[key], random[key])
-         for key in ("saturation", "luminance", "centre_surround", "texture_energy")}
-    rows = []
-    d_orientation = _effect_sizes(alignment(top, exact_axis), alignment(
-        {key: random[key][None].expand(channels, -1) for key in ("coherence", "orientation_deg")},
-        exact_axis))
-    active = (peaks > 0).sum(0)
-    for c in range(channels):
-        edge = {angle: float(r[c, names.index(f"edge_{angle}")]) for angle in EDGE_ANGLES}
-        best = max(edge, key=edge.get)
-        means = class_means[c]
-        top_class = int(means.argmax())
-        others = torch.cat([means[:top_class], means[top_class + 1:]]).mean()
-        selectivity = float((means[top_class] - others) / (means[top_class] + others)) \
-            if means[top_class] > 0 else 0.0
-        share = round(100 * int(top_counts[c]) / k, 1)
-        row = {
-            "channel": c, "r_luminance": float(r[c, names.index("luminance")]),
-            "r_red_green": float(r[c, names.index("red_green")]),
-            "r_blue_yellow": float(r[c, names.index("blue_yellow")]),
-            "r_gradient_energy": float(r[c, names.index("gradient_energy")]),
-            "r_edge_by_angle": {str(a): v for a, v in edge.items()}, "preferred_edge_deg": best,
-            "orientation_spread": round(max(edge.values()) - min(edge.values()), 3),
-            "top_class": DISPLAY_NAMES[top_class], "class_selectivity": round(selectivity, 3),
-            "top_k": k, "top_k_classes": {name: round(100 * float(v) / k, 1)
-                                          for name, v in zip(DISPLAY_NAMES, counts[c])},
-            "top_k_class": DISPLAY_NAMES[int(top_classes[c])], "top_k_class_share": share,
-            "top_k_class_base_rate": round(100 * float(ref.base[top_classes[c]]), 1),
-            "top_k_class_p_bonferroni": float(f"{min(1.0, float(p[c]) * ref.tests):.3g}"),
-            "d_saturation": float(d["saturation"][c]), "hue_deg": round(float(hue[c])),
-            "hue_name": hue_name(float(hue[c])),
-            "hue_consistency": round(float(hue_consistency[c]), 3),
-            "d_luminance": float(d["luminance"][c]),
-            "d_centre_surround": float(d["centre_surround"][c]),
-            "d_texture_energy": float(d["texture_energy"][c]),
-            "orientation_deg": round(float(exact_axis[c])),
-            "orientation_consistency": round(float(orientation_consistency[c]), 3),
-            "d_orientation": float(d_orientation[c]), "images_active": int(active[c])}
-        row["undefined"] = ((["class", "look"] if row["images_active"] < k else [])
-                            + (["selective"] if float(means.min()) < 0 else []))
-        kinds = sorted({role["kind"] for role, _ in channel_roles(row)})
-        row["rules"] = [kind for kind in kinds if kind not in row["undefined"]]
-        rows.append(row)
-    return rows
+    return {"hue": hue, "hue_consistency": hue_consistency, "orientation": axis,
+            "orientation_consistency": orientation_consistency,
+            **{key: _effect_sizes(top[key], random[key])
+               for key in ("saturation", "luminance", "centre_surround", "texture_energy")},
+            "orientation_d": _effect_sizes(alignment(top), alignment(
+                {key: random[key][None].expand(channels, -1)
+                 for key in ("coherence", "orientation_deg")}))}
+
+
+def _fast_row(c: int, r: dict, classes: dict, looks: dict, ref: Reference) -> dict:
+    """Channel c's row, with the keys and rounding of evidence.channel_table's."""
+    k = ref.k
+    edge = {angle: float(r[f"edge_{angle}"][c]) for angle in EDGE_ANGLES}
+    means = classes["class_means"][c]
+    top_class, top = int(means.argmax()), int(classes["top_classes"][c])
+    others = torch.cat([means[:top_class], means[top_class + 1:]]).mean()
+    selectivity = float((means[top_class] - others) / (means[top_class] + others)) \
+        if means[top_class] > 0 else 0.0
+    hue = float(looks["hue"][c])
+    row = {
+        "channel": c, "r_luminance": float(r["luminance"][c]),
+        "r_red_green": float(r["red_green"][c]), "r_blue_yellow": float(r["blue_yellow"][c]),
+        "r_gradient_energy": float(r["gradient_energy"][c]),
+        "r_edge_by_angle": {str(a): v for a, v in edge.items()},
+        "preferred_edge_deg": max(edge, key=edge.get),
+        "orientation_spread": round(max(edge.values()) - min(edge.values()), 3),
+        "top_class": DISPLAY_NAMES[top_class], "class_selectivity": round(selectivity, 3),
+        "top_k": k, "top_k_classes": {name: round(100 * float(v) / k, 1)
+                                      for name, v in zip(DISPLAY_NAMES, classes["counts"][c])},
+        "top_k_class": DISPLAY_NAMES[top],
+        "top_k_class_share": round(100 * int(classes["top_counts"][c]) / k, 1),
+        "top_k_class_base_rate": round(100 * float(ref.base[top]), 1),
+        "top_k_class_p_bonferroni": float(f"{min(1.0, float(classes['p'][c]) * ref.tests):.3g}"),
+        "d_saturation": float(looks["saturation"][c]), "hue_deg": round(hue),
+        "hue_name": hue_name(hue), "hue_consistency": round(float(looks["hue_consistency"][c]), 3),
+        "d_luminance": float(looks["luminance"][c]),
+        "d_centre_surround": float(looks["centre_surround"][c]),
+        "d_texture_energy": float(looks["texture_energy"][c]),
+        "orientation_deg": round(float(looks["orientation"][c])),
+        "orientation_consistency": round(float(looks["orientation_consistency"][c]), 3),
+        "d_orientation": float(looks["orientation_d"][c]),
+        "images_active": int(classes["active"][c])}
+    row["undefined"] = ((["class", "look"] if row["images_active"] < k else [])
+                        + (["selective"] if float(means.min()) < 0 else []))
+    kinds = sorted({role["kind"] for role, _ in channel_roles(row)})
+    row["rules"] = [kind for kind in kinds if kind not in row["undefined"]]
+    return row
 
 
 def layer_summary(rows: list[dict]) -> dict:
