@@ -44,12 +44,7 @@ def single_channels_figure(result, image_u8: torch.Tensor, layer: int, decoder: 
     single-channel image too. The left column: the original, and each decoder's full-latent and
     empty-latent decodes.
     """
-    from matplotlib.patches import Rectangle
-
-    from study.analysis.evidence import clip_box
-
     z, channels, contributions = result.z, result.channels, result.contributions
-    map_width = z.shape[-1]
     common = contributions.abs().max().item()
     peak = max(z[c].max().item() for c in channels) or 1.0
     rows = [("where it\nfires most", None), ("activation", None), (f"alone,\n{decoder}", "single"),
@@ -72,28 +67,13 @@ def single_channels_figure(result, image_u8: torch.Tensor, layer: int, decoder: 
             ax.imshow(to_hwc(picture), interpolation="nearest")
             ax.set_xlabel(caption, fontsize=7, labelpad=1)
         ax.set_ylabel(label, fontsize=7, labelpad=2)
-        for col, c in enumerate(channels):
-            ax = axes[r][col + 1]
-            k = channels.index(c)
+        for k, c in enumerate(channels):
+            ax = axes[r][k + 1]
             if r == 0:
-                # a padded net's field may reach past the border: draw its part in the image
-                box_top, box_left, box_height, box_width = clip_box(result.boxes[c],
-                                                                    original.shape[0])
-                ax.imshow(original, interpolation="nearest")
-                for colour, line, style in (("yellow", 1.2, "-"), ("black", 0.5, "--")):
-                    ax.add_patch(Rectangle((box_left - 0.5, box_top - 0.5), box_width, box_height,
-                                           fill=False, edgecolor=colour, linewidth=line,
-                                           linestyle=style))
-                ax.set_title(f"z{layer}:{c} {100 * result.share[c]:.0f} %", fontsize=7, pad=2)
+                _where_it_fires(ax, original, result.boxes[c],
+                                f"z{layer}:{c} {100 * result.share[c]:.0f} %")
             elif r == 1:
-                maps.append(ax.imshow(z[c].cpu().numpy(), cmap="viridis", vmin=0, vmax=peak,
-                                      interpolation="nearest"))
-                peak_row, peak_col = divmod(int(result.positions[c]), map_width)
-                ax.plot(peak_col, peak_row, marker="o", markersize=5, markerfacecolor="none",
-                        markeredgecolor="red", markeredgewidth=0.8)
-                # the map keeps its own extent: nothing drawn on it may widen the axes
-                ax.set_xlim(-0.5, z.shape[-1] - 0.5)
-                ax.set_ylim(z.shape[-2] - 0.5, -0.5)
+                maps.append(_activation_panel(ax, z[c].cpu(), peak, int(result.positions[c])))
             elif kind == "single":
                 ax.imshow(to_hwc(denormalize(contributions[k] + result.empty)), interpolation="nearest")
             elif kind == "contribution":
@@ -106,18 +86,48 @@ def single_channels_figure(result, image_u8: torch.Tensor, layer: int, decoder: 
         if not ax.images:
             ax.set_frame_on(False)
     fig.tight_layout(pad=0.2, h_pad=0.3, w_pad=0.3)
-    if maps:
-        # in the empty left cell of the activation row, so that no map gives up width to it
-        holder = axes[1][0]
-        holder.set_frame_on(False)
-        cell = holder.get_position()
-        bar = fig.colorbar(maps[0], cax=fig.add_axes(
-            (cell.x0 + 0.3 * cell.width, cell.y0 + 0.05 * cell.height, 0.14 * cell.width,
-             0.9 * cell.height), label="<colorbar>"))
-        bar.ax.tick_params(labelsize=7, length=2, pad=1)
-        bar.locator = matplotlib.ticker.MaxNLocator(3)
-        bar.update_ticks()
+    if maps:  # in the empty left cell of the activation row: no map gives up width to it
+        _colour_bar_in(fig, axes[1][0], maps[0])
     return fig
+
+
+def _where_it_fires(ax: plt.Axes, original, box: tuple[int, int, int], title: str) -> None:
+    """The image with the receptive field `box` (top, left, side) of a channel's strongest
+    unit outlined; a padded net's field may reach past the border: its part in the image."""
+    from matplotlib.patches import Rectangle
+
+    from study.analysis.evidence import clip_box
+
+    box_top, box_left, box_height, box_width = clip_box(box, original.shape[0])
+    ax.imshow(original, interpolation="nearest")
+    for colour, line, style in (("yellow", 1.2, "-"), ("black", 0.5, "--")):
+        ax.add_patch(Rectangle((box_left - 0.5, box_top - 0.5), box_width, box_height,
+                               fill=False, edgecolor=colour, linewidth=line, linestyle=style))
+    ax.set_title(title, fontsize=7, pad=2)
+
+
+def _activation_panel(ax: plt.Axes, z_map: torch.Tensor, peak: float, position: int):
+    """One activation map at the shared scale [0, peak], its strongest unit (flat index
+    `position`) circled in red; the map keeps its own extent. Returns the image."""
+    shown = ax.imshow(z_map.numpy(), cmap="viridis", vmin=0, vmax=peak, interpolation="nearest")
+    peak_row, peak_col = divmod(position, z_map.shape[-1])
+    ax.plot(peak_col, peak_row, marker="o", markersize=5, markerfacecolor="none",
+            markeredgecolor="red", markeredgewidth=0.8)
+    ax.set_xlim(-0.5, z_map.shape[-1] - 0.5)  # nothing drawn on it may widen the axes
+    ax.set_ylim(z_map.shape[-2] - 0.5, -0.5)
+    return shown
+
+
+def _colour_bar_in(fig: plt.Figure, holder: plt.Axes, image) -> None:
+    """`image`'s colour bar, narrow, inside the (empty) cell `holder`, three ticks."""
+    holder.set_frame_on(False)
+    cell = holder.get_position()
+    bar = fig.colorbar(image, cax=fig.add_axes(
+        (cell.x0 + 0.3 * cell.width, cell.y0 + 0.05 * cell.height, 0.14 * cell.width,
+         0.9 * cell.height), label="<colorbar>"))
+    bar.ax.tick_params(labelsize=7, length=2, pad=1)
+    bar.locator = matplotlib.ticker.MaxNLocator(3)
+    bar.update_ticks()
 
 
 def top9_figure(top, layer: int, receptive_field: int, per_row: int = 6) -> plt.Figure:

@@ -125,28 +125,34 @@ def confusion_figure(matrix: list[list[int]], names: Sequence[str]) -> plt.Figur
     return fig
 
 
-def loss_curves(history: dict, parts: dict[str, str], n_train: int, batch_size: int,
-                log_every: int, path: Path, title: str = "", scale: dict[str, float] | None = None) -> None:
+def steps_per_epoch(images: int, batch_size: int) -> int:
+    """Mini-batches in an epoch of `images` (the last one may be short)."""
+    return math.ceil(images / batch_size)
+
+
+def loss_curves(history: dict, parts: dict[str, str], steps: int, log_every: int, path: Path,
+                title: str = "", scale: dict[str, float] | None = None) -> None:
+    """A run's losses (draw_losses) in a figure of their own at `path`; `steps` per epoch."""
     fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN / 2, 2.3))
-    draw_losses(ax, history, parts, n_train, batch_size, log_every, scale)
+    draw_losses(ax, history, parts, steps, log_every, scale)
     fig.tight_layout(pad=0.2)
     save(fig, path)
 
 
-def draw_losses(ax: plt.Axes, history: dict, parts: dict[str, str], n_train: int, batch_size: int,
-                log_every: int, scale: dict[str, float] | None = None) -> None:
+def draw_losses(ax: plt.Axes, history: dict, parts: dict[str, str], steps: int, log_every: int,
+                scale: dict[str, float] | None = None) -> None:
     """Running means (every log_every mini-batches) and epoch means of each logged loss part,
     into `ax`; the legend sits above the axes, never over the data.
 
-    `parts` maps a logged name to its legend label; `scale` multiplies a part before plotting.
+    `parts` maps a logged name to its legend label; `steps` is the mini-batches per epoch
+    (steps_per_epoch); `scale` multiplies a part before plotting.
     """
     scale = scale or {}
-    steps_per_epoch = math.ceil(n_train / batch_size)
     for (name, label), colour in zip(parts.items(), ("tab:blue", "tab:orange", "tab:green")):
         factor = scale.get(name, 1.0)
         log = history["loss_log"]
         if log:  # none when an epoch has fewer than log_every mini-batches
-            ax.plot([r["epoch"] - 1 + r["step"] / steps_per_epoch for r in log],
+            ax.plot([r["epoch"] - 1 + r["step"] / steps for r in log],
                     [factor * r[name] for r in log], color=colour, marker="o", markersize=2.5,
                     label=f"{label}, mean of {log_every} mini-batches")
         epochs = history["epoch_loss"]  # a mean over an epoch belongs to the epoch's middle
@@ -169,7 +175,8 @@ def training_figure(task1: dict | None, task2: dict | None) -> plt.Figure:
     fig, axes = plt.subplots(1, len(present), figsize=(TEXT_WIDTH_IN, 1.95), squeeze=False)
     for ax, (m, parts, scale) in zip(axes[0], present):
         c = m["config"]
-        draw_losses(ax, m, parts, m["data"]["train_images"], c["batch_size"], c["log_every"], scale)
+        draw_losses(ax, m, parts, steps_per_epoch(m["data"]["train_images"], c["batch_size"]),
+                    c["log_every"], scale)
     fig.tight_layout(pad=0.2, w_pad=1.5)
     return fig
 
@@ -213,15 +220,13 @@ def lambda_figure(summary: dict) -> plt.Figure:
 
 # --- the report's architecture figure ---
 
-def architecture_figure(arch) -> plt.Figure:
-    """Encoder on top, mirror decoder below, dashed lines for the max-pool switches; every
-    box's text is derived from `arch` (models.ARCHITECTURE)."""
-    from matplotlib.patches import FancyBboxPatch
-
+def architecture_labels(arch) -> tuple[list[str], list[str]]:
+    """The architecture figure's box texts, left to right: the encoder's (input, conv and pool
+    per stage, fc, scores) and the mirror decoder's below them (reconstruction, then per stage
+    deconv and unpool); every number from `arch`. Deeper nets get shorter words."""
     stages = arch.layers
     fc = arch.describe()["fc"]
     image = f"{arch.image_channels}×{arch.image_size}×{arch.image_size}"
-
     compact = len(stages) > 2  # narrower columns: shorter words, the same numbers
 
     def conv(stage) -> str:
@@ -243,17 +248,28 @@ def architecture_figure(arch) -> plt.Figure:
         return (f"unpool\n{'' if compact else '+ ReLU'}\n"
                 f"{stage.channels}×{stage.conv_size}×{stage.conv_size}").replace("\n\n", "\n")
 
+    head = "fc\n" + "\n→".join("→".join(map(str, fc[i:i + 2])) for i in range(0, len(fc), 2))
+    top = [f"input x\n{image}", *[text for stage in stages for text in (conv(stage), pooled(stage))],
+           head, f"class\nscores\n{arch.classes}"]
+    below = [stage_ and "×".join(map(str, stage_.shape)) for stage_ in (None, *stages[:-1])]
+    bottom = [f"recon-\nstruction\n{image}",
+              *[text for stage, out in zip(stages, below)
+                for text in (deconv(stage, out if stage.index > 1 else ""), unpool(stage))]]
+    return top, bottom
+
+
+def architecture_figure(arch) -> plt.Figure:
+    """Encoder on top, mirror decoder below, dashed lines for the max-pool switches; every
+    box's text is derived from `arch` (models.ARCHITECTURE) by architecture_labels."""
+    from matplotlib.patches import FancyBboxPatch
+
+    stages = arch.layers
+    top_texts, bottom_texts = architecture_labels(arch)
     # one column per box: input, conv and pool per stage, fc, scores (7 for the tutorial's net)
-    columns = 3 + 2 * len(stages)
+    columns = len(top_texts)
     step = min(1.54, 9.9 / (columns - 1))
     xs = [0.68 + step * i for i in range(columns)]
-    head = "fc\n" + "\n→".join("→".join(map(str, fc[i:i + 2])) for i in range(0, len(fc), 2))
-    top = list(zip([f"input x\n{image}", *[text for stage in stages for text in (conv(stage), pooled(stage))],
-                    head, f"class\nscores\n{arch.classes}"], xs))
-    below = [stage_ and "×".join(map(str, stage_.shape)) for stage_ in (None, *stages[:-1])]
-    bottom = list(zip([f"recon-\nstruction\n{image}",
-                       *[text for stage, out in zip(stages, below)
-                         for text in (deconv(stage, out if stage.index > 1 else ""), unpool(stage))]], xs))
+    top, bottom = list(zip(top_texts, xs)), list(zip(bottom_texts, xs))
     fig, ax = plt.subplots(figsize=(TEXT_WIDTH_IN, 2.0))
     width = min(1.32, step - 0.1)
     ax.set_xlim(0, max(10.9, xs[-1] + width / 2 + 0.05))
