@@ -132,7 +132,8 @@ def main() -> None:
                                  f"Task 1: accuracy per class (overall {summary['test_accuracy']:.2f} %)")
         plots.confusion_matrix(summary["confusion_matrix"], DISPLAY_NAMES, out / "confusion_matrix.svg",
                                "Task 1: confusion matrix (test set)")
-        plots.loss_curves(history, {"loss": "cross-entropy"}, len(data.train_labels), args.batch_size,
+        plots.loss_curves(history, {"loss": "cross-entropy"},
+                          plots.steps_per_epoch(len(data.train_labels), args.batch_size),
                           args.log_every, out / "loss_curve.svg", "Task 1: training loss")
 
         save_json({

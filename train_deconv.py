@@ -188,8 +188,9 @@ def main() -> None:
         reconstruction_figure(net, data, args.seed, out / "reconstructions.png", args.lam)
         plots.per_class_accuracy(summary["per_class_accuracy"], out / "per_class_accuracy.svg",
                                  f"Task 2: accuracy per class (overall {summary['test_accuracy']:.2f} %)")
-        plots.loss_curves(history, {"ce": "cross-entropy", "rec": "λ·L_rec"}, len(data.train_labels),
-                          args.batch_size, args.log_every, out / "loss_curves.svg",
+        plots.loss_curves(history, {"ce": "cross-entropy", "rec": "λ·L_rec"},
+                          plots.steps_per_epoch(len(data.train_labels), args.batch_size),
+                          args.log_every, out / "loss_curves.svg",
                           f"Task 2: training losses (λ = {args.lam:g})", scale={"rec": args.lam})
 
         save_json({

@@ -246,7 +246,7 @@ def test_a_channel_driven_by_blue_patches_is_called_blue_and_gets_no_class_claim
     labels = torch.arange(len(images)) % 10  # the squares are unrelated to the class
     peaks, positions = strongest_units(z)
     makeup = class_makeup(peaks, labels, k=100, tests=22)[0]
-    looks = patch_appearance(images, peaks, positions, layer=2, width=5, k=100, seed=0)[0]
+    looks = patch_appearance(images, peaks, positions, layer=2, k=100, seed=0)[0]
     assert looks["hue_name"] == "blue" and looks["d_saturation"] > 1.0
     sentence = describe_channel(2, {**_neutral_row(), **makeup, **looks})
     assert "saturated blue" in sentence

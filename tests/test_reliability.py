@@ -216,7 +216,7 @@ def test_a_damaged_training_state_is_one_line(tiny_cifar, tmp_path, script_env):
 def test_a_loss_plot_without_running_means_has_no_empty_legend_entry(tmp_path):
     from study.reporting import plots
     history = {"loss_log": [], "epoch_loss": [{"epoch": 1, "loss": 2.3}]}  # epoch < --log-every
-    plots.loss_curves(history, {"loss": "cross-entropy"}, 40, 4, 2000, tmp_path / "loss.svg", "t")
+    plots.loss_curves(history, {"loss": "cross-entropy"}, 10, 2000, tmp_path / "loss.svg", "t")
     svg = (tmp_path / "loss.svg").read_text()
     assert "epoch mean" in svg and "mean of 2000 mini-batches" not in svg
 

@@ -240,8 +240,8 @@ def patches_at(images_u8: torch.Tensor, indices: torch.Tensor, positions: torch.
 
 
 def patch_appearance(images_u8: torch.Tensor, peaks: torch.Tensor, positions: torch.Tensor,
-                     layer: int, width: int, k: int, seed: int,
-                     n_random: int = RANDOM_PATCHES, arch: Architecture = ARCHITECTURE) -> list[dict]:
+                     layer: int, k: int, seed: int, *, n_random: int = RANDOM_PATCHES,
+                     arch: Architecture = ARCHITECTURE) -> list[dict]:
     """Per channel: how its k strongest patches differ from random patches of the same layer.
 
     Each measure of `patch_measures` as an effect size (Cohen's d) against random receptive
@@ -249,6 +249,7 @@ def patch_appearance(images_u8: torch.Tensor, peaks: torch.Tensor, positions: to
     the k patches with its consistency; orientation as the coherence-weighted axial mean with
     its consistency, and as the effect size of each patch's alignment with it.
     """
+    width = arch.layer(layer).size  # the side of the layer's maps
     generator = torch.Generator().manual_seed(seed)
     random_images = torch.randint(0, len(images_u8), (n_random,), generator=generator)
     random_positions = torch.randint(0, width * width, (n_random,), generator=generator)
@@ -305,7 +306,7 @@ def channel_table(net: DeconvNet, images: torch.Tensor, labels: torch.Tensor, se
             net, images, labels, layer, (signals or {}).get(layer))
         peaks, positions = strongest_units(activations[layer])
         makeup = class_makeup(peaks, labels, k, tests=tests)
-        looks = patch_appearance(images, peaks, positions, layer, stage.size, k, seed, arch=arch)
+        looks = patch_appearance(images, peaks, positions, layer, k, seed, arch=arch)
         for row, classes, look in zip(rows[layer], makeup, looks):
             row.update(classes, **look)
     return rows, activations, class_means
