@@ -664,16 +664,12 @@ function renderPrediction(now) {
 // --- the maps: one roving-tabindex grid (one Tab stop; arrow keys move between cells and maps) ---
 
 function gridColumns(count, container, minWidth) {
-  // as many columns as fit, then balanced rows (16 maps in 7 columns would leave 2 alone: use 6)
+  // as few rows as fit, all of them as full as can be: 16 maps where 9 fit are two rows of 8
+  // (not 9 + 7), where 7 fit three rows of 6, 6 and 4
   const width = container.clientWidth || container.getBoundingClientRect().width || minWidth;
   const gap = parseFloat(getComputedStyle(container).columnGap) || 0;
   const fit = Math.max(1, Math.min(count, Math.floor((width + gap) / (minWidth + gap))));
-  for (let c = fit; c > Math.max(1, Math.floor(fit / 2)); c--) {
-    const last = count % c;
-    if (last === 0 || 2 * last >= c) return c;  // no row less than half full
-  }
-  const rows = Math.ceil(count / fit);
-  return Math.ceil(count / rows);
+  return Math.ceil(count / Math.ceil(count / fit));
 }
 
 function mapColumns() {
