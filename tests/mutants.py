@@ -156,6 +156,13 @@ SLIPS = [
     ("study/analysis/task3_result.py", "        if t not in corners or left not in corners or found != side:",
      "        if t not in corners or left not in corners:",
      "Task 3's reader takes top-9 boxes of any side, not the layer's receptive field"),
+    ("study/analysis/task3_result.py", '        if row["channel"] != k:',
+     "        if False:", "Task 3's reader takes a layer's rows in any order (the cards and the "
+     "tables would name the wrong channel)"),
+    ("study/analysis/task3_result.py",
+     '"images": self.images, "top9": {layer.name: layer.top9 for layer in self.layers},',
+     '"images": self.images, "top9": {layer.name: layer.top9 for layer in self.layers[:1]},',
+     "Task 3's writer drops the strongest images of every layer but the first"),
     ("make_depth_report.py", '    require_complete(path.parent, "the folder", fix)\n',
      "", "depth.pdf is built from folders whose runs did not finish"),
     ("study/runs/identity.py", "            upstream_changed = any(decided[a][0] != UP_TO_DATE for a in run.after)",
