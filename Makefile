@@ -19,7 +19,7 @@ override PARTITION := $(value PARTITION)
 export CIFAR10_DIR SUBSET DEVICE EXECUTOR PARTITION
 COMMON = --subset "$$SUBSET" --device "$$DEVICE"
 
-.PHONY: all install runs seeds invariance explorer task1 task2 task3 report sweep depth test test-fast bench submission submission-check clean
+.PHONY: all install runs seeds invariance formation explorer task1 task2 task3 report sweep depth test test-fast bench submission submission-check clean
 
 # Tasks 1 and 2 (3 seeds each), the lambda sweep and Task 3, then the explorer with every model
 # and the report.
@@ -45,6 +45,14 @@ explorer:
 # pairs of random networks (compare_seeds.py; about a minute).
 seeds:
 	$(PYTHON) compare_seeds.py $(COMMON) --quiet
+
+# When do channels form? Seed 0's Task 2 once more, keeping its weights at 0, 1/8, 1/4, 1/2, 1
+# and 2 epochs (the same network at the end: formation.py checks), then its channels against the
+# finished network and the other seeds' (formation.py; about 5 minutes, after make all).
+formation:
+	if [ ! -f outputs/formation/task2/deconv_net.pth ] || [ -e outputs/formation/task2/.incomplete ]; then \
+	  $(PYTHON) train_deconv.py $(COMMON) --snapshots 0.125,0.25,0.5,1,2 --quiet --out outputs/formation/task2; fi
+	$(PYTHON) formation.py $(COMMON) --quiet
 
 # What does each layer become invariant to? (invariance.py, Z&F Fig. 5; about two minutes)
 invariance:

@@ -23,10 +23,10 @@ from study.analysis.nulls import rule_images
 from study.core.common import (ArgumentParser, UsageError, add_data_arguments, add_threads_argument,
                                environment_info, number, run_cli, select_device)
 from study.core.files import save_json
-from study.core.layout import DECONV_CHECKPOINT, METRICS, OUTPUTS_FORMAT, RUN_IDENTITY, Outputs
+from study.core.layout import METRICS, OUTPUTS_FORMAT, RUN_IDENTITY, Outputs
 from study.core.settings import MAX_NULL_DRAWS, SWEEP_SEEDS
 from study.reporting import plots
-from study.runs.folders import check_output_dir, require_complete, run_folder
+from study.runs.folders import check_output_dir, run_folder, task2_checkpoints
 from study.runs.identity import UP_TO_DATE, file_sha256, record_finished, reuse
 from study.training.checkpoints import architecture_beside, load_model
 
@@ -54,19 +54,6 @@ def parse_args(argv: list[str] | None = None):
         parser.error("--seeds needs two or more different seeds, e.g. 0,1,2")
     args.out = args.out or Outputs(args.outputs).seeds
     return args
-
-
-def checkpoints_of(tree: Outputs, seeds: list[int]) -> list[Path]:
-    """Task 2's checkpoint of every seed, where the sweep put it, each from a finished run."""
-    found = []
-    for seed in seeds:
-        path = tree.run("task2", seed, first_seed=seeds[0]) / DECONV_CHECKPOINT
-        if not path.is_file():
-            raise UsageError(f"no Task 2 model of seed {seed} at {path}; run make all (or "
-                             f"sweep.py --seeds {','.join(map(str, seeds))}) first")
-        require_complete(path.parent, "the Task 2 folder", "rerun make all")
-        found.append(path)
-    return found
 
 
 def figure(result: dict, filters: list[np.ndarray], seeds: list[int]) -> plots.plt.Figure:
@@ -114,7 +101,7 @@ def main() -> None:
     args = parse_args()
     started = time.perf_counter()
     tree = Outputs(args.outputs)
-    paths = checkpoints_of(tree, args.seeds)
+    paths = task2_checkpoints(tree, args.seeds)
     arch = architecture_beside(paths[0])
     device = select_device(args.device, args.threads)
     check_output_dir(args.out, "seeds", args.data_dir)

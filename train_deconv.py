@@ -7,6 +7,8 @@ the decoder, whose parameters only L_rec reaches, has its own optimiser (Adam by
 
     python train_deconv.py --data-dir ../shared/cifar10
 """
+import argparse
+import copy
 import time
 from pathlib import Path
 
@@ -15,13 +17,13 @@ import torch
 import torch.nn.functional as F
 
 from data import DISPLAY_NAMES, denormalize, load_cifar10, normalize
-from models import ARCHITECTURES, Architecture, DeconvNet, reconstruction_loss
+from models import ARCHITECTURES, Architecture, DeconvNet, fold_batchnorm, reconstruction_loss
 from study.core.common import (FLOAT32_MAX, ArgumentParser, UsageError, add_data_arguments,
                                add_output_arguments, environment_info, number, printable, run_cli,
                                select_device)
 from study.core.files import save_json, save_torch
 from study.core.layout import (CLASSIFIER_CHECKPOINT, DECONV_CHECKPOINT, INCOMPLETE, METRICS,
-                               TRAINING_STATE, Outputs)
+                               SNAPSHOTS, TRAINING_STATE, Outputs)
 from study.core.readers import field, read_json
 from study.core.settings import COMPARED_WITH_TASK1, DEFAULT_LAMBDA
 from study.reporting import plots
@@ -57,6 +59,10 @@ def build_parser() -> ArgumentParser:
                         help="train on the training labels permuted once at random (seeded by "
                              "--seed; test labels untouched): the data-randomisation baseline of "
                              "Task 3 (Adebayo et al. 2018)")
+    parser.add_argument("--snapshots", type=snapshot_epochs, default=(), metavar="EPOCHS",
+                        help="also save the weights at these points of training, in epochs, "
+                             "comma-separated (e.g. 0.125,0.25,0.5,1,2), into OUT/snapshots: "
+                             "when do channels form? (formation.py); the training is unchanged")
     parser.add_argument("--task1-metrics", type=Path, default=Outputs().task("task1") / METRICS,
                         help="Task 1 results to compare with, if they exist and were trained on "
                              "the same data, subset, seed and protocol")
@@ -66,7 +72,42 @@ def build_parser() -> ArgumentParser:
 
 
 def parse_args(argv: list[str] | None = None):
-    return parse_with_recipe(build_parser(), argv)
+    args = parse_with_recipe(build_parser(), argv)
+    if args.snapshots and max(args.snapshots) > args.epochs:
+        raise UsageError(f"--snapshots asks for epoch {max(args.snapshots):g}, past the "
+                         f"{args.epochs} epochs of --epochs")
+    return args
+
+
+def snapshot_epochs(text: str) -> tuple[float, ...]:
+    """--snapshots: distinct points of training in epochs, each > 0, at most 64 of them."""
+    try:
+        points = sorted({float(part) for part in text.split(",")})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of epochs") from None
+    if not points or len(points) > 64 or not all(0 < p < 1e6 for p in points):
+        raise argparse.ArgumentTypeError("give 1 to 64 points of training, each above 0 epochs")
+    return tuple(points)
+
+
+def snapshot_steps(epochs: tuple[float, ...], images: int, batch_size: int) -> dict[int, float]:
+    """{mini-batches done: epochs done} of each snapshot (the nearest step, at least the first),
+    and the initialisation (step 0) before them; {} without snapshots."""
+    steps = plots.steps_per_epoch(images, batch_size)
+    return {0: 0.0, **{max(1, round(e * steps)): e for e in epochs}} if epochs else {}
+
+
+def snapshot_saver(net: DeconvNet, steps: dict[int, float], folder: Path):
+    """after_step for training.fit: the weights at each snapshot's step into `folder` (as the
+    checkpoint is saved: BatchNorm folded, on the CPU); reading them changes nothing."""
+    folder.mkdir(exist_ok=True)
+
+    def after_step(step: int) -> None:
+        if step in steps:
+            model = fold_batchnorm(copy.deepcopy(net).eval()) if net.arch.batchnorm else net
+            save_torch({k: v.detach().cpu() for k, v in model.state_dict().items()},
+                       folder / f"step_{step:07d}.pth")
+    return after_step
 
 
 def eq1(lam: float, label_smoothing: float = 0.0):
@@ -163,12 +204,17 @@ def main() -> None:
         if init_state is not None:
             net.load_state_dict(init_state, strict=False)
         net.to(device)
+        snapshots = snapshot_steps(args.snapshots, len(train_labels), args.batch_size)
+        saver = snapshot_saver(net, snapshots, out / SNAPSHOTS) if snapshots else None
+        if saver is not None and not args.resume:
+            saver(0)  # the initialisation (a resumed run keeps the first run's)
         # (the fast recipe's schedule drives the encoder's SGD, not the decoder's Adam)
         net, history = train_task(net, optimizers_for(net, args, device),
                                   (eq1(args.lam), eq1(args.lam, FAST_LABEL_SMOOTHING)),
                                   data.train_images, train_labels, args, settings=settings,
                                   part_names=PART_NAMES, state_path=out / TRAINING_STATE,
-                                  divergence_hint="lower --lr or --lambda")
+                                  divergence_hint="lower --lr or --lambda",
+                                  after_step=saver)
         save_torch(net.state_dict(), out / DECONV_CHECKPOINT)
 
         # Test: accuracy as in Task 1, and how well the image comes back, beside simple baselines.
@@ -206,6 +252,10 @@ def main() -> None:
             "test_psnr_db": round(evaluation["psnr_db"], 2),
             "psnr_baselines_db": {k: round(v, 2) for k, v in baselines.items()},
             "task1_comparison": comparison,
+            # only a run with --snapshots records them: the others' files stay as they were
+            **({"snapshots": [{"step": step, "epoch": epoch,
+                               "file": f"{SNAPSHOTS}/step_{step:07d}.pth"}
+                              for step, epoch in sorted(snapshots.items())]} if snapshots else {}),
             "loss_log": history["loss_log"], "epoch_loss": history["epoch_loss"],
             "train_seconds": history["train_seconds"],
             "wall_seconds": round(time.perf_counter() - started, 2),

@@ -7,7 +7,7 @@ from conftest import REPO
 
 COMMANDS = {"train_classifier", "train_deconv", "visualize_latents", "sweep", "make_report",
             "build_explorer", "probe_layers", "make_depth_report", "depth",
-            "compare_seeds", "invariance"}
+            "compare_seeds", "invariance", "formation"}
 
 
 def _imports() -> dict[str, set[str]]:

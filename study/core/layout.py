@@ -34,6 +34,7 @@ EXPLORER = "explorer.html"
 REPORT = "report.pdf"
 DEPTH_REPORT = "depth.pdf"
 BASELINE_MODELS = "baseline_models"
+SNAPSHOTS = "snapshots"  # a Task 2 run's weights during training (train_deconv.py --snapshots)
 TASKS = ("task1", "task2", "task3")
 # The outputs' format: raised whenever a task writes its files differently (a new field that
 # readers rely on, such as the ModelId in Task 3's model.json). A run recorded under another
@@ -110,6 +111,11 @@ class Outputs:
     def seeds(self) -> Path:
         """Do the seeds learn the same channels? (compare_seeds.py)"""
         return self.root / "seeds"
+
+    @property
+    def formation(self) -> Path:
+        """When do channels form? (formation.py: a Task 2 run with snapshots in task2/)"""
+        return self.root / "formation"
 
     # --- the depth study (make depth): a tree of its own inside this one ---
     @property

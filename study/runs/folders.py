@@ -9,9 +9,8 @@ from typing import Iterator
 
 from data import BATCH_FOLDER, CLASSES, default_data_dir
 from study.core.common import Interrupted, UsageError, printable
-from study.core.files import (disk_hint, make_output_folders, remove_folders, take_lock,
-                              save_json)
-from study.core.layout import INCOMPLETE, METRICS
+from study.core.files import disk_hint, make_output_folders, remove_folders, save_json, take_lock
+from study.core.layout import DECONV_CHECKPOINT, INCOMPLETE, METRICS, Outputs
 from study.core.readers import read_json, require
 
 # Which task's results each script writes (the "task" of its metrics.json): an output folder
@@ -192,3 +191,17 @@ def require_complete(folder: Path, what: str, fix: str) -> None:
             started = "a run"
         raise UsageError(f"{what} {folder} holds an unfinished run ({started}; {INCOMPLETE} "
                          f"is there), so its files may be older than that run; {fix}")
+
+
+def task2_checkpoints(tree: Outputs, seeds: list[int]) -> list[Path]:
+    """Task 2's checkpoint of every seed, where the sweep put it, each from a finished run (the
+    first seed's in task2/, the others' in runs/); one line for a missing or unfinished one."""
+    found = []
+    for seed in seeds:
+        path = tree.run("task2", seed, first_seed=seeds[0]) / DECONV_CHECKPOINT
+        if not path.is_file():
+            raise UsageError(f"no Task 2 model of seed {seed} at {path}; run make all (or "
+                             f"sweep.py --seeds {','.join(map(str, seeds))}) first")
+        require_complete(path.parent, "the Task 2 folder", "rerun make all")
+        found.append(path)
+    return found

@@ -23,8 +23,8 @@ from tqdm import tqdm
 from data import batches, denormalize, normalize
 from models import ARCHITECTURES, fold_batchnorm, reconstruction_loss
 from study.core.common import FLOAT32_MAX, Interrupted, UsageError, number
-from study.core.settings import usable_cores
 from study.core.layout import TRAINING_STATE
+from study.core.settings import usable_cores
 from study.training.recipes import FAST_DEFAULTS, FastRecipe
 from study.training.state import (check_training_state, epoch_on_disk, resume_training_state,
                                   save_training_state)
@@ -175,7 +175,8 @@ def train_epoch(run_step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     mini-batch through `run_step`; returns (running-loss log rows, epoch means).
 
     `run.before_step(global step)`, if given, runs before each mini-batch (a learning-rate
-    schedule: steps are counted from 0 over the whole run).
+    schedule: steps are counted from 0 over the whole run); `run.after_step(steps done)`, if
+    given, after it (a snapshot of the weights: counted from 1).
 
     Losses are summed on the device and read only every `log_every` mini-batches and at the
     end, which is also where a non-finite loss stops the run.
@@ -191,6 +192,8 @@ def train_epoch(run_step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
         if run.before_step is not None:
             run.before_step((epoch - 1) * steps + i - 1)
         window += run_step(x, y)
+        if run.after_step is not None:
+            run.after_step((epoch - 1) * steps + i)
         if i % log_every == 0 or i == steps:
             values = window.tolist()
             _check_finite(values, epoch, window_start, i, run.divergence_hint)
@@ -221,7 +224,8 @@ class TrainingRun:
     --resume); `part_names` name the loss's parts in the log; with a `state_path` a resumable
     state is saved after every epoch. `before_step` (see train_epoch) must depend on the global
     step alone, so a resumed run follows the one that never stopped; with it every step runs
-    eagerly (a CUDA graph would replay the captured learning rate).
+    eagerly (a CUDA graph would replay the captured learning rate). `after_step` only reads
+    the model (it must not change it, nor draw random numbers).
     """
 
     epochs: int
@@ -236,6 +240,7 @@ class TrainingRun:
     cuda_graph: bool = True
     divergence_hint: str = "lower --lr"
     before_step: Callable[[int], None] | None = None
+    after_step: Callable[[int], None] | None = None
 
     @classmethod
     def from_args(cls, args, **rest) -> "TrainingRun":
