@@ -203,8 +203,10 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         stop(started)
     data_dir = ["--data-dir", str(args.data_dir)] if args.data_dir is not None else []
-    run([python, str(REPO / "build_explorer.py"), str(deep.task2_checkpoint), "--out",
-         str(deep.depth_explorer), "--quiet", *data_dir], "the deeper network's explorer page")
+    # with Task 3's channel cards: the layer overview is the way into 256 channels
+    run([python, str(REPO / "build_explorer.py"), str(deep.task2_checkpoint), "--task3",
+         str(deep.task("task3") / METRICS), "--out", str(deep.depth_explorer), "--quiet",
+         *data_dir], "the deeper network's explorer page")
     run([python, str(REPO / "make_depth_report.py"), "--outputs", str(study.root)], "depth.pdf")
     run([python, str(REPO / "make_report.py"), "--outputs", str(study.root)],
         "the report (its abstract now points to depth.pdf)")

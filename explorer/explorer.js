@@ -620,8 +620,10 @@ function renderDecoderNote(refit) {
   $("lambda-note").textContent = LAMBDA_TEXT;
 }
 
+let galleryPending = true;  // until the first gallery marks: the note's numbers need every image
 function renderModelNote(refit) {
   const m = state.model, text = MODEL_TEXT[m.kind] || MODEL_TEXT.other, L = layerOf(state.layer);
+  if (galleryPending) { $("model-note").textContent = `${m.name}: measuring the test images here…`; return; }
   const acc = accuracyOf(m), chance = acc.of / DATA.classes.length;
   let line = `${m.name}: `;
   if (m === TRAINED) {
@@ -672,8 +674,10 @@ function gridColumns(count, container, minWidth) {
   return Math.ceil(count / Math.ceil(count / fit));
 }
 
+const MANY_MAPS = 64;  // above this many channels a map's box holds its tick and name only
 function mapColumns() {
-  return gridColumns(layerOf(state.layer).channels, $("maps"), layerOf(state.layer).channels > 8 ? 72 : 100);
+  const channels = layerOf(state.layer).channels;
+  return gridColumns(channels, $("maps"), channels > MANY_MAPS ? 56 : channels > 8 ? 72 : 100);
 }
 
 function layoutMaps() {
@@ -712,10 +716,14 @@ function renderMaps(latents) {
     only.addEventListener("click", () => { state.channels = [c]; state.card = c; update(); });
     const share = el("span", { className: "share", title: "share of this layer's activation energy (sum of squares) for this image" },
       `${(100 * energy[c] / total).toFixed(0)} %`);
-    const label = el("div", { className: "map-label" }, el("label", { className: "tick" }, check, ` ch ${c}`), only);
-    const peakText = el("div", { className: "map-max" }, `max ${fmt(peak)} · `, share);
+    // a layer of many channels keeps each box small: its tick and name (the "only" button has
+    // the O key, the largest value and share are in the map's name and the cell readout)
+    const many = L.channels > MANY_MAPS;
+    const label = el("div", { className: "map-label" }, el("label", { className: "tick" }, check, ` ch ${c}`),
+      ...(many ? [] : [only]));
+    const parts = many ? [view, label] : [view, label, el("div", { className: "map-max" }, `max ${fmt(peak)} · `, share)];
     return el("div", { className: "map" + (on ? " on" : "") + (state.card === c ? " pinned" : ""), dataset: { channel: String(c) } },
-      view, label, peakText);
+      ...parts);
   });
   $("maps").replaceChildren(...boxes);
   $("maps").setAttribute("aria-label", `${L.name}: ${L.channels} maps, one Tab stop; arrow keys move between cells and maps`);
@@ -841,21 +849,23 @@ function toggle(c) {
 
 const phone = () => window.matchMedia("(max-width: 759px)").matches;
 
-function pinCard(c) {
+function pinCard(c, opener = null) {  // opener: "overview" when the layer overview opened it
   state.card = c;
   render();
-  if (phone()) openSheet();
+  if (phone()) openSheet(opener);
 }
 
 // on phones the card opens as a bottom sheet over the page, with a way back to the maps
-function openSheet() {
+function openSheet(opener = null) {
   state.sheet = true;
+  state.sheetOpener = opener;
   $("card").classList.add("sheet");
   document.body.classList.add("sheet-open");
   updatePadding();
-  // the tapped map stays in view above the sheet (a small scroll at most, never a jump)
+  // the tapped map stays in view above the sheet (a small scroll at most, never a jump); a
+  // card opened from elsewhere (the layer overview) leaves the page where it is
   const view = document.querySelector(`#maps .map-view[data-channel="${state.card}"]`);
-  if (view) view.scrollIntoView({ block: "nearest" });
+  if (view && !opener) view.scrollIntoView({ block: "nearest" });
 }
 
 function closeSheet() {
@@ -863,11 +873,26 @@ function closeSheet() {
   $("card").classList.remove("sheet");
   document.body.classList.remove("sheet-open");
   updatePadding();
-  const view = document.querySelector(`#maps .map-view[data-channel="${state.card}"]`);
-  if (view) view.focus();
+  // back where the card was opened from: the overview's row (drawn anew since), or the map
+  const view = document.querySelector(state.sheetOpener === "overview"
+    ? `#overview-body button[data-channel="${state.card}"]` : `#maps .map-view[data-channel="${state.card}"]`);
+  if (view) view.focus({ preventScroll: false });
+  state.sheetOpener = null;
 }
 
 // --- the channel card: a plain headline, top-9 patches, a verdict; the statistics in details ---
+
+let cardPixels = null;  // the cards' test images (DATA.card_images), decoded on first use
+function patchPixels([image, top, left], side) {
+  // one top patch: the side x side square at (top, left) of a card image, zeros past its border
+  cardPixels = cardPixels || bytesOf(DATA.card_images);
+  const out = new Uint8Array(COLOURS * side * side), start = image * COLOURS * PLANE;
+  for (let c = 0; c < COLOURS; c++)
+    for (let y = Math.max(0, -top); y < Math.min(side, SIDE - top); y++)
+      for (let x = Math.max(0, -left); x < Math.min(side, SIDE - left); x++)
+        out[(c * side + y) * side + x] = cardPixels[start + c * PLANE + (top + y) * SIDE + left + x];
+  return out;
+}
 
 function cardsOf() {  // the channel cards describe the default (trained) model only
   if (!DATA.cards || state.model !== TRAINED) return null;
@@ -963,7 +988,7 @@ function renderOverview() {
   $("overview-body").replaceChildren(...rows.map(card => {
     const open = el("button", { type: "button", className: "link", dataset: { channel: String(card.channel) },
       ariaLabel: `open the card of ${L.name} channel ${card.channel}` }, OVERVIEW_COLUMNS[0].text(card));
-    open.addEventListener("click", () => { pinCard(card.channel); $("card").focus({ preventScroll: false }); });
+    open.addEventListener("click", () => { pinCard(card.channel, "overview"); $("card").focus({ preventScroll: true }); });
     return el("tr", { className: card.channel === state.card ? "pinned" : "" },
       el("th", { scope: "row" }, open), ...OVERVIEW_COLUMNS.slice(1).map(c => el("td", {}, c.text(card))));
   }));
@@ -1024,9 +1049,10 @@ function renderCard(now) {
   $("card-badge").textContent = badge;
   $("card-badge").className = `badge ${kind}`;
   $("card-headline").textContent = headlineOf(card);
-  patches.replaceChildren(...card.patches.map((encoded, k) => {
+  patches.replaceChildren(...card.patches.map((patch, k) => {
     const canvas = el("canvas", { role: "img", ariaLabel: `strongest patch ${k + 1}: ${card.patch_classes[k]}`, title: `strongest patch ${k + 1}: ${card.patch_classes[k]}` });
-    drawPixels(canvas, bytesOf(encoded), card.patch_size);
+    // a patch is embedded (base64 pixels), or cut here from its test image (a wide field)
+    drawPixels(canvas, typeof patch === "string" ? bytesOf(patch) : patchPixels(patch, card.patch_size), card.patch_size);
     return canvas;
   }));
   patches.setAttribute("aria-label", `the ${card.patches.length} test patches (${card.patch_size}×${card.patch_size} px, what one cell sees) where this channel is strongest`);
@@ -1310,18 +1336,33 @@ function visibleThumbs() {
   return [...document.querySelectorAll("#gallery .thumb")].filter(t => !t.hidden);
 }
 
-function markGallery() {  // right/wrong marks for the current model
-  for (const item of document.querySelectorAll("#gallery .thumb")) {
-    const i = Number(item.dataset.i), entry = images[i];
-    const predicted = argmax(analysed(i).probabilities), right = predicted === entry.label;
-    item.dataset.right = String(right);
-    item.classList.toggle("wrong", !right);
-    item.querySelector(".mark").textContent = right ? "" : "✗";
-    item.setAttribute("aria-label", `${entry.split} image ${entry.index}: ${className(entry.label)}, predicted ${className(predicted)}` +
-      (right ? "" : " (wrong)") + (entry.note ? `, ${entry.note}` : ""));
-    item.title = item.getAttribute("aria-label");
-  }
-  filterGallery();
+let markRun = 0;
+function markGallery(done = () => {}) {
+  // right/wrong marks for the current model: a few thumbnails per task, so that the page is
+  // drawn and answers meanwhile (a deep net runs each gallery image through all its layers);
+  // a newer call (another model) supersedes a running one
+  const run = ++markRun, items = [...document.querySelectorAll("#gallery .thumb")];
+  const step = start => {
+    if (run !== markRun) return;
+    const until = performance.now() + 30;  // under a frame's worth of work per task
+    let k = start;
+    for (; k < items.length && (k === start || performance.now() < until); k++) markThumb(items[k]);
+    if (k < items.length) { setTimeout(() => step(k), 0); return; }
+    filterGallery();
+    done();
+  };
+  step(0);
+}
+
+function markThumb(item) {  // one thumbnail: right or wrong, in its mark and its name
+  const i = Number(item.dataset.i), entry = images[i];
+  const predicted = argmax(analysed(i).probabilities), right = predicted === entry.label;
+  item.dataset.right = String(right);
+  item.classList.toggle("wrong", !right);
+  item.querySelector(".mark").textContent = right ? "" : "✗";
+  item.setAttribute("aria-label", `${entry.split} image ${entry.index}: ${className(entry.label)}, predicted ${className(predicted)}` +
+    (right ? "" : " (wrong)") + (entry.note ? `, ${entry.note}` : ""));
+  item.title = item.getAttribute("aria-label");
 }
 
 function filterGallery() {
@@ -1589,9 +1630,9 @@ function setUp() {
     state.card = c;
   }
   applyHash();
-  markGallery();
   clearCell();
-  render();
+  render();  // the picture and the maps first; the gallery's marks follow (markGallery)
+  markGallery(() => { galleryPending = false; render(); window.explorer.ready = true; });
   writeHash(false);
   new ResizeObserver(() => { updatePadding(); layoutMaps(); }).observe($("stage"));
   new ResizeObserver(layoutMaps).observe($("maps"));
@@ -1643,5 +1684,4 @@ window.explorer = {
   ready: false,
 };
 
-setUp();
-window.explorer.ready = true;
+setUp();  // window.explorer.ready once the gallery is marked too

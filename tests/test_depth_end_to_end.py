@@ -2,6 +2,7 @@
 report, the explorer page, the linear probes and the depth report on tiny data, with every layer
 analysed and shown (laid out as make depth lays it out: OUTPUTS/depth/...)."""
 import json
+import math
 import os
 import re
 import subprocess
@@ -63,7 +64,20 @@ def test_the_plan_wrote_every_part_of_the_depth_study(three_stage_study):
     for part in ("task1", "task2", "task3", "probes", "probes_tutorial",
                  "runs/task2_permuted_seed0"):
         assert (three_stage_study / part / "metrics.json").is_file(), part
-    assert (three_stage_study / "explorer.html").is_file()
+    # make depth's own page carries Task 3's cards: its layer overview is the way into the channels
+    page = (three_stage_study / "explorer.html").read_text()
+    embedded = json.loads(re.search(r'id="explorer-data"[^>]*>(.*?)</script>', page, re.S).group(1))
+    assert set(embedded["cards"]) == {"z1", "z2", "z3"} and embedded["card_images"]
+    # z3's 22-pixel fields are cut by the page from whole images: each patch names its test
+    # image (by its place in the embedded list) and its box's corner, as Task 3 recorded them
+    task3 = json.loads((three_stage_study / "task3" / "metrics.json").read_text())
+    wide = sorted({i for top in task3["top9"]["z3"] for i in top["test_indices"]})
+    assert len(embedded["card_images"]) == 4 * math.ceil(len(wide) * 3 * 32 * 32 / 3)  # base64
+    for card, top in zip(embedded["cards"]["z3"], task3["top9"]["z3"]):
+        assert card["patches"] == [[wide.index(i), t, left] for i, (t, left, _)
+                                   in zip(top["test_indices"], top["boxes"])]
+        assert card["patch_size"] == 22
+    assert all(isinstance(p, str) for card in embedded["cards"]["z1"] for p in card["patches"])
     assert (three_stage_study / "depth.pdf").is_file()
     assert (three_stage_study.parent / "report.pdf").is_file()  # the tutorial's, pointing here
 

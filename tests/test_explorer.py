@@ -4,6 +4,7 @@ Chromium comes from Debian (`apt-get install -y chromium`; .ci/run installs it) 
 Playwright from pip. The expectations are computed here with PyTorch from the same checkpoints
 and the pixels the page holds (the occlusion reference is a plain loop written here).
 """
+import base64
 import io
 import json
 import math
@@ -20,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from data import normalize
+from data import load_cifar10, normalize
 from models import ARCHITECTURE, DeconvNet
 from study.training.checkpoints import load_model
 
@@ -753,7 +754,6 @@ def test_a_page_without_task3_has_no_cards(browser, study_outputs, tiny_cifar, t
 
 def test_write_explorer_takes_extra_models(browser, tiny_cifar, tmp_path):
     from build_explorer import PageContent, write_explorer
-    from data import load_cifar10
     data = load_cifar10(tiny_cifar, cache_dir=tmp_path / "cache", quiet=True)
     net = DeconvNet().eval()
     report = {"test": {"index": 3}}
@@ -1109,10 +1109,12 @@ def test_occlusion_stays_responsive_and_matches_pytorch(fresh, models):
 
 @pytest.mark.browser
 @pytest.mark.slow
-def test_the_card_follows_the_channel_and_gives_a_verdict(fresh, study_outputs):
+def test_the_card_follows_the_channel_and_gives_a_verdict(fresh, study_outputs, tiny_cifar,
+                                                         tmp_path):
     make, seen = fresh
     page = make()
     metrics = json.loads((study_outputs / "task3" / "metrics.json").read_text())
+    test_images = load_cifar10(tiny_cifar, cache_dir=tmp_path / "cache", quiet=True).test_images
     page.check("input[name=layer][value='2']")
     for c in (3, 9):
         page.click(f"#maps input.toggle[data-channel='{c}']")
@@ -1135,7 +1137,27 @@ def test_the_card_follows_the_channel_and_gives_a_verdict(fresh, study_outputs):
         headline = page.inner_text("#card-headline")
         assert "strongest test images are" in headline and len(headline.split()) < 45
         assert page.locator("#card-patches canvas").count() == 9
+        # each patch is the receptive field cut from its test image (zeros past the border),
+        # cut here by hand
+        drawn = page.evaluate("""[...document.querySelectorAll('#card-patches canvas')].map(c =>
+            Array.from(c.getContext('2d').getImageData(0, 0, c.width, c.height).data))""")
+        top = metrics["top9"]["z2"][c]
+        for pixels, index, (t, left, side) in zip(drawn, top["test_indices"], top["boxes"]):
+            padded = np.zeros((3, 32 + 2 * side, 32 + 2 * side), np.uint8)
+            padded[:, side:side + 32, side:side + 32] = test_images[index].numpy()
+            expected = padded[:, side + t:side + t + side, side + left:side + left + side]
+            assert np.array_equal(np.array(pixels).reshape(side, side, 4)[..., :3],
+                                  expected.transpose(1, 2, 0))
         assert not page.is_visible("#card-finding")  # the statistics wait behind "details"
+    # a deep net's wide fields are cut by the page from whole images, zeros past the border:
+    # a known image, cut by hand
+    image = (np.arange(3 * 32 * 32) % 251).astype(np.uint8).reshape(3, 32, 32)
+    encoded = base64.b64encode(image.tobytes()).decode()
+    cut = page.evaluate(f"""(() => {{ DATA.card_images = '{encoded}'; cardPixels = null;
+        return Array.from(patchPixels([0, -2, 29], 6)); }})()""")
+    padded = np.zeros((3, 40, 40), np.uint8)
+    padded[:, 4:36, 4:36] = image
+    assert np.array_equal(np.array(cut).reshape(3, 6, 6), padded[:, 2:8, 33:39])
     # a card whose findings survive one question each, and one where nothing survives
     cards = [{"claims": [{"rule": "class", "learned": True, "single_channel": False},
                          {"rule": "colour", "learned": True, "single_channel": True},

@@ -21,7 +21,7 @@ import torch
 from data import DISPLAY_NAMES
 from models import ARCHITECTURES, Architecture, DeconvNet
 from study.analysis.evidence import crop
-from study.analysis.task3_result import Task3Result
+from study.analysis.task3_result import LayerResult, Task3Result
 from study.core.files import atomic_path
 from study.core.ids import ModelId
 
@@ -30,7 +30,10 @@ IMAGES_PER_CLASS = 10
 # The page's limit. A deep network's float32 weights alone pass it (a deep4 page with float32
 # weights measured 4,457,910 bytes): such a default model keeps its encoder and head float32 and
 # stores its decoder as float16 (see write_explorer).
-MAX_BYTES = 4 * 2 ** 20
+MAX_BYTES = 4 * 2 ** 20  # a page of weights and gallery (a deep net's decoder at half precision)
+# with channel cards (Task 3's statistics and the test images of their top patches): deep4's
+# 480 cards take about 1.35 MB beside its 3.7 MB of float32 encoder, float16 decoder and gallery
+MAX_BYTES_WITH_CARDS = 6 * 2 ** 20
 DEFAULT_ID = "trained"
 DEFAULT_LABEL = "trained model (Task 2)"
 # What the page says about a model comes from its kind (the plain words live in explorer.js):
@@ -105,15 +108,34 @@ def gallery(test_labels: torch.Tensor, per_class: int, extra_test: list[int]) ->
     return sorted(chosen)
 
 
-def channel_cards(task3: Task3Result, test_images: torch.Tensor) -> dict:
-    """Per layer, per channel: the finding, its numbers and its top-9 patches (uint8, base64;
-    zeros where a padded network's field reaches past the border)."""
+def _cut_by_page(layer: LayerResult, image_size: int) -> bool:
+    """Whether the page cuts this layer's patches from whole test images (fields wider than half
+    the image, a deep net's: nine patches would cost more than their images) rather than embed
+    the patches themselves (the tutorial's 6- and 14-pixel fields)."""
+    return layer.stage.receptive_field > image_size // 2
+
+
+def card_images(task3: Task3Result) -> list[int]:
+    """The test images the page cuts patches from (layers of wide fields), each once, in order."""
+    side = task3.architecture.image_size
+    return sorted({i for layer in task3.layers if _cut_by_page(layer, side)
+                   for top in layer.top9 for i in top["test_indices"]})
+
+
+def channel_cards(task3: Task3Result, test_images: torch.Tensor, images: list[int]) -> dict:
+    """Per layer, per channel: the finding, its numbers and its top-9 patches: each patch as
+    uint8 pixels (base64), or for a layer of wide fields as [the position of its test image in
+    `images`, top, left] of a `patch_size` square that the page cuts itself; zeros where a padded
+    network's field reaches past the border."""
+    position = {index: k for k, index in enumerate(images)}
     cards = {}
     for layer in task3.layers:
         cards[layer.name] = []
         for row, top in zip(layer.channels, layer.top9):
-            patches = [_bytes(crop(test_images[i], (t, l, s)))
-                       for i, (t, l, s) in zip(top["test_indices"], top["boxes"])]
+            boxes = list(zip(top["test_indices"], top["boxes"]))
+            patches = ([[position[i], t, l] for i, (t, l, _) in boxes]
+                       if _cut_by_page(layer, task3.architecture.image_size)
+                       else [_bytes(crop(test_images[i], box)) for i, box in boxes])
             cards[layer.name].append({
                 "channel": row["channel"], "finding": row["finding"], "roles": row["roles"],
                 "top_k": row["top_k"], "top_k_classes": row["top_k_classes"],
@@ -213,6 +235,7 @@ def page_data(content: PageContent, decoder_dtype: str = "float32") -> dict:
     images = [{"index": i, "label": int(test_labels[i]), "split": "test",
                "note": "the report's test image" if i == report_test else ""} for i in indices]
     pixels = [test_images[i] for i in indices]
+    shown = card_images(task3) if task3 else []
     train = report_images.get("train")
     if train is not None:
         images.append({"index": train["index"], "label": train["label"], "split": "train",
@@ -231,8 +254,16 @@ def page_data(content: PageContent, decoder_dtype: str = "float32") -> dict:
     return {"architecture": net.arch.describe(), "network": network_name(net.arch),
             "classes": list(DISPLAY_NAMES),
             "models": models, "images": images, "pixels": _bytes(torch.stack(pixels)),
-            "cards": channel_cards(task3, test_images) if task3 else None,
+            "cards": channel_cards(task3, test_images, shown) if task3 else None,
+            "card_images": _bytes(test_images[shown]) if shown else None,
             "start": indices.index(report_test)}
+
+
+def _parts(data: dict) -> str:
+    """What takes a page's room, in words: 'weights 3,165,494 bytes, channel cards 1,352,000'."""
+    cards = len(json.dumps(data["cards"])) + len(data["card_images"] or "") if data["cards"] else 0
+    weights = len(json.dumps(data["models"]))
+    return f"weights {weights:,} bytes" + (f", channel cards {cards:,}" if cards else "")
 
 
 def network_name(arch: Architecture) -> str | None:
@@ -260,25 +291,26 @@ def write_explorer(path: Path, content: PageContent) -> int:
 
     The extra models are embedded with float16 fully connected layers (convolutions and
     decoders float32, so their maps and reconstructions are exact). The default model is
-    float32 throughout, unless its weights alone would take the page over MAX_BYTES (a deep
+    float32 throughout, unless its weights alone would take the page over its limit (a deep
     net): then its decoder is float16 (its encoder and head stay float32, so its predictions,
-    maps and switches are still exact). The page stays <= MAX_BYTES (ValueError otherwise).
+    maps and switches are still exact). The page stays <= MAX_BYTES, or <= MAX_BYTES_WITH_CARDS
+    with channel cards (ValueError otherwise, naming what takes the room).
     """
     extra_models = tuple(content.extra_models)
+    limit = MAX_BYTES_WITH_CARDS if content.task3 is not None else MAX_BYTES
 
-    def page(models: tuple[dict, ...], decoder_dtype: str) -> bytes:
-        return render(page_data(replace(content, extra_models=models), decoder_dtype)).encode()
+    def page(models: tuple[dict, ...], decoder_dtype: str, cards: bool = True) -> bytes:
+        return render(page_data(replace(content, extra_models=models, task3=content.task3 if cards
+                                        else None), decoder_dtype)).encode()
 
-    encoded = page(extra_models, "float32")
-    if len(encoded) > MAX_BYTES and (not extra_models or len(page((), "float32")) > MAX_BYTES):
-        encoded = page(extra_models, "float16")  # the default alone is too large
-        if len(encoded) > MAX_BYTES and not extra_models:
-            raise ValueError(f"explorer.html would be {len(encoded)} bytes, over {MAX_BYTES}, "
-                             "even with this network's decoder at half precision: its weights "
-                             "are too large for the page")
-    if len(encoded) > MAX_BYTES:
-        raise ValueError(f"explorer.html would be {len(encoded)} bytes, over {MAX_BYTES}; "
-                         "embed fewer models")
+    # the default model's decoder at half precision when its weights alone overfill a page
+    dtype = "float16" if len(page((), "float32", cards=False)) > MAX_BYTES else "float32"
+    encoded = page(extra_models, dtype)
+    if len(encoded) > limit:
+        half = " even with this network's decoder at half precision" if dtype == "float16" else ""
+        raise ValueError(f"explorer.html would be {len(encoded):,} bytes, over the {limit:,} a "
+                         f"page may take{half} ({_parts(page_data(content, dtype))})"
+                         + ("; embed fewer models" if extra_models else ""))
     with atomic_path(path) as tmp:
         tmp.write_bytes(encoded)
     return len(encoded)
