@@ -950,10 +950,12 @@ const OVERVIEW_COLUMNS = [
   { key: "luminance", label: "brightness r", value: card => card.correlations.luminance, text: card => signed(card.correlations.luminance) },
   { key: "edges", label: "edges r", value: card => card.correlations["gradient energy"], text: card => signed(card.correlations["gradient energy"]) },
   { key: "learned", label: "learned", value: card => (verdictOf(card) || { learned: [] }).learned.length,
-    text: card => (verdictOf(card) || { learned: [] }).learned.join(", ") || "–" },
+    text: card => verdictWords(card, "learned") },
   { key: "single", label: "one channel’s", value: card => (verdictOf(card) || { single: [] }).single.length,
-    text: card => (verdictOf(card) || { single: [] }).single.join(", ") || "–" },
+    text: card => verdictWords(card, "single") },
 ];
+// a question's survivors, "none" when the channel was tested and nothing survived, "not tested"
+const verdictWords = (card, key) => { const v = verdictOf(card); return !v ? "not tested" : v[key].join(", ") || "none"; };
 const overviewSort = { key: "channel", descending: false };
 const topClass = card => Object.entries(card.top_k_classes).sort((a, b) => b[1] - a[1])[0] || ["–", 0];
 // the stronger of the two colour oppositions, with its sign (blue-yellow or red-green)

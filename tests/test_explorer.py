@@ -498,6 +498,19 @@ def test_the_layer_overview_sorts_every_channel_and_opens_its_card(fresh, study_
               for t in page.locator("#overview-body tr td:nth-child(2)").all_inner_texts()]
     assert shares == sorted(shares, reverse=True)
     assert page.get_attribute("#overview-head th:nth-child(2)", "aria-sort") == "descending"
+    # the verdict columns: each question's surviving findings, "none" when the channel was
+    # tested and nothing survived (Holm p >= 0.05), "not tested" when it was not
+    words = {"class": "class share", "colour": "colour", "brightness": "brightness",
+             "darkness": "darkness", "edge": "edges", "look": "patches", "selective": "selectivity"}
+    for tr in page.locator("#overview-body tr").all():
+        c = int(tr.locator("button").get_attribute("data-channel"))
+        judged = rows[c].get("baseline_claims") or {}
+        tested = [judged["class_share"]] * ("class_share" in judged) + judged.get("claims", [])
+        for column, question in ((6, "learned"), (7, "single_channel")):
+            kept = list(dict.fromkeys(words[t["rule"]] for t in tested
+                                      if t["questions"][question]["p_holm"] < 0.05))
+            expected = ", ".join(kept) or ("none" if tested else "not tested")
+            assert tr.locator(f"td:nth-child({column})").inner_text() == expected, (c, question)
     first.locator("button").click()
     assert page.inner_text("#card-title") == f"z2 channel {channel}"
     assert seen["errors"] == []
