@@ -726,6 +726,7 @@ function renderMaps(latents) {
       ...parts);
   });
   $("maps").replaceChildren(...boxes);
+  $("maps").classList.toggle("many", L.channels > MANY_MAPS);
   $("maps").setAttribute("aria-label", `${L.name}: ${L.channels} maps, one Tab stop; arrow keys move between cells and maps`);
   $("maps-help").textContent = `${L.channels} maps of ${L.name}, one per channel (bright = strong). Tick to use a channel in the picture; click a map for its card.`;
   // side by side: the trained model's maps of the same image, on the same colour scale
