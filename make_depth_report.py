@@ -106,11 +106,8 @@ def check_probe_layers(metrics: dict, path: Path, fix: str) -> None:
         check_metrics(metrics["layers"][name], expected, f"{path}: layers: {name}", fix)
 
 
-def group_label(group: ModelId | str, depth: int) -> str:
-    """Short words for a baseline group (a ModelId, or as the probes' file names it) of a
-    network with `depth` stages."""
-    if isinstance(group, ModelId):
-        return group.short
+def group_label(group: str, depth: int) -> str:
+    """Short words for a baseline group id of a network with `depth` stages."""
     if group == "pixels":
         return "raw pixels"
     try:
@@ -131,7 +128,7 @@ def layer_facts(task3: Task3Result | None, probes: dict | None) -> list[dict]:
         count = layer.nulls["counts"].get(RULE) if layer else None
         if count is not None:
             entry["count"] = {"trained": count["trained"], "channels": len(layer.channels),
-                              "nulls": {str(g): b.get("mean") for g, b in layer.count_nulls(RULE).items()},
+                              "nulls": {g: b.get("mean") for g, b in count["baselines"].items()},
                               "p_value": count["p_value"]}
         probe = (probes or {}).get("layers", {}).get(name)
         if probe is not None:

@@ -20,7 +20,6 @@ from study.core.readers import check_metrics, field, read_json, require, require
 FIX = "rerun visualize_latents.py"
 ANY, UNIT, POSITIVE = (None, None), (0, 1), (0, None)
 PERCENT, CORRELATION = (0, 100), (-1, 1)
-CLASS_RULE = "class"  # the rule of a class-dominant channel, the depth report's count
 SUMMARIES = {"psnr": "psnr_summary", "occlusion": "occlusion", "similarity": "picture_similarity"}
 
 
@@ -122,8 +121,8 @@ class Task3Result:
 
     def cascade(self, layer: LayerResult) -> list[ModelId]:
         """The randomised groups whose nulls judge `layer`, in the cascade's order."""
-        return [ModelId.parse(g) for g in self.protocol["groups"][layer.name]
-                if ModelId.parse(g).kind == "random"]
+        groups = map(ModelId.parse, self.protocol["groups"][layer.name])
+        return [group for group in groups if group.kind == "random"]
 
     def to_json(self) -> dict:
         """The one writer: task3/metrics.json, key for key."""
@@ -212,12 +211,12 @@ NULLS = [("channels", list, (1, None)), ("channels[].channel", int, POSITIVE),
          ("counts.*.questions", dict, ANY)]
 
 
-def read_task3(path: Path, fix: str = FIX, test_images: int | None = None) -> Task3Result:
+def read_task3(path: Path, fix: str = FIX) -> Task3Result:
     """Task 3's metrics at `path` as a Task3Result, or one UsageError naming the file and the
     field: every value a reader reads is checked here (EXPECTED, then per layer of the recorded
     architecture its rows, strongest images, controls, class means and null tests, each for
-    exactly that layer's channels). With `test_images`, the strongest images' indices must lie
-    in a test split of that size (the one the caller loaded)."""
+    exactly that layer's channels; the strongest images' indices within the test split Task 3
+    read, whose size the caller compares with the data it loads)."""
     path = Path(path)
     what = str(path)
     metrics = read_json(path, "Task 3 metrics", fix)
@@ -250,7 +249,7 @@ def read_task3(path: Path, fix: str = FIX, test_images: int | None = None) -> Ta
                     ModelId.parse(group)
             except ValueError as error:
                 raise UsageError(f"{where}: {error}; {fix}") from None
-    test_images = test_images or metrics["rule_images"]["of"]
+    test_images = metrics["rule_images"]["of"]
     layers = tuple(_read_layer(metrics, stage, what, fix, test_images) for stage in arch.layers)
     for split, image in metrics["images"].items():
         for stage in arch.layers:
