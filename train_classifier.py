@@ -23,7 +23,7 @@ from study.reporting import plots
 from study.runs.folders import check_output_dir, run_folder
 from study.training.checkpoints import load_model
 from study.training.loop import (accuracy_summary, add_training_arguments, check_resumable,
-                                 evaluate, train_task)
+                                 evaluate, steps_per_epoch, train_task)
 from study.training.recipes import (FAST_LABEL_SMOOTHING, describe_fast_recipe, fast_sgd,
                                     parse_with_recipe)
 from study.training.state import require_training_state
@@ -133,7 +133,7 @@ def main() -> None:
         plots.confusion_matrix(summary["confusion_matrix"], DISPLAY_NAMES, out / "confusion_matrix.svg",
                                "Task 1: confusion matrix (test set)")
         plots.loss_curves(history, {"loss": "cross-entropy"},
-                          plots.steps_per_epoch(len(data.train_labels), args.batch_size),
+                          steps_per_epoch(len(data.train_labels), args.batch_size),
                           args.log_every, out / "loss_curve.svg", "Task 1: training loss")
 
         save_json({

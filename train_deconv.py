@@ -31,7 +31,7 @@ from study.runs.folders import check_output_dir, run_folder
 from study.runs.identity import file_sha256
 from study.training.checkpoints import load_weights, read_state_dict
 from study.training.loop import (accuracy_summary, add_training_arguments, check_resumable,
-                                 evaluate, mcnemar, psnr_db, train_task)
+                                 evaluate, mcnemar, psnr_db, steps_per_epoch, train_task)
 from study.training.recipes import (FAST_LABEL_SMOOTHING, describe_fast_recipe, fast_sgd,
                                     parse_with_recipe)
 from study.training.state import require_training_state
@@ -93,20 +93,26 @@ def snapshot_epochs(text: str) -> tuple[float, ...]:
 def snapshot_steps(epochs: tuple[float, ...], images: int, batch_size: int) -> dict[int, float]:
     """{mini-batches done: epochs done} of each snapshot (the nearest step, at least the first),
     and the initialisation (step 0) before them; {} without snapshots."""
-    steps = plots.steps_per_epoch(images, batch_size)
+    steps = steps_per_epoch(images, batch_size)
     return {0: 0.0, **{max(1, round(e * steps)): e for e in epochs}} if epochs else {}
 
 
+def snapshot_file(step: int) -> str:
+    """A snapshot's file, inside the run's folder."""
+    return f"{SNAPSHOTS}/step_{step:07d}.pth"
+
+
 def snapshot_saver(net: DeconvNet, steps: dict[int, float], folder: Path):
-    """after_step for training.fit: the weights at each snapshot's step into `folder` (as the
-    checkpoint is saved: BatchNorm folded, on the CPU); reading them changes nothing."""
-    folder.mkdir(exist_ok=True)
+    """after_step for training.fit: the weights at each snapshot's step into the run `folder`
+    (snapshot_file; as the checkpoint is saved: BatchNorm folded, on the CPU); reading them
+    changes nothing."""
+    (folder / SNAPSHOTS).mkdir(exist_ok=True)
 
     def after_step(step: int) -> None:
         if step in steps:
             model = fold_batchnorm(copy.deepcopy(net).eval()) if net.arch.batchnorm else net
             save_torch({k: v.detach().cpu() for k, v in model.state_dict().items()},
-                       folder / f"step_{step:07d}.pth")
+                       folder / snapshot_file(step))
     return after_step
 
 
@@ -205,7 +211,7 @@ def main() -> None:
             net.load_state_dict(init_state, strict=False)
         net.to(device)
         snapshots = snapshot_steps(args.snapshots, len(train_labels), args.batch_size)
-        saver = snapshot_saver(net, snapshots, out / SNAPSHOTS) if snapshots else None
+        saver = snapshot_saver(net, snapshots, out) if snapshots else None
         if saver is not None and not args.resume:
             saver(0)  # the initialisation (a resumed run keeps the first run's)
         # (the fast recipe's schedule drives the encoder's SGD, not the decoder's Adam)
@@ -235,7 +241,7 @@ def main() -> None:
         plots.per_class_accuracy(summary["per_class_accuracy"], out / "per_class_accuracy.svg",
                                  f"Task 2: accuracy per class (overall {summary['test_accuracy']:.2f} %)")
         plots.loss_curves(history, {"ce": "cross-entropy", "rec": "λ·L_rec"},
-                          plots.steps_per_epoch(len(data.train_labels), args.batch_size),
+                          steps_per_epoch(len(data.train_labels), args.batch_size),
                           args.log_every, out / "loss_curves.svg",
                           f"Task 2: training losses (λ = {args.lam:g})", scale={"rec": args.lam})
 
@@ -253,8 +259,7 @@ def main() -> None:
             "psnr_baselines_db": {k: round(v, 2) for k, v in baselines.items()},
             "task1_comparison": comparison,
             # only a run with --snapshots records them: the others' files stay as they were
-            **({"snapshots": [{"step": step, "epoch": epoch,
-                               "file": f"{SNAPSHOTS}/step_{step:07d}.pth"}
+            **({"snapshots": [{"step": step, "epoch": epoch, "file": snapshot_file(step)}
                               for step, epoch in sorted(snapshots.items())]} if snapshots else {}),
             "loss_log": history["loss_log"], "epoch_loss": history["epoch_loss"],
             "train_seconds": history["train_seconds"],

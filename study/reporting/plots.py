@@ -8,7 +8,6 @@ on the page (MIN_FONT_PT; tests/test_figures.py checks every text object). No fi
 caption as a title: the report's captions say what a figure shows. Plots go to SVG (vector),
 image grids to PNG at 200 dpi.
 """
-import math
 from pathlib import Path
 from typing import Sequence
 
@@ -21,6 +20,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from study.core.files import save_figure  # noqa: E402
+from study.training.loop import steps_per_epoch  # noqa: E402
 
 TEXT_WIDTH_IN = 6.3
 MIN_FONT_PT = 7
@@ -123,11 +123,6 @@ def confusion_figure(matrix: list[list[int]], names: Sequence[str]) -> plt.Figur
     fig.colorbar(image, ax=ax, label="% of the true class", fraction=0.046)
     fig.tight_layout(pad=0.2)
     return fig
-
-
-def steps_per_epoch(images: int, batch_size: int) -> int:
-    """Mini-batches in an epoch of `images` (the last one may be short)."""
-    return math.ceil(images / batch_size)
 
 
 def loss_curves(history: dict, parts: dict[str, str], steps: int, log_every: int, path: Path,

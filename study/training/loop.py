@@ -168,6 +168,11 @@ def step_mode(device: torch.device, cuda_graph: bool) -> str:
 
 # --- epochs ---
 
+def steps_per_epoch(images: int, batch_size: int) -> int:
+    """Mini-batches in an epoch of `images` (the last one may be short)."""
+    return math.ceil(images / batch_size)
+
+
 def train_epoch(run_step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
                 images: torch.Tensor, labels: torch.Tensor, run: "TrainingRun",
                 generator: torch.Generator, epoch: int) -> tuple[list[dict], dict]:
@@ -181,7 +186,7 @@ def train_epoch(run_step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
     Losses are summed on the device and read only every `log_every` mini-batches and at the
     end, which is also where a non-finite loss stops the run.
     """
-    steps, log_every, part_names = math.ceil(len(labels) / run.batch_size), run.log_every, run.part_names
+    steps, log_every, part_names = steps_per_epoch(len(labels), run.batch_size), run.log_every, run.part_names
     progress = tqdm(batches(images, labels, run.batch_size, generator), total=steps,
                     desc=f"epoch {epoch}/{run.epochs}", unit="batch", leave=False,
                     disable=run.quiet or None, file=sys.stderr)
@@ -323,7 +328,7 @@ def train_task(net: nn.Module, optimizers: list[torch.optim.Optimizer],
     """
     loss_fn, before_step = losses[0], None
     if args.recipe == "fast":
-        steps = args.epochs * math.ceil(len(labels) / args.batch_size)
+        steps = args.epochs * steps_per_epoch(len(labels), args.batch_size)
         recipe = FastRecipe(optimizers[0], args.lr, steps, args.seed)
         loss_fn, before_step = recipe.loss(losses[1]), recipe.before_step
         recipe.prepare(net)
