@@ -65,6 +65,8 @@ def parse_args(argv: list[str] | None = None):
     add_threads_argument(parser)
     add_data_arguments(parser)
     args = parser.parse_args(argv)
+    if len(args.seeds) < 2:
+        parser.error("--seeds needs the run's seed and at least one other to compare with")
     args.out = args.out or Outputs(args.outputs).formation
     args.run = args.run or Outputs(args.outputs).formation / "task2"
     return args
@@ -74,7 +76,7 @@ def snapshots_of(run: Path) -> list[tuple[float, Path]]:
     """(epochs done, checkpoint) of every snapshot the run recorded, in order."""
     require_complete(run, "the snapshots' run", FIX)
     metrics = read_json(run / METRICS, "the snapshots' run metrics", FIX)
-    found = field(metrics, "snapshots", list, 2, 64, str(run / METRICS), FIX)
+    found = field(metrics, "snapshots", list, 2, 65, str(run / METRICS), FIX)  # 64 and step 0
     epochs = require_items([field(s, "epoch", float, 0, None, f"{run / METRICS}: snapshots", FIX)
                             for s in found], float, what=f"{run / METRICS}: snapshots")
     paths = [run / field(s, "file", str, 1, 200, f"{run / METRICS}: snapshots", FIX) for s in found]
@@ -91,30 +93,46 @@ def same_weights(a: Path, b: Path, arch) -> bool:
     return first.keys() == second.keys() and all(torch.equal(first[k], second[k]) for k in first)
 
 
-def same_units(snapshot: dict, final: dict, null: list[dict]) -> dict:
+def units_null(final: dict, null: list[dict]) -> dict[int, np.ndarray]:
+    """Per layer: every random network's channels' r with the same channels of the finished
+    network, pooled (the same units' null, the same for every snapshot)."""
+    return {layer: np.concatenate([np.diag(correlation_matrix(n[layer], final[layer]))
+                                   for n in null]) for layer in final}
+
+
+def matched(responses: dict, others: list[dict], layer: int) -> float:
+    """A network's mean matched r with the other seeds' finished networks (Hungarian),
+    averaged over them."""
+    return float(np.mean([match_channels(responses[layer], o[layer])[1].mean() for o in others]))
+
+
+def seeds_null(others: list[dict], null: list[dict]) -> dict[int, np.ndarray]:
+    """Per layer: each random network's mean matched r with the other seeds (matched)."""
+    return {layer: np.array([matched(n, others, layer) for n in null]) for layer in others[0]}
+
+
+def same_units(snapshot: dict, final: dict, pooled: dict[int, np.ndarray]) -> dict:
     """Per layer: each channel's r with the same channel of the finished network, its rank p
-    against random networks' channels (pooled), the mean r."""
+    against random networks' channels (`pooled`: units_null), the mean r."""
     found = {}
     for layer in final:
-        pooled = np.concatenate([np.diag(correlation_matrix(n[layer], final[layer])) for n in null])
         r = np.diag(correlation_matrix(snapshot[layer], final[layer]))
-        found[f"z{layer}"] = {"r": [round(float(v), 4) for v in r], "p": [rank_p(v, pooled) for v in r],
+        found[f"z{layer}"] = {"r": [round(float(v), 4) for v in r],
+                              "p": [rank_p(v, pooled[layer]) for v in r],
                               "mean_r": round(float(r.mean()), 4),
-                              "null_q95_r": round(float(np.quantile(pooled, 0.95)), 4)}
+                              "null_q95_r": round(float(np.quantile(pooled[layer], 0.95)), 4)}
     return found
 
 
-def other_seeds(snapshot: dict, others: list[dict], null: list[dict]) -> dict:
+def other_seeds(snapshot: dict, others: list[dict], null_means: dict[int, np.ndarray]) -> dict:
     """Per layer: the mean matched r with the other seeds' finished networks (averaged over
-    them), and its rank p against random networks matched with them the same way."""
+    them), and its rank p against random networks matched with them the same way
+    (`null_means`: seeds_null)."""
     found = {}
     for layer in snapshot:
-        def matched(a: dict) -> float:
-            return float(np.mean([match_channels(a[layer], o[layer])[1].mean() for o in others]))
-        null_means = np.array([matched(n) for n in null])
-        value = matched(snapshot)
-        found[f"z{layer}"] = {"mean_r": round(value, 4), "p": rank_p(value, null_means),
-                              "null_q95_r": round(float(np.quantile(null_means, 0.95)), 4)}
+        value = matched(snapshot, others, layer)
+        found[f"z{layer}"] = {"mean_r": round(value, 4), "p": rank_p(value, null_means[layer]),
+                              "null_q95_r": round(float(np.quantile(null_means[layer], 0.95)), 4)}
     return found
 
 
@@ -211,12 +229,14 @@ def main() -> None:
     for d in range(args.null_draws):
         torch.manual_seed(FIRST_NULL_SEED + d)
         null.append(channel_responses(DeconvNet(arch).eval().to(device), images))
+    pooled, null_means = units_null(final, null), seeds_null(others, null)  # once, for every snapshot
     nets = [load(path) for _, path in snapshots]
     rows = []
     for (epoch, path), net in zip(snapshots, nets):
         responses = channel_responses(net, images)
-        rows.append({"epoch": epoch, "file": path.name, "same_units": same_units(responses, final, null),
-                     "other_seeds": other_seeds(responses, others, null) if others else {}})
+        rows.append({"epoch": epoch, "file": path.name,
+                     "same_units": same_units(responses, final, pooled),
+                     "other_seeds": other_seeds(responses, others, null_means)})
     corrected(rows)
     for row in rows:
         print(f"after {row['epoch']:g} epochs: " + "; ".join(

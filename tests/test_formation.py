@@ -30,12 +30,13 @@ def test_a_snapshot_equal_to_the_finished_network_has_r_1_against_a_hand_compute
     rng = np.random.default_rng(0)
     final = {1: rng.normal(size=(50, 4))}
     null = [{1: rng.normal(size=(50, 4))} for _ in range(9)]
-    found = formation.same_units(final, final, null)["z1"]
+    found = formation.same_units(final, final, formation.units_null(final, null))["z1"]
     assert found["r"] == [1.0] * 4 and found["mean_r"] == 1.0
     # the rank p of r = 1 among 9 x 4 pooled null values, none of them reaching 1
     assert found["p"] == [pytest.approx(1 / 37)] * 4
     # and a snapshot of independent noise sits inside the null: its mean r is near 0
-    noise = formation.same_units({1: rng.normal(size=(50, 4))}, final, null)["z1"]
+    noise = formation.same_units({1: rng.normal(size=(50, 4))}, final,
+                                 formation.units_null(final, null))["z1"]
     assert abs(noise["mean_r"]) < 0.3
 
 
@@ -45,7 +46,8 @@ def test_another_seed_with_its_channels_shuffled_is_matched_back_one_to_one():
     order = [3, 0, 4, 1, 2]
     snapshot = {1: other[:, order] * 2 + 1}  # the same channels, in another order and scale
     null = [{1: rng.normal(size=(60, 5))} for _ in range(19)]
-    found = formation.other_seeds(snapshot, [{1: other}], null)["z1"]
+    found = formation.other_seeds(snapshot, [{1: other}],
+                                  formation.seeds_null([{1: other}], null))["z1"]
     assert found["mean_r"] == pytest.approx(1.0)
     assert found["p"] == pytest.approx(1 / 20)  # above every null draw's mean
 
