@@ -206,10 +206,10 @@ class PageContent:
     its `model_label` and `model_info` (optional "kind", "lambda", "randomised"). The data:
     `test_images` and `test_labels` (the gallery), `report_images` ({"test": {"index"},
     "train": {"index", "label", "pixels"} or absent}) and `task3` (Task 3's result, for the
-    channel cards; None for a page without them, or of another architecture than `net`'s). `extra_models`: models to switch to,
-    each {"id": stable link-safe id, "label": display text, "net": a DeconvNet,
-    "layer1_decoder": a ConvTranspose2d or None; optional "model" (a ModelId), "kind",
-    "lambda", "randomised"}.
+    channel cards; None for a page without them; of `net`'s architecture). `extra_models`:
+    models to switch to, each {"id": stable link-safe id, "label": display text, "net": a
+    DeconvNet, "layer1_decoder": a ConvTranspose2d or None; optional "model" (a ModelId),
+    "kind", "lambda", "randomised"}.
     """
 
     net: DeconvNet
@@ -303,9 +303,11 @@ def write_explorer(path: Path, content: PageContent) -> int:
         return render(page_data(replace(content, extra_models=models, task3=content.task3 if cards
                                         else None), decoder_dtype)).encode()
 
-    # the default model's decoder at half precision when its weights alone overfill a page
-    dtype = "float16" if len(page((), "float32", cards=False)) > MAX_BYTES else "float32"
-    encoded = page(extra_models, dtype)
+    # the default model's decoder at half precision when its weights alone overfill a page (a
+    # page within MAX_BYTES as it is needs no second look)
+    dtype, encoded = "float32", page(extra_models, "float32")
+    if len(encoded) > MAX_BYTES and len(page((), "float32", cards=False)) > MAX_BYTES:
+        dtype, encoded = "float16", page(extra_models, "float16")
     if len(encoded) > limit:
         half = " even with this network's decoder at half precision" if dtype == "float16" else ""
         raise ValueError(f"explorer.html would be {len(encoded):,} bytes, over the {limit:,} a "
