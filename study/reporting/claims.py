@@ -253,7 +253,7 @@ def _(m: dict) -> bool:
             and chosen["horizontal"]["r_edge_by_angle"]["0"] >= rules["edge_r"])
 
 
-def _cost(layer: LayerResult, case: str) -> float:
+def control_cost(layer: LayerResult, case: str) -> float:
     """How many dB a control costs the decoder of `layer`'s pictures."""
     return layer.controls["own"].psnr_db - layer.controls[case].psnr_db
 
@@ -262,8 +262,8 @@ def _cost(layer: LayerResult, case: str) -> float:
                       "and less than another image's latent at both")
 def _(m: dict) -> bool:
     first, last = m["task3"].layers[0], _last(m)
-    return (_cost(last, "other_switches") > _cost(first, "other_switches")
-            and all(_cost(layer, "other_latent") > _cost(layer, "other_switches")
+    return (control_cost(last, "other_switches") > control_cost(first, "other_switches")
+            and all(control_cost(layer, "other_latent") > control_cost(layer, "other_switches")
                     for layer in (first, last)))
 
 

@@ -10,8 +10,8 @@ from datetime import datetime, timezone
 from study.analysis.task3_result import Task3Result
 from study.core.ids import ModelId
 from study.core.text import plural, seeds_words
-from study.reporting.claims import (channel_claims, first_layer_channels, mean_interval,
-                                    study_differences, survives)
+from study.reporting.claims import (channel_claims, control_cost, first_layer_channels,
+                                    mean_interval, study_differences, survives)
 from study.reporting.numbers import db, median, p_cell, p_value, pct, r2, seconds, spread
 
 # --- facts per part ---
@@ -240,8 +240,8 @@ def _decoder_facts(t: Task3Result) -> dict:
                            if case != "own"],
         "controls": {layer.name: {case: db(v.psnr_db) for case, v in layer.controls.items()}
                      for layer in t.layers},
-        "control_costs": {layer.name: {case: f"{layer.controls['own'].psnr_db - v.psnr_db:.1f}"
-                                       for case, v in layer.controls.items() if case != "own"}
+        "control_costs": {layer.name: {case: f"{control_cost(layer, case):.1f}"
+                                       for case in layer.controls if case != "own"}
                           for layer in t.layers},
     }
 
