@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 
 from data import CIFAR10, normalize
-from models import ARCHITECTURE, Architecture, DeconvNet, Latents
+from models import Architecture, DeconvNet, Latents
 from study.analysis.decoders import decoder_checks, picture_decoder
 from study.analysis.evidence import TOP_K, channel_table, strongest_units
 from study.analysis.findings import ROLE_KINDS, channel_roles
@@ -34,11 +34,9 @@ from study.analysis.random_models import (REFIT, baseline_seeds, cascades, chang
                                           refit_decoders, reinitialised)
 from study.core.ids import DecoderId, ModelId
 
-CASCADES = cascades(ARCHITECTURE)  # the tutorial's
 OCCLUSION_IMAGES = 500
 CHECK_IMAGES = 2000  # test images on which each refitted decoder's PSNR is measured
 RULE_KINDS = tuple(ROLE_KINDS)  # "class", "look", "brightness", "darkness", "colour", ...
-MODEL_GROUPS = (*CASCADES, "permuted_labels")  # the tutorial's randomised models
 
 
 # --- naming channels by the rules ---
@@ -83,10 +81,6 @@ def name_channels(z: dict[int, torch.Tensor], images: torch.Tensor, labels: torc
             kinds = sorted({role["kind"] for role, _ in channel_roles(row)})  # findings' rules
             row["rules"] = [kind for kind in kinds if kind not in row["undefined"]]
     return rows
-
-
-def _round(value: float | None, digits: int) -> float | None:
-    return None if value is None else round(value, digits)
 
 
 # --- pictures ---
@@ -197,7 +191,6 @@ def baseline_decoders(arch: Architecture) -> dict[str, tuple[int, bool]]:
     return decoders
 
 
-DECODERS = baseline_decoders(ARCHITECTURE)  # the tutorial's
 
 
 def _by_group(values: dict[str, float | None], groups: dict[str, str]) -> dict:
@@ -305,7 +298,7 @@ def randomisation_baselines(net: DeconvNet, data: CIFAR10, training_seed: int,
     picks: {"train": index, "test": index} of the report images; trained_rows: Task 3's rows of
     the trained model per layer, with their "roles" (the claims weighed against the nulls);
     permuted: the Task 2 model trained with --permute-labels. Models are named by ModelId
-    ("trained", "permuted_labels", "conv2_seed1001", ...); decoders by DECODERS' identifiers.
+    ("trained", "permuted_labels", "conv2_seed1001", ...); decoders by baseline_decoders' identifiers.
     """
     started, cpu = time.perf_counter(), time.process_time()
     # at most two passes over the training images (a small --subset needs far fewer steps)

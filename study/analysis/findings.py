@@ -19,8 +19,6 @@ RULES = {"luminance_r": 0.6, "colour_r": 0.4, "edge_r": 0.4, "orientation_spread
 ROLE_KINDS = {"class": "class-dominant", "look": "appearance", "brightness": "brightness",
               "darkness": "darkness", "colour": "colour-opponent", "edge": "edge",
               "selective": "class-selective"}
-# Kinds that follow a local physical signal (the correlation rules).
-PHYSICAL_KINDS = ("brightness", "darkness", "colour", "edge")
 
 EDGE_NAMES = {0: "horizontal", 45: "rising diagonal (/)", 90: "vertical",
               135: "falling diagonal (\\)"}
@@ -130,31 +128,6 @@ def describe_channel(layer: int, row: dict) -> str:
                    if "top_k_classes" in row else "")
                 + f"; zero on {100 * row['zero_share']:.0f} % of positions).")
     return f"{name} is " + "; ".join(text for _, text in roles) + "."
-
-
-# --- reading roles back (the report's counts and discussion, the explorer's cards) ---
-
-def has_role(row: dict, kind: str) -> bool:
-    """Whether a channel meets a rule of this kind."""
-    return any(r["kind"] == kind for r in row["roles"])
-
-
-def role_words(row: dict, kinds: tuple[str, ...] | None = None) -> str:
-    """A channel's roles in a few words ('horse-dominant, bright patches'), '' when none."""
-    return ", ".join(r["words"] for r in row["roles"] if kinds is None or r["kind"] in kinds)
-
-
-def channel_list(rows: list[dict], layer: str, kinds: tuple[str, ...] | None = None) -> str:
-    """'z2:3 bright patches, edges; z2:5 ...' for the named channels of a layer (rules of `kinds`)."""
-    return "; ".join(f"{layer}:{r['channel']} {role_words(r, kinds)}" for r in rows
-                     if role_words(r, kinds)) or "none"
-
-
-def role_counts(rows: list[dict]) -> dict[str, int]:
-    """How many channels meet each kind of rule (a channel can meet several), and how many none."""
-    counts = {kind: sum(has_role(r, kind) for r in rows) for kind in ROLE_KINDS}
-    counts["mixed"] = sum(not r["roles"] for r in rows)
-    return counts
 
 
 # --- claims against their null distributions (baselines.null_distributions measures them) ---

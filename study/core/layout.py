@@ -42,11 +42,6 @@ TASKS = ("task1", "task2", "task3")
 OUTPUTS_FORMAT = 2
 
 
-def metrics_beside(checkpoint: Path) -> Path:
-    """The metrics.json a checkpoint's run wrote beside it."""
-    return Path(checkpoint).with_name(METRICS)
-
-
 @dataclass(frozen=True)
 class Outputs:
     """One outputs tree (the study's, or the depth study's inside it)."""

@@ -184,7 +184,6 @@ def channel_name(layer: str, channel: int) -> str:
     return f"{layer}:{channel}"
 
 
-QUESTION_WORDS = {"learned": "did training make it?", "single_channel": "a single channel's?"}
 RULE_WORDS = {"colour": "colour opposition", "brightness": "brightness", "darkness": "darkness",
               "edge": "edges", "look": "distinctive patches", "class": "top-class share",
               "selective": "class selectivity"}
