@@ -21,6 +21,16 @@ def test_each_transformation_moves_the_pixels_it_says():
     # a 90-degree rotation (clockwise, as torchvision turns) of a 32x32 image moves pixels exactly
     quarter = transform(x, "rotation", 90)
     assert torch.equal(quarter, torch.rot90(x, -1, dims=(-2, -1)))
+    # the grey frame moves no pixel: away from the border, torchvision's own turn and scale
+    # (up to a rounding of one level), and none of its dark seam at the border
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+    for kind, angle, scale in (("rotation", 20.0, 1.0), ("scale", 0.0, 0.9)):
+        plain = TF.affine(x, angle=angle, translate=[0, 0], scale=scale, shear=[0.0],
+                          interpolation=InterpolationMode.BILINEAR, fill=GREY)
+        ours = transform(x, kind, angle if kind == "rotation" else scale)
+        inside = (ours.int() - plain.int())[..., 8:24, 8:24].abs()
+        assert inside.max() <= 1, kind
 
 
 def test_the_relative_distance_is_written_out():
@@ -55,3 +65,26 @@ def test_the_two_directions_are_ranked_against_the_random_networks_and_corrected
     assert power["first_step"] == 0.025 and power["draws_needed"] == 39  # 1 / (1 + 39) = 0.025
     above = compare_with_random(curves(1.0), random)["tests"][0]
     assert above["p_less"] == pytest.approx(1 / 20) and above["less_invariant"] is False  # 0.1 > 0.05
+
+
+def test_an_image_every_transformation_leaves_alone_has_flat_curves_through_a_fixed_net():
+    """A grey image (the fill value everywhere) is unchanged by every move, scale and rotation,
+    and a left-right symmetric one by the mirror: every distance is 0, and the true class's
+    probability stays the network's own for the image."""
+    torch.manual_seed(3)
+    net = DeconvNet().eval()
+    grey = torch.full((2, 3, 32, 32), GREY, dtype=torch.uint8)
+    half = torch.randint(0, 256, (2, 3, 32, 16), dtype=torch.uint8)
+    mirrored = torch.cat([half, half.flip(-1)], dim=-1)  # symmetric left-right
+    labels = torch.tensor([0, 7])
+    from data import normalize
+    for images, kinds in ((grey, TRANSFORMS), (mirrored, ["flip"])):
+        curves = invariance_curves(net, images, labels)
+        with torch.no_grad():
+            p = torch.softmax(net(normalize(images))[0], 1)[torch.arange(2), labels].mean().item()
+        for kind in kinds:
+            for layer, values in curves[kind]["distance"].items():
+                assert values == [0.0] * len(TRANSFORMS[kind]), (kind, layer)
+            assert curves[kind]["true_class"] == pytest.approx([p] * len(TRANSFORMS[kind]), abs=1e-5)
+    # and a mirrored copy of an asymmetric image is not left alone
+    assert max(invariance_curves(net, half.repeat(1, 1, 1, 2), labels)["flip"]["distance"]["z1"]) > 0

@@ -23,6 +23,7 @@ from study.analysis.nulls import holm
 
 ALPHA = 0.05
 GREY = 128  # what a transformation fills in where the image had nothing (about 0 after normalising)
+FRAME = 16  # grey pixels framed around an image before it is turned or scaled (see _bilinear)
 TRANSFORMS = {  # kind -> the amounts, the identity first
     "translation": [0, 2, 4, 6, 8],  # pixels, to the right and down
     "scale": [1.0, 0.9, 0.8, 1.1, 1.2],
@@ -40,12 +41,21 @@ def transform(images: torch.Tensor, kind: str, amount: float) -> torch.Tensor:
         return TF.affine(images, angle=0.0, translate=[int(amount), int(amount)], scale=1.0,
                          shear=[0.0], interpolation=InterpolationMode.NEAREST, fill=GREY)
     if kind == "scale":
-        return TF.affine(images, angle=0.0, translate=[0, 0], scale=float(amount), shear=[0.0],
-                         interpolation=InterpolationMode.BILINEAR, fill=GREY)
+        return _bilinear(images, angle=0.0, scale=float(amount))
     if kind == "rotation":
-        return TF.affine(images, angle=float(amount), translate=[0, 0], scale=1.0, shear=[0.0],
-                         interpolation=InterpolationMode.BILINEAR, fill=GREY)
+        return _bilinear(images, angle=float(amount), scale=1.0)
     raise ValueError(f"no transformation {kind!r}; one of {', '.join(TRANSFORMS)}")
+
+
+def _bilinear(images: torch.Tensor, angle: float, scale: float) -> torch.Tensor:
+    """Rotated and scaled about the centre, bilinear. The images are first framed in grey wide
+    enough that no sample falls outside (a corner turned by 45 degrees or shrunk to 0.7 reads
+    within 16 pixels of the frame): torchvision's own fill blends a bilinear sample across the
+    border with zeros, which draws a dark seam (down to 96 of 128 on a grey image)."""
+    framed = F.pad(images, (FRAME,) * 4, value=GREY)
+    moved = TF.affine(framed, angle=angle, translate=[0, 0], scale=scale, shear=[0.0],
+                      interpolation=InterpolationMode.BILINEAR, fill=GREY)
+    return moved[..., FRAME:-FRAME, FRAME:-FRAME]
 
 
 @torch.no_grad()
@@ -73,15 +83,25 @@ def relative_distance(original: torch.Tensor, moved: torch.Tensor) -> float:
     return float(ratio.mean())
 
 
-def invariance_curves(net: DeconvNet, images: torch.Tensor, labels: torch.Tensor) -> dict:
-    """{kind: {"amounts", "distance": {layer name: [per amount]}, "true_class": [per amount]}}."""
+def transformed(images: torch.Tensor) -> dict[tuple[str, float], torch.Tensor]:
+    """Every transformed copy invariance_curves reads ({(kind, amount): images}, the identity
+    amounts left out), made once for all the networks that read them."""
+    return {(kind, amount): transform(images, kind, amount)
+            for kind, amounts in TRANSFORMS.items() for amount in amounts[1:]}
+
+
+def invariance_curves(net: DeconvNet, images: torch.Tensor, labels: torch.Tensor,
+                      moved_images: dict[tuple[str, float], torch.Tensor] | None = None) -> dict:
+    """{kind: {"amounts", "distance": {layer name: [per amount]}, "true_class": [per amount]}};
+    `moved_images`: transformed(images), when several networks read the same copies."""
+    moved_images = moved_images if moved_images is not None else transformed(images)
     base = features(net, images)
     result = {}
     for kind, amounts in TRANSFORMS.items():
         distance = {s.name: [] for s in net.arch.layers}
         true_class = []
         for k, amount in enumerate(amounts):  # the first amount is the identity: the base itself
-            moved, probabilities = base if k == 0 else features(net, transform(images, kind, amount))
+            moved, probabilities = base if k == 0 else features(net, moved_images[kind, amount])
             for s in net.arch.layers:
                 distance[s.name].append(round(relative_distance(base[0][s.index], moved[s.index]), 5))
             true_class.append(round(float(probabilities[torch.arange(len(labels)), labels.cpu()].mean()), 5))
