@@ -21,9 +21,10 @@ COMMON = --subset "$$SUBSET" --device "$$DEVICE"
 
 .PHONY: all install runs seeds invariance formation explorer task1 task2 task3 report sweep depth test test-fast bench submission submission-check clean
 
-# Tasks 1 and 2 (3 seeds each), the lambda sweep and Task 3, then the explorer with every model
-# and the report.
-all: install runs seeds explorer report
+# Tasks 1 and 2 (3 seeds each), the lambda sweep and Task 3; then the questions beyond the
+# assignment (do seeds agree, when do channels form, what is each layer invariant to), the
+# explorer with every model, the report and its companion.
+all: install runs seeds formation invariance explorer report beyond
 
 # pip only when a requirement is missing or too old (tests/check_requirements.py says which).
 install:
@@ -32,9 +33,10 @@ install:
 
 # Every run of the study as parallel processes (one per CPU core; one at a time on a GPU), or
 # with EXECUTOR=slurm as Slurm jobs; Task 3 starts as soon as seed 0's Task 2 model exists.
-# The report is then made here, locally.
+# Seed 0's Task 2 keeps its weights at 0, 1/8, 1/4, 1/2, 1 and 2 epochs (make formation reads
+# them; the training is the same). The report is then made here, locally.
 runs:
-	$(PYTHON) sweep.py $(COMMON) --task3 --executor "$$EXECUTOR" $${PARTITION:+--partition "$$PARTITION"}
+	$(PYTHON) sweep.py $(COMMON) --task3 --snapshots 0.125,0.25,0.5,1,2 --executor "$$EXECUTOR" $${PARTITION:+--partition "$$PARTITION"}
 
 # The explorer page, built once the runs it shows exist: the trained model with Task 3's channel
 # cards, the randomised models Task 3 saved, and the lambda-sweep models.
@@ -46,15 +48,12 @@ explorer:
 seeds:
 	$(PYTHON) compare_seeds.py $(COMMON) --quiet
 
-# When do channels form? Seed 0's Task 2 once more, keeping its weights at 0, 1/8, 1/4, 1/2, 1
-# and 2 epochs (the same network at the end: formation.py checks), then its channels against the
-# finished network and the other seeds' (formation.py; about 5 minutes, after make all).
+# When do channels form? Seed 0's Task 2 snapshots (kept by make runs) against the finished
+# network and the other seeds' (formation.py; about a minute).
 formation:
-	if [ ! -f outputs/formation/task2/deconv_net.pth ] || [ -e outputs/formation/task2/.incomplete ]; then \
-	  $(PYTHON) train_deconv.py $(COMMON) --snapshots 0.125,0.25,0.5,1,2 --quiet --out outputs/formation/task2; fi
 	$(PYTHON) formation.py $(COMMON) --quiet
 
-# What does each layer become invariant to? (invariance.py, Z&F Fig. 5; about two minutes)
+# What does each layer become invariant to? (invariance.py, Z&F Fig. 5; about 3 minutes)
 invariance:
 	$(PYTHON) invariance.py $(COMMON) --quiet
 

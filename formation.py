@@ -1,9 +1,10 @@
 """When do channels form? Task 2's network (seed 0) at several points of its training, against
 its finished self and the other seeds' finished networks (Zeiler & Fergus 2014, Fig. 4).
 
-`make formation` trains seed 0's Task 2 again with `--snapshots` (the same settings, so the run
-ends in the study's own Task 2 network, which this script checks by hash) and keeps its weights
-at the initialisation and after 1/8, 1/4, 1/2, 1 and 2 epochs. A channel is described as in
+`make all` trains seed 0's Task 2 with `--snapshots` (sweep.py --snapshots; the training is
+unchanged), which keeps its weights at the initialisation and after 1/8, 1/4, 1/2, 1 and 2
+epochs; --run may name another run with snapshots, which must end in the study's own Task 2
+network (checked weight for weight). A channel is described as in
 compare_seeds.py: its largest pooled value on each of Task 3's rule images. Per layer and
 snapshot:
 
@@ -20,7 +21,7 @@ Writes OUT/metrics.json, OUT/formation.png (both curves per layer against their 
 OUT/formation_units.png (the tied deconvnet's projection of chosen channels' strongest unit at
 every snapshot, Z&F Fig. 4).
 
-    make formation CIFAR10_DIR=../shared/cifar10        # after make all
+    python formation.py                 # what make all runs, after the sweep
 """
 import time
 from pathlib import Path
@@ -37,16 +38,17 @@ from study.analysis.projections import unit_projections
 from study.core.common import (ArgumentParser, UsageError, add_data_arguments, add_threads_argument,
                                environment_info, number, run_cli, select_device)
 from study.core.files import save_json
-from study.core.layout import DECONV_CHECKPOINT, METRICS, Outputs
+from study.core.layout import DECONV_CHECKPOINT, METRICS, OUTPUTS_FORMAT, RUN_IDENTITY, Outputs
 from study.core.readers import field, read_json, require_items
 from study.core.settings import MAX_NULL_DRAWS, SWEEP_SEEDS
 from study.reporting import plots
 from study.runs.folders import check_output_dir, require_complete, run_folder, task2_checkpoints
+from study.runs.identity import UP_TO_DATE, file_sha256, record_finished, reuse
 from study.training.checkpoints import architecture_beside, load_model
 
 NULL_DRAWS = 299  # Holm over 16 channels x 6 snapshots needs p < 0.05 / 96: 299 x 16 values give 1 / 4,785
 FIRST_NULL_SEED = 7001  # the random networks' seeds: 7001, 7002, ...
-FIX = "rerun make formation"
+FIX = "rerun make all (its sweep keeps seed 0's snapshots)"
 
 
 def parse_args(argv: list[str] | None = None):
@@ -54,7 +56,7 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--outputs", type=Path, default=Path("outputs"),
                         help="the study's outputs (Task 2 of every seed, from make all)")
     parser.add_argument("--run", type=Path, default=None,
-                        help="the Task 2 run with snapshots (default: OUTPUTS/formation/task2)")
+                        help="the Task 2 run with snapshots (default: OUTPUTS/task2, seed 0's)")
     parser.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")],
                         default=list(SWEEP_SEEDS),
                         help="the seeds of the study's Task 2 runs; the first is the run's")
@@ -62,13 +64,15 @@ def parse_args(argv: list[str] | None = None):
                         help="random networks in each null")
     parser.add_argument("--out", type=Path, default=None, help="default: OUTPUTS/formation")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--force", action="store_true",
+                        help="compare again even when OUT holds this very comparison")
     add_threads_argument(parser)
     add_data_arguments(parser)
     args = parser.parse_args(argv)
     if len(args.seeds) < 2:
         parser.error("--seeds needs the run's seed and at least one other to compare with")
     args.out = args.out or Outputs(args.outputs).formation
-    args.run = args.run or Outputs(args.outputs).formation / "task2"
+    args.run = args.run or Outputs(args.outputs).task("task2")
     return args
 
 
@@ -215,13 +219,22 @@ def main() -> None:
     arch = architecture_beside(finals[0])
     if not same_weights(args.run / DECONV_CHECKPOINT, finals[0], arch):
         raise UsageError(f"{args.run} did not end in the study's Task 2 network ({finals[0]}); "
-                         "train it with Task 2's settings (make formation does)")
+                         "train it with Task 2's settings")
     device = select_device(args.device, args.threads)
     check_output_dir(args.out, "formation", args.data_dir)
 
     def load(path: Path) -> DeconvNet:
         return load_model(path, "DeconvNet", "checkpoint", arch=arch).eval().to(device)
     data = load_cifar10(args.data_dir, subset=args.subset, seed=args.seed, quiet=args.quiet)
+    # the same comparison already made (same networks, snapshots, data, protocol) is not redone
+    identity = {"script": "formation.py", "seeds": args.seeds, "null_draws": args.null_draws,
+                "checkpoints": [file_sha256(p) for p in finals],
+                "snapshots": [[epoch, file_sha256(path)] for epoch, path in snapshots],
+                "seed": args.seed, "data_sha256": data.content_hash, "format": OUTPUTS_FORMAT}
+    if not args.force and reuse(args.out, None, identity, args.out / METRICS) == UP_TO_DATE:
+        print(f"up to date  {args.out} (the same networks, data and protocol; --force compares "
+              "them again)")
+        return
     images = data.test_images[rule_images(len(data.test_labels), seed=args.seed)].to(device)
     final = channel_responses(load(finals[0]), images)
     others = [channel_responses(load(p), images) for p in finals[1:]]
@@ -265,6 +278,7 @@ def main() -> None:
                    "wall_seconds": round(time.perf_counter() - started, 2),
                    "data": data.describe(), "environment": environment_info(device)},
                   out / METRICS)
+        save_json(record_finished(identity, out / METRICS), out / RUN_IDENTITY)
         print(f"wrote {out}/: metrics.json, formation.png and formation_units.png")
 
 

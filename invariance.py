@@ -20,10 +20,10 @@ from models import DeconvNet
 from study.analysis.invariance import (TRANSFORMS, compare_with_random, invariance_curves,
                                        transformed)
 from study.analysis.nulls import rule_images
-from study.core.common import (ArgumentParser, UsageError, add_data_arguments,
-                               add_threads_argument, environment_info, number, run_cli,
-                               select_device)
+from study.core.common import (ArgumentParser, UsageError, add_data_arguments, add_threads_argument,
+                               environment_info, number, run_cli, select_device)
 from study.core.files import save_json
+from study.core.settings import usable_cores
 from study.core.layout import METRICS, OUTPUTS_FORMAT, RUN_IDENTITY, Outputs
 from study.reporting import plots
 from study.runs.folders import check_output_dir, require_complete, run_folder
@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None):
     parser.add_argument("--force", action="store_true",
                         help="measure again even when OUT holds this very measurement")
     add_data_arguments(parser)
-    add_threads_argument(parser)
+    add_threads_argument(parser, default=usable_cores())  # forward passes only: every core
     return parser.parse_args(argv)
 
 

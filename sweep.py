@@ -27,7 +27,7 @@ from typing import Any
 
 from data import load_cifar10
 from study.core.common import (MAX_SEED, ArgumentParser, UsageError, add_data_arguments, number,
-                               run_cli)
+                               run_cli, snapshot_epochs)
 from study.core.files import open_log, prepare_output_dir, save_json, take_lock
 from study.core.layout import RUN_IDENTITY, SUMMARY, Outputs
 from study.core.settings import MAX_NULL_DRAWS, MAX_OCCLUSION_IMAGES, SWEEP_LAMBDAS, SWEEP_SEEDS
@@ -61,6 +61,9 @@ def parse_args(argv: list[str] | None = None):
                         help="lambda values of Task 2 (seed 0; the default lambda with every seed)")
     parser.add_argument("--no-lambda-sweep", action="store_true",
                         help="Task 2 at the default lambda only (one run per seed; make depth)")
+    parser.add_argument("--snapshots", type=snapshot_epochs, default=(), metavar="EPOCHS",
+                        help="the first seed's Task 2 keeps its weights at these points of "
+                             "training (train_deconv.py --snapshots; make formation reads them)")
     parser.add_argument("--jobs", type=number(int, 1), default=None,
                         help="runs at once (default: CPU cores on the CPU, 1 with a GPU)")
     parser.add_argument("--outputs", type=Path, default=Path("outputs"),
@@ -306,7 +309,8 @@ def main() -> None:
     runs = plan(args.seeds, lambdas, args.outputs, [*data_flags, *args.extra],
                 [*data_flags, *(["--null-draws", str(args.null_draws)] if args.null_draws else []),
                  *(["--occlusion-images", str(args.occlusion_images)] if args.occlusion_images else [])]
-                if args.task3 else None, permuted=args.permuted)
+                if args.task3 else None, permuted=args.permuted,
+                snapshots=",".join(f"{e:g}" for e in args.snapshots))
     decisions = decide_reuse(runs, data.content_hash, force=args.force)
     to_run, reused = [], []
     for run in runs:

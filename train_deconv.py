@@ -7,7 +7,6 @@ the decoder, whose parameters only L_rec reaches, has its own optimiser (Adam by
 
     python train_deconv.py --data-dir ../shared/cifar10
 """
-import argparse
 import copy
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from data import DISPLAY_NAMES, denormalize, load_cifar10, normalize
 from models import ARCHITECTURES, Architecture, DeconvNet, fold_batchnorm, reconstruction_loss
 from study.core.common import (FLOAT32_MAX, ArgumentParser, UsageError, add_data_arguments,
                                add_output_arguments, environment_info, number, printable, run_cli,
-                               select_device)
+                               select_device, snapshot_epochs)
 from study.core.files import save_json, save_torch
 from study.core.layout import (CLASSIFIER_CHECKPOINT, DECONV_CHECKPOINT, INCOMPLETE, METRICS,
                                SNAPSHOTS, TRAINING_STATE, Outputs)
@@ -77,17 +76,6 @@ def parse_args(argv: list[str] | None = None):
         raise UsageError(f"--snapshots asks for epoch {max(args.snapshots):g}, past the "
                          f"{args.epochs} epochs of --epochs")
     return args
-
-
-def snapshot_epochs(text: str) -> tuple[float, ...]:
-    """--snapshots: distinct points of training in epochs, each > 0, at most 64 of them."""
-    try:
-        points = sorted({float(part) for part in text.split(",")})
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of epochs") from None
-    if not points or len(points) > 64 or not all(0 < p < 1e6 for p in points):
-        raise argparse.ArgumentTypeError("give 1 to 64 points of training, each above 0 epochs")
-    return tuple(points)
 
 
 def snapshot_steps(epochs: tuple[float, ...], images: int, batch_size: int) -> dict[int, float]:

@@ -72,8 +72,9 @@ def trained_outputs(tmp_path_factory, tiny_cifar) -> Path:
 
 @pytest.fixture(scope="session")
 def study_outputs(tmp_path_factory, tiny_cifar) -> Path:
-    """The whole study on the tiny data: sweep.py --task3 (2 seeds, 2 lambdas, 1 epoch), then the
-    seeds' comparison and the explorer page, as make all makes them.
+    """The whole study on the tiny data: sweep.py --task3 (2 seeds, 2 lambdas, 1 epoch, seed 0's
+    Task 2 with snapshots), then the seeds' comparison, the snapshots' (formation), the
+    invariance curves and the explorer page, as make all makes them.
 
     STUDY_OUTPUTS=<outputs of make all> reads an existing study instead, e.g. to run the page's
     tests against the full-data page (the tests that compare with the tiny data itself do not
@@ -84,7 +85,7 @@ def study_outputs(tmp_path_factory, tiny_cifar) -> Path:
     env = dict(os.environ, CIFAR10_CACHE=str(root / "cache"))
     sweep = run_script("sweep.py", "--data-dir", tiny_cifar, "--outputs", root / "outputs",
                        "--seeds", "0,1", "--lambdas", "0,1e-2", "--quiet", "--task3", "--null-draws", "19",
-                       "--occlusion-images", "8", "--",
+                       "--occlusion-images", "8", "--snapshots", "0.5,1", "--",
                        "--epochs", "1", "--log-every", "10", env=env)
     assert sweep.returncode == 0, sweep.stdout + sweep.stderr
     outputs = root / "outputs"
@@ -93,6 +94,14 @@ def study_outputs(tmp_path_factory, tiny_cifar) -> Path:
     seeds = run_script("compare_seeds.py", "--outputs", outputs, "--seeds", "0,1", "--null-draws",
                        "19", "--data-dir", tiny_cifar, "--quiet", env=env)
     assert seeds.returncode == 0, seeds.stdout + seeds.stderr
+    # when do channels form, and what is each layer invariant to (make all, after the seeds)
+    formation = run_script("formation.py", "--outputs", outputs, "--seeds", "0,1", "--null-draws",
+                           "19", "--data-dir", tiny_cifar, "--quiet", env=env)
+    assert formation.returncode == 0, formation.stdout + formation.stderr
+    invariance = run_script("invariance.py", "--checkpoint", outputs / "task2" / "deconv_net.pth",
+                            "--out", outputs / "invariance", "--images", "10", "--random-draws",
+                            "19", "--data-dir", tiny_cifar, "--quiet", env=env)
+    assert invariance.returncode == 0, invariance.stdout + invariance.stderr
     # the explorer page, as make all builds it once the runs exist
     page = run_script("build_explorer.py", "--study", outputs, "--quiet", env=env)  # make explorer
     assert page.returncode == 0, page.stdout + page.stderr

@@ -12,7 +12,8 @@ import formation
 from conftest import run_script
 from data import load_cifar10, normalize
 from models import DeconvNet
-from train_deconv import snapshot_epochs, snapshot_steps
+from study.core.common import snapshot_epochs
+from train_deconv import snapshot_steps
 
 
 def test_snapshots_land_on_the_nearest_step_after_the_initialisation():
@@ -67,18 +68,19 @@ def test_holm_over_snapshots_decides_which_channels_settled():
 
 @pytest.mark.slow
 def test_snapshots_change_nothing_and_formation_reads_them(study_outputs, tiny_cifar, tmp_path):
-    """Seed 0's Task 2 trained again with --snapshots (the study's own settings) ends in the same
-    weights, bit for bit; formation.py then finds the last snapshot identical to the finished
-    network, and its match with seed 1 is compare_seeds.py's."""
+    """The study's seed 0 Task 2 kept snapshots (make all's sweep); trained again without them it
+    ends in the same weights, bit for bit. formation.py (run as make all runs it) then finds the
+    last snapshot identical to the finished network, and its match with seed 1 is
+    compare_seeds.py's."""
     env = dict(os.environ, CIFAR10_CACHE=str(tmp_path / "cache"))
-    run = tmp_path / "task2"
-    trained = run_script("train_deconv.py", "--data-dir", tiny_cifar, "--epochs", "1",
-                         "--log-every", "10", "--quiet", "--snapshots", "0.5,1", "--out", run,
-                         env=env)
-    assert trained.returncode == 0, trained.stderr
+    run = study_outputs / "task2"
+    again = run_script("train_deconv.py", "--data-dir", tiny_cifar, "--epochs", "1",
+                       "--log-every", "10", "--quiet", "--out", tmp_path / "task2", env=env)
+    assert again.returncode == 0, again.stderr
+    plain = torch.load(tmp_path / "task2" / "deconv_net.pth", weights_only=True)
     ours = torch.load(run / "deconv_net.pth", weights_only=True)
-    study = torch.load(study_outputs / "task2" / "deconv_net.pth", weights_only=True)
-    assert ours.keys() == study.keys() and all(torch.equal(ours[k], study[k]) for k in ours)
+    assert ours.keys() == plain.keys() and all(torch.equal(ours[k], plain[k]) for k in ours)
+    assert not (tmp_path / "task2" / "snapshots").exists()
     metrics = json.loads((run / "metrics.json").read_text())
     steps = math.ceil(metrics["data"]["train_images"] / 4)
     assert [s["step"] for s in metrics["snapshots"]] == [0, round(steps / 2), steps]
@@ -88,11 +90,7 @@ def test_snapshots_change_nothing_and_formation_reads_them(study_outputs, tiny_c
     torch.manual_seed(0)  # the initialisation train_deconv.py starts from (seed 0)
     assert all(torch.equal(first[k], v) for k, v in DeconvNet().state_dict().items())
 
-    out = tmp_path / "formation"
-    result = run_script("formation.py", "--outputs", study_outputs, "--run", run, "--seeds", "0,1",
-                        "--null-draws", "19", "--data-dir", tiny_cifar, "--quiet", "--out", out,
-                        env=env)
-    assert result.returncode == 0, result.stderr
+    out = study_outputs / "formation"
     found = json.loads((out / "metrics.json").read_text())
     assert [row["epoch"] for row in found["snapshots"]] == [0.0, 0.5, 1.0]
     end = found["snapshots"][-1]
@@ -108,4 +106,9 @@ def test_snapshots_change_nothing_and_formation_reads_them(study_outputs, tiny_c
         assert end["same_units"][layer]["r"] == [0.0 if d else 1.0 for d in dead]
         assert end["other_seeds"][layer]["mean_r"] == pytest.approx(
             seeds["layers"][layer]["pairs"]["0-1"]["mean_r"], abs=1e-4)
+    # a second formation.py with nothing changed compares nothing again
+    second = run_script("formation.py", "--outputs", study_outputs, "--seeds", "0,1",
+                        "--null-draws", "19", "--data-dir", tiny_cifar, "--quiet",
+                        "--out", out, env=env)
+    assert second.returncode == 0 and "up to date" in second.stdout, second.stderr
     assert (out / "formation.png").is_file() and (out / "formation_units.png").is_file()

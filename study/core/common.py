@@ -165,6 +165,17 @@ def number(kind: type = float, low: float | None = None, high: float | None = No
     return parse
 
 
+def snapshot_epochs(text: str) -> tuple[float, ...]:
+    """--snapshots: distinct points of training in epochs, each > 0, at most 64 of them."""
+    try:
+        points = sorted({float(part) for part in text.split(",")})
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of epochs") from None
+    if not points or len(points) > 64 or not all(0 < p < 1e6 for p in points):
+        raise argparse.ArgumentTypeError("give 1 to 64 points of training, each above 0 epochs")
+    return tuple(points)
+
+
 def output_folder(text: str) -> Path:
     """argparse type for --out: a non-empty path (an empty one would silently mean '.')."""
     if not text.strip():

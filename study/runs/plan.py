@@ -47,13 +47,16 @@ def missing_results(run: Run) -> str | None:
 
 
 def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str],
-         task3: list[str] | None = None, permuted: bool = False) -> list[Run]:
+         task3: list[str] | None = None, permuted: bool = False,
+         snapshots: str | None = None) -> list[Run]:
     """Task 1 per seed, Task 2 per seed at the default lambda, Task 2 per other lambda at seed 0.
 
     A Task 2 run waits for the Task 1 run of its seed, so that it can compare itself with it.
     With `task3` (its flags), Task 3 follows the first seed's Task 2 and the Task 2 trained on
     permuted labels (its data-randomisation baseline), before the other runs; `permuted` plans
-    that permuted-labels run without Task 3.
+    that permuted-labels run without Task 3. With `snapshots` (train_deconv.py's --snapshots),
+    the first seed's Task 2 keeps its weights at those points of training (the same run
+    otherwise: make formation reads them).
     """
     tree = Outputs(outputs)
 
@@ -73,9 +76,10 @@ def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str
             ["--seed", str(seed), *shared], task="task1", seed=seed)
     for seed in seeds:
         task1 = folder("task1", seed) / METRICS
+        keep = ["--snapshots", snapshots] if snapshots and seed == seeds[0] else []
         add(f"task2 seed {seed}", "train_deconv.py", folder("task2", seed),
             ["--seed", str(seed), "--lambda", str(DEFAULT_LAMBDA), "--task1-metrics", str(task1),
-             *shared], after=(f"task1 seed {seed}",), task="task2", seed=seed, lam=DEFAULT_LAMBDA)
+             *keep, *shared], after=(f"task1 seed {seed}",), task="task2", seed=seed, lam=DEFAULT_LAMBDA)
         if (task3 is not None or permuted) and seed == seeds[0]:
             # Task 3's data-randomisation baseline: the same Task 2 protocol on permuted labels
             twin = tree.run("task2", seed, permuted=True)
