@@ -33,11 +33,11 @@ from study.analysis.task3_result import read_task3
 from study.core.common import ArgumentParser, UsageError, add_data_arguments, run_cli, say
 from study.core.ids import ModelId
 from study.core.layout import BASELINE_MODELS, METRICS, Outputs
-from study.core.readers import field, load_torch_file, read_json, require
+from study.core.readers import field, load_torch_file, read_json, require, require_complete
 from study.core.text import plural
 from study.reporting.explorer_page import (DEFAULT_ID, ID_LENGTH, MAX_BYTES, PAGE_MARK, PageContent,
                                            write_explorer)
-from study.runs.folders import check_output_dir, require_complete
+from study.runs.folders import check_output_dir
 from study.training.checkpoints import architecture_beside, load_model
 
 # --- the command line: a page from any Task 2 checkpoint(s) ---

@@ -19,7 +19,7 @@ import torch
 from data import load_cifar10
 from models import DeconvNet
 from study.analysis.convergence import channel_responses, seeds_agree
-from study.analysis.nulls import rule_images
+from study.analysis.nulls import NULL_IMAGES, rule_images
 from study.core.common import (ArgumentParser, UsageError, add_data_arguments, add_threads_argument,
                                environment_info, number, run_cli, select_device)
 from study.core.files import save_json
@@ -43,6 +43,9 @@ def parse_args(argv: list[str] | None = None):
                         "being the one in OUTPUTS/task2, e.g. 0,1,2")
     parser.add_argument("--null-draws", type=number(int, 19, MAX_NULL_DRAWS), default=NULL_DRAWS,
                         help=f"pairs of random networks matched for the null, 19 to {MAX_NULL_DRAWS:,}")
+    parser.add_argument("--images", type=number(int, 10, NULL_IMAGES), default=NULL_IMAGES,
+                        help="test images the channels respond to, N chosen as Task 3 chooses "
+                             "its rule images (fewer keep a deep network's nulls to minutes)")
     parser.add_argument("--out", type=Path, default=None, help="default: OUTPUTS/seeds")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--force", action="store_true",
@@ -114,12 +117,13 @@ def main() -> None:
     # the same comparison already made (same networks, data and protocol) is not made again
     identity = {"script": "compare_seeds.py", "checkpoints": [file_sha256(p) for p in paths],
                 "seeds": args.seeds, "null_draws": args.null_draws, "seed": args.seed,
+                "images": args.images,
                 "data_sha256": data.content_hash, "format": OUTPUTS_FORMAT}
     if not args.force and reuse(args.out, None, identity, args.out / METRICS) == UP_TO_DATE:
         print(f"up to date  {args.out} (the same seeds' networks, data and protocol; --force "
               "compares them again)")
         return
-    chosen = rule_images(len(data.test_labels), seed=args.seed)
+    chosen = rule_images(len(data.test_labels), args.images, seed=args.seed)
     images = data.test_images[chosen].to(device)
     responses = [channel_responses(net.to(device), images) for net in nets]
     null_pairs = []

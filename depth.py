@@ -2,11 +2,16 @@
 
 The plan, each step a script of its own writing OUTPUTS/depth/ (docs/depth.md):
 1. the tutorial's Task 2 models, trained by the study's own sweep if make all has not made them;
-2. Task 1, Task 2 and Task 2 on permuted labels for the deeper network (sweep.py, the fast
-   recipe, one seed, one thread per run), while the tutorial's net is probed beside them;
+2. Task 1, Task 2 (two seeds, the first keeping a snapshot after every epoch) and Task 2 on
+   permuted labels for the deeper network (sweep.py, the fast recipe, one thread per run),
+   while the tutorial's net is probed beside them;
 3. Task 3 on the deeper network, per layer, with the linear probes of its layers beside it;
-4. the deeper network's explorer page, then depth.pdf, then the report again (its abstract
-   points to depth.pdf).
+4. the questions beyond the assignment on the deeper network: do its two Task 2 seeds learn
+   the same channels (compare_seeds.py), when do its channels form (formation.py, from the
+   snapshots seed 0's Task 2 kept after every epoch), what is each layer invariant to
+   (invariance.py);
+5. the deeper network's explorer page, then the companion report beyond.pdf and the report
+   again (its abstract points to beyond.pdf).
 The probes run on one thread at the lowest priority (nice 19): they take the CPU time the
 training and Task 3 leave idle. A step whose folder holds the finished results of the same run
 (same settings, inputs and data) is reused, as make would; --force redoes every step.
@@ -38,7 +43,12 @@ class DepthProtocol:
     """What make depth trains and measures (each a flag of this script, defaults shown by --help).
 
     Six epochs of the fast recipe fit the deeper network's training into about half an hour on
-    two CPU cores; 99 draws per null and 50 occlusion images keep its Task 3 to minutes.
+    two CPU cores; 99 draws per null and 50 occlusion images keep its Task 3 to minutes. The
+    questions beyond the assignment read fewer images than the tutorial's (a deep network's
+    forward pass costs some 20 of the tutorial's) and draw as many random networks as their
+    Holm families need: 99 pairs of seeds' matchings (4 layers x 1 pair), 599 for the
+    snapshots (4 layers x 7 snapshots), the invariance script's own default (4 layers x 4
+    transformations x 2 directions: 699).
     """
 
     arch: str = "deep4"
@@ -48,6 +58,12 @@ class DepthProtocol:
     occlusion_images: int = 50
     probe_train_images: int = PROBE_TRAIN_IMAGES
     threads: int = 0  # Task 3's threads; 0: every usable core
+    seeds: tuple[int, ...] = (0, 1)  # Task 2's seeds (Task 1: the first only)
+    seed_images: int = 500
+    seed_null_draws: int = 99
+    formation_images: int = 250
+    formation_null_draws: int = 599
+    invariance_images: int = 100
 
 
 @dataclass
@@ -165,6 +181,7 @@ def stop(started) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    protocol = DepthProtocol()
     study, deep = Outputs(args.outputs), Outputs(args.outputs).depth
     common, python = common_flags(args), sys.executable
     if not study.task2_checkpoint.is_file():  # the tutorial's models the depth study compares with
@@ -178,10 +195,13 @@ def main(argv: list[str] | None = None) -> None:
         "--train-images", str(args.probe_train_images), "--threads", "1"], deep.probes_tutorial)
     started = beside(tutorial_probes, data_sha256, args.force)
     try:
-        run([python, str(REPO / "sweep.py"), *common, "--seeds", "0", "--no-lambda-sweep",
-             "--permuted", "--outputs", str(deep.root), *sweep_flags(args), "--",
-             "--arch", args.arch, "--recipe", "fast", "--epochs", str(args.epochs),
-             "--threads", "1"], f"Task 1, Task 2 and its permuted-labels twin of {args.arch}")
+        seeds = ",".join(map(str, protocol.seeds))
+        run([python, str(REPO / "sweep.py"), *common, "--seeds", seeds, "--task1-seeds",
+             str(protocol.seeds[0]), "--no-lambda-sweep", "--permuted", "--snapshots",
+             ",".join(str(e) for e in range(1, args.epochs + 1)), "--outputs", str(deep.root),
+             *sweep_flags(args), "--", "--arch", args.arch, "--recipe", "fast", "--epochs",
+             str(args.epochs), "--threads", "1"],
+            f"Task 1, Task 2 (seeds {seeds}) and its permuted-labels twin of {args.arch}")
         finish(started)
     finally:
         stop(started)
@@ -202,14 +222,35 @@ def main(argv: list[str] | None = None) -> None:
         finish(started)
     finally:
         stop(started)
+    questions(args, protocol, deep, common)
     data_dir = ["--data-dir", str(args.data_dir)] if args.data_dir is not None else []
     # with Task 3's channel cards: the layer overview is the way into 256 channels
     run([python, str(REPO / "build_explorer.py"), str(deep.task2_checkpoint), "--task3",
          str(deep.task("task3") / METRICS), "--out", str(deep.depth_explorer), "--quiet",
          *data_dir], "the deeper network's explorer page")
-    run([python, str(REPO / "make_depth_report.py"), "--outputs", str(study.root)], "depth.pdf")
+    run([python, str(REPO / "make_beyond_report.py"), "--outputs", str(study.root)],
+        "the companion report beyond.pdf")
     run([python, str(REPO / "make_report.py"), "--outputs", str(study.root)],
-        "the report (its abstract now points to depth.pdf)")
+        "the report (its abstract now points to beyond.pdf)")
+
+
+def questions(args, protocol: DepthProtocol, deep: Outputs, common: list[str]) -> None:
+    """Do the deeper network's seeds agree, when do its channels form, what is each layer
+    invariant to: each script reuses its results when nothing it reads changed (--force:
+    every one again)."""
+    python, seeds = sys.executable, ",".join(map(str, protocol.seeds))
+    force = ["--force"] if args.force else []
+    threads = ["--threads", str(args.threads or usable_cores())]
+    run([python, str(REPO / "compare_seeds.py"), *common, *force, *threads, "--outputs",
+         str(deep.root), "--seeds", seeds, "--images", str(protocol.seed_images),
+         "--null-draws", str(protocol.seed_null_draws)], f"the seeds of {args.arch} compared")
+    run([python, str(REPO / "formation.py"), *common, *force, *threads, "--outputs",
+         str(deep.root), "--seeds", seeds, "--images", str(protocol.formation_images),
+         "--null-draws", str(protocol.formation_null_draws)],
+        f"the snapshots of {args.arch} against its finished networks")
+    run([python, str(REPO / "invariance.py"), *common, *force, *threads, "--checkpoint",
+         str(deep.task2_checkpoint), "--out", str(deep.invariance), "--images",
+         str(protocol.invariance_images)], f"the invariance of {args.arch}'s layers")
 
 
 if __name__ == "__main__":

@@ -33,16 +33,16 @@ from data import load_cifar10
 from models import DeconvNet
 from study.analysis.convergence import (ALPHA, channel_responses, correlation_matrix,
                                         match_channels, rank_p)
-from study.analysis.nulls import holm, rule_images
+from study.analysis.nulls import NULL_IMAGES, holm, rule_images
 from study.analysis.projections import unit_projections
 from study.core.common import (ArgumentParser, UsageError, add_data_arguments, add_threads_argument,
                                environment_info, number, run_cli, select_device)
 from study.core.files import save_json
 from study.core.layout import DECONV_CHECKPOINT, METRICS, OUTPUTS_FORMAT, RUN_IDENTITY, Outputs
-from study.core.readers import field, read_json, require_items
+from study.core.readers import field, read_json, require_complete, require_items
 from study.core.settings import MAX_NULL_DRAWS, SWEEP_SEEDS
 from study.reporting import plots
-from study.runs.folders import check_output_dir, require_complete, run_folder, task2_checkpoints
+from study.runs.folders import check_output_dir, run_folder, task2_checkpoints
 from study.runs.identity import UP_TO_DATE, file_sha256, record_finished, reuse
 from study.training.checkpoints import architecture_beside, load_model
 
@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None = None):
                         help="the seeds of the study's Task 2 runs; the first is the run's")
     parser.add_argument("--null-draws", type=number(int, 19, MAX_NULL_DRAWS), default=NULL_DRAWS,
                         help="random networks in each null")
+    parser.add_argument("--images", type=number(int, 10, NULL_IMAGES), default=NULL_IMAGES,
+                        help="test images the channels respond to, N chosen as Task 3 chooses "
+                             "its rule images (fewer keep a deep network's nulls to minutes)")
     parser.add_argument("--out", type=Path, default=None, help="default: OUTPUTS/formation")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     parser.add_argument("--force", action="store_true",
@@ -230,12 +233,14 @@ def main() -> None:
     identity = {"script": "formation.py", "seeds": args.seeds, "null_draws": args.null_draws,
                 "checkpoints": [file_sha256(p) for p in finals],
                 "snapshots": [[epoch, file_sha256(path)] for epoch, path in snapshots],
-                "seed": args.seed, "data_sha256": data.content_hash, "format": OUTPUTS_FORMAT}
+                "seed": args.seed, "images": args.images, "data_sha256": data.content_hash,
+                "format": OUTPUTS_FORMAT}
     if not args.force and reuse(args.out, None, identity, args.out / METRICS) == UP_TO_DATE:
         print(f"up to date  {args.out} (the same networks, data and protocol; --force compares "
               "them again)")
         return
-    images = data.test_images[rule_images(len(data.test_labels), seed=args.seed)].to(device)
+    images = data.test_images[rule_images(len(data.test_labels), args.images, seed=args.seed)]
+    images = images.to(device)
     final = channel_responses(load(finals[0]), images)
     others = [channel_responses(load(p), images) for p in finals[1:]]
     null = []

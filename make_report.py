@@ -19,12 +19,12 @@ from study.analysis.task3_result import read_task3
 from study.core.common import ArgumentParser, UsageError, output_folder, run_cli, say
 from study.core.files import atomic_path, prepare_output_dir
 from study.core.layout import METRICS, REPORT, SUMMARY, Outputs
-from study.core.readers import check_metrics, read_json
+from study.core.readers import check_metrics, read_json, require_complete
 from study.reporting import plots
 from study.reporting.claims import check_verdicts
 from study.reporting.facts import REPORT_FIGURES, build_facts, captions, figure_files
 from study.reporting.page_check import layout_problems
-from study.runs.folders import check_output_dir, require_complete
+from study.runs.folders import check_output_dir
 from study.runs.summary import run_settings
 
 MAX_PAGES = 8
@@ -110,18 +110,19 @@ def check_provenance(metrics: dict, outputs: Path) -> None:
                              "(its seed table would contradict it); rerun sweep.py (or make all)")
 
 
-def depth_pointer(outputs: Path) -> dict | None:
-    """What the abstract says of the companion report when make depth has made it: the deeper
-    network's number of stages and test accuracy (its Task 2 run), else None."""
-    if not Outputs(outputs).depth.depth_report.is_file():
+def companion_pointer(outputs: Path) -> dict | None:
+    """What the abstract says of the companion report when it has been made (None before):
+    whether it holds the deeper network, with its number of stages and test accuracy (its
+    Task 2 run)."""
+    if not Outputs(outputs).beyond_report.is_file():
         return None
     metrics = Outputs(outputs).depth.task("task2") / METRICS
     found = read_json(metrics, "deep Task 2 metrics", "rerun make depth") if metrics.is_file() else {}
     layers = found.get("architecture", {}).get("layers")
     accuracy = found.get("test_accuracy")
     if not isinstance(layers, list) or not isinstance(accuracy, (int, float)):
-        return None
-    return {"stages": len(layers), "accuracy": f"{accuracy:.1f}"}
+        return {"deep": False}
+    return {"deep": True, "stages": len(layers), "accuracy": f"{accuracy:.1f}"}
 
 
 def read_metrics(outputs: Path) -> dict[str, dict | None]:
@@ -162,32 +163,8 @@ def figure_facts(facts: dict, outputs: Path, out: Path) -> dict[str, list]:
                              "runs wrote; the report embeds no file from outside the outputs "
                              "folder: remove the link and rerun the script that draws it")
     # absolute paths here; `typeset` copies the figures into its own root before compiling
-    return {key: [str(path.resolve()), natural_width_in(path), words.get(key, "")]
+    return {key: [str(path.resolve()), plots.natural_width_in(path), words.get(key, "")]
             for key, path in files.items() if path.is_file()}
-
-
-def natural_width_in(path: Path) -> float:
-    """A figure's width in inches as drawn (SVG: its width in pt; PNG: pixels over its dpi).
-
-    The template places every figure at this width, so its fonts print at the size they were
-    drawn with (>= 7 pt, see plots.py).
-    """
-    if path.suffix == ".svg":
-        match = re.search(rb'<svg[^>]*\swidth="([\d.]+)pt"', path.read_bytes()[:2000])
-        if match:
-            return round(float(match.group(1)) / 72, 3)
-        raise UsageError(f"{path} is not an SVG written by this repo (no width in pt); "
-                         "rerun the script that draws it")
-    from PIL import Image, UnidentifiedImageError
-    try:
-        with Image.open(path) as image:
-            dpi = float(image.info.get("dpi", (200, 200))[0] or 200)
-            if image.width * image.height > 4000 * 4000 or image.format != "PNG":
-                raise ValueError("not a figure of this repo")
-            return round(image.width / dpi, 3)
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError):
-        raise UsageError(f"{path} is not a readable PNG of a sensible size; rerun the script "
-                         "that draws it") from None
 
 
 def draw_report_figures(metrics: dict, arch: Architecture, out: Path) -> None:
@@ -414,7 +391,7 @@ def main() -> None:
         draw_report_figures(metrics, Architecture.from_description(described) if described
                             else ARCHITECTURE, out)
         facts["figs"] = figure_facts(facts, args.outputs, out)
-        facts["depth"] = depth_pointer(args.outputs)
+        facts["companion"] = companion_pointer(args.outputs)
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
         raise UsageError(f"a metrics file under {args.outputs} lacks or garbles a value "
                          f"({type(error).__name__}: {error}); rerun the task scripts with this "

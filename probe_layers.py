@@ -34,8 +34,8 @@ from study.core.common import (ArgumentParser, UsageError, add_data_arguments, a
                                select_device)
 from study.core.files import save_json
 from study.core.layout import METRICS, Outputs
-from study.core.readers import field, read_json, require_items
-from study.runs.folders import check_output_dir, require_complete, run_folder
+from study.core.readers import field, read_json, require_complete, require_items
+from study.runs.folders import check_output_dir, run_folder
 from study.runs.identity import check_permuted, file_sha256
 from study.training.checkpoints import architecture_beside, load_model
 from study.training.loop import mcnemar

@@ -61,6 +61,9 @@ def parse_args(argv: list[str] | None = None):
                         help="lambda values of Task 2 (seed 0; the default lambda with every seed)")
     parser.add_argument("--no-lambda-sweep", action="store_true",
                         help="Task 2 at the default lambda only (one run per seed; make depth)")
+    parser.add_argument("--task1-seeds", type=number_list(int, 0, MAX_SEED), default=None,
+                        help="the seeds of --seeds that also get a Task 1 run (default: all; make "
+                             "depth trains a second Task 2 seed alone)")
     parser.add_argument("--snapshots", type=snapshot_epochs, default=(), metavar="EPOCHS",
                         help="the first seed's Task 2 keeps its weights at these points of "
                              "training (train_deconv.py --snapshots; make formation reads them)")
@@ -310,7 +313,7 @@ def main() -> None:
                 [*data_flags, *(["--null-draws", str(args.null_draws)] if args.null_draws else []),
                  *(["--occlusion-images", str(args.occlusion_images)] if args.occlusion_images else [])]
                 if args.task3 else None, permuted=args.permuted,
-                snapshots=",".join(f"{e:g}" for e in args.snapshots))
+                snapshots=",".join(f"{e:g}" for e in args.snapshots), task1_seeds=args.task1_seeds)
     decisions = decide_reuse(runs, data.content_hash, force=args.force)
     to_run, reused = [], []
     for run in runs:

@@ -65,6 +65,8 @@ def build_parser() -> ArgumentParser:
     parser.add_argument("--task1-metrics", type=Path, default=Outputs().task("task1") / METRICS,
                         help="Task 1 results to compare with, if they exist and were trained on "
                              "the same data, subset, seed and protocol")
+    parser.add_argument("--no-task1-comparison", action="store_true",
+                        help="compare with no Task 1 run (a seed trained without one)")
     add_data_arguments(parser)
     add_output_arguments(parser, out=str(Outputs().task("task2")))
     return parser
@@ -188,9 +190,11 @@ def main() -> None:
     check_resumable(args, settings, lambda: DeconvNet(ARCHITECTURES[args.arch]),
                     lambda probe: optimizers_for(probe, args, device), PART_NAMES)
     # Read and check Task 1's results now, not after the whole training.
-    task1 = (task1_for_comparison(args.task1_metrics, config, data.test_labels)
-             if not args.permute_labels else
-             {"message": "no comparison with Task 1: this run was trained on permuted labels"})
+    task1 = ({"message": "no comparison with Task 1: this run was trained on permuted labels"}
+             if args.permute_labels else
+             {"message": "no comparison with Task 1: none was asked for"}
+             if args.no_task1_comparison else
+             task1_for_comparison(args.task1_metrics, config, data.test_labels))
     with run_folder(args.out, "train_deconv.py", args.data_dir) as out:
         # The classifier with its mirror decoder, trained on eq. (1).
         torch.manual_seed(args.seed)

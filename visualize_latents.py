@@ -37,10 +37,10 @@ from study.core.common import (ArgumentParser, UsageError, add_data_arguments, a
 from study.core.files import save_json, save_torch
 from study.core.ids import DecoderId, ModelId
 from study.core.layout import BASELINE_MODELS, DECONV_CHECKPOINT, METRICS, Outputs
-from study.core.readers import read_json
+from study.core.readers import read_json, require_complete
 from study.core.settings import MAX_BASELINE_SEEDS, MAX_NULL_DRAWS, MAX_OCCLUSION_IMAGES
 from study.reporting import latent_plots, plots
-from study.runs.folders import check_output_dir, remove_tree, require_complete, run_folder
+from study.runs.folders import check_output_dir, remove_tree, run_folder
 from study.runs.identity import check_permuted
 from study.training.checkpoints import architecture_beside, load_model
 

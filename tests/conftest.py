@@ -74,7 +74,7 @@ def trained_outputs(tmp_path_factory, tiny_cifar) -> Path:
 def study_outputs(tmp_path_factory, tiny_cifar) -> Path:
     """The whole study on the tiny data: sweep.py --task3 (2 seeds, 2 lambdas, 1 epoch, seed 0's
     Task 2 with snapshots), then the seeds' comparison, the snapshots' (formation), the
-    invariance curves and the explorer page, as make all makes them.
+    invariance curves, the companion report and the explorer page, as make all makes them.
 
     STUDY_OUTPUTS=<outputs of make all> reads an existing study instead, e.g. to run the page's
     tests against the full-data page (the tests that compare with the tiny data itself do not
@@ -102,6 +102,8 @@ def study_outputs(tmp_path_factory, tiny_cifar) -> Path:
                             "--out", outputs / "invariance", "--images", "10", "--random-draws",
                             "19", "--data-dir", tiny_cifar, "--quiet", env=env)
     assert invariance.returncode == 0, invariance.stdout + invariance.stderr
+    beyond = run_script("make_beyond_report.py", "--outputs", outputs, env=env)  # make beyond
+    assert beyond.returncode == 0, beyond.stdout + beyond.stderr
     # the explorer page, as make all builds it once the runs exist
     page = run_script("build_explorer.py", "--study", outputs, "--quiet", env=env)  # make explorer
     assert page.returncode == 0, page.stdout + page.stderr

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import make_depth_report
+import make_beyond_report
 from conftest import run_script
 from models import ARCHITECTURES
 
@@ -62,7 +62,8 @@ def test_the_three_stage_task3_reads_back_as_three_layers(three_stage_study):
 
 def test_the_plan_wrote_every_part_of_the_depth_study(three_stage_study):
     for part in ("task1", "task2", "task3", "probes", "probes_tutorial",
-                 "runs/task2_permuted_seed0"):
+                 "runs/task2_permuted_seed0", "runs/task2_seed1", "seeds", "formation",
+                 "invariance"):
         assert (three_stage_study / part / "metrics.json").is_file(), part
     # make depth's own page carries Task 3's cards: its layer overview is the way into the channels
     page = (three_stage_study / "explorer.html").read_text()
@@ -78,8 +79,11 @@ def test_the_plan_wrote_every_part_of_the_depth_study(three_stage_study):
                                    in zip(top["test_indices"], top["boxes"])]
         assert card["patch_size"] == 22
     assert all(isinstance(p, str) for card in embedded["cards"]["z1"] for p in card["patches"])
-    assert (three_stage_study / "depth.pdf").is_file()
-    assert (three_stage_study.parent / "report.pdf").is_file()  # the tutorial's, pointing here
+    assert not (three_stage_study / "runs" / "task1_seed1").exists()  # seed 1: Task 2 alone
+    snapshots = json.loads((three_stage_study / "task2" / "metrics.json").read_text())["snapshots"]
+    assert [s["epoch"] for s in snapshots] == [0.0, 1.0]  # the initialisation, every epoch
+    assert (three_stage_study.parent / "beyond.pdf").is_file()
+    assert (three_stage_study.parent / "report.pdf").is_file()  # the tutorial's, pointing there
 
 
 def test_the_plan_again_redoes_nothing_but_the_pages(three_stage_study, tiny_cifar, tmp_path):
@@ -89,9 +93,9 @@ def test_the_plan_again_redoes_nothing_but_the_pages(three_stage_study, tiny_cif
                        *DEPTH_FLAGS, env=env, timeout=600)
     assert again.returncode == 0, again.stderr[-3000:]
     said = again.stdout + again.stderr
-    for part in ("probes_tutorial", "task3", "probes"):
+    for part in ("probes_tutorial", "task3", "probes", "seeds", "formation", "invariance"):
         assert f"up to date  {three_stage_study / part}" in said, part
-    assert "nothing to train: all 3 runs are up to date" in said
+    assert "nothing to train: all 4 runs are up to date" in said
     assert {p: p.read_bytes() for p in three_stage_study.rglob("metrics.json")} == results
 
 
@@ -181,13 +185,15 @@ def test_the_probes_read_every_layer_against_the_baselines_that_reach_it(three_s
 
 
 def test_the_depth_report_has_a_sentence_per_layer(three_stage_study):
-    pdf = three_stage_study / "depth.pdf"
+    pdf = three_stage_study.parent / "beyond.pdf"
     assert pdf.is_file() and pdf.read_bytes().startswith(b"%PDF")
     text = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True,
                           text=True).stdout
     for layer in ("z1:", "z2:", "z3:"):
         assert layer in text
     assert "learning" in text and "Does learning show with depth?" in text
+    assert "Beyond the assignment" in text and "has not been run" not in text.split(
+        "Does learning show with depth?")[1]  # the deeper network's part is there
 
 
 def test_a_second_probe_run_reads_the_pixel_floor_of_the_first(three_stage_study, tiny_cifar, tmp_path):
@@ -284,7 +290,7 @@ def test_crafted_depth_metrics_are_one_line(three_stage_study, tmp_path, part, p
     _set(metrics, path, value)
     file.write_text(json.dumps(metrics))
     with pytest.raises(UsageError, match=re.escape(words)) as error:
-        make_depth_report.build_facts(copy)
+        make_beyond_report.build_facts(copy)
     assert "\n" not in str(error.value) and str(file) in str(error.value)
 
 
@@ -311,7 +317,8 @@ def test_the_depth_reports_reader_survives_a_fuzz_of_its_metrics(three_stage_stu
     copy = tmp_path / "outputs"
     shutil.copytree(three_stage_study.parent, copy,
                     ignore=shutil.ignore_patterns("*.png", "*.svg", "*.html", "*.pdf", "cache"))
-    files = [copy / "depth" / part / "metrics.json" for part in ("task1", "task2", "task3", "probes")]
+    files = [copy / "depth" / part / "metrics.json"
+             for part in ("task1", "task2", "task3", "probes", "seeds", "formation", "invariance")]
     originals = {f: f.read_text() for f in files}
     rng, outcomes = random.Random(0), {"facts": 0, "one line": 0}
     for _ in range(150):
@@ -325,7 +332,7 @@ def test_the_depth_reports_reader_survives_a_fuzz_of_its_metrics(three_stage_stu
         target[path[-1]] = rng.choice(ODD)
         file.write_text(json.dumps(data, allow_nan=True))
         try:
-            make_depth_report.build_facts(copy)
+            make_beyond_report.build_facts(copy)
             outcomes["facts"] += 1
         except UsageError as error:
             assert "\n" not in str(error)

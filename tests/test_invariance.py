@@ -62,7 +62,8 @@ def test_the_two_directions_are_ranked_against_the_random_networks_and_corrected
     assert below["p_more"] == pytest.approx(1 / 20) and below["p_less"] == 1
     assert below["p_more_holm"] == pytest.approx(2 / 20)  # Holm over 2 tests (two directions)
     power = compare_with_random(curves(0.1), random)
-    assert power["first_step"] == 0.025 and power["draws_needed"] == 39  # 1 / (1 + 39) = 0.025
+    # 2 tests: 2 / (1 + 39) = 0.05 is not below 0.05; 2 / (1 + 40) is
+    assert power["first_step"] == 0.025 and power["draws_needed"] == 40
     above = compare_with_random(curves(1.0), random)["tests"][0]
     assert above["p_less"] == pytest.approx(1 / 20) and above["less_invariant"] is False  # 0.1 > 0.05
 
@@ -88,3 +89,27 @@ def test_an_image_every_transformation_leaves_alone_has_flat_curves_through_a_fi
             assert curves[kind]["true_class"] == pytest.approx([p] * len(TRANSFORMS[kind]), abs=1e-5)
     # and a mirrored copy of an asymmetric image is not left alone
     assert max(invariance_curves(net, half.repeat(1, 1, 1, 2), labels)["flip"]["distance"]["z1"]) > 0
+
+
+def test_a_null_draw_of_the_largest_amounts_only_ranks_as_a_whole_curve_does():
+    torch.manual_seed(1)
+    x = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.tensor([0, 1, 2, 3])
+    trained = invariance_curves(DeconvNet().eval(), x, labels)
+    draws = []
+    for seed in range(3):
+        torch.manual_seed(100 + seed)
+        draws.append(DeconvNet().eval())
+    whole = [invariance_curves(n, x, labels) for n in draws]
+    short = [invariance_curves(n, x, labels, largest_only=True) for n in draws]
+    assert short[0]["rotation"]["amounts"] == [0, 30] and short[0]["scale"]["amounts"] == [1.0, 0.8]
+    assert short[0]["rotation"]["distance"]["z2"][1] == whole[0]["rotation"]["distance"]["z2"][3]
+    assert compare_with_random(trained, short) == compare_with_random(trained, whole)
+
+
+def test_the_default_draws_let_the_smallest_rank_p_pass_holm_and_a_hundred_fewer_would_not():
+    import invariance
+    for layers, tests in ((2, 16), (4, 32)):  # layers x 4 transformations x 2 directions
+        draws = invariance.default_draws(layers)
+        assert tests / (1 + draws) < 0.05 <= tests / (1 + draws - 100), layers
+        assert (draws + 1) % 100 == 0

@@ -6,7 +6,7 @@ import ast
 from conftest import REPO
 
 COMMANDS = {"train_classifier", "train_deconv", "visualize_latents", "sweep", "make_report",
-            "build_explorer", "probe_layers", "make_depth_report", "depth",
+            "build_explorer", "probe_layers", "make_beyond_report", "depth",
             "compare_seeds", "invariance", "formation"}
 
 

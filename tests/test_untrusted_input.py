@@ -26,9 +26,8 @@ from study.core import data_cache, files, image_files
 from study.core.common import UsageError, printable
 from study.core.files import open_no_follow, save_json
 from study.core.layout import INCOMPLETE
-from study.core.readers import field, read_json, require, require_items
-from study.runs import folders as run_folders
-from study.runs.folders import LOCK, check_output_dir, require_complete, run_folder
+from study.core.readers import field, read_json, require, require_complete, require_items
+from study.runs.folders import LOCK, check_output_dir, run_folder
 from study.training.checkpoints import read_state_dict
 from study.training.state import check_training_state, save_training_state
 

@@ -90,14 +90,22 @@ def transformed(images: torch.Tensor) -> dict[tuple[str, float], torch.Tensor]:
             for kind, amounts in TRANSFORMS.items() for amount in amounts[1:]}
 
 
+def largest(amounts: list[float]) -> float:
+    """The amount farthest from the identity (the first): where the tests are made."""
+    return max(amounts, key=lambda a: abs(a - amounts[0]))
+
+
 def invariance_curves(net: DeconvNet, images: torch.Tensor, labels: torch.Tensor,
-                      moved_images: dict[tuple[str, float], torch.Tensor] | None = None) -> dict:
+                      moved_images: dict[tuple[str, float], torch.Tensor] | None = None,
+                      largest_only: bool = False) -> dict:
     """{kind: {"amounts", "distance": {layer name: [per amount]}, "true_class": [per amount]}};
-    `moved_images`: transformed(images), when several networks read the same copies."""
+    `moved_images`: transformed(images), when several networks read the same copies;
+    `largest_only`: the identity and the largest amount only (all a null draw needs)."""
     moved_images = moved_images if moved_images is not None else transformed(images)
     base = features(net, images)
     result = {}
     for kind, amounts in TRANSFORMS.items():
+        amounts = [amounts[0], largest(amounts)] if largest_only else amounts
         distance = {s.name: [] for s in net.arch.layers}
         true_class = []
         for k, amount in enumerate(amounts):  # the first amount is the identity: the base itself
@@ -116,13 +124,14 @@ def compare_with_random(trained: dict, random: list[dict]) -> dict:
     tests = []
     for kind, block in trained.items():
         amounts = block["amounts"]
-        far = max(range(len(amounts)), key=lambda i: abs(amounts[i] - amounts[0]))
+        far = largest(amounts)
         for layer, values in block["distance"].items():
-            nulls = [r[kind]["distance"][layer][far] for r in random]
-            value = values[far]
+            # a draw may hold the largest amount only (largest_only): found by its amount
+            nulls = [r[kind]["distance"][layer][r[kind]["amounts"].index(far)] for r in random]
+            value = values[amounts.index(far)]
             more = (1 + sum(v <= value for v in nulls)) / (1 + len(nulls))
             less = (1 + sum(v >= value for v in nulls)) / (1 + len(nulls))
-            tests.append({"transform": kind, "layer": layer, "amount": amounts[far],
+            tests.append({"transform": kind, "layer": layer, "amount": far,
                           "trained": value, "random": nulls, "p_more": round(more, 5),
                           "p_less": round(less, 5)})
     # both directions are asked of every layer and transformation: one Holm family
@@ -132,5 +141,18 @@ def compare_with_random(trained: dict, random: list[dict]) -> dict:
         test["more_invariant"], test["less_invariant"] = bool(more < ALPHA), bool(less < ALPHA)
     family = 2 * len(tests)
     return {"tests": tests, "draws": len(random), "smallest_p": round(1 / (1 + len(random)), 5),
-            # power: Holm's first step over the family, and the random networks it needs
-            "first_step": round(ALPHA / family, 5), "draws_needed": math.ceil(family / ALPHA) - 1}
+            # power: Holm's first step over the family, and the random networks it needs (a
+            # result survives when its adjusted p is below ALPHA: family / (1 + draws) < ALPHA)
+            "first_step": round(ALPHA / family, 5), "draws_needed": draws_needed(family)}
+
+
+def draws_needed(family: int) -> int:
+    """The fewest random networks whose smallest rank p, 1 / (1 + draws), passes Holm's first
+    step over `family` tests (adjusted: family / (1 + draws) < ALPHA)."""
+    return math.floor(family / ALPHA + 1e-9)
+
+
+def tests_of(layers: int) -> int:
+    """The size of the Holm family for a network of `layers` layers: every layer and
+    transformation, in both directions."""
+    return 2 * layers * len(TRANSFORMS)

@@ -12,9 +12,11 @@
       task3/explorer.html         the explorer page (EXPLORER)
       runs/                       every other run of the sweep: task1_seed1, task2_lambda0.1_seed0,
                                   task2_permuted_seed0 ..., and logs/, summary.json
+      seeds/ formation/ invariance/   the questions beyond the assignment (make all)
       report.pdf                  the report (REPORT)
+      beyond.pdf                  its companion, "Beyond the assignment" (BEYOND_REPORT)
       depth/                      the same tree for the deeper network (make depth), with
-                                  probes/, probes_tutorial/, explorer.html and depth.pdf
+                                  probes/, probes_tutorial/ and explorer.html
 
 Scripts, the sweep, the readers and the tests ask this module for a path; none types a name.
 """
@@ -32,7 +34,7 @@ RUN_IDENTITY = ".run_identity.json"  # what a sweep run was, for the next sweep 
 SUMMARY = "summary.json"
 EXPLORER = "explorer.html"
 REPORT = "report.pdf"
-DEPTH_REPORT = "depth.pdf"
+BEYOND_REPORT = "beyond.pdf"
 BASELINE_MODELS = "baseline_models"
 SNAPSHOTS = "snapshots"  # a Task 2 run's weights during training (train_deconv.py --snapshots)
 TASKS = ("task1", "task2", "task3")
@@ -103,14 +105,24 @@ class Outputs:
         return self.root / REPORT
 
     @property
+    def beyond_report(self) -> Path:
+        """The companion report: the questions beyond the assignment (make_beyond_report.py)."""
+        return self.root / BEYOND_REPORT
+
+    @property
     def seeds(self) -> Path:
         """Do the seeds learn the same channels? (compare_seeds.py)"""
         return self.root / "seeds"
 
     @property
     def formation(self) -> Path:
-        """When do channels form? (formation.py: a Task 2 run with snapshots in task2/)"""
+        """When do channels form? (formation.py, from the snapshots seed 0's Task 2 kept)"""
         return self.root / "formation"
+
+    @property
+    def invariance(self) -> Path:
+        """What does each layer become invariant to? (invariance.py)"""
+        return self.root / "invariance"
 
     # --- the depth study (make depth): a tree of its own inside this one ---
     @property
@@ -131,6 +143,3 @@ class Outputs:
     def depth_explorer(self) -> Path:
         return self.root / EXPLORER
 
-    @property
-    def depth_report(self) -> Path:
-        return self.root / DEPTH_REPORT

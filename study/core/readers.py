@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 from study.core.common import UsageError, printable
+from study.core.layout import INCOMPLETE
 
 # --- JSON: read with limits, then checked value by value ---
 
@@ -268,3 +269,17 @@ def check_metrics(metrics: dict, expected: list, what: str, fix: str) -> None:
     for key, kind, (low, high) in expected:
         for name, value in values(metrics, key.split("."), ""):
             require(value, kind, low, high, f"{what}: {name}", fix)
+
+
+def require_complete(folder: Path, what: str, fix: str) -> None:
+    """Refuse results from a folder whose last run did not finish (see run_folder)."""
+    marker = Path(folder) / INCOMPLETE
+    if marker.exists() or marker.is_symlink():
+        try:
+            info = read_json(marker, "marker", "")
+            started = (f"{require(info.get('script'), str, 1, 200, 'script')} started "
+                       f"{require(info.get('started'), str, 1, 40, 'started')}")
+        except UsageError:
+            started = "a run"
+        raise UsageError(f"{what} {folder} holds an unfinished run ({started}; {INCOMPLETE} "
+                         f"is there), so its files may be older than that run; {fix}")

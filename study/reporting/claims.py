@@ -431,17 +431,19 @@ def template_verdicts(template: str) -> list[tuple[str, str]]:
     return found
 
 
-def check_verdicts(metrics: dict, template: str, claims: dict[str, Claim] | None = None) -> None:
+def check_verdicts(metrics: dict, template: str, claims: dict[str, Claim] | None = None,
+                   template_name: str = "report/report.typ",
+                   claims_name: str = "study/reporting/claims.py") -> None:
     """Every verdict of the template against this run: one UsageError naming the first sentence
     the run contradicts (or a verdict without a check, or a check without a sentence).
-    `claims`: the checks (default: CLAIMS)."""
+    `claims`: the checks (default: CLAIMS), written in `claims_name` for `template_name`."""
     CLAIMS = claims if claims is not None else globals()["CLAIMS"]
     used = template_verdicts(template)
     ids = [ident for ident, _ in used]
     unknown = [ident for ident in ids if ident not in CLAIMS]
     unused = [ident for ident in CLAIMS if ident not in ids]
     if unknown or unused:
-        raise UsageError(f"report/report.typ and study/reporting/claims.py disagree: verdicts "
+        raise UsageError(f"{template_name} and {claims_name} disagree: verdicts "
                          f"without a check {unknown}, checks without a sentence {unused}")
     for ident, opening in used:
         try:
@@ -452,4 +454,4 @@ def check_verdicts(metrics: dict, template: str, claims: dict[str, Claim] | None
         if not holds:
             raise UsageError(f"this run contradicts the report's sentence \"{opening}...\" "
                              f"(verdict '{ident}': {CLAIMS[ident].says}); the prose was written "
-                             "for another result: rewrite that sentence in report/report.typ")
+                             f"for another result: rewrite that sentence in {template_name}")

@@ -8,6 +8,7 @@ on the page (MIN_FONT_PT; tests/test_figures.py checks every text object). No fi
 caption as a title: the report's captions say what a figure shows. Plots go to SVG (vector),
 image grids to PNG at 200 dpi.
 """
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -19,6 +20,7 @@ import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from study.core.common import UsageError  # noqa: E402
 from study.core.files import save_figure  # noqa: E402
 from study.training.loop import steps_per_epoch  # noqa: E402
 
@@ -32,6 +34,30 @@ plt.rcParams.update({"font.size": 8, "axes.titlesize": 8, "axes.labelsize": 8,
 def save(fig: plt.Figure, path: Path) -> None:
     """SVG for plots, PNG at print resolution for pictures."""
     save_figure(fig, path, dpi=200, bbox_inches="tight", pad_inches=0.03)
+
+
+def natural_width_in(path: Path) -> float:
+    """A figure's width in inches as drawn (SVG: its width in pt; PNG: pixels over its dpi).
+
+    The template places every figure at this width, so its fonts print at the size they were
+    drawn with (>= 7 pt, see plots.py).
+    """
+    if path.suffix == ".svg":
+        match = re.search(rb'<svg[^>]*\swidth="([\d.]+)pt"', path.read_bytes()[:2000])
+        if match:
+            return round(float(match.group(1)) / 72, 3)
+        raise UsageError(f"{path} is not an SVG written by this repo (no width in pt); "
+                         "rerun the script that draws it")
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(path) as image:
+            dpi = float(image.info.get("dpi", (200, 200))[0] or 200)
+            if image.width * image.height > 4000 * 4000 or image.format != "PNG":
+                raise ValueError("not a figure of this repo")
+            return round(image.width / dpi, 3)
+    except (UnidentifiedImageError, OSError, Image.DecompressionBombError, ValueError):
+        raise UsageError(f"{path} is not a readable PNG of a sensible size; rerun the script "
+                         "that draws it") from None
 
 
 def to_hwc(image: torch.Tensor) -> np.ndarray:

@@ -11,7 +11,7 @@ from data import BATCH_FOLDER, CLASSES, default_data_dir
 from study.core.common import Interrupted, UsageError, printable
 from study.core.files import disk_hint, make_output_folders, remove_folders, save_json, take_lock
 from study.core.layout import DECONV_CHECKPOINT, INCOMPLETE, METRICS, Outputs
-from study.core.readers import read_json, require
+from study.core.readers import read_json, require_complete
 
 # Which task's results each script writes (the "task" of its metrics.json): an output folder
 # holding another task's metrics.json is refused, so one task never overwrites another's results.
@@ -177,20 +177,6 @@ def mark_incomplete(folder: Path, script: str) -> None:
     """Mark `folder` as holding an unfinished run of `script` (read by require_complete)."""
     save_json({"script": script, "pid": os.getpid(),
                "started": time.strftime("%Y-%m-%d %H:%M:%S")}, Path(folder) / INCOMPLETE)
-
-
-def require_complete(folder: Path, what: str, fix: str) -> None:
-    """Refuse results from a folder whose last run did not finish (see run_folder)."""
-    marker = Path(folder) / INCOMPLETE
-    if marker.exists() or marker.is_symlink():
-        try:
-            info = read_json(marker, "marker", "")
-            started = (f"{require(info.get('script'), str, 1, 200, 'script')} started "
-                       f"{require(info.get('started'), str, 1, 40, 'started')}")
-        except UsageError:
-            started = "a run"
-        raise UsageError(f"{what} {folder} holds an unfinished run ({started}; {INCOMPLETE} "
-                         f"is there), so its files may be older than that run; {fix}")
 
 
 def task2_checkpoints(tree: Outputs, seeds: list[int]) -> list[Path]:

@@ -48,7 +48,7 @@ def missing_results(run: Run) -> str | None:
 
 def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str],
          task3: list[str] | None = None, permuted: bool = False,
-         snapshots: str | None = None) -> list[Run]:
+         snapshots: str | None = None, task1_seeds: list[int] | None = None) -> list[Run]:
     """Task 1 per seed, Task 2 per seed at the default lambda, Task 2 per other lambda at seed 0.
 
     A Task 2 run waits for the Task 1 run of its seed, so that it can compare itself with it.
@@ -56,7 +56,8 @@ def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str
     permuted labels (its data-randomisation baseline), before the other runs; `permuted` plans
     that permuted-labels run without Task 3. With `snapshots` (train_deconv.py's --snapshots),
     the first seed's Task 2 keeps its weights at those points of training (the same run
-    otherwise: make formation reads them).
+    otherwise: make formation reads them). `task1_seeds`: the seeds that get a Task 1 run (default:
+    every seed); a Task 2 without its seed's Task 1 neither waits nor compares.
     """
     tree = Outputs(outputs)
 
@@ -71,15 +72,18 @@ def plan(seeds: list[int], lambdas: list[float], outputs: Path, shared: list[str
         runs.append(Run(name, [sys.executable, str(REPO / script), *flags, "--out", str(out)],
                         out, after, results=out / METRICS, **identity))
 
-    for seed in seeds:
+    classified = seeds if task1_seeds is None else [s for s in seeds if s in task1_seeds]
+    for seed in classified:
         add(f"task1 seed {seed}", "train_classifier.py", folder("task1", seed),
             ["--seed", str(seed), *shared], task="task1", seed=seed)
     for seed in seeds:
-        task1 = folder("task1", seed) / METRICS
         keep = ["--snapshots", snapshots] if snapshots and seed == seeds[0] else []
+        compare = (["--task1-metrics", str(folder("task1", seed) / METRICS)]
+                   if seed in classified else ["--no-task1-comparison"])
         add(f"task2 seed {seed}", "train_deconv.py", folder("task2", seed),
-            ["--seed", str(seed), "--lambda", str(DEFAULT_LAMBDA), "--task1-metrics", str(task1),
-             *keep, *shared], after=(f"task1 seed {seed}",), task="task2", seed=seed, lam=DEFAULT_LAMBDA)
+            ["--seed", str(seed), "--lambda", str(DEFAULT_LAMBDA), *compare, *keep, *shared],
+            after=(f"task1 seed {seed}",) if seed in classified else (), task="task2", seed=seed,
+            lam=DEFAULT_LAMBDA)
         if (task3 is not None or permuted) and seed == seeds[0]:
             # Task 3's data-randomisation baseline: the same Task 2 protocol on permuted labels
             twin = tree.run("task2", seed, permuted=True)

@@ -1,23 +1,30 @@
-"""The companion report depth.pdf: does learning show with depth? Per layer of the tutorial's
-net and of the deeper net, the class-dominant channels and the linear probe's accuracy, each
-against networks that learned nothing.
+"""The companion report beyond.pdf, "Beyond the assignment": four of Zeiler & Fergus's
+questions, asked of the tutorial's network (make all) and of a deeper one (make depth).
 
-Reads what `make depth` writes (outputs/depth/: task1, task2, task3, probes) and, for the
-tutorial's net, outputs/task3 (make all) and outputs/depth/probes_tutorial; typesets
-report/depth.typ with them (at most MAX_PAGES pages). No number is typed here or in the
-template; a part that has not been run is said to be missing.
+1. Do different seeds learn the same channels? (compare_seeds.py)
+2. When do channels form during training? (formation.py)
+3. What does each layer become invariant to? (invariance.py)
+4. Does learning show with depth? Per layer of the tutorial's net and of the deeper net, the
+   class-dominant channels and the linear probe's accuracy, each against networks that learned
+   nothing:
+   * the count of class-dominant channels (Task 3's "class" rule) against its null draws (the
+     rank p-value Task 3 computed, the largest over the null groups), Holm-corrected over the
+     layers of the network;
+   * the linear probe's test accuracy against each baseline's (exact McNemar, Holm over the
+     network's layers and baselines, computed by probe_layers.py).
 
-Per layer, two tests, each against every null that reaches the layer:
-* the count of class-dominant channels (Task 3's "class" rule) against its null draws (the
-  rank p-value Task 3 computed, the largest over the null groups), Holm-corrected over the
-  layers of the network;
-* the linear probe's test accuracy against each baseline's (exact McNemar, Holm over the
-  network's layers and baselines, computed by probe_layers.py).
+Reads OUTPUTS (seeds/, formation/, invariance/, task3/) and OUTPUTS/depth (the same, with
+task1, task2, probes and probes_tutorial); typesets report/beyond.typ with them (at most
+MAX_PAGES pages). No number is typed here or in the template; a part that has not been run is
+said to be missing. The template's verdicts are checked against the run (study.reporting.claims:
+a run that contradicts one stops the build naming the sentence); they are in force only for the
+full-data runs they were written for.
 
-    python make_depth_report.py          # after make depth
+    python make_beyond_report.py          # what make all and make depth run
 """
 import argparse
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -27,23 +34,25 @@ from study.analysis.task3_result import Task3Result, read_task3
 from study.core.common import ArgumentParser, UsageError, output_folder, run_cli
 from study.core.files import atomic_path, prepare_output_dir
 from study.core.ids import ModelId
-from study.core.layout import DECONV_CHECKPOINT, DEPTH_REPORT, METRICS, Outputs
-from study.core.readers import check_metrics, field, read_json, require
-from study.reporting import plots
-from study.runs.folders import check_output_dir, require_complete
+from study.core.layout import BEYOND_REPORT, DECONV_CHECKPOINT, METRICS, Outputs
+from study.core.readers import check_metrics, field, read_json, require, require_complete
+from study.reporting import claims, plots
+from study.reporting.beyond_claims import CLAIMS
+from study.reporting.questions import FULL_DATA, question_facts
+from study.runs.folders import check_output_dir
 from study.runs.identity import file_sha256
 
-MAX_PAGES = 4
-TEMPLATE = Path(__file__).resolve().parent / "report" / "depth.typ"
+MAX_PAGES = 6
+TEMPLATE = Path(__file__).resolve().parent / "report" / "beyond.typ"
 RULE = "class"  # Task 3's rule for a class-dominant channel
 
 
 def parse_args(argv: list[str] | None = None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--outputs", type=Path, default=Path("outputs"),
-                        help="folder holding task3/ (make all) and depth/ (make depth)")
+                        help="the study's outputs (make all), with depth/ (make depth) if made")
     parser.add_argument("--out", type=output_folder, default=argparse.SUPPRESS,
-                        help="where depth.pdf goes (default: OUTPUTS/depth)")
+                        help="where beyond.pdf goes (default: OUTPUTS)")
     return parser.parse_args(argv)
 
 
@@ -277,13 +286,15 @@ def check_same_network(task3: Task3Result | None, probes: dict | None, checkpoin
                              f"results are not this study's; {fix}")
 
 
-def build_facts(outputs: Path) -> dict:
+def depth_facts(outputs: Path) -> dict | None:
+    """Question 4: the deeper network's runs and both networks' layer tests, or None before
+    make depth."""
     tree = Outputs(outputs)
     depth = tree.depth.root
     deep = {part: optional(depth / part / METRICS, part, f"deep {part} metrics")
             for part in ("task1", "task2", "task3", "probes")}
     if deep["task2"] is None:
-        raise UsageError(f"no deep Task 2 run in {depth / 'task2'}; run make depth first")
+        return None
     tutorial = {"task3": optional(tree.task("task3") / METRICS, "task3", "Task 3 metrics"),
                 "probes": optional(tree.depth.probes_tutorial / METRICS, "probes",
                                    "tutorial probe metrics")}
@@ -314,41 +325,92 @@ def build_facts(outputs: Path) -> dict:
         # the learned decoders only: a tied deconvnet's output has no pixel scale to compare
         "psnr_per_layer": [[decoder.label, reading.psnr_db]
                            for decoder, reading in decoders.items() if not decoder.tied],
-        "networks": networks, "alpha": ALPHA,
+        "networks": networks, "full_data": all(
+            (t2.get("data") or {}).get(k) == v for k, v in FULL_DATA.items()),
     }
 
 
-def typeset(facts: dict, figure: Path, out: Path) -> None:
+# the figures each question's script drew, by network: (facts key, folder, file)
+FIGURES = {"seeds": ("seeds", "seeds_agree.png"), "formation": ("formation", "formation.png"),
+           "formation_units": ("formation", "formation_units.png"),
+           "invariance": ("invariance", "invariance.png")}
+
+
+def build_facts(outputs: Path) -> dict:
+    """Everything the template prints: per network the three questions' facts, the depth
+    study's (None before make depth), the figures' files, and whether the prose is in force."""
+    tree = Outputs(outputs)
+    networks = {"tutorial": question_facts(tree)}
+    if tree.depth.root.is_dir():
+        networks["deep"] = question_facts(tree.depth)
+    if not any(found for network in networks.values() for found in network.values()):
+        raise UsageError(f"no question beyond the assignment has been asked in {outputs}: run "
+                         "make all first (its seeds, formation and invariance steps)")
+    depth = depth_facts(outputs)
+    figures = {}
+    for network, found in networks.items():
+        root = tree if network == "tutorial" else tree.depth
+        for name, (key, file) in FIGURES.items():
+            path = getattr(root, key) / file
+            if found[key] is not None and path.is_file():
+                figures[f"{network}-{name}"] = path
+    facts = {"networks": networks, "depth": depth, "alpha": ALPHA,
+             "figures": {name: [f"{name}{path.suffix}", plots.natural_width_in(path)]
+                         for name, path in figures.items()}}
+    facts["prose"] = prose_in_force(facts)
+    return {**facts, "_figure_files": figures}
+
+
+def prose_in_force(facts: dict) -> bool:
+    """The template's verdicts were written for the full-data runs of make all and make
+    depth: elsewhere (a subset, tiny data) the report gives the numbers without them."""
+    asked = [found for network in facts["networks"].values() for found in network.values()
+             if found is not None]
+    return all(found["full_data"] for found in asked) and (
+        facts["depth"] is None or facts["depth"]["full_data"])
+
+
+def typeset(facts: dict, figures: dict[str, Path], folder: Path, out: Path) -> None:
+    """beyond.pdf from the template, the facts and the figures (copied into `folder`, the
+    only folder the template may read)."""
     import typst
 
-    text = {**facts, "figure": figure.name}
+    for name, path in figures.items():
+        shutil.copyfile(path, folder / facts["figures"][name][0])
+    if facts["prose"]:  # the written verdicts must hold for this run, before anything is written
+        claims.check_verdicts(facts, TEMPLATE.read_text(), CLAIMS, "report/beyond.typ",
+                              "study/reporting/beyond_claims.py")
     try:
-        pdf = typst.compile(TEMPLATE.read_bytes(), root=str(figure.parent), format="pdf",
-                            sys_inputs={"facts": json.dumps(text)})
+        pdf = typst.compile(TEMPLATE.read_bytes(), root=str(folder), format="pdf",
+                            sys_inputs={"facts": json.dumps(facts)})
     except Exception as error:  # typst reports its problems as its own errors
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UsageError(f"typst could not typeset depth.pdf ({first})") from None
+        raise UsageError(f"typst could not typeset {BEYOND_REPORT} ({first})") from None
     pages = pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages")
     if pages > MAX_PAGES:
-        raise UsageError(f"depth.pdf would have {pages} pages, more than {MAX_PAGES}")
-    with atomic_path(out / DEPTH_REPORT) as path:
+        raise UsageError(f"{BEYOND_REPORT} would have {pages} pages, more than {MAX_PAGES}")
+    with atomic_path(out / BEYOND_REPORT) as path:
         path.write_bytes(pdf)
 
 
 def main() -> None:
     args = parse_args()
-    out = getattr(args, "out", Outputs(args.outputs).depth.root)
+    out = getattr(args, "out", Outputs(args.outputs).root)
     check_output_dir(out)
     facts = build_facts(args.outputs)
+    figures = facts.pop("_figure_files")
     prepare_output_dir(out)
-    with tempfile.TemporaryDirectory(prefix="depth-figure-") as folder:
-        figure = Path(folder) / "depth.svg"
-        plots.save(depth_figure({n["title"]: n for n in facts["networks"].values()}), figure)
-        typeset(facts, figure, out)
-    for network in facts["networks"].values():
-        for sentence in network["sentences"]:
-            print(sentence)
-    print(f"wrote {out / DEPTH_REPORT}")
+    with tempfile.TemporaryDirectory(prefix="beyond-figures-") as folder:
+        if facts["depth"] is not None:
+            depth = facts["depth"]
+            drawn = Path(folder) / "depth.svg"
+            plots.save(depth_figure({n["title"]: n for n in depth["networks"].values()}), drawn)
+            facts["figures"]["depth"] = [drawn.name, plots.natural_width_in(drawn)]
+            for network in depth["networks"].values():
+                for sentence in network["sentences"]:
+                    print(sentence)
+        typeset(facts, figures, Path(folder), out)
+    print(f"wrote {out / BEYOND_REPORT}")
 
 
 if __name__ == "__main__":

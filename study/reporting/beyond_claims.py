@@ -1,0 +1,67 @@
+"""The companion report's verdicts (report/beyond.typ), each paired with a check on the facts
+make_beyond_report.py built from the runs, as study/reporting/claims.py pairs the report's.
+
+A sentence about a part that has not been run is not printed (the template asks first), so its
+check holds vacuously there; where the part has been run, a run that contradicts the sentence
+stops the build with one line naming it.
+"""
+from study.reporting.claims import Claim
+
+ALPHA = 0.05
+CLAIMS: dict[str, Claim] = {}
+
+
+def claim(ident: str, says: str):
+    def register(check):
+        CLAIMS[ident] = Claim(says, check)
+        return check
+    return register
+
+
+def _question(f: dict, network: str, key: str) -> dict | None:
+    return f["networks"].get(network, {}).get(key)
+
+
+def _layers(found: dict) -> dict[str, dict]:
+    return {layer["name"]: layer for layer in found["layers"]}
+
+
+# --- do the seeds learn the same channels? ---
+
+@claim("seeds-layers", "in the tutorial's net every layer's channels match the other seeds' "
+                       "better than random pairs of networks do (every seed pair, Holm)")
+def _(f: dict) -> bool:
+    found = _question(f, "tutorial", "seeds")
+    return found is None or all(layer["agree"] for layer in found["layers"])
+
+
+@claim("seeds-few", "in the tutorial's net at least one and fewer than half of each layer's "
+                    "channels have a counterpart in every other seed beyond the null")
+def _(f: dict) -> bool:
+    found = _question(f, "tutorial", "seeds")
+    return found is None or all(1 <= layer["everywhere"] < layer["channels"] / 2
+                                for layer in found["layers"])
+
+
+# --- when do channels form? ---
+
+@claim("formation-order", "the tutorial's last layer matches the other seeds beyond random "
+                          "networks from the first snapshot after the initialisation on, the "
+                          "first layer only from a later one")
+def _(f: dict) -> bool:
+    found = _question(f, "tutorial", "formation")
+    if found is None:
+        return True
+    first, last = found["layers"][0], found["layers"][-1]
+    return (last["matched_since"] == found["epochs"][1] and first["matched_since"] is not None
+            and first["matched_since"] > last["matched_since"])
+
+
+@claim("formation-late", "halfway through the first epoch fewer than half of each layer's "
+                         "channels of the tutorial's net have settled")
+def _(f: dict) -> bool:
+    found = _question(f, "tutorial", "formation")
+    if found is None:
+        return True
+    at = found["epochs"].index(0.5)
+    return all(2 * layer["settled"][at] < layer["channels"] for layer in found["layers"])
