@@ -164,13 +164,18 @@ def test_the_invariance_facts_name_each_surviving_direction():
     def test(kind, layer, trained, more, less):
         return {"transform": kind, "layer": layer, "amount": 8, "trained": trained,
                 "random": [0.5, 0.7, 0.6], "p_more_holm": more, "p_less_holm": less}
-    metrics = {"images": 500, "data": {}, "tests": {
+    trained = {"translation": {"amounts": [0, 4, 8], "true_class": [0.4, 0.3, 0.2]},
+               "rotation": {"amounts": [0, 30, -30], "true_class": [0.4, 0.3, 0.35]}}
+    metrics = {"images": 500, "data": {}, "trained": trained, "tests": {
         "draws": 399, "smallest_p": 0.0025, "first_step": 0.05 / 4, "tests": [
             test("translation", "z1", 0.4, 0.04, 1.0), test("translation", "z2", 0.9, 1.0, 0.01)]}}
     found = invariance_facts(metrics)
     assert found["more"] == ["z1 translation"] and found["less"] == ["z2 translation"]
     assert found["family"] == 4 and found["tests"][0]["random_low"] == 0.5
     assert found["tests"][1]["random_high"] == 0.7
+    # the true class's probability unchanged and at the largest change (the first of two)
+    assert found["true_class"]["translation"] == {"unchanged": 0.4, "changed": 0.2, "amount": 8}
+    assert found["true_class"]["rotation"] == {"unchanged": 0.4, "changed": 0.3, "amount": 30}
 
 
 def test_a_run_that_contradicts_a_written_verdict_stops_the_build_naming_the_sentence():

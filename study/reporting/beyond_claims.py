@@ -65,3 +65,32 @@ def _(f: dict) -> bool:
         return True
     at = found["epochs"].index(0.5)
     return all(2 * layer["settled"][at] < layer["channels"] for layer in found["layers"])
+
+
+# --- what is each layer invariant to? ---
+
+@claim("invariance-less", "in the tutorial's net the last layer is less invariant than random "
+                          "networks to translation, rotation and mirroring (Holm), not to "
+                          "scaling; the first layer differs in nothing; no layer is more "
+                          "invariant than random networks")
+def _(f: dict) -> bool:
+    found = _question(f, "tutorial", "invariance")
+    if found is None:
+        return True
+    last = found["layers"][-1]
+    less = {t["transform"] for t in found["tests"] if t["less"] and t["layer"] == last}
+    beyond_every_draw = all(t["trained"] > t["random_high"] for t in found["tests"]
+                            if t["layer"] == last and t["transform"] in less)
+    return (less == {"translation", "rotation", "flip"} and not found["more"] and beyond_every_draw
+            and all(t["layer"] == last for t in found["tests"] if t["less"]))
+
+
+@claim("invariance-class", "mirroring leaves the tutorial net's true-class probability within "
+                           "0.01, and the largest shift lowers it more than any other change")
+def _(f: dict) -> bool:
+    found = _question(f, "tutorial", "invariance")
+    if found is None:
+        return True
+    p = found["true_class"]
+    return (abs(p["flip"]["changed"] - p["flip"]["unchanged"]) <= 0.01
+            and all(p["translation"]["changed"] < p[k]["changed"] for k in p if k != "translation"))

@@ -50,7 +50,9 @@ INVARIANCE = [("tests", dict, ANY), ("tests.tests", list, (1, None)),
               ("tests.tests[].random", list, (1, None)),
               ("tests.tests[].p_more_holm", float, UNIT), ("tests.tests[].p_less_holm", float, UNIT),
               ("tests.draws", int, (1, None)), ("tests.smallest_p", float, UNIT),
-              ("tests.first_step", float, UNIT), ("images", int, (1, None)), ("data", dict, ANY)]
+              ("tests.first_step", float, UNIT), ("images", int, (1, None)), ("data", dict, ANY),
+              ("trained", dict, (1, None)), ("trained.*", dict, ANY),
+              ("trained.*.amounts", list, (2, None)), ("trained.*.true_class", list, (2, None))]
 
 
 FIX = "rerun make all (or make depth for the deeper network)"
@@ -122,8 +124,20 @@ def invariance_facts(metrics: dict, where: str = "invariance metrics") -> dict:
                       "random_high": round(max(test["random"]), 2),
                       "p_more_holm": test["p_more_holm"], "p_less_holm": test["p_less_holm"],
                       "more": test["p_more_holm"] < ALPHA, "less": test["p_less_holm"] < ALPHA})
+    true_class = {}  # per transformation: the true class's probability unchanged, and at the
+    for kind, curve in metrics["trained"].items():  # largest change (the tests' amount)
+        amounts = require_items(curve["amounts"], (int, float), what=f"{where}: trained: {kind}",
+                                fix=FIX)
+        values = require_items(curve["true_class"], (int, float), 0, 1,
+                               f"{where}: trained: {kind}", FIX)
+        if len(values) != len(amounts):
+            raise UsageError(f"{where}: trained: {kind} has {len(values)} probabilities for "
+                             f"{len(amounts)} amounts; {FIX}")
+        far = max(range(len(amounts)), key=lambda i: abs(amounts[i] - amounts[0]))
+        true_class[kind] = {"unchanged": round(values[0], 2), "changed": round(values[far], 2),
+                            "amount": amounts[far]}
     block = metrics["tests"]
-    return {"tests": tests, "draws": block["draws"], "smallest_p": block["smallest_p"],
+    return {"tests": tests, "true_class": true_class, "draws": block["draws"], "smallest_p": block["smallest_p"],
             "first_step": block["first_step"], "images": metrics["images"],
             "family": 2 * len(tests), "layers": sorted({t["layer"] for t in tests}),
             "less": [f"{t['layer']} {t['transform']}" for t in tests if t["less"]],
