@@ -171,3 +171,36 @@ def test_the_recipe_computes_in_bfloat16_but_keeps_float32_weights_and_gradients
     # the same step in float32 differs only by bfloat16's rounding (8 bits of mantissa)
     exact = F.cross_entropy(net(recipe.augment(x)), y)
     assert abs(loss.item() - exact.item()) < 0.05 * exact.item() and loss.item() != exact.item()
+
+
+def test_identity_initialised_convolutions_pass_their_input_on():
+    """benchmarks.bench_recipe's identity variant: a 3x3 convolution (padding 1) with at least as
+    many outputs as inputs returns its input in its first channels; conv1 (3 -> 32 at the
+    input, not square) too, its first 3 channels the image itself."""
+    from benchmarks.bench_recipe import identity_init
+    from models import ARCHITECTURES, TutorialNet
+
+    torch.manual_seed(0)
+    net = TutorialNet(ARCHITECTURES["deep4"])
+    identity_init(net)
+    for conv in net.convs():
+        c = conv.in_channels
+        x = torch.randn(2, c, 8, 8)
+        with torch.no_grad():
+            y = conv(x)
+        assert torch.allclose(y[:, :c], x, atol=1e-6)
+        assert not torch.allclose(y[:, c:2 * c], x[:, :min(c, y.shape[1] - c)], atol=1e-3)
+
+
+def test_the_batchnorm_group_has_no_weight_decay_and_every_other_parameter_keeps_it():
+    from benchmarks.bench_recipe import optimizer_for
+    from models import ARCHITECTURES, BatchNorm, TutorialNet
+
+    net = TutorialNet(ARCHITECTURES["deep4"])
+    plain, raised = optimizer_for(net, "plain", 0.1, 5), optimizer_for(net, "bn-lr", 0.1, 5)
+    assert len(plain.param_groups) == 1 and plain.param_groups[0]["weight_decay"] > 0
+    norms = {id(p) for m in net.modules() if isinstance(m, BatchNorm) for p in m.parameters()}
+    assert len(norms) == 2 * 4  # a scale and a shift per stage
+    assert {id(p) for p in raised.param_groups[1]["params"]} == norms
+    assert raised.param_groups[1]["weight_decay"] == 0 and raised.param_groups[0]["weight_decay"] > 0
+    assert len(raised.param_groups[0]["params"]) + len(norms) == len(list(net.parameters()))
