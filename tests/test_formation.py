@@ -81,6 +81,7 @@ def test_snapshots_change_nothing_and_formation_reads_them(study_outputs, tiny_c
     ours = torch.load(run / "deconv_net.pth", weights_only=True)
     assert ours.keys() == plain.keys() and all(torch.equal(ours[k], plain[k]) for k in ours)
     assert not (tmp_path / "task2" / "snapshots").exists()
+    assert not (study_outputs / "runs" / "task2_seed1" / "snapshots").exists()  # seed 0's only
     metrics = json.loads((run / "metrics.json").read_text())
     steps = math.ceil(metrics["data"]["train_images"] / 4)
     assert [s["step"] for s in metrics["snapshots"]] == [0, round(steps / 2), steps]
