@@ -38,6 +38,7 @@ from study.core.layout import BEYOND_REPORT, DECONV_CHECKPOINT, METRICS, Outputs
 from study.core.readers import check_metrics, field, read_json, require, require_complete
 from study.reporting import claims, plots
 from study.reporting.beyond_claims import CLAIMS
+from study.reporting.page_check import layout_problems
 from study.reporting.questions import FULL_DATA, question_facts
 from study.runs.folders import check_output_dir
 from study.runs.identity import file_sha256
@@ -389,6 +390,12 @@ def typeset(facts: dict, figures: dict[str, Path], folder: Path, out: Path) -> N
     pages = pdf.count(b"/Type /Page") - pdf.count(b"/Type /Pages")
     if pages > MAX_PAGES:
         raise UsageError(f"{BEYOND_REPORT} would have {pages} pages, more than {MAX_PAGES}")
+    problems = layout_problems(pdf)  # as the report's: in the text block, cited, before the end
+    faults = problems["outside"] + problems["after_references"] + problems["uncited"]
+    if faults:
+        raise UsageError(f"the typeset {BEYOND_REPORT} breaks its layout ({faults[0]}"
+                         + (f", and {len(faults) - 1} more" if len(faults) > 1 else "")
+                         + "); report/beyond.typ needs mending")
     with atomic_path(out / BEYOND_REPORT) as path:
         path.write_bytes(pdf)
 
