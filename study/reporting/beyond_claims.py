@@ -67,6 +67,19 @@ def _(f: dict) -> bool:
     return all(2 * layer["settled"][at] < layer["channels"] for layer in found["layers"])
 
 
+@claim("formation-reverse", "after one epoch a larger share of the tutorial's last layer has "
+                            "settled than of its first, and the first layer's null (random "
+                            "networks matched with the other seeds) is the higher")
+def _(f: dict) -> bool:
+    found = _question(f, "tutorial", "formation")
+    if found is None:
+        return True
+    one = found["epochs"].index(1.0)
+    first, last = found["layers"][0], found["layers"][-1]
+    return (last["settled"][one] / last["channels"] > first["settled"][one] / first["channels"]
+            and first["null_q95"][1] > last["null_q95"][1])
+
+
 # --- what is each layer invariant to? ---
 
 @claim("invariance-less", "in the tutorial's net the last layer is less invariant than random "
