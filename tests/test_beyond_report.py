@@ -194,6 +194,6 @@ def test_a_run_that_contradicts_a_written_verdict_stops_the_build_naming_the_sen
     metrics["layers"]["z2"]["counterpart_in_every_seed"] = [4]
     facts["networks"]["tutorial"]["seeds"] = seeds_facts(metrics)
     claims.check_verdicts(facts, template, CLAIMS, "report/beyond.typ")  # now both hold
-    with pytest.raises(UsageError, match="In the tutorial.s net, every layer agrees"):
+    with pytest.raises(UsageError, match="Different seeds learn alike layers: every layer"):
         facts["networks"]["tutorial"]["seeds"]["layers"][0]["agree"] = False
         claims.check_verdicts(facts, template, CLAIMS, "report/beyond.typ")
