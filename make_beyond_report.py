@@ -159,6 +159,16 @@ def p_text(p: float) -> str:
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}"
 
 
+def probe_beats(probe: dict) -> bool:
+    """Whether a layer's probe reads more than every baseline and raw pixels, every difference
+    surviving Holm."""
+    trained = probe["accuracy"]["trained"]
+    others = [a for g, a in probe["accuracy"].items() if g != "trained"]
+    worst = max((t["p_holm"] for t in probe["mcnemar"].values()), default=None)
+    return (bool(others) and all(trained > a for a in others) and trained > probe["pixels"]
+            and worst is not None and worst < ALPHA)
+
+
 def layer_sentence(entry: dict, depth: int) -> str:
     """One sentence saying whether learning shows at this layer, from the two tests."""
     parts, shows = [], []
@@ -167,8 +177,7 @@ def layer_sentence(entry: dict, depth: int) -> str:
         trained = probe["accuracy"]["trained"]
         others = {g: a for g, a in probe["accuracy"].items() if g != "trained"}
         worst = max(probe["mcnemar"].values(), key=lambda t: t["p_holm"]) if probe["mcnemar"] else None
-        beats = bool(others) and all(trained > a for a in others.values()) and trained > probe["pixels"] \
-            and worst is not None and worst["p_holm"] < ALPHA
+        beats = probe_beats(probe)
         best_group, best = max(others.items(), key=lambda item: item[1]) if others else ("", 0.0)
         parts.append(f"the linear probe reads {percent(trained)} of the test images right, against "
                      f"at most {percent(best)} for a baseline ({group_label(best_group, depth)}) and "
@@ -268,6 +277,10 @@ def network_facts(task3: Task3Result | None, probes: dict | None, title: str) ->
     depth = len(probes["architecture"]["layers"]) if probes else task3.architecture.depth
     return {"title": title, "depth": depth, "layers": layers,
             "sentences": [layer_sentence(e, depth) for e in layers],
+            # the layers where each test shows learning (the brief's counts)
+            "probe_shows": [e["layer"] for e in layers if "probe" in e and probe_beats(e["probe"])],
+            "count_shows": [e["layer"] for e in layers
+                            if "count" in e and e["count"]["p_holm"] < ALPHA],
             "draws": task3.protocol["draws"] if task3 else None,
             "probe_train_images": (probes or {}).get("config", {}).get("train_images")}
 
