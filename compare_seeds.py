@@ -59,9 +59,15 @@ def parse_args(argv: list[str] | None = None):
     return args
 
 
+SHOWN_FILTERS = 16  # conv1 filters drawn per seed: more would be too small to see
+
+
 def figure(result: dict, filters: list[np.ndarray], seeds: list[int]) -> plots.plt.Figure:
     """Left: per layer, each seed pair's matched correlations against the null's 95th
-    percentile; right: conv1's filters of every seed, in the order matched to the first seed."""
+    percentile; right: conv1's filters of every seed (the first SHOWN_FILTERS of the first
+    seed's and their partners), in the order matched to the first seed."""
+    total = filters[0].shape[0]
+    filters = [f[:SHOWN_FILTERS] for f in filters]
     layers = list(result)
     fig, axes = plots.plt.subplots(1, 2, figsize=(plots.TEXT_WIDTH_IN, 2.1),
                                    gridspec_kw={"width_ratios": [1.2, 1]})
@@ -87,7 +93,9 @@ def figure(result: dict, filters: list[np.ndarray], seeds: list[int]) -> plots.p
     right.set_yticks([size * (k + 0.5) for k in range(len(seeds))], [f"seed {s}" for s in seeds],
                      fontsize=7)
     right.set_xticks([])
-    right.set_title("conv1 filters, matched to the first seed", fontsize=7)
+    shown = filters[0].shape[0]
+    right.set_title("conv1 filters, matched to the first seed"
+                    + (f" (the first {shown})" if shown < total else ""), fontsize=7)
     fig.tight_layout()
     return fig
 

@@ -197,3 +197,21 @@ def test_a_run_that_contradicts_a_written_verdict_stops_the_build_naming_the_sen
     with pytest.raises(UsageError, match="Different seeds learn alike layers: every layer"):
         facts["networks"]["tutorial"]["seeds"]["layers"][0]["agree"] = False
         claims.check_verdicts(facts, template, CLAIMS, "report/beyond.typ")
+
+
+def test_the_deep_verdicts_hold_vacuously_before_make_depth_and_fail_on_a_reversed_order():
+    from study.reporting.beyond_claims import CLAIMS
+    from study.reporting.questions import formation_facts
+
+    before = {"networks": {"tutorial": {"seeds": None, "formation": None, "invariance": None}}}
+    assert all(CLAIMS[k].holds(before) for k in ("deep-seeds-none", "deep-formation",
+                                                 "deep-invariance"))
+    matched = {"z1": [1, 0.04, 0.04, 0.04, 0.04, 0.04], "z2": [1, 0.04, 0.04, 0.04, 0.04, 0.04]}
+    # z1 has 6 channels and z2 16: z1 settles first (3/6 > 4/16, 6/6 > 10/16), then the reverse
+    lowest_first = formation_facts(_formation_metrics(matched, {"z1": [0, 3, 6, 6, 6, 6],
+                                                                "z2": [0, 4, 10, 16, 16, 16]}))
+    top_first = formation_facts(_formation_metrics(matched, {"z1": [0, 1, 2, 6, 6, 6],
+                                                             "z2": [0, 8, 12, 16, 16, 16]}))
+    for facts, holds in ((lowest_first, True), (top_first, False)):
+        f = {"networks": {"deep": {"seeds": None, "formation": facts, "invariance": None}}}
+        assert CLAIMS["deep-formation"].holds(f) is holds

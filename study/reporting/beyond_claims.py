@@ -107,3 +107,35 @@ def _(f: dict) -> bool:
     p = found["true_class"]
     return (abs(p["flip"]["changed"] - p["flip"]["unchanged"]) <= 0.01
             and all(p["translation"]["changed"] < p[k]["changed"] for k in p if k != "translation"))
+
+
+# --- the deeper network (vacuous before make depth) ---
+
+@claim("deep-seeds-none", "no layer of the deeper network agrees across its seeds beyond random "
+                          "pairs, whose own mean matched r is high")
+def _(f: dict) -> bool:
+    found = _question(f, "deep", "seeds")
+    return found is None or not any(layer["agree"] for layer in found["layers"])
+
+
+@claim("deep-formation", "every layer of the deeper network matches the other seed beyond random "
+                         "networks from the first epoch on, and its layers settle in order, the "
+                         "lowest first (a smaller share settled in each deeper layer after the "
+                         "first and second epochs)")
+def _(f: dict) -> bool:
+    found = _question(f, "deep", "formation")
+    if found is None:
+        return True
+    first = found["epochs"][1]
+    shares = [[layer["settled"][k] / layer["channels"] for layer in found["layers"]]
+              for k in (1, 2)]
+    return (all(layer["matched_since"] == first for layer in found["layers"])
+            and all(a > b for row in shares for a, b in zip(row, row[1:])))
+
+
+@claim("deep-invariance", "every layer of the deeper network is less invariant than every random "
+                          "network to every change (Holm), and none more")
+def _(f: dict) -> bool:
+    found = _question(f, "deep", "invariance")
+    return found is None or (not found["more"] and all(
+        t["less"] and t["trained"] > t["random_high"] for t in found["tests"]))
