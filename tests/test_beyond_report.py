@@ -116,10 +116,10 @@ def _seeds_metrics() -> dict:
                                                                        "test_images": 10_000},
             "layers": {
                 "z1": {"channels": 6, "counterpart_in_every_seed": [3],
-                       "null": {"q95_r": 0.8, "draws": 299},
+                       "null": {"q95_r": 0.8, "mean_r": 0.5, "draws": 299},
                        "pairs": {"0-1": pair(0.7, 0.02), "0-2": pair(0.8, 0.01), "1-2": pair(0.9, 0.03)}},
                 "z2": {"channels": 16, "counterpart_in_every_seed": [],
-                       "null": {"q95_r": 0.7, "draws": 299},
+                       "null": {"q95_r": 0.7, "mean_r": 0.45, "draws": 299},
                        "pairs": {"0-1": pair(0.6, 0.02), "0-2": pair(0.5, 0.2), "1-2": pair(0.7, 0.02)}}}}
 
 

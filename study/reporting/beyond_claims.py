@@ -112,10 +112,12 @@ def _(f: dict) -> bool:
 # --- the deeper network (vacuous before make depth) ---
 
 @claim("deep-seeds-none", "no layer of the deeper network agrees across its seeds beyond random "
-                          "pairs, whose own mean matched r is high")
+                          "pairs, whose channels match about as well (mean matched r within 0.05 "
+                          "of the seeds')")
 def _(f: dict) -> bool:
     found = _question(f, "deep", "seeds")
-    return found is None or not any(layer["agree"] for layer in found["layers"])
+    return found is None or not any(layer["agree"] for layer in found["layers"]) and all(
+        abs(layer["mean_r"] - layer["null_mean"]) <= 0.05 for layer in found["layers"])
 
 
 @claim("deep-formation", "every layer of the deeper network matches the other seed beyond random "

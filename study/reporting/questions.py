@@ -27,6 +27,7 @@ FULL_DATA = {"train_images": 50_000, "test_images": 10_000}  # what the prose wa
 SEEDS = [("seeds", list, (2, None)), ("layers", dict, (1, None)), ("layers.*", dict, ANY),
          ("layers.*.channels", int, (1, None)), ("layers.*.counterpart_in_every_seed", list, ANY),
          ("layers.*.null", dict, ANY), ("layers.*.null.q95_r", float, (-1, 1)),
+         ("layers.*.null.mean_r", float, (-1, 1)),
          ("layers.*.null.draws", int, (1, None)), ("layers.*.pairs", dict, (1, None)),
          ("layers.*.pairs.*", dict, ANY), ("layers.*.pairs.*.mean_r", float, (-1, 1)),
          ("layers.*.pairs.*.p_mean_holm", float, UNIT), ("protocol", dict, ANY),
@@ -81,6 +82,7 @@ def seeds_facts(metrics: dict, where: str = "seeds metrics") -> dict:
         layers.append({"name": name, "channels": block["channels"],
                        "mean_r": round(sum(p["mean_r"] for p in pairs) / len(pairs), 2),
                        "q95": round(block["null"]["q95_r"], 2),
+                       "null_mean": round(block["null"]["mean_r"], 2),
                        "p_max": max(p["p_mean_holm"] for p in pairs),
                        "agree": all(p["p_mean_holm"] < ALPHA for p in pairs),
                        "everywhere": len(block["counterpart_in_every_seed"])})
