@@ -215,3 +215,26 @@ def test_the_deep_verdicts_hold_vacuously_before_make_depth_and_fail_on_a_revers
     for facts, holds in ((lowest_first, True), (top_first, False)):
         f = {"networks": {"deep": {"seeds": None, "formation": facts, "invariance": None}}}
         assert CLAIMS["deep-formation"].holds(f) is holds
+
+
+@pytest.mark.slow
+def test_the_tiny_studys_companion_answers_each_question_with_its_own_numbers(study_outputs):
+    """make all's companion report on the tiny study: a section, figure and table per question,
+    the seeds' table holding each layer's mean matched r averaged by hand from compare_seeds.py's
+    metrics, and no verdict sentence (the prose is for the full data)."""
+    import json
+    import subprocess
+
+    text = subprocess.run(["pdftotext", "-layout", str(study_outputs / "beyond.pdf"), "-"],
+                          capture_output=True, text=True, check=True).stdout
+    for heading in ("Do different seeds learn the same channels?", "When do channels form?",
+                    "What does each layer become invariant to?", "Does learning show with depth?"):
+        assert heading in text
+    assert "The seeds' comparison" not in text and "The invariance of the tutorial" not in text
+    assert "The deeper network has not been run" in text and "In brief" not in text
+    seeds = json.loads((study_outputs / "seeds" / "metrics.json").read_text())
+    for name, block in seeds["layers"].items():
+        mean = sum(p["mean_r"] for p in block["pairs"].values()) / len(block["pairs"])
+        row = next(line for line in text.splitlines() if line.split()[:2] == ["tutorial", name])
+        assert row.split()[2] == f"{round(mean, 2):g}", row
+    assert all(f"Figure {k}:" in text for k in (1, 2, 3, 4))
