@@ -11,69 +11,60 @@ ALPHA = 0.05
 CLAIMS: dict[str, Claim] = {}
 
 
-def claim(ident: str, says: str):
+def claim(ident: str, says: str, network: str, question: str):
+    """Register `check` (it reads one question's facts of one network) under `ident`; where
+    that question has not been asked of that network the sentence is not printed, and the
+    claim holds vacuously."""
     def register(check):
-        CLAIMS[ident] = Claim(says, check)
+        def holds(f: dict) -> bool:
+            found = f["networks"].get(network, {}).get(question)
+            return found is None or bool(check(found))
+        CLAIMS[ident] = Claim(says, holds)
         return check
     return register
-
-
-def _question(f: dict, network: str, key: str) -> dict | None:
-    return f["networks"].get(network, {}).get(key)
-
-
-def _layers(found: dict) -> dict[str, dict]:
-    return {layer["name"]: layer for layer in found["layers"]}
 
 
 # --- do the seeds learn the same channels? ---
 
 @claim("seeds-layers", "in the tutorial's net every layer's channels match the other seeds' "
-                       "better than random pairs of networks do (every seed pair, Holm)")
-def _(f: dict) -> bool:
-    found = _question(f, "tutorial", "seeds")
-    return found is None or all(layer["agree"] for layer in found["layers"])
+                       "better than random pairs of networks do (every seed pair, Holm)",
+       "tutorial", "seeds")
+def _(found: dict) -> bool:
+    return all(layer["agree"] for layer in found["layers"])
 
 
 @claim("seeds-few", "in the tutorial's net at least one and fewer than half of each layer's "
-                    "channels have a counterpart in every other seed beyond the null")
-def _(f: dict) -> bool:
-    found = _question(f, "tutorial", "seeds")
-    return found is None or all(1 <= layer["everywhere"] < layer["channels"] / 2
-                                for layer in found["layers"])
+                    "channels have a counterpart in every other seed beyond the null",
+       "tutorial", "seeds")
+def _(found: dict) -> bool:
+    return all(1 <= layer["everywhere"] < layer["channels"] / 2 for layer in found["layers"])
 
 
 # --- when do channels form? ---
 
 @claim("formation-order", "the tutorial's last layer matches the other seeds beyond random "
                           "networks from the first snapshot after the initialisation on, the "
-                          "first layer only from a later one")
-def _(f: dict) -> bool:
-    found = _question(f, "tutorial", "formation")
-    if found is None:
-        return True
+                          "first layer only from a later one",
+       "tutorial", "formation")
+def _(found: dict) -> bool:
     first, last = found["layers"][0], found["layers"][-1]
     return (last["matched_since"] == found["epochs"][1] and first["matched_since"] is not None
             and first["matched_since"] > last["matched_since"])
 
 
 @claim("formation-late", "halfway through the first epoch fewer than half of each layer's "
-                         "channels of the tutorial's net have settled")
-def _(f: dict) -> bool:
-    found = _question(f, "tutorial", "formation")
-    if found is None:
-        return True
+                         "channels of the tutorial's net have settled",
+       "tutorial", "formation")
+def _(found: dict) -> bool:
     at = found["epochs"].index(0.5)
     return all(2 * layer["settled"][at] < layer["channels"] for layer in found["layers"])
 
 
 @claim("formation-reverse", "after one epoch a larger share of the tutorial's last layer has "
                             "settled than of its first, and the first layer's null (random "
-                            "networks matched with the other seeds) is the higher")
-def _(f: dict) -> bool:
-    found = _question(f, "tutorial", "formation")
-    if found is None:
-        return True
+                            "networks matched with the other seeds) is the higher",
+       "tutorial", "formation")
+def _(found: dict) -> bool:
     one = found["epochs"].index(1.0)
     first, last = found["layers"][0], found["layers"][-1]
     return (last["settled"][one] / last["channels"] > first["settled"][one] / first["channels"]
@@ -85,11 +76,9 @@ def _(f: dict) -> bool:
 @claim("invariance-less", "in the tutorial's net the last layer is less invariant than random "
                           "networks to translation, rotation and mirroring (Holm), not to "
                           "scaling; the first layer differs in nothing; no layer is more "
-                          "invariant than random networks")
-def _(f: dict) -> bool:
-    found = _question(f, "tutorial", "invariance")
-    if found is None:
-        return True
+                          "invariant than random networks",
+       "tutorial", "invariance")
+def _(found: dict) -> bool:
     last = found["layers"][-1]
     less = {t["transform"] for t in found["tests"] if t["less"] and t["layer"] == last}
     beyond_every_draw = all(t["trained"] > t["random_high"] for t in found["tests"]
@@ -99,11 +88,9 @@ def _(f: dict) -> bool:
 
 
 @claim("invariance-class", "mirroring leaves the tutorial net's true-class probability within "
-                           "0.01, and the largest shift lowers it more than any other change")
-def _(f: dict) -> bool:
-    found = _question(f, "tutorial", "invariance")
-    if found is None:
-        return True
+                           "0.01, and the largest shift lowers it more than any other change",
+       "tutorial", "invariance")
+def _(found: dict) -> bool:
     p = found["true_class"]
     return (abs(p["flip"]["changed"] - p["flip"]["unchanged"]) <= 0.01
             and all(p["translation"]["changed"] < p[k]["changed"] for k in p if k != "translation"))
@@ -113,21 +100,19 @@ def _(f: dict) -> bool:
 
 @claim("deep-seeds-none", "no layer of the deeper network agrees across its seeds beyond random "
                           "pairs, whose channels match about as well (mean matched r within 0.05 "
-                          "of the seeds')")
-def _(f: dict) -> bool:
-    found = _question(f, "deep", "seeds")
-    return found is None or not any(layer["agree"] for layer in found["layers"]) and all(
+                          "of the seeds')",
+       "deep", "seeds")
+def _(found: dict) -> bool:
+    return not any(layer["agree"] for layer in found["layers"]) and all(
         abs(layer["mean_r"] - layer["null_mean"]) <= 0.05 for layer in found["layers"])
 
 
 @claim("deep-formation", "every layer of the deeper network matches the other seed beyond random "
                          "networks from the first epoch on, and its layers settle in order, the "
                          "lowest first (a smaller share settled in each deeper layer after the "
-                         "first and second epochs)")
-def _(f: dict) -> bool:
-    found = _question(f, "deep", "formation")
-    if found is None:
-        return True
+                         "first and second epochs)",
+       "deep", "formation")
+def _(found: dict) -> bool:
     first = found["epochs"][1]
     shares = [[layer["settled"][k] / layer["channels"] for layer in found["layers"]]
               for k in (1, 2)]
@@ -136,8 +121,8 @@ def _(f: dict) -> bool:
 
 
 @claim("deep-invariance", "every layer of the deeper network is less invariant than every random "
-                          "network to every change (Holm), and none more")
-def _(f: dict) -> bool:
-    found = _question(f, "deep", "invariance")
-    return found is None or (not found["more"] and all(
+                          "network to every change (Holm), and none more",
+       "deep", "invariance")
+def _(found: dict) -> bool:
+    return (not found["more"] and all(
         t["less"] and t["trained"] > t["random_high"] for t in found["tests"]))
