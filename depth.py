@@ -42,8 +42,8 @@ REPO = Path(__file__).resolve().parent
 class DepthProtocol:
     """What make depth trains and measures (each a flag of this script, defaults shown by --help).
 
-    Six epochs of the fast recipe fit the deeper network's training into about half an hour on
-    two CPU cores; 99 draws per null and 50 occlusion images keep its Task 3 to minutes. The
+    Six epochs of the fast recipe keep the whole plan to about 40 minutes on two CPU cores
+    (docs/depth.md); 99 draws per null and 50 occlusion images keep its Task 3 to minutes. The
     questions beyond the assignment read fewer images than the tutorial's (a deep network's
     forward pass costs some 20 of the tutorial's) and draw as many random networks as their
     Holm families need: 99 pairs of seeds' matchings (4 layers x 1 pair), 599 for the
