@@ -90,7 +90,8 @@ def test_a_second_sweep_trains_nothing_and_an_interrupted_run_resumes(study_outp
     shutil.copytree(study_outputs, outputs, ignore=shutil.ignore_patterns("logs"))
     before = {p: p.read_bytes() for p in outputs.rglob(METRICS)}
     args = ["--data-dir", tiny_cifar, "--outputs", outputs, "--seeds", "0,1", "--lambdas", "0,1e-2",
-            "--quiet", "--task3", "--null-draws", "19", "--occlusion-images", "8", "--",
+            "--quiet", "--task3", "--null-draws", "19", "--occlusion-images", "8",
+            "--snapshots", "0.5,1", "--",
             "--epochs", "1", "--log-every", "10"]
     env = {**__import__("os").environ, "CIFAR10_CACHE": str(tmp_path / "cache")}
     again = run_script("sweep.py", *args, env=env)
