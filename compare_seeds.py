@@ -20,14 +20,15 @@ from data import load_cifar10
 from models import DeconvNet
 from study.analysis.convergence import channel_responses, seeds_agree
 from study.analysis.nulls import NULL_IMAGES, rule_images
-from study.core.common import (ArgumentParser, UsageError, add_data_arguments, add_threads_argument,
-                               environment_info, number, run_cli, select_device)
+from study.core.common import (MAX_SEED, ArgumentParser, UsageError, add_data_arguments,
+                               add_threads_argument, environment_info, number, number_list, run_cli,
+                               select_device)
 from study.core.files import save_json
-from study.core.layout import METRICS, OUTPUTS_FORMAT, RUN_IDENTITY, Outputs
+from study.core.layout import METRICS, OUTPUTS_FORMAT, Outputs
 from study.core.settings import MAX_NULL_DRAWS, SWEEP_SEEDS
 from study.reporting import plots
 from study.runs.folders import check_output_dir, run_folder, task2_checkpoints
-from study.runs.identity import UP_TO_DATE, file_sha256, record_finished, reuse
+from study.runs.identity import done_before, file_sha256, record_done
 from study.training.checkpoints import architecture_beside, load_model
 
 NULL_DRAWS = 299  # the layers' test: Holm over 2 layers x 3 pairs needs p < 0.05 / 6 = 1 / 120
@@ -38,7 +39,7 @@ def parse_args(argv: list[str] | None = None):
     parser = ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--outputs", type=Path, default=Path("outputs"),
                         help="the study's outputs folder (make all): Task 2 of every seed")
-    parser.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")],
+    parser.add_argument("--seeds", type=number_list(int, 0, MAX_SEED),
                         default=list(SWEEP_SEEDS), help="the Task 2 seeds to compare, the first "
                         "being the one in OUTPUTS/task2, e.g. 0,1,2")
     parser.add_argument("--null-draws", type=number(int, 19, MAX_NULL_DRAWS), default=NULL_DRAWS,
@@ -53,7 +54,7 @@ def parse_args(argv: list[str] | None = None):
     add_data_arguments(parser)
     add_threads_argument(parser)
     args = parser.parse_args(argv)
-    if len(args.seeds) < 2 or len(set(args.seeds)) != len(args.seeds):
+    if len(args.seeds) < 2:  # repeats are dropped by number_list
         parser.error("--seeds needs two or more different seeds, e.g. 0,1,2")
     args.out = args.out or Outputs(args.outputs).seeds
     return args
@@ -127,9 +128,8 @@ def main() -> None:
                 "seeds": args.seeds, "null_draws": args.null_draws, "seed": args.seed,
                 "images": args.images,
                 "data_sha256": data.content_hash, "format": OUTPUTS_FORMAT}
-    if not args.force and reuse(args.out, None, identity, args.out / METRICS) == UP_TO_DATE:
-        print(f"up to date  {args.out} (the same seeds' networks, data and protocol; --force "
-              "compares them again)")
+    if done_before(args.out, identity, args.force,
+                   "the same seeds' networks, data and protocol"):
         return
     chosen = rule_images(len(data.test_labels), args.images, seed=args.seed)
     images = data.test_images[chosen].to(device)
@@ -162,7 +162,7 @@ def main() -> None:
                    "wall_seconds": round(time.perf_counter() - started, 2),
                    "data": data.describe(), "environment": environment_info(device)},
                   out / METRICS)
-        save_json(record_finished(identity, out / METRICS), out / RUN_IDENTITY)
+        record_done(out, identity)
         print(f"wrote {out}/: metrics.json and seeds_agree.png")
 
 

@@ -35,15 +35,16 @@ from study.analysis.convergence import (ALPHA, channel_responses, correlation_ma
                                         match_channels, rank_p)
 from study.analysis.nulls import NULL_IMAGES, holm, rule_images
 from study.analysis.projections import unit_projections
-from study.core.common import (ArgumentParser, UsageError, add_data_arguments, add_threads_argument,
-                               environment_info, number, run_cli, select_device)
+from study.core.common import (MAX_SEED, ArgumentParser, UsageError, add_data_arguments,
+                               add_threads_argument, environment_info, number, number_list, run_cli,
+                               select_device)
 from study.core.files import save_json
-from study.core.layout import DECONV_CHECKPOINT, METRICS, OUTPUTS_FORMAT, RUN_IDENTITY, Outputs
+from study.core.layout import DECONV_CHECKPOINT, METRICS, OUTPUTS_FORMAT, Outputs
 from study.core.readers import field, read_json, require_complete, require_items
 from study.core.settings import MAX_NULL_DRAWS, SWEEP_SEEDS
 from study.reporting import plots
 from study.runs.folders import check_output_dir, run_folder, task2_checkpoints
-from study.runs.identity import UP_TO_DATE, file_sha256, record_finished, reuse
+from study.runs.identity import done_before, file_sha256, record_done
 from study.training.checkpoints import architecture_beside, load_model
 
 NULL_DRAWS = 299  # Holm over 16 channels x 6 snapshots needs p < 0.05 / 96: 299 x 16 values give 1 / 4,785
@@ -57,7 +58,7 @@ def parse_args(argv: list[str] | None = None):
                         help="the study's outputs (Task 2 of every seed, from make all)")
     parser.add_argument("--run", type=Path, default=None,
                         help="the Task 2 run with snapshots (default: OUTPUTS/task2, seed 0's)")
-    parser.add_argument("--seeds", type=lambda s: [int(v) for v in s.split(",")],
+    parser.add_argument("--seeds", type=number_list(int, 0, MAX_SEED),
                         default=list(SWEEP_SEEDS),
                         help="the seeds of the study's Task 2 runs; the first is the run's")
     parser.add_argument("--null-draws", type=number(int, 19, MAX_NULL_DRAWS), default=NULL_DRAWS,
@@ -235,9 +236,8 @@ def main() -> None:
                 "snapshots": [[epoch, file_sha256(path)] for epoch, path in snapshots],
                 "seed": args.seed, "images": args.images, "data_sha256": data.content_hash,
                 "format": OUTPUTS_FORMAT}
-    if not args.force and reuse(args.out, None, identity, args.out / METRICS) == UP_TO_DATE:
-        print(f"up to date  {args.out} (the same networks, data and protocol; --force compares "
-              "them again)")
+    if done_before(args.out, identity, args.force,
+                   "the same networks, snapshots, data and protocol"):
         return
     images = data.test_images[rule_images(len(data.test_labels), args.images, seed=args.seed)]
     images = images.to(device)
@@ -283,7 +283,7 @@ def main() -> None:
                    "wall_seconds": round(time.perf_counter() - started, 2),
                    "data": data.describe(), "environment": environment_info(device)},
                   out / METRICS)
-        save_json(record_finished(identity, out / METRICS), out / RUN_IDENTITY)
+        record_done(out, identity)
         print(f"wrote {out}/: metrics.json, formation.png and formation_units.png")
 
 

@@ -24,12 +24,12 @@ from study.analysis.nulls import rule_images
 from study.core.common import (ArgumentParser, UsageError, add_data_arguments, add_threads_argument,
                                environment_info, number, run_cli, select_device)
 from study.core.files import save_json
-from study.core.layout import METRICS, OUTPUTS_FORMAT, RUN_IDENTITY, Outputs
+from study.core.layout import METRICS, OUTPUTS_FORMAT, Outputs
 from study.core.readers import require_complete
 from study.core.settings import usable_cores
 from study.reporting import plots
 from study.runs.folders import check_output_dir, run_folder
-from study.runs.identity import UP_TO_DATE, file_sha256, record_finished, reuse
+from study.runs.identity import done_before, file_sha256, record_done
 from study.training.checkpoints import architecture_beside, load_model
 
 FIRST_RANDOM_SEED = 7001
@@ -108,9 +108,7 @@ def main() -> None:
                 "images": args.images, "random_draws": args.random_draws, "seed": args.seed,
                 "first_random_seed": FIRST_RANDOM_SEED, "data_sha256": data.content_hash,
                 "format": OUTPUTS_FORMAT}
-    if not args.force and reuse(args.out, None, identity, args.out / METRICS) == UP_TO_DATE:
-        print(f"up to date  {args.out} (the same network, data and protocol; --force measures "
-              "again)")
+    if done_before(args.out, identity, args.force, "the same network, data and protocol"):
         return
     moved = transformed(images)  # made once: every network reads the same copies
     trained = invariance_curves(net, images, labels, moved)
@@ -134,7 +132,7 @@ def main() -> None:
                    "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                    "wall_seconds": round(time.perf_counter() - started, 2),
                    "data": data.describe(), "environment": environment_info(device)}, out / METRICS)
-        save_json(record_finished(identity, out / METRICS), out / RUN_IDENTITY)
+        record_done(out, identity)
         print(f"wrote {out}/: metrics.json and invariance.png")
 
 

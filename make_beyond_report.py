@@ -39,7 +39,7 @@ from study.core.readers import check_metrics, field, read_json, require, require
 from study.reporting import claims, plots
 from study.reporting.beyond_claims import CLAIMS
 from study.reporting.page_check import layout_problems
-from study.reporting.questions import FULL_DATA, question_facts
+from study.reporting.questions import full_data, question_facts
 from study.runs.folders import check_output_dir
 from study.runs.identity import file_sha256
 
@@ -339,8 +339,7 @@ def depth_facts(outputs: Path) -> dict | None:
         # the learned decoders only: a tied deconvnet's output has no pixel scale to compare
         "psnr_per_layer": [[decoder.label, reading.psnr_db]
                            for decoder, reading in decoders.items() if not decoder.tied],
-        "networks": networks, "full_data": all(
-            (t2.get("data") or {}).get(k) == v for k, v in FULL_DATA.items()),
+        "networks": networks, "full_data": full_data(t2),
     }
 
 
@@ -350,9 +349,10 @@ FIGURES = {"seeds": ("seeds", "seeds_agree.png"), "formation": ("formation", "fo
            "invariance": ("invariance", "invariance.png")}
 
 
-def build_facts(outputs: Path) -> dict:
-    """Everything the template prints: per network the three questions' facts, the depth
-    study's (None before make depth), the figures' files, and whether the prose is in force."""
+def build_facts(outputs: Path) -> tuple[dict, dict[str, Path]]:
+    """(everything the template prints: per network the three questions' facts, the depth
+    study's (None before make depth), the figures' names and widths, and whether the prose is
+    in force; the figures the scripts drew, by name, for typeset to copy)."""
     tree = Outputs(outputs)
     networks = {"tutorial": question_facts(tree)}
     if tree.depth.root.is_dir():
@@ -372,7 +372,7 @@ def build_facts(outputs: Path) -> dict:
              "figures": {name: [f"{name}{path.suffix}", plots.natural_width_in(path)]
                          for name, path in figures.items()}}
     facts["prose"] = prose_in_force(facts)
-    return {**facts, "_figure_files": figures}
+    return facts, figures
 
 
 def prose_in_force(facts: dict) -> bool:
@@ -417,8 +417,7 @@ def main() -> None:
     args = parse_args()
     out = getattr(args, "out", Outputs(args.outputs).root)
     check_output_dir(out)
-    facts = build_facts(args.outputs)
-    figures = facts.pop("_figure_files")
+    facts, figures = build_facts(args.outputs)
     prepare_output_dir(out)
     with tempfile.TemporaryDirectory(prefix="beyond-figures-") as folder:
         if facts["depth"] is not None:

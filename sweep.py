@@ -27,7 +27,7 @@ from typing import Any
 
 from data import load_cifar10
 from study.core.common import (MAX_SEED, ArgumentParser, UsageError, add_data_arguments, number,
-                               run_cli, snapshot_epochs)
+                               number_list, run_cli, snapshot_epochs)
 from study.core.files import open_log, prepare_output_dir, save_json, take_lock
 from study.core.layout import RUN_IDENTITY, SUMMARY, Outputs
 from study.core.settings import MAX_NULL_DRAWS, MAX_OCCLUSION_IMAGES, SWEEP_LAMBDAS, SWEEP_SEEDS
@@ -38,18 +38,6 @@ from study.runs.plan import NO_RESULTS, NOT_STARTED, Run, missing_results, plan
 from study.runs.summary import summarize, sweep_figure
 
 REPO = Path(__file__).resolve().parent
-
-
-def number_list(kind: type, low: float, high: float | None = None):
-    parse_one = number(kind, low, high)
-
-    def parse(text: str) -> list:
-        values = [parse_one(part.strip()) for part in text.split(",") if part.strip()]
-        if not values:
-            raise argparse.ArgumentTypeError("is empty; give at least one value, e.g. 0,1,2")
-        return sorted(set(values), key=values.index)
-    parse.__name__ = f"comma-separated {parse_one.__name__}s"
-    return parse
 
 
 def parse_args(argv: list[str] | None = None):

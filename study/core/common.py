@@ -165,6 +165,20 @@ def number(kind: type = float, low: float | None = None, high: float | None = No
     return parse
 
 
+def number_list(kind: type, low: float, high: float | None = None):
+    """An argparse type: comma-separated numbers, each checked as `number` checks one, in the
+    order given, repeats dropped."""
+    parse_one = number(kind, low, high)
+
+    def parse(text: str) -> list:
+        values = [parse_one(part.strip()) for part in text.split(",") if part.strip()]
+        if not values:
+            raise argparse.ArgumentTypeError("is empty; give at least one value, e.g. 0,1,2")
+        return sorted(set(values), key=values.index)
+    parse.__name__ = f"comma-separated {parse_one.__name__}s"
+    return parse
+
+
 def snapshot_epochs(text: str) -> tuple[float, ...]:
     """--snapshots: distinct points of training in epochs, each > 0, at most 64 of them."""
     try:

@@ -16,6 +16,7 @@ A question that has not been run is None: the report says so.
 """
 from pathlib import Path
 
+from study.analysis.invariance import largest
 from study.core.common import UsageError
 from study.core.layout import METRICS, Outputs
 from study.core.readers import check_metrics, read_json, require_complete, require_items
@@ -71,8 +72,8 @@ def _read(folder: Path, expected: list, what: str) -> dict | None:
 
 
 def full_data(metrics: dict) -> bool:
-    """Whether a question was asked of the whole CIFAR-10 (the runs the prose was written for)."""
-    return all(metrics["data"].get(k) == v for k, v in FULL_DATA.items())
+    """Whether a run read the whole CIFAR-10 (the runs the prose was written for)."""
+    return all((metrics.get("data") or {}).get(k) == v for k, v in FULL_DATA.items())
 
 
 def seeds_facts(metrics: dict, where: str = "seeds metrics") -> dict:
@@ -135,9 +136,9 @@ def invariance_facts(metrics: dict, where: str = "invariance metrics") -> dict:
         if len(values) != len(amounts):
             raise UsageError(f"{where}: trained: {kind} has {len(values)} probabilities for "
                              f"{len(amounts)} amounts; {FIX}")
-        far = max(range(len(amounts)), key=lambda i: abs(amounts[i] - amounts[0]))
-        true_class[kind] = {"unchanged": round(values[0], 2), "changed": round(values[far], 2),
-                            "amount": amounts[far]}
+        far = largest(amounts)
+        true_class[kind] = {"unchanged": round(values[0], 2),
+                            "changed": round(values[amounts.index(far)], 2), "amount": far}
     block = metrics["tests"]
     return {"tests": tests, "true_class": true_class, "draws": block["draws"], "smallest_p": block["smallest_p"],
             "first_step": block["first_step"], "images": metrics["images"],

@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 from study.core.common import UsageError
+from study.core.files import save_json
 from study.core.layout import INCOMPLETE, METRICS, OUTPUTS_FORMAT, RUN_IDENTITY, TRAINING_STATE
 from study.core.readers import field, read_json, require
 
@@ -140,6 +141,21 @@ def reuse(folder: Path, task: str | None, identity: dict, results: Path | None) 
     if unfinished and task in RESUMABLE_TASKS and (folder / TRAINING_STATE).is_file():
         return RESUME
     return RUN
+
+
+def done_before(out: Path, identity: dict, force: bool, same: str) -> bool:
+    """For a script that is not a sweep run (the seeds', snapshots' and invariance comparisons):
+    whether `out` holds the finished results (its metrics.json) of this very `identity`, said in
+    one line ("up to date  OUT (SAME; --force ...)"); never with `force`."""
+    if force or reuse(out, None, identity, out / METRICS) != UP_TO_DATE:
+        return False
+    print(f"up to date  {out} ({same}; --force does it again)")
+    return True
+
+
+def record_done(out: Path, identity: dict) -> None:
+    """What done_before reads: `identity` with the hash of the results just written to `out`."""
+    save_json(record_finished(identity, out / METRICS), out / RUN_IDENTITY)
 
 
 def decide_reuse(runs: list, data_sha256: str, force: bool = False) -> dict[str, tuple[str, dict]]:
